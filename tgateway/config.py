@@ -1,0 +1,498 @@
+"""Configuration: YAML parsed once into frozen, validated section objects.
+
+Every section is a frozen dataclass whose defaults are the embedded defaults; ``load_config``
+reads ``configs/config.yaml`` (or any file), rejects unknown keys and bad values with a
+:class:`ConfigError` naming the key, the value and what was expected, and returns a
+:class:`Config`. Sizes accept ``10GB``, ``100MB``, ``2MiB`` or plain bytes (decimal units are
+powers of 1000, binary units powers of 1024); durations accept ``900s``, ``15m``, ``2h``, ``90d``
+or plain seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "load_config",
+    "parse_config",
+    "parse_size",
+    "parse_duration",
+    "Size",
+    "Duration",
+    "MODES",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid. The message is one line."""
+
+
+class Size(int):
+    """A byte count parsed from ``10GB``/``2MiB``/``1048576``."""
+
+
+class Duration(float):
+    """Seconds parsed from ``900s``/``15m``/``90d``/``1800``."""
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+
+SIZE_EXPECTED = "a size such as 10GB, 100MB, 2MiB or a number of bytes"
+DURATION_EXPECTED = "a duration such as 900s, 15m, 90d or a number of seconds"
+
+
+def parse_size(value: object) -> int:
+    """Parse a size; raise ValueError on anything that is not one."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(value)
+    m = _SIZE_RE.match(value)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(value)
+    number = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def parse_duration(value: object) -> float:
+    """Parse a duration into seconds; raise ValueError on anything that is not one."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(value)
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(value)
+    m = _DURATION_RE.match(value)
+    if not m:
+        raise ValueError(value)
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def _check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    return {"check": predicate, "expected": expected}
+
+
+def _port(allow_zero: bool = True) -> dict[str, Any]:
+    low = 0 if allow_zero else 1
+    return _check(lambda v: low <= v <= 65535, f"a port number from {low} to 65535")
+
+
+def _positive() -> dict[str, Any]:
+    return _check(lambda v: v > 0, "a number greater than 0")
+
+
+def _non_negative() -> dict[str, Any]:
+    return _check(lambda v: v >= 0, "a number of 0 or more")
+
+
+def _is_power_of_two_16k(v: int) -> bool:
+    return v >= 16384 and (v & (v - 1)) == 0
+
+
+MODES = ("unified", "gateway-only", "blossom-only", "dht-only")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    enabled: bool = True
+    port: int = field(default=9877, metadata=_port())
+    # Interface the HTTP API listens on.
+    host: str = "0.0.0.0"
+    max_upload_size: Size = field(default=Size(10 * 1000**3), metadata=_positive())
+    # Base URL written into torrents, magnets and responses; empty means http://<host>:<port>.
+    public_url: str = ""
+    # Uploads without a session or NIP-98 header are accepted (owned by nobody) when true.
+    allow_anonymous_uploads: bool = True
+    # Largest non-upload request body (JSON) accepted.
+    max_request_body: Size = field(default=Size(1024 * 1024), metadata=_positive())
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    requests_per_minute: float = field(default=100.0, metadata=_non_negative())
+    burst_size: int = field(default=20, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class BlossomServerConfig:
+    enabled: bool = True
+    port: int = field(default=8082, metadata=_port())
+    host: str = "0.0.0.0"
+    public_url: str = ""
+    max_blob_size: Size = field(default=Size(100 * 1000**2), metadata=_positive())
+    rate_limit: RateConfig = RateConfig()
+    # Verbs that need a kind 24242 authorization event.
+    require_auth: tuple[str, ...] = field(
+        default=("upload", "delete"),
+        metadata=_check(
+            lambda v: set(v) <= {"upload", "list", "delete", "get", "mirror", "report"},
+            "a list of: upload, list, delete, get, mirror, report",
+        ),
+    )
+    mirror_allow_private: bool = False
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DhtConfig:
+    enabled: bool = True
+    port: int = field(default=6883, metadata=_port())
+    host: str = "0.0.0.0"
+    bootstrap_nodes: tuple[str, ...] = (
+        "router.bittorrent.com:6881",
+        "dht.transmissionbt.com:6881",
+        "router.utorrent.com:6881",
+        "dht.libtorrent.org:25401",
+    )
+    announce_interval: Duration = field(default=Duration(900), metadata=_positive())
+    max_torrents: int = field(default=10000, metadata=_positive())
+    max_peers_per_torrent: int = field(default=200, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    blob_threshold: Size = field(default=Size(104857600), metadata=_positive())
+    chunk_size: Size = field(
+        default=Size(2097152),
+        metadata=_check(_is_power_of_two_16k, "a power of two of at least 16KiB (16384)"),
+    )
+    metadata_db: str = "./data/metadata.db"
+    blob_storage: str = "./data/blobs"
+    chunk_storage: str = "./data/chunks"
+    # In-memory LRU cache of chunks for webseed, download and peer reads (bytes).
+    chunk_cache_size: Size = field(default=Size(64 * 1024 * 1024), metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    enabled: bool = True
+    announce_interval: Duration = field(default=Duration(1800), metadata=_positive())
+    min_interval: Duration = field(default=Duration(900), metadata=_positive())
+    default_numwant: int = field(default=50, metadata=_non_negative())
+    max_numwant: int = field(default=100, metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class NostrConfig:
+    relays: tuple[str, ...] = ()
+    video_relays: tuple[str, ...] = ()
+    publish_nip35: bool = True
+    publish_nip71: bool = True
+    auto_publish: bool = True
+    private_key: str = ""
+
+
+@dataclass(frozen=True)
+class TranscodingConfig:
+    enabled: bool = True
+    concurrent_jobs: int = field(default=2, metadata=_positive())
+    work_dir: str = "./data/transcoded"
+    auto_transcode: bool = True
+    min_file_size: Size = field(default=Size(50 * 1000**2), metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    enabled: bool = True
+    pubkeys: tuple[str, ...] = ()
+    auto_cleanup: bool = True
+    cleanup_age: Duration = field(default=Duration(90 * 86400), metadata=_positive())
+    max_file_age: Duration = field(default=Duration(365 * 86400), metadata=_positive())
+    default_user_storage_limit: Size = field(default=Size(10 * 1000**3), metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class UploadRateConfig:
+    requests_per_second: float = field(default=1.0, metadata=_non_negative())
+    burst_size: int = field(default=5, metadata=_positive())
+    max_file_size: Size = field(default=Size(3 * 1000**3), metadata=_positive())
+
+
+@dataclass(frozen=True)
+class DownloadRateConfig:
+    requests_per_second: float = field(default=50.0, metadata=_non_negative())
+    burst_size: int = field(default=100, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class StreamRateConfig:
+    requests_per_second: float = field(default=10.0, metadata=_non_negative())
+    burst_size: int = field(default=20, metadata=_positive())
+    max_concurrent: int = field(default=50, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class AuthRateConfig:
+    login_attempts_per_minute: float = field(default=10.0, metadata=_non_negative())
+    burst_size: int = field(default=5, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class RateLimitingConfig:
+    upload: UploadRateConfig = UploadRateConfig()
+    download: DownloadRateConfig = DownloadRateConfig()
+    stream: StreamRateConfig = StreamRateConfig()
+    auth: AuthRateConfig = AuthRateConfig()
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = field(
+        default="unified", metadata=_check(lambda v: v in MODES, "one of " + ", ".join(MODES))
+    )
+    # The data folder; --data-dir moves it and every path key that lies under it.
+    data_dir: str = "./data"
+    gateway: GatewayConfig = GatewayConfig()
+    blossom_server: BlossomServerConfig = BlossomServerConfig()
+    dht: DhtConfig = DhtConfig()
+    storage: StorageConfig = StorageConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    nostr: NostrConfig = NostrConfig()
+    transcoding: TranscodingConfig = TranscodingConfig()
+    admin: AdminConfig = AdminConfig()
+    rate_limiting: RateLimitingConfig = RateLimitingConfig()
+
+    def with_data_dir(self, data_dir: str) -> "Config":
+        """Move the data folder: every path key under the old one moves with it."""
+        old = Path(self.data_dir)
+
+        def move(p: str) -> str:
+            try:
+                rel = Path(p).relative_to(old)
+            except ValueError:
+                return p
+            return str(Path(data_dir) / rel)
+
+        storage = dataclasses.replace(
+            self.storage,
+            metadata_db=move(self.storage.metadata_db),
+            blob_storage=move(self.storage.blob_storage),
+            chunk_storage=move(self.storage.chunk_storage),
+        )
+        transcoding = dataclasses.replace(self.transcoding, work_dir=move(self.transcoding.work_dir))
+        return dataclasses.replace(
+            self, data_dir=data_dir, storage=storage, transcoding=transcoding
+        )
+
+    def with_mode(self, mode: str) -> "Config":
+        if mode not in MODES:
+            raise ConfigError(f"--mode: got {mode!r}, expected one of {', '.join(MODES)}")
+        return dataclasses.replace(self, mode=mode)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _describe(tp: Any) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "a whole number"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is Size:
+        return SIZE_EXPECTED
+    if tp is Duration:
+        return DURATION_EXPECTED
+    if typing.get_origin(tp) is tuple:
+        return "a list of strings"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping of keys"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """Convert a YAML value to the field type; raise ValueError if it is not one."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(value)
+    if tp is Size:
+        return Size(parse_size(value))
+    if tp is Duration:
+        return Duration(parse_duration(value))
+    if typing.get_origin(tp) is tuple:
+        if value is None:
+            return ()
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError(value)
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+def _parse_section(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        where = path or "the top level"
+        raise ConfigError(f"{where}: got {_short(data)}, expected {_describe(cls)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            name = f"{path}.{key}" if path else str(key)
+            raise ConfigError(
+                f"{name}: unknown key (known keys here: {', '.join(sorted(known))})"
+            )
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        key_path = f"{path}.{name}" if path else name
+        tp = hints[name]
+        if name not in data:
+            continue
+        raw = data[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _parse_section(tp, raw, key_path)
+            continue
+        try:
+            value = _convert(tp, raw)
+        except ValueError:
+            raise ConfigError(
+                f"{key_path}: got {_short(raw)}, expected {_describe(tp)}"
+            ) from None
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise ConfigError(
+                f"{key_path}: got {_short(raw)}, expected {f.metadata['expected']}"
+            )
+        values[name] = value
+    return cls(**values)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, Size):
+        return int(obj)
+    if isinstance(obj, Duration):
+        return float(obj)
+    return obj
+
+
+def _cross_checks(config: Config) -> None:
+    st = config.storage
+    if st.blob_threshold < st.chunk_size:
+        raise ConfigError(
+            f"storage.blob_threshold: got {st.blob_threshold}, expected at least "
+            f"storage.chunk_size ({st.chunk_size})"
+        )
+    tr = config.tracker
+    if tr.min_interval > tr.announce_interval:
+        raise ConfigError(
+            f"tracker.min_interval: got {tr.min_interval:g}, expected at most "
+            f"tracker.announce_interval ({tr.announce_interval:g})"
+        )
+    if tr.default_numwant > tr.max_numwant:
+        raise ConfigError(
+            f"tracker.default_numwant: got {tr.default_numwant}, expected at most "
+            f"tracker.max_numwant ({tr.max_numwant})"
+        )
+    for name, url in (
+        ("gateway.public_url", config.gateway.public_url),
+        ("blossom_server.public_url", config.blossom_server.public_url),
+    ):
+        if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+            raise ConfigError(f"{name}: got {url!r}, expected an http:// or https:// URL")
+    for i, relay in enumerate(config.nostr.relays + config.nostr.video_relays):
+        if not re.match(r"^wss?://[^/\s]+", relay):
+            raise ConfigError(f"nostr.relays[{i}]: got {relay!r}, expected a ws:// or wss:// URL")
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a mapping (parsed YAML) into a Config; raise ConfigError naming the bad key."""
+    config = _parse_section(Config, data, "")
+    _cross_checks(config)
+    return typing.cast(Config, config)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML file (or return the embedded defaults for None)."""
+    if path is None:
+        return parse_config({})
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_config(data)

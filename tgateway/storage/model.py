@@ -1,0 +1,66 @@
+"""Records the content store hands out. Plain frozen dataclasses: no SQL, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+StorageKind = Literal["blob", "chunked"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a chunked file: chunk i is BitTorrent piece i."""
+
+    index: int
+    sha256: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file that is visible in the store (its bytes are on disk and its row committed)."""
+
+    sha256: str
+    size: int
+    name: str
+    mime: str
+    storage: StorageKind
+    piece_length: int
+    info_hash: str  # hex, BitTorrent v1 (SHA-1 of the bencoded info dict)
+    info: bytes  # the bencoded info dict, kept verbatim so the info-hash never changes
+    created_at: float
+    chunks: tuple[Chunk, ...] = ()
+    # Probe results and other per-file facts added by later components (JSON-able).
+    meta: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def info_hash_bytes(self) -> bytes:
+        return bytes.fromhex(self.info_hash)
+
+    @property
+    def piece_count(self) -> int:
+        return (self.size + self.piece_length - 1) // self.piece_length if self.size else 0
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    """What the uploader said about an upload; travels with the "file stored" event."""
+
+    owner: str | None = None  # hex pubkey, or None for an anonymous upload
+    name: str | None = None
+    title: str | None = None
+    description: str | None = None
+    announce_dht: bool = True
+    source: str = "api"  # api | blossom | transcode | mirror
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """Raised once a file is visible; ``new`` is False when the bytes were already stored."""
+
+    file: StoredFile
+    context: UploadContext
+    new: bool
