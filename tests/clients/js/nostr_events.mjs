@@ -1,0 +1,42 @@
+// Interop helper for tgateway's Nostr tests: signs, hashes, verifies and encrypts with nostr-tools.
+// Reads one JSON request on stdin, prints one JSON answer on stdout:
+//   {"secret": hex, "sign": [template...], "verify": [event...], "hash": [event...],
+//    "nip19": {"npub": hex, "nsec": hex, "note": hex, "nprofile": {pubkey, relays}, "decode": [str]},
+//    "nip44": [{"sec1": hex, "pub2": hex, "plaintext": str, "payload": str?}]}
+import { finalizeEvent, verifyEvent, getEventHash, getPublicKey } from 'nostr-tools/pure'
+import * as nip19 from 'nostr-tools/nip19'
+import * as nip44 from 'nostr-tools/nip44'
+import { hexToBytes, bytesToHex } from '@noble/hashes/utils'
+
+const chunks = []
+for await (const chunk of process.stdin) chunks.push(chunk)
+const req = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+const out = {}
+if (req.secret) {
+  const sk = hexToBytes(req.secret)
+  out.pubkey = getPublicKey(sk)
+  out.signed = (req.sign || []).map((t) => finalizeEvent(t, sk))
+}
+out.verified = (req.verify || []).map((e) => verifyEvent(e))
+out.hashes = (req.hash || []).map((e) => getEventHash(e))
+if (req.nip19) {
+  const n = req.nip19
+  out.nip19 = {}
+  if (n.npub) out.nip19.npub = nip19.npubEncode(n.npub)
+  if (n.nsec) out.nip19.nsec = nip19.nsecEncode(hexToBytes(n.nsec))
+  if (n.note) out.nip19.note = nip19.noteEncode(n.note)
+  if (n.nprofile) out.nip19.nprofile = nip19.nprofileEncode(n.nprofile)
+  out.nip19.decoded = (n.decode || []).map((s) => {
+    const d = nip19.decode(s)
+    return { type: d.type, data: d.data instanceof Uint8Array ? bytesToHex(d.data) : d.data }
+  })
+}
+if (req.nip44) {
+  out.nip44 = req.nip44.map((c) => {
+    const key = nip44.v2.utils.getConversationKey(hexToBytes(c.sec1), c.pub2)
+    const r = { conversation_key: bytesToHex(key), encrypted: nip44.v2.encrypt(c.plaintext, key) }
+    if (c.payload) r.decrypted = nip44.v2.decrypt(c.payload, key)
+    return r
+  })
+}
+console.log(JSON.stringify(out))

@@ -1,0 +1,53 @@
+"""Interop with nostr-tools (node): the same ids, signatures both ways, NIP-19 and NIP-44."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.nostr.nodejs import node_available, nostr_tools
+from tgateway.nostr.event import EventTemplate, parse_event, public_key_hex, sign
+
+pytestmark = pytest.mark.integration
+
+SECRET = "0340034003400340034003400340034003400340034003400340034003400340"
+TRICKY = [
+    "",
+    "plain",
+    'quote " backslash \\ slash /',
+    "controls \n\r\t\b\f \x00\x01\x1f\x7f",
+    "unicode é € 😀 \u2028\u2029 \ufeff",
+    "<script>&amp;</script>",
+]
+
+
+class NostrToolsEventTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        reason = node_available()
+        if reason:
+            raise pytest.skip.Exception(reason)
+
+    def test_nostr_tools_events_verify_here(self) -> None:
+        templates = [
+            {"kind": k, "created_at": 1700000000 + i, "tags": [["t", c], ["x", c, c]], "content": c}
+            for i, (k, c) in enumerate(zip([0, 1, 2003, 22242, 27235, 65535], TRICKY, strict=True))
+        ]
+        answer = nostr_tools({"secret": SECRET, "sign": templates})
+        self.assertEqual(answer["pubkey"], public_key_hex(bytes.fromhex(SECRET)))
+        for signed in answer["signed"]:
+            event = parse_event(signed)
+            self.assertEqual(event.id, signed["id"])
+
+    def test_our_events_verify_in_nostr_tools(self) -> None:
+        events = [
+            sign(
+                EventTemplate(kind=1, created_at=1700000000, tags=(("t", c),), content=c),
+                bytes.fromhex(SECRET),
+            )
+            for c in TRICKY
+        ]
+        wire = [e.to_json() for e in events]
+        forged = dict(wire[1], content="changed")
+        answer = nostr_tools({"verify": wire + [forged], "hash": wire})
+        self.assertEqual(answer["verified"], [True] * len(wire) + [False])
+        self.assertEqual(answer["hashes"], [e.id for e in events])
