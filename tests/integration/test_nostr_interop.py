@@ -7,6 +7,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.nostr.nodejs import node_available, nostr_tools
 from tgateway.nostr.event import EventTemplate, parse_event, public_key_hex, sign
+from tgateway.nostr.keys import (
+    ProfilePointer,
+    decode,
+    note_encode,
+    nprofile_encode,
+    npub_encode,
+    nsec_encode,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +59,40 @@ class NostrToolsEventTests(SynchronousTestCase):
         answer = nostr_tools({"verify": wire + [forged], "hash": wire})
         self.assertEqual(answer["verified"], [True] * len(wire) + [False])
         self.assertEqual(answer["hashes"], [e.id for e in events])
+
+
+class NostrToolsNip19Tests(SynchronousTestCase):
+    def setUp(self) -> None:
+        reason = node_available()
+        if reason:
+            raise pytest.skip.Exception(reason)
+
+    def test_same_encodings_both_ways(self) -> None:
+        pub = public_key_hex(bytes.fromhex(SECRET))
+        pointer = ProfilePointer(pub, ("wss://relay.example", "ws://127.0.0.1:7777"))
+        ours = [npub_encode(pub), nsec_encode(bytes.fromhex(SECRET)), note_encode("cd" * 32)]
+        ours.append(nprofile_encode(pointer))
+        answer = nostr_tools(
+            {
+                "nip19": {
+                    "npub": pub,
+                    "nsec": SECRET,
+                    "note": "cd" * 32,
+                    "nprofile": {"pubkey": pub, "relays": list(pointer.relays)},
+                    "decode": ours,
+                }
+            }
+        )["nip19"]
+        self.assertEqual([answer["npub"], answer["nsec"], answer["note"]], ours[:3])
+        # TLV order differs (nostr-tools writes the relays first); both decode the same
+        self.assertEqual(decode(answer["nprofile"]), decode(ours[3]))
+        self.assertEqual(
+            answer["decoded"],
+            [
+                {"type": "npub", "data": pub},
+                {"type": "nsec", "data": SECRET},
+                {"type": "note", "data": "cd" * 32},
+                {"type": "nprofile", "data": {"pubkey": pub, "relays": list(pointer.relays)}},
+            ],
+        )
+        self.assertEqual(decode(answer["nprofile"]), ("nprofile", pointer))
