@@ -6,6 +6,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.nostr.nodejs import node_available, nostr_tools
+from tgateway.nostr import nip44
 from tgateway.nostr.event import EventTemplate, parse_event, public_key_hex, sign
 from tgateway.nostr.keys import (
     ProfilePointer,
@@ -96,3 +97,28 @@ class NostrToolsNip19Tests(SynchronousTestCase):
             ],
         )
         self.assertEqual(decode(answer["nprofile"]), ("nprofile", pointer))
+
+
+class NostrToolsNip44Tests(SynchronousTestCase):
+    def setUp(self) -> None:
+        reason = node_available()
+        if reason:
+            raise pytest.skip.Exception(reason)
+
+    def test_encrypt_both_ways(self) -> None:
+        sec1, sec2 = bytes.fromhex(SECRET), b"\x05" * 32
+        ck = nip44.get_conversation_key(sec2, public_key_hex(sec1))
+        texts = ["hi", "é€😀 " * 50, "x" * 65535]
+        ours = [nip44.encrypt(t, ck) for t in texts]
+        answer = nostr_tools(
+            {
+                "nip44": [
+                    {"sec1": SECRET, "pub2": public_key_hex(sec2), "plaintext": t, "payload": p}
+                    for t, p in zip(texts, ours, strict=True)
+                ]
+            }
+        )["nip44"]
+        for text, result in zip(texts, answer, strict=True):
+            self.assertEqual(result["conversation_key"], ck.hex())
+            self.assertEqual(result["decrypted"], text)
+            self.assertEqual(nip44.decrypt(result["encrypted"], ck), text)
