@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.nostr.nodejs import node_available, nostr_tools
+from tests.nostr.nodejs import nostr_tools
 from tgateway.nostr import nip44
 from tgateway.nostr.event import EventTemplate, parse_event, public_key_hex, sign
 from tgateway.nostr.keys import (
@@ -31,11 +31,6 @@ TRICKY = [
 
 
 class NostrToolsEventTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        reason = node_available()
-        if reason:
-            raise pytest.skip.Exception(reason)
-
     def test_nostr_tools_events_verify_here(self) -> None:
         templates = [
             {"kind": k, "created_at": 1700000000 + i, "tags": [["t", c], ["x", c, c]], "content": c}
@@ -63,11 +58,6 @@ class NostrToolsEventTests(SynchronousTestCase):
 
 
 class NostrToolsNip19Tests(SynchronousTestCase):
-    def setUp(self) -> None:
-        reason = node_available()
-        if reason:
-            raise pytest.skip.Exception(reason)
-
     def test_same_encodings_both_ways(self) -> None:
         pub = public_key_hex(bytes.fromhex(SECRET))
         pointer = ProfilePointer(pub, ("wss://relay.example", "ws://127.0.0.1:7777"))
@@ -100,11 +90,6 @@ class NostrToolsNip19Tests(SynchronousTestCase):
 
 
 class NostrToolsNip44Tests(SynchronousTestCase):
-    def setUp(self) -> None:
-        reason = node_available()
-        if reason:
-            raise pytest.skip.Exception(reason)
-
     def test_encrypt_both_ways(self) -> None:
         sec1, sec2 = bytes.fromhex(SECRET), b"\x05" * 32
         ck = nip44.get_conversation_key(sec2, public_key_hex(sec1))

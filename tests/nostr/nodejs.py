@@ -1,41 +1,19 @@
 """Run ``tests/clients/js/nostr_events.mjs`` (nostr-tools) for interop checks.
 
-Synchronous (``subprocess.run``): only used from tests that do not run the reactor.
+Blocking (``realclients.run_node_json``): only for tests that do not run the reactor. A missing
+node or nostr-tools fails the test (or skips it with TGATEWAY_ALLOW_MISSING_CLIENTS=1), as every
+real-client test of the project does.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from typing import Any
 
-from .vectors import REPO_ROOT
-
-CLIENTS = REPO_ROOT / "tests" / "clients"
-SCRIPT = CLIENTS / "js" / "nostr_events.mjs"
-
-
-def node_available() -> str | None:
-    """Why nostr-tools cannot run here, or None when it can."""
-    if shutil.which("node") is None:
-        return "node is not installed"
-    if not (CLIENTS / "node_modules" / "nostr-tools").is_dir():
-        return "nostr-tools is not installed in tests/clients/node_modules"
-    return None
+from tests.realclients import run_node_json
 
 
 def nostr_tools(request: dict[str, Any]) -> dict[str, Any]:
     """Send one request to the helper script and return its JSON answer."""
-    proc = subprocess.run(
-        ["node", str(SCRIPT)],
-        input=json.dumps(request).encode(),
-        capture_output=True,
-        cwd=CLIENTS,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"nostr_events.mjs failed: {proc.stderr.decode(errors='replace')}")
-    result: dict[str, Any] = json.loads(proc.stdout)
+    result: dict[str, Any] = run_node_json("nostr_events.mjs", input=json.dumps(request))
     return result

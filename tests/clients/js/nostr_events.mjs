@@ -39,4 +39,5 @@ if (req.nip44) {
     return r
   })
 }
-console.log(JSON.stringify(out))
+// ASCII only: U+2028/U+2029 in the output would split the line for Python's splitlines()
+console.log(JSON.stringify(out).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')))
