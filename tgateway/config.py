@@ -11,6 +11,7 @@ or plain seconds.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import typing
 from dataclasses import dataclass, field
@@ -122,6 +123,14 @@ def _non_negative() -> dict[str, Any]:
     return _check(lambda v: v >= 0, "a number of 0 or more")
 
 
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_power_of_two_16k(v: int) -> bool:
     return v >= 16384 and (v & (v - 1)) == 0
 
@@ -202,6 +211,15 @@ class DhtConfig:
     announce_interval: Duration = field(default=Duration(900), metadata=_positive())
     max_torrents: int = field(default=10000, metadata=_positive())
     max_peers_per_torrent: int = field(default=200, metadata=_positive())
+    # A second node on this IPv6 address (BEP 32), e.g. "::"; empty: IPv4 only.
+    host6: str = field(
+        default="", metadata=_check(lambda v: v == "" or ":" in v, 'an IPv6 address such as "::", or ""')
+    )
+    # Queries answered per second per source IP (token bucket); 0 disables the limit.
+    query_rate_limit: float = field(default=50.0, metadata=_non_negative())
+    query_burst: int = field(default=100, metadata=_positive())
+    # Cap on our own queries waiting for an answer (lookups wait for a free slot).
+    max_outstanding_queries: int = field(default=256, metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,38 @@ class TrackerConfig:
     min_interval: Duration = field(default=Duration(900), metadata=_positive())
     default_numwant: int = field(default=50, metadata=_non_negative())
     max_numwant: int = field(default=100, metadata=_non_negative())
+    # Interface for the UDP tracker and the dedicated HTTP+WebSocket port ("::" for dual stack).
+    host: str = "0.0.0.0"
+    # BEP 15 UDP tracker port; 0 switches it off.
+    udp_port: int = field(default=6969, metadata=_port())
+    # Optional dedicated HTTP+WebSocket tracker port (the gateway port serves /announce anyway).
+    http_port: int = field(default=0, metadata=_port())
+    # open: any info-hash; gateway-only: only info-hashes of stored files.
+    mode: str = field(
+        default="open",
+        metadata=_check(lambda v: v in ("open", "gateway-only"), "open or gateway-only"),
+    )
+    # Info-hashes (40 hex digits) refused by every front end.
+    deny_list: tuple[str, ...] = field(
+        default=(),
+        metadata=_check(
+            lambda v: all(re.fullmatch(r"[0-9a-fA-F]{40}", h) for h in v),
+            "a list of 40-hex-digit info-hashes",
+        ),
+    )
+    # Answer a scrape without info_hash with every swarm.
+    full_scrape: bool = False
+    # Peers expire after their announce interval plus this grace period.
+    peer_grace: Duration = field(default=Duration(300), metadata=_non_negative())
+    # Re-announce interval told to WebTorrent (WebSocket) clients.
+    ws_announce_interval: Duration = field(default=Duration(120), metadata=_positive())
+    max_peers_per_torrent: int = field(default=5000, metadata=_positive())
+    max_torrents: int = field(default=100000, metadata=_positive())
+    # Addresses or CIDR blocks whose X-Forwarded-For / ip= are trusted.
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_check(lambda v: all(_is_network(n) for n in v), "a list of IP addresses or CIDR blocks"),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,562 @@
+"""The swarm store: announce, scrape and expiry as plain functions of state and ``now``.
+
+Nothing here imports the reactor, a transport or a Deferred. The three front ends (HTTP, UDP,
+WebSocket) parse their wire format, call :class:`SwarmStore`, and encode what it returns.
+
+Peers
+    * HTTP and UDP peers are keyed by their compact address (``ip`` + ``port`` big-endian, 6 bytes
+      for IPv4, 18 for IPv6). The address comes from the connection, so a client can only create,
+      refresh or remove entries at its own address. The key doubles as the pre-encoded compact peer
+      string: a reply is ``b"".join(keys)``.
+    * WebSocket (WebTorrent) peers are keyed by peer_id (a 20-character latin-1 ``str``, as it
+      arrives in JSON) and belong to the :class:`WsSession` (socket) that announced them; another
+      socket cannot refresh, remove or take over a live entry. Closing a socket counts as
+      ``stopped`` for every swarm it announced in.
+    * A swarm keeps seeders and leechers in separate dicts per family (v4, v6, ws), so counts are
+      ``len()`` and selection prefers the other kind without scanning.
+    * Peers expire ``interval + grace`` seconds after their last announce (:meth:`SwarmStore.expire`).
+
+Memory per stored HTTP/UDP peer: a ``Peer`` (2 slots, 48 bytes) + the 6-byte key (39 bytes) + the
+20-byte peer_id (53 bytes) + the dict slot (~100 bytes amortised), about 250 bytes; measured figures
+are in ``docs/benchmarks.md``. Counts are capped by ``max_peers_per_torrent`` and ``max_torrents``.
+
+Selection never returns the requester, puts the gateway's own peers (``add_local_peer``) first,
+then peers of the other kind (seeders for leechers, leechers for seeders), then the same kind,
+random among equals. A :class:`PeerScorer` can replace the random order within each kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Iterable, Protocol, Sequence
+
+__all__ = [
+    "EVENT_NONE",
+    "EVENT_COMPLETED",
+    "EVENT_STARTED",
+    "EVENT_STOPPED",
+    "TrackerError",
+    "Rng",
+    "PeerScorer",
+    "Peer",
+    "WsPeer",
+    "WsSession",
+    "Swarm",
+    "SwarmStore",
+    "ConnectionIds",
+]
+
+# BEP 15 numbering; HTTP's "paused" (BEP 21) and "" map to EVENT_NONE.
+EVENT_NONE = 0
+EVENT_COMPLETED = 1
+EVENT_STARTED = 2
+EVENT_STOPPED = 3
+
+#: How many forwarded-but-unanswered offers a WebSocket session remembers.
+MAX_PENDING_OFFERS = 256
+#: Upper bound on offers forwarded for one announce (bittorrent-tracker uses 50 as well).
+MAX_WS_OFFERS = 50
+
+
+class TrackerError(Exception):
+    """A request the tracker refuses; ``message`` becomes the ``failure reason``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Rng(Protocol):
+    """The part of :class:`random.Random` the store uses (injected for tests)."""
+
+    def sample(self, population: Sequence[Any], k: int) -> list[Any]: ...
+
+    def shuffle(self, x: list[Any]) -> None: ...
+
+    def random(self) -> float: ...
+
+    def randbytes(self, n: int) -> bytes: ...
+
+
+class PeerScorer(Protocol):
+    """Ranks candidate peers for a requester: higher is better (proximity, measured speed...).
+
+    ``requester`` and ``candidate`` are compact addresses for HTTP/UDP and peer_ids for WebSocket.
+    """
+
+    def score(self, info_hash: bytes, requester: Any, candidate: Any) -> float: ...
+
+
+class Peer:
+    """An HTTP/UDP peer; its compact address is the dict key."""
+
+    __slots__ = ("peer_id", "expires")
+
+    def __init__(self, peer_id: bytes, expires: float) -> None:
+        self.peer_id = peer_id
+        self.expires = expires
+
+
+class WsSession:
+    """One WebSocket connection: what it announced, and offers forwarded to it.
+
+    ``handle`` is the adapter's object (the protocol); the store never calls it.
+    ``entries`` maps (info_hash, peer_id) of the swarms this socket is in; ``pending`` maps
+    (offering peer_id, offer_id) -> (info_hash, recipient peer_id) for offers forwarded to it,
+    so that only answers to offers the tracker really forwarded are routed.
+    """
+
+    __slots__ = ("handle", "entries", "pending", "closed")
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.entries: dict[tuple[bytes, str], None] = {}
+        self.pending: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.closed = False
+
+
+class WsPeer:
+    """A WebTorrent peer, reachable only through its socket."""
+
+    __slots__ = ("session", "expires")
+
+    def __init__(self, session: WsSession, expires: float) -> None:
+        self.session = session
+        self.expires = expires
+
+
+class Swarm:
+    """Peers of one torrent, split by family and by seeder/leecher."""
+
+    __slots__ = ("seeds4", "leech4", "seeds6", "leech6", "wseeds", "wleech", "downloaded")
+
+    def __init__(self) -> None:
+        self.seeds4: dict[bytes, Peer] = {}
+        self.leech4: dict[bytes, Peer] = {}
+        self.seeds6: dict[bytes, Peer] = {}
+        self.leech6: dict[bytes, Peer] = {}
+        self.wseeds: dict[str, WsPeer] = {}
+        self.wleech: dict[str, WsPeer] = {}
+        self.downloaded = 0
+
+    def seeders(self) -> int:
+        return len(self.seeds4) + len(self.seeds6) + len(self.wseeds)
+
+    def leechers(self) -> int:
+        return len(self.leech4) + len(self.leech6) + len(self.wleech)
+
+    def size(self) -> int:
+        return (
+            len(self.seeds4)
+            + len(self.leech4)
+            + len(self.seeds6)
+            + len(self.leech6)
+            + len(self.wseeds)
+            + len(self.wleech)
+        )
+
+
+#: announce() result: (complete, incomplete, downloaded, peers4, peers6), peers as compact keys.
+AnnounceResult = tuple[int, int, int, list[bytes], list[bytes]]
+
+_EMPTY: dict[Any, Any] = {}
+
+
+class SwarmStore:
+    """All swarms of the tracker. Every method takes ``now``; randomness comes from ``rng``."""
+
+    def __init__(
+        self,
+        rng: Rng,
+        *,
+        interval: float = 1800,
+        ws_interval: float = 120,
+        grace: float = 300,
+        max_peers_per_torrent: int = 5000,
+        max_torrents: int = 100_000,
+        gateway_only: bool = False,
+        is_known_info_hash: Any = None,
+        deny_list: Iterable[bytes] = (),
+        scorer: PeerScorer | None = None,
+    ) -> None:
+        self._rng = rng
+        self.interval = interval
+        self.ws_interval = ws_interval
+        self.grace = grace
+        self.max_peers = max_peers_per_torrent
+        self.max_torrents = max_torrents
+        self.gateway_only = gateway_only
+        self._is_known = is_known_info_hash
+        self.deny = frozenset(deny_list)
+        self.scorer = scorer
+        self.swarms: dict[bytes, Swarm] = {}
+        # The gateway's own peers: info_hash -> {compact key: None}. Never expire.
+        self.local: dict[bytes, dict[bytes, None]] = {}
+        self._ttl = interval + grace
+        self._ws_ttl = ws_interval + grace
+
+    # ------------------------------------------------------------------ policy
+
+    def check(self, info_hash: bytes) -> None:
+        """Raise TrackerError if this info-hash may not be tracked (deny list, mode)."""
+        if info_hash in self.deny:
+            raise TrackerError("info_hash is not allowed on this tracker")
+        if self.gateway_only and info_hash not in self.local:
+            known = self._is_known
+            if known is None or not known(info_hash):
+                raise TrackerError("unregistered torrent: this tracker serves only the gateway's files")
+
+    def _swarm_for_update(self, info_hash: bytes) -> Swarm:
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            self.check(info_hash)
+            if len(self.swarms) >= self.max_torrents and not self._evict_empty():
+                raise TrackerError("tracker is full, try again later")
+            swarm = self.swarms[info_hash] = Swarm()
+        elif self.deny and info_hash in self.deny:
+            raise TrackerError("info_hash is not allowed on this tracker")
+        return swarm
+
+    def _evict_empty(self) -> bool:
+        for ih, swarm in self.swarms.items():
+            if swarm.size() == 0 and ih not in self.local:
+                del self.swarms[ih]
+                return True
+        return False
+
+    # ------------------------------------------------------------------ HTTP / UDP
+
+    def announce(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        key: bytes,
+        left: int,
+        event: int,
+        numwant: int,
+        now: float,
+        want4: bool = True,
+        want6: bool = True,
+    ) -> AnnounceResult:
+        """Record an HTTP/UDP announce from compact address ``key`` and pick peers for it.
+
+        Returns (complete, incomplete, downloaded, peers4, peers6); peers are compact keys of the
+        wanted families. Raises TrackerError for refused info-hashes, port 0 or a full tracker.
+        """
+        if key[-2:] == b"\x00\x00":
+            raise TrackerError("invalid port 0")
+        swarm = self._swarm_for_update(info_hash)
+        v6 = len(key) != 6
+        if v6:
+            seeds, leech = swarm.seeds6, swarm.leech6
+        else:
+            seeds, leech = swarm.seeds4, swarm.leech4
+        if event == EVENT_STOPPED:
+            seeds.pop(key, None)
+            leech.pop(key, None)
+            return (
+                swarm.seeders() + len(self.local.get(info_hash, _EMPTY)),
+                swarm.leechers(),
+                swarm.downloaded,
+                [],
+                [],
+            )
+        seed = left == 0
+        expires = now + self._ttl
+        mine, other = (seeds, leech) if seed else (leech, seeds)
+        peer = mine.get(key)
+        if peer is not None:
+            peer.expires = expires
+            if peer.peer_id != peer_id:
+                peer.peer_id = peer_id
+        else:
+            peer = other.pop(key, None)
+            if peer is not None:
+                # Changed kind: a leecher that finished counts as one download.
+                if seed:
+                    swarm.downloaded += 1
+                peer.expires = expires
+                peer.peer_id = peer_id
+                mine[key] = peer
+            elif swarm.size() < self.max_peers:
+                mine[key] = Peer(peer_id, expires)
+                if event == EVENT_COMPLETED:
+                    swarm.downloaded += 1
+        local = self.local.get(info_hash)
+        complete = swarm.seeders()
+        if local:
+            complete += len(local)
+        peers4: list[bytes] = []
+        peers6: list[bytes] = []
+        if numwant > 0:
+            if want4:
+                peers4 = self._pick(info_hash, swarm.seeds4, swarm.leech4, seed, key, numwant, local, 6)
+            if want6:
+                peers6 = self._pick(info_hash, swarm.seeds6, swarm.leech6, seed, key, numwant, local, 18)
+        return complete, swarm.leechers(), swarm.downloaded, peers4, peers6
+
+    def _pick(
+        self,
+        info_hash: bytes,
+        seeds: dict[Any, Any],
+        leech: dict[Any, Any],
+        seed: bool,
+        exclude: Any,
+        n: int,
+        local: dict[bytes, None] | None,
+        keylen: int,
+    ) -> list[Any]:
+        out: list[Any] = []
+        if local:
+            for k in local:
+                if len(k) == keylen and k != exclude:
+                    out.append(k)
+            n -= len(out)
+        first, second = (leech, seeds) if seed else (seeds, leech)
+        for d in (first, second):
+            if n > 0 and d:
+                got = self._sample(info_hash, d, n, exclude)
+                if local:
+                    # A local peer that also announces normally must not appear twice.
+                    got = [k for k in got if k not in local]
+                if out:
+                    out.extend(got)
+                else:
+                    out = got
+                n -= len(got)
+        return out
+
+    def _sample(self, info_hash: bytes, d: dict[Any, Any], n: int, exclude: Any) -> list[Any]:
+        """Up to n keys of d except ``exclude``: random, or best-scored first with a scorer."""
+        if self.scorer is not None:
+            return self._ranked(info_hash, d, n, exclude)
+        has_self = exclude in d
+        if len(d) - has_self <= n:
+            if has_self:
+                return [k for k in d if k != exclude]
+            return list(d)
+        got = self._rng.sample(list(d), n + has_self)
+        if has_self:
+            if exclude in got:
+                got.remove(exclude)
+            else:
+                got.pop()
+        return got
+
+    def _ranked(self, info_hash: bytes, d: dict[Any, Any], n: int, exclude: Any) -> list[Any]:
+        score = self.scorer.score  # type: ignore[union-attr]
+        rnd = self._rng.random
+        ranked = sorted(
+            ((score(info_hash, exclude, k), rnd(), k) for k in d if k != exclude),
+            key=lambda t: (-t[0], t[1]),
+        )
+        return [t[2] for t in ranked[:n]]
+
+    def scrape(self, info_hashes: Sequence[bytes]) -> list[tuple[int, int, int]]:
+        """(complete, downloaded, incomplete) for each info-hash; zeros for unknown ones."""
+        out = []
+        swarms = self.swarms
+        local = self.local
+        for ih in info_hashes:
+            swarm = swarms.get(ih)
+            nlocal = len(local[ih]) if ih in local else 0
+            if swarm is None or ih in self.deny:
+                out.append((nlocal, 0, 0))
+            else:
+                out.append((swarm.seeders() + nlocal, swarm.downloaded, swarm.leechers()))
+        return out
+
+    def scrape_all(self) -> list[tuple[bytes, int, int, int]]:
+        """(info_hash, complete, downloaded, incomplete) for every swarm (full scrape)."""
+        hashes = list(self.swarms)
+        hashes.extend(ih for ih in self.local if ih not in self.swarms)
+        return [(ih, *t) for ih, t in zip(hashes, self.scrape(hashes))]
+
+    # ------------------------------------------------------------------ the gateway's own peer
+
+    def add_local_peer(self, info_hash: bytes, key: bytes) -> None:
+        """The gateway seeds this torrent at ``key``: list it first, always, never expire it."""
+        self.local.setdefault(info_hash, {})[key] = None
+
+    def remove_local_peer(self, info_hash: bytes, key: bytes) -> None:
+        peers = self.local.get(info_hash)
+        if peers is not None:
+            peers.pop(key, None)
+            if not peers:
+                del self.local[info_hash]
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def ws_announce(
+        self,
+        session: WsSession,
+        info_hash: bytes,
+        peer_id: str,
+        seed: bool,
+        event: int,
+        offer_ids: Sequence[str],
+        now: float,
+    ) -> tuple[int, int, list[WsSession]]:
+        """Record a WebTorrent announce and choose where its offers go.
+
+        Returns (complete, incomplete, targets): ``targets[i]`` receives offer ``offer_ids[i]``
+        (fewer targets than offers when the swarm is small). Each forwarded offer is remembered in
+        the target's session so its answer can be routed back. Raises TrackerError.
+        """
+        swarm = self._swarm_for_update(info_hash)
+        wseeds, wleech = swarm.wseeds, swarm.wleech
+        peer = wseeds.get(peer_id) or wleech.get(peer_id)
+        if peer is not None and peer.session is not session:
+            if not peer.session.closed and peer.expires > now:
+                raise TrackerError("peer_id is in use by another connection")
+            self._ws_remove(swarm, info_hash, peer_id)
+            peer = None
+        if event == EVENT_STOPPED:
+            if peer is not None:
+                self._ws_remove(swarm, info_hash, peer_id)
+            return swarm.seeders() + len(self.local.get(info_hash, _EMPTY)), swarm.leechers(), []
+        expires = now + self._ws_ttl
+        mine, other = (wseeds, wleech) if seed else (wleech, wseeds)
+        if peer is not None:
+            peer.expires = expires
+            if peer_id not in mine:
+                del other[peer_id]
+                mine[peer_id] = peer
+                if seed:
+                    swarm.downloaded += 1
+        elif swarm.size() < self.max_peers:
+            mine[peer_id] = WsPeer(session, expires)
+            session.entries[(info_hash, peer_id)] = None
+            if event == EVENT_COMPLETED:
+                swarm.downloaded += 1
+        targets: list[WsSession] = []
+        n = min(len(offer_ids), MAX_WS_OFFERS)
+        if n:
+            picked = self._pick(info_hash, wseeds, wleech, seed, peer_id, n, None, 0)
+            for to_id, offer_id in zip(picked, offer_ids):
+                target = (wseeds.get(to_id) or wleech[to_id]).session
+                pending = target.pending
+                if len(pending) >= MAX_PENDING_OFFERS:
+                    del pending[next(iter(pending))]
+                pending[(peer_id, offer_id)] = (info_hash, to_id)
+                targets.append(target)
+        complete = swarm.seeders() + len(self.local.get(info_hash, _EMPTY))
+        return complete, swarm.leechers(), targets
+
+    def ws_answer(
+        self, session: WsSession, info_hash: bytes, peer_id: str, to_peer_id: str, offer_id: str
+    ) -> WsSession | None:
+        """Where an answer goes: the offering peer's session, if this session really received
+        that offer (same info-hash, same recipient peer_id) and the offerer is still there."""
+        key = (to_peer_id, offer_id)
+        forwarded = session.pending.get(key)
+        if forwarded is None or forwarded[0] != info_hash or forwarded[1] != peer_id:
+            return None
+        del session.pending[key]
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return None
+        peer = swarm.wseeds.get(to_peer_id) or swarm.wleech.get(to_peer_id)
+        if peer is None or peer.session.closed:
+            return None
+        return peer.session
+
+    def ws_close(self, session: WsSession) -> None:
+        """The socket closed: ``stopped`` for each of its swarms."""
+        session.closed = True
+        session.pending.clear()
+        for info_hash, peer_id in list(session.entries):
+            swarm = self.swarms.get(info_hash)
+            if swarm is not None:
+                self._ws_remove(swarm, info_hash, peer_id, session)
+        session.entries.clear()
+
+    def _ws_remove(
+        self, swarm: Swarm, info_hash: bytes, peer_id: str, only: WsSession | None = None
+    ) -> None:
+        peer = swarm.wseeds.get(peer_id) or swarm.wleech.get(peer_id)
+        if peer is None or (only is not None and peer.session is not only):
+            return
+        swarm.wseeds.pop(peer_id, None)
+        swarm.wleech.pop(peer_id, None)
+        peer.session.entries.pop((info_hash, peer_id), None)
+
+    # ------------------------------------------------------------------ expiry
+
+    def expire(self, now: float) -> int:
+        """Drop peers whose last announce is older than interval + grace, and swarms left with
+        neither peers nor a download count. Returns how many peers were dropped."""
+        dropped = 0
+        dead_swarms = []
+        for ih, swarm in self.swarms.items():
+            for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
+                if d:
+                    old = [k for k, p in d.items() if p.expires <= now]
+                    for k in old:
+                        del d[k]
+                    dropped += len(old)
+            for wd in (swarm.wseeds, swarm.wleech):
+                if wd:
+                    wold = [k for k, p in wd.items() if p.expires <= now]
+                    for k in wold:
+                        wd[k].session.entries.pop((ih, k), None)
+                        del wd[k]
+                    dropped += len(wold)
+            if swarm.downloaded == 0 and swarm.size() == 0:
+                dead_swarms.append(ih)
+        for ih in dead_swarms:
+            del self.swarms[ih]
+        return dropped
+
+    def peer_count(self) -> int:
+        return sum(s.size() for s in self.swarms.values())
+
+
+class ConnectionIds:
+    """BEP 15 connection ids without per-client state.
+
+    An id is 16 bits of the issue time (seconds mod 65536) followed by a 48-bit keyed BLAKE2b MAC
+    of the client address and that time. It is valid for ``lifetime`` seconds (BEP 15: 2 minutes).
+    The key rotates every ``rotate`` seconds; ids made with the previous key stay valid.
+    """
+
+    def __init__(self, rng: Rng, now: float, lifetime: int = 120, rotate: float = 3600) -> None:
+        if rotate < lifetime:
+            raise ValueError("the key must live at least as long as the ids it makes")
+        self._rng = rng
+        self.lifetime = lifetime
+        self._rotate = rotate
+        self._key = rng.randbytes(32)
+        self._old_key = self._key
+        self._rotate_at = now + rotate
+
+    def _mac(self, key: bytes, addr: bytes, t: int) -> int:
+        digest = hashlib.blake2b(addr + t.to_bytes(2, "big"), key=key, digest_size=6).digest()
+        return int.from_bytes(digest, "big")
+
+    def _maybe_rotate(self, now: float) -> None:
+        if now >= self._rotate_at:
+            self._old_key = self._key
+            self._key = self._rng.randbytes(32)
+            self._rotate_at = now + self._rotate
+
+    def issue(self, addr: bytes, now: float) -> int:
+        """A connection id for the client at ``addr`` (any bytes naming its address and port)."""
+        self._maybe_rotate(now)
+        t = int(now) & 0xFFFF
+        return (t << 48) | self._mac(self._key, addr, t)
+
+    def check(self, cid: int, addr: bytes, now: float) -> bool:
+        """True if ``cid`` was issued to ``addr`` less than ``lifetime`` seconds ago."""
+        t = cid >> 48
+        if (int(now) - t) & 0xFFFF > self.lifetime:
+            return False
+        mac = cid & 0xFFFFFFFFFFFF
+        if hmac.compare_digest(
+            self._mac(self._key, addr, t).to_bytes(6, "big"), mac.to_bytes(6, "big")
+        ):
+            return True
+        return self._old_key is not self._key and hmac.compare_digest(
+            self._mac(self._old_key, addr, t).to_bytes(6, "big"), mac.to_bytes(6, "big")
+        )

@@ -1,0 +1,391 @@
+"""HTTP tracker front end (BEP 3, 7, 23, 48): one request handler, two ways in.
+
+* :class:`TrackerResource`: a twisted.web leaf the gateway mounts at ``/announce`` and
+  ``/scrape`` on its own port. ``GET /announce`` with ``Upgrade: websocket`` is handed to
+  autobahn's ``WebSocketResource`` (the WebTorrent tracker); any other GET is an HTTP announce.
+* :class:`TrackerHTTPFactory`: the optional dedicated port. A small HTTP/1.1 keep-alive server
+  that knows only ``GET /announce``, ``GET /scrape`` and the WebSocket upgrade (the connection is
+  then handed to autobahn's protocol). twisted.web's request machinery costs more than the whole
+  announce, so this is the fast path.
+
+Errors are bencoded ``failure reason`` dicts with HTTP 200, as clients expect. The client
+address comes from the connection; ``X-Forwarded-For`` and ``ip=`` count only when the
+connection comes from ``tracker.trusted_proxies``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any, Callable, Sequence
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from tgateway.bencode import DecodeError
+from tgateway.tracker.core import SwarmStore, TrackerError
+from tgateway.tracker.wire import (
+    decode_announce_query,
+    decode_scrape_query,
+    encode_announce,
+    encode_announce_dict,
+    encode_failure,
+    encode_scrape,
+)
+
+log = Logger()
+
+_CACHE_MAX = 65536
+
+
+class AddressBook:
+    """Text IP address -> packed bytes (IPv4-mapped IPv6 folded to IPv4), cached."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, bytes] = {}
+
+    def pack(self, host: str) -> bytes:
+        """Packed address (4 or 16 bytes); raises ValueError for something that is not one."""
+        packed = self._cache.get(host)
+        if packed is None:
+            try:
+                packed = socket.inet_pton(socket.AF_INET, host)
+            except OSError:
+                try:
+                    packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+                except OSError:
+                    raise ValueError(host) from None
+                if packed[:12] == b"\x00" * 10 + b"\xff\xff":
+                    packed = packed[12:]
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[host] = packed
+        return packed
+
+
+def unpack_ip(packed: bytes) -> bytes:
+    """Text form of a packed address, as bytes (for the non-compact reply)."""
+    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, packed).encode("ascii")
+
+
+class ProxyPolicy:
+    """Which connections may name the client address (X-Forwarded-For, ``ip=``)."""
+
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self._nets = [ipaddress.ip_network(n, strict=False) for n in trusted]
+        self._cache: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
+    def trusts(self, host: str) -> bool:
+        hit = self._cache.get(host)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                hit = False
+            else:
+                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                    addr = addr.ipv4_mapped
+                hit = any(addr in net for net in self._nets)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[host] = hit
+        return hit
+
+    def client(self, peer_host: str, forwarded_for: bytes | None, ip_param: bytes | None) -> str:
+        """The address to record for a request arriving from ``peer_host``."""
+        if not self._nets or not self.trusts(peer_host):
+            return peer_host
+        if forwarded_for:
+            for hop in reversed(forwarded_for.decode("latin-1").split(",")):
+                hop = hop.strip()
+                if hop and not self.trusts(hop):
+                    return hop
+        if ip_param:
+            return ip_param.decode("latin-1")
+        return peer_host
+
+
+class HttpTracker:
+    """Turns announce and scrape query strings into bencoded reply bodies."""
+
+    def __init__(
+        self,
+        store: SwarmStore,
+        clock: Any,
+        *,
+        interval: int,
+        min_interval: int,
+        default_numwant: int,
+        max_numwant: int,
+        full_scrape: bool = False,
+        trusted_proxies: Sequence[str] = (),
+    ) -> None:
+        self.store = store
+        self._seconds: Callable[[], float] = clock.seconds
+        self.interval = interval
+        self.min_interval = min_interval
+        self.default_numwant = default_numwant
+        self.max_numwant = max_numwant
+        self.full_scrape = full_scrape
+        self.proxies = ProxyPolicy(trusted_proxies)
+        self.addresses = AddressBook()
+
+    def announce(self, qs: bytes, peer_host: str, forwarded_for: bytes | None = None) -> bytes:
+        """The reply body for ``GET /announce?<qs>`` from ``peer_host``. Never raises."""
+        try:
+            q = decode_announce_query(qs)
+        except DecodeError as e:
+            return encode_failure(str(e))
+        host = peer_host
+        if self.proxies:
+            host = self.proxies.client(peer_host, forwarded_for, q.ip)
+        try:
+            packed = self.addresses.pack(host)
+        except ValueError:
+            return encode_failure("invalid client address")
+        numwant = q.numwant
+        if numwant is None:
+            numwant = self.default_numwant
+        elif numwant > self.max_numwant:
+            numwant = self.max_numwant
+        left = q.left if q.left is not None else -1
+        try:
+            complete, incomplete, downloaded, p4, p6 = self.store.announce(
+                q.info_hash, q.peer_id, packed + q.port.to_bytes(2, "big"), left, q.event,
+                numwant, self._seconds(),
+            )
+        except TrackerError as e:
+            return encode_failure(e.message)
+        if q.compact:
+            return encode_announce(
+                complete, incomplete, downloaded, self.interval, self.min_interval,
+                b"".join(p4), b"".join(p6) if p6 else b"",
+            )
+        peers = []
+        ids = self._peer_ids(q.info_hash) if not q.no_peer_id else None
+        for key in p4 + p6:
+            peer_id = ids.get(key, b"\x00" * 20) if ids is not None else None
+            peers.append((unpack_ip(key[:-2]), int.from_bytes(key[-2:], "big"), peer_id))
+        return encode_announce_dict(
+            complete, incomplete, downloaded, self.interval, self.min_interval, peers
+        )
+
+    def _peer_ids(self, info_hash: bytes) -> dict[bytes, bytes]:
+        swarm = self.store.swarms.get(info_hash)
+        ids: dict[bytes, bytes] = {}
+        if swarm is not None:
+            for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
+                for k, p in d.items():
+                    ids[k] = p.peer_id
+        return ids
+
+    def scrape(self, qs: bytes) -> bytes:
+        """The reply body for ``GET /scrape?<qs>``. Never raises."""
+        try:
+            hashes = decode_scrape_query(qs)
+        except DecodeError as e:
+            return encode_failure(str(e))
+        if not hashes:
+            if not self.full_scrape:
+                return encode_failure("full scrape is disabled; pass info_hash")
+            return encode_scrape(self.store.scrape_all(), self.min_interval)
+        stats = self.store.scrape(hashes)
+        return encode_scrape(
+            [(ih, c, d, i) for ih, (c, d, i) in zip(hashes, stats)], self.min_interval
+        )
+
+    def handle(self, path: bytes, qs: bytes, peer_host: str, forwarded_for: bytes | None) -> bytes | None:
+        """Dispatch on the last path segment (BEP 48: ``scrape`` replaces ``announce``)."""
+        last = path.rsplit(b"/", 1)[-1]
+        if last == b"announce":
+            return self.announce(qs, peer_host, forwarded_for)
+        if last == b"scrape":
+            return self.scrape(qs)
+        return None
+
+
+# --------------------------------------------------------------------------- twisted.web
+
+
+class TrackerResource(Resource):
+    """Leaf resource for ``/announce`` and ``/scrape`` on the gateway's Site."""
+
+    isLeaf = True
+
+    def __init__(self, tracker: HttpTracker, ws_resource: Resource | None = None) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.ws_resource = ws_resource
+
+    def render_GET(self, request: Request) -> bytes | int:
+        if self.ws_resource is not None:
+            upgrade = request.getHeader(b"upgrade")
+            if upgrade is not None and upgrade.lower() == b"websocket":
+                return self.ws_resource.render(request)  # type: ignore[no-any-return]
+        path, _, qs = request.uri.partition(b"?")
+        peer = request.getClientAddress()
+        forwarded = request.getHeader(b"x-forwarded-for") if self.tracker.proxies else None
+        body = self.tracker.handle(path, qs, getattr(peer, "host", ""), forwarded)
+        if body is None:
+            request.setResponseCode(404)
+            body = encode_failure("not found")
+        request.setHeader(b"content-type", b"text/plain")
+        request.setHeader(b"cache-control", b"no-store")
+        return body
+
+
+# --------------------------------------------------------------------------- dedicated port
+
+_MAX_HEAD = 8192
+_RESPONSE = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+            431: b"Request Header Fields Too Large"}
+
+
+class TrackerHTTPProtocol(Protocol):
+    """Minimal HTTP/1.1 server for the tracker: GET only, keep-alive, pipelining, no bodies."""
+
+    factory: "TrackerHTTPFactory"
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._host = ""
+        self._idle: Any = None
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self._host = getattr(peer, "host", "")
+        self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._timeout)
+
+    def _timeout(self) -> None:
+        self._idle = None
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+
+    def _reply(self, status: int, body: bytes, close: bool) -> None:
+        head = _RESPONSE % (status, _REASONS[status], len(body), b"Connection: close\r\n" if close else b"")
+        self.transport.write(head + body)  # type: ignore[union-attr]
+        if close:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        if self._idle is not None:
+            self._idle.reset(self.factory.idle_timeout)
+        while buf:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    self._buf = b""
+                    self._reply(431, encode_failure("request too large"), True)
+                    return
+                self._buf = buf
+                return
+            head = buf[:end]
+            rest = buf[end + 4 :]
+            line_end = head.find(b"\r\n")
+            if line_end < 0:
+                line, headers = head, b""
+            else:
+                line, headers = head[:line_end], head[line_end:].lower()
+            parts = line.split(b" ")
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+                self._buf = b""
+                self._reply(400, encode_failure("bad request"), True)
+                return
+            method, target, version = parts
+            if headers and (b"\r\nupgrade:" in headers and b"websocket" in headers):
+                self._upgrade(head + b"\r\n\r\n" + rest)
+                return
+            if b"\r\ncontent-length:" in headers or b"\r\ntransfer-encoding:" in headers:
+                if not _zero_length(headers):
+                    self._buf = b""
+                    self._reply(400, encode_failure("request bodies are not accepted"), True)
+                    return
+            if version == b"HTTP/1.1":
+                close = b"\r\nconnection: close" in headers
+            else:
+                close = b"\r\nconnection: keep-alive" not in headers
+            if method != b"GET":
+                self._buf = b""
+                self._reply(405, encode_failure("only GET"), True)
+                return
+            path, _, qs = target.partition(b"?")
+            forwarded = None
+            if self.factory.tracker.proxies and b"\r\nx-forwarded-for:" in headers:
+                forwarded = _header(head, b"x-forwarded-for")
+            try:
+                body = self.factory.tracker.handle(path, qs, self._host, forwarded)
+            except Exception:
+                log.failure("tracker request failed")
+                body = encode_failure("internal error")
+            if body is None:
+                self._reply(404, encode_failure("not found"), close)
+            else:
+                self._reply(200, body, close)
+            if close:
+                self._buf = b""
+                return
+            buf = rest
+        self._buf = b""
+
+    def _upgrade(self, data: bytes) -> None:
+        """Hand the connection to autobahn's WebSocket server protocol."""
+        ws_factory = self.factory.ws_factory
+        if ws_factory is None:
+            self._reply(404, encode_failure("no WebSocket tracker here"), True)
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        transport = self.transport
+        proto = ws_factory.buildProtocol(transport.getPeer())  # type: ignore[union-attr]
+        transport.protocol = proto  # type: ignore[union-attr]
+        proto.makeConnection(transport)
+        proto.dataReceived(data)
+
+
+def _zero_length(headers: bytes) -> bool:
+    if b"\r\ntransfer-encoding:" in headers:
+        return False
+    i = headers.find(b"\r\ncontent-length:")
+    value = headers[i + 17 :].split(b"\r\n", 1)[0].strip()
+    return value == b"0"
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+class TrackerHTTPFactory(Factory):
+    """Factory for the dedicated HTTP+WebSocket tracker port."""
+
+    protocol = TrackerHTTPProtocol
+    noisy = False
+
+    def __init__(self, tracker: HttpTracker, clock: Any, ws_factory: Any = None,
+                 idle_timeout: float = 120.0) -> None:
+        self.tracker = tracker
+        self.clock = clock
+        self.ws_factory = ws_factory
+        self.idle_timeout = idle_timeout
+
+    def buildProtocol(self, addr: IAddress) -> TrackerHTTPProtocol:
+        p = TrackerHTTPProtocol()
+        p.factory = self
+        return p

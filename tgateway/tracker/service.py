@@ -1,0 +1,162 @@
+"""Wiring of the tracker: one swarm store, three front ends, the services that run them.
+
+``tap.py`` calls :func:`build_tracker`, mounts ``tracker.resource`` at ``/announce`` and
+``/scrape`` on the gateway's Site, and adds ``tracker.services`` to its MultiService.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from twisted.application import internet, service
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+
+from autobahn.twisted.resource import WebSocketResource
+
+from tgateway.config import TrackerConfig
+from tgateway.tracker.core import ConnectionIds, SwarmStore
+from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
+from tgateway.tracker.udp import UdpTracker
+from tgateway.tracker.ws import WsTracker, WsTrackerFactory
+
+__all__ = ["Tracker", "build_tracker"]
+
+
+def _endpoint(port: int, host: str) -> str:
+    if ":" in host:
+        return "tcp6:%d:interface=%s" % (port, host.replace(":", "\\:"))
+    if host in ("", "0.0.0.0"):
+        return "tcp:%d" % port
+    return "tcp:%d:interface=%s" % (port, host)
+
+
+class Tracker:
+    """The built tracker: ``resource``, ``services``, ``announce_urls()``, local peers."""
+
+    def __init__(
+        self,
+        config: TrackerConfig,
+        gateway_base_url: str,
+        store: SwarmStore,
+        http: HttpTracker,
+        udp: UdpTracker | None,
+        ws: WsTracker,
+        ws_factory: WsTrackerFactory,
+        resource: Resource,
+        services: service.MultiService,
+    ) -> None:
+        self.config = config
+        self.gateway_base_url = gateway_base_url.rstrip("/")
+        self.store = store
+        self.http = http
+        self.udp = udp
+        self.ws = ws
+        self.ws_factory = ws_factory
+        self.resource = resource
+        self.services = services
+        self.addresses = http.addresses
+
+    def udp_port(self) -> int:
+        """The UDP port actually bound (differs from the config when it says 0... or is off)."""
+        if self.udp is not None and self.udp.transport is not None:
+            return int(self.udp.transport.getHost().port)
+        return self.config.udp_port
+
+    def announce_urls(self) -> list[str]:
+        """HTTP, UDP and WebSocket announce URLs for torrents and magnets, HTTP first."""
+        base = self.gateway_base_url
+        parts = urlsplit(base)
+        urls = [base + "/announce"]
+        if self.udp is not None:
+            host = parts.hostname or "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            urls.append(f"udp://{host}:{self.udp_port()}/announce")
+        ws_scheme = "wss" if parts.scheme == "https" else "ws"
+        urls.append(f"{ws_scheme}://{parts.netloc}{parts.path.rstrip('/')}/announce")
+        return urls
+
+    def add_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
+        """List the gateway's own BitTorrent peer first for this torrent, forever."""
+        self.store.add_local_peer(info_hash, self.addresses.pack(ip) + port.to_bytes(2, "big"))
+
+    def remove_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
+        self.store.remove_local_peer(info_hash, self.addresses.pack(ip) + port.to_bytes(2, "big"))
+
+
+def build_tracker(
+    config: TrackerConfig,
+    gateway_base_url: str,
+    clock: Any,
+    rng: random.Random | None = None,
+    is_known_info_hash: Callable[[bytes], bool] | None = None,
+    reactor: Any = None,
+) -> Tracker:
+    """Build the store, the three front ends and their (not yet started) services.
+
+    ``clock`` provides ``seconds()``/``callLater``; ``reactor`` (default: ``clock``) is used for
+    listening. ``is_known_info_hash`` answers synchronously whether the gateway stores a file
+    with that info-hash (``mode: gateway-only``).
+    """
+    if rng is None:
+        rng = random.SystemRandom()
+    if reactor is None:
+        reactor = clock
+    store = SwarmStore(
+        rng,
+        interval=config.announce_interval,
+        ws_interval=config.ws_announce_interval,
+        grace=config.peer_grace,
+        max_peers_per_torrent=config.max_peers_per_torrent,
+        max_torrents=config.max_torrents,
+        gateway_only=config.mode == "gateway-only",
+        is_known_info_hash=is_known_info_hash,
+        deny_list=[bytes.fromhex(h) for h in config.deny_list],
+    )
+    interval = int(config.announce_interval)
+    http = HttpTracker(
+        store,
+        clock,
+        interval=interval,
+        min_interval=int(config.min_interval),
+        default_numwant=config.default_numwant,
+        max_numwant=config.max_numwant,
+        full_scrape=config.full_scrape,
+        trusted_proxies=config.trusted_proxies,
+    )
+    ws = WsTracker(store, clock, interval=int(config.ws_announce_interval),
+                   full_scrape=config.full_scrape)
+    ws_factory = WsTrackerFactory(ws)
+    resource = TrackerResource(http, WebSocketResource(ws_factory))
+    services = service.MultiService()
+    udp = None
+    if config.udp_port:
+        udp = UdpTracker(
+            store,
+            ConnectionIds(rng, clock.seconds()),
+            clock,
+            interval=interval,
+            default_numwant=config.default_numwant,
+            max_numwant=config.max_numwant,
+        )
+        udp_service = internet.UDPServer(
+            config.udp_port, udp, interface=config.host, reactor=reactor
+        )
+        udp_service.setName("tracker-udp")
+        udp_service.setServiceParent(services)
+    if config.http_port:
+        endpoint = serverFromString(reactor, _endpoint(config.http_port, config.host))
+        http_service = StreamServerEndpointService(
+            endpoint, TrackerHTTPFactory(http, clock, ws_factory)
+        )
+        http_service.setName("tracker-http")
+        http_service.setServiceParent(services)
+    sweep = TimerService(min(60.0, max(1.0, config.peer_grace)), lambda: store.expire(clock.seconds()))
+    sweep.clock = clock
+    sweep.setName("tracker-expiry")
+    sweep.setServiceParent(services)
+    return Tracker(config, gateway_base_url, store, http, udp, ws, ws_factory, resource, services)

@@ -1,0 +1,100 @@
+"""BEP 15 UDP tracker adapter: decode a datagram, call the swarm store, write the reply.
+
+Connection ids come from :class:`~tgateway.tracker.core.ConnectionIds` (stateless, bound to the
+client's address and port, valid 2 minutes). A request with a bad or expired connection id gets
+an error reply (it is smaller than the request, so it cannot amplify). Replies to IPv4 clients
+carry 6-byte peers, to IPv6 clients 18-byte peers; on a dual-stack socket, IPv4-mapped
+addresses count as IPv4.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from tgateway.tracker.core import ConnectionIds, SwarmStore, TrackerError
+from tgateway.tracker.http import AddressBook
+from tgateway.tracker.wire import (
+    UdpDecodeError,
+    decode_udp,
+    encode_udp_announce,
+    encode_udp_connect,
+    encode_udp_error,
+    encode_udp_scrape,
+)
+
+
+class UdpTracker(DatagramProtocol):
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self,
+        store: SwarmStore,
+        connection_ids: ConnectionIds,
+        clock: Any,
+        *,
+        interval: int,
+        default_numwant: int,
+        max_numwant: int,
+    ) -> None:
+        self.store = store
+        self.ids = connection_ids
+        self._seconds: Callable[[], float] = clock.seconds
+        self.interval = interval
+        self.default_numwant = default_numwant
+        self.max_numwant = max_numwant
+        self.addresses = AddressBook()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        try:
+            reply = self.handle(datagram, addr[0], addr[1])
+        except Exception:
+            self.log.failure("UDP tracker request from {host} failed", host=addr[0])
+            return
+        if reply is not None:
+            self.transport.write(reply, addr)  # type: ignore[union-attr]
+
+    def handle(self, datagram: bytes, host: str, port: int) -> bytes | None:
+        """The reply to one datagram from (host, port), or None to stay silent."""
+        try:
+            req = decode_udp(datagram)
+        except UdpDecodeError as e:
+            if e.transaction_id is None:
+                return None
+            return encode_udp_error(e.transaction_id, str(e))
+        try:
+            packed = self.addresses.pack(host)
+        except ValueError:
+            return None
+        now = self._seconds()
+        client = packed + port.to_bytes(2, "big")
+        action = req[0]
+        if action == 1:
+            (_, tid, cid, ih, pid, _down, left, _up, event, _ip, _key, numwant, peer_port) = req
+            if not self.ids.check(cid, client, now):
+                return encode_udp_error(tid, "connection id expired, connect again")
+            if numwant < 0:
+                numwant = self.default_numwant
+            elif numwant > self.max_numwant:
+                numwant = self.max_numwant
+            v6 = len(packed) == 16
+            try:
+                complete, incomplete, _d, p4, p6 = self.store.announce(
+                    ih, pid, packed + peer_port.to_bytes(2, "big"), left, event, numwant, now,
+                    not v6, v6,
+                )
+            except TrackerError as e:
+                return encode_udp_error(tid, e.message)
+            return encode_udp_announce(
+                tid, self.interval, incomplete, complete, b"".join(p6 if v6 else p4)
+            )
+        if action == 0:
+            return encode_udp_connect(req[1], self.ids.issue(client, now))
+        # scrape
+        tid, cid, hashes = req[1], req[2], req[3]
+        if not self.ids.check(cid, client, now):
+            return encode_udp_error(tid, "connection id expired, connect again")
+        return encode_udp_scrape(tid, self.store.scrape(hashes))

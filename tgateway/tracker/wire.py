@@ -1,0 +1,508 @@
+"""Tracker wire formats: pure encode/decode functions that raise only ``DecodeError``.
+
+HTTP (BEP 3, 7, 23, 48)
+    Query strings are parsed from the raw request target: ``info_hash`` and ``peer_id`` are
+    percent-encoded bytes, not text, so they are unquoted to bytes (``+`` is a space, as in
+    ``application/x-www-form-urlencoded``). Replies are bencoded dicts with sorted keys; the compact
+    announce reply is formatted directly (it is the hot path), everything else goes through
+    :mod:`tgateway.bencode`.
+
+UDP (BEP 15, 41)
+    ``connect``: 64-bit protocol id ``0x41727101980``, action 0, transaction id.
+    ``announce`` (98 bytes, trailing BEP 41 options ignored): connection id, action 1, transaction
+    id, info_hash, peer_id, downloaded, left, uploaded, event, ip, key, num_want (signed), port.
+    Its reply is action, transaction id, **interval, leechers, seeders**, then 6-byte (IPv4) or
+    18-byte (IPv6) peers. ``scrape``: up to 74 info-hashes; reply per hash **seeders, completed,
+    leechers**. ``error``: action 3, transaction id, message.
+
+WebSocket (the ``bittorrent-tracker`` package's protocol, used by WebTorrent)
+    JSON text messages. Binary strings (info_hash, peer_id, offer_id, to_peer_id) are JS strings
+    whose code points are the bytes (latin-1); they stay ``str`` here and are echoed unchanged.
+    ``{"action": "announce", info_hash, peer_id, numwant, uploaded, downloaded, left, event,
+    offers: [{offer, offer_id}]}``; an answer is an announce with ``answer``, ``to_peer_id`` and
+    ``offer_id``; ``{"action": "scrape", info_hash: str | [str]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from tgateway import bencode
+from tgateway.bencode import DecodeError
+from tgateway.tracker.core import (
+    EVENT_COMPLETED,
+    EVENT_NONE,
+    EVENT_STARTED,
+    EVENT_STOPPED,
+    MAX_WS_OFFERS,
+)
+
+__all__ = [
+    "DecodeError",
+    "UdpDecodeError",
+    "AnnounceQuery",
+    "decode_announce_query",
+    "decode_scrape_query",
+    "encode_announce",
+    "encode_announce_dict",
+    "encode_failure",
+    "encode_scrape",
+    "decode_udp",
+    "encode_udp_connect",
+    "encode_udp_announce",
+    "encode_udp_scrape",
+    "encode_udp_error",
+    "WsAnnounce",
+    "WsScrape",
+    "decode_ws",
+    "MAX_SCRAPE",
+]
+
+#: Most info-hashes answered in one scrape (a UDP reply of 8 + 12 * 74 bytes fits any MTU).
+MAX_SCRAPE = 74
+
+_HTTP_EVENTS = {
+    b"": EVENT_NONE,
+    b"started": EVENT_STARTED,
+    b"completed": EVENT_COMPLETED,
+    b"stopped": EVENT_STOPPED,
+    b"paused": EVENT_NONE,
+    b"empty": EVENT_NONE,
+    b"update": EVENT_NONE,
+}
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _unquote(value: bytes) -> bytes:
+    if b"%" in value or b"+" in value:
+        return unquote_to_bytes(value.replace(b"+", b" "))
+    return value
+
+
+def _uint(name: str, value: bytes, limit: int = 20) -> int:
+    if not value.isdigit() or len(value) > limit:
+        raise DecodeError(f"invalid {name}")
+    return int(value)
+
+
+class AnnounceQuery:
+    """A validated HTTP announce (BEP 3)."""
+
+    __slots__ = (
+        "info_hash",
+        "peer_id",
+        "port",
+        "uploaded",
+        "downloaded",
+        "left",
+        "event",
+        "numwant",
+        "compact",
+        "no_peer_id",
+        "ip",
+    )
+
+    def __init__(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        uploaded: int,
+        downloaded: int,
+        left: int | None,
+        event: int,
+        numwant: int | None,
+        compact: bool,
+        no_peer_id: bool,
+        ip: bytes | None,
+    ) -> None:
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.port = port
+        self.uploaded = uploaded
+        self.downloaded = downloaded
+        self.left = left
+        self.event = event
+        self.numwant = numwant
+        self.compact = compact
+        self.no_peer_id = no_peer_id
+        self.ip = ip
+
+
+def decode_announce_query(qs: bytes) -> AnnounceQuery:
+    """Parse the raw query string of ``GET /announce``.
+
+    ``left`` is None when missing (a leecher); ``numwant`` None when missing or negative (use the
+    default). Raises DecodeError naming the bad parameter.
+    """
+    info_hash = peer_id = port = None
+    uploaded = downloaded = 0
+    left: int | None = None
+    event = EVENT_NONE
+    numwant: int | None = None
+    compact = True
+    no_peer_id = False
+    ip: bytes | None = None
+    for part in qs.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"info_hash":
+            info_hash = _unquote(value)
+        elif name == b"peer_id":
+            peer_id = _unquote(value)
+        elif name == b"port":
+            port = _uint("port", value, 5)
+        elif name == b"left":
+            left = _uint("left", value)
+        elif name == b"uploaded":
+            uploaded = _uint("uploaded", value)
+        elif name == b"downloaded":
+            downloaded = _uint("downloaded", value)
+        elif name == b"event":
+            ev = _HTTP_EVENTS.get(value)
+            if ev is None:
+                raise DecodeError("invalid event")
+            event = ev
+        elif name == b"numwant":
+            if value[:1] == b"-" and value[1:].isdigit():
+                numwant = None
+            else:
+                numwant = _uint("numwant", value, 9)
+        elif name == b"compact":
+            compact = value != b"0"
+        elif name == b"no_peer_id":
+            no_peer_id = value == b"1"
+        elif name == b"ip":
+            ip = _unquote(value)
+    if info_hash is None or len(info_hash) != 20:
+        raise DecodeError("invalid info_hash")
+    if peer_id is None or len(peer_id) != 20:
+        raise DecodeError("invalid peer_id")
+    if port is None or not 0 < port < 65536:
+        raise DecodeError("invalid port")
+    return AnnounceQuery(
+        info_hash, peer_id, port, uploaded, downloaded, left, event, numwant, compact,
+        no_peer_id, ip,
+    )
+
+
+def decode_scrape_query(qs: bytes) -> list[bytes]:
+    """The info-hashes of ``GET /scrape`` (BEP 48), at most MAX_SCRAPE; [] means "all".
+
+    Raises DecodeError for an info_hash that is not 20 bytes or for too many of them.
+    """
+    hashes = []
+    for part in qs.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"info_hash":
+            ih = _unquote(value)
+            if len(ih) != 20:
+                raise DecodeError("invalid info_hash")
+            hashes.append(ih)
+            if len(hashes) > MAX_SCRAPE:
+                raise DecodeError(f"too many info_hash (at most {MAX_SCRAPE})")
+    return hashes
+
+
+def encode_announce(
+    complete: int,
+    incomplete: int,
+    downloaded: int,
+    interval: int,
+    min_interval: int,
+    peers4: bytes,
+    peers6: bytes = b"",
+    warning: bytes = b"",
+    tracker_id: bytes = b"",
+) -> bytes:
+    """The compact (BEP 23) announce reply, keys in bencode order; ``peers6`` per BEP 7."""
+    out = b"d8:completei%de10:downloadedi%de10:incompletei%de8:intervali%de12:min intervali%de5:peers%d:%s" % (
+        complete, downloaded, incomplete, interval, min_interval, len(peers4), peers4,
+    )
+    if peers6:
+        out += b"6:peers6%d:%s" % (len(peers6), peers6)
+    if tracker_id:
+        out += b"10:tracker id%d:%s" % (len(tracker_id), tracker_id)
+    if warning:
+        out += b"15:warning message%d:%s" % (len(warning), warning)
+    return out + b"e"
+
+
+def encode_announce_dict(
+    complete: int,
+    incomplete: int,
+    downloaded: int,
+    interval: int,
+    min_interval: int,
+    peers: list[tuple[bytes, int, bytes | None]],
+    warning: bytes = b"",
+    tracker_id: bytes = b"",
+) -> bytes:
+    """The original (``compact=0``) reply: ``peers`` as a list of dicts with ``ip`` (text),
+    ``port`` and, unless None (``no_peer_id``), ``peer id``."""
+    plist = []
+    for ip, port, peer_id in peers:
+        d: dict[bytes, Any] = {b"ip": ip, b"port": port}
+        if peer_id is not None:
+            d[b"peer id"] = peer_id
+        plist.append(d)
+    reply: dict[bytes, Any] = {
+        b"complete": complete,
+        b"downloaded": downloaded,
+        b"incomplete": incomplete,
+        b"interval": interval,
+        b"min interval": min_interval,
+        b"peers": plist,
+    }
+    if tracker_id:
+        reply[b"tracker id"] = tracker_id
+    if warning:
+        reply[b"warning message"] = warning
+    return bencode.encode(reply)
+
+
+def encode_failure(reason: str) -> bytes:
+    """``d14:failure reason...e``: how a tracker says no (served with HTTP 200)."""
+    raw = reason.encode("utf-8")
+    return b"d14:failure reason%d:%se" % (len(raw), raw)
+
+
+def encode_scrape(
+    files: list[tuple[bytes, int, int, int]], min_request_interval: int | None = None
+) -> bytes:
+    """BEP 48 scrape reply: ``files`` keyed by raw 20-byte info-hash; tuples are
+    (info_hash, complete, downloaded, incomplete)."""
+    reply: dict[bytes, Any] = {
+        b"files": {
+            ih: {b"complete": c, b"downloaded": d, b"incomplete": i} for ih, c, d, i in files
+        }
+    }
+    if min_request_interval is not None:
+        reply[b"flags"] = {b"min_request_interval": min_request_interval}
+    return bencode.encode(reply)
+
+
+# --------------------------------------------------------------------------- UDP
+
+UDP_PROTOCOL_ID = 0x41727101980
+ACTION_CONNECT = 0
+ACTION_ANNOUNCE = 1
+ACTION_SCRAPE = 2
+ACTION_ERROR = 3
+
+_HEAD = struct.Struct(">QII")
+_ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
+_CONNECT_REPLY = struct.Struct(">IIQ")
+_ANNOUNCE_REPLY = struct.Struct(">IIIII")
+_SCRAPE_ENTRY = struct.Struct(">III")
+_ERROR_HEAD = struct.Struct(">II")
+
+
+class UdpDecodeError(DecodeError):
+    """A bad UDP request; ``transaction_id`` is set when the packet got that far (then the
+    request deserves an error reply), else None (drop it)."""
+
+    def __init__(self, message: str, transaction_id: int | None = None) -> None:
+        super().__init__(message)
+        self.transaction_id = transaction_id
+
+
+UdpRequest = tuple[Any, ...]
+
+
+def decode_udp(data: bytes) -> UdpRequest:
+    """Decode one BEP 15 request into a tuple whose first item is the action:
+
+    * ``(0, transaction_id)`` for connect;
+    * ``(1, transaction_id, connection_id, info_hash, peer_id, downloaded, left, uploaded,
+      event, ip, key, num_want, port)`` for announce;
+    * ``(2, transaction_id, connection_id, [info_hash, ...])`` for scrape.
+
+    Raises UdpDecodeError.
+    """
+    if len(data) < 16:
+        raise UdpDecodeError("packet too short")
+    cid, action, tid = _HEAD.unpack_from(data)
+    if action == ACTION_ANNOUNCE:
+        if len(data) < 98:
+            raise UdpDecodeError("announce too short", tid)
+        (cid, _a, tid, ih, pid, downloaded, left, uploaded, event, ip, key, numwant, port) = (
+            _ANNOUNCE.unpack_from(data)
+        )
+        if event > EVENT_STOPPED:
+            raise UdpDecodeError("invalid event", tid)
+        return (1, tid, cid, ih, pid, downloaded, left, uploaded, event, ip, key, numwant, port)
+    if action == ACTION_CONNECT:
+        if cid != UDP_PROTOCOL_ID:
+            raise UdpDecodeError("not a BEP 15 connect")
+        return (0, tid)
+    if action == ACTION_SCRAPE:
+        n = min((len(data) - 16) // 20, MAX_SCRAPE)
+        if n < 1:
+            raise UdpDecodeError("scrape without info_hash", tid)
+        return (2, tid, cid, [data[16 + 20 * i : 36 + 20 * i] for i in range(n)])
+    raise UdpDecodeError("unknown action", tid)
+
+
+def encode_udp_connect(transaction_id: int, connection_id: int) -> bytes:
+    return _CONNECT_REPLY.pack(ACTION_CONNECT, transaction_id, connection_id)
+
+
+def encode_udp_announce(
+    transaction_id: int, interval: int, leechers: int, seeders: int, peers: bytes
+) -> bytes:
+    """Announce reply: interval, leechers, seeders (in that order), then compact peers."""
+    return (
+        _ANNOUNCE_REPLY.pack(
+            ACTION_ANNOUNCE,
+            transaction_id,
+            interval,
+            min(leechers, 0xFFFFFFFF),
+            min(seeders, 0xFFFFFFFF),
+        )
+        + peers
+    )
+
+
+def encode_udp_scrape(transaction_id: int, stats: list[tuple[int, int, int]]) -> bytes:
+    """Scrape reply; ``stats`` items are (seeders, completed, leechers)."""
+    return _ERROR_HEAD.pack(ACTION_SCRAPE, transaction_id) + b"".join(
+        _SCRAPE_ENTRY.pack(s, c, le) for s, c, le in stats
+    )
+
+
+def encode_udp_error(transaction_id: int, message: str) -> bytes:
+    return _ERROR_HEAD.pack(ACTION_ERROR, transaction_id) + message.encode("utf-8")
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+_WS_EVENTS = {
+    None: EVENT_NONE,
+    "update": EVENT_NONE,
+    "paused": EVENT_NONE,
+    "started": EVENT_STARTED,
+    "completed": EVENT_COMPLETED,
+    "stopped": EVENT_STOPPED,
+}
+
+
+def _binary20(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if type(value) is not str or len(value) != 20:
+        raise DecodeError(f"invalid {name}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise DecodeError(f"invalid {name}") from None
+    return value
+
+
+class WsAnnounce:
+    """A WebTorrent announce, or (``answer`` set) an answer to a forwarded offer."""
+
+    __slots__ = (
+        "info_hash",
+        "info_hash_bytes",
+        "peer_id",
+        "seed",
+        "event",
+        "offers",
+        "answer",
+        "to_peer_id",
+        "offer_id",
+    )
+
+    def __init__(
+        self,
+        info_hash: str,
+        peer_id: str,
+        seed: bool,
+        event: int,
+        offers: list[tuple[Any, str]],
+        answer: Any = None,
+        to_peer_id: str = "",
+        offer_id: str = "",
+    ) -> None:
+        self.info_hash = info_hash
+        self.info_hash_bytes = info_hash.encode("latin-1")
+        self.peer_id = peer_id
+        self.seed = seed
+        self.event = event
+        self.offers = offers
+        self.answer = answer
+        self.to_peer_id = to_peer_id
+        self.offer_id = offer_id
+
+
+class WsScrape:
+    """A WebSocket scrape; ``info_hashes`` empty means all swarms."""
+
+    __slots__ = ("info_hashes",)
+
+    def __init__(self, info_hashes: list[str]) -> None:
+        self.info_hashes = info_hashes
+
+
+def _ws_seed(left: Any) -> bool:
+    if type(left) is int or type(left) is float:
+        return left == 0
+    if type(left) is str:
+        return left.strip() in ("0", "0.0")
+    return False  # null (Infinity), missing: a leecher
+
+
+def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
+    """Decode one WebSocket text message. Raises DecodeError (whose message is safe to send
+    back as ``failure reason``)."""
+    try:
+        msg = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise DecodeError("invalid JSON") from None
+    if type(msg) is not dict:
+        raise DecodeError("invalid message")
+    action = msg.get("action")
+    if action == "announce":
+        info_hash = _binary20(msg, "info_hash")
+        peer_id = _binary20(msg, "peer_id")
+        answer = msg.get("answer")
+        if answer is not None:
+            if type(answer) is not dict:
+                raise DecodeError("invalid answer")
+            return WsAnnounce(
+                info_hash, peer_id, False, EVENT_NONE, [], answer,
+                _binary20(msg, "to_peer_id"), _binary20(msg, "offer_id"),
+            )
+        event = msg.get("event")
+        ev = _WS_EVENTS.get(event) if event is None or type(event) is str else None
+        if ev is None:
+            raise DecodeError("invalid event")
+        offers: list[tuple[Any, str]] = []
+        raw = msg.get("offers")
+        if raw is not None:
+            if type(raw) is not list:
+                raise DecodeError("invalid offers")
+            for item in raw[:MAX_WS_OFFERS]:
+                if type(item) is not dict or type(item.get("offer")) is not dict:
+                    raise DecodeError("invalid offers")
+                offers.append((item["offer"], _binary20(item, "offer_id")))
+        return WsAnnounce(info_hash, peer_id, _ws_seed(msg.get("left")), ev, offers)
+    if action == "scrape":
+        raw_ih = msg.get("info_hash")
+        if raw_ih is None:
+            return WsScrape([])
+        if type(raw_ih) is str:
+            raw_ih = [raw_ih]
+        if type(raw_ih) is not list or len(raw_ih) > MAX_SCRAPE:
+            raise DecodeError("invalid info_hash")
+        return WsScrape([_binary20({"info_hash": h}, "info_hash") for h in raw_ih])
+    raise DecodeError("invalid action")
+
+
+def encode_ws(message: dict[str, Any]) -> bytes:
+    """JSON with \\u escapes, so latin-1 binary strings survive any transport."""
+    return json.dumps(message, separators=(",", ":")).encode("ascii")
