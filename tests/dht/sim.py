@@ -1,0 +1,105 @@
+"""An in-memory datagram network of DHT cores driven by one fake clock.
+
+Every node gets its own address 10.x.y.z:6881 (or a given one). ``send`` schedules delivery after
+``latency`` seconds on the shared :class:`twisted.internet.task.Clock`; timers use the same clock.
+Datagrams to unknown addresses vanish (a dead node), and ``drop`` lets a test lose packets.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from twisted.internet.task import Clock
+
+from tgateway.dht.node import DhtNode
+
+Addr = tuple[str, int]
+
+
+class SimOutput:
+    def __init__(self, net: SimNetwork, addr: Addr) -> None:
+        self.net = net
+        self.addr = addr
+        self.node: DhtNode | None = None
+        self.timers: dict[bytes, object] = {}
+        self.sent: list[tuple[bytes, Addr]] = []
+
+    def send(self, data: bytes, addr: Addr) -> None:
+        self.sent.append((data, addr))
+        self.net.deliver(data, self.addr, addr)
+
+    def set_timer(self, tid: bytes, delay: float) -> None:
+        self.cancel_timer(tid)
+        self.timers[tid] = self.net.clock.callLater(delay, self._fire, tid)
+
+    def cancel_timer(self, tid: bytes) -> None:
+        call = self.timers.pop(tid, None)
+        if call is not None and call.active():  # type: ignore[attr-defined]
+            call.cancel()  # type: ignore[attr-defined]
+
+    def _fire(self, tid: bytes) -> None:
+        self.timers.pop(tid, None)
+        if self.node is not None:
+            self.node.timeout(tid, self.net.clock.seconds())
+
+
+class SimNetwork:
+    def __init__(self, seed: int = 1, latency: float = 0.01) -> None:
+        self.clock = Clock()
+        self.rng = random.Random(seed)
+        self.latency = latency
+        self.nodes: dict[Addr, DhtNode] = {}
+        self.outputs: dict[Addr, SimOutput] = {}
+        self.drop: Callable[[bytes, Addr, Addr], bool] = lambda data, src, dst: False
+        self.delivered = 0
+
+    def add_node(self, addr: Addr | None = None, node_id: bytes | None = None, **kw: object) -> DhtNode:
+        if addr is None:
+            n = len(self.nodes) + 1
+            addr = (f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)
+        out = SimOutput(self, addr)
+        kw.setdefault("restrict_ips", False)
+        node = DhtNode(
+            node_id or self.rng.randbytes(20),
+            out,
+            random.Random(self.rng.random()),
+            self.clock.seconds(),
+            **kw,  # type: ignore[arg-type]
+        )
+        out.node = node
+        self.nodes[addr] = node
+        self.outputs[addr] = out
+        return node
+
+    def addr_of(self, node: DhtNode) -> Addr:
+        return next(a for a, n in self.nodes.items() if n is node)
+
+    def deliver(self, data: bytes, src: Addr, dst: Addr) -> None:
+        if self.drop(data, src, dst):
+            return
+        self.clock.callLater(self.latency, self._arrive, data, src, dst)
+
+    def _arrive(self, data: bytes, src: Addr, dst: Addr) -> None:
+        node = self.nodes.get(dst)
+        if node is not None:
+            self.delivered += 1
+            node.datagram_received(data, src, self.clock.seconds())
+
+    def run(self, seconds: float, step: float = 0.01) -> None:
+        end = self.clock.seconds() + seconds
+        while self.clock.seconds() < end:
+            self.clock.advance(step)
+
+    def run_until(self, cond: Callable[[], bool], limit: float = 60.0, step: float = 0.01) -> bool:
+        end = self.clock.seconds() + limit
+        while not cond():
+            if self.clock.seconds() >= end:
+                return False
+            self.clock.advance(step)
+        return True
+
+    def tick_all(self) -> None:
+        now = self.clock.seconds()
+        for node in list(self.nodes.values()):
+            node.tick(now)

@@ -1,0 +1,521 @@
+"""The DHT as a Twisted service: state on disk, bootstrap, periodic maintenance and announces.
+
+``build_dht(config, state_dir, clock, rng, announce_port)`` returns a :class:`DhtService`. On start it
+loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
+the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
+``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
+``dht.announce_interval``, spread evenly over the interval (each info-hash has its own phase), and a
+newly stored file is announced at once when its upload asked for it. On stop the routing table and
+node id are saved so a restart rejoins at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from tgateway.config import DhtConfig
+from tgateway.dht import bep42
+from tgateway.dht.node import DhtNode, LookupResult
+from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
+from tgateway.storage.model import StoredEvent
+
+__all__ = ["DhtService", "build_dht", "parse_host_port"]
+
+STATE_FILE = "dht.json"
+TICK = 1.0  # announce scheduler and rate sampling
+MAINTENANCE = 5.0  # routing table maintenance
+SAVE_EVERY = 600.0
+KNOWN_REFRESH = 60.0  # re-read a callable list of stored info-hashes
+MAX_CONCURRENT_ANNOUNCES = 4
+
+InfoHashes = Iterable[bytes | str] | Callable[[], Iterable[bytes | str]]
+
+
+def parse_host_port(text: str, default_port: int = 6881) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port``, ``v4`` or ``host``. Raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p)
+    else:
+        host, port = text, default_port
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"bad host:port {text!r}")
+    return host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _to_bytes(h: bytes | str) -> bytes | None:
+    if isinstance(h, bytes):
+        return h if len(h) == 20 else None
+    try:
+        b = bytes.fromhex(h)
+    except ValueError:
+        return None
+    return b if len(b) == 20 else None
+
+
+class _Family:
+    """One bound node (IPv4 or IPv6)."""
+
+    def __init__(self, node: DhtNode, proto: DhtProtocol, host: str):
+        self.node = node
+        self.proto = proto
+        self.host = host
+        self.port: Any = None
+
+
+class DhtService(service.Service):
+    log = Logger()
+    name = "dht"
+
+    def __init__(
+        self,
+        config: DhtConfig,
+        state_dir: str,
+        clock: IReactorTime,
+        rng: random.Random,
+        announce_port: int,
+        reactor: Any = None,
+    ) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.clock = clock
+        self.reactor = reactor if reactor is not None else clock
+        self.rng = rng
+        self.announce_port = announce_port
+        self.families: list[_Family] = []
+        self._known_source: Callable[[], Iterable[bytes | str]] | None = None
+        self._known: set[bytes] = set()
+        self._known_read_at = -1e18
+        self._schedule: list[tuple[float, bytes]] = []  # (phase, info_hash), sorted
+        self._schedule_dirty = True
+        self._epoch = 0.0
+        self._last_pos = 0.0
+        self._queue: deque[bytes] = deque()
+        self._queued: set[bytes] = set()
+        self._announcing = 0
+        self._announces_done = 0
+        self._loops: list[LoopingCall] = []
+        self._samples: deque[tuple[float, int, int]] = deque(maxlen=11)
+        self._last_save = 0.0
+        self._last_maintenance = -1e18
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def node_id(self) -> bytes | None:
+        return self.families[0].node.node_id if self.families else None
+
+    @property
+    def ports(self) -> list[int]:
+        return [f.port.getHost().port for f in self.families if f.port is not None]
+
+    def set_known_info_hashes(self, hashes: InfoHashes) -> None:
+        """The info-hashes the gateway serves: an iterable (a snapshot) or a callable (re-read
+        every minute). They are re-announced every ``announce_interval`` and offered to BEP 51
+        indexers."""
+        if callable(hashes):
+            self._known_source = hashes
+            self._known_read_at = -1e18
+            self._refresh_known(self.clock.seconds())
+        else:
+            self._known_source = None
+            self._known = {b for b in map(_to_bytes, hashes) if b is not None}
+            self._schedule_dirty = True
+
+    def _refresh_known(self, now: float) -> None:
+        if self._known_source is None or now - self._known_read_at < KNOWN_REFRESH:
+            return
+        self._known_read_at = now
+        try:
+            fresh = {b for b in map(_to_bytes, self._known_source()) if b is not None}
+        except Exception:
+            self.log.failure("listing stored info-hashes failed")
+            return
+        if fresh != self._known:
+            self._known = fresh
+            self._schedule_dirty = True
+
+    def _known_list(self) -> Iterable[bytes]:
+        return self._known
+
+    def on_file_stored(self, event: StoredEvent) -> None:
+        """Subscriber for the content store's "file stored" event."""
+        ih = _to_bytes(event.file.info_hash)
+        if ih is None or not event.context.announce_dht:
+            return
+        if ih not in self._known:
+            self._known.add(ih)
+            self._schedule_dirty = True
+        self.announce(ih)
+
+    def announce(self, info_hash: bytes) -> None:
+        """Queue an announce of ``announce_port`` for ``info_hash`` (at most 4 run at once)."""
+        if len(info_hash) != 20 or info_hash in self._queued:
+            return
+        self._queued.add(info_hash)
+        self._queue.append(info_hash)
+        if self.running:
+            self._pump()
+
+    def get_peers(self, info_hash: bytes) -> Deferred[list[tuple[str, int]]]:
+        """Peers for ``info_hash`` from a lookup on every bound family (and our own store)."""
+        if len(info_hash) != 20:
+            return defer.fail(ValueError("info_hash must be 20 bytes"))
+        if not self.families:
+            return defer.fail(RuntimeError("the DHT is not running"))
+        d: Deferred[list[tuple[str, int]]] = Deferred()
+        results: list[LookupResult] = []
+        now = self.clock.seconds()
+
+        def one_done(result: LookupResult) -> None:
+            results.append(result)
+            if len(results) == len(self.families):
+                peers = list(dict.fromkeys(p for r in results for p in r.peers))
+                self.clock.callLater(0, d.callback, peers)
+
+        for f in self.families:
+            f.node.get_peers(info_hash, now, one_done)
+        return d
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.seconds()
+        out: dict[str, Any] = {
+            "running": bool(self.running and self.families),
+            "node_id": self.node_id.hex() if self.node_id else None,
+            "announce_port": self.announce_port,
+            "known_torrents": len(self._known),
+            "announces_queued": len(self._queue),
+            "announces_running": self._announcing,
+            "announces_done": self._announces_done,
+        }
+        qin = qout = 0
+        if self._samples and len(self._samples) >= 2:
+            t0, i0, o0 = self._samples[0]
+            t1, i1, o1 = self._samples[-1]
+            if t1 > t0:
+                qin, qout = round((i1 - i0) / (t1 - t0), 1), round((o1 - o0) / (t1 - t0), 1)
+        out["queries_in_per_second"] = qin
+        out["queries_out_per_second"] = qout
+        fams = [f.node.status(now) | {"port": self._port_of(f)} for f in self.families]
+        out["families"] = fams
+        for key in ("routing_table_size", "good_nodes", "stored_torrents", "stored_peers"):
+            out[key] = sum(f[key] for f in fams)
+        return out
+
+    def _port_of(self, f: _Family) -> int | None:
+        return f.port.getHost().port if f.port is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def startService(self) -> None:
+        super().startService()
+        now = self.clock.seconds()
+        node_id, saved, external_ip = self._load_state()
+        self._epoch = now
+        c = self.config
+        hosts = [c.host] + ([c.host6] if getattr(c, "host6", "") else [])
+        for host in hosts:
+            ipv6 = ":" in host
+            proto = DhtProtocol(self.clock)
+            node = DhtNode(
+                node_id,
+                proto,
+                self.rng,
+                now,
+                ipv6=ipv6,
+                max_torrents=c.max_torrents,
+                max_peers_per_torrent=c.max_peers_per_torrent,
+                query_rate=getattr(c, "query_rate_limit", 0.0),
+                query_burst=getattr(c, "query_burst", 100),
+                max_outstanding=getattr(c, "max_outstanding_queries", 256),
+            )
+            node.known_info_hashes = self._known_list
+            node.on_id_change = self._on_id_change
+            if external_ip and (":" in external_ip) == ipv6:
+                node.external_ip = external_ip
+            proto.node = node
+            nodes = [n for n in saved if (":" in n[1]) == ipv6]
+            node.table.load(nodes, now)
+            fam = _Family(node, proto, host)
+            if ipv6:
+                port = V6OnlyPort(c.port, proto, host, 8192, self.reactor)
+                port.startListening()
+                fam.port = port
+            else:
+                fam.port = self.reactor.listenUDP(c.port, proto, interface=host, maxPacketSize=8192)
+            self.families.append(fam)
+            self.log.info(
+                "DHT node {node_id} on {host} port {port} ({n} saved nodes)",
+                node_id=node_id.hex(),
+                host=host,
+                port=fam.port.getHost().port,
+                n=len(node.table),
+            )
+        if len(self.families) == 2:
+            self.families[0].node.sibling = self.families[1].node
+            self.families[1].node.sibling = self.families[0].node
+        self._last_save = now
+        for fn, every in ((self._tick, TICK),):
+            loop = LoopingCall(fn)
+            loop.clock = self.clock
+            loop.start(every, now=False).addErrback(
+                lambda f: self.log.failure("DHT periodic task failed", f)
+            )
+            self._loops.append(loop)
+        for fam in self.families:
+            fam.node.tick(now)  # pings the loaded nodes
+        d = self._resolve_bootstrap()
+        d.addErrback(lambda f: self.log.failure("DHT bootstrap failed", f))
+        self._pump()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+        try:
+            self._save_state()
+        except OSError:
+            self.log.failure("saving DHT state failed")
+        ds = []
+        for f in self.families:
+            if f.port is not None:
+                ds.append(defer.maybeDeferred(f.port.stopListening))
+            f.proto.node = None
+        self.families = []
+        return defer.gatherResults(ds).addCallback(lambda _: None)
+
+    # ------------------------------------------------------------------ internals
+
+    def _tick(self) -> None:
+        now = self.clock.seconds()
+        if self.families:
+            qin = sum(f.node.stats.queries_in for f in self.families)
+            qout = sum(f.node.stats.queries_out for f in self.families)
+            self._samples.append((now, qin, qout))
+        if now - self._last_maintenance >= MAINTENANCE:
+            self._last_maintenance = now
+            for f in self.families:
+                f.node.tick(now)
+        self._refresh_known(now)
+        self._schedule_announces(now)
+        self._pump()
+        if now - self._last_save >= SAVE_EVERY:
+            self._last_save = now
+            try:
+                self._save_state()
+            except OSError:
+                self.log.failure("saving DHT state failed")
+
+    def _schedule_announces(self, now: float) -> None:
+        """Queue the info-hashes whose phase fell in the window since the last tick."""
+        interval = float(self.config.announce_interval)
+        if self._schedule_dirty:
+            self._schedule = sorted(
+                (int.from_bytes(ih[:4], "big") / 2**32 * interval, ih) for ih in self._known
+            )
+            self._schedule_dirty = False
+        if not self._schedule:
+            return
+        elapsed = now - self._epoch
+        pos = elapsed % interval
+        last = self._last_pos
+        self._last_pos = pos
+        if elapsed >= interval and pos < last:
+            windows = [(last, interval), (-1.0, pos)]
+        elif pos >= last:
+            windows = [(last, pos)]
+        else:
+            windows = [(last, interval), (-1.0, pos)]
+        for lo, hi in windows:
+            for phase, ih in self._schedule:
+                if lo < phase <= hi:
+                    self.announce(ih)
+
+    def _pump(self) -> None:
+        if not self.families:
+            return
+        now = self.clock.seconds()
+        while self._queue and self._announcing < MAX_CONCURRENT_ANNOUNCES:
+            ih = self._queue.popleft()
+            self._queued.discard(ih)
+            for f in self.families:
+                self._announcing += 1
+                f.node.announce(
+                    ih, self.announce_port, now, self._announce_done, local_ip=self._local_ip(f)
+                )
+
+    def _announce_done(self, result: LookupResult, sent: int) -> None:
+        self._announcing -= 1
+        self._announces_done += 1
+        self.log.debug(
+            "announced {info_hash} to {sent} nodes", info_hash=result.target.hex(), sent=sent
+        )
+        self.clock.callLater(0, self._pump)
+
+    @staticmethod
+    def _local_ip(f: _Family) -> str | None:
+        host = f.host
+        if host in ("", "0.0.0.0", "::"):
+            return None
+        return host
+
+    def _on_id_change(self, node_id: bytes) -> None:
+        self.log.info("DHT node id changed to {node_id} (BEP 42)", node_id=node_id.hex())
+        for f in self.families:
+            if f.node.node_id != node_id:
+                f.node.change_id(node_id, self.clock.seconds())
+
+    # ------------------------------------------------------------------ bootstrap
+
+    def _resolve_bootstrap(self) -> Deferred[None]:
+        async def run() -> None:
+            for f in self.families:
+                addrs: list[tuple[str, int]] = []
+                for entry in self.config.bootstrap_nodes:
+                    try:
+                        host, port = parse_host_port(entry)
+                    except ValueError:
+                        self.log.warn("bad DHT bootstrap node {entry!r}", entry=entry)
+                        continue
+                    if _is_ip(host):
+                        if (":" in host) == f.node.ipv6:
+                            addrs.append((host, port))
+                        continue
+                    for ip in await self._resolve(host, f.node.ipv6):
+                        addrs.append((ip, port))
+                if not self.families or f not in self.families:
+                    return
+                if addrs or len(f.node.table):
+                    f.node.bootstrap(addrs, self.clock.seconds())
+
+        return Deferred.fromCoroutine(run())
+
+    async def _resolve(self, host: str, ipv6: bool) -> list[str]:
+        resolver = getattr(self.reactor, "nameResolver", None)
+        if resolver is None:
+            return []
+        found: list[str] = []
+        done: Deferred[None] = Deferred()
+
+        class Receiver:
+            def resolutionBegan(self, resolution: Any) -> None:
+                pass
+
+            def addressResolved(self, address: Any) -> None:
+                if isinstance(address, (IPv4Address, IPv6Address)) and address.host not in found:
+                    found.append(address.host)
+
+            def resolutionComplete(self) -> None:
+                done.callback(None)
+
+        from zope.interface import directlyProvides
+
+        from twisted.internet.interfaces import IResolutionReceiver
+
+        receiver = Receiver()
+        directlyProvides(receiver, IResolutionReceiver)
+        try:
+            resolver.resolveHostName(
+                receiver, host, 0, [IPv6Address if ipv6 else IPv4Address]
+            )
+            await done
+        except Exception:
+            self.log.failure("resolving DHT bootstrap node {host} failed", host=host)
+        return found[:4]
+
+    # ------------------------------------------------------------------ state
+
+    def _state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def _load_state(self) -> tuple[bytes, list[tuple[bytes, str, int]], str | None]:
+        path = self._state_path()
+        node_id: bytes | None = None
+        nodes: list[tuple[bytes, str, int]] = []
+        external_ip: str | None = None
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            node_id = bytes.fromhex(data["node_id"])
+            if len(node_id) != 20:
+                raise ValueError("node id")
+            for h, ip, port in data.get("nodes", []):
+                nid = bytes.fromhex(h)
+                if len(nid) == 20 and _is_ip(ip) and 0 < int(port) < 65536:
+                    nodes.append((nid, ip, int(port)))
+            external_ip = data.get("external_ip") or None
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            self.log.warn("ignoring unreadable DHT state {path}", path=str(path))
+            node_id, nodes = None, []
+        if external_ip and not _is_ip(external_ip):
+            external_ip = None
+        if external_ip and node_id and not bep42.id_matches_ip(node_id, external_ip):
+            node_id = None
+        if node_id is None:
+            node_id = (
+                bep42.node_id_for_ip(external_ip, self.rng)
+                if external_ip
+                else self.rng.randbytes(20)
+            )
+        return node_id, nodes, external_ip
+
+    def _save_state(self) -> None:
+        if not self.families:
+            return
+        node = self.families[0].node
+        nodes: list[list[Any]] = []
+        for f in self.families:
+            nodes.extend([nid.hex(), ip, port] for nid, ip, port in f.node.export_nodes())
+        external = next((f.node.external_ip for f in self.families if f.node.external_ip), None)
+        data = {"node_id": node.node_id.hex(), "external_ip": external, "nodes": nodes}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self._state_path()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def build_dht(
+    config: DhtConfig,
+    state_dir: str,
+    clock: IReactorTime,
+    rng: random.Random,
+    announce_port: int,
+    reactor: Any = None,
+) -> DhtService:
+    """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
+    resolves bootstrap host names."""
+    return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor)
