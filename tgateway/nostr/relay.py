@@ -1,0 +1,538 @@
+"""One relay: the NIP-01/NIP-42 message codec, a sans-IO session core, and the autobahn adapter.
+
+Client messages (NIP-01): ``["EVENT", <event>]``, ``["REQ", <sub_id>, <filter>...]``,
+``["CLOSE", <sub_id>]``, and NIP-42's ``["AUTH", <kind 22242 event>]``.
+Relay messages: ``["OK", <event_id>, <bool>, <message>]``, ``["EVENT", <sub_id>, <event>]``,
+``["EOSE", <sub_id>]``, ``["CLOSED", <sub_id>, <message>]``, ``["NOTICE", <message>]`` and
+``["AUTH", <challenge>]``. Machine-readable prefixes in OK/CLOSED messages (``duplicate:``,
+``auth-required:``, ``rate-limited:``, ...) tell why.
+
+:class:`RelaySession` is the per-relay state that outlives connections: pending publishes (until
+their ``OK``) and live subscriptions are re-sent on every new connection. It imports no reactor:
+the adapter feeds it frames (``receive(text, now)``) and gives it a ``send`` callable when a
+connection opens. Every incoming ``EVENT`` is verified with :func:`tgateway.nostr.event.parse_event`
+and checked against the subscription's filters; anything malformed is logged and dropped.
+
+NIP-42: when the relay sends ``["AUTH", challenge]`` the session answers with a kind 22242 event
+(tags ``relay`` = the relay URL, ``challenge``) signed by the gateway key. A publish or REQ refused
+with ``auth-required:`` is sent again once, after the relay accepts our AUTH.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from tgateway.nostr.event import Event, EventError, EventTemplate, parse_event
+from tgateway.nostr.filters import check_filter, matches_any
+
+__all__ = [
+    "AUTH_KIND",
+    "AuthMessage",
+    "ClosedMessage",
+    "EoseMessage",
+    "EventMessage",
+    "NoticeMessage",
+    "OkMessage",
+    "RelayClientFactory",
+    "RelayClientProtocol",
+    "RelayMessageError",
+    "RelaySession",
+    "decode_relay_message",
+    "encode_auth",
+    "encode_close",
+    "encode_event",
+    "encode_req",
+    "make_auth_template",
+]
+
+AUTH_KIND = 22242
+MAX_SUB_ID = 64
+AUTH_REQUIRED = "auth-required:"
+
+
+class RelayMessageError(ValueError):
+    """A relay sent something that is not a valid relay message (the codec's only error)."""
+
+
+@dataclass(frozen=True)
+class OkMessage:
+    event_id: str
+    accepted: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class EventMessage:
+    sub_id: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class EoseMessage:
+    sub_id: str
+
+
+@dataclass(frozen=True)
+class ClosedMessage:
+    sub_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class NoticeMessage:
+    message: str
+
+
+@dataclass(frozen=True)
+class AuthMessage:
+    challenge: str
+
+
+RelayMessage = OkMessage | EventMessage | EoseMessage | ClosedMessage | NoticeMessage | AuthMessage
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_event(event: Event) -> str:
+    return _dumps(["EVENT", event.to_json()])
+
+
+def encode_req(sub_id: str, filters: Sequence[Mapping[str, Any]]) -> str:
+    return _dumps(["REQ", sub_id, *filters])
+
+
+def encode_close(sub_id: str) -> str:
+    return _dumps(["CLOSE", sub_id])
+
+
+def encode_auth(event: Event) -> str:
+    return _dumps(["AUTH", event.to_json()])
+
+
+def _string(value: object, what: str, limit: int = 65536) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise RelayMessageError(f"{what} must be a string")
+    return value
+
+
+def decode_relay_message(text: str | bytes) -> RelayMessage:
+    """Parse one relay frame. Raises only :class:`RelayMessageError` (bad events included)."""
+    try:
+        msg = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RelayMessageError("not JSON") from None
+    if not isinstance(msg, list) or not msg or not isinstance(msg[0], str):
+        raise RelayMessageError("not a JSON array starting with a message type")
+    kind, args = msg[0], msg[1:]
+    if kind == "OK":
+        # the message is required by NIP-01; old relays leave it out
+        if len(args) not in (2, 3):
+            raise RelayMessageError("OK needs an event id, a boolean and a message")
+        event_id = _string(args[0], "OK event id", 64)
+        if not isinstance(args[1], bool):
+            raise RelayMessageError("OK status must be a boolean")
+        message = _string(args[2], "OK message") if len(args) == 3 else ""
+        return OkMessage(event_id, args[1], message)
+    if kind == "EVENT":
+        if len(args) != 2:
+            raise RelayMessageError("EVENT needs a subscription id and an event")
+        sub_id = _string(args[0], "subscription id", MAX_SUB_ID)
+        try:
+            event = parse_event(args[1])
+        except EventError as e:
+            raise RelayMessageError(f"EVENT for {sub_id!r}: {e.message}") from None
+        return EventMessage(sub_id, event)
+    if kind == "EOSE":
+        if len(args) != 1:
+            raise RelayMessageError("EOSE needs a subscription id")
+        return EoseMessage(_string(args[0], "subscription id", MAX_SUB_ID))
+    if kind == "CLOSED":
+        if len(args) not in (1, 2):
+            raise RelayMessageError("CLOSED needs a subscription id and a message")
+        message = _string(args[1], "CLOSED message") if len(args) == 2 else ""
+        return ClosedMessage(_string(args[0], "subscription id", MAX_SUB_ID), message)
+    if kind == "NOTICE":
+        if len(args) != 1:
+            raise RelayMessageError("NOTICE needs a message")
+        return NoticeMessage(_string(args[0], "NOTICE message"))
+    if kind == "AUTH":
+        if len(args) != 1:
+            raise RelayMessageError("AUTH needs a challenge")
+        return AuthMessage(_string(args[0], "AUTH challenge", 1024))
+    raise RelayMessageError(f"unknown relay message type {kind[:20]!r}")
+
+
+def make_auth_template(relay_url: str, challenge: str, now: float) -> EventTemplate:
+    """The NIP-42 kind 22242 event answering ``challenge`` from ``relay_url``."""
+    return EventTemplate(
+        kind=AUTH_KIND,
+        created_at=int(now),
+        tags=(("relay", relay_url), ("challenge", challenge)),
+        content="",
+    )
+
+
+PublishCallback = Callable[[bool, str], None]
+
+
+@dataclass
+class _Publish:
+    event: Event
+    callbacks: list[PublishCallback]
+    auth_retried: bool = False
+    waiting_auth: bool = False
+
+
+@dataclass
+class _Subscription:
+    sub_id: str
+    filters: tuple[dict[str, Any], ...]
+    on_event: Callable[[Event], None]
+    on_eose: Callable[[], None] | None
+    on_closed: Callable[[str], None] | None
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    eose: bool = False
+    auth_retried: bool = False
+    waiting_auth: bool = False
+
+
+class RelaySession:
+    """The state of our side of one relay, across reconnections (sans-IO).
+
+    ``auth_signer`` signs NIP-42 answers (``None``: never authenticate). Callbacks given to
+    :meth:`publish` and :meth:`subscribe` are called from :meth:`receive`.
+    """
+
+    log = Logger()
+    MAX_SEEN = 10000
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth_signer: Callable[[EventTemplate], Event] | None = None,
+        sub_id_prefix: str = "tg",
+    ) -> None:
+        self.url = url
+        self._auth_signer = auth_signer
+        self._send: Callable[[str], None] | None = None
+        self._publishes: dict[str, _Publish] = {}
+        self._subs: dict[str, _Subscription] = {}
+        self._ids = itertools.count(1)
+        self._sub_id_prefix = sub_id_prefix
+        self._challenge: str | None = None
+        self._auth_event_id: str | None = None
+        self.authenticated = False
+        self.dropped = 0  # malformed or unwanted relay messages, for diagnostics
+        self.last_notice: str | None = None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._send is not None
+
+    def connection_made(self, send: Callable[[str], None]) -> None:
+        """A connection is open: send every pending EVENT and live REQ through ``send``."""
+        self._send = send
+        self._reset_auth()
+        for pub in list(self._publishes.values()):
+            pub.auth_retried = pub.waiting_auth = False
+            send(encode_event(pub.event))
+        for sub in list(self._subs.values()):
+            sub.auth_retried = sub.waiting_auth = False
+            send(encode_req(sub.sub_id, sub.filters))
+
+    def connection_lost(self, send: Callable[[str], None] | None = None) -> None:
+        """The connection (the one using ``send``, when given) is gone; keep pending work."""
+        if send is not None and self._send != send:
+            return
+        self._send = None
+        self._reset_auth()
+
+    def _reset_auth(self) -> None:
+        self._challenge = None
+        self._auth_event_id = None
+        self.authenticated = False
+
+    def _write(self, text: str) -> None:
+        if self._send is not None:
+            self._send(text)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    @property
+    def pending_publishes(self) -> int:
+        return len(self._publishes)
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self._subs)
+
+    def publish(self, event: Event, on_result: PublishCallback) -> None:
+        """Send ``event``; ``on_result(accepted, message)`` is called when its OK arrives."""
+        pub = self._publishes.get(event.id)
+        if pub is not None:
+            pub.callbacks.append(on_result)
+            return
+        self._publishes[event.id] = _Publish(event, [on_result])
+        self._write(encode_event(event))
+
+    def cancel_publish(self, event_id: str, on_result: PublishCallback) -> None:
+        """Forget ``on_result``; the publish itself is dropped when nobody waits for it."""
+        pub = self._publishes.get(event_id)
+        if pub is None:
+            return
+        if on_result in pub.callbacks:
+            pub.callbacks.remove(on_result)
+        if not pub.callbacks:
+            del self._publishes[event_id]
+
+    def subscribe(
+        self,
+        filters: Sequence[Mapping[str, Any]],
+        on_event: Callable[[Event], None],
+        on_eose: Callable[[], None] | None = None,
+        on_closed: Callable[[str], None] | None = None,
+    ) -> str:
+        """Open a subscription; returns its id. Raises ``FilterError`` for a bad filter."""
+        checked = tuple(check_filter(f) for f in filters)
+        if not checked:
+            raise ValueError("a subscription needs at least one filter")
+        sub_id = f"{self._sub_id_prefix}{next(self._ids)}"
+        self._subs[sub_id] = _Subscription(sub_id, checked, on_event, on_eose, on_closed)
+        self._write(encode_req(sub_id, checked))
+        return sub_id
+
+    def unsubscribe(self, sub_id: str) -> None:
+        """Close a subscription (sends CLOSE when connected); unknown ids are ignored."""
+        if self._subs.pop(sub_id, None) is not None:
+            self._write(encode_close(sub_id))
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive(self, text: str | bytes, now: float) -> None:
+        """Handle one text frame from the relay."""
+        try:
+            msg = decode_relay_message(text)
+        except RelayMessageError as e:
+            self.dropped += 1
+            self.log.warn("dropped a message from {relay}: {reason}", relay=self.url, reason=str(e))
+            return
+        if isinstance(msg, OkMessage):
+            self._on_ok(msg, now)
+        elif isinstance(msg, EventMessage):
+            self._on_event(msg)
+        elif isinstance(msg, EoseMessage):
+            sub = self._subs.get(msg.sub_id)
+            if sub is not None and not sub.eose:
+                sub.eose = True
+                if sub.on_eose is not None:
+                    sub.on_eose()
+        elif isinstance(msg, ClosedMessage):
+            self._on_closed(msg, now)
+        elif isinstance(msg, NoticeMessage):
+            self.last_notice = msg.message
+            self.log.info("NOTICE from {relay}: {notice}", relay=self.url, notice=msg.message)
+        else:
+            self._on_auth(msg.challenge, now)
+
+    def _on_event(self, msg: EventMessage) -> None:
+        sub = self._subs.get(msg.sub_id)
+        if sub is None:
+            return  # late event for a closed subscription
+        event = msg.event
+        if not matches_any(sub.filters, event):
+            self.dropped += 1
+            self.log.warn(
+                "dropped event {id} from {relay}: it does not match subscription {sub}",
+                id=event.id,
+                relay=self.url,
+                sub=sub.sub_id,
+            )
+            return
+        if event.id in sub.seen:
+            return
+        sub.seen[event.id] = None
+        if len(sub.seen) > self.MAX_SEEN:
+            sub.seen.popitem(last=False)
+        sub.on_event(event)
+
+    def _on_ok(self, msg: OkMessage, now: float) -> None:
+        if self._auth_event_id is not None and msg.event_id == self._auth_event_id:
+            self._on_auth_result(msg.accepted, msg.message)
+            return
+        pub = self._publishes.get(msg.event_id)
+        if pub is None:
+            return
+        if (
+            not msg.accepted
+            and msg.message.startswith(AUTH_REQUIRED)
+            and not pub.auth_retried
+            and self._auth_signer is not None
+        ):
+            pub.auth_retried = True
+            if self.authenticated:
+                self._write(encode_event(pub.event))
+            else:
+                pub.waiting_auth = True  # sent again when our AUTH is accepted
+            return
+        del self._publishes[msg.event_id]
+        for callback in pub.callbacks:
+            callback(msg.accepted, msg.message)
+
+    def _on_closed(self, msg: ClosedMessage, now: float) -> None:
+        sub = self._subs.get(msg.sub_id)
+        if sub is None:
+            return
+        if (
+            msg.message.startswith(AUTH_REQUIRED)
+            and not sub.auth_retried
+            and self._auth_signer is not None
+        ):
+            sub.auth_retried = True
+            if self.authenticated:
+                self._write(encode_req(sub.sub_id, sub.filters))
+            else:
+                sub.waiting_auth = True
+            return
+        del self._subs[msg.sub_id]
+        if sub.on_closed is not None:
+            sub.on_closed(msg.message)
+
+    def _on_auth(self, challenge: str, now: float) -> None:
+        if self._auth_signer is None:
+            self.log.info("{relay} asks for AUTH; no key to answer with", relay=self.url)
+            return
+        self._challenge = challenge
+        self.authenticated = False
+        event = self._auth_signer(make_auth_template(self.url, challenge, now))
+        self._auth_event_id = event.id
+        self._write(encode_auth(event))
+
+    def _on_auth_result(self, accepted: bool, message: str) -> None:
+        self.authenticated = accepted
+        if accepted:
+            self.log.info("authenticated to {relay}", relay=self.url)
+        else:
+            self.log.warn("{relay} refused our AUTH: {message}", relay=self.url, message=message)
+        for event_id, pub in list(self._publishes.items()):
+            if not pub.waiting_auth:
+                continue
+            pub.waiting_auth = False
+            if accepted:
+                self._write(encode_event(pub.event))
+            else:
+                del self._publishes[event_id]
+                for callback in pub.callbacks:
+                    callback(False, f"{AUTH_REQUIRED} the relay refused our AUTH: {message}")
+        for sub_id, sub in list(self._subs.items()):
+            if not sub.waiting_auth:
+                continue
+            sub.waiting_auth = False
+            if accepted:
+                self._write(encode_req(sub.sub_id, sub.filters))
+            else:
+                del self._subs[sub_id]
+                if sub.on_closed is not None:
+                    sub.on_closed(f"{AUTH_REQUIRED} the relay refused our AUTH: {message}")
+
+
+# -- the autobahn adapter ----------------------------------------------------------------------
+
+
+class RelayClientProtocol(WebSocketClientProtocol):
+    """One WebSocket connection to a relay; feeds text frames to the factory's session."""
+
+    log = Logger()
+    factory: RelayClientFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open_waiters: list[Deferred[None]] = []
+        self._is_open = False
+        self._is_closed = False
+
+    def when_open(self) -> Deferred[None]:
+        """Fires when the WebSocket handshake completes; fails if the connection closes first.
+
+        Used as ``ClientService(prepareConnection=...)``: a connection only counts as made (and
+        resets the backoff) once the handshake is done.
+        """
+        if self._is_open:
+            return succeed(None)
+        if self._is_closed:
+            return fail(ConnectionError(f"WebSocket to {self.factory.session.url} closed"))
+        d: Deferred[None] = Deferred()
+        self._open_waiters.append(d)
+        return d
+
+    def onOpen(self) -> None:
+        self._is_open = True
+        self.factory.session.connection_made(self._send_text)
+        waiters, self._open_waiters = self._open_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            self.factory.session.dropped += 1
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.factory.session.dropped += 1
+            return
+        self.factory.session.receive(text, self.factory.clock.seconds())
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._is_closed = True
+        if self._is_open:
+            self.factory.session.connection_lost(self._send_text)
+        waiters, self._open_waiters = self._open_waiters, []
+        for d in waiters:
+            d.errback(ConnectionError(f"WebSocket to {self.factory.session.url} closed: {reason}"))
+
+    def _send_text(self, text: str) -> None:
+        self.sendMessage(text.encode("utf-8"), isBinary=False)  # type: ignore[no-untyped-call]
+
+
+class RelayClientFactory(WebSocketClientFactory):
+    """Builds :class:`RelayClientProtocol` for one relay URL and its session."""
+
+    protocol = RelayClientProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        session: RelaySession,
+        clock: IReactorTime,
+        *,
+        max_message_size: int = 4 * 1024 * 1024,
+        handshake_timeout: float = 15.0,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 15.0,
+        useragent: str = "tgateway",
+    ) -> None:
+        super().__init__(url=session.url, reactor=clock, useragent=useragent)  # type: ignore[no-untyped-call]
+        self.session = session
+        self.clock = clock
+        self.setProtocolOptions(  # type: ignore[no-untyped-call]
+            maxMessagePayloadSize=max_message_size,
+            maxFramePayloadSize=max_message_size,
+            openHandshakeTimeout=handshake_timeout,
+            closeHandshakeTimeout=5,
+            autoPingInterval=ping_interval,
+            autoPingTimeout=ping_timeout,
+        )
