@@ -537,7 +537,11 @@ class ConnectionIds:
 
     def _maybe_rotate(self, now: float) -> None:
         if now >= self._rotate_at:
-            self._old_key = self._key
+            if now >= self._rotate_at + self._rotate:
+                # Idle for more than a period: nothing issued with either key is still valid.
+                self._old_key = self._rng.randbytes(32)
+            else:
+                self._old_key = self._key
             self._key = self._rng.randbytes(32)
             self._rotate_at = now + self._rotate
 
@@ -549,6 +553,7 @@ class ConnectionIds:
 
     def check(self, cid: int, addr: bytes, now: float) -> bool:
         """True if ``cid`` was issued to ``addr`` less than ``lifetime`` seconds ago."""
+        self._maybe_rotate(now)
         t = cid >> 48
         if (int(now) - t) & 0xFFFF > self.lifetime:
             return False
@@ -557,6 +562,6 @@ class ConnectionIds:
             self._mac(self._key, addr, t).to_bytes(6, "big"), mac.to_bytes(6, "big")
         ):
             return True
-        return self._old_key is not self._key and hmac.compare_digest(
+        return hmac.compare_digest(
             self._mac(self._old_key, addr, t).to_bytes(6, "big"), mac.to_bytes(6, "big")
         )

@@ -17,13 +17,13 @@ from twisted.web.resource import Resource
 
 from autobahn.twisted.resource import WebSocketResource
 
-from tgateway.config import TrackerConfig
+from tgateway.config import Config, TrackerConfig
 from tgateway.tracker.core import ConnectionIds, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
-__all__ = ["Tracker", "build_tracker"]
+__all__ = ["Tracker", "build_tracker", "announce_urls", "tracker_urls"]
 
 
 def _endpoint(port: int, host: str) -> str:
@@ -68,17 +68,7 @@ class Tracker:
 
     def announce_urls(self) -> list[str]:
         """HTTP, UDP and WebSocket announce URLs for torrents and magnets, HTTP first."""
-        base = self.gateway_base_url
-        parts = urlsplit(base)
-        urls = [base + "/announce"]
-        if self.udp is not None:
-            host = parts.hostname or "127.0.0.1"
-            if ":" in host:
-                host = f"[{host}]"
-            urls.append(f"udp://{host}:{self.udp_port()}/announce")
-        ws_scheme = "wss" if parts.scheme == "https" else "ws"
-        urls.append(f"{ws_scheme}://{parts.netloc}{parts.path.rstrip('/')}/announce")
-        return urls
+        return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0)
 
     def add_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
         """List the gateway's own BitTorrent peer first for this torrent, forever."""
@@ -86,6 +76,29 @@ class Tracker:
 
     def remove_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
         self.store.remove_local_peer(info_hash, self.addresses.pack(ip) + port.to_bytes(2, "big"))
+
+
+def tracker_urls(gateway_base_url: str, udp_port: int) -> list[str]:
+    """HTTP and WebSocket announce URLs on the gateway's base URL, and the UDP one on the same
+    host (when ``udp_port`` is not 0)."""
+    base = gateway_base_url.rstrip("/")
+    parts = urlsplit(base)
+    urls = [base + "/announce"]
+    if udp_port:
+        host = parts.hostname or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        urls.append(f"udp://{host}:{udp_port}/announce")
+    ws_scheme = "wss" if parts.scheme == "https" else "ws"
+    urls.append(f"{ws_scheme}://{parts.netloc}{parts.path}/announce")
+    return urls
+
+
+def announce_urls(config: Config) -> list[str]:
+    """The announce URLs a gateway with this configuration serves (for torrents and magnets)."""
+    if not config.tracker.enabled:
+        return []
+    return tracker_urls(config.gateway.base_url(), config.tracker.udp_port)
 
 
 def build_tracker(

@@ -22,6 +22,8 @@ from tgateway.bencode import DecodeError
 from tgateway.tracker.core import SwarmStore, TrackerError, WsSession
 from tgateway.tracker.wire import WsAnnounce, decode_ws
 
+_log = Logger()
+_OPEN = WebSocketServerProtocol.STATE_OPEN
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 #: Largest WebSocket message accepted (an announce with 10 offers of 2 KiB SDP is ~25 KiB).
@@ -30,8 +32,6 @@ MAX_MESSAGE = 64 * 1024
 
 class WsTracker:
     """The protocol logic shared by every WebSocket connection."""
-
-    log = Logger()
 
     def __init__(
         self,
@@ -125,9 +125,14 @@ class WsTracker:
 
 
 class WsTrackerProtocol(WebSocketServerProtocol):
-    """One WebTorrent connection."""
+    """One WebTorrent connection.
 
-    log = Logger()
+    Outgoing messages are written as single unmasked text frames straight to the transport:
+    autobahn's general ``sendMessage`` path (fragmentation, compression, statistics) costs more
+    than the announce itself. Parsing of incoming frames, the handshake, pings and the closing
+    handshake stay with autobahn. (``log`` is autobahn's own txaio logger: do not shadow it, or
+    every debug call of autobahn becomes a real log event.)
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,15 +145,25 @@ class WsTrackerProtocol(WebSocketServerProtocol):
         try:
             self.factory.tracker.on_message(self.session, payload)
         except Exception:
-            self.log.failure("WebSocket tracker message failed")
+            _log.failure("WebSocket tracker message failed")
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         if not self.session.closed:
             self.factory.tracker.on_close(self.session)
 
     def send_text(self, text: str) -> None:
-        if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.sendMessage(text.encode("ascii"))
+        """Send one text message (``text`` is ASCII JSON)."""
+        if self.state != _OPEN:
+            return
+        payload = text.encode("ascii")
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x81, n))
+        elif n < 65536:
+            head = b"\x81\x7e" + n.to_bytes(2, "big")
+        else:
+            head = b"\x81\x7f" + n.to_bytes(8, "big")
+        self.transport.write(head + payload)
 
 
 class WsTrackerFactory(WebSocketServerFactory):

@@ -1,0 +1,391 @@
+"""The thin adapters in memory: UDP protocol, HTTP handler, dedicated-port HTTP protocol,
+twisted.web resource, WebSocket message logic, and the service builder."""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from typing import Any
+from urllib.parse import quote_from_bytes
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from tgateway import bencode
+from tgateway.config import TrackerConfig
+from tgateway.tracker.core import ConnectionIds, SwarmStore, WsSession
+from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
+from tgateway.tracker.service import build_tracker
+from tgateway.tracker.udp import UdpTracker
+from tgateway.tracker.ws import WsTracker
+
+IH = bytes(range(20))
+
+
+def pid(n: int) -> bytes:
+    return b"-TG0001-%012d" % n
+
+
+def q(b: bytes) -> str:
+    return quote_from_bytes(b)
+
+
+def make_store(**kw: Any) -> SwarmStore:
+    return SwarmStore(random.Random(2), interval=1800, grace=300, **kw)
+
+
+class FakeUdpTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def write(self, data: bytes, addr: Any) -> None:
+        self.sent.append((data, addr))
+
+
+class UdpAdapterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.store = make_store()
+        self.udp = UdpTracker(self.store, ConnectionIds(random.Random(1), 1000), self.clock,
+                              interval=1800, default_numwant=50, max_numwant=100)
+        self.transport = FakeUdpTransport()
+        self.udp.transport = self.transport  # type: ignore[assignment]
+
+    def roundtrip(self, data: bytes, addr: Any = ("127.0.0.1", 4000)) -> bytes:
+        self.udp.datagramReceived(data, addr)
+        reply, to = self.transport.sent.pop()
+        self.assertEqual(to, addr)
+        return reply
+
+    def connect(self, addr: Any = ("127.0.0.1", 4000)) -> int:
+        reply = self.roundtrip(struct.pack(">QII", 0x41727101980, 0, 7), addr)
+        action, tid, cid = struct.unpack(">IIQ", reply)
+        self.assertEqual((action, tid), (0, 7))
+        return int(cid)
+
+    def announce(self, cid: int, n: int, left: int, addr: Any = ("127.0.0.1", 4000), port: int = 0,
+                 numwant: int = -1, event: int = 2) -> bytes:
+        pkt = struct.pack(">QII20s20sQQQIIIiH", cid, 1, 9, IH, pid(n), 0, left, 0, event, 0, 0, numwant,
+                          port or 6000 + n)
+        return self.roundtrip(pkt, addr)
+
+    def test_connect_announce_scrape(self) -> None:
+        cid = self.connect()
+        reply = self.announce(cid, 1, 0)
+        self.assertEqual(struct.unpack(">IIIII", reply), (1, 9, 1800, 0, 1))
+        cid2 = self.connect(("127.0.0.2", 4001))
+        reply = self.announce(cid2, 2, 50, ("127.0.0.2", 4001))
+        self.assertEqual(struct.unpack(">IIIII", reply[:20]), (1, 9, 1800, 1, 1))
+        self.assertEqual(reply[20:], bytes([127, 0, 0, 1]) + (6001).to_bytes(2, "big"))
+        reply = self.roundtrip(struct.pack(">QII", cid, 2, 11) + IH + b"\x00" * 20)
+        self.assertEqual(struct.unpack(">IIIIIIII", reply), (2, 11, 1, 0, 1, 0, 0, 0))
+
+    def test_connection_id_bound_to_address_and_time(self) -> None:
+        cid = self.connect()
+        reply = self.announce(cid, 1, 0, ("127.0.0.9", 4000))
+        self.assertEqual(struct.unpack(">II", reply[:8]), (3, 9))
+        self.clock.advance(121)
+        reply = self.announce(cid, 1, 0)
+        self.assertEqual(struct.unpack(">II", reply[:8]), (3, 9))
+        self.assertEqual(self.store.peer_count(), 0)
+
+    def test_ipv6_client_gets_18_byte_peers(self) -> None:
+        v6 = ("2001:db8::1", 5000, 0, 0)
+        cid6 = self.connect(v6)
+        self.announce(cid6, 1, 0, v6)
+        mapped = ("::ffff:10.0.0.1", 5001, 0, 0)  # dual-stack socket: counts as IPv4
+        cidm = self.connect(mapped)
+        self.announce(cidm, 2, 0, mapped)
+        cid = self.connect(("2001:db8::2", 5002, 0, 0))
+        reply = self.announce(cid, 3, 10, ("2001:db8::2", 5002, 0, 0))
+        self.assertEqual(struct.unpack(">IIIII", reply[:20]), (1, 9, 1800, 1, 2))
+        self.assertEqual(len(reply) - 20, 18)
+        self.assertEqual(reply[20:36], bytes.fromhex("20010db8000000000000000000000001"))
+        cid4 = self.connect(("10.0.0.3", 5003))
+        reply = self.announce(cid4, 4, 10, ("10.0.0.3", 5003))
+        self.assertEqual(reply[20:], bytes([10, 0, 0, 1]) + (6002).to_bytes(2, "big"))
+
+    def test_port_zero_and_numwant(self) -> None:
+        cid = self.connect()
+        for n in range(1, 150):
+            self.announce(cid, n, 0, numwant=0)
+        reply = self.announce(cid, 500, 10, numwant=1000)
+        self.assertEqual(len(reply) - 20, 6 * 100)  # clamped to max_numwant
+        reply = self.announce(cid, 500, 10, numwant=-1)
+        self.assertEqual(len(reply) - 20, 6 * 50)  # -1: the default
+        pkt = struct.pack(">QII20s20sQQQIIIiH", cid, 1, 9, IH, pid(5), 0, 0, 0, 2, 0, 0, -1, 0)
+        reply = self.roundtrip(pkt)
+        self.assertEqual(reply[:8], struct.pack(">II", 3, 9))
+        self.assertIn(b"port", reply)
+
+    def test_errors_and_silence(self) -> None:
+        self.udp.datagramReceived(b"short", ("127.0.0.1", 1))
+        self.assertEqual(self.transport.sent, [])
+        reply = self.roundtrip(struct.pack(">QII", 1, 9, 33))
+        self.assertEqual(reply[:8], struct.pack(">II", 3, 33))
+
+    @given(st.binary(max_size=120))
+    @settings(max_examples=300)
+    def test_garbage_never_escapes(self, data: bytes) -> None:
+        self.udp.datagramReceived(data, ("127.0.0.1", 4000))
+        self.udp.datagramReceived(data[:8] + struct.pack(">I", 1) + data[8:], ("127.0.0.1", 4000))
+        self.transport.sent.clear()
+        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+def http_tracker(store: SwarmStore, clock: Any, **kw: Any) -> HttpTracker:
+    kw.setdefault("interval", 1800)
+    kw.setdefault("min_interval", 900)
+    kw.setdefault("default_numwant", 50)
+    kw.setdefault("max_numwant", 100)
+    return HttpTracker(store, clock, **kw)
+
+
+def announce_qs(n: int, left: int = 0, extra: str = "") -> bytes:
+    return (f"info_hash={q(IH)}&peer_id={q(pid(n))}&port={6000 + n}&uploaded=0&downloaded=0"
+            f"&left={left}{extra}").encode()
+
+
+class HttpTrackerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = make_store()
+        self.http = http_tracker(self.store, self.clock)
+
+    def test_compact_and_dict_models(self) -> None:
+        self.http.announce(announce_qs(1), "10.0.0.1")
+        self.http.announce(announce_qs(2), "2001:db8::2")
+        r = bencode.decode(self.http.announce(announce_qs(3, 5), "10.0.0.3"))
+        self.assertEqual((r[b"complete"], r[b"incomplete"], r[b"interval"], r[b"min interval"]), (2, 1, 1800, 900))
+        self.assertEqual(r[b"peers"], bytes([10, 0, 0, 1]) + (6001).to_bytes(2, "big"))
+        self.assertEqual(len(r[b"peers6"]), 18)
+        r = bencode.decode(self.http.announce(announce_qs(3, 5, "&compact=0"), "10.0.0.3"))
+        self.assertCountEqual(r[b"peers"], [
+            {b"ip": b"10.0.0.1", b"port": 6001, b"peer id": pid(1)},
+            {b"ip": b"2001:db8::2", b"port": 6002, b"peer id": pid(2)},
+        ])
+        r = bencode.decode(self.http.announce(announce_qs(3, 5, "&compact=0&no_peer_id=1"), "10.0.0.3"))
+        self.assertNotIn(b"peer id", r[b"peers"][0])
+
+    def test_numwant_clamped(self) -> None:
+        for n in range(1, 150):
+            self.http.announce(announce_qs(n, 0, "&numwant=0"), "10.0.0.1")
+        r = bencode.decode(self.http.announce(announce_qs(500, 5, "&numwant=1000"), "10.0.0.2"))
+        self.assertEqual(len(r[b"peers"]), 600)
+        r = bencode.decode(self.http.announce(announce_qs(500, 5), "10.0.0.2"))
+        self.assertEqual(len(r[b"peers"]), 300)
+
+    def test_failures(self) -> None:
+        r = bencode.decode(self.http.announce(b"info_hash=x", "10.0.0.1"))
+        self.assertIn(b"info_hash", r[b"failure reason"])
+        r = bencode.decode(self.http.scrape(b""))
+        self.assertIn(b"full scrape", r[b"failure reason"])
+
+    def test_scrape(self) -> None:
+        self.http.announce(announce_qs(1), "10.0.0.1")
+        r = bencode.decode(self.http.scrape(f"info_hash={q(IH)}&info_hash={q(b'z' * 20)}".encode()))
+        self.assertEqual(r[b"files"], {
+            IH: {b"complete": 1, b"downloaded": 0, b"incomplete": 0},
+            b"z" * 20: {b"complete": 0, b"downloaded": 0, b"incomplete": 0},
+        })
+        full = http_tracker(self.store, self.clock, full_scrape=True)
+        self.assertIn(IH, bencode.decode(full.scrape(b""))[b"files"])
+
+    def test_forwarded_for_only_from_trusted_proxies(self) -> None:
+        http = http_tracker(self.store, self.clock, trusted_proxies=["10.9.0.0/16"])
+        http.announce(announce_qs(1), "10.0.0.1", b"1.1.1.1")  # not a proxy: ignored
+        http.announce(announce_qs(2), "10.9.0.5", b"8.8.8.8, 10.9.0.7")
+        http.announce(announce_qs(3, 0, "&ip=9.9.9.9"), "10.9.0.5")
+        r = bencode.decode(http.announce(announce_qs(4, 5, "&ip=7.7.7.7"), "10.0.0.4"))
+        peers = {r[b"peers"][i:i + 6] for i in range(0, len(r[b"peers"]), 6)}
+        self.assertEqual(peers, {
+            bytes([10, 0, 0, 1]) + (6001).to_bytes(2, "big"),
+            bytes([8, 8, 8, 8]) + (6002).to_bytes(2, "big"),
+            bytes([9, 9, 9, 9]) + (6003).to_bytes(2, "big"),
+        })
+
+    @given(st.binary(max_size=200))
+    @settings(max_examples=200)
+    def test_garbage(self, qs: bytes) -> None:
+        for path in (b"/announce", b"/scrape"):
+            body = self.http.handle(path, qs, "10.0.0.1", None)
+            assert body is not None
+            bencode.decode(body)
+
+
+class DedicatedPortTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = make_store()
+        self.factory = TrackerHTTPFactory(http_tracker(self.store, self.clock), self.clock)
+        self.proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5555))
+        self.proto.makeConnection(self.transport)
+
+    def test_keep_alive_pipelined(self) -> None:
+        req = b"GET /announce?" + announce_qs(1) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        scrape = b"GET /scrape?info_hash=" + q(IH).encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        data = req + scrape
+        for i in range(0, len(data), 7):  # arrives in pieces
+            self.proto.dataReceived(data[i:i + 7])
+        out = self.transport.value()
+        self.assertEqual(out.count(b"HTTP/1.1 200 OK\r\n"), 2)
+        self.assertFalse(self.transport.disconnecting)
+        first_body = out.split(b"\r\n\r\n", 1)[1]
+        self.assertTrue(first_body.startswith(b"d8:complete"))
+        self.assertIn(b"5:filesd20:", out)
+
+    def test_close_errors_and_timeout(self) -> None:
+        self.proto.dataReceived(b"GET /nothing HTTP/1.0\r\n\r\n")
+        self.assertIn(b"404", self.transport.value())
+        self.assertTrue(self.transport.disconnecting)
+        t = StringTransport()
+        p = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        p.makeConnection(t)
+        p.dataReceived(b"POST /announce HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        self.assertIn(b"400", t.value())
+        t = StringTransport()
+        p = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        p.makeConnection(t)
+        p.dataReceived(b"x" * 9000)
+        self.assertIn(b"431", t.value())
+        t = StringTransport()
+        p = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        p.makeConnection(t)
+        self.clock.advance(121)
+        self.assertTrue(t.disconnecting)
+        p.connectionLost(None)
+
+    @given(st.binary(max_size=300))
+    @settings(max_examples=200)
+    def test_garbage(self, data: bytes) -> None:
+        t = StringTransport()
+        p = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        p.makeConnection(t)
+        p.dataReceived(data)
+        p.dataReceived(b"\r\n\r\n")
+        p.connectionLost(None)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class ResourceTests(SynchronousTestCase):
+    def test_announce_and_scrape_on_the_gateway_site(self) -> None:
+        store = make_store()
+        resource = TrackerResource(http_tracker(store, Clock()))
+        req = DummyRequest([b"announce"])
+        req.uri = b"/announce?" + announce_qs(1)
+        req.client = IPv4Address("TCP", "10.0.0.1", 1234)
+        body = resource.render(req)
+        self.assertEqual(bencode.decode(body)[b"complete"], 1)
+        req = DummyRequest([b"scrape"])
+        req.uri = b"/scrape?info_hash=" + q(IH).encode()
+        req.client = IPv4Address("TCP", "10.0.0.1", 1234)
+        self.assertEqual(bencode.decode(resource.render(req))[b"files"][IH][b"complete"], 1)
+
+
+class FakeHandle:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_text(self, text: str) -> None:
+        text.encode("ascii")
+        self.sent.append(json.loads(text))
+
+
+IHS = IH.decode("latin-1")
+
+
+class WsTrackerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.store = make_store()
+        self.ws = WsTracker(self.store, Clock(), interval=120)
+
+    def session(self) -> tuple[WsSession, FakeHandle]:
+        h = FakeHandle()
+        return WsSession(h), h
+
+    def send(self, session: WsSession, **msg: Any) -> None:
+        self.ws.on_message(session, json.dumps(msg).encode())
+
+    def test_offer_answer_relay(self) -> None:
+        a, ha = self.session()
+        b, hb = self.session()
+        self.send(a, action="announce", info_hash=IHS, peer_id="A" * 20, left=10, event="started",
+                  offers=[{"offer": {"type": "offer", "sdp": "sa"}, "offer_id": "\xf1" * 20}])
+        self.assertEqual(ha.sent, [{"action": "announce", "interval": 120, "info_hash": IHS, "complete": 0, "incomplete": 1}])
+        self.send(b, action="announce", info_hash=IHS, peer_id="B" * 20, left=0, event="started",
+                  offers=[{"offer": {"type": "offer", "sdp": "sb"}, "offer_id": "\xf2" * 20}])
+        self.assertEqual(hb.sent[0]["complete"], 1)
+        self.assertEqual(ha.sent[1], {"action": "announce", "offer": {"type": "offer", "sdp": "sb"},
+                                      "offer_id": "\xf2" * 20, "peer_id": "B" * 20, "info_hash": IHS})
+        self.send(a, action="announce", info_hash=IHS, peer_id="A" * 20, to_peer_id="B" * 20,
+                  offer_id="\xf2" * 20, answer={"type": "answer", "sdp": "ans"})
+        self.assertEqual(len(ha.sent), 2)  # no reply to an answer
+        self.assertEqual(hb.sent[1], {"action": "announce", "answer": {"type": "answer", "sdp": "ans"},
+                                      "offer_id": "\xf2" * 20, "peer_id": "A" * 20, "info_hash": IHS})
+        # a forged answer from a socket that never got the offer is dropped
+        c, hc = self.session()
+        self.send(c, action="announce", info_hash=IHS, peer_id="C" * 20, to_peer_id="B" * 20,
+                  offer_id="\xf2" * 20, answer={"type": "answer", "sdp": "evil"})
+        self.assertEqual(len(hb.sent), 2)
+
+    def test_scrape_errors_and_close(self) -> None:
+        a, ha = self.session()
+        self.send(a, action="announce", info_hash=IHS, peer_id="A" * 20, left=0)
+        self.send(a, action="scrape", info_hash=[IHS])
+        self.assertEqual(ha.sent[-1]["files"], {IHS: {"complete": 1, "incomplete": 0, "downloaded": 0}})
+        self.ws.on_message(a, b"{nope")
+        self.assertIn("failure reason", ha.sent[-1])
+        self.ws.on_close(a)
+        self.assertEqual(self.store.scrape([IH]), [(0, 0, 0)])
+        denied = WsTracker(make_store(deny_list=[IH]), Clock(), interval=120)
+        b, hb = self.session()
+        denied.on_message(b, json.dumps({"action": "announce", "info_hash": IHS, "peer_id": "B" * 20}).encode())
+        self.assertEqual(hb.sent[0]["info_hash"], IHS)
+        self.assertIn("not allowed", hb.sent[0]["failure reason"])
+
+
+class ServiceTests(SynchronousTestCase):
+    def test_build_with_every_front_end(self) -> None:
+        reactor = MemoryReactorClock()
+        config = TrackerConfig(udp_port=16969, http_port=16970, host="127.0.0.1")
+        tracker = build_tracker(config, "http://gw.example:9877", reactor, random.Random(1), lambda ih: True)
+        names = sorted(s.name for s in tracker.services)
+        self.assertEqual(names, ["tracker-expiry", "tracker-http", "tracker-udp"])
+        self.assertEqual(tracker.announce_urls(), [
+            "http://gw.example:9877/announce", "udp://gw.example:16969/announce", "ws://gw.example:9877/announce"])
+        tracker.add_local_peer(IH, "192.168.1.2", 6881)
+        self.assertEqual(tracker.store.scrape([IH]), [(1, 0, 0)])
+        tracker.remove_local_peer(IH, "192.168.1.2", 6881)
+        self.assertEqual(tracker.store.scrape([IH]), [(0, 0, 0)])
+
+    def test_minimal_and_gateway_only(self) -> None:
+        reactor = MemoryReactorClock()
+        config = TrackerConfig(udp_port=0, mode="gateway-only", deny_list=("00" * 20,))
+        tracker = build_tracker(config, "https://gw.example/", reactor, random.Random(1), lambda ih: ih == IH)
+        self.assertEqual([s.name for s in tracker.services], ["tracker-expiry"])
+        self.assertEqual(tracker.announce_urls(), ["https://gw.example/announce", "wss://gw.example/announce"])
+        body = tracker.http.announce(announce_qs(1), "10.0.0.1")
+        self.assertEqual(bencode.decode(body)[b"complete"], 1)
+        other = announce_qs(1).replace(q(IH).encode(), q(b"x" * 20).encode())
+        self.assertIn(b"failure reason", tracker.http.announce(other, "10.0.0.1"))
+
+    def test_expiry_timer(self) -> None:
+        reactor = MemoryReactorClock()
+        config = TrackerConfig(udp_port=0, announce_interval=100, min_interval=50, peer_grace=10)
+        tracker = build_tracker(config, "http://gw", reactor, random.Random(1))
+        tracker.services.startService()
+        tracker.http.announce(announce_qs(1), "10.0.0.1")
+        self.assertEqual(tracker.store.peer_count(), 1)
+        for _ in range(13):
+            reactor.advance(10)
+        self.assertEqual(tracker.store.peer_count(), 0)
+        tracker.services.stopService()
