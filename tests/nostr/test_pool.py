@@ -98,6 +98,9 @@ class PoolTests(PoolTestMixin):
         self.assertFalse(result.transient)
         self.assertTrue(PublishResult(False, "rate-limited: slow").transient)
         self.assertEqual(PublishResult(False, "no prefix here: really").prefix, "")
+        self.assertTrue(PublishResult(False, "something odd").transient)
+        self.assertFalse(PublishResult(False, "invalid: bad sig").transient)
+        self.assertFalse(PublishResult(True, "").transient)
 
     def test_publish_timeout(self) -> None:
         relay = FakeRelay(silent=True)

@@ -48,8 +48,9 @@ __all__ = [
 
 EndpointFactory = Callable[[str, int, bool], IStreamClientEndpoint]
 
-#: OK/CLOSED prefixes that may succeed later; any other refusal is final.
-TRANSIENT_PREFIXES = frozenset({"rate-limited", "error", "auth-required"})
+#: OK prefixes (NIP-01) that refuse this event for good. Anything else (``rate-limited``,
+#: ``error``, ``auth-required``, an unknown or missing prefix) may succeed on a later try.
+PERMANENT_PREFIXES = frozenset({"invalid", "pow", "blocked", "restricted", "mute", "unsupported"})
 
 
 class RelayTimeout(Exception):
@@ -83,8 +84,8 @@ class PublishResult(NamedTuple):
 
     @property
     def transient(self) -> bool:
-        """A refusal worth retrying later (rate limits, relay errors, auth)."""
-        return not self.delivered and self.prefix in TRANSIENT_PREFIXES
+        """A refusal worth retrying later (rate limits, relay errors, auth, unknown reasons)."""
+        return not self.delivered and self.prefix not in PERMANENT_PREFIXES
 
 
 def parse_relay_url(url: str) -> tuple[str, int, bool]:
