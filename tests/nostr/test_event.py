@@ -122,6 +122,11 @@ class SerializationTests(SynchronousTestCase):
             fields = {**event.__dict__, **change}
             self.assertFalse(verify(Event(**fields)), change)
 
+    def test_template_tags_must_be_lists(self) -> None:
+        for bad in ("tx", ["t", "x"], [1]):
+            with self.assertRaises(EventError):
+                EventTemplate(kind=1, created_at=1, tags=bad)  # type: ignore[arg-type]
+
     def test_template_validated(self) -> None:
         for bad in (dict(kind=-1), dict(kind=65536), dict(created_at=-1), dict(created_at=True)):
             with self.assertRaises(EventError):

@@ -67,7 +67,15 @@ Tags = tuple[tuple[str, ...], ...]
 
 
 def _freeze_tags(tags: Iterable[Iterable[str]]) -> Tags:
-    return tuple(tuple(tag) for tag in tags)
+    if isinstance(tags, (str, bytes)):
+        raise EventError("invalid: tags must be a list")
+    frozen = []
+    for tag in tags:
+        # a bare string would silently become a tag of its characters
+        if isinstance(tag, (str, bytes)) or not isinstance(tag, Iterable):
+            raise EventError("invalid: every tag must be a list")
+        frozen.append(tuple(tag))
+    return tuple(frozen)
 
 
 @dataclass(frozen=True)
