@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.nostr.nodejs import nostr_tools
+from tgateway.errors import Unauthorized
 from tgateway.nostr import nip44
 from tgateway.nostr.event import EventTemplate, parse_event, public_key_hex, sign
 from tgateway.nostr.keys import (
@@ -16,6 +20,7 @@ from tgateway.nostr.keys import (
     npub_encode,
     nsec_encode,
 )
+from tgateway.nostr.nip98 import ReplayCache, verify_http_auth
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +112,41 @@ class NostrToolsNip44Tests(SynchronousTestCase):
             self.assertEqual(result["conversation_key"], ck.hex())
             self.assertEqual(result["decrypted"], text)
             self.assertEqual(nip44.decrypt(result["encrypted"], ck), text)
+
+
+class NostrToolsNip98Tests(SynchronousTestCase):
+    def test_get_token_accepted_and_checked(self) -> None:
+        url = "http://127.0.0.1:9877/api/upload?x=1"
+        answer = nostr_tools(
+            {
+                "secret": SECRET,
+                "nip98": [
+                    {"url": url, "method": "GET"},
+                    {"url": url, "method": "POST", "payload": {"name": "é", "n": 1}},
+                ],
+            }
+        )["nip98"]
+        now = time.time()
+        replay = ReplayCache()
+        get = verify_http_auth(answer[0]["token"], method="GET", url=url, now=now, replay=replay)
+        self.assertEqual(get.pubkey, public_key_hex(bytes.fromhex(SECRET)))
+        with self.assertRaises(Unauthorized):  # replay
+            verify_http_auth(answer[0]["token"], method="GET", url=url, now=now, replay=replay)
+        body_hash = hashlib.sha256(answer[1]["body"].encode()).hexdigest()
+        verify_http_auth(
+            answer[1]["token"],
+            method="POST",
+            url=url,
+            now=now,
+            replay=replay,
+            body_sha256=body_hash,
+        )
+        for kw in (
+            dict(method="PUT", url=url, body_sha256=body_hash),
+            dict(method="POST", url=url + "&y=2", body_sha256=body_hash),
+            dict(method="POST", url=url, body_sha256="00" * 32),
+        ):
+            with self.assertRaises(Unauthorized):
+                verify_http_auth(answer[1]["token"], now=now, replay=None, **kw)  # type: ignore[arg-type]
+        with self.assertRaises(Unauthorized):  # stale
+            verify_http_auth(answer[1]["token"], method="POST", url=url, now=now + 120, replay=None)

@@ -2,10 +2,13 @@
 // Reads one JSON request on stdin, prints one JSON answer on stdout:
 //   {"secret": hex, "sign": [template...], "verify": [event...], "hash": [event...],
 //    "nip19": {"npub": hex, "nsec": hex, "note": hex, "nprofile": {pubkey, relays}, "decode": [str]},
-//    "nip44": [{"sec1": hex, "pub2": hex, "plaintext": str, "payload": str?}]}
+//    "nip44": [{"sec1": hex, "pub2": hex, "plaintext": str, "payload": str?}],
+//    "nip98": [{"url": str, "method": str, "payload": object?}]}  (needs "secret"; answers
+//    {"token": "Nostr ...", "body": JSON text of the payload, which is what the tag hashes})
 import { finalizeEvent, verifyEvent, getEventHash, getPublicKey } from 'nostr-tools/pure'
 import * as nip19 from 'nostr-tools/nip19'
 import * as nip44 from 'nostr-tools/nip44'
+import * as nip98 from 'nostr-tools/nip98'
 import { hexToBytes, bytesToHex } from '@noble/hashes/utils'
 
 const chunks = []
@@ -38,6 +41,14 @@ if (req.nip44) {
     if (c.payload) r.decrypted = nip44.v2.decrypt(c.payload, key)
     return r
   })
+}
+if (req.nip98) {
+  const sk = hexToBytes(req.secret)
+  out.nip98 = []
+  for (const r of req.nip98) {
+    const token = await nip98.getToken(r.url, r.method, (t) => finalizeEvent(t, sk), true, r.payload)
+    out.nip98.push({ token, body: r.payload ? JSON.stringify(r.payload) : null })
+  }
 }
 // ASCII only: U+2028/U+2029 in the output would split the line for Python's splitlines()
 console.log(JSON.stringify(out).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')))
