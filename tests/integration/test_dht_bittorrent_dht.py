@@ -1,0 +1,63 @@
+"""The gateway's DHT node on the real reactor, on loopback, used by bittorrent-dht (node) nodes.
+
+Three bittorrent-dht 11 nodes bootstrap from the gateway only (nothing leaves 127.0.0.1): one
+pings the gateway and finds the peer the gateway announced, another announces an info-hash and a
+third finds that peer through the gateway; then the gateway finds it with its own lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from tests import realclients
+from tgateway.config import DhtConfig
+from tgateway.dht.service import DhtService, build_dht
+
+pytestmark = pytest.mark.integration
+
+PEER_PORT = 6881
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[DhtService]:
+    config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
+    svc = build_dht(config, str(tmp_path / "dht"), reactor, random.Random(), PEER_PORT)
+    svc.startService()
+    yield svc
+    pytest_twisted.blockon(svc.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
+    port = gateway.ports[0]
+    ours, theirs = os.urandom(20), os.urandom(20)
+    gateway.announce(ours)
+    proc = realclients.ClientProcess.node("dht_nodes.mjs", str(port), ours.hex(), theirs.hex(), "7777")
+    try:
+        result = await proc.json_deferred(reactor, timeout=60)
+        assert result["ok"], proc.describe()
+        assert gateway.node_id is not None
+        assert result["ping"] == {"id": gateway.node_id.hex()}
+        assert result["lookup_gateway"] == {"error": None, "peers": [f"127.0.0.1:{PEER_PORT}"]}
+        assert result["announce"] is None
+        assert "127.0.0.1:7777" in result["lookup_ours"]["peers"]
+        # The JS nodes learnt about each other from the gateway's find_node answers.
+        assert min(result["nodes"]) >= 2, result
+        # The gateway finds the peer they announced, and knows them as good nodes.
+        peers = await gateway.get_peers(theirs)
+        assert ("127.0.0.1", 7777) in peers
+        status = gateway.status()
+        assert status["routing_table_size"] >= 3
+        assert status["good_nodes"] >= 3
+        assert status["stored_torrents"] >= 2
+        assert status["families"][0]["malformed"] == 0
+        assert status["families"][0]["errors_out"] == 0
+    finally:
+        proc.stop()
