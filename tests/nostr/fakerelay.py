@@ -4,7 +4,8 @@ Runs in memory (``MemoryRelayEndpoint`` + ``FakeRelay.flush()``, with ``twisted.
 on loopback (``listen_fake_relay``). Behaviour switches: ``challenge`` (send AUTH on connect),
 ``require_auth`` (refuse EVENT/REQ with ``auth-required:`` until authenticated), ``reject``
 (a function returning an OK-false message for an event), ``silent`` (never answer EVENT),
-``down`` (memory endpoint refuses connections). ``inject(text)`` sends raw frames to clients.
+``down`` (memory endpoint refuses connections). ``inject(text)`` sends raw frames to clients;
+``deliver(event)`` publishes an event from the relay side; ``on_store`` hooks see new events.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FakeRelay:
         self.connections: list[FakeRelayProtocol] = []
         self.pumps: list[iosim.IOPump] = []
         self.authed: list[str] = []  # pubkeys that authenticated
+        self.on_store: list[Callable[[Event], None]] = []  # called for each new event
         self.factory = WebSocketServerFactory(url)
         self.factory.protocol = FakeRelayProtocol
         self.factory.relay = self  # type: ignore[attr-defined]
@@ -79,6 +81,16 @@ class FakeRelay:
 
     def store(self, event: Event) -> None:
         self.events[event.id] = event
+
+    def deliver(self, event: Event) -> None:
+        """Store ``event``, send it to every matching live subscription, run the hooks."""
+        self.events[event.id] = event
+        for conn in self.connections:
+            for sub_id, filters in conn.subs.items():
+                if matches_any(filters, event):
+                    conn.send(["EVENT", sub_id, event.to_json()])
+        for hook in list(self.on_store):
+            hook(event)
 
 
 class FakeRelayProtocol(WebSocketServerProtocol):  # type: ignore[misc]
@@ -132,12 +144,8 @@ class FakeRelayProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if event.id in self.relay.events:
             self.send(["OK", event.id, True, "duplicate: already have this event"])
             return
-        self.relay.events[event.id] = event
         self.send(["OK", event.id, True, ""])
-        for conn in self.relay.connections:
-            for sub_id, filters in conn.subs.items():
-                if matches_any(filters, event):
-                    conn.send(["EVENT", sub_id, event.to_json()])
+        self.relay.deliver(event)
 
     def on_req(self, sub_id: str, filters: list[dict[str, Any]]) -> None:
         if self.relay.require_auth and self.pubkey is None:
