@@ -53,7 +53,7 @@ class UdpAdapterTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.store = make_store()
-        self.udp = UdpTracker(self.store, ConnectionIds(random.Random(1), 1000), self.clock,
+        self.udp = UdpTracker(self.store, ConnectionIds(random.Random(1).randbytes, 1000), self.clock,
                               interval=1800, default_numwant=50, max_numwant=100)
         self.transport = FakeUdpTransport()
         self.udp.transport = self.transport  # type: ignore[assignment]

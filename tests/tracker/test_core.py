@@ -317,7 +317,7 @@ class WebSocketTests(SynchronousTestCase):
 
 class ConnectionIdTests(SynchronousTestCase):
     def test_valid_for_two_minutes_for_that_address_only(self) -> None:
-        ids = ConnectionIds(random.Random(3), now=1000.0)
+        ids = ConnectionIds(random.Random(3).randbytes, now=1000.0)
         cid = ids.issue(b"addr1", 1000.0)
         self.assertTrue(ids.check(cid, b"addr1", 1000.0))
         self.assertTrue(ids.check(cid, b"addr1", 1120.0))
@@ -327,7 +327,7 @@ class ConnectionIdTests(SynchronousTestCase):
         self.assertFalse(ids.check(0x41727101980, b"addr1", 1000.0))
 
     def test_survives_one_rotation(self) -> None:
-        ids = ConnectionIds(random.Random(3), now=0.0, rotate=200)
+        ids = ConnectionIds(random.Random(3).randbytes, now=0.0, rotate=200)
         cid = ids.issue(b"a", 190.0)
         ids.issue(b"b", 201.0)  # rotates
         self.assertTrue(ids.check(cid, b"a", 250.0))
@@ -335,7 +335,7 @@ class ConnectionIdTests(SynchronousTestCase):
         self.assertTrue(ids.check(new, b"a", 260.0))
 
     def test_wraps_around_16_bit_time(self) -> None:
-        ids = ConnectionIds(random.Random(3), now=65530.0)
+        ids = ConnectionIds(random.Random(3).randbytes, now=65530.0)
         cid = ids.issue(b"a", 65530.0)
         self.assertTrue(ids.check(cid, b"a", 65600.0))
         self.assertFalse(ids.check(cid, b"a", 65530.0 + 65536))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 __all__ = [
     "EVENT_NONE",
@@ -75,8 +75,6 @@ class Rng(Protocol):
     def shuffle(self, x: list[Any]) -> None: ...
 
     def random(self) -> float: ...
-
-    def randbytes(self, n: int) -> bytes: ...
 
 
 class PeerScorer(Protocol):
@@ -284,17 +282,18 @@ class SwarmStore:
                 if event == EVENT_COMPLETED:
                     swarm.downloaded += 1
         local = self.local.get(info_hash)
-        complete = swarm.seeders()
+        s4, l4, s6, l6 = swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6
+        complete = len(s4) + len(s6) + len(swarm.wseeds)
         if local:
             complete += len(local)
         peers4: list[bytes] = []
         peers6: list[bytes] = []
         if numwant > 0:
-            if want4:
-                peers4 = self._pick(info_hash, swarm.seeds4, swarm.leech4, seed, key, numwant, local, 6)
-            if want6:
-                peers6 = self._pick(info_hash, swarm.seeds6, swarm.leech6, seed, key, numwant, local, 18)
-        return complete, swarm.leechers(), swarm.downloaded, peers4, peers6
+            if want4 and (s4 or l4 or local):
+                peers4 = self._pick(info_hash, s4, l4, seed, key, numwant, local, 6)
+            if want6 and (s6 or l6 or local):
+                peers6 = self._pick(info_hash, s6, l6, seed, key, numwant, local, 18)
+        return complete, len(l4) + len(l6) + len(swarm.wleech), swarm.downloaded, peers4, peers6
 
     def _pick(
         self,
@@ -332,11 +331,21 @@ class SwarmStore:
         if self.scorer is not None:
             return self._ranked(info_hash, d, n, exclude)
         has_self = exclude in d
-        if len(d) - has_self <= n:
+        m = len(d)
+        if m - has_self <= n:
+            keys = list(d)
             if has_self:
-                return [k for k in d if k != exclude]
-            return list(d)
-        got = self._rng.sample(list(d), n + has_self)
+                keys.remove(exclude)
+            return keys
+        # A window of n (+1) keys at a random offset of the (insertion-ordered) keys, wrapping
+        # around: every peer is picked with the same probability, for one random number and
+        # C-speed slicing (random.sample costs a Python-level call per pick).
+        keys = list(d)
+        want = n + has_self
+        start = int(self._rng.random() * m)
+        got = keys[start : start + want]
+        if len(got) < want:
+            got += keys[: want - len(got)]
         if has_self:
             if exclude in got:
                 got.remove(exclude)
@@ -521,13 +530,21 @@ class ConnectionIds:
     The key rotates every ``rotate`` seconds; ids made with the previous key stay valid.
     """
 
-    def __init__(self, rng: Rng, now: float, lifetime: int = 120, rotate: float = 3600) -> None:
+    def __init__(
+        self,
+        randbytes: Callable[[int], bytes],
+        now: float,
+        lifetime: int = 120,
+        rotate: float = 3600,
+    ) -> None:
+        """``randbytes`` makes the MAC keys: pass ``os.urandom`` (a seeded PRNG whose output
+        the tracker also reveals through peer selection would make the keys guessable)."""
         if rotate < lifetime:
             raise ValueError("the key must live at least as long as the ids it makes")
-        self._rng = rng
+        self._randbytes = randbytes
         self.lifetime = lifetime
         self._rotate = rotate
-        self._key = rng.randbytes(32)
+        self._key = randbytes(32)
         self._old_key = self._key
         self._rotate_at = now + rotate
 
@@ -539,10 +556,10 @@ class ConnectionIds:
         if now >= self._rotate_at:
             if now >= self._rotate_at + self._rotate:
                 # Idle for more than a period: nothing issued with either key is still valid.
-                self._old_key = self._rng.randbytes(32)
+                self._old_key = self._randbytes(32)
             else:
                 self._old_key = self._key
-            self._key = self._rng.randbytes(32)
+            self._key = self._randbytes(32)
             self._rotate_at = now + self._rotate
 
     def issue(self, addr: bytes, now: float) -> int:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -116,7 +117,7 @@ def build_tracker(
     with that info-hash (``mode: gateway-only``).
     """
     if rng is None:
-        rng = random.SystemRandom()
+        rng = random.Random(int.from_bytes(os.urandom(16), "big"))
     if reactor is None:
         reactor = clock
     store = SwarmStore(
@@ -150,7 +151,7 @@ def build_tracker(
     if config.udp_port:
         udp = UdpTracker(
             store,
-            ConnectionIds(rng, clock.seconds()),
+            ConnectionIds(os.urandom, clock.seconds()),
             clock,
             interval=interval,
             default_numwant=config.default_numwant,

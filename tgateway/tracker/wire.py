@@ -392,14 +392,24 @@ _WS_EVENTS = {
 
 
 def _binary20(obj: dict[str, Any], name: str) -> str:
+    """A 20-character string (peer_id, offer_id, to_peer_id): kept as is and echoed back."""
     value = obj.get(name)
     if type(value) is not str or len(value) != 20:
         raise DecodeError(f"invalid {name}")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise DecodeError(f"invalid {name}") from None
     return value
+
+
+def _info_hash20(value: Any) -> bytes:
+    """A 20-character binary string whose code points are the info-hash bytes."""
+    if type(value) is not str or len(value) != 20:
+        raise DecodeError("invalid info_hash")
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise DecodeError("invalid info_hash") from None
+
+
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 class WsAnnounce:
@@ -420,6 +430,7 @@ class WsAnnounce:
     def __init__(
         self,
         info_hash: str,
+        info_hash_bytes: bytes,
         peer_id: str,
         seed: bool,
         event: int,
@@ -429,7 +440,7 @@ class WsAnnounce:
         offer_id: str = "",
     ) -> None:
         self.info_hash = info_hash
-        self.info_hash_bytes = info_hash.encode("latin-1")
+        self.info_hash_bytes = info_hash_bytes
         self.peer_id = peer_id
         self.seed = seed
         self.event = event
@@ -460,21 +471,25 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
     """Decode one WebSocket text message. Raises DecodeError (whose message is safe to send
     back as ``failure reason``)."""
     try:
-        msg = json.loads(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        msg, end = _raw_decode(text)
     except (ValueError, RecursionError):
         raise DecodeError("invalid JSON") from None
+    if end != len(text) and text[end:].strip():
+        raise DecodeError("invalid JSON")
     if type(msg) is not dict:
         raise DecodeError("invalid message")
     action = msg.get("action")
     if action == "announce":
-        info_hash = _binary20(msg, "info_hash")
+        info_hash = msg.get("info_hash")
+        info_hash_bytes = _info_hash20(info_hash)
         peer_id = _binary20(msg, "peer_id")
         answer = msg.get("answer")
         if answer is not None:
             if type(answer) is not dict:
                 raise DecodeError("invalid answer")
             return WsAnnounce(
-                info_hash, peer_id, False, EVENT_NONE, [], answer,
+                info_hash, info_hash_bytes, peer_id, False, EVENT_NONE, [], answer,
                 _binary20(msg, "to_peer_id"), _binary20(msg, "offer_id"),
             )
         event = msg.get("event")
@@ -487,10 +502,14 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
             if type(raw) is not list:
                 raise DecodeError("invalid offers")
             for item in raw[:MAX_WS_OFFERS]:
-                if type(item) is not dict or type(item.get("offer")) is not dict:
+                if type(item) is not dict:
                     raise DecodeError("invalid offers")
-                offers.append((item["offer"], _binary20(item, "offer_id")))
-        return WsAnnounce(info_hash, peer_id, _ws_seed(msg.get("left")), ev, offers)
+                offer = item.get("offer")
+                offer_id = item.get("offer_id")
+                if type(offer) is not dict or type(offer_id) is not str or len(offer_id) != 20:
+                    raise DecodeError("invalid offers")
+                offers.append((offer, offer_id))
+        return WsAnnounce(info_hash, info_hash_bytes, peer_id, _ws_seed(msg.get("left")), ev, offers)
     if action == "scrape":
         raw_ih = msg.get("info_hash")
         if raw_ih is None:
@@ -499,7 +518,9 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
             raw_ih = [raw_ih]
         if type(raw_ih) is not list or len(raw_ih) > MAX_SCRAPE:
             raise DecodeError("invalid info_hash")
-        return WsScrape([_binary20({"info_hash": h}, "info_hash") for h in raw_ih])
+        for h in raw_ih:
+            _info_hash20(h)
+        return WsScrape(raw_ih)
     raise DecodeError("invalid action")
 
 

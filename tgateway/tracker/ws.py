@@ -12,6 +12,7 @@ other info-hashes, so ``info_hash`` is included whenever it is known). A closed 
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _jstr  # type: ignore[attr-defined]
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -25,9 +26,28 @@ from tgateway.tracker.wire import WsAnnounce, decode_ws
 _log = Logger()
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# The C encoder, built once (JSONEncoder.encode builds one per call). No circular-reference
+# check: the values it encodes come from json decoding, which cannot make cycles.
+_c_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, None, _jstr, None, ":", ",", False, False, True
+)
+
+
+def _encode_obj(obj: Any) -> str:
+    return "".join(_c_encode(obj, 0))
+
 
 #: Largest WebSocket message accepted (an announce with 10 offers of 2 KiB SDP is ~25 KiB).
 MAX_MESSAGE = 64 * 1024
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    """RFC 6455 unmasking with one big-integer XOR."""
+    n = len(data)
+    if not n:
+        return data
+    key = (mask * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 class WsTracker:
@@ -72,16 +92,17 @@ class WsTracker:
                 _dumps({"action": "announce", "failure reason": e.message, "info_hash": msg.info_hash})
             )
             return
+        info_hash = _jstr(msg.info_hash)
         session.handle.send_text(
             '{"action":"announce","interval":%d,"info_hash":%s,"complete":%d,"incomplete":%d}'
-            % (self.interval, _dumps(msg.info_hash), complete, incomplete)
+            % (self.interval, info_hash, complete, incomplete)
         )
         if targets:
-            tail = ',"peer_id":%s,"info_hash":%s}' % (_dumps(msg.peer_id), _dumps(msg.info_hash))
+            tail = ',"peer_id":%s,"info_hash":%s}' % (_jstr(msg.peer_id), info_hash)
             for target, (offer, offer_id) in zip(targets, offers):
                 target.handle.send_text(
                     '{"action":"announce","offer":%s,"offer_id":%s%s'
-                    % (_dumps(offer), _dumps(offer_id), tail)
+                    % (_encode_obj(offer), _jstr(offer_id), tail)
                 )
 
     def _answer(self, session: WsSession, msg: WsAnnounce) -> None:
@@ -91,15 +112,8 @@ class WsTracker:
         if target is None:
             return
         target.handle.send_text(
-            _dumps(
-                {
-                    "action": "announce",
-                    "answer": msg.answer,
-                    "offer_id": msg.offer_id,
-                    "peer_id": msg.peer_id,
-                    "info_hash": msg.info_hash,
-                }
-            )
+            '{"action":"announce","answer":%s,"offer_id":%s,"peer_id":%s,"info_hash":%s}'
+            % (_encode_obj(msg.answer), _jstr(msg.offer_id), _jstr(msg.peer_id), _jstr(msg.info_hash))
         )
 
     def _scrape(self, session: WsSession, info_hashes: list[str]) -> None:
@@ -140,6 +154,63 @@ class WsTrackerProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: ConnectionRequest) -> None:
         return None
+
+    _fbuf = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse complete, unfragmented, masked text frames here; give everything else (the
+        handshake, control frames, fragments, binary or oversized frames) to autobahn.
+
+        autobahn's general parser costs several times the tracker's own work per message.
+        The fast path runs only while autobahn holds no partial frame of its own.
+        """
+        if self.state != _OPEN or self.data or self.current_frame is not None:
+            super().dataReceived(data)
+            return
+        buf = self._fbuf + data if self._fbuf else data
+        n = len(buf)
+        pos = 0
+        fallback = False
+        on_message = self.factory.tracker.on_message
+        session = self.session
+        while n - pos >= 6:
+            b1 = buf[pos + 1]
+            if buf[pos] != 0x81 or not b1 & 0x80:
+                fallback = True  # not FIN + text, or not masked (autobahn fails the latter)
+                break
+            length = b1 & 0x7F
+            if length < 126:
+                head = 6
+            elif length == 126:
+                if n - pos < 8:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 8
+                if length > MAX_MESSAGE:
+                    fallback = True
+                    break
+            else:
+                fallback = True
+                break
+            end = pos + head + length
+            if end > n:
+                break
+            payload = _unmask(buf[pos + head : end], buf[pos + head - 4 : pos + head])
+            pos = end
+            try:
+                on_message(session, payload)
+            except Exception:
+                _log.failure("WebSocket tracker message failed")
+            if self.state != _OPEN:
+                return
+        rest = buf[pos:] if pos else buf
+        if fallback:
+            self._fbuf = b""
+            super().dataReceived(rest)
+        else:
+            self._fbuf = rest
+            if len(rest) > MAX_MESSAGE + 16:
+                self.dropConnection(abort=True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:

@@ -1,0 +1,194 @@
+"""Tracker benchmark: ours against bittorrent-tracker (node) and opentracker, same generators,
+same machine, same run.
+
+    .venv/bin/python bench/tracker/run.py [--secs 15] [--only udp,http,ws,memory]
+
+* Builds the C load generators from /work/shared/loadgen (or $LOADGEN) into bench/out/ (git-ignored)
+  and writes the info-hash pool (1,000 hashes, seed 1) there; opentracker gets it as whitelist.
+* Starts each server pinned to core 0 (``taskset -c 0``) and runs the generator on core 1.
+* UDP: ``udp_announce_load -c 64 -S 4 -P 1000``; HTTP: ``wrk -t1 -c64`` with ``http_announce.lua``
+  (keep-alive; opentracker closes every connection); WebSocket: ``ws_announce_load.js -c 100
+  --offers 5 --answer-pct 50``. Each run is ``--secs`` long after a 2 s warm-up.
+* Ours runs as ``bench/tracker/serve.py``: the dedicated tracker port (tracker.http_port, the fast
+  path) and the gateway-style twisted.web Site with ``tracker.resource`` (how /announce is served on
+  the gateway port), plus the UDP port.
+* Memory: ``bench/tracker/memory.py`` (100,000 peers across 10,000 torrents).
+
+Prints every RESULT line and a table of ratios measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "out"
+LOADGEN = Path(os.environ.get("LOADGEN", "/work/shared/loadgen"))
+NODE_MODULES = ROOT / "tests" / "clients" / "node_modules"
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+SERVER_CPU, GEN_CPU = "0", "1"
+
+
+def free_port() -> int:
+    """A port free for TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def wait_tcp(port: int, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})}, cwd=ROOT, start_new_session=True,
+        )
+        wait_tcp(port)
+        time.sleep(0.5)
+
+    def rss_kib(self) -> int:
+        try:
+            pids = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            total = 0
+            for pid in pids:
+                with open(f"/proc/{pid}/status") as f:
+                    total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
+            return total
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def result(text: str) -> dict[str, str]:
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    raise RuntimeError("no RESULT line in:\n" + text[-2000:])
+
+
+def gen(argv: list[str], label: str, env: dict[str, str] | None = None, timeout: float = 120) -> dict[str, str]:
+    proc = subprocess.run(["taskset", "-c", GEN_CPU, *argv], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    r = result(proc.stdout)
+    print(f"  {label}: {next(line for line in proc.stdout.splitlines() if line.startswith('RESULT'))}", flush=True)
+    return r
+
+
+def build() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in ("udp_announce_load",):
+        src = LOADGEN / f"{name}.c"
+        binary = OUT / name
+        if not binary.exists() or binary.stat().st_mtime < src.stat().st_mtime:
+            subprocess.run(["gcc", "-O2", "-o", str(binary), str(src), "-lm"], check=True)
+    pool = OUT / "pool.txt"
+    with open(pool, "w") as f:
+        subprocess.run([str(OUT / "udp_announce_load"), "-P", "1000", "-s", "1", "--dump-pool"], stdout=f, check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=int, default=15)
+    ap.add_argument("--only", default="udp,http,ws,memory")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    secs = args.secs
+    build()
+    pool = str(OUT / "pool.txt")
+    node_env = {"NODE_PATH": str(NODE_MODULES)}
+    results: dict[tuple[str, str], float] = {}
+
+    bt_port = free_port()
+    ot_port = free_port()
+    ours = {"udp": free_port(), "http": free_port(), "site": free_port()}
+    servers = {
+        "bittorrent-tracker": Server("bittorrent-tracker", ["node", str(ROOT / "bench/tracker/bt_server.mjs"), str(bt_port), str(NODE_MODULES)], bt_port),
+        "opentracker": Server("opentracker", [shutil.which("opentracker") or "/usr/bin/opentracker", "-i", "127.0.0.1", "-p", str(ot_port), "-P", str(ot_port), "-w", pool], ot_port),
+        "tgateway": Server("tgateway", [PY, str(ROOT / "bench/tracker/serve.py"), "--udp", str(ours["udp"]), "--http", str(ours["http"]), "--site", str(ours["site"])], ours["http"]),
+    }
+    try:
+        if "udp" in only:
+            print("UDP announce (udp_announce_load -c 64 -S 4 -P 1000)", flush=True)
+            for name, port in (("bittorrent-tracker", bt_port), ("opentracker", ot_port), ("tgateway", ours["udp"])):
+                r = gen([str(OUT / "udp_announce_load"), "-h", "127.0.0.1", "-p", str(port), "-t", str(secs), "-w", "2",
+                         "-c", "64", "-S", "4", "-P", "1000", "--label", name], name)
+                results[("udp", name)] = float(r["rps"])
+        if "http" in only:
+            print("HTTP announce (wrk -t1 -c64, keep-alive; opentracker closes each connection)", flush=True)
+            targets = (("bittorrent-tracker", f"http://127.0.0.1:{bt_port}"), ("opentracker", f"http://127.0.0.1:{ot_port}"),
+                       ("tgateway", f"http://127.0.0.1:{ours['http']}"), ("tgateway-site", f"http://127.0.0.1:{ours['site']}"))
+            for name, url in targets:
+                gen(["wrk", "-t1", "-c64", "-d2s", "-s", str(LOADGEN / "http_announce.lua"), url, "--", f"pool={pool}"], name + " warm-up")
+                r = gen(["wrk", "-t1", "-c64", f"-d{secs}s", "-s", str(LOADGEN / "http_announce.lua"), url, "--",
+                         f"pool={pool}", f"label={name}"], name)
+                results[("http", name)] = float(r["rps"])
+        if "ws" in only:
+            print("WebSocket announce with 5 offers (ws_announce_load -c 100 --offers 5 --answer-pct 50)", flush=True)
+            targets = (("bittorrent-tracker", f"ws://127.0.0.1:{bt_port}"), ("tgateway", f"ws://127.0.0.1:{ours['http']}/announce"),
+                       ("tgateway-site", f"ws://127.0.0.1:{ours['site']}/announce"))
+            for name, url in targets:
+                r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
+                         "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env)
+                results[("ws", name)] = float(r["rps"])
+        rss = {name: s.rss_kib() for name, s in servers.items()}
+    finally:
+        for s in servers.values():
+            s.stop()
+    if "memory" in only:
+        print("Memory: 100,000 peers across 10,000 torrents (bench/tracker/memory.py)", flush=True)
+        mem = subprocess.run([PY, str(ROOT / "bench/tracker/memory.py")], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        print("  " + mem.stdout.strip().replace("\n", "\n  "))
+    print("\nServer RSS after the run (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
+    print("\nSummary (replies/s, ratios from this run)")
+    for proto in ("udp", "http", "ws"):
+        bt = results.get((proto, "bittorrent-tracker"))
+        ot = results.get((proto, "opentracker"))
+        for name in ("tgateway", "tgateway-site"):
+            v = results.get((proto, name))
+            if v is None or not bt:
+                continue
+            line = f"  {proto:4} {name:14} {v:9.0f}/s  x{v / bt:.2f} bittorrent-tracker ({bt:.0f}/s)"
+            if ot:
+                line += f"  x{v / ot:.2f} opentracker ({ot:.0f}/s)"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
