@@ -1,0 +1,99 @@
+"""NIP-35 torrent events (kind 2003): what the gateway publishes for a stored file.
+
+Tags (NIP-35): ``title``; ``x`` = the BitTorrent v1 info-hash (40 lowercase hex, as in the magnet
+link); one ``file`` tag per file (path, size in bytes); ``tracker`` tags; ``t`` tags (topics,
+lowercase); ``i`` tags (prefixed identifiers such as ``tcat:video,movie``, ``imdb:tt123``).
+The gateway adds the tags that carry value for its own clients: ``magnet`` (the magnet URI),
+``webseed`` (HTTP URLs serving the bytes), ``blossom`` (the file's sha256 URL on the Blossom
+server) and ``m`` (MIME type). ``content`` is the description.
+
+Pure: builds an :class:`~tgateway.nostr.event.EventTemplate`; signing and publishing (through the
+outbox) are the caller's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from tgateway.nostr.event import EventTemplate
+
+__all__ = ["TORRENT_KIND", "TorrentInfo", "magnet_uri", "torrent_event_template"]
+
+TORRENT_KIND = 2003
+MAX_FILES = 500  # keeps the event well under common relay size limits (64 KiB)
+_INFO_HASH = re.compile(r"[0-9a-f]{40}\Z")
+
+
+@dataclass(frozen=True)
+class TorrentInfo:
+    """What a kind 2003 event says about one torrent."""
+
+    title: str
+    info_hash_v1: str
+    files: Sequence[tuple[str, int]]
+    description: str = ""
+    trackers: Sequence[str] = ()
+    topics: Sequence[str] = ()
+    identifiers: Sequence[str] = ()
+    webseeds: Sequence[str] = ()
+    blossom_url: str | None = None
+    mime: str | None = None
+    include_magnet: bool = True
+
+
+def magnet_uri(
+    info_hash_v1: str,
+    name: str,
+    trackers: Sequence[str] = (),
+    webseeds: Sequence[str] = (),
+    size: int | None = None,
+) -> str:
+    """``magnet:?xt=urn:btih:<hash>&dn=<name>&tr=...&ws=...`` (``xl`` when ``size`` is known)."""
+    parts = [f"xt=urn:btih:{info_hash_v1}", f"dn={quote(name, safe='')}"]
+    if size is not None:
+        parts.append(f"xl={size}")
+    parts += [f"tr={quote(t, safe='')}" for t in trackers]
+    parts += [f"ws={quote(w, safe='')}" for w in webseeds]
+    return "magnet:?" + "&".join(parts)
+
+
+def _unique(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def torrent_event_template(info: TorrentInfo, created_at: int) -> EventTemplate:
+    """The kind 2003 template for ``info``. Raises ``ValueError`` for a bad info-hash, an empty
+    title, no files or a negative size."""
+    info_hash = info.info_hash_v1.lower()
+    if not _INFO_HASH.match(info_hash):
+        raise ValueError("info_hash_v1 must be 40 hex characters (a BitTorrent v1 info-hash)")
+    title = " ".join(info.title.split())
+    if not title:
+        raise ValueError("a torrent event needs a title")
+    if not info.files:
+        raise ValueError("a torrent event needs at least one file")
+    tags: list[tuple[str, ...]] = [("title", title), ("x", info_hash)]
+    for path, file_size in list(info.files)[:MAX_FILES]:
+        if file_size < 0:
+            raise ValueError("file sizes must not be negative")
+        tags.append(("file", path, str(file_size)))
+    trackers = _unique(info.trackers)
+    tags += [("tracker", t) for t in trackers]
+    topics = _unique([t.strip().lstrip("#").lower() for t in info.topics])
+    tags += [("t", t) for t in topics]
+    tags += [("i", i) for i in _unique(info.identifiers)]
+    webseeds = _unique(info.webseeds)
+    if info.include_magnet:
+        size = sum(s for _, s in info.files) if len(info.files) == 1 else None
+        tags.append(("magnet", magnet_uri(info_hash, title, trackers, webseeds, size)))
+    tags += [("webseed", w) for w in webseeds]
+    if info.blossom_url:
+        tags.append(("blossom", info.blossom_url))
+    if info.mime:
+        tags.append(("m", info.mime))
+    return EventTemplate(
+        kind=TORRENT_KIND, created_at=created_at, tags=tuple(tags), content=info.description
+    )
