@@ -20,6 +20,7 @@ from tgateway.nostr.keys import (
     npub_encode,
     nsec_encode,
 )
+from tgateway.nostr.login import ChallengeStore, verify_login_event
 from tgateway.nostr.nip98 import ReplayCache, verify_http_auth
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,35 @@ class NostrToolsNip98Tests(SynchronousTestCase):
                 verify_http_auth(answer[1]["token"], now=now, replay=None, **kw)  # type: ignore[arg-type]
         with self.assertRaises(Unauthorized):  # stale
             verify_http_auth(answer[1]["token"], method="POST", url=url, now=now + 120, replay=None)
+
+
+class NostrToolsLoginTests(SynchronousTestCase):
+    def test_finalize_event_logins(self) -> None:
+        store = ChallengeStore()
+        now = time.time()
+        good, other, stale = (store.issue(now).value for _ in range(3))
+        templates = [
+            {"kind": 22242, "created_at": int(now), "tags": [["challenge", good]], "content": ""},
+            {"kind": 1, "created_at": int(now), "tags": [["challenge", other]], "content": ""},
+            {
+                "kind": 27235,
+                "created_at": int(now) - 3600,
+                "tags": [["challenge", stale]],
+                "content": "",
+            },
+            {"kind": 27235, "created_at": int(now), "tags": [["challenge", other]], "content": ""},
+        ]
+        signed = nostr_tools({"secret": SECRET, "sign": templates})["signed"]
+        event = verify_login_event(signed[0], challenges=store, now=now)
+        self.assertEqual(event.pubkey, public_key_hex(bytes.fromhex(SECRET)))
+        for obj, words in (
+            (signed[0], "already used"),
+            (signed[1], "kind"),
+            (signed[2], "created_at"),
+            (dict(signed[3], sig=signed[0]["sig"]), "bad signature"),
+            (dict(signed[3], pubkey=signed[3]["pubkey"][::-1]), "id does not match"),
+        ):
+            with self.assertRaises(Unauthorized) as cm:
+                verify_login_event(obj, challenges=store, now=now)
+            self.assertIn(words, cm.exception.message)
+        verify_login_event(signed[3], challenges=store, now=now)
