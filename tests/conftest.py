@@ -13,7 +13,10 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from tests import trial_compat  # noqa: E402
 from tests.realclients import start_nostr_relay  # noqa: E402
+
+trial_compat.install()
 
 
 @pytest.fixture
