@@ -31,13 +31,22 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random()
     proto = DhtProtocol(reactor)
-    node = DhtNode(rng.randbytes(20), proto, rng, reactor.seconds(), query_rate=args.rate_limit,
-                   query_burst=1000)
+    node = DhtNode(
+        rng.randbytes(20),
+        proto,
+        rng,
+        reactor.seconds(),
+        query_rate=args.rate_limit,
+        query_burst=1000,
+    )
     proto.node = node
     port = reactor.listenUDP(args.port, proto, interface="127.0.0.1", maxPacketSize=8192)
     # Same receive buffer as the load generator's sockets and the node server's default-ish.
     port.socket.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4 << 20)
-    print(json.dumps({"ready": True, "port": port.getHost().port, "id": node.node_id.hex()}), flush=True)
+    print(
+        json.dumps({"ready": True, "port": port.getHost().port, "id": node.node_id.hex()}),
+        flush=True,
+    )
     prof = None
     if args.profile:
         import cProfile

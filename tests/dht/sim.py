@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from tgateway.dht.node import DhtNode
+
 
 class _Call:
     __slots__ = ("when", "fn", "args", "cancelled", "called")
@@ -69,7 +71,6 @@ class HeapClock:
         self.now = max(self.now, end)
         return stop is not None and stop()
 
-from tgateway.dht.node import DhtNode
 
 Addr = tuple[str, int]
 
@@ -111,7 +112,9 @@ class SimNetwork:
         self.drop: Callable[[bytes, Addr, Addr], bool] = lambda data, src, dst: False
         self.delivered = 0
 
-    def add_node(self, addr: Addr | None = None, node_id: bytes | None = None, **kw: object) -> DhtNode:
+    def add_node(
+        self, addr: Addr | None = None, node_id: bytes | None = None, **kw: object
+    ) -> DhtNode:
         if addr is None:
             n = len(self.nodes) + 1
             addr = (f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)

@@ -78,7 +78,12 @@ class DecodeTests(SynchronousTestCase):
 
 class CompactTests(SynchronousTestCase):
     def test_addr_v4_v6(self) -> None:
-        for ip, port in (("1.2.3.4", 1), ("255.255.255.255", 65535), ("::1", 6881), ("2001:db8::7", 80)):
+        for ip, port in (
+            ("1.2.3.4", 1),
+            ("255.255.255.255", 65535),
+            ("::1", 6881),
+            ("2001:db8::7", 80),
+        ):
             self.assertEqual(krpc.unpack_addr(krpc.pack_addr(ip, port)), (ip, port))
         self.assertEqual(len(krpc.pack_addr("::1", 1)), 18)
         for bad in (("1.2.3", 1), ("x", 1), ("1.2.3.4", 70000), ("1.2.3.4", -1)):
@@ -94,7 +99,13 @@ class CompactTests(SynchronousTestCase):
         self.assertRaises(krpc.ProtocolError, krpc.unpack_nodes, [blob])
 
     def test_peers(self) -> None:
-        values = [krpc.pack_addr("1.2.3.4", 5), b"bad", 7, krpc.pack_addr("::1", 9), krpc.pack_addr("1.1.1.1", 0)]
+        values = [
+            krpc.pack_addr("1.2.3.4", 5),
+            b"bad",
+            7,
+            krpc.pack_addr("::1", 9),
+            krpc.pack_addr("1.1.1.1", 0),
+        ]
         self.assertEqual(krpc.unpack_peers(values), [("1.2.3.4", 5), ("::1", 9)])
         self.assertRaises(krpc.ProtocolError, krpc.unpack_peers, b"x")
 
@@ -110,8 +121,10 @@ class CompactTests(SynchronousTestCase):
 
 bencodable = st.recursive(
     st.integers(min_value=-(2**70), max_value=2**70) | st.binary(max_size=40),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.binary(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.binary(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -138,7 +151,9 @@ class FuzzTests(SynchronousTestCase):
     @given(
         st.binary(min_size=1, max_size=8),
         st.sampled_from([b"ping", b"find_node", b"get_peers"]),
-        st.dictionaries(st.sampled_from([b"target", b"info_hash", b"want"]), st.binary(max_size=20)),
+        st.dictionaries(
+            st.sampled_from([b"target", b"info_hash", b"want"]), st.binary(max_size=20)
+        ),
     )
     def test_query_round_trip(self, t: bytes, method: bytes, args: dict[bytes, bytes]) -> None:
         args = {**args, b"id": ID}

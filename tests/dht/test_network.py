@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tgateway.dht.node import LookupResult
 from tests.dht.sim import SimNetwork
+from tgateway.dht.node import LookupResult
 
 N = 200
 
@@ -28,7 +28,9 @@ def build(seed: int, n: int = N) -> SimNetwork:
 
 def true_closest(net: SimNetwork, target: bytes, k: int = 8) -> list[bytes]:
     t = int.from_bytes(target, "big")
-    return sorted((n.node_id for n in net.nodes.values()), key=lambda x: int.from_bytes(x, "big") ^ t)[:k]
+    return sorted(
+        (n.node_id for n in net.nodes.values()), key=lambda x: int.from_bytes(x, "big") ^ t
+    )[:k]
 
 
 class NetworkTests(SynchronousTestCase):
@@ -66,7 +68,9 @@ class NetworkTests(SynchronousTestCase):
     def test_announce_then_get_peers_from_anywhere(self) -> None:
         info_hash = self.net.rng.randbytes(20)
         sent: list[int] = []
-        self.nodes[3].announce(info_hash, 6881, self.net.clock.seconds(), lambda r, n: sent.append(n))
+        self.nodes[3].announce(
+            info_hash, 6881, self.net.clock.seconds(), lambda r, n: sent.append(n)
+        )
         self.assertTrue(self.net.run_until(lambda: bool(sent)))
         self.assertEqual(sent, [8])
         self.net.run(1)
@@ -86,7 +90,10 @@ class NetworkTests(SynchronousTestCase):
         alive[5].find_node(target, self.net.clock.seconds(), got.append)
         self.assertTrue(self.net.run_until(lambda: bool(got), limit=120))
         t = int.from_bytes(target, "big")
-        want = sorted((n.node_id for n in alive if n is not alive[5]), key=lambda x: int.from_bytes(x, "big") ^ t)[:8]
+        want = sorted(
+            (n.node_id for n in alive if n is not alive[5]),
+            key=lambda x: int.from_bytes(x, "big") ^ t,
+        )[:8]
         self.assertGreaterEqual(len(set(x for x, _, _ in got[0].nodes) & set(want)), 6)
 
     def test_maintenance_keeps_tables_healthy(self) -> None:

@@ -44,10 +44,20 @@ def make(**kw: Any) -> tuple[DhtNode, Recorder]:
     return DhtNode(OWN, out, random.Random(1), 0.0, **kw), out
 
 
-def query(node: DhtNode, out: Recorder, method: bytes, args: dict[bytes, Any], now: float = 0.0,
-          src: tuple[str, int] = ME, sender: bytes = b"S" * 20, t: bytes = b"tt") -> dict[bytes, Any]:
+def query(
+    node: DhtNode,
+    out: Recorder,
+    method: bytes,
+    args: dict[bytes, Any],
+    now: float = 0.0,
+    src: tuple[str, int] = ME,
+    sender: bytes = b"S" * 20,
+    t: bytes = b"tt",
+) -> dict[bytes, Any]:
     """Send one query; return the reply to it (other datagrams, e.g. pings, stay in out.sent)."""
-    node.datagram_received(encode({b"t": t, b"y": b"q", b"q": method, b"a": {b"id": sender, **args}}), src, now)
+    node.datagram_received(
+        encode({b"t": t, b"y": b"q", b"q": method, b"a": {b"id": sender, **args}}), src, now
+    )
     for i, (data, addr) in enumerate(out.sent):
         msg = decode(data)
         if addr == src and msg.get(b"t") == t and msg[b"y"] in (b"r", b"e"):
@@ -56,8 +66,15 @@ def query(node: DhtNode, out: Recorder, method: bytes, args: dict[bytes, Any], n
     raise AssertionError("no reply")
 
 
-def respond(node: DhtNode, out: Recorder, msg: dict[bytes, Any], addr: tuple[str, int], node_id: bytes,
-            now: float = 0.0, **values: Any) -> None:
+def respond(
+    node: DhtNode,
+    out: Recorder,
+    msg: dict[bytes, Any],
+    addr: tuple[str, int],
+    node_id: bytes,
+    now: float = 0.0,
+    **values: Any,
+) -> None:
     r = {b"id": node_id, **{k.encode(): v for k, v in values.items()}}
     node.datagram_received(encode({b"t": msg[b"t"], b"y": b"r", b"r": r}), addr, now)
 
@@ -77,8 +94,10 @@ class QueryTests(SynchronousTestCase):
 
     def test_malformed_queries_are_203(self) -> None:
         node, out = make()
-        node.datagram_received(encode({b"t": b"x1", b"y": b"q", b"q": b"ping", b"a": {b"id": b"short"}}), ME, 0)
-        (msg, addr), = out.pop()
+        node.datagram_received(
+            encode({b"t": b"x1", b"y": b"q", b"q": b"ping", b"a": {b"id": b"short"}}), ME, 0
+        )
+        ((msg, addr),) = out.pop()
         self.assertEqual((msg[b"t"], msg[b"e"][0], addr), (b"x1", 203, ME))
         for method, args in (
             (b"find_node", {}),
@@ -101,7 +120,7 @@ class QueryTests(SynchronousTestCase):
         ids = []
         for i in range(n):
             x = rng.randbytes(20)
-            node.table.add(x, "10.9.0.%d" % (i + 1), 7000 + i, 0)
+            node.table.add(x, f"10.9.0.{i + 1}", 7000 + i, 0)
             ids.append(x)
         return ids
 
@@ -115,7 +134,9 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(nodes[0][0], target)
         ti = int.from_bytes(target, "big")
         in_table = [e.id for e in node.table.entries()]
-        self.assertEqual([n[0] for n in nodes], sorted(in_table, key=lambda x: int.from_bytes(x, "big") ^ ti)[:8])
+        self.assertEqual(
+            [n[0] for n in nodes], sorted(in_table, key=lambda x: int.from_bytes(x, "big") ^ ti)[:8]
+        )
 
     def test_want_n6_without_ipv6_node_falls_back(self) -> None:
         node, out = make()
@@ -133,7 +154,9 @@ class QueryTests(SynchronousTestCase):
         node, out = make(ipv6=True)
         node.table.add(b"Z" * 20, "2001:db8::1", 6881, 0)
         reply = query(node, out, b"find_node", {b"target": IH}, src=("2001:db8::9", 5))
-        self.assertEqual(unpack_nodes(reply[b"r"][b"nodes6"], ipv6=True), [(b"Z" * 20, "2001:db8::1", 6881)])
+        self.assertEqual(
+            unpack_nodes(reply[b"r"][b"nodes6"], ipv6=True), [(b"Z" * 20, "2001:db8::1", 6881)]
+        )
         self.assertEqual(len(reply[b"ip"]), 18)
 
     def test_get_peers_then_announce(self) -> None:
@@ -142,7 +165,9 @@ class QueryTests(SynchronousTestCase):
         self.assertNotIn(b"values", reply[b"r"])
         self.assertIn(b"nodes", reply[b"r"])
         token = reply[b"r"][b"token"]
-        reply = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 5555, b"token": token})
+        reply = query(
+            node, out, b"announce_peer", {b"info_hash": IH, b"port": 5555, b"token": token}
+        )
         self.assertEqual(reply[b"y"], b"r")
         reply = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.7.7.7", 1))
         self.assertEqual(reply[b"r"][b"values"], [pack_addr("10.1.1.1", 5555)])
@@ -150,26 +175,46 @@ class QueryTests(SynchronousTestCase):
     def test_implied_port(self) -> None:
         node, out = make()
         token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]
-        query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 1, b"implied_port": 1, b"token": token})
+        query(
+            node,
+            out,
+            b"announce_peer",
+            {b"info_hash": IH, b"port": 1, b"implied_port": 1, b"token": token},
+        )
         self.assertEqual(node.store.get(IH, 0, 10, random.Random()), [pack_addr(*ME)])
 
     def test_ports_zero_and_one_refused(self) -> None:
         node, out = make()
         token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]
         for port in (0, 1, 65536):
-            reply = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": port, b"token": token})
+            reply = query(
+                node, out, b"announce_peer", {b"info_hash": IH, b"port": port, b"token": token}
+            )
             self.assertEqual(reply[b"e"][0], 203)
         # implied_port from a source port of 1 is refused too.
-        token1 = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.1.1.1", 1))[b"r"][b"token"]
-        reply = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 80, b"implied_port": 1, b"token": token1},
-                      src=("10.1.1.1", 1))
+        token1 = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.1.1.1", 1))[b"r"][
+            b"token"
+        ]
+        reply = query(
+            node,
+            out,
+            b"announce_peer",
+            {b"info_hash": IH, b"port": 80, b"implied_port": 1, b"token": token1},
+            src=("10.1.1.1", 1),
+        )
         self.assertEqual(reply[b"e"][0], 203)
         self.assertNotIn(IH, node.store)
 
     def test_token_bound_to_ip(self) -> None:
         node, out = make()
         token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]
-        reply = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 80, b"token": token}, src=("10.2.2.2", 4000))
+        reply = query(
+            node,
+            out,
+            b"announce_peer",
+            {b"info_hash": IH, b"port": 80, b"token": token},
+            src=("10.2.2.2", 4000),
+        )
         self.assertEqual(reply[b"e"], [203, b"bad token"])
 
     def test_token_rotation_and_expiry(self) -> None:
@@ -179,11 +224,19 @@ class QueryTests(SynchronousTestCase):
         later = TOKEN_ROTATE + 1
         fresh = query(node, out, b"get_peers", {b"info_hash": IH}, now=later)[b"r"][b"token"]
         self.assertNotEqual(fresh, token)
-        ok = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 80, b"token": token}, now=later)
+        ok = query(
+            node, out, b"announce_peer", {b"info_hash": IH, b"port": 80, b"token": token}, now=later
+        )
         self.assertEqual(ok[b"y"], b"r")
         much_later = 2 * TOKEN_ROTATE + 2
         node.tick(much_later)
-        bad = query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 80, b"token": token}, now=much_later)
+        bad = query(
+            node,
+            out,
+            b"announce_peer",
+            {b"info_hash": IH, b"port": 80, b"token": token},
+            now=much_later,
+        )
         self.assertEqual(bad[b"e"][0], 203)
 
     def test_sample_infohashes(self) -> None:
@@ -194,7 +247,9 @@ class QueryTests(SynchronousTestCase):
         reply = query(node, out, b"sample_infohashes", {b"target": IH})[b"r"]
         self.assertEqual(reply[b"num"], 31)
         self.assertEqual(len(reply[b"samples"]), 20 * 20)
-        self.assertTrue(set(reply[b"samples"][i : i + 20] for i in range(0, 400, 20)) <= set(known) | {IH})
+        self.assertTrue(
+            set(reply[b"samples"][i : i + 20] for i in range(0, 400, 20)) <= set(known) | {IH}
+        )
         self.assertGreater(reply[b"interval"], 0)
         self.assertIn(b"nodes", reply)
 
@@ -203,7 +258,11 @@ class LimitTests(SynchronousTestCase):
     def test_rate_limit_per_ip(self) -> None:
         node, out = make(query_rate=10, query_burst=5)
         for i in range(8):
-            node.datagram_received(encode({b"t": b"%d" % i, b"y": b"q", b"q": b"ping", b"a": {b"id": b"S" * 20}}), ME, 0)
+            node.datagram_received(
+                encode({b"t": b"%d" % i, b"y": b"q", b"q": b"ping", b"a": {b"id": b"S" * 20}}),
+                ME,
+                0,
+            )
         replies = [m for m, a in out.pop() if m[b"y"] == b"r" and a == ME]
         self.assertEqual(len(replies), 5)
         self.assertEqual(node.stats.rate_limited, 3)
@@ -213,7 +272,7 @@ class LimitTests(SynchronousTestCase):
 
     def test_outstanding_cap(self) -> None:
         node, out = make(max_outstanding=4)
-        sent = [node.ping(("10.0.0.%d" % i, 1), 0) for i in range(6)]
+        sent = [node.ping((f"10.0.0.{i}", 1), 0) for i in range(6)]
         self.assertEqual(sent, [True] * 4 + [False] * 2)
         self.assertEqual(node.outstanding, 4)
 
@@ -240,12 +299,16 @@ class PeerStoreTests(SynchronousTestCase):
         store = PeerStore(max_torrents=2, max_peers=3)
         rng = random.Random(1)
         for i in range(5):
-            self.assertTrue(store.add(IH, pack_addr("10.0.0.%d" % i, 80), i))
-        self.assertEqual(store.get(IH, 5, 10, rng), [pack_addr("10.0.0.%d" % i, 80) for i in (2, 3, 4)])
+            self.assertTrue(store.add(IH, pack_addr(f"10.0.0.{i}", 80), i))
+        self.assertEqual(
+            store.get(IH, 5, 10, rng), [pack_addr(f"10.0.0.{i}", 80) for i in (2, 3, 4)]
+        )
         self.assertTrue(store.add(b"B" * 20, pack_addr("10.0.0.1", 80), 5))
         self.assertFalse(store.add(b"C" * 20, pack_addr("10.0.0.1", 80), 5))  # full
         # 30 minutes later the first torrent's peers are gone, which frees a slot.
-        self.assertEqual(store.get(IH, 2 + PEER_TTL, 10, rng), [pack_addr("10.0.0.%d" % i, 80) for i in (3, 4)])
+        self.assertEqual(
+            store.get(IH, 2 + PEER_TTL, 10, rng), [pack_addr(f"10.0.0.{i}", 80) for i in (3, 4)]
+        )
         self.assertTrue(store.add(b"C" * 20, pack_addr("10.0.0.1", 80), 10 + PEER_TTL))
         self.assertNotIn(IH, store)
         self.assertEqual(store.torrent_count, 1)  # B expired as well
@@ -262,7 +325,7 @@ class PeerStoreTests(SynchronousTestCase):
     def test_values_are_capped(self) -> None:
         store = PeerStore(10, 500)
         for i in range(200):
-            store.add(IH, pack_addr("10.0.%d.%d" % (i // 250, i % 250 + 1), 80), 0)
+            store.add(IH, pack_addr(f"10.0.{i // 250}.{i % 250 + 1}", 80), 0)
         got = store.get(IH, 0, MAX_VALUES, random.Random(2))
         self.assertEqual(len(set(got)), MAX_VALUES)
 
@@ -280,7 +343,7 @@ class MaintenanceTests(SynchronousTestCase):
     def test_new_querier_is_pinged_then_added(self) -> None:
         node, out = make()
         query(node, out, b"ping", {}, sender=b"Q" * 20)
-        (ping, addr), = out.pop()
+        ((ping, addr),) = out.pop()
         self.assertEqual((ping[b"q"], addr), (b"ping", ME))
         respond(node, out, ping, ME, b"Q" * 20, now=0.1)
         self.assertIsNotNone(node.table.get(b"Q" * 20))
@@ -291,13 +354,17 @@ class MaintenanceTests(SynchronousTestCase):
 
     def test_read_only_querier_not_added(self) -> None:
         node, out = make()
-        node.datagram_received(encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"ro": 1, b"a": {b"id": b"Q" * 20}}), ME, 0)
+        node.datagram_received(
+            encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"ro": 1, b"a": {b"id": b"Q" * 20}}),
+            ME,
+            0,
+        )
         self.assertEqual([m[b"y"] for m, _ in out.pop()], [b"r"])
 
     def test_response_from_wrong_address_ignored(self) -> None:
         node, out = make()
         node.ping(("10.0.0.5", 5), 0)
-        (msg, _), = out.pop()
+        ((msg, _),) = out.pop()
         respond(node, out, msg, ("10.0.0.6", 5), b"R" * 20)
         self.assertEqual(len(node.table), 0)
         self.assertEqual(node.stats.unexpected, 1)
@@ -349,7 +416,7 @@ class MaintenanceTests(SynchronousTestCase):
         node.tick(10)
         self.assertEqual(out.pop(), [])
         node.tick(31)
-        (msg, addr), = out.pop()
+        ((msg, addr),) = out.pop()
         self.assertEqual((msg[b"q"], addr), (b"find_node", ("10.0.0.9", 6881)))
 
     def test_external_ip_votes_give_a_bep42_id(self) -> None:
@@ -358,10 +425,14 @@ class MaintenanceTests(SynchronousTestCase):
         node.on_id_change = changed.append
         node.table.add(b"R" * 20, "10.0.0.5", 5, 0)
         for i in range(5):
-            node.ping(("10.0.1.%d" % i, 1), 0)
-            (msg, addr), = [x for x in out.pop() if x[0].get(b"q") == b"ping"]
+            node.ping((f"10.0.1.{i}", 1), 0)
+            ((msg, addr),) = [x for x in out.pop() if x[0].get(b"q") == b"ping"]
             r = {b"id": bytes([i + 1]) * 20}
-            node.datagram_received(encode({b"t": msg[b"t"], b"y": b"r", b"r": r, b"ip": pack_addr("8.8.4.4", 4000)}), addr, 0)
+            node.datagram_received(
+                encode({b"t": msg[b"t"], b"y": b"r", b"r": r, b"ip": pack_addr("8.8.4.4", 4000)}),
+                addr,
+                0,
+            )
         self.assertEqual(node.external_ip, "8.8.4.4")
         self.assertEqual(len(changed), 1)
         self.assertTrue(bep42.id_matches_ip(node.node_id, "8.8.4.4"))
@@ -371,9 +442,19 @@ class MaintenanceTests(SynchronousTestCase):
     def test_private_ip_votes_ignored(self) -> None:
         node, out = make()
         for i in range(6):
-            node.ping(("10.0.1.%d" % i, 1), 0)
-            (msg, addr), = out.pop()
-            node.datagram_received(encode({b"t": msg[b"t"], b"y": b"r", b"r": {b"id": bytes([i + 1]) * 20},
-                                           b"ip": pack_addr("192.168.0.2", 1)}), addr, 0)
+            node.ping((f"10.0.1.{i}", 1), 0)
+            ((msg, addr),) = out.pop()
+            node.datagram_received(
+                encode(
+                    {
+                        b"t": msg[b"t"],
+                        b"y": b"r",
+                        b"r": {b"id": bytes([i + 1]) * 20},
+                        b"ip": pack_addr("192.168.0.2", 1),
+                    }
+                ),
+                addr,
+                0,
+            )
         self.assertIsNone(node.external_ip)
         self.assertEqual(node.node_id, OWN)

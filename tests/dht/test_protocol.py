@@ -41,7 +41,10 @@ class ProtocolTests(SynchronousTestCase):
     def test_ipv6_addresses_are_trimmed(self) -> None:
         proto, node, transport, clock = make()
         node.ipv6 = True
-        proto.datagramReceived(encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"a": {b"id": b"x" * 20}}), ("::1", 5, 0, 0))
+        proto.datagramReceived(
+            encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"a": {b"id": b"x" * 20}}),
+            ("::1", 5, 0, 0),
+        )
         self.assertEqual(transport.written[0][1], ("::1", 5))
 
     def test_query_timeout_from_the_clock(self) -> None:
@@ -79,7 +82,9 @@ class ProtocolTests(SynchronousTestCase):
             raise OSError(101, "Network is unreachable")
 
         transport.write = boom  # type: ignore[method-assign]
-        proto.datagramReceived(encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"a": {b"id": b"x" * 20}}), PEER)
+        proto.datagramReceived(
+            encode({b"t": b"a", b"y": b"q", b"q": b"ping", b"a": {b"id": b"x" * 20}}), PEER
+        )
         self.assertEqual(proto.send_errors, 2)  # the reply, and the ping to the new node
 
     def test_no_node_attached(self) -> None:
@@ -98,7 +103,9 @@ values = st.recursive(
     max_leaves=8,
 )
 arg_dicts = st.dictionaries(
-    st.sampled_from([b"id", b"target", b"info_hash", b"token", b"port", b"implied_port", b"want", b"x"]),
+    st.sampled_from(
+        [b"id", b"target", b"info_hash", b"token", b"port", b"implied_port", b"want", b"x"]
+    ),
     values | st.binary(min_size=20, max_size=20) | st.integers(-2, 70000),
     max_size=6,
 )
@@ -106,7 +113,9 @@ queries = st.builds(
     _msg,
     st.binary(max_size=70),
     st.sampled_from([b"q", b"r", b"e", b"x"]),
-    st.sampled_from([b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes", b"other"]),
+    st.sampled_from(
+        [b"ping", b"find_node", b"get_peers", b"announce_peer", b"sample_infohashes", b"other"]
+    ),
     arg_dicts | values,
 )
 responses = st.builds(

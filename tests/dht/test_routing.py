@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.dht import bep42
-from tgateway.dht.routing import GOOD_WINDOW, ID_SPACE, K, REFRESH_AFTER, RoutingTable
+from tgateway.dht.routing import GOOD_WINDOW, ID_SPACE, REFRESH_AFTER, K, RoutingTable
 
 
 def nid(value: int) -> bytes:
@@ -24,7 +24,9 @@ class BucketTests(SynchronousTestCase):
         t = RoutingTable(OWN, now=0)
         # 8 nodes in the top half and 8 in the bottom half.
         for i in range(K):
-            self.assertEqual(t.add(nid((ID_SPACE >> 1) + i + 1), "10.0.0.1", 1000 + i, 0)[0], "added")
+            self.assertEqual(
+                t.add(nid((ID_SPACE >> 1) + i + 1), "10.0.0.1", 1000 + i, 0)[0], "added"
+            )
         self.assertEqual(len(t.buckets), 1)
         for i in range(K):
             self.assertEqual(t.add(nid(i + 1 + (1 << 100)), "10.0.0.2", 2000 + i, 0)[0], "added")
@@ -150,7 +152,16 @@ class ClosestTests(SynchronousTestCase):
         t = RoutingTable(own, now=0)
         for i in range(n):
             # Mix random ids with ids near the target (dense neighbourhoods).
-            x = rng.randbytes(20) if i % 3 else bytes(a ^ b for a, b in zip(target, nid(rng.randrange(1 << rng.randrange(1, 160))), strict=True))
+            x = (
+                rng.randbytes(20)
+                if i % 3
+                else bytes(
+                    a ^ b
+                    for a, b in zip(
+                        target, nid(rng.randrange(1 << rng.randrange(1, 160))), strict=True
+                    )
+                )
+            )
             t.add(x, "10.0.0.1", 1 + i, 0)
         ti = int.from_bytes(target, "big")
         want = sorted((e.id_int ^ ti, e.id) for e in t.entries())[:K]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,9 @@ class UDPReactor(MemoryReactorClock):
         super().__init__()
         self.udp: list[FakeUDPPort] = []
 
-    def listenUDP(self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:
+    def listenUDP(
+        self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 8192
+    ) -> FakeUDPPort:
         p = FakeUDPPort(proto, interface, port or 40000 + len(self.udp))
         proto.makeConnection(p)
         self.udp.append(p)
@@ -57,14 +61,25 @@ def config(**kw: Any) -> DhtConfig:
 
 
 def stored_event(info_hash: bytes, announce: bool = True) -> StoredEvent:
-    f = StoredFile(sha256="00" * 32, size=1, name="a", mime="text/plain", storage="blob", piece_length=16384,
-                   info_hash=info_hash.hex(), info=b"", created_at=0)
+    f = StoredFile(
+        sha256="00" * 32,
+        size=1,
+        name="a",
+        mime="text/plain",
+        storage="blob",
+        piece_length=16384,
+        info_hash=info_hash.hex(),
+        info=b"",
+        created_at=0,
+    )
     return StoredEvent(file=f, context=UploadContext(announce_dht=announce), new=True)
 
 
 class ServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.state = Path(self.mktemp())
+        tmp = tempfile.mkdtemp(prefix="dht-state-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.state = Path(tmp) / "dht"
         self.reactor = UDPReactor()
 
     def start(self, **kw: Any) -> DhtService:
@@ -80,12 +95,14 @@ class ServiceTests(SynchronousTestCase):
 
     def test_bootstrap_and_state_round_trip(self) -> None:
         svc = self.start()
-        (msg, addr), = self.sent()
+        ((msg, addr),) = self.sent()
         self.assertEqual((msg[b"q"], addr), (b"find_node", ("127.0.0.1", 7001)))
         self.assertEqual(msg[b"a"][b"target"], svc.node_id)
         # The bootstrap node answers; it enters the table.
         proto = self.reactor.udp[0].proto
-        proto.datagramReceived(encode({b"t": msg[b"t"], b"y": b"r", b"r": {b"id": b"B" * 20}}), addr)
+        proto.datagramReceived(
+            encode({b"t": msg[b"t"], b"y": b"r", b"r": {b"id": b"B" * 20}}), addr
+        )
         self.assertEqual(svc.status()["routing_table_size"], 1)
         node_id = svc.node_id
         self.successResultOf(svc.stopService())
@@ -110,7 +127,9 @@ class ServiceTests(SynchronousTestCase):
 
     def test_saved_external_ip_gives_a_bep42_id(self) -> None:
         self.state.mkdir()
-        (self.state / "dht.json").write_text(json.dumps({"node_id": "00" * 20, "external_ip": "8.8.4.4", "nodes": []}))
+        (self.state / "dht.json").write_text(
+            json.dumps({"node_id": "00" * 20, "external_ip": "8.8.4.4", "nodes": []})
+        )
         svc = self.start()
         assert svc.node_id is not None
         self.assertTrue(bep42.id_matches_ip(svc.node_id, "8.8.4.4"))
@@ -121,7 +140,9 @@ class ServiceTests(SynchronousTestCase):
         node = svc.families[0].node
         calls: list[tuple[bytes, float]] = []
         node.announce = lambda ih, port, now, on_done=None, local_ip=None: (  # type: ignore[method-assign]
-            calls.append((ih, now)), on_done and on_done(type("R", (), {"target": ih})(), 0))
+            calls.append((ih, now)),
+            on_done and on_done(type("R", (), {"target": ih})(), 0),
+        )
         hashes = [random.Random(i).randbytes(20) for i in range(50)]
         svc.set_known_info_hashes(hashes)
         for _ in range(100):
@@ -151,7 +172,9 @@ class ServiceTests(SynchronousTestCase):
         svc = self.start(bootstrap_nodes=())
         node = svc.families[0].node
         seen: list[tuple[bytes, int, str | None]] = []
-        node.announce = lambda ih, port, now, on_done=None, local_ip=None: seen.append((ih, port, local_ip))  # type: ignore[method-assign]
+        node.announce = lambda ih, port, now, on_done=None, local_ip=None: seen.append(
+            (ih, port, local_ip)
+        )  # type: ignore[method-assign]
         svc.on_file_stored(stored_event(b"\x02" * 20, announce=False))
         self.assertEqual(seen, [])
         svc.on_file_stored(stored_event(b"\x03" * 20))
@@ -173,11 +196,23 @@ class ServiceTests(SynchronousTestCase):
         svc = self.start(bootstrap_nodes=())
         proto = self.reactor.udp[0].proto
         for i in range(20):
-            proto.datagramReceived(encode({b"t": b"%d" % i, b"y": b"q", b"q": b"ping", b"ro": 1, b"a": {b"id": b"x" * 20}}), ("127.0.0.2", 5))
+            proto.datagramReceived(
+                encode(
+                    {b"t": b"%d" % i, b"y": b"q", b"q": b"ping", b"ro": 1, b"a": {b"id": b"x" * 20}}
+                ),
+                ("127.0.0.2", 5),
+            )
             self.reactor.advance(0.5)
         st = svc.status()
-        for key in ("node_id", "routing_table_size", "good_nodes", "stored_torrents", "stored_peers",
-                    "queries_in_per_second", "queries_out_per_second"):
+        for key in (
+            "node_id",
+            "routing_table_size",
+            "good_nodes",
+            "stored_torrents",
+            "stored_peers",
+            "queries_in_per_second",
+            "queries_out_per_second",
+        ):
             self.assertIn(key, st)
         self.assertAlmostEqual(st["queries_in_per_second"], 2.0, delta=0.3)
         json.dumps(st)
@@ -189,7 +224,9 @@ class ServiceTests(SynchronousTestCase):
         self.failureResultOf(svc.get_peers(b"x" * 20), RuntimeError)
 
     def test_parse_host_port(self) -> None:
-        self.assertEqual(parse_host_port("router.bittorrent.com:6881"), ("router.bittorrent.com", 6881))
+        self.assertEqual(
+            parse_host_port("router.bittorrent.com:6881"), ("router.bittorrent.com", 6881)
+        )
         self.assertEqual(parse_host_port("[::1]:7"), ("::1", 7))
         self.assertEqual(parse_host_port("1.2.3.4"), ("1.2.3.4", 6881))
         for bad in ("x:0", ":5", "x:70000", "x:y"):

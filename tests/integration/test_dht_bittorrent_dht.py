@@ -39,7 +39,9 @@ async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
     port = gateway.ports[0]
     ours, theirs = os.urandom(20), os.urandom(20)
     gateway.announce(ours)
-    proc = realclients.ClientProcess.node("dht_nodes.mjs", str(port), ours.hex(), theirs.hex(), "7777")
+    proc = realclients.ClientProcess.node(
+        "dht_nodes.mjs", str(port), ours.hex(), theirs.hex(), "7777"
+    )
     try:
         result = await proc.json_deferred(reactor, timeout=60)
         assert result["ok"], proc.describe()

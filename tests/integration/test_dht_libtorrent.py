@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 PEER_PORT = 6881
 
-LIBTORRENT_NODE = r'''
+LIBTORRENT_NODE = r"""
 import json, sys, time
 import libtorrent as lt
 
@@ -109,7 +109,7 @@ try:
 finally:
     print(json.dumps(out), flush=True)
 time.sleep(60)
-'''
+"""
 
 
 @pytest.fixture

@@ -166,15 +166,15 @@ def decode_message(data: bytes) -> Message:
             ip = None
         return Response(t, r, sender, ip)
     if y == b"e":
-        e = msg.get(b"e")
+        err = msg.get(b"e")
         if (
-            type(e) is not list
-            or len(e) < 2
-            or type(e[0]) is not int
-            or type(e[1]) is not bytes
+            type(err) is not list
+            or len(err) < 2
+            or type(err[0]) is not int
+            or type(err[1]) is not bytes
         ):
             raise KrpcDecodeError("error without [code, message]")
-        return ErrorReply(t, e[0], e[1])
+        return ErrorReply(t, err[0], err[1])
     raise KrpcDecodeError("unknown message type")
 
 

@@ -23,6 +23,7 @@ the K closest nodes that gave a token.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Iterable
@@ -249,6 +250,7 @@ class Lookup:
         self._dirty = True
 
     def add(self, node_id: bytes | None, addr: Addr) -> None:
+        key: Any
         if node_id is None:
             key = (addr, None)
             if key in self.cands:
@@ -294,7 +296,7 @@ class Lookup:
                 self.method,
                 args,
                 now,
-                lambda msg, now, c=c: self._answer(c, msg, now),
+                functools.partial(self._answer, c),
                 node_id=c.id,
             )
             if not sent:
@@ -397,6 +399,7 @@ class DhtNode:
         restrict_ips: bool = True,
         bep42_ids: bool = True,
         read_only: bool = False,
+        secret_rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
         self.out = out
@@ -409,7 +412,9 @@ class DhtNode:
         self.read_only = read_only
         self.table = RoutingTable(node_id, now, k=k, restrict_ips=restrict_ips)
         self.store = PeerStore(max_torrents, max_peers_per_torrent)
-        self.tokens = TokenManager(rng, now)
+        # Token secrets must not be predictable from what ``rng`` reveals (transaction ids,
+        # samples): the service passes random.SystemRandom() here.
+        self.tokens = TokenManager(secret_rng or rng, now)
         self.limiter: KeyedLimiter[str] | None = (
             KeyedLimiter(query_rate, max(1, query_burst)) if query_rate > 0 else None
         )
@@ -628,7 +633,11 @@ class DhtNode:
             hashes = set(self.store.info_hashes())
             hashes.update(h for h in self.known_info_hashes() if len(h) == 20)
             num = len(hashes)
-            pick = sorted(hashes) if num <= SAMPLE_COUNT else self.rng.sample(sorted(hashes), SAMPLE_COUNT)
+            pick = (
+                sorted(hashes)
+                if num <= SAMPLE_COUNT
+                else self.rng.sample(sorted(hashes), SAMPLE_COUNT)
+            )
             samples = b"".join(pick)
             self._sample = (now, samples, num)
         out: dict[bytes, Any] = {
@@ -817,7 +826,11 @@ class DhtNode:
             self.table.add(e.id, e.ip, e.port, now, responded=False)
             new = self.table.get(e.id)
             if new is not None:
-                new.last_response, new.last_query, new.fails = e.last_response, e.last_query, e.fails
+                new.last_response, new.last_query, new.fails = (
+                    e.last_response,
+                    e.last_query,
+                    e.fails,
+                )
         if self.on_id_change is not None:
             self.on_id_change(node_id)
         self._lookup(node_id, b"find_node", now, lambda r: None)

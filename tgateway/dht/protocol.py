@@ -66,7 +66,7 @@ class DhtProtocol(DatagramProtocol):
             if sendto is not None:
                 sendto(data, addr)
             elif self.transport is not None:
-                self.transport.write(data, addr)  # type: ignore[attr-defined]
+                self.transport.write(data, addr)
         except (OSError, ValueError, TypeError, OverflowError):
             # Unreachable host, full buffer, wrong address family: UDP is lossy anyway.
             self.send_errors += 1

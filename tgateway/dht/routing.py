@@ -113,9 +113,7 @@ class Bucket:
 
 
 class RoutingTable:
-    def __init__(
-        self, own_id: bytes, now: float, k: int = K, restrict_ips: bool = True
-    ) -> None:
+    def __init__(self, own_id: bytes, now: float, k: int = K, restrict_ips: bool = True) -> None:
         self.own_id = own_id
         self.own_int = int.from_bytes(own_id, "big")
         self.k = k

@@ -106,7 +106,7 @@ class DhtService(service.Service):
         self.config = config
         self.state_dir = Path(state_dir)
         self.clock = clock
-        self.reactor = reactor if reactor is not None else clock
+        self.reactor: Any = reactor if reactor is not None else clock
         self.rng = rng
         self.announce_port = announce_port
         self.families: list[_Family] = []
@@ -215,7 +215,7 @@ class DhtService(service.Service):
             "announces_running": self._announcing,
             "announces_done": self._announces_done,
         }
-        qin = qout = 0
+        qin = qout = 0.0
         if self._samples and len(self._samples) >= 2:
             t0, i0, o0 = self._samples[0]
             t1, i1, o1 = self._samples[-1]
@@ -235,12 +235,12 @@ class DhtService(service.Service):
     # ------------------------------------------------------------------ lifecycle
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         now = self.clock.seconds()
         node_id, saved, external_ip = self._load_state()
         self._epoch = now
         c = self.config
-        hosts = [c.host] + ([c.host6] if getattr(c, "host6", "") else [])
+        hosts = [c.host] + ([c.host6] if c.host6 else [])
         for host in hosts:
             ipv6 = ":" in host
             proto = DhtProtocol(self.clock)
@@ -252,9 +252,10 @@ class DhtService(service.Service):
                 ipv6=ipv6,
                 max_torrents=c.max_torrents,
                 max_peers_per_torrent=c.max_peers_per_torrent,
-                query_rate=getattr(c, "query_rate_limit", 0.0),
-                query_burst=getattr(c, "query_burst", 100),
-                max_outstanding=getattr(c, "max_outstanding_queries", 256),
+                query_rate=c.query_rate_limit,
+                query_burst=c.query_burst,
+                max_outstanding=c.max_outstanding_queries,
+                secret_rng=random.SystemRandom(),
             )
             node.known_info_hashes = self._known_list
             node.on_id_change = self._on_id_change
@@ -265,8 +266,8 @@ class DhtService(service.Service):
             node.table.load(nodes, now)
             fam = _Family(node, proto, host)
             if ipv6:
-                port = V6OnlyPort(c.port, proto, host, 8192, self.reactor)
-                port.startListening()
+                port = V6OnlyPort(c.port, proto, host, 8192, self.reactor)  # type: ignore[no-untyped-call]
+                port.startListening()  # type: ignore[no-untyped-call]
                 fam.port = port
             else:
                 fam.port = self.reactor.listenUDP(c.port, proto, interface=host, maxPacketSize=8192)
@@ -296,7 +297,7 @@ class DhtService(service.Service):
         self._pump()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -437,16 +438,13 @@ class DhtService(service.Service):
             def resolutionComplete(self) -> None:
                 done.callback(None)
 
-        from zope.interface import directlyProvides
-
         from twisted.internet.interfaces import IResolutionReceiver
+        from zope.interface import directlyProvides
 
         receiver = Receiver()
         directlyProvides(receiver, IResolutionReceiver)
         try:
-            resolver.resolveHostName(
-                receiver, host, 0, [IPv6Address if ipv6 else IPv4Address]
-            )
+            resolver.resolveHostName(receiver, host, 0, [IPv6Address if ipv6 else IPv4Address])
             await done
         except Exception:
             self.log.failure("resolving DHT bootstrap node {host} failed", host=host)
