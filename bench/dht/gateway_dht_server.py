@@ -1,8 +1,10 @@
-"""The gateway's DHT node alone on 127.0.0.1:PORT for the benchmark (same code path as
-``twistd tgateway``: DhtProtocol + DhtNode on the epoll reactor). Prints one JSON line when ready.
+"""The gateway's DHT service alone on 127.0.0.1:PORT for the benchmark: ``build_dht`` as
+``twistd tgateway`` builds it (DhtService -> DhtProtocol -> DhtNode) on the epoll reactor, with no
+bootstrap nodes and a throw-away state folder. Prints one JSON line when ready; on SIGTERM prints
+the node's status to stderr and exits.
 
-``--rate-limit R`` sets the per-IP query limit (default 0: off, as bittorrent-dht has none; the
-load generator sends everything from 127.0.0.1). ``--profile FILE`` writes a cProfile dump on exit.
+``--rate-limit R`` sets ``dht.query_rate_limit`` (default 0: off, as bittorrent-dht has none and
+the load generator sends everything from 127.0.0.1). ``--profile FILE`` writes a cProfile dump.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import random
 import signal
 import sys
+import tempfile
 
 from twisted.internet import epollreactor
 
@@ -19,8 +22,8 @@ epollreactor.install()
 
 from twisted.internet import reactor  # noqa: E402
 
-from tgateway.dht.node import DhtNode  # noqa: E402
-from tgateway.dht.protocol import DhtProtocol  # noqa: E402
+from tgateway.config import DhtConfig  # noqa: E402
+from tgateway.dht.service import build_dht  # noqa: E402
 
 
 def main() -> None:
@@ -29,24 +32,17 @@ def main() -> None:
     ap.add_argument("--rate-limit", type=float, default=0.0)
     ap.add_argument("--profile", default="")
     args = ap.parse_args()
-    rng = random.Random()
-    proto = DhtProtocol(reactor)
-    node = DhtNode(
-        rng.randbytes(20),
-        proto,
-        rng,
-        reactor.seconds(),
-        query_rate=args.rate_limit,
+    config = DhtConfig(
+        host="127.0.0.1",
+        port=args.port,
+        bootstrap_nodes=(),
+        query_rate_limit=args.rate_limit,
         query_burst=1000,
     )
-    proto.node = node
-    port = reactor.listenUDP(args.port, proto, interface="127.0.0.1", maxPacketSize=8192)
-    # Same receive buffer as the load generator's sockets and the node server's default-ish.
-    port.socket.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4 << 20)
-    print(
-        json.dumps({"ready": True, "port": port.getHost().port, "id": node.node_id.hex()}),
-        flush=True,
-    )
+    state = tempfile.TemporaryDirectory(prefix="dht-bench-")
+    svc = build_dht(config, state.name, reactor, random.Random(), 6881)
+    svc.startService()
+    print(json.dumps({"ready": True, "port": svc.ports[0], "id": svc.node_id.hex()}), flush=True)  # type: ignore[union-attr]
     prof = None
     if args.profile:
         import cProfile
@@ -63,7 +59,10 @@ def main() -> None:
     if prof is not None:
         prof.disable()
         prof.dump_stats(args.profile)
-    print(json.dumps({"stats": node.status(reactor.seconds())}), file=sys.stderr, flush=True)
+    status = svc.status()
+    svc.stopService()
+    state.cleanup()
+    print(json.dumps(status["families"][0]), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
