@@ -42,6 +42,7 @@ class TorrentInfo:
     blossom_url: str | None = None
     mime: str | None = None
     include_magnet: bool = True
+    magnet: str | None = None  # used as is when given (else built from the fields above)
 
 
 def magnet_uri(
@@ -86,7 +87,9 @@ def torrent_event_template(info: TorrentInfo, created_at: int) -> EventTemplate:
     tags += [("t", t) for t in topics]
     tags += [("i", i) for i in _unique(info.identifiers)]
     webseeds = _unique(info.webseeds)
-    if info.include_magnet:
+    if info.magnet:
+        tags.append(("magnet", info.magnet))
+    elif info.include_magnet:
         size = sum(s for _, s in info.files) if len(info.files) == 1 else None
         tags.append(("magnet", magnet_uri(info_hash, title, trackers, webseeds, size)))
     tags += [("webseed", w) for w in webseeds]

@@ -1,0 +1,100 @@
+"""The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer.
+
+Wiring (``tap.py``), after the storage service so that the database opens first and closes last::
+
+    nostr = NostrService(config.nostr, data_dir=config.data_dir, db=db, links=gw.links,
+                         reactor=reactor, store=gw.store)
+    nostr.setServiceParent(top)
+
+Construction loads (or creates) the key, so a bad ``nostr.private_key`` or relay URL raises
+``ConfigError`` before the reactor starts. Children start in order pool, outbox and stop in
+reverse, so attempts in flight are cancelled (and stay pending) before connections close.
+The web layer reads :meth:`NostrService.identity` (``GET /api/nostr/identity``),
+``announcer.announcements(sha256)`` and ``announcer.announce(sha256)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+
+from tgateway.config import ConfigError, NostrConfig
+from tgateway.links import Links
+from tgateway.nostr.announce import Announcer
+from tgateway.nostr.event import Event, EventTemplate, sign
+from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
+from tgateway.nostr.outbox import Outbox
+from tgateway.nostr.pool import EndpointFactory, RelayPool, parse_relay_url
+from tgateway.storage.outbox import OutboxStore
+
+__all__ = ["NostrService"]
+
+
+def _check_relays(key: str, urls: tuple[str, ...]) -> None:
+    for url in urls:
+        try:
+            parse_relay_url(url)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+
+class NostrService(MultiService):
+    log = Logger()
+    name = "nostr"
+
+    def __init__(
+        self,
+        config: NostrConfig,
+        *,
+        data_dir: str,
+        db: Any,
+        links: Links,
+        reactor: Any,
+        store: Any = None,
+        endpoint_factory: EndpointFactory | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        _check_relays("nostr.relays", tuple(config.relays))
+        _check_relays("nostr.video_relays", tuple(config.video_relays))
+        self.config = config
+        self.key = load_or_create_key(config.private_key, data_dir)
+        self.pubkey = public_key_of(self.key)
+        self.npub = npub_encode(self.pubkey)
+        self.pool = RelayPool(reactor, private_key=self.key, endpoint_factory=endpoint_factory)
+        self.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.outbox = Outbox(OutboxStore(db), self.pool, reactor)
+        self.outbox.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.announcer = Announcer(
+            key=self.key,
+            outbox=self.outbox,
+            links=links,
+            relays=tuple(config.relays) if config.publish_nip35 else (),
+            clock=reactor,
+            auto_publish=config.auto_publish,
+            get_file=store.get if store is not None else None,
+        )
+        if store is not None:
+            store.subscribe_stored(self.announcer.on_stored)
+
+    def startService(self) -> None:
+        self.log.info("Nostr identity {npub}", npub=self.npub)
+        for url in dict.fromkeys((*self.config.relays, *self.config.video_relays)):
+            self.pool.relay(url)  # connect early; reconnects on its own
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def identity(self) -> dict[str, Any]:
+        """``GET /api/nostr/identity``."""
+        return {
+            "pubkey": self.pubkey,
+            "npub": self.npub,
+            "relays": list(self.config.relays),
+            "video_relays": list(self.config.video_relays),
+            "publish_nip35": self.config.publish_nip35,
+            "publish_nip71": self.config.publish_nip71,
+        }
+
+    def sign(self, template: EventTemplate) -> Event:
+        """Sign with the gateway key (NIP-71 and other events built elsewhere)."""
+        return sign(template, self.key)
