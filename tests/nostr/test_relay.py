@@ -348,3 +348,36 @@ class SessionTests(SynchronousTestCase):
         self.feed(["NOTICE", "slow down"])
         self.assertEqual(self.session.dropped, 2)
         self.assertEqual(self.session.last_notice, "slow down")
+
+
+_frames = st.one_of(
+    st.text(max_size=100),
+    st.lists(
+        st.one_of(
+            st.sampled_from(["OK", "EVENT", "EOSE", "CLOSED", "NOTICE", "AUTH", "tg1", "tg2"]),
+            st.text(max_size=10),
+            st.booleans(),
+            st.integers(),
+            st.none(),
+            st.just(note("x").to_json()),
+            st.just(note("y").id),
+        ),
+        max_size=4,
+    ).map(json.dumps),
+)
+
+
+class SessionPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_frames, max_size=8))
+    def test_any_frames_never_raise(self, frames: list[str]) -> None:
+        session = RelaySession(URL, auth_signer=gateway_signer)
+        wire = Wire()
+        session.connection_made(wire)
+        session.subscribe([{}], lambda e: None, lambda: None, lambda m: None)
+        session.subscribe([{"kinds": [1]}], lambda e: None)
+        session.publish(note("y"), lambda a, m: None)
+        for frame in frames:
+            session.receive(frame, 1000.0)
+        session.connection_lost()
+        session.connection_made(wire)

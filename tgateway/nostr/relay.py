@@ -328,8 +328,7 @@ class RelaySession:
         try:
             msg = decode_relay_message(text)
         except RelayMessageError as e:
-            self.dropped += 1
-            self.log.warn("dropped a message from {relay}: {reason}", relay=self.url, reason=str(e))
+            self._drop("dropped a message from {relay}: {reason}", reason=str(e))
             return
         if isinstance(msg, OkMessage):
             self._on_ok(msg, now)
@@ -349,17 +348,24 @@ class RelaySession:
         else:
             self._on_auth(msg.challenge, now)
 
+    def _drop(self, fmt: str, **fields: object) -> None:
+        """Count a dropped message; log the first few, then one in a thousand (a hostile relay
+        must not flood the log)."""
+        self.dropped += 1
+        if self.dropped <= 10 or self.dropped % 1000 == 0:
+            self.log.warn(
+                fmt + " ({dropped} dropped so far)", relay=self.url, dropped=self.dropped, **fields
+            )
+
     def _on_event(self, msg: EventMessage) -> None:
         sub = self._subs.get(msg.sub_id)
         if sub is None:
             return  # late event for a closed subscription
         event = msg.event
         if not matches_any(sub.filters, event):
-            self.dropped += 1
-            self.log.warn(
+            self._drop(
                 "dropped event {id} from {relay}: it does not match subscription {sub}",
                 id=event.id,
-                relay=self.url,
                 sub=sub.sub_id,
             )
             return
