@@ -219,6 +219,14 @@ class ServiceTests(SynchronousTestCase):
         self.successResultOf(svc.stopService())
         self.assertFalse(svc.status()["running"])
 
+    def test_get_peers_pending_at_stop_fires_empty(self) -> None:
+        svc = self.start(bootstrap_nodes=())
+        svc.families[0].node.table.add(b"N" * 20, "127.0.0.9", 9, self.reactor.seconds())
+        d = svc.get_peers(b"\x05" * 20)  # queries 127.0.0.9, which never answers
+        self.assertNoResult(d)
+        self.successResultOf(svc.stopService())
+        self.assertEqual(self.successResultOf(d), [])
+
     def test_get_peers_when_stopped_fails(self) -> None:
         svc = build_dht(config(), str(self.state), self.reactor, random.Random(1), 6881)
         self.failureResultOf(svc.get_peers(b"x" * 20), RuntimeError)

@@ -125,6 +125,7 @@ class DhtService(service.Service):
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=11)
         self._last_save = 0.0
         self._last_maintenance = -1e18
+        self._waiting: set[Deferred[list[tuple[str, int]]]] = set()
 
     # ------------------------------------------------------------------ public API
 
@@ -185,7 +186,12 @@ class DhtService(service.Service):
             self._pump()
 
     def get_peers(self, info_hash: bytes) -> Deferred[list[tuple[str, int]]]:
-        """Peers for ``info_hash`` from a lookup on every bound family (and our own store)."""
+        """Peers for ``info_hash`` from a lookup on every bound family (and our own store).
+
+        Fires once the lookups finish (a few seconds at most: per-query timeouts of 4 s, α = 3);
+        with an empty list if the service stops first. Fails at once with ValueError for a bad
+        info-hash and RuntimeError when the service is not running.
+        """
         if len(info_hash) != 20:
             return defer.fail(ValueError("info_hash must be 20 bytes"))
         if not self.families:
@@ -193,12 +199,18 @@ class DhtService(service.Service):
         d: Deferred[list[tuple[str, int]]] = Deferred()
         results: list[LookupResult] = []
         now = self.clock.seconds()
+        self._waiting.add(d)
+
+        def fire(peers: list[tuple[str, int]]) -> None:
+            if d in self._waiting:
+                self._waiting.discard(d)
+                d.callback(peers)
 
         def one_done(result: LookupResult) -> None:
             results.append(result)
             if len(results) == len(self.families):
                 peers = list(dict.fromkeys(p for r in results for p in r.peers))
-                self.clock.callLater(0, d.callback, peers)
+                self.clock.callLater(0, fire, peers)
 
         for f in self.families:
             f.node.get_peers(info_hash, now, one_done)
@@ -312,6 +324,10 @@ class DhtService(service.Service):
                 ds.append(defer.maybeDeferred(f.port.stopListening))
             f.proto.node = None
         self.families = []
+        # Lookups die with the sockets: callers waiting on get_peers get what is known, nothing.
+        waiting, self._waiting = self._waiting, set()
+        for d in waiting:
+            d.callback([])
         return defer.gatherResults(ds).addCallback(lambda _: None)
 
     # ------------------------------------------------------------------ internals
