@@ -49,10 +49,10 @@ class Nip46RelayTests(TestCase):
         return signer
 
     def client(self, secret: str = "", **kw: Any) -> BunkerClient:
-        url = f"bunker://{public_key_hex(bytes.fromhex(SIGNER))}?relay={self.relay.url}"
+        url = f"bunker://{public_key_hex(bytes.fromhex(SIGNER))}?relay={self.relay.url}"  # loopback
         if secret:
             url += f"&secret={secret}"
-        client = BunkerClient(self.pool, parse_bunker_url(url), reactor, **kw)
+        client = BunkerClient(self.pool, parse_bunker_url(url, allow_private=True), reactor, **kw)
         client.start()
         self.addCleanup(client.close)
         return client

@@ -32,12 +32,32 @@ class BunkerUrlTests(SynchronousTestCase):
     def test_parse(self) -> None:
         url = f"bunker://{SIGNER_PUB}?relay=wss%3A%2F%2Fr1.example&relay=ws://127.0.0.1:7777&secret=s3"
         self.assertEqual(
-            parse_bunker_url(url),
+            parse_bunker_url(url, allow_private=True),
             BunkerPointer(SIGNER_PUB, ("wss://r1.example", "ws://127.0.0.1:7777"), "s3"),
         )
         self.assertEqual(
             parse_bunker_url(f"bunker://{SIGNER_PUB.upper()}?relay=wss://r&relay=wss://r"),
             BunkerPointer(SIGNER_PUB, ("wss://r",), None),
+        )
+
+    def test_private_relays_refused_unless_allowed(self) -> None:
+        for relay in (
+            "ws://127.0.0.1:7777",
+            "ws://localhost:7777",
+            "wss://10.1.2.3",
+            "wss://192.168.1.1",
+            "ws://[::1]:80",
+            "wss://169.254.169.254",
+            "wss://relay.localhost",
+        ):
+            url = f"bunker://{SIGNER_PUB}?relay={relay}"
+            with self.assertRaises(Nip46Error, msg=relay) as cm:
+                parse_bunker_url(url)
+            self.assertIn("private", str(cm.exception))
+            self.assertEqual(parse_bunker_url(url, allow_private=True).relays, (relay,))
+        self.assertEqual(
+            parse_bunker_url(f"bunker://{SIGNER_PUB}?relay=wss://8.8.8.8").relays,
+            ("wss://8.8.8.8",),
         )
 
     def test_bad(self) -> None:
@@ -156,6 +176,20 @@ class BunkerClientTests(PoolTestMixin):
         self.assertNoResult(d)
         self.clock.advance(10)
         self.failureResultOf(d, Nip46Timeout)
+
+    def test_aclose_removes_relays_it_added(self) -> None:
+        other = FakeRelay("ws://configured.test")
+        self.relays[other.url] = other
+        from .fakerelay import MemoryRelayEndpoint
+
+        self.endpoints[other.url] = MemoryRelayEndpoint(other)
+        self.pool.relay(other.url)  # already in the pool: must stay
+        pointer = BunkerPointer(SIGNER_PUB, (self.relay.url, other.url), None)
+        client = BunkerClient(self.pool, pointer, self.clock)
+        client.start()
+        self.flush()
+        self.successResultOf(self.drive(client.aclose()))
+        self.assertEqual(self.pool.urls, [other.url])
 
     def test_close_cancels_waits(self) -> None:
         FakeSigner(self.relay, SIGNER, USER, mode="silent")

@@ -18,6 +18,7 @@ the user's key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -82,11 +83,29 @@ class BunkerPointer:
     secret: str | None = None
 
 
-def parse_bunker_url(url: str) -> BunkerPointer:
+def _private_host(host: str) -> bool:
+    """True for ``localhost`` and literal loopback, private, link-local or reserved addresses.
+
+    Host names are not resolved here: a name that resolves to a private address is not caught
+    (a resolver-level guard or a Tor endpoint is the complete answer).
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return not ip.is_global
+
+
+def parse_bunker_url(url: str, *, allow_private: bool = False) -> BunkerPointer:
     """Parse and check a ``bunker://`` URL. Raises :class:`Nip46Error` naming the problem.
 
     The signer pubkey must be 64 hex; there must be 1..8 ``relay`` parameters, each ``ws://`` or
-    ``wss://``; ``secret`` is optional.
+    ``wss://``; ``secret`` is optional. The URL comes from a user and makes the gateway connect
+    where it says: relays on ``localhost`` or literal private/loopback addresses are refused
+    unless ``allow_private`` (tests, or a deployment whose signers live on its own network).
     """
     if not isinstance(url, str) or len(url) > 4096:
         raise Nip46Error("bunker URL must be a string of at most 4096 characters")
@@ -104,9 +123,11 @@ def parse_bunker_url(url: str) -> BunkerPointer:
         raise Nip46Error(f"bunker URL has more than {MAX_RELAYS} relays")
     for relay in relays:
         try:
-            parse_relay_url(relay)
+            host, _, _ = parse_relay_url(relay)
         except ValueError as e:
             raise Nip46Error(f"bunker URL has a bad relay: {e}") from None
+        if not allow_private and _private_host(host):
+            raise Nip46Error(f"bunker URL relay {relay} is on a local or private address")
     secrets = query.get("secret", [])
     return BunkerPointer(pubkey, relays, secrets[0] if secrets else None)
 
@@ -158,6 +179,7 @@ class BunkerClient:
         self._conversation = nip44.get_conversation_key(self.client_key, pointer.signer_pubkey)
         self._pending: dict[str, Deferred[str]] = {}
         self._subscriptions: list[Any] = []
+        self._added_relays: list[str] = []
         self.user_pubkey: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -171,6 +193,8 @@ class BunkerClient:
             "#p": [self.client_pubkey],
             "since": since,
         }
+        known = set(getattr(self.pool, "urls", ()))
+        self._added_relays = [r for r in self.pointer.relays if r not in known]
         for relay in self.pointer.relays:
             self._subscriptions.append(self.pool.subscribe(relay, [flt], self._on_event))
 
@@ -181,6 +205,16 @@ class BunkerClient:
         self._subscriptions = []
         for d in list(self._pending.values()):
             d.cancel()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then disconnect from the bunker relays this session added to the pool
+        (relays the pool already had, e.g. configured ones, stay)."""
+        self.close()
+        added, self._added_relays = self._added_relays, []
+        remove = getattr(self.pool, "remove_relay", None)
+        if remove is not None:
+            for relay in added:
+                await remove(relay)
 
     # -- incoming --------------------------------------------------------------------------------
 
