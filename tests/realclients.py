@@ -250,6 +250,8 @@ def which(name: str, package: str | None = None) -> str:
 
 
 def aria2c() -> str:
+    """aria2 speaks udp:// trackers only with its DHT on (``--enable-dht=true
+    --dht-file-path=EMPTY_FILE``); webseed-only runs: ``--bt-exclude-tracker='*'``."""
     return which("aria2c", "aria2")
 
 
@@ -266,6 +268,8 @@ def curl() -> str:
 
 
 def nginx() -> str:
+    """Run in the foreground as a ClientProcess: ``-p TMPDIR -c CONF -g 'daemon off;'``, with
+    ``pid``, ``error_log`` and the ``*_temp_path``s inside TMPDIR."""
     return which("nginx", "nginx-light")
 
 
@@ -279,6 +283,8 @@ def wrk() -> str:
 
 
 def tor() -> str:
+    """Offline use: ``DisableNetwork 1``, a loopback ``ControlPort``, cookie auth, and a
+    ``DataDirectory`` in the test's tmp folder."""
     return which("tor", "tor")
 
 
