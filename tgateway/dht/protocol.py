@@ -26,6 +26,7 @@ class DhtProtocol(DatagramProtocol):
     """Implements the core's ``Output``; ``node`` is attached after construction."""
 
     log = Logger()
+    noisy = False  # the service logs the bound port itself
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
