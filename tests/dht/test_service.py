@@ -39,10 +39,32 @@ class FakeUDPPort:
         self.proto.doStop()
 
 
+class FakeNameResolver:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def resolveHostName(
+        self,
+        receiver: Any,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> Any:
+        self.asked.append(hostName)
+        receiver.resolutionBegan(None)
+        for ip in self.answers.get(hostName, []):
+            receiver.addressResolved(IPv4Address("UDP", ip, 0))
+        receiver.resolutionComplete()
+        return receiver
+
+
 class UDPReactor(MemoryReactorClock):
     def __init__(self) -> None:
         super().__init__()
         self.udp: list[FakeUDPPort] = []
+        self.nameResolver = FakeNameResolver({"router.test": ["10.1.2.3", "10.1.2.4"]})
 
     def listenUDP(
         self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 8192
@@ -117,6 +139,15 @@ class ServiceTests(SynchronousTestCase):
         methods = sorted((m[b"q"], a) for m, a in self.sent())
         self.assertIn((b"find_node", ("127.0.0.1", 7001)), methods)
         self.successResultOf(svc2.stopService())
+
+    def test_bootstrap_names_resolved_through_the_reactor(self) -> None:
+        svc = self.start(
+            bootstrap_nodes=("router.test:6881", "nowhere.test:1", "bad:x", "10.9.9.9:7")
+        )
+        self.assertEqual(self.reactor.nameResolver.asked, ["router.test", "nowhere.test"])
+        sent = sorted(addr for msg, addr in self.sent() if msg[b"q"] == b"find_node")
+        self.assertEqual(sent, [("10.1.2.3", 6881), ("10.1.2.4", 6881), ("10.9.9.9", 7)])
+        self.successResultOf(svc.stopService())
 
     def test_unreadable_state_gives_a_fresh_id(self) -> None:
         self.state.mkdir()
