@@ -249,12 +249,13 @@ class DhtService(service.Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         now = self.clock.seconds()
-        node_id, saved, external_ip = self._load_state()
+        ids, saved = self._load_state()
         self._epoch = now
         c = self.config
         hosts = [c.host] + ([c.host6] if c.host6 else [])
         for host in hosts:
             ipv6 = ":" in host
+            node_id, external_ip = ids[ipv6]
             proto = DhtProtocol(self.clock)
             node = DhtNode(
                 node_id,
@@ -271,8 +272,7 @@ class DhtService(service.Service):
             )
             node.known_info_hashes = self._known_list
             node.on_id_change = self._on_id_change
-            if external_ip and (":" in external_ip) == ipv6:
-                node.external_ip = external_ip
+            node.external_ip = external_ip
             proto.node = node
             nodes = [n for n in saved if (":" in n[1]) == ipv6]
             node.table.load(nodes, now)
@@ -406,10 +406,8 @@ class DhtService(service.Service):
         return host
 
     def _on_id_change(self, node_id: bytes) -> None:
+        # Each family has its own BEP 42 id (it depends on that family's external address).
         self.log.info("DHT node id changed to {node_id} (BEP 42)", node_id=node_id.hex())
-        for f in self.families:
-            if f.node.node_id != node_id:
-                f.node.change_id(node_id, self.clock.seconds())
 
     # ------------------------------------------------------------------ bootstrap
 
@@ -471,47 +469,63 @@ class DhtService(service.Service):
     def _state_path(self) -> Path:
         return self.state_dir / STATE_FILE
 
-    def _load_state(self) -> tuple[bytes, list[tuple[bytes, str, int]], str | None]:
+    def _load_state(
+        self,
+    ) -> tuple[dict[bool, tuple[bytes, str | None]], list[tuple[bytes, str, int]]]:
+        """Per family (ipv6: bool) the node id and external address; the saved nodes.
+
+        State file: ``node_id``/``external_ip`` for the IPv4 node, ``node_id6``/``external_ip6``
+        for the IPv6 one (the IPv4 id when absent), ``nodes``: ``[id hex, ip, port]`` of both.
+        """
         path = self._state_path()
-        node_id: bytes | None = None
+        data: dict[str, Any] = {}
         nodes: list[tuple[bytes, str, int]] = []
-        external_ip: str | None = None
         try:
             data = json.loads(path.read_text("utf-8"))
-            node_id = bytes.fromhex(data["node_id"])
-            if len(node_id) != 20:
-                raise ValueError("node id")
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
             for h, ip, port in data.get("nodes", []):
                 nid = bytes.fromhex(h)
                 if len(nid) == 20 and _is_ip(ip) and 0 < int(port) < 65536:
                     nodes.append((nid, ip, int(port)))
-            external_ip = data.get("external_ip") or None
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError):
             self.log.warn("ignoring unreadable DHT state {path}", path=str(path))
-            node_id, nodes = None, []
-        if external_ip and not _is_ip(external_ip):
-            external_ip = None
-        if external_ip and node_id and not bep42.id_matches_ip(node_id, external_ip):
-            node_id = None
-        if node_id is None:
-            node_id = (
-                bep42.node_id_for_ip(external_ip, self.rng)
-                if external_ip
-                else self.rng.randbytes(20)
-            )
-        return node_id, nodes, external_ip
+            data, nodes = {}, []
+        ids: dict[bool, tuple[bytes, str | None]] = {}
+        for ipv6, suffix in ((False, ""), (True, "6")):
+            node_id: bytes | None = None
+            try:
+                raw = data.get("node_id" + suffix) or data.get("node_id")
+                node_id = bytes.fromhex(raw) if isinstance(raw, str) else None
+            except ValueError:
+                node_id = None
+            if node_id is not None and len(node_id) != 20:
+                node_id = None
+            external = data.get("external_ip" + suffix)
+            if not (isinstance(external, str) and _is_ip(external) and (":" in external) == ipv6):
+                external = None
+            if external and node_id and not bep42.id_matches_ip(node_id, external):
+                node_id = None
+            if node_id is None:
+                node_id = (
+                    bep42.node_id_for_ip(external, self.rng) if external else self.rng.randbytes(20)
+                )
+            ids[ipv6] = (node_id, external)
+        return ids, nodes
 
     def _save_state(self) -> None:
         if not self.families:
             return
-        node = self.families[0].node
         nodes: list[list[Any]] = []
+        data: dict[str, Any] = {}
         for f in self.families:
+            suffix = "6" if f.node.ipv6 else ""
+            data["node_id" + suffix] = f.node.node_id.hex()
+            data["external_ip" + suffix] = f.node.external_ip
             nodes.extend([nid.hex(), ip, port] for nid, ip, port in f.node.export_nodes())
-        external = next((f.node.external_ip for f in self.families if f.node.external_ip), None)
-        data = {"node_id": node.node_id.hex(), "external_ip": external, "nodes": nodes}
+        data["nodes"] = nodes
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self._state_path()
         tmp = path.with_name(path.name + ".tmp")
