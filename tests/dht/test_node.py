@@ -138,6 +138,18 @@ class QueryTests(SynchronousTestCase):
             [n[0] for n in nodes], sorted(in_table, key=lambda x: int.from_bytes(x, "big") ^ ti)[:8]
         )
 
+    def test_bad_nodes_leave_cached_answers(self) -> None:
+        node, out = make()
+        ids = self.add_nodes(node, 5)
+        first = unpack_nodes(query(node, out, b"find_node", {b"target": IH})[b"r"][b"nodes"])
+        self.assertEqual(len(first), 5)
+        node.table.failed(ids[0], 1)
+        node.table.failed(ids[0], 1)
+        again = unpack_nodes(
+            query(node, out, b"find_node", {b"target": IH}, t=b"t2")[b"r"][b"nodes"]
+        )
+        self.assertEqual(sorted(n[0] for n in again), sorted(ids[1:]))
+
     def test_want_n6_without_ipv6_node_falls_back(self) -> None:
         node, out = make()
         self.add_nodes(node, 3)

@@ -310,8 +310,8 @@ class Lookup:
 
     def _answer(self, c: _Candidate, msg: Response | None, now: float) -> None:
         self.in_flight -= 1
-        if msg is None:
-            c.state = _FAILED
+        if msg is None or msg.sender == self.node.node_id:
+            c.state = _FAILED  # silent, an error, or ourselves (our address in a bootstrap list)
         else:
             c.state = _DONE
             if c.id is None:

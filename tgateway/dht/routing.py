@@ -223,6 +223,8 @@ class RoutingTable:
                 self._remove(e)
             else:
                 if responded:
+                    if e.fails >= MAX_FAILS:
+                        self.version += 1  # back from bad: closest() answers change
                     e.last_response = now
                     e.fails = 0
                     self.bucket_for(e.id_int).last_changed = now
@@ -261,6 +263,8 @@ class RoutingTable:
         e.fails += 1
         if e.fails < MAX_FAILS:
             return False
+        if e.fails == MAX_FAILS:
+            self.version += 1  # now bad: closest() answers change
         b = self.bucket_for(e.id_int)
         if b.replacements:
             self._remove(e)
