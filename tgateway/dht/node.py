@@ -101,7 +101,8 @@ class TokenManager:
         self._rotate_at = now + rotate_every
         self._cache: dict[str, bytes] = {}
 
-    def _maybe_rotate(self, now: float) -> None:
+    def rotate(self, now: float) -> None:
+        """Rotate the secret if its 5 minutes are up (also done lazily on use)."""
         if now >= self._rotate_at:
             # More than two periods of silence: the previous secret is stale too.
             stale = now >= self._rotate_at + self.rotate_every
@@ -116,7 +117,7 @@ class TokenManager:
 
     def token(self, ip: str, now: float) -> bytes:
         if now >= self._rotate_at:
-            self._maybe_rotate(now)
+            self.rotate(now)
         tok = self._cache.get(ip)
         if tok is None:
             if len(self._cache) > 50_000:
@@ -780,7 +781,7 @@ class DhtNode:
 
     def tick(self, now: float) -> None:
         """Periodic work: refresh stale buckets, ping questionable nodes, expire peers."""
-        self.tokens.token("", now)  # rotates the secret when due
+        self.tokens.rotate(now)
         self.store.expire(now)
         for b in self.table.stale_buckets(now):
             b.last_changed = now
