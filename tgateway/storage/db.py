@@ -154,6 +154,10 @@ class Database:
         with self._lock:
             return transaction(self._conn, fn, *args)
 
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` now, blocking: only for start-up, before anything serves."""
+        return self._call(fn, args)
+
     def run(self, fn: Callable[..., T], *args: Any) -> "Deferred[T]":
         """Run ``fn(conn, *args)`` in a transaction on the database thread."""
         return deferToThreadPool(self._reactor, self._pool, self._call, fn, args)
@@ -174,6 +178,10 @@ class SyncDatabase:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._conn is not None, "database is not open"
+        return transaction(self._conn, fn, *args)
 
     def run(self, fn: Callable[..., T], *args: Any) -> "Deferred[T]":
         from twisted.internet.defer import fail, succeed

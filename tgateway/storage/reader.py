@@ -1,0 +1,285 @@
+"""The one chunk reader: bytes of a stored file by piece or by range, through an LRU cache.
+
+A stored file is a sequence of blocks of ``piece_length`` bytes (block i is BitTorrent piece i):
+for a chunked file block i is chunk file i, for a blob it is a slice of the blob file. Blocks are
+loaded on a small thread pool (disk reads never block the reactor), kept in a byte-budgeted LRU
+cache, and shared between concurrent readers of the same block. Web downloads, webseed, Blossom
+and the BitTorrent peer all read through here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from .disk import DiskLayout
+from .model import StoredFile
+
+BlockKey = tuple[str, int]
+
+
+class BlockCache:
+    """LRU of blocks, bounded by a byte budget (0 disables caching)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[BlockKey, bytes] = OrderedDict()
+
+    def get(self, key: BlockKey) -> bytes | None:
+        data = self._items.get(key)
+        if data is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return data
+
+    def put(self, key: BlockKey, data: bytes) -> None:
+        if len(data) > self.budget:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.used -= len(old)
+        self._items[key] = data
+        self.used += len(data)
+        while self.used > self.budget:
+            _, evicted = self._items.popitem(last=False)
+            self.used -= len(evicted)
+
+    def discard_file(self, sha256: str) -> None:
+        for key in [k for k in self._items if k[0] == sha256]:
+            self.used -= len(self._items.pop(key))
+
+    def stats(self) -> dict[str, int]:
+        return {"bytes": self.used, "budget": self.budget, "blocks": len(self._items),
+                "hits": self.hits, "misses": self.misses}
+
+
+def _read_exact(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            parts = [data]
+            got = len(data)
+            while got < length:
+                more = os.pread(fd, length - got, offset + got)
+                if not more:
+                    raise OSError(f"{path}: short read ({got} of {length} bytes)")
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
+class ChunkReader:
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        layout: DiskLayout,
+        cache: BlockCache,
+        pool: ThreadPool | None = None,
+        read_block: Callable[[str, int, int], bytes] = _read_exact,
+    ) -> None:
+        self._reactor = reactor
+        self.layout = layout
+        self.cache = cache
+        self._pool = pool
+        self._read = read_block
+        self._loading: dict[BlockKey, Deferred[bytes]] = {}
+
+    def block_location(self, f: StoredFile, index: int) -> tuple[str, int, int]:
+        """(path, offset, length) of block ``index`` of ``f``."""
+        if not 0 <= index < f.piece_count:
+            raise IndexError(index)
+        if f.storage == "chunked":
+            chunk = f.chunks[index]
+            return str(self.layout.chunk_path(chunk.sha256)), 0, chunk.size
+        start = index * f.piece_length
+        return str(self.layout.blob_path(f.sha256)), start, min(f.piece_length, f.size - start)
+
+    def read_block(self, f: StoredFile, index: int) -> Deferred[bytes]:
+        """Block ``index`` (piece ``index``) of ``f``, from the cache or the disk."""
+        key = (f.sha256, index)
+        data = self.cache.get(key)
+        if data is not None:
+            return succeed(data)
+        loading = self._loading.get(key)
+        if loading is None:
+            path, offset, length = self.block_location(f, index)
+            if self._pool is None:
+                try:
+                    data = self._read(path, offset, length)
+                except Exception:
+                    from twisted.internet.defer import fail
+
+                    return fail()
+                self.cache.put(key, data)
+                return succeed(data)
+            loading = deferToThreadPool(self._reactor, self._pool, self._read, path, offset, length)
+
+            def loaded(data: bytes) -> bytes:
+                self._loading.pop(key, None)
+                self.cache.put(key, data)
+                return data
+
+            def failed(failure: Failure) -> Failure:
+                self._loading.pop(key, None)
+                return failure
+
+            loading.addCallbacks(loaded, failed)
+            self._loading[key] = loading
+        # Each caller gets its own Deferred so one caller's errback does not affect others.
+        d: Deferred[bytes] = Deferred()
+        loading.addCallbacks(lambda data: (d.callback(data), data)[1],
+                             lambda f: (d.errback(f), None)[1])
+        return d
+
+    def producer(self, f: StoredFile, start: int, end: int, consumer: IConsumer) -> "RangeProducer":
+        """A push producer writing bytes ``start`` to ``end`` (exclusive) of ``f`` to ``consumer``."""
+        return RangeProducer(self, f, start, end, consumer)
+
+
+@implementer(IPushProducer)
+class RangeProducer:
+    """Writes a byte range to a consumer, honouring pause/resume, reading ahead one block.
+
+    ``start()`` registers with the consumer and returns a Deferred that fires (None) when every
+    byte was written, or fails if the read failed or the consumer stopped us.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reader: ChunkReader,
+        f: StoredFile,
+        start: int,
+        end: int,
+        consumer: IConsumer,
+    ) -> None:
+        self.reader = reader
+        self.file = f
+        self.pos = start
+        self.end = end
+        self.consumer = consumer
+        self.paused = False
+        self.stopped = False
+        self.done: Deferred[None] = Deferred()
+        self._block_index = -1
+        self._block: bytes | None = None
+        self._waiting = False
+        self._ahead: tuple[int, Deferred[bytes]] | None = None
+
+    def start(self) -> Deferred[None]:
+        if self.pos >= self.end:
+            self._finish()
+            return self.done
+        self.consumer.registerProducer(self, True)
+        self._pump()
+        return self.done
+
+    def _finish(self, failure: Failure | None = None) -> None:
+        if self.done.called:
+            return
+        try:
+            self.consumer.unregisterProducer()
+        except Exception:
+            pass
+        if failure is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(failure)
+
+    def _fetch(self, index: int) -> Deferred[bytes]:
+        if self._ahead is not None and self._ahead[0] == index:
+            d = self._ahead[1]
+            self._ahead = None
+            return d
+        return self.reader.read_block(self.file, index)
+
+    def _pump(self) -> None:
+        pl = self.file.piece_length
+        while not self.paused and not self.stopped and not self._waiting:
+            if self.pos >= self.end:
+                self._finish()
+                return
+            index = self.pos // pl
+            if index != self._block_index:
+                self._block = None
+                self._block_index = index
+                d = self._fetch(index)
+                nxt = index + 1
+                if nxt * pl < self.end and self._ahead is None:
+                    self._ahead = (nxt, self.reader.read_block(self.file, nxt))
+                    self._ahead[1].addErrback(lambda f: None)  # reported when used
+                if not d.called:
+                    self._waiting = True
+                    d.addCallbacks(self._got_block, self._failed)
+                    return
+                d.addCallbacks(self._got_block_sync, self._failed)
+                if self._block is None:
+                    return
+            assert self._block is not None
+            block = self._block
+            offset = self.pos - index * pl
+            stop = min(len(block), self.end - index * pl)
+            # Transports want bytes: a whole block goes out without a copy.
+            data = block if offset == 0 and stop == len(block) else block[offset:stop]
+            self.pos += len(data)
+            try:
+                self.consumer.write(data)
+            except Exception:
+                self._failed(Failure())
+                return
+
+    def _got_block_sync(self, data: bytes) -> None:
+        self._block = data
+
+    def _got_block(self, data: bytes) -> None:
+        self._waiting = False
+        self._block = data
+        if not self.stopped:
+            self._pump()
+
+    def _failed(self, failure: Failure) -> None:
+        self._waiting = False
+        self.log.failure("reading {sha256} failed", failure, sha256=self.file.sha256)
+        self.stopped = True
+        self._finish(failure)
+
+    # IPushProducer
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if not self.done.called:
+            from twisted.internet.error import ConnectionLost
+
+            self.done.errback(Failure(ConnectionLost("consumer stopped the producer")))

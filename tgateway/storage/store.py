@@ -1,0 +1,586 @@
+"""The content store: the one place that stores, finds, reads and deletes files.
+
+Callers see four operations (and two events):
+
+- ``begin_upload(...)`` -> :class:`~tgateway.storage.ingest.Ingest`, then ``commit(ingest, ctx)``;
+- ``get(sha256)`` / ``get_by_info_hash(hex)`` -> :class:`StoredFile`;
+- ``reader`` (the chunk reader) for byte ranges and pieces;
+- ``remove_owner(sha256, owner)``: bytes go when no owner is left and no other file uses them.
+
+``subscribe_stored(cb)`` / ``subscribe_deleted(cb)``: every component that reacts to new content
+subscribes at wiring time; the upload paths never call those components themselves.
+
+Durability: the temp files are fsynced (by the ingest), renamed to their content address, the
+folders fsynced, and only then is the row committed. A crash before the commit leaves at most
+unreferenced content files, never a row without bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import hashlib
+import re
+import sqlite3
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from tgateway import bencode
+from tgateway.config import StorageConfig
+from tgateway.errors import BadRequest
+
+from .disk import DiskLayout, fsync_dir, place
+from .ingest import Ingest, IngestResult, InlineWorker, SerialWorker, convert_layout
+from .model import Chunk, StoredEvent, StoredFile, UploadContext
+from .reader import BlockCache, ChunkReader
+
+CREATED_BY = "tgateway 0.1"
+
+
+class EmptyUpload(BadRequest):
+    code = "empty_upload"
+
+
+@dataclass(frozen=True)
+class Ownership:
+    sha256: str
+    owner: str  # '' for anonymous
+    name: str
+    title: str | None
+    description: str | None
+    announce_dht: bool
+    source: str
+    created_at: float
+
+
+# --------------------------------------------------------------------------- names and types
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\]')
+
+
+def clean_name(name: str | None, fallback: str) -> str:
+    """A file name safe for torrents and Content-Disposition: no path, no control characters."""
+    if not name:
+        return fallback
+    name = unicodedata.normalize("NFC", name)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip().strip(".") or ""
+    while len(name.encode("utf-8")) > 240:
+        name = name[:-1]
+    return name or fallback
+
+
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"ftypqt", "video/quicktime"),
+    (4, b"ftyp", "video/mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF8", "image/gif"),
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"PK\x03\x04", "application/zip"),
+    (0, b"\x1f\x8b", "application/gzip"),
+    (0, b"d8:announce", "application/x-bittorrent"),
+)
+
+
+def sniff_mime(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    for offset, magic, mime in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if mime == "video/mp4" and head[8:11] == b"M4A":
+                return "audio/mp4"
+            return mime
+    return None
+
+
+def choose_mime(declared: str | None, name: str, head: bytes) -> str:
+    """Declared type if specific, else the name's, else the content's, else octet-stream."""
+    if declared:
+        declared = declared.split(";", 1)[0].strip().lower()
+        if declared and declared not in ("application/octet-stream", "binary/octet-stream") and re.match(
+            r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", declared
+        ):
+            return declared
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    if guessed:
+        return guessed
+    return sniff_mime(head) or "application/octet-stream"
+
+
+def build_info(name: str, size: int, piece_length: int, pieces: bytes) -> bytes:
+    """The bencoded BitTorrent v1 info dict of a single-file torrent."""
+    return bencode.encode(
+        {
+            b"length": size,
+            b"name": name.encode("utf-8"),
+            b"piece length": piece_length,
+            b"pieces": pieces,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- SQL (txn functions)
+
+
+def _row_to_file(conn: sqlite3.Connection, row: sqlite3.Row) -> StoredFile:
+    chunks: tuple[Chunk, ...] = ()
+    if row["storage"] == "chunked":
+        chunks = tuple(
+            Chunk(index=r[0], sha256=r[1], offset=r[2], size=r[3])
+            for r in conn.execute(
+                "SELECT idx, chunk_sha256, offset, size FROM file_chunks"
+                " WHERE file_sha256 = ? ORDER BY idx",
+                (row["sha256"],),
+            )
+        )
+    return StoredFile(
+        sha256=row["sha256"],
+        size=row["size"],
+        name=row["name"],
+        mime=row["mime"],
+        storage=row["storage"],
+        piece_length=row["piece_length"],
+        info_hash=row["info_hash"],
+        info=bytes(row["info"]),
+        created_at=row["created_at"],
+        chunks=chunks,
+        meta=json.loads(row["meta"] or "{}"),
+    )
+
+
+def _get_txn(conn: sqlite3.Connection, column: str, value: str) -> StoredFile | None:
+    assert column in ("sha256", "info_hash")
+    row = conn.execute(f"SELECT * FROM files WHERE {column} = ?", (value,)).fetchone()
+    return _row_to_file(conn, row) if row else None
+
+
+def _insert_txn(
+    conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float
+) -> tuple[StoredFile, bool]:
+    """Insert the file (unless present) and the owner row. Returns (file, new)."""
+    existing = _get_txn(conn, "sha256", f.sha256)
+    new = existing is None
+    if new:
+        conn.execute(
+            "INSERT INTO files (sha256, size, name, mime, storage, piece_length, info_hash, info,"
+            " created_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f.sha256, f.size, f.name, f.mime, f.storage, f.piece_length, f.info_hash, f.info,
+             f.created_at, json.dumps(f.meta)),
+        )
+        conn.executemany(
+            "INSERT INTO file_chunks (file_sha256, idx, chunk_sha256, offset, size)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(f.sha256, c.index, c.sha256, c.offset, c.size) for c in f.chunks],
+        )
+        existing = f
+    conn.execute(
+        "INSERT INTO file_owners (sha256, owner, name, title, description, announce_dht, source,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (sha256, owner) DO UPDATE SET"
+        " title = coalesce(excluded.title, title), description = coalesce(excluded.description, description)",
+        (f.sha256, ctx.owner or "", ctx.name or f.name, ctx.title, ctx.description,
+         1 if ctx.announce_dht else 0, ctx.source, now),
+    )
+    assert existing is not None
+    return existing, new
+
+
+def _remove_owner_txn(
+    conn: sqlite3.Connection, sha256: str, owner: str | None
+) -> tuple[StoredFile | None, list[str]]:
+    """Drop one owner (None: all owners). If none is left, drop the file row.
+
+    Returns (the deleted file or None, chunk hashes no longer used by any file).
+    """
+    if owner is None:
+        cur = conn.execute("DELETE FROM file_owners WHERE sha256 = ?", (sha256,))
+    else:
+        cur = conn.execute(
+            "DELETE FROM file_owners WHERE sha256 = ? AND owner = ?", (sha256, owner)
+        )
+    if cur.rowcount == 0 and owner is not None:
+        raise KeyError(sha256)
+    left = conn.execute("SELECT count(*) FROM file_owners WHERE sha256 = ?", (sha256,)).fetchone()[0]
+    if left:
+        return None, []
+    f = _get_txn(conn, "sha256", sha256)
+    if f is None:
+        return None, []
+    conn.execute("DELETE FROM files WHERE sha256 = ?", (sha256,))
+    unused = []
+    for c in {c.sha256 for c in f.chunks}:
+        if conn.execute(
+            "SELECT 1 FROM file_chunks WHERE chunk_sha256 = ? LIMIT 1", (c,)
+        ).fetchone() is None:
+            unused.append(c)
+    return f, unused
+
+
+def _ownership(row: sqlite3.Row) -> Ownership:
+    return Ownership(
+        sha256=row["sha256"],
+        owner=row["owner"],
+        name=row["name"],
+        title=row["title"],
+        description=row["description"],
+        announce_dht=bool(row["announce_dht"]),
+        source=row["source"],
+        created_at=row["created_at"],
+    )
+
+
+def _owners_txn(conn: sqlite3.Connection, sha256: str) -> list[Ownership]:
+    return [
+        _ownership(r)
+        for r in conn.execute(
+            "SELECT * FROM file_owners WHERE sha256 = ? ORDER BY created_at", (sha256,)
+        )
+    ]
+
+
+def _owner_files_txn(
+    conn: sqlite3.Connection, owner: str, limit: int, offset: int
+) -> tuple[list[tuple[StoredFile, Ownership]], int]:
+    total = conn.execute(
+        "SELECT count(*) FROM file_owners WHERE owner = ?", (owner,)
+    ).fetchone()[0]
+    rows = conn.execute(
+        "SELECT o.*, f.sha256 AS fsha FROM file_owners o JOIN files f ON f.sha256 = o.sha256"
+        " WHERE o.owner = ? ORDER BY o.created_at DESC, o.sha256 LIMIT ? OFFSET ?",
+        (owner, limit, offset),
+    ).fetchall()
+    out = []
+    for r in rows:
+        f = _get_txn(conn, "sha256", r["fsha"])
+        if f is not None:
+            out.append((f, _ownership(r)))
+    return out, total
+
+
+def _usage_txn(conn: sqlite3.Connection, owner: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(f.size), 0) FROM file_owners o"
+        " JOIN files f ON f.sha256 = o.sha256 WHERE o.owner = ?",
+        (owner,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def _all_info_hashes_txn(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT info_hash FROM files")]
+
+
+def _set_meta_txn(conn: sqlite3.Connection, sha256: str, updates: dict[str, Any]) -> None:
+    row = conn.execute("SELECT meta FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None:
+        raise KeyError(sha256)
+    meta = json.loads(row[0] or "{}")
+    meta.update(updates)
+    conn.execute("UPDATE files SET meta = ? WHERE sha256 = ?", (json.dumps(meta), sha256))
+
+
+def _stats_txn(conn: sqlite3.Connection) -> dict[str, int]:
+    files, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM files").fetchone()
+    chunks = conn.execute("SELECT count(DISTINCT chunk_sha256) FROM file_chunks").fetchone()[0]
+    return {"files": int(files), "bytes": int(size), "chunks": int(chunks)}
+
+
+# --------------------------------------------------------------------------- the store
+
+StoredCallback = Callable[[StoredEvent], Any]
+DeletedCallback = Callable[[StoredFile], Any]
+
+
+class ContentStore:
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        db: Any,
+        layout: DiskLayout,
+        config: StorageConfig,
+        threaded: bool = True,
+    ) -> None:
+        self._reactor = reactor
+        self.db = db
+        self.layout = layout
+        self.config = config
+        self._threaded = threaded
+        self._io_pool: ThreadPool | None = (
+            ThreadPool(minthreads=0, maxthreads=4, name="tgateway-io") if threaded else None
+        )
+        self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool)
+        self._lock = DeferredLock()
+        self._info_hashes: set[bytes] = set()
+        self._on_stored: list[StoredCallback] = []
+        self._on_deleted: list[DeletedCallback] = []
+
+    # life cycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepare folders (removing leftovers of interrupted uploads) and load the index.
+
+        Synchronous: runs once at start-up, before any listener accepts a connection.
+        """
+        removed = self.layout.prepare()
+        if removed:
+            self.log.info("removed {n} leftovers of interrupted uploads", n=removed)
+        if self._io_pool is not None:
+            self._io_pool.start()
+        hashes = self.db.run_sync(_all_info_hashes_txn)
+        self._info_hashes = {bytes.fromhex(h) for h in hashes}
+
+    def stop(self) -> None:
+        if self._io_pool is not None and self._io_pool.started:
+            self._io_pool.stop()
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        if self._io_pool is None:
+            return maybeDeferred(fn, *args)
+        return deferToThreadPool(self._reactor, self._io_pool, fn, *args)
+
+    # events --------------------------------------------------------------------
+
+    def subscribe_stored(self, callback: StoredCallback) -> None:
+        self._on_stored.append(callback)
+
+    def subscribe_deleted(self, callback: DeletedCallback) -> None:
+        self._on_deleted.append(callback)
+
+    def _emit(self, callbacks: Iterable[Callable[[Any], Any]], value: Any) -> None:
+        for cb in list(callbacks):
+            self._reactor.callLater(0, self._call_subscriber, cb, value)
+
+    def _call_subscriber(self, cb: Callable[[Any], Any], value: Any) -> None:
+        d = maybeDeferred(cb, value)
+        d.addErrback(lambda f: self.log.failure("subscriber {cb!r} failed", f, cb=cb))
+
+    # ingest --------------------------------------------------------------------
+
+    def begin_upload(self, *, size_hint: int | None, max_size: int) -> Ingest:
+        """Start an upload. ``size_hint``: exact or upper bound of the size, if known."""
+        chunked = size_hint is not None and size_hint >= self.config.blob_threshold
+        tmp = self.layout.new_temp(chunked)
+        if self._threaded:
+            reactor = self._reactor
+
+            def workers(name: str) -> Any:
+                return SerialWorker(reactor, name)
+
+        else:
+
+            def workers(name: str) -> Any:
+                return InlineWorker()
+
+        return Ingest(
+            tmp=tmp,
+            piece_length=self.config.chunk_size,
+            chunked=chunked,
+            max_size=max_size,
+            workers=workers,
+        )
+
+    async def commit(
+        self,
+        ingest: Ingest,
+        context: UploadContext,
+        *,
+        declared_type: str | None = None,
+        head: bytes = b"",
+    ) -> StoredEvent:
+        """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes."""
+        try:
+            result = await ingest.finish()
+        except BaseException:
+            await ingest.abort()
+            raise
+        try:
+            if result.size == 0:
+                raise EmptyUpload("the upload is empty")
+            return await self._commit_result(result, context, declared_type, head)
+        finally:
+            await ingest.abort()  # removes what is left of the temp folder
+
+    async def _commit_result(
+        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes
+    ) -> StoredEvent:
+        await self._lock.acquire()
+        try:
+            existing = await self.db.run(_get_txn, "sha256", result.sha256)
+            now = time.time()
+            if existing is not None:
+                f, _ = await self.db.run(_insert_txn, existing, ctx, now)
+                event = StoredEvent(file=f, context=ctx, new=False)
+            else:
+                f = self._describe(result, ctx, declared_type, head, now)
+                placed = await self._in_thread(self._place, result, f)
+                try:
+                    f, new = await self.db.run(_insert_txn, f, ctx, now)
+                except BaseException:
+                    await self._in_thread(self._unplace, placed)
+                    raise
+                self._info_hashes.add(f.info_hash_bytes)
+                event = StoredEvent(file=f, context=ctx, new=new)
+        finally:
+            self._lock.release()
+        self.log.info(
+            "stored {sha256} ({size} bytes, {kind}, new={new})",
+            sha256=event.file.sha256, size=event.file.size, kind=event.file.storage, new=event.new,
+        )
+        self._emit(self._on_stored, event)
+        return event
+
+    def _describe(
+        self,
+        result: IngestResult,
+        ctx: UploadContext,
+        declared_type: str | None,
+        head: bytes,
+        now: float,
+    ) -> StoredFile:
+        name = clean_name(ctx.name, result.sha256)
+        pl = self.config.chunk_size
+        chunked = result.size >= self.config.blob_threshold
+        chunks: tuple[Chunk, ...] = ()
+        if chunked:
+            chunks = tuple(
+                Chunk(index=i, sha256=h, offset=i * pl, size=size)
+                for i, (h, size) in enumerate(result.chunks)
+            )
+        info = build_info(name, result.size, pl, result.pieces)
+        return StoredFile(
+            sha256=result.sha256,
+            size=result.size,
+            name=name,
+            mime=choose_mime(declared_type, name, head),
+            storage="chunked" if chunked else "blob",
+            piece_length=pl,
+            info_hash=hashlib.sha1(info).hexdigest(),
+            info=info,
+            created_at=now,
+            chunks=chunks,
+        )
+
+    def _place(self, result: IngestResult, f: StoredFile) -> list[Path]:
+        """(thread) Move fsynced temp files to their addresses; return the paths newly placed."""
+        result = convert_layout(result, f.storage == "chunked")
+        placed: list[Path] = []
+        dirs: set[Path] = set()
+        try:
+            if f.storage == "chunked":
+                for c in f.chunks:
+                    final = self.layout.chunk_path(c.sha256)
+                    if place(result.chunk_file(c.index), final):
+                        placed.append(final)
+                        dirs.add(final.parent)
+            else:
+                final = self.layout.blob_path(f.sha256)
+                if place(result.blob_file, final):
+                    placed.append(final)
+                    dirs.add(final.parent)
+            for d in dirs:
+                fsync_dir(d)
+                fsync_dir(d.parent)
+        except BaseException:
+            self._unplace(placed)
+            raise
+        return placed
+
+    @staticmethod
+    def _unplace(paths: list[Path]) -> None:
+        for p in paths:
+            p.unlink(missing_ok=True)
+
+    # lookups -------------------------------------------------------------------
+
+    async def get(self, sha256: str) -> StoredFile | None:
+        return await self.db.run(_get_txn, "sha256", sha256)
+
+    async def get_by_info_hash(self, info_hash_hex: str) -> StoredFile | None:
+        if bytes.fromhex(info_hash_hex) not in self._info_hashes:
+            return None
+        return await self.db.run(_get_txn, "info_hash", info_hash_hex)
+
+    def has_info_hash(self, info_hash: bytes) -> bool:
+        """Synchronous: is this v1 info-hash one of ours? (tracker gateway-only mode, peer)."""
+        return info_hash in self._info_hashes
+
+    def info_hashes(self) -> frozenset[bytes]:
+        return frozenset(self._info_hashes)
+
+    async def owners(self, sha256: str) -> list[Ownership]:
+        return await self.db.run(_owners_txn, sha256)
+
+    async def owner_files(
+        self, owner: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, Ownership]], int]:
+        return await self.db.run(_owner_files_txn, owner, limit, offset)
+
+    async def usage(self, owner: str) -> tuple[int, int]:
+        """(files, bytes) owned by ``owner``."""
+        return await self.db.run(_usage_txn, owner)
+
+    async def set_meta(self, sha256: str, **updates: Any) -> None:
+        await self.db.run(_set_meta_txn, sha256, updates)
+
+    async def stats(self) -> dict[str, int]:
+        return await self.db.run(_stats_txn)
+
+    # deletion ------------------------------------------------------------------
+
+    async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
+        """Drop ``owner``'s reference (None: every reference). Returns the file if it is gone.
+
+        Raises KeyError when ``owner`` does not own ``sha256``.
+        """
+        await self._lock.acquire()
+        try:
+            f, unused = await self.db.run(_remove_owner_txn, sha256, owner)
+            if f is not None:
+                self._info_hashes.discard(f.info_hash_bytes)
+                self.reader.cache.discard_file(f.sha256)
+                paths = (
+                    [self.layout.chunk_path(c) for c in unused]
+                    if f.storage == "chunked"
+                    else [self.layout.blob_path(f.sha256)]
+                )
+                await self._in_thread(self._unplace, paths)
+        finally:
+            self._lock.release()
+        if f is not None:
+            self.log.info("deleted {sha256}", sha256=sha256)
+            self._emit(self._on_deleted, f)
+        return f
+
+    def free_space(self) -> int:
+        return self.layout.statvfs_free()
+
+
+__all__ = [
+    "ContentStore",
+    "EmptyUpload",
+    "Ownership",
+    "build_info",
+    "choose_mime",
+    "clean_name",
+    "sniff_mime",
+]

@@ -1,0 +1,219 @@
+"""``twistd tgateway``: options, and the service tree built from the configuration.
+
+This is the only module that knows every component: it reads the config, builds each core,
+wraps it in its adapters, subscribes components to the content store's events and attaches the
+listeners. Nothing listens until the service tree starts. Storage starts first and stops last.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from tgateway import __version__
+from tgateway.config import MODES, Config, ConfigError, load_config
+from tgateway.links import Links
+from tgateway.storage.db import Database
+from tgateway.storage.disk import DiskLayout
+from tgateway.storage.store import ContentStore
+
+log = Logger()
+
+DEFAULT_CONFIG = "configs/config.yaml"
+
+# Which components each mode starts (each is also subject to its own ``enabled`` key).
+MODE_COMPONENTS: dict[str, frozenset[str]] = {
+    "unified": frozenset({"gateway", "blossom", "tracker", "dht", "peer", "nostr", "transcode"}),
+    "gateway-only": frozenset({"gateway", "tracker", "peer", "nostr", "transcode"}),
+    "blossom-only": frozenset({"blossom"}),
+    "dht-only": frozenset({"dht"}),
+}
+NEEDS_STORAGE = frozenset({"gateway", "blossom", "tracker", "peer", "nostr", "transcode"})
+
+
+class Options(usage.Options):
+    synopsis = "[--config PATH] [--data-dir DIR] [--mode MODE]"
+    longdesc = "Run the tgateway BitTorrent gateway (HTTP API, Blossom, tracker, DHT, ...)."
+    optParameters = [
+        ["config", "c", None, f"YAML configuration file (default: {DEFAULT_CONFIG} if present, "
+                              "else the embedded defaults)"],
+        ["data-dir", "d", None, "data folder (overrides data_dir; moves every path under it)"],
+        ["mode", "m", None, "unified | gateway-only | blossom-only | dht-only (overrides mode)"],
+    ]
+
+    config: Config
+
+    def opt_version(self) -> None:
+        print(f"tgateway {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        try:
+            self.config = build_config(self["config"], self["data-dir"], self["mode"])
+        except ConfigError as e:
+            # One line, no traceback, no usage text: the message names key, value, expectation.
+            raise SystemExit(f"tgateway: configuration error: {e}") from None
+
+
+def build_config(path: str | None, data_dir: str | None, mode: str | None) -> Config:
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = DEFAULT_CONFIG
+    config = load_config(path)
+    if data_dir:
+        config = config.with_data_dir(data_dir)
+    if mode:
+        if mode not in MODES:
+            raise ConfigError(f"--mode: got {mode!r}, expected one of {', '.join(MODES)}")
+        config = config.with_mode(mode)
+    return config
+
+
+def components_for(config: Config) -> frozenset[str]:
+    wanted = set(MODE_COMPONENTS[config.mode])
+    enabled = {
+        "gateway": config.gateway.enabled,
+        "blossom": config.blossom_server.enabled,
+        "tracker": config.tracker.enabled,
+        "dht": config.dht.enabled,
+    }
+    return frozenset(c for c in wanted if enabled.get(c, True))
+
+
+def endpoint_string(port: int, host: str) -> str:
+    desc = f"tcp:{port}"
+    if host:
+        desc += ":interface=" + host.replace(":", "\\:")
+    return desc
+
+
+class StorageService(Service):
+    """Opens the database and the content store first; closes them last."""
+
+    name = "storage"
+
+    def __init__(self, db: Database, store: ContentStore) -> None:
+        self.db = db
+        self.store = store
+
+    def startService(self) -> None:
+        self.db.open()
+        self.store.start()
+        super().startService()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.store.stop()
+        self.db.close()
+
+
+@dataclass
+class Gateway:
+    """What makeService built; kept on the returned service as ``.gateway`` for inspection."""
+
+    config: Config
+    components: frozenset[str]
+    store: ContentStore | None = None
+    links: Links | None = None
+    sites: dict[str, Any] = field(default_factory=dict)
+    parts: dict[str, Any] = field(default_factory=dict)
+
+
+def makeService(options: Options | dict[str, Any], reactor: Any = None) -> MultiService:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    config: Config = options.config if isinstance(options, Options) else options["config"]
+    components = components_for(config)
+    top = MultiService()
+    gw = Gateway(config=config, components=components)
+    top.gateway = gw  # type: ignore[attr-defined]
+    rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+
+    os.makedirs(config.data_dir, exist_ok=True)
+    if components & NEEDS_STORAGE:
+        db = Database(reactor, config.storage.metadata_db)
+        layout = DiskLayout(config.storage.blob_storage, config.storage.chunk_storage)
+        store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage)
+        StorageService(db, store).setServiceParent(top)
+        gw.store = store
+
+    tracker_urls = _tracker_urls(config, components)
+    gw.links = Links(
+        base_url=config.gateway.base_url(),
+        tracker_urls=tracker_urls,
+        blossom_url=config.blossom_server.base_url() if "blossom" in components else None,
+    )
+
+    if "tracker" in components:
+        from tgateway.tracker.service import build_tracker
+
+        tracker = build_tracker(config.tracker, config.gateway.base_url(), reactor, rng,
+                                gw.store.has_info_hash if gw.store is not None else None)
+        tracker.services.setName("tracker")
+        tracker.services.setServiceParent(top)
+        gw.parts["tracker"] = tracker  # _build_gateway mounts tracker.resource
+
+    if "dht" in components:
+        from tgateway.dht.service import build_dht
+
+        # Announce the gateway's BitTorrent peer port (config peer.port once the peer issue lands).
+        peer_port = getattr(getattr(config, "peer", None), "port", 6881)
+        dht = build_dht(config.dht, os.path.join(config.data_dir, "dht"), reactor, rng, peer_port)
+        if gw.store is not None:
+            dht.set_known_info_hashes(gw.store.info_hashes)
+            gw.store.subscribe_stored(dht.on_file_stored)
+        dht.setServiceParent(top)
+        gw.parts["dht"] = dht  # dht.status() is the body of GET /api/dht/status
+
+    if "gateway" in components:
+        _build_gateway(top, gw, reactor, rng)
+
+    log.info("tgateway {version}: mode {mode}, components {components}",
+             version=__version__, mode=config.mode, components=sorted(components))
+    return top
+
+
+def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]:
+    if "tracker" not in components:
+        return ()
+    try:
+        from tgateway.tracker.service import announce_urls
+    except ImportError:
+        return ()
+    return tuple(announce_urls(config))
+
+
+def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
+    from tgateway.web.api import GatewayApi
+    from tgateway.web.root import build_site
+
+    config = gw.config
+    assert gw.store is not None and gw.links is not None
+    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor)
+    tracker = gw.parts.get("tracker")
+    mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
+    site, root = build_site(
+        api.app.resource(),
+        mounts=mounts,
+        streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
+        max_request_body=config.gateway.max_request_body,
+        clock=reactor,
+    )
+    gw.parts["api"] = api
+    gw.parts["root"] = root
+    gw.sites["gateway"] = site
+    endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
+    svc = StreamServerEndpointService(endpoint, site)
+    svc.setName("gateway-http")
+    svc.setServiceParent(top)

@@ -1,0 +1,402 @@
+"""The gateway's file API on ``gateway.port``: upload, download, torrent, metadata, webseed.
+
+Routes are thin: they validate input, call the content store through its narrow interface and
+render JSON; every error is an ApiError rendered by ``tgateway.web.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+from urllib.parse import unquote
+
+from klein import Klein
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.targets import BaseTarget
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+
+from tgateway.config import Config
+from tgateway.errors import (
+    ApiError,
+    BadRequest,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
+from tgateway.links import Links
+from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.ingest import Ingest
+from tgateway.storage.model import StoredEvent, UploadContext
+from tgateway.storage.store import ContentStore
+
+from .body import BodyStream
+from .errors import install_error_handlers
+from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, parse_hex, send_file, set_headers
+
+MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
+MAX_FIELD = 16 * 1024
+HEAD_BYTES = 4096
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, request: Any) -> str | None:
+        """The caller's hex pubkey, None for an anonymous caller; raise Unauthorized if the
+        request carries credentials that do not verify."""
+
+
+class AnonymousOnly:
+    """Used while no sign-in method is configured: credentials are refused, not ignored."""
+
+    async def authenticate(self, request: Any) -> str | None:
+        if request.getHeader(b"authorization"):
+            raise Unauthorized("this gateway has no sign-in configured", code="auth_unavailable")
+        return None
+
+
+def json_response(request: Any, body: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body).encode("utf-8")
+
+
+def _truthy(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest(f"expected true or false, got {value!r}", code="invalid_field")
+
+
+class _FieldTarget(BaseTarget):
+    """A small form field kept in memory, capped."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.seen = False
+
+    def on_start(self) -> None:
+        if self.seen:
+            raise BadRequest(f"form field {self.name!r} appears twice", code="invalid_multipart")
+        self.seen = True
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_FIELD:
+            raise BadRequest(f"form field {self.name!r} is too long", code="invalid_field")
+        self.parts.append(chunk)
+
+    @property
+    def value(self) -> str | None:
+        if not self.seen:
+            return None
+        try:
+            return b"".join(self.parts).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"form field {self.name!r} is not UTF-8", code="invalid_field") from None
+
+
+class _FileTarget(BaseTarget):
+    """The 'file' part of a multipart upload, fed straight into an Ingest."""
+
+    def __init__(self, make_ingest: Callable[[], Ingest]) -> None:
+        super().__init__()
+        self._make_ingest = make_ingest
+        self.ingest: Ingest | None = None
+        self.head = b""
+        self.done = False
+
+    def on_start(self) -> None:
+        if self.ingest is not None:
+            raise BadRequest("only one 'file' part is accepted", code="invalid_multipart")
+        self.ingest = self._make_ingest()
+
+    def on_data_received(self, chunk: bytes) -> None:
+        assert self.ingest is not None
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        self.ingest.write(chunk)
+
+    def on_finish(self) -> None:
+        self.done = True
+
+
+@dataclass
+class ApiLimits:
+    upload: KeyedLimiter[str]
+    download: KeyedLimiter[str]
+
+
+class GatewayApi:
+    """Klein routes of the file API. One instance per process, built by ``tgateway.tap``."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: ContentStore,
+        links: Links,
+        clock: Any,
+        auth: Authenticator | None = None,
+        quota: Callable[[str], int] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.links = links
+        self.clock = clock
+        self.auth: Authenticator = auth or AnonymousOnly()
+        rl = config.rate_limiting
+        self.limits = ApiLimits(
+            upload=KeyedLimiter(rl.upload.requests_per_second, rl.upload.burst_size),
+            download=KeyedLimiter(rl.download.requests_per_second, rl.download.burst_size),
+        )
+        self.max_upload = min(config.gateway.max_upload_size, rl.upload.max_file_size)
+        self._quota = quota or (lambda owner: config.admin.default_user_storage_limit)
+        self.extra_status: dict[str, Callable[[], Any]] = {}
+
+    # helpers ---------------------------------------------------------------------
+
+    def _limit(self, limiter: KeyedLimiter[str], request: Any, what: str) -> None:
+        wait = limiter.take(client_ip(request), self.clock.seconds())
+        if wait:
+            raise TooManyRequests(f"too many {what} requests; retry later", retry_after=wait)
+
+    async def _file(self, sha256: str) -> Any:
+        sha = parse_hex(sha256, 64, "sha256")
+        f = await self.store.get(sha)
+        if f is None:
+            raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
+        return f
+
+    # upload ------------------------------------------------------------------------
+
+    @app.route("/api/upload", methods=["POST", "PUT"])
+    async def upload(self, request: Any) -> bytes:
+        body: BodyStream | None = getattr(request, "body_stream", None)
+        if body is None:
+            raise ApiError("upload body is not streamed", status=500, code="internal")
+        self._limit(self.limits.upload, request, "upload")
+        owner = await self.auth.authenticate(request)
+        if owner is None and not self.config.gateway.allow_anonymous_uploads:
+            raise Unauthorized("sign in to upload", code="auth_required")
+
+        ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        multipart = ctype.lower().startswith("multipart/form-data")
+        length = body.length
+        slack = MULTIPART_SLACK if multipart else 0
+        if length is not None and length > self.max_upload + slack:
+            raise PayloadTooLarge(
+                f"upload of {length} bytes is larger than the limit of {self.max_upload} bytes"
+            )
+        if length == 0:
+            raise BadRequest("the upload is empty", code="empty_upload")
+        if owner is not None:
+            limit = self._quota(owner)
+            _, used = await self.store.usage(owner)
+            if length is not None and used + max(0, length - slack) > limit:
+                raise PayloadTooLarge(
+                    f"upload would exceed your storage quota ({used} of {limit} bytes used)",
+                    code="quota_exceeded",
+                )
+        if length is not None and length > self.store.free_space():
+            raise InsufficientStorage("not enough disk space for this upload")
+
+        if multipart:
+            event = await self._upload_multipart(request, body, ctype, owner)
+        else:
+            event = await self._upload_raw(request, body, ctype, owner)
+        if owner is not None:
+            _, used = await self.store.usage(owner)
+            if used > self._quota(owner) and event.new:
+                await self.store.remove_owner(event.file.sha256, owner)
+                raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
+        out = self.links.describe(event.file)
+        out["new"] = event.new
+        if event.context.title:
+            out["title"] = event.context.title
+        if event.context.description:
+            out["description"] = event.context.description
+        return json_response(request, out, 201 if event.new else 200)
+
+    def _new_ingest(self, body: BodyStream, size_hint: int | None) -> Ingest:
+        ingest = self.store.begin_upload(size_hint=size_hint, max_size=self.max_upload)
+        ingest.set_flow_control(body.pause, body.resume)
+        return ingest
+
+    async def _upload_raw(
+        self, request: Any, body: BodyStream, ctype: str, owner: str | None
+    ) -> StoredEvent:
+        name = request.getHeader(b"x-filename")
+        arg = request.args.get(b"name", [None])[0]
+        raw_name = name if name is not None else arg
+        filename = unquote(raw_name.decode("utf-8", "replace")) if raw_name else None
+        ctx = UploadContext(
+            owner=owner,
+            name=filename,
+            title=self._arg(request, "title"),
+            description=self._arg(request, "description"),
+            announce_dht=_truthy(self._arg(request, "announce_dht"), True),
+        )
+        ingest = self._new_ingest(body, body.length)
+        head = bytearray()
+
+        def on_data(data: bytes) -> None:
+            if len(head) < HEAD_BYTES:
+                head.extend(data[: HEAD_BYTES - len(head)])
+            ingest.write(data)
+
+        try:
+            await body.consume(on_data)
+        except BaseException as e:
+            await ingest.abort()
+            raise self._body_error(e) from None
+        return await self.store.commit(ingest, ctx, declared_type=ctype or None, head=bytes(head))
+
+    def _arg(self, request: Any, name: str) -> str | None:
+        header = request.getHeader(b"x-" + name.replace("_", "-").encode())
+        if header is not None:
+            return unquote(header.decode("utf-8", "replace"))
+        value = request.args.get(name.encode(), [None])[0]
+        return value.decode("utf-8", "replace") if value is not None else None
+
+    async def _upload_multipart(
+        self, request: Any, body: BodyStream, ctype: str, owner: str | None
+    ) -> StoredEvent:
+        try:
+            parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+        except Exception:
+            raise BadRequest("malformed multipart Content-Type", code="invalid_multipart") from None
+        size_hint = body.length
+        file_target = _FileTarget(lambda: self._new_ingest(body, size_hint))
+        fields = {n: _FieldTarget(n) for n in ("announce_dht", "title", "description", "name")}
+        parser.register("file", file_target)
+        for n, t in fields.items():
+            parser.register(n, t)
+        try:
+            await body.consume(parser.data_received)
+            if file_target.ingest is None or not file_target.done:
+                raise BadRequest("the form has no complete 'file' part", code="missing_file")
+            ctx = UploadContext(
+                owner=owner,
+                name=fields["name"].value or file_target.multipart_filename,
+                title=fields["title"].value,
+                description=fields["description"].value,
+                announce_dht=_truthy(fields["announce_dht"].value, True),
+            )
+        except BaseException as e:
+            if file_target.ingest is not None:
+                await file_target.ingest.abort()
+            raise self._body_error(e) from None
+        return await self.store.commit(
+            file_target.ingest,
+            ctx,
+            declared_type=file_target.multipart_content_type,
+            head=file_target.head,
+        )
+
+    @staticmethod
+    def _body_error(e: BaseException) -> BaseException:
+        from twisted.python.failure import Failure
+
+        if isinstance(e, Failure):
+            e = e.value
+        if isinstance(e, (ApiError, CancelledError)):
+            return e
+        name = type(e).__name__
+        if "ParseFailed" in name or "multipart" in str(e).lower():
+            return BadRequest(f"malformed multipart body: {e}", code="invalid_multipart")
+        from twisted.internet.error import ConnectionDone, ConnectionLost
+        from twisted.web.http import _DataLoss
+
+        if isinstance(e, (ConnectionDone, ConnectionLost, _DataLoss)):
+            return CancelledError("client went away during the upload")
+        return e
+
+    # download -------------------------------------------------------------------------
+
+    @app.route("/api/download/<sha256>", methods=["GET", "HEAD"])
+    async def download(self, request: Any, sha256: str) -> None:
+        self._limit(self.limits.download, request, "download")
+        f = await self._file(sha256)
+        await send_file(request, self.store.reader, f, disposition="attachment")
+
+    @app.route("/api/webseed/<info_hash>", methods=["GET", "HEAD"])
+    async def webseed_bare(self, request: Any, info_hash: str) -> None:
+        await self.webseed(request, info_hash, "")
+
+    @app.route("/api/webseed/<info_hash>/<path:name>", methods=["GET", "HEAD"])
+    async def webseed(self, request: Any, info_hash: str, name: str) -> None:
+        self._limit(self.limits.download, request, "download")
+        ih = parse_hex(info_hash, 40, "info_hash")
+        f = await self.store.get_by_info_hash(ih)
+        if f is None:
+            raise NotFound(f"no torrent with info-hash {ih}", code="torrent_not_found")
+        await send_file(request, self.store.reader, f, content_type="application/octet-stream")
+
+    @app.route("/api/download/<sha256>", methods=["OPTIONS"])
+    @app.route("/api/webseed/<path:rest>", methods=["OPTIONS"])
+    @app.route("/api/torrent/<sha256>", methods=["OPTIONS"])
+    @app.route("/api/files/<sha256>", methods=["OPTIONS"])
+    @app.route("/api/upload", methods=["OPTIONS"])
+    def preflight(self, request: Any, **kw: Any) -> bytes:
+        set_headers(request, CORS_PREFLIGHT)
+        request.setResponseCode(204)
+        return b""
+
+    # torrent and metadata -----------------------------------------------------------
+
+    @app.route("/api/torrent/<sha256>", methods=["GET", "HEAD"])
+    async def torrent(self, request: Any, sha256: str) -> bytes:
+        f = await self._file(sha256)
+        data = self.links.torrent_bytes(f)
+        set_headers(request, CORS_HEADERS)
+        request.setHeader(b"content-type", b"application/x-bittorrent")
+        from .send import content_disposition
+
+        request.setHeader(b"content-disposition", content_disposition("attachment", f.name + ".torrent"))
+        return data
+
+    @app.route("/api/files/<sha256>", methods=["GET"])
+    async def metadata(self, request: Any, sha256: str) -> bytes:
+        f = await self._file(sha256)
+        set_headers(request, CORS_HEADERS)
+        return json_response(request, self.links.describe(f))
+
+    # health ---------------------------------------------------------------------------
+
+    @app.route("/api/health", methods=["GET"])
+    async def health(self, request: Any) -> bytes:
+        stats = await self.store.stats()
+        out: dict[str, Any] = {
+            "status": "ok",
+            "time": int(time.time()),
+            "storage": {**stats, "free_bytes": self.store.free_space(),
+                        "cache": self.store.reader.cache.stats()},
+        }
+        for name, fn in self.extra_status.items():
+            try:
+                out[name] = fn()
+            except Exception:
+                self.log.failure("status of {name} failed", name=name)
+                out[name] = {"status": "error"}
+        return json_response(request, out)
+
+    @app.route("/api/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    def api_not_found(self, request: Any) -> bytes:
+        raise NotFound("no such API route", code="not_found")
+
+
+install_error_handlers(GatewayApi.app)
