@@ -199,6 +199,23 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(sorted(set(seen)), [b"\x01" * 20, b"\xab" * 20])
         self.successResultOf(svc.stopService())
 
+    def test_known_hashes_callable_read_at_start(self) -> None:
+        svc = build_dht(
+            config(bootstrap_nodes=()), str(self.state), self.reactor, random.Random(1), 6881
+        )
+        reads: list[int] = []
+
+        def listing() -> list[bytes]:
+            reads.append(1)
+            return [b"\x07" * 20]
+
+        svc.set_known_info_hashes(listing)
+        self.assertEqual(reads, [])  # not before the store is open
+        svc.startService()
+        self.assertEqual(reads, [1])
+        self.assertEqual(list(svc.families[0].node.known_info_hashes()), [b"\x07" * 20])
+        self.successResultOf(svc.stopService())
+
     def test_file_stored_announces_unless_opted_out(self) -> None:
         svc = self.start(bootstrap_nodes=())
         node = svc.families[0].node

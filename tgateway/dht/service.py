@@ -11,6 +11,7 @@ node id are saved so a restart rejoins at once.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import json
 import os
@@ -114,6 +115,7 @@ class DhtService(service.Service):
         self._known: set[bytes] = set()
         self._known_read_at = -1e18
         self._schedule: list[tuple[float, bytes]] = []  # (phase, info_hash), sorted
+        self._phases: list[float] = []
         self._schedule_dirty = True
         self._epoch = 0.0
         self._last_pos = 0.0
@@ -144,7 +146,8 @@ class DhtService(service.Service):
         if callable(hashes):
             self._known_source = hashes
             self._known_read_at = -1e18
-            self._refresh_known(self.clock.seconds())
+            if self.running:  # otherwise read at start, once the store is open
+                self._refresh_known(self.clock.seconds())
         else:
             self._known_source = None
             self._known = {b for b in map(_to_bytes, hashes) if b is not None}
@@ -304,6 +307,7 @@ class DhtService(service.Service):
             self._loops.append(loop)
         for fam in self.families:
             fam.node.tick(now)  # pings the loaded nodes
+        self._refresh_known(now)
         d = self._resolve_bootstrap()
         d.addErrback(lambda f: self.log.failure("DHT bootstrap failed", f))
         self._pump()
@@ -359,23 +363,19 @@ class DhtService(service.Service):
             self._schedule = sorted(
                 (int.from_bytes(ih[:4], "big") / 2**32 * interval, ih) for ih in self._known
             )
+            self._phases = [phase for phase, _ in self._schedule]
             self._schedule_dirty = False
         if not self._schedule:
             return
-        elapsed = now - self._epoch
-        pos = elapsed % interval
+        pos = (now - self._epoch) % interval
         last = self._last_pos
         self._last_pos = pos
-        if elapsed >= interval and pos < last:
-            windows = [(last, interval), (-1.0, pos)]
-        elif pos >= last:
-            windows = [(last, pos)]
-        else:
-            windows = [(last, interval), (-1.0, pos)]
+        windows = [(last, pos)] if pos >= last else [(last, interval), (-1.0, pos)]
         for lo, hi in windows:
-            for phase, ih in self._schedule:
-                if lo < phase <= hi:
-                    self.announce(ih)
+            start = bisect.bisect_right(self._phases, lo)
+            end = bisect.bisect_right(self._phases, hi)
+            for _, ih in self._schedule[start:end]:
+                self.announce(ih)
 
     def _pump(self) -> None:
         if not self.families:
