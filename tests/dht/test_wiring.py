@@ -1,0 +1,54 @@
+"""tap.makeService builds the DHT service and wires it to the content store."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tgateway.config import parse_config
+from tgateway.dht.service import DhtService
+from tgateway.tap import makeService
+
+
+class WiringTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="dht-wiring-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def config(self, **kw: object) -> object:
+        d = self.dir
+        data = {
+            "data_dir": d,
+            "dht": {"bootstrap_nodes": []},
+            "storage": {
+                "metadata_db": f"{d}/m.db",
+                "blob_storage": f"{d}/b",
+                "chunk_storage": f"{d}/c",
+            },
+            **kw,
+        }
+        return parse_config(data)
+
+    def test_dht_only(self) -> None:
+        top = makeService({"config": self.config(mode="dht-only")}, reactor=MemoryReactorClock())
+        (dht,) = [s for s in top if isinstance(s, DhtService)]
+        self.assertIs(top.gateway.parts["dht"], dht)  # type: ignore[attr-defined]
+        self.assertEqual(dht.state_dir, Path(self.dir) / "dht")
+        self.assertEqual(dht.announce_port, 6881)
+
+    def test_unified_subscribes_to_the_store(self) -> None:
+        top = makeService({"config": self.config()}, reactor=MemoryReactorClock())
+        gw = top.gateway  # type: ignore[attr-defined]
+        dht = gw.parts["dht"]
+        self.assertIn(dht.on_file_stored, gw.store._on_stored)
+        self.assertIsNotNone(dht._known_source)
+
+    def test_disabled(self) -> None:
+        top = makeService(
+            {"config": self.config(dht={"enabled": False})}, reactor=MemoryReactorClock()
+        )
+        self.assertNotIn("dht", top.gateway.parts)  # type: ignore[attr-defined]
