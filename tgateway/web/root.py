@@ -16,21 +16,31 @@ class MountRoot(Resource):
     def __init__(self, default: IResource) -> None:
         super().__init__()
         self._default = default
-        self._mounts: dict[tuple[bytes, ...], IResource] = {}
+        self._mounts: dict[tuple[bytes, ...], tuple[IResource, bool]] = {}
 
     def mount(self, path: str, resource: IResource) -> None:
-        """Mount ``resource`` at ``/a/b`` (it sees the rest of the path as its postpath)."""
-        segments = tuple(s.encode() for s in path.strip("/").split("/"))
-        self._mounts[segments] = resource
+        """Mount ``resource`` at ``/a/b``: it sees the rest of the path as its postpath."""
+        self._mounts[self._segments(path)] = (resource, True)
+
+    def mount_app(self, path: str, resource: IResource) -> None:
+        """Send requests under ``/a/b`` to a Klein app whose routes carry the full path."""
+        self._mounts[self._segments(path)] = (resource, False)
+
+    @staticmethod
+    def _segments(path: str) -> tuple[bytes, ...]:
+        return tuple(s.encode() for s in path.strip("/").split("/"))
 
     def getChildWithDefault(self, name: bytes, request: Any) -> IResource:
         segments = (name, *request.postpath)
         for prefix in sorted(self._mounts, key=len, reverse=True):
             if segments[: len(prefix)] == prefix:
-                # consume the remaining prefix segments
-                for _ in prefix[1:]:
-                    request.prepath.append(request.postpath.pop(0))
-                return self._mounts[prefix]
+                resource, consume = self._mounts[prefix]
+                if consume:
+                    for _ in prefix[1:]:
+                        request.prepath.append(request.postpath.pop(0))
+                else:
+                    request.postpath.insert(0, request.prepath.pop())
+                return resource
         request.postpath.insert(0, request.prepath.pop())
         return self._default
 
