@@ -203,6 +203,12 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor)
     tracker = gw.parts.get("tracker")
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
+    dht = gw.parts.get("dht")
+    if dht is not None:
+        from tgateway.web.status import JsonStatus
+
+        mounts["/api/dht/status"] = JsonStatus(dht.status)
+        api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
     site, root = build_site(
         api.app.resource(),
         mounts=mounts,
