@@ -195,7 +195,7 @@ def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]
 
 
 def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
-    from tgateway.web.api import GatewayApi
+    from tgateway.web.api import MULTIPART_SLACK, GatewayApi
     from tgateway.web.root import build_site
 
     config = gw.config
@@ -214,6 +214,7 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
         mounts=mounts,
         streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
         max_request_body=config.gateway.max_request_body,
+        max_stream_body=api.max_upload + MULTIPART_SLACK,
         clock=reactor,
     )
     gw.parts["api"] = api

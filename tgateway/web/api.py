@@ -75,6 +75,16 @@ def _truthy(value: str | None, default: bool) -> bool:
     raise BadRequest(f"expected true or false, got {value!r}", code="invalid_field")
 
 
+def _boundary(ctype: str) -> bytes:
+    for param in ctype.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip().strip('"')
+            if 0 < len(value) <= 200:
+                return value.encode("latin-1", "replace")
+    raise BadRequest("multipart Content-Type without a boundary", code="invalid_multipart")
+
+
 class _FieldTarget(BaseTarget):
     """A small form field kept in memory, capped."""
 
@@ -279,16 +289,26 @@ class GatewayApi:
             parser = StreamingFormDataParser(headers={"Content-Type": ctype})
         except Exception:
             raise BadRequest("malformed multipart Content-Type", code="invalid_multipart") from None
+        boundary = _boundary(ctype)
         size_hint = body.length
         file_target = _FileTarget(lambda: self._new_ingest(body, size_hint))
+        tail = bytearray()
+
+        def on_data(data: bytes) -> None:
+            tail.extend(data[-256:])
+            del tail[:-256]
+            parser.data_received(data)
+
         fields = {n: _FieldTarget(n) for n in ("announce_dht", "title", "description", "name")}
         parser.register("file", file_target)
         for n, t in fields.items():
             parser.register(n, t)
         try:
-            await body.consume(parser.data_received)
+            await body.consume(on_data)
             if file_target.ingest is None or not file_target.done:
                 raise BadRequest("the form has no complete 'file' part", code="missing_file")
+            if b"--" + boundary + b"--" not in bytes(tail):
+                raise BadRequest("the multipart body has no closing boundary", code="invalid_multipart")
             ctx = UploadContext(
                 owner=owner,
                 name=fields["name"].value or file_target.multipart_filename,
@@ -393,10 +413,6 @@ class GatewayApi:
                 self.log.failure("status of {name} failed", name=name)
                 out[name] = {"status": "error"}
         return json_response(request, out)
-
-    @app.route("/api/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
-    def api_not_found(self, request: Any) -> bytes:
-        raise NotFound("no such API route", code="not_found")
 
 
 install_error_handlers(GatewayApi.app)

@@ -153,6 +153,10 @@ class StreamingRequest(server.Request):
         path = raw_path.split(b"?", 1)[0]
         is_streaming = getattr(site, "is_streaming_route", None)
         if is_streaming is not None and is_streaming(command, path):
+            limit = getattr(site, "max_stream_body", None)
+            if length is not None and limit is not None and length > limit:
+                # The handler will answer 413; do not invite the client to send the body.
+                self.requestHeaders.removeHeader(b"expect")
             self.body_stream = BodyStream(self, length)
             self.content = self.body_stream  # type: ignore[assignment]
             self._early = True
@@ -165,9 +169,16 @@ class StreamingRequest(server.Request):
             return
         self._body_limit = getattr(site, "max_request_body", None)
         if self._body_limit is not None and length is not None and length > self._body_limit:
-            # Do not read it: answer 413 once the (ignored) request is processed.
+            # Do not read it: answer 413 at once and close the connection.
             self.content = _getContentFile(0)
             self._body_too_large = True
+            self._answered_early = True
+            self.requestHeaders.removeHeader(b"expect")
+            version = getattr(channel, "_version", b"HTTP/1.1")
+            from twisted.internet import reactor as default_reactor
+
+            clock = getattr(site, "clock", None) or default_reactor
+            clock.callLater(0, self._too_large_response, command, raw_path, version)
             return
         super().gotLength(length)
 
@@ -195,6 +206,8 @@ class StreamingRequest(server.Request):
             assert self.body_stream is not None
             self.body_stream.end()
             return
+        if getattr(self, "_answered_early", False):
+            return
         if getattr(self, "_body_too_large", False):
             self.content = _getContentFile(0)
             self._too_large_response(command, path, version)
@@ -203,6 +216,10 @@ class StreamingRequest(server.Request):
 
     def _too_large_response(self, command: bytes, path: bytes, version: bytes) -> None:
         import json
+
+        if self.channel is None or self.finished:
+            return
+        self.channel.persistent = False
 
         self.method, self.uri, self.clientproto = command, path, version
         self.path = path.split(b"?", 1)[0]
@@ -245,10 +262,12 @@ class StreamingSite(server.Site):
         *,
         streaming_routes: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
         max_request_body: int | None = None,
+        max_stream_body: int | None = None,
         clock: Any = None,
         **kw: Any,
     ) -> None:
         super().__init__(resource, **kw)
+        self.max_stream_body = max_stream_body
         self.streaming_routes = list(streaming_routes)
         self.max_request_body = max_request_body
         self.clock = clock

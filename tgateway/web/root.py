@@ -54,6 +54,7 @@ def build_site(
     mounts: dict[str, IResource] | None = None,
     streaming_routes: list[tuple[bytes, bytes]],
     max_request_body: int,
+    max_stream_body: int | None = None,
     clock: Any,
 ) -> tuple[StreamingSite, MountRoot]:
     root = MountRoot(api_resource)
@@ -63,6 +64,7 @@ def build_site(
         root,
         streaming_routes=streaming_routes,
         max_request_body=max_request_body,
+        max_stream_body=max_stream_body,
         clock=clock,
     )
     site.displayTracebacks = False

@@ -1,0 +1,322 @@
+"""Content store: chunking at exact boundaries, metainfo, dedup, ownership, durability."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+
+from tgateway import bencode
+from tgateway.config import StorageConfig
+from tgateway.errors import InsufficientStorage, PayloadTooLarge
+from tgateway.storage.db import SyncDatabase
+from tgateway.storage.disk import DiskLayout
+from tgateway.storage.model import StoredEvent, UploadContext
+from tgateway.storage.store import ContentStore, EmptyUpload, build_info, choose_mime, clean_name
+
+CS = 16384
+THRESHOLD = 4 * CS
+
+
+def result_of(coro: Any) -> Any:
+    out: list[Any] = []
+    ensureDeferred(coro).addBoth(out.append)
+    assert out, "coroutine did not finish synchronously"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    db = SyncDatabase()
+    db.open()
+    s = ContentStore(
+        reactor=Clock(),
+        db=db,
+        layout=DiskLayout(tmp_path / "blobs", tmp_path / "chunks"),
+        config=StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS, chunk_cache_size=1 << 20),
+        threaded=False,
+    )
+    s.start()
+    return s
+
+
+def put(store: ContentStore, data: bytes, *, hint: int | None = -1, step: int = 5000,
+        ctx: UploadContext | None = None) -> StoredEvent:
+    ingest = store.begin_upload(size_hint=len(data) if hint == -1 else hint, max_size=1 << 40)
+    for i in range(0, len(data), step):
+        ingest.write(data[i : i + step])
+    return result_of(store.commit(ingest, ctx or UploadContext(name="f.bin")))
+
+
+def reference_pieces(data: bytes, pl: int) -> bytes:
+    return b"".join(hashlib.sha1(data[i : i + pl]).digest() for i in range(0, len(data), pl))
+
+
+def read_all(store: ContentStore, f: Any) -> bytes:
+    return b"".join(result_of(_block(store, f, i)) for i in range(f.piece_count))
+
+
+async def _block(store: ContentStore, f: Any, i: int) -> bytes:
+    return await store.reader.read_block(f, i)
+
+
+def tmp_entries(store: ContentStore) -> list[str]:
+    return sorted(os.listdir(store.layout.blob_tmp)) + sorted(os.listdir(store.layout.chunk_tmp))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [1, CS - 1, CS, CS + 1, 3 * CS + 7, THRESHOLD - 1, THRESHOLD, THRESHOLD + 1, 10 * CS, 10 * CS + 1],
+)
+def test_boundaries(store: ContentStore, size: int) -> None:
+    data = os.urandom(size)
+    ev = put(store, data)
+    f = ev.file
+    assert ev.new
+    assert f.sha256 == hashlib.sha256(data).hexdigest()
+    assert f.size == size
+    assert f.storage == ("chunked" if size >= THRESHOLD else "blob")
+    assert f.piece_length == CS
+    assert f.piece_count == -(-size // CS)
+    info = bencode.decode(f.info)
+    assert info[b"pieces"] == reference_pieces(data, CS)
+    assert info[b"length"] == size and info[b"piece length"] == CS
+    assert f.info_hash == hashlib.sha1(f.info).hexdigest()
+    if f.storage == "chunked":
+        assert len(f.chunks) == f.piece_count
+        for c in f.chunks:
+            part = data[c.offset : c.offset + c.size]
+            assert c.sha256 == hashlib.sha256(part).hexdigest()
+            assert store.layout.chunk_path(c.sha256).read_bytes() == part
+    else:
+        assert store.layout.blob_path(f.sha256).read_bytes() == data
+    assert read_all(store, f) == data
+    assert tmp_entries(store) == []
+    assert store.has_info_hash(bytes.fromhex(f.info_hash))
+    assert result_of(store.get(f.sha256)) == f
+    assert result_of(store.get_by_info_hash(f.info_hash)) == f
+
+
+def test_empty_upload_is_refused_and_leaves_nothing(store: ContentStore) -> None:
+    with pytest.raises(EmptyUpload):
+        put(store, b"")
+    assert tmp_entries(store) == []
+    assert result_of(store.stats())["files"] == 0
+
+
+@pytest.mark.parametrize("hint", [None, 10, THRESHOLD * 4])
+def test_wrong_or_missing_size_hint_is_recut(store: ContentStore, hint: int | None) -> None:
+    for size in (CS + 5, THRESHOLD + 5):
+        data = os.urandom(size)
+        f = put(store, data, hint=hint).file
+        assert f.storage == ("chunked" if size >= THRESHOLD else "blob")
+        assert read_all(store, f) == data
+    assert tmp_entries(store) == []
+
+
+def test_identical_content_is_stored_once(store: ContentStore) -> None:
+    data = os.urandom(THRESHOLD + 100)
+    a = put(store, data, ctx=UploadContext(owner="a" * 64, name="one.bin"))
+    b = put(store, data, ctx=UploadContext(owner="b" * 64, name="two.bin"))
+    assert a.new and not b.new
+    assert a.file == b.file
+    assert a.file.name == "one.bin"  # the info dict (and info-hash) never changes
+    owners = result_of(store.owners(a.file.sha256))
+    assert {o.owner for o in owners} == {"a" * 64, "b" * 64}
+    assert {o.name for o in owners} == {"one.bin", "two.bin"}
+    chunk_files = list(store.layout.chunk_dir.rglob("*"))
+    assert len([p for p in chunk_files if p.is_file() and ".tmp" not in p.parts]) == len(a.file.chunks)
+
+
+def test_chunks_shared_between_files_survive_deletion_of_one(store: ContentStore) -> None:
+    common = os.urandom(4 * CS)
+    f1 = put(store, common + b"x" * CS, ctx=UploadContext(owner="a" * 64)).file
+    f2 = put(store, common + b"y" * CS, ctx=UploadContext(owner="a" * 64)).file
+    assert f1.sha256 != f2.sha256
+    shared = {c.sha256 for c in f1.chunks} & {c.sha256 for c in f2.chunks}
+    assert len(shared) == 4
+    gone = result_of(store.remove_owner(f1.sha256, "a" * 64))
+    assert gone is not None and gone.sha256 == f1.sha256
+    for c in shared:
+        assert store.layout.chunk_path(c).exists()
+    only_f1 = {c.sha256 for c in f1.chunks} - shared
+    for c in only_f1:
+        assert not store.layout.chunk_path(c).exists()
+    assert read_all(store, f2) == common + b"y" * CS
+    assert not store.has_info_hash(bytes.fromhex(f1.info_hash))
+
+
+def test_bytes_go_only_with_the_last_owner(store: ContentStore) -> None:
+    data = os.urandom(1000)
+    f = put(store, data, ctx=UploadContext(owner="a" * 64)).file
+    put(store, data, ctx=UploadContext(owner="b" * 64))
+    assert result_of(store.remove_owner(f.sha256, "a" * 64)) is None
+    assert store.layout.blob_path(f.sha256).exists()
+    with pytest.raises(KeyError):
+        result_of(store.remove_owner(f.sha256, "a" * 64))
+    assert result_of(store.remove_owner(f.sha256, "b" * 64)) is not None
+    assert not store.layout.blob_path(f.sha256).exists()
+    assert result_of(store.get(f.sha256)) is None
+
+
+def test_usage_and_owner_files(store: ContentStore) -> None:
+    owner = "c" * 64
+    sizes = [100, 200, THRESHOLD + 1]
+    for n in sizes:
+        put(store, os.urandom(n), ctx=UploadContext(owner=owner))
+    assert result_of(store.usage(owner)) == (3, sum(sizes))
+    page, total = result_of(store.owner_files(owner, limit=2, offset=0))
+    assert total == 3 and len(page) == 2
+    page2, _ = result_of(store.owner_files(owner, limit=2, offset=2))
+    assert len(page2) == 1
+
+
+def test_events_are_raised_after_commit(store: ContentStore) -> None:
+    seen: list[Any] = []
+    deleted: list[Any] = []
+    store.subscribe_stored(seen.append)
+    store.subscribe_deleted(deleted.append)
+    ev = put(store, b"hello world", ctx=UploadContext(owner="d" * 64))
+    assert seen == []  # delivered on the next reactor turn, not re-entrantly
+    store._reactor.advance(0)
+    assert seen == [ev]
+    result_of(store.remove_owner(ev.file.sha256, "d" * 64))
+    store._reactor.advance(0)
+    assert [f.sha256 for f in deleted] == [ev.file.sha256]
+
+
+def test_a_failing_subscriber_does_not_break_the_others(store: ContentStore) -> None:
+    seen: list[Any] = []
+
+    def boom(ev: Any) -> None:
+        raise RuntimeError("subscriber bug")
+
+    store.subscribe_stored(boom)
+    store.subscribe_stored(seen.append)
+    put(store, b"abc")
+    store._reactor.advance(0)
+    assert len(seen) == 1
+
+
+def test_abort_removes_temporary_files(store: ContentStore) -> None:
+    ingest = store.begin_upload(size_hint=THRESHOLD * 2, max_size=1 << 40)
+    ingest.write(os.urandom(THRESHOLD + 10))
+    assert tmp_entries(store) != []
+    result_of(_await(ingest.abort()))
+    assert tmp_entries(store) == []
+    assert result_of(store.stats())["files"] == 0
+
+
+async def _await(d: Any) -> Any:
+    return await d
+
+
+def test_size_limit_while_streaming(store: ContentStore) -> None:
+    ingest = store.begin_upload(size_hint=None, max_size=1000)
+    ingest.write(b"x" * 600)
+    with pytest.raises(PayloadTooLarge):
+        ingest.write(b"x" * 600)
+    result_of(_await(ingest.abort()))
+    assert tmp_entries(store) == []
+
+
+def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tgateway.storage.ingest as ingest_mod
+
+    real = ingest_mod._write_all
+    calls = {"n": 0}
+
+    def full(fd: int, view: memoryview) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, view)
+
+    monkeypatch.setattr(ingest_mod, "_write_all", full)
+    ingest = store.begin_upload(size_hint=THRESHOLD * 3, max_size=1 << 40)
+    with pytest.raises(InsufficientStorage):
+        for _ in range(40):
+            ingest.write(os.urandom(1 << 20) if False else b"z" * (1 << 20))
+        result_of(store.commit(ingest, UploadContext()))
+    result_of(_await(ingest.abort()))
+    assert tmp_entries(store) == []
+    assert result_of(store.stats())["files"] == 0
+
+
+def test_leftovers_of_a_crash_are_removed_at_start(tmp_path: Path) -> None:
+    layout = DiskLayout(tmp_path / "b", tmp_path / "c")
+    layout.prepare()
+    (layout.chunk_tmp / "deadbeef").mkdir()
+    (layout.chunk_tmp / "deadbeef" / "0").write_bytes(b"partial")
+    (layout.blob_tmp / "stray").write_bytes(b"partial")
+    assert layout.prepare() == 2
+    assert list(layout.chunk_tmp.iterdir()) == [] and list(layout.blob_tmp.iterdir()) == []
+
+
+def test_a_row_is_only_committed_after_the_bytes_are_placed(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*a: Any) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr("tgateway.storage.store.place", crash)
+    with pytest.raises(OSError):
+        put(store, os.urandom(THRESHOLD + 3))
+    assert result_of(store.stats())["files"] == 0
+    assert tmp_entries(store) == []
+
+
+def test_restart_keeps_files_and_index(tmp_path: Path) -> None:
+    dbfile = str(tmp_path / "m.db")
+    cfg = StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS)
+
+    def open_store() -> ContentStore:
+        db = SyncDatabase(dbfile)
+        db.open()
+        s = ContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
+                         config=cfg, threaded=False)
+        s.start()
+        return s
+
+    s1 = open_store()
+    data = os.urandom(THRESHOLD * 2)
+    f = put(s1, data).file
+    s1.db.close()
+    s2 = open_store()
+    assert s2.has_info_hash(bytes.fromhex(f.info_hash))
+    assert read_all(s2, result_of(s2.get(f.sha256))) == data
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("../../etc/passwd", "passwd"),
+        ("a\\b\\c.txt", "c.txt"),
+        ("bad\x00name\n.mp4", "bad_name_.mp4"),
+        ("", "FALLBACK"),
+        ("..", "FALLBACK"),
+        ("x" * 300, "x" * 240),
+    ],
+)
+def test_clean_name(given: str, expected: str) -> None:
+    assert clean_name(given, "FALLBACK") == expected
+
+
+def test_mime_choice() -> None:
+    assert choose_mime("video/webm", "x.bin", b"") == "video/webm"
+    assert choose_mime("application/octet-stream", "a.mp4", b"") == "video/mp4"
+    assert choose_mime(None, "noext", b"\x00\x00\x00\x18ftypisom") == "video/mp4"
+    assert choose_mime(None, "noext", b"\x1a\x45\xdf\xa3") == "video/webm"
+    assert choose_mime("garbage", "noext", b"") == "application/octet-stream"
+    assert choose_mime(None, "noext", b"\x89PNG\r\n\x1a\nxxxx") == "image/png"
+
+
+def test_build_info_is_canonical() -> None:
+    info = build_info("n", 5, CS, b"\x01" * 20)
+    assert bencode.encode(bencode.decode(info)) == info

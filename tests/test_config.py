@@ -1,0 +1,220 @@
+"""Configuration: every seed key, sizes and durations, one-line errors naming the key."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tgateway.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_size,
+)
+from tgateway.tap import MODE_COMPONENTS, Options, build_config, components_for, makeService
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT.parent / "shared" / "seed" / "README.md"
+
+
+def _seed_yaml() -> dict:
+    text = SEED.read_text()
+    block = text.split("```yaml", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)
+
+
+def _keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        path = f"{prefix}.{k}" if prefix else k
+        out.add(path)
+        if isinstance(v, dict):
+            out |= _keys(v, path)
+    return out
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="../shared/seed/README.md not beside the repo")
+def test_config_yaml_carries_every_seed_key() -> None:
+    ours = yaml.safe_load((ROOT / "configs" / "config.yaml").read_text())
+    missing = _keys(_seed_yaml()) - _keys(ours)
+    assert not missing
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="../shared/seed/README.md not beside the repo")
+def test_seed_example_itself_parses() -> None:
+    config = parse_config(_seed_yaml())
+    assert config.storage.chunk_size == 2 * 1024 * 1024
+    assert config.dht.announce_interval == 900
+    assert config.admin.cleanup_age == 90 * 86400
+    assert config.rate_limiting.upload.max_file_size == 3 * 1000**3
+
+
+def test_shipped_config_equals_embedded_defaults() -> None:
+    assert load_config(ROOT / "configs" / "config.yaml") == parse_config({})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("10GB", 10 * 1000**3),
+        ("100MB", 100 * 1000**2),
+        ("2MiB", 2 * 1024**2),
+        ("16KiB", 16384),
+        ("1048576", 1048576),
+        (1048576, 1048576),
+        ("1.5GB", 1_500_000_000),
+        (" 3 gb ", 3 * 1000**3),
+    ],
+)
+def test_parse_size(text: object, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "GB", "10XB", "-1", -5, "1.5B", True, None, [1], "10 G B"])
+def test_parse_size_rejects(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("900s", 900), ("15m", 900), ("2h", 7200), ("90d", 90 * 86400), ("1800", 1800), (60, 60), ("1w", 604800)],
+)
+def test_parse_duration(text: object, expected: float) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "5y", "m", "-3s", True, None, "1.2.3s"])
+def test_parse_duration_rejects(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@given(st.one_of(st.text(max_size=20), st.integers(), st.floats(allow_nan=True), st.none(), st.booleans()))
+def test_size_and_duration_only_raise_value_error(value: object) -> None:
+    for fn in (parse_size, parse_duration):
+        try:
+            fn(value)
+        except ValueError:
+            pass
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"gateway": {"port": "x"}}, "gateway.port"),
+        ({"gateway": {"port": 70000}}, "gateway.port"),
+        ({"gateway": {"max_upload_size": "10XB"}}, "gateway.max_upload_size"),
+        ({"storage": {"chunk_size": 1000}}, "storage.chunk_size"),
+        ({"storage": {"chunk_size": 3 * 16384}}, "storage.chunk_size"),
+        ({"storage": {"chunk_size": 8192}}, "storage.chunk_size"),
+        ({"storage": {"blob_threshold": 1000}}, "storage.blob_threshold"),
+        ({"dht": {"announce_interval": "5y"}}, "dht.announce_interval"),
+        ({"dht": {"bootstrap_nodes": "router:1"}}, "dht.bootstrap_nodes"),
+        ({"mode": "everything"}, "mode"),
+        ({"nope": 1}, "nope"),
+        ({"gateway": {"prot": 1}}, "gateway.prot"),
+        ({"gateway": []}, "gateway"),
+        ({"tracker": {"min_interval": 4000}}, "tracker.min_interval"),
+        ({"admin": {"default_user_storage_limit": "lots"}}, "admin.default_user_storage_limit"),
+        ({"rate_limiting": {"upload": {"burst_size": 0}}}, "rate_limiting.upload.burst_size"),
+        ({"transcoding": {"enabled": "yes"}}, "transcoding.enabled"),
+        ({"gateway": {"public_url": "ftp://x"}}, "gateway.public_url"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(data)
+    message = str(e.value)
+    assert message.startswith(key + ":"), message
+    assert "\n" not in message
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateway: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_data_dir_moves_every_path_under_it() -> None:
+    config = build_config(str(ROOT / "configs" / "config.yaml"), "/srv/gw", None)
+    assert config.data_dir == "/srv/gw"
+    assert config.storage.metadata_db == "/srv/gw/metadata.db"
+    assert config.storage.blob_storage == "/srv/gw/blobs"
+    assert config.storage.chunk_storage == "/srv/gw/chunks"
+    assert config.transcoding.work_dir == "/srv/gw/transcoded"
+
+
+def test_paths_outside_the_data_dir_stay(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("storage:\n  blob_storage: /mnt/blobs\n")
+    config = build_config(str(cfg), "/srv/gw", None)
+    assert config.storage.blob_storage == "/mnt/blobs"
+    assert config.storage.chunk_storage == "/srv/gw/chunks"
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_COMPONENTS))
+def test_mode_override(mode: str) -> None:
+    config = build_config(None, None, mode)
+    assert config.mode == mode
+    assert components_for(config) <= MODE_COMPONENTS[mode]
+
+
+def test_disabled_components_are_not_started() -> None:
+    config = parse_config({"dht": {"enabled": False}, "blossom_server": {"enabled": False}})
+    assert "dht" not in components_for(config)
+    assert "blossom" not in components_for(config)
+
+
+def test_options_bad_mode_is_one_line() -> None:
+    with pytest.raises(SystemExit) as e:
+        Options().parseOptions(["--mode", "bogus"])
+    assert str(e.value.code).startswith("tgateway: configuration error: --mode")
+
+
+def test_options_and_services(tmp_path: Path) -> None:
+    opts = Options()
+    opts.parseOptions(["--data-dir", str(tmp_path / "d"), "--mode", "gateway-only"])
+    svc = makeService(opts)
+    names = {s.name for s in svc}
+    assert "storage" in names and "gateway-http" in names
+    assert "blossom-http" not in names
+
+
+def test_dht_only_has_no_storage_and_no_http(tmp_path: Path) -> None:
+    opts = Options()
+    opts.parseOptions(["--data-dir", str(tmp_path / "d"), "--mode", "dht-only"])
+    svc = makeService(opts)
+    names = {s.name for s in svc}
+    assert "storage" not in names and "gateway-http" not in names
+
+
+def test_twistd_reports_bad_config_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("gateway:\n  max_upload_size: 10XB\n")
+    twistd = Path(sys.executable).parent / "twistd"
+    proc = subprocess.run(
+        [str(twistd), "-n", "--pidfile=", "tgateway", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "tgateway: configuration error: gateway.max_upload_size: got '10XB', expected a size "
+        "such as 10GB, 100MB, 2MiB or a number of bytes"
+    ], proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not re.search(r"Usage:", proc.stdout)
