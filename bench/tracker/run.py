@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -126,13 +127,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=int, default=15)
     ap.add_argument("--only", default="udp,http,ws,memory")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every measurement (servers interleaved) and report medians")
     args = ap.parse_args()
     only = set(args.only.split(","))
     secs = args.secs
     build()
     pool = str(OUT / "pool.txt")
     node_env = {"NODE_PATH": str(NODE_MODULES)}
-    results: dict[tuple[str, str], float] = {}
+    samples: dict[tuple[str, str], list[float]] = {}
 
     bt_port = free_port()
     ot_port = free_port()
@@ -143,29 +146,31 @@ def main() -> None:
         "tgateway": Server("tgateway", [PY, str(ROOT / "bench/tracker/serve.py"), "--udp", str(ours["udp"]), "--http", str(ours["http"]), "--site", str(ours["site"])], ours["http"]),
     }
     try:
-        if "udp" in only:
-            print("UDP announce (udp_announce_load -c 64 -S 4 -P 1000)", flush=True)
-            for name, port in (("bittorrent-tracker", bt_port), ("opentracker", ot_port), ("tgateway", ours["udp"])):
-                r = gen([str(OUT / "udp_announce_load"), "-h", "127.0.0.1", "-p", str(port), "-t", str(secs), "-w", "2",
-                         "-c", "64", "-S", "4", "-P", "1000", "--label", name], name)
-                results[("udp", name)] = float(r["rps"])
-        if "http" in only:
-            print("HTTP announce (wrk -t1 -c64, keep-alive; opentracker closes each connection)", flush=True)
-            targets = (("bittorrent-tracker", f"http://127.0.0.1:{bt_port}"), ("opentracker", f"http://127.0.0.1:{ot_port}"),
-                       ("tgateway", f"http://127.0.0.1:{ours['http']}"), ("tgateway-site", f"http://127.0.0.1:{ours['site']}"))
-            for name, url in targets:
-                gen(["wrk", "-t1", "-c64", "-d2s", "-s", str(LOADGEN / "http_announce.lua"), url, "--", f"pool={pool}"], name + " warm-up")
-                r = gen(["wrk", "-t1", "-c64", f"-d{secs}s", "-s", str(LOADGEN / "http_announce.lua"), url, "--",
-                         f"pool={pool}", f"label={name}"], name)
-                results[("http", name)] = float(r["rps"])
-        if "ws" in only:
-            print("WebSocket announce with 5 offers (ws_announce_load -c 100 --offers 5 --answer-pct 50)", flush=True)
-            targets = (("bittorrent-tracker", f"ws://127.0.0.1:{bt_port}"), ("tgateway", f"ws://127.0.0.1:{ours['http']}/announce"),
-                       ("tgateway-site", f"ws://127.0.0.1:{ours['site']}/announce"))
-            for name, url in targets:
-                r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
-                         "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env)
-                results[("ws", name)] = float(r["rps"])
+        for rnd in range(args.rounds):
+            print(f"--- round {rnd + 1}/{args.rounds}", flush=True)
+            if "udp" in only:
+                print("UDP announce (udp_announce_load -c 64 -S 4 -P 1000)", flush=True)
+                for name, port in (("bittorrent-tracker", bt_port), ("opentracker", ot_port), ("tgateway", ours["udp"])):
+                    r = gen([str(OUT / "udp_announce_load"), "-h", "127.0.0.1", "-p", str(port), "-t", str(secs), "-w", "2",
+                             "-c", "64", "-S", "4", "-P", "1000", "--label", name], name)
+                    samples.setdefault(("udp", name), []).append(float(r["rps"]))
+            if "http" in only:
+                print("HTTP announce (wrk -t1 -c64, keep-alive; opentracker closes each connection)", flush=True)
+                targets = (("bittorrent-tracker", f"http://127.0.0.1:{bt_port}"), ("opentracker", f"http://127.0.0.1:{ot_port}"),
+                           ("tgateway", f"http://127.0.0.1:{ours['http']}"), ("tgateway-site", f"http://127.0.0.1:{ours['site']}"))
+                for name, url in targets:
+                    gen(["wrk", "-t1", "-c64", "-d2s", "-s", str(LOADGEN / "http_announce.lua"), url, "--", f"pool={pool}"], name + " warm-up")
+                    r = gen(["wrk", "-t1", "-c64", f"-d{secs}s", "-s", str(LOADGEN / "http_announce.lua"), url, "--",
+                             f"pool={pool}", f"label={name}"], name)
+                    samples.setdefault(("http", name), []).append(float(r["rps"]))
+            if "ws" in only:
+                print("WebSocket announce with 5 offers (ws_announce_load -c 100 --offers 5 --answer-pct 50)", flush=True)
+                targets = (("bittorrent-tracker", f"ws://127.0.0.1:{bt_port}"), ("tgateway", f"ws://127.0.0.1:{ours['http']}/announce"),
+                           ("tgateway-site", f"ws://127.0.0.1:{ours['site']}/announce"))
+                for name, url in targets:
+                    r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
+                             "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env)
+                    samples.setdefault(("ws", name), []).append(float(r["rps"]))
         rss = {name: s.rss_kib() for name, s in servers.items()}
     finally:
         for s in servers.values():
@@ -176,7 +181,10 @@ def main() -> None:
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         print("  " + mem.stdout.strip().replace("\n", "\n  "))
     print("\nServer RSS after the run (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
-    print("\nSummary (replies/s, ratios from this run)")
+    results = {k: statistics.median(v) for k, v in samples.items()}
+    print("\nSummary (replies/s, median of %d interleaved round(s); ratios from this run)" % args.rounds)
+    for (proto, name), v in sorted(samples.items()):
+        print(f"  {proto:4} {name:18} median {statistics.median(v):9.0f}/s  runs " + " ".join(f"{x:.0f}" for x in v))
     for proto in ("udp", "http", "ws"):
         bt = results.get((proto, "bittorrent-tracker"))
         ot = results.get((proto, "opentracker"))

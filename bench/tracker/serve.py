@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--site", type=int, default=0, help="twisted.web Site with the resource")
     ap.add_argument("--ready", help="file to write 'ready' into once listening")
     args = ap.parse_args()
+    # The shipped defaults (max_peers_per_torrent 5000, max_torrents 100000), on loopback.
     config = dataclasses.replace(
-        TrackerConfig(), host="127.0.0.1", udp_port=args.udp, http_port=args.http,
-        max_torrents=1_000_000, max_peers_per_torrent=100_000,
+        TrackerConfig(), host="127.0.0.1", udp_port=args.udp, http_port=args.http
     )
     tracker = build_tracker(config, f"http://127.0.0.1:{args.site or args.http}", reactor)
     tracker.services.startService()

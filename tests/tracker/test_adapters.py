@@ -183,6 +183,14 @@ class HttpTrackerTests(SynchronousTestCase):
         r = bencode.decode(self.http.announce(announce_qs(500, 5), "10.0.0.2"))
         self.assertEqual(len(r[b"peers"]), 300)
 
+    def test_full_swarm_warns(self) -> None:
+        http = http_tracker(make_store(max_peers_per_torrent=2), self.clock)
+        self.assertNotIn(b"warning", http.announce(announce_qs(1), "10.0.0.1"))
+        http.announce(announce_qs(2), "10.0.0.1")
+        r = bencode.decode(http.announce(announce_qs(3, 5), "10.0.0.1"))
+        self.assertIn(b"full", r[b"warning message"])
+        self.assertEqual(len(r[b"peers"]), 12)
+
     def test_failures(self) -> None:
         r = bencode.decode(self.http.announce(b"info_hash=x", "10.0.0.1"))
         self.assertIn(b"info_hash", r[b"failure reason"])

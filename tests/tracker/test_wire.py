@@ -67,6 +67,15 @@ class HttpQueryTests(SynchronousTestCase):
         with self.assertRaises(DecodeError):
             wire.decode_scrape_query(b"&".join([b"info_hash=" + q(IH)] * 75))
 
+    @given(st.binary(max_size=40) | st.lists(st.sampled_from(
+        [b"%", b"=", b"+", b" ", b"\t", b"\r", b"\n", b"0", b"a", b"F", b"g", b"\x00", b"\xff"]),
+        max_size=14).map(b"".join))
+    @settings(max_examples=1000)
+    def test_unquote_is_unquote_to_bytes(self, value: bytes) -> None:
+        from urllib.parse import unquote_to_bytes
+
+        self.assertEqual(wire._unquote(value), unquote_to_bytes(value.replace(b"+", b" ")))
+
     @given(st.binary(max_size=300))
     @settings(max_examples=400)
     def test_garbage_query(self, data: bytes) -> None:

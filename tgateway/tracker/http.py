@@ -39,6 +39,7 @@ from tgateway.tracker.wire import (
 log = Logger()
 
 _CACHE_MAX = 65536
+_FULL = b"this swarm is full: you may not be listed"
 
 
 class AddressBook:
@@ -163,10 +164,12 @@ class HttpTracker:
             )
         except TrackerError as e:
             return encode_failure(e.message)
+        # A swarm at max_peers_per_torrent still answers but may not have listed this peer.
+        warning = _FULL if complete + incomplete >= self.store.max_peers else b""
         if q.compact:
             return encode_announce(
                 complete, incomplete, downloaded, self.interval, self.min_interval,
-                b"".join(p4), b"".join(p6) if p6 else b"",
+                b"".join(p4), b"".join(p6) if p6 else b"", warning,
             )
         peers = []
         ids = self._peer_ids(q.info_hash) if not q.no_peer_id else None
@@ -174,7 +177,7 @@ class HttpTracker:
             peer_id = ids.get(key, b"\x00" * 20) if ids is not None else None
             peers.append((unpack_ip(key[:-2]), int.from_bytes(key[-2:], "big"), peer_id))
         return encode_announce_dict(
-            complete, incomplete, downloaded, self.interval, self.min_interval, peers
+            complete, incomplete, downloaded, self.interval, self.min_interval, peers, warning
         )
 
     def _peer_ids(self, info_hash: bytes) -> dict[bytes, bytes]:

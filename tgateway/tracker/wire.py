@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import struct
+from binascii import a2b_qp
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -79,9 +80,19 @@ _HTTP_EVENTS = {
 
 
 def _unquote(value: bytes) -> bytes:
-    if b"%" in value or b"+" in value:
-        return unquote_to_bytes(value.replace(b"+", b" "))
-    return value
+    """Percent-decode to bytes (``+`` is a space), exactly as ``unquote_to_bytes``.
+
+    Fast path: with ``%`` rewritten to ``=``, quoted-printable decoding (C) is percent decoding;
+    it is used when the result has the length that only well-formed escapes give and no line
+    breaks (which quoted-printable treats specially); anything else takes the slow path.
+    """
+    if b"%" not in value:
+        return value.replace(b"+", b" ") if b"+" in value else value
+    if b"\r" not in value and b"\n" not in value:
+        out = a2b_qp(value.replace(b"=", b"=3D").replace(b"%", b"=").replace(b"+", b" "))
+        if len(out) == len(value) - 2 * value.count(b"%"):
+            return out
+    return unquote_to_bytes(value.replace(b"+", b" "))
 
 
 def _uint(name: str, value: bytes, limit: int = 20) -> int:
@@ -138,55 +149,45 @@ def decode_announce_query(qs: bytes) -> AnnounceQuery:
     """Parse the raw query string of ``GET /announce``.
 
     ``left`` is None when missing (a leecher); ``numwant`` None when missing or negative (use the
-    default). Raises DecodeError naming the bad parameter.
+    default). A repeated parameter counts once (the last one). Raises DecodeError naming the bad
+    parameter.
     """
-    info_hash = peer_id = port = None
-    uploaded = downloaded = 0
-    left: int | None = None
-    event = EVENT_NONE
-    numwant: int | None = None
-    compact = True
-    no_peer_id = False
-    ip: bytes | None = None
-    for part in qs.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name == b"info_hash":
-            info_hash = _unquote(value)
-        elif name == b"peer_id":
-            peer_id = _unquote(value)
-        elif name == b"port":
-            port = _uint("port", value, 5)
-        elif name == b"left":
-            left = _uint("left", value)
-        elif name == b"uploaded":
-            uploaded = _uint("uploaded", value)
-        elif name == b"downloaded":
-            downloaded = _uint("downloaded", value)
-        elif name == b"event":
-            ev = _HTTP_EVENTS.get(value)
-            if ev is None:
-                raise DecodeError("invalid event")
-            event = ev
-        elif name == b"numwant":
-            if value[:1] == b"-" and value[1:].isdigit():
-                numwant = None
-            else:
-                numwant = _uint("numwant", value, 9)
-        elif name == b"compact":
-            compact = value != b"0"
-        elif name == b"no_peer_id":
-            no_peer_id = value == b"1"
-        elif name == b"ip":
-            ip = _unquote(value)
-    if info_hash is None or len(info_hash) != 20:
+    fields = dict(part.partition(b"=")[::2] for part in qs.split(b"&"))
+    get = fields.get
+    raw = get(b"info_hash")
+    info_hash = _unquote(raw) if raw is not None else b""
+    if len(info_hash) != 20:
         raise DecodeError("invalid info_hash")
-    if peer_id is None or len(peer_id) != 20:
+    raw = get(b"peer_id")
+    peer_id = _unquote(raw) if raw is not None else b""
+    if len(peer_id) != 20:
         raise DecodeError("invalid peer_id")
-    if port is None or not 0 < port < 65536:
+    raw = get(b"port")
+    port = _uint("port", raw, 5) if raw is not None else 0
+    if not 0 < port < 65536:
         raise DecodeError("invalid port")
+    raw = get(b"left")
+    left = _uint("left", raw) if raw is not None else None
+    raw = get(b"uploaded")
+    uploaded = _uint("uploaded", raw) if raw is not None else 0
+    raw = get(b"downloaded")
+    downloaded = _uint("downloaded", raw) if raw is not None else 0
+    raw = get(b"event")
+    event = EVENT_NONE
+    if raw is not None:
+        ev = _HTTP_EVENTS.get(raw)
+        if ev is None:
+            raise DecodeError("invalid event")
+        event = ev
+    raw = get(b"numwant")
+    numwant: int | None = None
+    if raw is not None and not (raw[:1] == b"-" and raw[1:].isdigit()):
+        numwant = _uint("numwant", raw, 9)
+    raw = get(b"ip")
     return AnnounceQuery(
-        info_hash, peer_id, port, uploaded, downloaded, left, event, numwant, compact,
-        no_peer_id, ip,
+        info_hash, peer_id, port, uploaded, downloaded, left, event, numwant,
+        get(b"compact") != b"0", get(b"no_peer_id") == b"1",
+        _unquote(raw) if raw is not None else None,
     )
 
 
