@@ -1,0 +1,395 @@
+"""TCP adapter of the peer core: frames bytes, reads pieces through the chunk reader, limits.
+
+:class:`PeerProtocol` splits the stream with :class:`~tgateway.peer.wire.Framer`, hands each item
+to its :class:`~tgateway.peer.core.PeerSession` and writes what the session sends. It registers
+itself as a push producer with its transport: while the transport's buffer is full
+(``pauseProducing``) it asks the session for no further request, so at most one piece read and
+the transport's own buffer are pending per peer, never a queue of blocks.
+
+:class:`PeerFactory` holds what connections share: the torrents by info-hash, the chunk reader,
+the choker, the upload rate bucket, and the connection limits (total and per IP). A connection
+over a limit is refused before any byte is read; a handshake for an info-hash the store does not
+have is closed at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any, Callable
+
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tgateway.bencode import DecodeError
+from tgateway.ratelimit import TokenBucket
+from tgateway.storage.model import StoredFile
+
+from . import wire
+from .core import Choker, PeerSession, SessionConfig
+from .wire import Request
+
+__all__ = ["PeerFactory", "PeerProtocol"]
+
+BASE_MAX_MESSAGE = 64 * 1024  # plus the bitfield size of the torrent
+
+
+def _packed(host: str) -> bytes | None:
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.packed
+
+
+@implementer(IPushProducer)
+class PeerProtocol(protocol.Protocol):
+    log = Logger()
+
+    def __init__(self, factory: PeerFactory, host: str) -> None:
+        self.factory = factory
+        self.host = host
+        self.session: PeerSession | None = None
+        self.framer = wire.Framer(BASE_MAX_MESSAGE)
+        self.file: StoredFile | None = None
+        self._pending: list[bytes] | None = None  # items received while the torrent is looked up
+        self._paused = False
+        self._pumping = False
+        self._reading: Request | None = None
+        self._held: tuple[Request, bytes] | None = None
+        self._rate_timer: IDelayedCall | None = None
+        self._lost = False
+
+    # ------------------------------------------------------------------ Twisted
+
+    def connectionMade(self) -> None:
+        f = self.factory
+        self.session = PeerSession(self, f.session_config, f.clock.seconds(),
+                                   peer_ip=_packed(self.host))
+        f.connection_made(self)
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return
+        try:
+            items = self.framer.feed(data)
+        except DecodeError as e:
+            session.close(f"framing: {e}")
+            return
+        if self._pending is not None:
+            self._pending.extend(items)
+            return
+        self._handle(items)
+
+    def _handle(self, items: list[bytes]) -> None:
+        session = self.session
+        assert session is not None
+        now = self.factory.clock.seconds()
+        for i, item in enumerate(items):
+            if session.closed:
+                return
+            if session.state == "handshake":
+                info_hash = session.handshake_received(item, now)
+                if info_hash is None:
+                    return
+                found = self.factory.lookup(info_hash)
+                if found is None:
+                    session.close("unknown info-hash")
+                    return
+                if isinstance(found, Deferred):
+                    self._pending = list(items[i + 1 :])
+                    assert self.transport is not None
+                    self.transport.pauseProducing()
+                    found.addCallbacks(self._found, self._lookup_failed)
+                    return
+                self._begin(found, now)
+            else:
+                session.message_received(item, now)
+
+    def _found(self, f: StoredFile | None) -> None:
+        session = self.session
+        assert session is not None and self.transport is not None
+        pending, self._pending = self._pending or [], None
+        if session.closed:
+            return
+        if f is None:
+            session.close("unknown info-hash")
+            return
+        self.transport.resumeProducing()
+        self._begin(f, self.factory.clock.seconds())
+        self._handle(pending)
+
+    def _lookup_failed(self, failure: Failure) -> None:
+        self.log.failure("torrent lookup failed", failure)
+        self._pending = None
+        if self.session is not None:
+            self.session.close("lookup failed")
+
+    def _begin(self, f: StoredFile, now: float) -> None:
+        assert self.session is not None
+        self.file = f
+        self.framer.max_length = BASE_MAX_MESSAGE + (f.piece_count + 7) // 8
+        self.session.start(f, now)
+        self.factory.session_started(self)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self._lost = True
+        if self._rate_timer is not None and self._rate_timer.active():
+            self._rate_timer.cancel()
+        self._rate_timer = None
+        self._held = None
+        if self.session is not None and not self.session.closed:
+            self.session.close("connection lost")
+        self.factory.connection_lost(self)
+
+    # ------------------------------------------------------------------ core's Output
+
+    def send(self, data: bytes) -> None:
+        if not self._lost and self.transport is not None:
+            self.transport.write(data)
+            self.factory.bytes_sent += len(data)
+
+    def close(self, reason: str) -> None:
+        self.factory.log_close(self, reason)
+        if self._lost or self.transport is None:
+            return
+        try:
+            self.transport.unregisterProducer()
+        except Exception:
+            pass
+        self.transport.loseConnection()
+
+    def wake(self) -> None:
+        self._pump()
+
+    def interest_changed(self) -> None:
+        if self.session is not None:
+            self.factory.choker.interest_changed(self.session, self.factory.clock.seconds())
+
+    # ------------------------------------------------------------------ serving
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            self._pump_loop()
+        finally:
+            self._pumping = False
+
+    def _pump_loop(self) -> None:
+        session = self.session
+        f = self.file
+        if session is None or f is None:
+            return
+        reader = self.factory.reader
+        while not self._paused and self._reading is None and not session.closed:
+            if self._held is not None:
+                r, piece = self._held
+                self._held = None
+                if not self._deliver(r, piece):
+                    return
+                continue
+            r = session.next_request()
+            if r is None:
+                return
+            box: list[bytes] = []
+            d = reader.read_block(f, r.index)
+            d.addCallback(box.append)
+            if box:
+                if not self._deliver(r, box[0]):
+                    return
+                continue
+            self._reading = r
+            d.addCallbacks(lambda _, r=r: self._loaded(r, box[0]),
+                           lambda failure, r=r: self._load_failed(r, failure))
+            return
+
+    def _loaded(self, r: Request, piece: bytes) -> None:
+        self._reading = None
+        if self._lost:
+            return
+        if self._deliver(r, piece):
+            self._pump()
+
+    def _load_failed(self, r: Request, failure: Failure) -> None:
+        self._reading = None
+        self.log.failure("reading piece {index} failed", failure, index=r.index)
+        if self.session is not None:
+            self.session.block_failed(r, self.factory.clock.seconds())
+
+    def _deliver(self, r: Request, piece: bytes) -> bool:
+        """Send the block now, or hold it until the rate cap allows. True when sent."""
+        assert self.session is not None
+        now = self.factory.clock.seconds()
+        wait = self.factory.rate_wait(r.length, now)
+        if wait > 0:
+            self._held = (r, piece)
+            if self._rate_timer is None or not self._rate_timer.active():
+                self._rate_timer = self.factory.clock.callLater(wait, self._rate_ready)
+            return False
+        self.session.block_ready(r, piece, now)
+        return True
+
+    def _rate_ready(self) -> None:
+        self._rate_timer = None
+        self._pump()
+
+    # ------------------------------------------------------------------ IPushProducer
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+
+class PeerFactory(protocol.ServerFactory):
+    """Shared state of every peer connection (see the module docstring)."""
+
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self,
+        *,
+        clock: Any,
+        reader: Any,
+        session_config: SessionConfig,
+        has_info_hash: Callable[[bytes], bool],
+        get_by_info_hash: Callable[[str], Deferred[StoredFile | None]],
+        max_connections: int = 200,
+        max_connections_per_ip: int = 8,
+        max_uploads: int = 8,
+        upload_rate: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.clock = clock
+        self.reader = reader
+        self.session_config = session_config
+        self.has_info_hash = has_info_hash
+        self.get_by_info_hash = get_by_info_hash
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.choker = Choker(max_uploads, rng or random.Random())
+        self.bucket: TokenBucket | None = None
+        if upload_rate:
+            burst = max(upload_rate / 4, 4 * wire.BLOCK_MAX)
+            self.bucket = TokenBucket.full(upload_rate, burst, clock.seconds())
+        self.files: dict[bytes, StoredFile] = {}
+        self.connections: dict[PeerProtocol, None] = {}
+        self.per_ip: dict[str, int] = {}
+        self.refused = 0
+        self.bytes_sent = 0
+        self.closes: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ torrents
+
+    def add_file(self, f: StoredFile) -> None:
+        self.files[f.info_hash_bytes] = f
+
+    def remove_file(self, f: StoredFile) -> None:
+        """Forget a deleted file and drop its connections."""
+        ih = f.info_hash_bytes
+        self.files.pop(ih, None)
+        for conn in list(self.connections):
+            s = conn.session
+            if s is not None and s.handshake is not None and s.handshake.info_hash == ih:
+                s.close("file deleted")
+
+    def lookup(self, info_hash: bytes) -> StoredFile | Deferred[StoredFile | None] | None:
+        if not self.has_info_hash(info_hash):
+            return None
+        f = self.files.get(info_hash)
+        if f is not None:
+            return f
+
+        def keep(f: StoredFile | None) -> StoredFile | None:
+            if f is not None:
+                self.files[info_hash] = f
+            return f
+
+        return self.get_by_info_hash(info_hash.hex()).addCallback(keep)
+
+    # ------------------------------------------------------------------ connections
+
+    def buildProtocol(self, addr: Any) -> PeerProtocol | None:
+        host = getattr(addr, "host", "")
+        if len(self.connections) >= self.max_connections or (
+            self.per_ip.get(host, 0) >= self.max_connections_per_ip
+        ):
+            self.refused += 1
+            return None
+        p = PeerProtocol(self, host)
+        p.factory = self
+        return p
+
+    def connection_made(self, p: PeerProtocol) -> None:
+        self.connections[p] = None
+        self.per_ip[p.host] = self.per_ip.get(p.host, 0) + 1
+
+    def session_started(self, p: PeerProtocol) -> None:
+        if p.session is not None and not p.session.closed:
+            self.choker.add(p.session)
+
+    def connection_lost(self, p: PeerProtocol) -> None:
+        if self.connections.pop(p, 0) is None:
+            n = self.per_ip.get(p.host, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(p.host, None)
+            else:
+                self.per_ip[p.host] = n
+        if p.session is not None:
+            self.choker.remove(p.session, self.clock.seconds())
+
+    def log_close(self, p: PeerProtocol, reason: str) -> None:
+        key = reason.split(":", 1)[0]
+        self.closes[key] = self.closes.get(key, 0) + 1
+
+    def rate_wait(self, length: int, now: float) -> float:
+        if self.bucket is None:
+            return 0.0
+        return self.bucket.take(now, length)
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self) -> None:
+        now = self.clock.seconds()
+        for p in list(self.connections):
+            if p.session is not None:
+                p.session.tick(now)
+
+    def rechoke(self) -> None:
+        self.choker.rechoke(self.clock.seconds())
+
+    def close_all(self) -> None:
+        for p in list(self.connections):
+            if p.transport is not None:
+                p.transport.abortConnection()
+
+    def status(self) -> dict[str, Any]:
+        sessions = [p.session for p in self.connections if p.session is not None]
+        return {
+            "connections": len(self.connections),
+            "unchoked": sum(1 for s in sessions if not s.am_choking),
+            "interested": sum(1 for s in sessions if s.peer_interested),
+            "refused": self.refused,
+            "bytes_sent": self.bytes_sent,
+            "closes": dict(self.closes),
+            "torrents_cached": len(self.files),
+        }

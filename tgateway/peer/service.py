@@ -1,0 +1,213 @@
+"""Wiring of the peer: listener(s), timers, announcer; built by ``tap.py`` with :func:`build_peer`.
+
+``tap.py`` subscribes :meth:`PeerService.on_file_stored` / :meth:`PeerService.on_file_deleted` to
+the content store; at start the service announces every stored info-hash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from tgateway.config import PeerConfig
+from tgateway.storage.model import StoredEvent, StoredFile
+
+from .announce import Announcer, UdpAnnounceClient
+from .core import SessionConfig
+from .protocol import PeerFactory
+
+__all__ = ["PeerService", "build_peer", "make_peer_id", "announce_ips"]
+
+PEER_ID_PREFIX = b"-TG0010-"
+
+
+def make_peer_id(rng: random.Random) -> bytes:
+    alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return PEER_ID_PREFIX + bytes(rng.choice(alphabet) for _ in range(12))
+
+
+def _endpoint(port: int, host: str) -> str:
+    if ":" in host:
+        return "tcp6:%d:interface=%s" % (port, host.replace(":", "\\:"))
+    if host in ("", "0.0.0.0"):
+        return "tcp:%d" % port
+    return "tcp:%d:interface=%s" % (port, host)
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return None
+
+
+def announce_ips(config: PeerConfig, gateway_base_url: str) -> tuple[str, ...]:
+    """The addresses the built-in tracker lists for the gateway's peer (IPv4, then IPv6)."""
+    public = _ip(urlsplit(gateway_base_url).hostname or "")
+    host = _ip(config.host)
+    out: list[str] = []
+    v4 = config.external_ip
+    if not v4 and host is not None and host.version == 4 and not host.is_unspecified:
+        v4 = str(host)
+    if not v4 and public is not None and public.version == 4:
+        v4 = str(public)
+    if v4:
+        out.append(v4)
+    if host is not None and host.version == 6:
+        v6 = config.external_ip6
+        if not v6 and not host.is_unspecified:
+            v6 = str(host)
+        if not v6 and public is not None and public.version == 6:
+            v6 = str(public)
+        if v6:
+            out.append(v6)
+    return tuple(out)
+
+
+class PeerService(MultiService):
+    log = Logger()
+    name = "peer"
+
+    def __init__(
+        self,
+        config: PeerConfig,
+        factory: PeerFactory,
+        announcer: Announcer,
+        known_info_hashes: Callable[[], Any],
+        reactor: Any,
+        udp: UdpAnnounceClient | None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.factory = factory
+        self.announcer = announcer
+        self.known_info_hashes = known_info_hashes
+        self.reactor = reactor
+        self.udp = udp
+        self._udp_port: Any = None
+        endpoint = serverFromString(reactor, _endpoint(config.port, config.host))
+        self.listener = StreamServerEndpointService(endpoint, factory)
+        self.listener.setName("peer-tcp")
+        self.listener.setServiceParent(self)
+        for name, period, fn in (("peer-tick", 5.0, factory.tick),
+                                 ("peer-choker", factory.choker.interval, factory.rechoke)):
+            t = TimerService(period, fn)
+            t.clock = factory.clock
+            t.setName(name)
+            t.setServiceParent(self)
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (after start)."""
+        p = getattr(self.listener, "_waitingForPort", None)
+        if p is not None and p.called:
+            return int(p.result.getHost().port)
+        return self.config.port
+
+    def startService(self) -> None:
+        super().startService()
+        if self.udp is not None:
+            self._udp_port = self.reactor.listenUDP(0, self.udp)
+        d = getattr(self.listener, "_waitingForPort", None)
+
+        def listening(_: Any = None) -> Any:
+            self.announcer.port = self.port
+            self.factory.session_config = _with_port(self.factory.session_config, self.port)
+            self.announcer.start(self.known_info_hashes())
+            return _
+
+        if d is not None:
+            d.addCallback(listening)
+        else:
+            listening()
+
+    def stopService(self) -> defer.Deferred[Any]:
+        d1 = self.announcer.stop()
+        self.factory.close_all()
+
+        async def stop() -> None:
+            await d1
+            if self._udp_port is not None:
+                await defer.maybeDeferred(self._udp_port.stopListening)
+            await defer.maybeDeferred(MultiService.stopService, self)
+
+        return defer.Deferred.fromCoroutine(stop())
+
+    # store events ----------------------------------------------------------------
+
+    def on_file_stored(self, event: StoredEvent) -> None:
+        self.factory.add_file(event.file)
+        self.announcer.add(event.file.info_hash_bytes)
+
+    def on_file_deleted(self, f: StoredFile) -> None:
+        self.factory.remove_file(f)
+        self.announcer.remove(f.info_hash_bytes)
+
+    def status(self) -> dict[str, Any]:
+        out = self.factory.status()
+        out["port"] = self.port
+        out["torrents"] = len(self.announcer.torrents)
+        out["trackers"] = dict(self.announcer.results)
+        return out
+
+
+def _with_port(cfg: SessionConfig, port: int) -> SessionConfig:
+    from dataclasses import replace
+
+    return replace(cfg, listen_port=port)
+
+
+def build_peer(
+    config: PeerConfig,
+    *,
+    store: Any,
+    reactor: Any,
+    rng: random.Random,
+    tracker: Any = None,
+    gateway_base_url: str = "http://127.0.0.1",
+    http_get: Callable[..., Any] | None = None,
+) -> PeerService:
+    """The peer service for ``makeService``: reads through ``store.reader``, lists itself on
+    ``tracker`` (the built-in one, or None) and on ``config.trackers``."""
+    peer_id = make_peer_id(rng)
+    factory = PeerFactory(
+        clock=reactor,
+        reader=store.reader,
+        session_config=SessionConfig(peer_id=peer_id),
+        has_info_hash=store.has_info_hash,
+        get_by_info_hash=lambda h: defer.Deferred.fromCoroutine(store.get_by_info_hash(h)),
+        max_connections=config.max_connections,
+        max_connections_per_ip=config.max_connections_per_ip,
+        max_uploads=config.max_uploads,
+        upload_rate=int(config.upload_rate),
+        rng=rng,
+    )
+    urls = tuple(config.trackers)
+    udp = UdpAnnounceClient(reactor, os.urandom) if any(u.startswith("udp:") for u in urls) else None
+    if http_get is None and any(u.startswith("http") for u in urls):
+        import treq
+
+        http_get = treq.get
+    announcer = Announcer(
+        clock=reactor,
+        peer_id=peer_id,
+        port=config.port,
+        interval=float(config.announce_interval),
+        local=tracker,
+        local_ips=announce_ips(config, gateway_base_url),
+        urls=urls,
+        http_get=http_get,
+        udp=udp,
+        resolve=getattr(reactor, "resolve", None),
+        key=rng.getrandbits(32),
+    )
+    return PeerService(config, factory, announcer, store.info_hashes, reactor, udp)
