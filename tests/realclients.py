@@ -893,6 +893,7 @@ def start_nostr_relay(
     host: str = "127.0.0.1",
     timeout: float = 60.0,
     config: Mapping[str, Any] | None = None,
+    port: int | None = None,
 ) -> NostrRelay:
     """Start ``nostr-relay -c CONFIG serve`` on a free port; return once it accepts WebSockets.
 
@@ -900,13 +901,14 @@ def start_nostr_relay(
     ``directory``. ``config`` entries override the defaults written here (top-level keys of
     nostr-relay's YAML config, see its ``nostr_relay/config.yaml``). Signatures are checked, the
     age of events is not (tests use fixed timestamps). Call ``stop()`` when done (the
-    ``nostr_relay`` pytest fixture does).
+    ``nostr_relay`` pytest fixture does). ``port``: a fixed port (a relay that comes up later at
+    an address the gateway already knows, or comes back after a stop with the same folder).
     """
     exe = nostr_relay()
     directory = Path(directory)
     home = directory / "home"
     home.mkdir(parents=True, exist_ok=True)
-    port = free_tcp_port(host)
+    port = port or free_tcp_port(host)
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     settings: dict[str, Any] = {
         "DEBUG": False,

@@ -285,6 +285,12 @@ class NostrConfig:
     publish_nip71: bool = True
     auto_publish: bool = True
     private_key: str = ""
+    # Sign-in sessions (bearer tokens) last this long.
+    session_ttl: Duration = field(default=Duration(7 * 86400), metadata=_positive())
+    # NIP-46 login: how long to wait for each answer of the user's remote signer.
+    nip46_timeout: Duration = field(default=Duration(30), metadata=_positive())
+    # Let bunker:// URLs name relays on loopback or private addresses (tests, private networks).
+    allow_private_bunker_relays: bool = False
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class Gateway:
     config: Config
     components: frozenset[str]
     store: ContentStore | None = None
+    db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
     parts: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +148,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage)
         StorageService(db, store).setServiceParent(top)
         gw.store = store
+        gw.db = db
 
     tracker_urls = _tracker_urls(config, components)
     gw.links = Links(
@@ -176,6 +178,16 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         dht.setServiceParent(top)
         gw.parts["dht"] = dht  # dht.status() is the body of GET /api/dht/status
 
+    if "nostr" in components and gw.db is not None:
+        from tgateway.nostr.service import NostrService
+
+        # Key, relay pool, outbox and the NIP-35 announcer (subscribed to the store; it honours
+        # nostr.publish_nip35 and nostr.auto_publish). Logs the npub at start.
+        nostr = NostrService(config.nostr, data_dir=config.data_dir, db=gw.db, links=gw.links,
+                             reactor=reactor, store=gw.store)
+        nostr.setServiceParent(top)
+        gw.parts["nostr"] = nostr
+
     if "gateway" in components:
         _build_gateway(top, gw, reactor, rng)
 
@@ -200,7 +212,12 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
-    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor)
+    from tgateway.web.users import build_user_routes
+
+    users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
+                              clock=reactor, nostr=gw.parts.get("nostr"))
+    users.service().setServiceParent(top)
+    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth)
     tracker = gw.parts.get("tracker")
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
     dht = gw.parts.get("dht")
@@ -219,6 +236,8 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     )
     gw.parts["api"] = api
     gw.parts["root"] = root
+    users.mount(root, api.app.resource())  # /api/auth, /api/users, /api/nostr, announcements
+    gw.parts["users"] = users
     gw.sites["gateway"] = site
     endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
     svc = StreamServerEndpointService(endpoint, site)

@@ -85,6 +85,36 @@ def _boundary(ctype: str) -> bytes:
     raise BadRequest("multipart Content-Type without a boundary", code="invalid_multipart")
 
 
+def _nip98_hashing(request: Any, on_data: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """When the NIP-98 event of a streamed upload has a ``payload`` tag (the authenticator left
+    it as ``request.nip98_event``), hash the body as it arrives so the tag can be checked."""
+    if getattr(request, "nip98_event", None) is None:
+        return on_data
+    import hashlib
+
+    hasher = hashlib.sha256()
+    request.nip98_body_hash = hasher
+
+    def feed(data: bytes) -> None:
+        hasher.update(data)
+        on_data(data)
+
+    return feed
+
+
+def _check_nip98_payload(request: Any) -> None:
+    """Refuse the upload (before it is stored) when the body is not the one the NIP-98
+    ``payload`` tag names."""
+    event = getattr(request, "nip98_event", None)
+    if event is not None:
+        from tgateway.nostr.nip98 import check_payload
+
+        try:
+            check_payload(event, request.nip98_body_hash.hexdigest())
+        except Unauthorized as e:
+            raise Unauthorized(e.message, code="invalid_nip98") from None
+
+
 class _FieldTarget(BaseTarget):
     """A small form field kept in memory, capped."""
 
@@ -269,7 +299,8 @@ class GatewayApi:
             ingest.write(data)
 
         try:
-            await body.consume(on_data)
+            await body.consume(_nip98_hashing(request, on_data))
+            _check_nip98_payload(request)
         except BaseException as e:
             await ingest.abort()
             raise self._body_error(e) from None
@@ -304,7 +335,8 @@ class GatewayApi:
         for n, t in fields.items():
             parser.register(n, t)
         try:
-            await body.consume(on_data)
+            await body.consume(_nip98_hashing(request, on_data))
+            _check_nip98_payload(request)
             if file_target.ingest is None or not file_target.done:
                 raise BadRequest("the form has no complete 'file' part", code="missing_file")
             if b"--" + boundary + b"--" not in bytes(tail):
@@ -381,7 +413,9 @@ class GatewayApi:
     @app.route("/api/torrent/<sha256>", methods=["GET", "HEAD"])
     async def torrent(self, request: Any, sha256: str) -> bytes:
         f = await self._file(sha256)
-        data = self.links.torrent_bytes(f)
+        # ?webseed=0: no url-list (a torrent only the gateway's BitTorrent peer can complete).
+        webseed = request.args.get(b"webseed", [b"1"])[0] not in (b"0", b"false", b"no")
+        data = self.links.torrent_bytes(f, webseed=webseed)
         set_headers(request, CORS_HEADERS)
         request.setHeader(b"content-type", b"application/x-bittorrent")
         from .send import content_disposition

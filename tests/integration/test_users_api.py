@@ -1,0 +1,370 @@
+"""Sign-in and users' files through the real plugin (makeService) on a loopback port.
+
+Every login and NIP-98 event is made by nostr-tools (``finalizeEvent``, ``nip98.getToken``) in
+``tests/clients/js/nostr_events.mjs``; refusals (forged signature, wrong kind, stale created_at,
+reused challenge, wrong URL or method, replay) each answer 401 with a message naming the check.
+Quota, ownership and delete are exercised end to end over HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from typing import Any, AsyncIterator
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+
+from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from tests.realclients import run_node_json_deferred
+from tgateway.nostr.event import public_key_hex
+
+pytestmark = pytest.mark.integration
+
+ALICE = "a1" * 32
+BOB = "b2" * 32
+
+
+async def nostr_tools(request: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = await run_node_json_deferred(
+        reactor, "nostr_events.mjs", input=json.dumps(request).encode(), timeout=60
+    )
+    return answer
+
+
+async def sign(secret: str, *templates: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((await nostr_tools({"secret": secret, "sign": list(templates)}))["signed"])
+
+
+async def nip98(secret: str, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((await nostr_tools({"secret": secret, "nip98": list(requests)}))["nip98"])
+
+
+def b64_event(event: dict[str, Any]) -> str:
+    return "Nostr " + base64.b64encode(json.dumps(event).encode()).decode()
+
+
+async def call(method: str, url: str, **kw: Any) -> tuple[int, Any, Any]:
+    r = await treq.request(method, url, **kw)
+    text = await r.text()
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = text
+    return r.code, body, r.headers
+
+
+GENEROUS = {"auth": {"login_attempts_per_minute": 6000, "burst_size": 1000}}
+
+
+def start(**sections: Any) -> RunningGateway:
+    sections.setdefault("rate_limiting", GENEROUS)
+    return RunningGateway(small_config(temp_data_dir(), **sections))
+
+
+@pytest_twisted.async_yield_fixture
+async def gw() -> AsyncIterator[RunningGateway]:
+    g = start()
+    yield g
+    await g.stop()
+
+
+async def challenge(g: RunningGateway) -> str:
+    code, body, _ = await call("GET", g.url("/api/auth/challenge"))
+    assert code == 200, body
+    assert body["kinds"] == [22242, 27235]
+    assert body["expires_at"] > time.time()
+    return str(body["challenge"])
+
+
+async def login(g: RunningGateway, event: dict[str, Any]) -> tuple[int, Any]:
+    code, body, _ = await call(
+        "POST", g.url("/api/auth/login"), json={"auth_type": "nip07", "event": event}
+    )
+    return code, body
+
+
+async def session_for(g: RunningGateway, secret: str) -> str:
+    c = await challenge(g)
+    [event] = await sign(
+        secret, {"kind": 22242, "created_at": int(time.time()), "tags": [["challenge", c]], "content": ""}
+    )
+    code, body = await login(g, event)
+    assert code == 200, body
+    return str(body["token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def put(g: RunningGateway, data: bytes, headers: dict[str, str] | None = None,
+              name: str = "f.bin") -> tuple[int, Any]:
+    h = {"Content-Type": "application/octet-stream", "X-Filename": name, **(headers or {})}
+    code, body, _ = await call("PUT", g.url("/api/upload"), data=data, headers=h)
+    return code, body
+
+
+# --- NIP-07 login, sessions ---------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_nip07_login_session_and_logout(gw: RunningGateway) -> None:
+    c = await challenge(gw)
+    now = int(time.time())
+    [e22242] = await sign(ALICE, {"kind": 22242, "created_at": now, "tags": [["challenge", c]], "content": ""})
+    code, body = await login(gw, e22242)
+    assert code == 200, body
+    alice = public_key_hex(bytes.fromhex(ALICE))
+    assert body["pubkey"] == alice and body["npub"].startswith("npub1")
+    assert body["token_type"] == "Bearer" and body["expires_at"] > now + 86400
+    token = body["token"]
+
+    code, me, _ = await call("GET", gw.url("/api/auth/session"), headers=bearer(token))
+    assert (code, me["pubkey"]) == (200, alice)
+
+    # the token is stored hashed: the database never holds it
+    rows = gw.gateway.db.run_sync(
+        lambda conn: conn.execute("SELECT token_sha256, pubkey FROM auth_sessions").fetchall()
+    )
+    assert [tuple(r) for r in rows] == [(hashlib.sha256(token.encode()).hexdigest(), alice)]
+
+    # kind 27235 with a challenge tag is accepted as well
+    c2 = await challenge(gw)
+    [e27235] = await sign(BOB, {"kind": 27235, "created_at": now, "tags": [["challenge", c2]], "content": ""})
+    code, body = await login(gw, e27235)
+    assert (code, body["pubkey"]) == (200, public_key_hex(bytes.fromhex(BOB)))
+
+    code, out, _ = await call("POST", gw.url("/api/auth/logout"), headers=bearer(token))
+    assert (code, out["logged_out"]) == (200, True)
+    code, err, _ = await call("GET", gw.url("/api/auth/session"), headers=bearer(token))
+    assert (code, err["error"]) == (401, "invalid_session")
+    assert "sign in again" in err["message"]
+    code, err, _ = await call("POST", gw.url("/api/auth/logout"), headers=bearer(token))
+    assert code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_refusals_are_401_with_a_clear_message(gw: RunningGateway) -> None:
+    now = int(time.time())
+    c_forged, c_kind, c_stale, c_used = [await challenge(gw) for _ in range(4)]
+    forged, wrong_kind, stale, good = await sign(
+        ALICE,
+        {"kind": 22242, "created_at": now, "tags": [["challenge", c_forged]], "content": ""},
+        {"kind": 1, "created_at": now, "tags": [["challenge", c_kind]], "content": ""},
+        {"kind": 22242, "created_at": now - 3600, "tags": [["challenge", c_stale]], "content": ""},
+        {"kind": 22242, "created_at": now, "tags": [["challenge", c_used]], "content": ""},
+    )
+    sig = forged["sig"]
+    forged["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+    cases = [
+        (forged, "signature"),
+        (wrong_kind, "kind 22242 or 27235, not 1"),
+        (stale, "created_at"),
+        ({**good, "tags": [["challenge", "f" * 64]], }, "id"),  # tampered after signing
+        ({"kind": 22242}, "login event is"),
+    ]
+    for event, words in cases:
+        code, body = await login(gw, event)
+        assert code == 401, (event, body)
+        assert body["error"] == "invalid_login"
+        assert words in body["message"], body
+
+    code, body = await login(gw, good)
+    assert code == 200, body
+    code, body = await login(gw, good)  # the same challenge again
+    assert (code, body["error"]) == (401, "invalid_login")
+    assert "unknown, expired or already used" in body["message"]
+
+    # a challenge this gateway never issued
+    [unknown] = await sign(ALICE, {"kind": 22242, "created_at": now, "tags": [["challenge", "ab" * 32]], "content": ""})
+    code, body = await login(gw, unknown)
+    assert code == 401 and "challenge" in body["message"]
+
+    code, body, _ = await call("POST", gw.url("/api/auth/login"), json={"auth_type": "password"})
+    assert (code, body["error"]) == (400, "invalid_auth_type")
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_rate_limited_per_ip() -> None:
+    g = start(rate_limiting={"auth": {"login_attempts_per_minute": 1, "burst_size": 2}})
+    try:
+        for _ in range(2):
+            code, body, _ = await call("POST", g.url("/api/auth/login"), json={"auth_type": "nip07"})
+            assert code == 400, body  # counted, then refused for the missing event
+        code, body, headers = await call("POST", g.url("/api/auth/login"), json={"auth_type": "nip07"})
+        assert (code, body["error"]) == (429, "rate_limited")
+        assert int(headers.getRawHeaders("Retry-After")[0]) >= 1
+    finally:
+        await g.stop()
+
+
+# --- NIP-98 ---------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_nip98_on_user_routes(gw: RunningGateway) -> None:
+    stats = gw.url("/api/users/me/stats")
+    good, wrong_url, wrong_method = await nip98(
+        ALICE,
+        {"url": stats, "method": "GET"},
+        {"url": gw.url("/api/users/me/files"), "method": "GET"},
+        {"url": stats, "method": "POST"},
+    )
+    now = int(time.time())
+    stale, kind1 = await sign(
+        ALICE,
+        {"kind": 27235, "created_at": now - 120, "tags": [["u", stats], ["method", "GET"]], "content": ""},
+        {"kind": 1, "created_at": now, "tags": [["u", stats], ["method", "GET"]], "content": ""},
+    )
+    forged = dict(stale, created_at=now)  # id no longer matches
+    alice = public_key_hex(bytes.fromhex(ALICE))
+
+    code, body, _ = await call("GET", stats, headers={"Authorization": good["token"]})
+    assert code == 200, body
+    assert body["pubkey"] == alice and body["files"] == 0 and body["quota"] == 10 * 1000**3
+
+    refusals = [
+        (good["token"], "already used"),  # replay
+        (wrong_url["token"], "u tag does not match"),
+        (wrong_method["token"], "method tag does not match"),
+        (b64_event(stale), "created_at"),
+        (b64_event(kind1), "kind 27235"),
+        (b64_event(forged), "NIP-98 event is"),
+        ("Nostr !!!", "not base64"),
+        ("Basic dXNlcjpwdw==", "Authorization"),
+        ("Bearer nope", "session token"),
+    ]
+    for header, words in refusals:
+        code, body, _ = await call("GET", stats, headers={"Authorization": header})
+        assert code == 401, (header, body)
+        assert words in body["message"], (header, body)
+
+    code, body, _ = await call("GET", stats)
+    assert (code, body["error"]) == (401, "auth_required")
+
+
+@pytest_twisted.ensureDeferred
+async def test_nip98_upload_payload_checked_before_storing(gw: RunningGateway) -> None:
+    url = gw.url("/api/upload")
+    ok, mismatch = await nip98(
+        ALICE,
+        {"url": url, "method": "PUT", "payload": {"file": "the body that was signed"}},
+        {"url": url, "method": "PUT", "payload": {"file": "another body"}},
+    )
+    body = ok["body"].encode()
+    code, out = await put(gw, body, {"Authorization": ok["token"]}, name="signed.json")
+    assert code == 201, out
+    alice = public_key_hex(bytes.fromhex(ALICE))
+    owners = await gw.store.owners(out["sha256"])
+    assert [o.owner for o in owners] == [alice]
+
+    other = b'{"file":"not what the payload tag names"}'
+    code, err = await put(gw, other, {"Authorization": mismatch["token"]})
+    assert (code, err["error"]) == (401, "invalid_nip98"), err
+    assert "payload" in err["message"]
+    assert await gw.store.get(hashlib.sha256(other).hexdigest()) is None
+
+
+# --- users' files, quota, ownership ---------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_files_quota_ownership_and_delete() -> None:
+    g = start(
+        admin={"default_user_storage_limit": 100_000},
+        gateway={"allow_anonymous_uploads": False},
+    )
+    try:
+        alice = await session_for(g, ALICE)
+        bob = await session_for(g, BOB)
+
+        code, err = await put(g, b"anonymous bytes")
+        assert (code, err["error"]) == (401, "auth_required")
+
+        one, two = b"1" * 30_000, b"2" * 40_000
+        code, f1 = await put(g, one, bearer(alice), name="one.bin")
+        assert code == 201, f1
+        code, f2 = await put(g, two, bearer(alice), name="two.bin")
+        assert code == 201, f2
+        code, f2b = await put(g, two, bearer(bob), name="bobs copy.bin")
+        assert (code, f2b["sha256"], f2b["new"]) == (200, f2["sha256"], False)
+
+        # 70 000 of 100 000 used: 40 000 more is refused before the body is stored
+        three = b"3" * 40_000
+        code, err = await put(g, three, bearer(alice))
+        assert (code, err["error"]) == (413, "quota_exceeded"), err
+        assert "quota" in err["message"]
+        assert await g.store.get(hashlib.sha256(three).hexdigest()) is None
+
+        code, stats, _ = await call("GET", g.url("/api/users/me/stats"), headers=bearer(alice))
+        assert code == 200
+        assert (stats["files"], stats["bytes_used"], stats["quota"]) == (2, 70_000, 100_000)
+        assert stats["bytes_remaining"] == 30_000
+
+        code, page, _ = await call("GET", g.url("/api/users/me/files?limit=1"), headers=bearer(alice))
+        assert code == 200 and page["total"] == 2 and len(page["files"]) == 1
+        assert page["files"][0]["sha256"] == f2["sha256"]  # newest first
+        assert page["next_cursor"] == "1"
+        code, page2, _ = await call(
+            "GET", g.url(f"/api/users/me/files?limit=1&cursor={page['next_cursor']}"), headers=bearer(alice)
+        )
+        assert [f["sha256"] for f in page2["files"]] == [f1["sha256"]]
+        assert page2["next_cursor"] is None
+        code, err, _ = await call("GET", g.url("/api/users/me/files?limit=0"), headers=bearer(alice))
+        assert (code, err["error"]) == (400, "invalid_field")
+
+        # Bob's files are his own
+        code, page, _ = await call("GET", g.url("/api/users/me/files"), headers=bearer(bob))
+        assert [(f["sha256"], f["name"]) for f in page["files"]] == [(f2["sha256"], "bobs copy.bin")]
+
+        # delete: Alice drops her ownership of the shared file; the bytes stay for Bob
+        code, out, _ = await call("DELETE", g.url(f"/api/users/me/files/{f2['sha256']}"), headers=bearer(alice))
+        assert (code, out["file_deleted"]) == (200, False)
+        code, _, _ = await call("GET", g.url(f"/api/download/{f2['sha256']}"))
+        assert code == 200
+        code, out, _ = await call("DELETE", g.url(f"/api/users/me/files/{f2['sha256']}"), headers=bearer(alice))
+        assert (code, out["error"]) == (404, "file_not_found")
+        # Bob drops it too: now the bytes go
+        code, out, _ = await call("DELETE", g.url(f"/api/users/me/files/{f2['sha256']}"), headers=bearer(bob))
+        assert (code, out["file_deleted"]) == (200, True)
+        code, _, _ = await call("GET", g.url(f"/api/download/{f2['sha256']}"))
+        assert code == 404
+        code, out, _ = await call("DELETE", g.url(f"/api/users/me/files/{f1['sha256']}"))
+        assert (code, out["error"]) == (401, "auth_required")
+
+        # with the space freed, the upload that did not fit fits now
+        code, _ = await put(g, three, bearer(alice))
+        assert code == 201
+        code, stats, _ = await call("GET", g.url("/api/users/me/stats"), headers=bearer(alice))
+        assert (stats["files"], stats["bytes_used"]) == (2, 70_000)
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_identity_and_announce_without_relays(gw: RunningGateway) -> None:
+    code, ident, _ = await call("GET", gw.url("/api/nostr/identity"))
+    assert code == 200
+    nostr = gw.gateway.parts["nostr"]
+    assert (ident["pubkey"], ident["npub"]) == (nostr.pubkey, nostr.npub)
+
+    alice = await session_for(gw, ALICE)
+    code, f = await put(gw, b"announce me", bearer(alice))
+    assert code == 201
+    code, body, _ = await call("GET", gw.url(f"/api/files/{f['sha256']}/announcements"))
+    assert (code, body["announcements"]) == (200, [])
+    # the file API still answers under /api/files
+    code, meta, _ = await call("GET", gw.url(f"/api/files/{f['sha256']}"))
+    assert (code, meta["sha256"]) == (200, f["sha256"])
+    code, body, _ = await call("POST", gw.url(f"/api/files/{f['sha256']}/announce"), headers=bearer(alice))
+    assert (code, body["error"]) == (503, "no_relays")
+    bob = await session_for(gw, BOB)
+    code, body, _ = await call("POST", gw.url(f"/api/files/{f['sha256']}/announce"), headers=bearer(bob))
+    assert (code, body["error"]) == (403, "not_owner")
+    code, body, _ = await call("GET", gw.url(f"/api/files/{'0' * 64}/announcements"))
+    assert (code, body["error"]) == (404, "file_not_found")

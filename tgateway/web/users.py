@@ -1,0 +1,295 @@
+"""Users' files, the gateway's Nostr identity and announcements, on ``gateway.port``.
+
+Routes (:class:`UsersApi`; every ``/api/users/me/*`` route needs a session or a NIP-98 header):
+
+- ``GET /api/users/me/stats``: files owned, bytes used, quota (``admin.default_user_storage_limit``);
+- ``GET /api/users/me/files?limit=&offset=`` (or ``cursor=``, the ``next_cursor`` of the previous
+  page): the caller's files, newest first;
+- ``DELETE /api/users/me/files/<sha256>``: drop the caller's ownership; the bytes go only when no
+  owner is left (and no other file uses the chunks);
+- ``GET /api/nostr/identity``: the gateway's npub and hex pubkey;
+- ``GET /api/files/<sha256>/announcements``: per-relay status of the file's NIP-35 events;
+- ``POST /api/files/<sha256>/announce``: publish a fresh NIP-35 event (owners only).
+
+:func:`build_user_routes` builds the session store, the authenticator, the auth routes and these,
+and :meth:`UserRoutes.mount` attaches them to the port's ``MountRoot``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from klein import Klein
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
+
+from tgateway.config import Config
+from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.nostr.keys import npub_encode
+from tgateway.nostr.nip46_login import Nip46Logins
+from tgateway.storage.model import UploadContext
+from tgateway.storage.sessions import SessionStore
+
+from .auth import AuthApi, RequestAuthenticator, json_body, require_user
+from .errors import install_error_handlers
+from .send import CORS_PREFLIGHT, parse_hex, set_headers
+
+__all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+def _int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name.encode(), [None])[0]
+    if raw is None or raw == b"":
+        return default
+    try:
+        value = int(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(f"{name} must be a whole number", code="invalid_field") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}", code="invalid_field")
+    return value
+
+
+class UsersApi:
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        links: Any,
+        auth: Any,
+        quota: Callable[[str], int],
+        nostr: Any = None,
+    ) -> None:
+        self.store = store
+        self.links = links
+        self.auth = auth
+        self.quota = quota
+        self.nostr = nostr
+
+    # users ------------------------------------------------------------------------------
+
+    @app.route("/api/users/me/stats", methods=["GET"])
+    async def stats(self, request: Any) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        files, used = await self.store.usage(pubkey)
+        quota = self.quota(pubkey)
+        return json_body(
+            request,
+            {
+                "pubkey": pubkey,
+                "npub": npub_encode(pubkey),
+                "files": files,
+                "bytes_used": used,
+                "quota": quota,
+                "bytes_remaining": max(0, quota - used),
+            },
+        )
+
+    @app.route("/api/users/me/files", methods=["GET"])
+    async def files(self, request: Any) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        limit = _int_arg(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        offset = _int_arg(request, "offset", 0, 0, 2**31)
+        if b"cursor" in request.args:
+            offset = _int_arg(request, "cursor", 0, 0, 2**31)
+        rows, total = await self.store.owner_files(pubkey, limit, offset)
+        out = []
+        for f, ownership in rows:
+            item = self.links.describe(f)
+            item["uploaded_at"] = ownership.created_at
+            item["name"] = ownership.name or item.get("name")
+            if ownership.title:
+                item["title"] = ownership.title
+            if ownership.description:
+                item["description"] = ownership.description
+            out.append(item)
+        next_offset = offset + len(rows)
+        has_more = next_offset < total and bool(rows)
+        return json_body(
+            request,
+            {
+                "files": out,
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next_cursor": str(next_offset) if has_more else None,
+            },
+        )
+
+    @app.route("/api/users/me/files/<sha256>", methods=["DELETE"])
+    async def delete(self, request: Any, sha256: str) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        sha = parse_hex(sha256, 64, "sha256")
+        try:
+            gone = await self.store.remove_owner(sha, pubkey)
+        except KeyError:
+            raise NotFound("you do not own a file with this sha256", code="file_not_found") from None
+        return json_body(
+            request, {"status": "ok", "sha256": sha, "ownership_removed": True,
+                      "file_deleted": gone is not None}
+        )
+
+    # nostr ------------------------------------------------------------------------------
+
+    def _nostr(self) -> Any:
+        if self.nostr is None:
+            raise ServiceUnavailable("the Nostr component is not running", code="nostr_unavailable")
+        return self.nostr
+
+    @app.route("/api/nostr/identity", methods=["GET"])
+    def identity(self, request: Any) -> bytes:
+        return json_body(request, self._nostr().identity())
+
+    @app.route("/api/files/<sha256>/announcements", methods=["GET"])
+    async def announcements(self, request: Any, sha256: str) -> bytes:
+        sha = parse_hex(sha256, 64, "sha256")
+        nostr = self._nostr()
+        rows = await nostr.announcer.announcements(sha)
+        if not rows and await self.store.get(sha) is None:
+            raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
+        return json_body(request, {"sha256": sha, "announcements": rows})
+
+    @app.route("/api/files/<sha256>/announce", methods=["POST"])
+    async def announce(self, request: Any, sha256: str) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        sha = parse_hex(sha256, 64, "sha256")
+        nostr = self._nostr()
+        owners = await self.store.owners(sha)
+        if not owners:
+            raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
+        mine = [o for o in owners if o.owner == pubkey]
+        if not mine:
+            raise Forbidden("only an owner of this file can announce it", code="not_owner")
+        own = mine[0]
+        context = UploadContext(owner=pubkey, name=own.name, title=own.title,
+                                description=own.description, source=own.source)
+        event = await nostr.announcer.announce(sha, context)
+        if event is None:
+            raise ServiceUnavailable(
+                "no relay is configured for NIP-35 announcements", code="no_relays"
+            )
+        rows = await nostr.announcer.announcements(sha)
+        return json_body(
+            request,
+            {"sha256": sha, "event_id": event.id,
+             "announcements": [r for r in rows if r["event_id"] == event.id]},
+            202,
+        )
+
+    @app.route("/api/users/", branch=True, methods=["OPTIONS"])
+    @app.route("/api/nostr/", branch=True, methods=["OPTIONS"])
+    @app.route("/api/files/<sha256>/announce", methods=["OPTIONS"])
+    @app.route("/api/files/<sha256>/announcements", methods=["OPTIONS"])
+    def preflight(self, request: Any, **kw: Any) -> bytes:
+        set_headers(request, CORS_PREFLIGHT)
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/api/users/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    @app.route("/api/nostr/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    def not_found(self, request: Any) -> bytes:
+        raise ApiError("no such API route", status=404, code="not_found")
+
+
+install_error_handlers(UsersApi.app)
+
+
+class FilesDispatch(Resource):
+    """``/api/files/...``: the announcement routes go to the users app, the rest to the file API
+    (both are Klein apps that see the full path)."""
+
+    isLeaf = True
+
+    def __init__(self, users: IResource, files: IResource) -> None:
+        super().__init__()
+        self._users = users
+        self._files = files
+
+    def render(self, request: Any) -> Any:
+        path = [p for p in request.postpath if p]
+        if len(path) == 4 and path[3] in (b"announcements", b"announce"):
+            return self._users.render(request)
+        return self._files.render(request)
+
+
+@dataclass
+class UserRoutes:
+    auth: RequestAuthenticator
+    sessions: SessionStore
+    auth_api: AuthApi
+    users_api: UsersApi
+    nip46: Nip46Logins | None
+
+    def mount(self, root: Any, files_api: IResource) -> None:
+        """Attach the routes to the gateway port's ``MountRoot``; ``files_api`` is the Klein
+        resource of the file API (it keeps ``/api/files/<sha256>``)."""
+        users = self.users_api.app.resource()
+        root.mount_app("/api/auth", self.auth_api.app.resource())
+        root.mount_app("/api/users", users)
+        root.mount_app("/api/nostr", users)
+        root.mount_app("/api/files", FilesDispatch(users, files_api))
+
+    def service(self) -> Service:
+        """A service whose stop cancels NIP-46 logins still running (their timers included)."""
+        routes = self
+
+        class _Stopper(Service):
+            name = "auth"
+
+            def stopService(self) -> Any:
+                super().stopService()
+                if routes.nip46 is not None:
+                    return Deferred.fromCoroutine(routes.nip46.stop())
+                return None
+
+        return _Stopper()
+
+
+def build_user_routes(
+    *,
+    config: Config,
+    db: Any,
+    store: Any,
+    links: Any,
+    clock: Any,
+    nostr: Any = None,
+    quota: Callable[[str], int] | None = None,
+) -> UserRoutes:
+    """Everything sign-in and users' files need, built from the configuration."""
+    sessions = SessionStore(db, ttl=config.nostr.session_ttl)
+    auth = RequestAuthenticator(sessions=sessions, clock=clock, public_url=config.gateway.public_url)
+    nip46 = None
+    if nostr is not None:
+        nip46 = Nip46Logins(
+            nostr.pool,
+            clock,
+            timeout=config.nostr.nip46_timeout,
+            allow_private=config.nostr.allow_private_bunker_relays,
+        )
+    rl = config.rate_limiting.auth
+    auth_api = AuthApi(
+        auth=auth,
+        sessions=sessions,
+        clock=clock,
+        login_attempts_per_minute=rl.login_attempts_per_minute,
+        login_burst=rl.burst_size,
+        nip46=nip46,
+    )
+    limit = config.admin.default_user_storage_limit
+    users_api = UsersApi(
+        store=store,
+        links=links,
+        auth=auth,
+        quota=quota or (lambda owner: limit),
+        nostr=nostr,
+    )
+    return UserRoutes(auth=auth, sessions=sessions, auth_api=auth_api, users_api=users_api, nip46=nip46)
