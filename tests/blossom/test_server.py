@@ -1,0 +1,338 @@
+"""Blossom routes on a loopback site over a real content store (trial, real reactor)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import treq.client
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from tgateway.nostr.event import EventTemplate, public_key_hex, sign
+
+from .helpers import Loopback, sha
+from .tokens import SECRET, bad_signature, encode, header, make_event
+
+PUB = public_key_hex(SECRET)
+
+
+def client() -> treq.client.HTTPClient:
+    return treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+
+
+def d(coro: Any) -> Deferred[Any]:
+    return ensureDeferred(coro)
+
+
+class BlossomRoutes(TestCase):
+    blossom: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+
+    def setUp(self) -> Deferred[None]:
+        self.http = client()
+        self.lb = Loopback(Path(self.mktemp()), dict(self.blossom), **dict(self.sections))
+
+        async def go() -> None:
+            await self.lb.start()
+            self.addCleanup(lambda: d(self.lb.stop()))
+
+        return d(go())
+
+    async def put(self, path: str, data: bytes, headers: dict[str, str] | None = None) -> Any:
+        return await self.http.put(self.lb.url + path, data=data, headers=headers or {})
+
+    async def upload(self, data: bytes, **hdrs: str) -> Any:
+        h = {"X-SHA-256": sha(data), "Authorization": header("upload", hashes=(sha(data),))}
+        h.update(hdrs)
+        return await self.put("/upload", data, h)
+
+    async def stored(self) -> dict[str, int]:
+        return await self.lb.store.stats()
+
+
+class UploadGetList(BlossomRoutes):
+    def test_upload_get_head_range_list_delete(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"%PDF-1.4 hello blossom" * 100
+            r = await self.upload(data, **{"Content-Type": "application/pdf"})
+            self.assertEqual(r.code, 201)
+            self.assertEqual(r.headers.getRawHeaders("access-control-allow-origin"), ["*"])
+            desc = await r.json()
+            self.assertEqual(desc["sha256"], sha(data))
+            self.assertEqual(desc["size"], len(data))
+            self.assertEqual(desc["type"], "application/pdf")
+            self.assertTrue(desc["url"].endswith(sha(data) + ".pdf"))
+            self.assertTrue(desc["magnet"].startswith("magnet:?xt=urn:btih:" + desc["infohash"]))
+            tags = dict((t[0], t[1]) for t in desc["nip94"])
+            self.assertEqual(tags["x"], sha(data))
+            self.assertEqual(tags["i"], desc["infohash"])
+            self.assertEqual(tags["m"], "application/pdf")
+            # again: 200, same descriptor
+            r2 = await self.upload(data)
+            self.assertEqual(r2.code, 200)
+            self.assertEqual((await r2.json())["uploaded"], desc["uploaded"])
+
+            r = await self.http.get(desc["url"])
+            self.assertEqual(r.code, 200)
+            self.assertEqual(await r.content(), data)
+            self.assertEqual(r.headers.getRawHeaders("content-type"), ["application/pdf"])
+            r = await self.http.head(f"{self.lb.url}/{sha(data)}")
+            self.assertEqual(r.code, 200)
+            self.assertEqual(r.headers.getRawHeaders("content-length"), [str(len(data))])
+            r = await self.http.get(f"{self.lb.url}/{sha(data)}.bin", headers={"Range": "bytes=5-9"})
+            self.assertEqual(r.code, 206)
+            self.assertEqual(await r.content(), data[5:10])
+
+            r = await self.http.get(f"{self.lb.url}/list/{PUB}")
+            listed = await r.json()
+            self.assertEqual([b["sha256"] for b in listed], [sha(data)])
+            r = await self.http.get(f"{self.lb.url}/list/{PUB}?since={desc['uploaded'] + 10}")
+            self.assertEqual(await r.json(), [])
+            r = await self.http.get(f"{self.lb.url}/list/{PUB}?until={desc['uploaded'] - 10}")
+            self.assertEqual(await r.json(), [])
+
+            # delete needs a token with this x
+            r = await self.http.delete(f"{self.lb.url}/{sha(data)}")
+            self.assertEqual(r.code, 401)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            r = await self.http.delete(f"{self.lb.url}/{sha(data)}",
+                                       headers={"Authorization": header("delete",
+                                                                        hashes=("00" * 32,))})
+            self.assertEqual(r.code, 401)
+            r = await self.http.delete(f"{self.lb.url}/{sha(data)}",
+                                       headers={"Authorization": header("delete",
+                                                                        hashes=(sha(data),))})
+            self.assertEqual(r.code, 200)
+            r = await self.http.get(desc["url"])
+            self.assertEqual(r.code, 404)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            self.assertEqual(r.headers.getRawHeaders("access-control-allow-origin"), ["*"])
+            self.assertEqual((await self.stored())["files"], 0)
+
+        return d(go())
+
+    def test_list_paging(self) -> Deferred[None]:
+        async def go() -> None:
+            blobs = [f"blob {i}".encode() * 10 for i in range(5)]
+            for b in blobs:
+                self.assertEqual((await self.upload(b)).code, 201)
+            got: list[str] = []
+            cursor = ""
+            for _ in range(5):
+                q = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"
+                page = await (await self.http.get(f"{self.lb.url}/list/{PUB}{q}")).json()
+                if not page:
+                    break
+                got += [b["sha256"] for b in page]
+                cursor = page[-1]["sha256"]
+            self.assertEqual(sorted(got), sorted(sha(b) for b in blobs))
+            self.assertEqual(len(got), 5)
+
+        return d(go())
+
+    def test_hash_mismatch_stores_nothing(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"some bytes" * 50
+            wrong = "00" * 32
+            r = await self.put("/upload", data, {
+                "X-SHA-256": wrong, "Authorization": header("upload", hashes=(wrong,))})
+            self.assertEqual(r.code, 409)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            self.assertEqual((await self.stored())["files"], 0)
+            # no X-SHA-256, token for another blob: 401 after hashing, nothing stored
+            r = await self.put("/upload", data, {"Authorization": header("upload", hashes=(wrong,))})
+            self.assertEqual(r.code, 401)
+            self.assertEqual((await self.stored())["files"], 0)
+            leftovers = [p for p in (self.lb.tmp / "blobs").rglob("*") if p.is_file()]
+            self.assertEqual(leftovers, [])
+
+        return d(go())
+
+    def test_bad_tokens_are_401_with_reason(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"token test" * 20
+            h = sha(data)
+            cases = {
+                "expired": header("upload", hashes=(h,), expiration=1),
+                "wrong t": header("delete", hashes=(h,)),
+                "wrong x": header("upload", hashes=("11" * 32,)),
+                "other server": header("upload", hashes=(h,), servers=("blossom.example.org",)),
+                "bad signature": encode(bad_signature(make_event("upload", hashes=(h,)))),
+                "malformed base64": "Nostr ###",
+                "missing": None,
+            }
+            for name, value in cases.items():
+                hdrs = {"X-SHA-256": h}
+                if value is not None:
+                    hdrs["Authorization"] = value
+                r = await self.put("/upload", data, hdrs)
+                self.assertEqual(r.code, 401, name)
+                self.assertTrue(r.headers.getRawHeaders("x-reason"), name)
+                body = await r.json()
+                self.assertIn("message", body)
+            self.assertEqual((await self.stored())["files"], 0)
+            # this server's own domain in a server tag is fine; base64url unpadded too
+            r = await self.put("/upload", data, {"X-SHA-256": h, "Authorization": encode(
+                make_event("upload", hashes=(h,), servers=("127.0.0.1",)), urlsafe=True,
+                pad=False)})
+            self.assertEqual(r.code, 201)
+
+        return d(go())
+
+    def test_size_limit_before_reading_and_preflight(self) -> Deferred[None]:
+        async def go() -> None:
+            big = 1000 + self.lb.server.max_blob
+            r = await self.http.head(self.lb.url + "/upload", headers={
+                "X-Content-Length": str(big), "X-SHA-256": "ab" * 32,
+                "Authorization": header("upload", hashes=("ab" * 32,))})
+            self.assertEqual(r.code, 413)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            r = await self.http.head(self.lb.url + "/upload", headers={"X-Content-Length": "10"})
+            self.assertEqual(r.code, 401)
+            r = await self.http.head(self.lb.url + "/upload", headers={
+                "X-SHA-256": "ab" * 32, "Authorization": header("upload", hashes=("ab" * 32,))})
+            self.assertEqual(r.code, 411)
+            r = await self.http.head(self.lb.url + "/upload", headers={
+                "X-Content-Length": "10", "X-SHA-256": "ab" * 32,
+                "Authorization": header("upload", hashes=("ab" * 32,))})
+            self.assertEqual(r.code, 200)
+            r = await self.http.request("OPTIONS", self.lb.url + "/upload")
+            self.assertEqual(r.code, 204)
+            self.assertEqual(r.headers.getRawHeaders("access-control-allow-origin"), ["*"])
+            self.assertIn("Authorization", r.headers.getRawHeaders("access-control-allow-headers")[0])
+            self.assertIn("PUT", r.headers.getRawHeaders("access-control-allow-methods")[0])
+
+        return d(go())
+
+
+class SmallLimits(BlossomRoutes):
+    blossom = {"max_blob_size": 1000, "rate_limit": {"requests_per_minute": 60, "burst_size": 3}}
+    sections = {"admin": {"default_user_storage_limit": 1500}}
+
+    def test_413_before_body_and_quota(self) -> Deferred[None]:
+        async def go() -> None:
+            r = await self.upload(b"x" * 2000)
+            self.assertEqual(r.code, 413)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            r = await self.upload(b"y" * 900)
+            self.assertEqual(r.code, 201)
+            r = await self.upload(b"z" * 900)  # 1800 > quota 1500
+            self.assertEqual(r.code, 413)
+            self.assertIn("quota", (await r.json())["message"])
+            r = await self.http.get(self.lb.url + "/")
+            self.assertEqual(r.code, 429)
+            self.assertTrue(r.headers.getRawHeaders("retry-after"))
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+
+        return d(go())
+
+
+class OneStore(BlossomRoutes):
+    sections = {"storage": {"blob_threshold": 32768, "chunk_size": 16384}}
+
+    def test_gateway_upload_served_by_blossom_and_back(self) -> Deferred[None]:
+        async def go() -> None:
+            data = bytes(range(256)) * 400  # 102,400 bytes: chunked (threshold 32 KiB)
+            r = await self.http.post(self.lb.api_url + "/api/upload", data=data,
+                                     headers={"X-Filename": "data.bin"})
+            self.assertEqual(r.code, 201, await r.text())
+            self.assertEqual((await r.json())["storage"], "chunked")
+            r = await self.http.get(f"{self.lb.url}/{sha(data)}")
+            self.assertEqual(await r.content(), data)
+            r = await self.http.get(f"{self.lb.url}/{sha(data)}",
+                                    headers={"Range": "bytes=40000-50000"})
+            self.assertEqual(r.code, 206)
+            self.assertEqual(await r.content(), data[40000:50001])
+            # a Blossom upload is a gateway download and a torrent
+            blob = b"blossom side" * 10
+            r = await self.upload(blob)
+            self.assertEqual(r.code, 201)
+            r = await self.http.get(f"{self.lb.api_url}/api/download/{sha(blob)}")
+            self.assertEqual(await r.content(), blob)
+            r = await self.http.get(f"{self.lb.api_url}/api/torrent/{sha(blob)}")
+            self.assertEqual(r.code, 200)
+            self.assertTrue((await r.content()).startswith(b"d"))
+
+        return d(go())
+
+
+class Reports(BlossomRoutes):
+    def test_report_stored_for_admin(self) -> Deferred[None]:
+        async def go() -> None:
+            target = "ef" * 32
+            ev = sign(EventTemplate(kind=1984, created_at=1700000000,
+                                    tags=(("x", target, "malware"), ("p", PUB)),
+                                    content="bad file"), SECRET).to_json()
+            r = await self.put("/report", json.dumps(ev).encode(),
+                               {"Content-Type": "application/json"})
+            self.assertEqual(r.code, 200, await r.text())
+            reports = await self.lb.bstore.reports()
+            self.assertEqual([(x.id, x.blobs) for x in reports], [(ev["id"], ((target, "malware"),))])
+            r = await self.put("/report", json.dumps(bad_signature(ev)).encode())
+            self.assertEqual(r.code, 400)
+            ev2 = sign(EventTemplate(kind=1, created_at=1700000000, tags=(("x", target),),
+                                     content=""), SECRET).to_json()
+            r = await self.put("/report", json.dumps(ev2).encode())
+            self.assertEqual(r.code, 400)
+            self.assertTrue(r.headers.getRawHeaders("x-reason"))
+
+        return d(go())
+
+
+class _Origin:
+    async def start(self, data: bytes) -> str:
+        root = Resource()
+        root.putChild(b"blob.png", Data(data, "image/png"))
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
+        return f"http://127.0.0.1:{self.port.getHost().port}/blob.png"
+
+
+class MirrorPrivateAllowed(BlossomRoutes):
+    blossom = {"mirror_allow_private": True}
+
+    def test_mirror(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"\x89PNG\r\n\x1a\n" + b"pixels" * 500
+            origin = _Origin()
+            url = await origin.start(data)
+            self.addCleanup(origin.port.stopListening)
+            body = json.dumps({"url": url}).encode()
+            r = await self.put("/mirror", body, {"Authorization": header("upload", hashes=("00" * 32,))})
+            self.assertEqual(r.code, 409)  # downloaded hash not in the token
+            self.assertEqual((await self.stored())["files"], 0)
+            r = await self.put("/mirror", body, {"Authorization": header("upload", hashes=(sha(data),))})
+            self.assertEqual(r.code, 201, await r.text())
+            desc = await r.json()
+            self.assertEqual(desc["sha256"], sha(data))
+            self.assertEqual(desc["type"], "image/png")
+            r = await self.http.get(desc["url"])
+            self.assertEqual(await r.content(), data)
+
+        return d(go())
+
+
+class MirrorPrivateRefused(BlossomRoutes):
+    def test_loopback_refused(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"secret" * 10
+            origin = _Origin()
+            url = await origin.start(data)
+            self.addCleanup(origin.port.stopListening)
+            auth = {"Authorization": header("upload", hashes=(sha(data),))}
+            for target in (url, url.replace("127.0.0.1", "localhost")):
+                r = await self.put("/mirror", json.dumps({"url": target}).encode(), auth)
+                self.assertEqual(r.code, 403, target)
+                self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            r = await self.put("/mirror", json.dumps({"url": "file:///etc/passwd"}).encode(), auth)
+            self.assertEqual(r.code, 400)
+            self.assertEqual((await self.stored())["files"], 0)
+
+        return d(go())

@@ -1,0 +1,188 @@
+"""SQL for the Blossom server: the per-owner blob listing (BUD-02 ``/list``) and BUD-09 reports.
+
+The listing reads the content store's ``file_owners``/``files`` tables; it returns the same
+:class:`~tgateway.storage.model.StoredFile` records as the store. Reports live in
+``blossom_reports`` (schema ``020_blossom_reports.sql``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .model import StoredFile
+from .store import _get_txn
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    file: StoredFile
+    uploaded: float  # when this owner stored it
+
+
+@dataclass(frozen=True)
+class Report:
+    id: str
+    pubkey: str
+    created_at: int
+    content: str
+    event: dict[str, Any]
+    blobs: tuple[tuple[str, str], ...]  # (sha256, type)
+    received_at: float
+    status: str
+
+
+def _list_txn(
+    conn: sqlite3.Connection,
+    owner: str,
+    since: int | None,
+    until: int | None,
+    cursor: str | None,
+    limit: int,
+) -> list[ListedBlob]:
+    """Newest first; ``cursor`` is the sha256 of the last blob of the previous page."""
+    where = ["o.owner = ?"]
+    args: list[Any] = [owner]
+    if since is not None:
+        where.append("o.created_at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("o.created_at < ?")
+        args.append(until + 1)
+    if cursor is not None:
+        row = conn.execute(
+            "SELECT created_at FROM file_owners WHERE owner = ? AND sha256 = ?", (owner, cursor)
+        ).fetchone()
+        if row is not None:
+            where.append("(o.created_at < ? OR (o.created_at = ? AND o.sha256 > ?))")
+            args += [row[0], row[0], cursor]
+    rows = conn.execute(
+        "SELECT o.sha256, o.created_at FROM file_owners o JOIN files f ON f.sha256 = o.sha256"
+        f" WHERE {' AND '.join(where)} ORDER BY o.created_at DESC, o.sha256 LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    out = []
+    for sha, created in rows:
+        f = _get_txn(conn, "sha256", sha)
+        if f is not None:
+            out.append(ListedBlob(file=f, uploaded=created))
+    return out
+
+
+def _uploaded_txn(conn: sqlite3.Connection, sha256: str, owner: str) -> float | None:
+    row = conn.execute(
+        "SELECT created_at FROM file_owners WHERE sha256 = ? AND owner = ?", (sha256, owner)
+    ).fetchone()
+    return float(row[0]) if row else None
+
+
+def _add_report_txn(
+    conn: sqlite3.Connection,
+    event: dict[str, Any],
+    blobs: list[tuple[str, str]],
+    client_ip: str | None,
+    now: float,
+) -> bool:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO blossom_reports (id, pubkey, created_at, content, event_json,"
+        " client_ip, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event["id"], event["pubkey"], event["created_at"], event["content"],
+         json.dumps(event, ensure_ascii=False, separators=(",", ":")), client_ip, now),
+    )
+    if cur.rowcount == 0:
+        return False
+    conn.executemany(
+        "INSERT OR IGNORE INTO blossom_report_blobs (report_id, sha256, type) VALUES (?, ?, ?)",
+        [(event["id"], sha, kind) for sha, kind in blobs],
+    )
+    return True
+
+
+def _reports_txn(
+    conn: sqlite3.Connection, status: str | None, sha256: str | None, limit: int, offset: int
+) -> list[Report]:
+    where, args = [], []
+    if status is not None:
+        where.append("r.status = ?")
+        args.append(status)
+    if sha256 is not None:
+        where.append("r.id IN (SELECT report_id FROM blossom_report_blobs WHERE sha256 = ?)")
+        args.append(sha256)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT * FROM blossom_reports r {clause} ORDER BY r.received_at DESC, r.id"
+        " LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    ).fetchall()
+    out = []
+    for r in rows:
+        blobs = tuple(
+            (b[0], b[1])
+            for b in conn.execute(
+                "SELECT sha256, type FROM blossom_report_blobs WHERE report_id = ? ORDER BY sha256",
+                (r["id"],),
+            )
+        )
+        out.append(Report(
+            id=r["id"], pubkey=r["pubkey"], created_at=r["created_at"], content=r["content"],
+            event=json.loads(r["event_json"]), blobs=blobs, received_at=r["received_at"],
+            status=r["status"],
+        ))
+    return out
+
+
+def _set_report_status_txn(conn: sqlite3.Connection, report_id: str, status: str) -> bool:
+    cur = conn.execute("UPDATE blossom_reports SET status = ? WHERE id = ?", (status, report_id))
+    return cur.rowcount > 0
+
+
+class BlossomStore:
+    """Blossom's own queries, on the gateway's one database (``await db.run(txn, ...)``)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    async def list_blobs(
+        self,
+        owner: str,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> list[ListedBlob]:
+        return await self.db.run(_list_txn, owner, since, until, cursor, limit)
+
+    async def uploaded_at(self, sha256: str, owner: str) -> float | None:
+        """When ``owner`` ('' for anonymous) stored ``sha256``, or None."""
+        return await self.db.run(_uploaded_txn, sha256, owner)
+
+    async def add_report(
+        self,
+        event: dict[str, Any],
+        blobs: list[tuple[str, str]],
+        *,
+        client_ip: str | None,
+        now: float,
+    ) -> bool:
+        """Store a verified report event; False when the same event id was already stored."""
+        return await self.db.run(_add_report_txn, event, blobs, client_ip, now)
+
+    async def reports(
+        self,
+        *,
+        status: str | None = "open",
+        sha256: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Report]:
+        """Reports for the admin, newest first."""
+        return await self.db.run(_reports_txn, status, sha256, limit, offset)
+
+    async def set_report_status(self, report_id: str, status: str) -> bool:
+        return await self.db.run(_set_report_status_txn, report_id, status)
+
+
+__all__ = ["BlossomStore", "ListedBlob", "Report"]
