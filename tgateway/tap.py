@@ -191,6 +191,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     if "gateway" in components:
         _build_gateway(top, gw, reactor, rng)
 
+    if "blossom" in components:
+        _build_blossom(top, gw, reactor)
+
     log.info("tgateway {version}: mode {mode}, components {components}",
              version=__version__, mode=config.mode, components=sorted(components))
     return top
@@ -242,4 +245,30 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("gateway-http")
+    svc.setServiceParent(top)
+
+
+def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
+    """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
+    from tgateway.blossom.server import BlossomServer
+    from tgateway.storage.blossom import BlossomStore
+    from tgateway.web.body import StreamingSite
+
+    config = gw.config
+    assert gw.store is not None and gw.links is not None
+    blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
+                            links=gw.links, clock=reactor)
+    site = StreamingSite(
+        blossom.app.resource(),
+        streaming_routes=[(b"PUT", b"/upload")],
+        max_request_body=64 * 1024,  # /mirror and /report bodies are small JSON
+        clock=reactor,
+    )
+    site.displayTracebacks = False
+    gw.parts["blossom"] = blossom
+    gw.sites["blossom"] = site
+    bc = config.blossom_server
+    endpoint = serverFromString(reactor, endpoint_string(bc.port, bc.host))
+    svc = StreamServerEndpointService(endpoint, site)
+    svc.setName("blossom-http")
     svc.setServiceParent(top)
