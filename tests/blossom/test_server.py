@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,9 @@ class BlossomRoutes(TestCase):
 
     def setUp(self) -> Deferred[None]:
         self.http = client()
-        self.lb = Loopback(Path(self.mktemp()), dict(self.blossom), **dict(self.sections))
+        tmp = tempfile.mkdtemp(prefix="tgw-blossom-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.lb = Loopback(Path(tmp), dict(self.blossom), **dict(self.sections))
 
         async def go() -> None:
             await self.lb.start()
