@@ -14,10 +14,15 @@ import json
 import time
 from typing import Any, AsyncIterator
 
+import os
+
 import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import succeed
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
 from tests.realclients import run_node_json_deferred
@@ -342,6 +347,51 @@ async def test_users_files_quota_ownership_and_delete() -> None:
         assert code == 201
         code, stats, _ = await call("GET", g.url("/api/users/me/stats"), headers=bearer(alice))
         assert (stats["files"], stats["bytes_used"]) == (2, 70_000)
+    finally:
+        await g.stop()
+
+
+@implementer(IBodyProducer)
+class ChunkedBody:
+    """A body of unknown length (sent with Transfer-Encoding: chunked)."""
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def startProducing(self, consumer: Any) -> Any:
+        for i in range(0, len(self.data), 8192):
+            consumer.write(self.data[i : i + 8192])
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_without_content_length() -> None:
+    g = start(admin={"default_user_storage_limit": 50_000})
+    try:
+        alice = await session_for(g, ALICE)
+        big = os.urandom(80_000)
+        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(big),
+                           headers={**bearer(alice), "Content-Type": "application/octet-stream"})
+        err = await r.json()
+        assert (r.code, err.get("error")) == (413, "quota_exceeded"), err
+        assert await g.store.get(hashlib.sha256(big).hexdigest()) is None
+        small = os.urandom(30_000)
+        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(small),
+                           headers={**bearer(alice), "Content-Type": "application/octet-stream"})
+        assert r.code == 201, await r.text()
+        code, stats, _ = await call("GET", g.url("/api/users/me/stats"), headers=bearer(alice))
+        assert (stats["files"], stats["bytes_used"]) == (1, 30_000)
     finally:
         await g.stop()
 

@@ -85,18 +85,32 @@ def _boundary(ctype: str) -> bytes:
     raise BadRequest("multipart Content-Type without a boundary", code="invalid_multipart")
 
 
-def _nip98_hashing(request: Any, on_data: Callable[[bytes], None]) -> Callable[[bytes], None]:
-    """When the NIP-98 event of a streamed upload has a ``payload`` tag (the authenticator left
-    it as ``request.nip98_event``), hash the body as it arrives so the tag can be checked."""
-    if getattr(request, "nip98_event", None) is None:
-        return on_data
-    import hashlib
+def _body_checks(request: Any, on_data: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """Wrap a streamed upload's data callback with the checks that need the body itself:
 
-    hasher = hashlib.sha256()
-    request.nip98_body_hash = hasher
+    - a signed-in uploader's remaining quota (``request.quota_room``, set by the upload route):
+      a body without Content-Length is cut off as soon as it goes beyond, before it is stored;
+    - a NIP-98 ``payload`` tag (the authenticator left the event as ``request.nip98_event``):
+      the body is hashed as it arrives and checked by :func:`_check_nip98_payload`.
+    """
+    room: int | None = getattr(request, "quota_room", None)
+    hasher = None
+    if getattr(request, "nip98_event", None) is not None:
+        import hashlib
+
+        hasher = hashlib.sha256()
+        request.nip98_body_hash = hasher
+    if room is None and hasher is None:
+        return on_data
+    received = 0
 
     def feed(data: bytes) -> None:
-        hasher.update(data)
+        nonlocal received
+        received += len(data)
+        if room is not None and received > room:
+            raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
+        if hasher is not None:
+            hasher.update(data)
         on_data(data)
 
     return feed
@@ -251,6 +265,7 @@ class GatewayApi:
                     f"upload would exceed your storage quota ({used} of {limit} bytes used)",
                     code="quota_exceeded",
                 )
+            request.quota_room = max(0, limit - used) + slack  # checked as the body arrives
         if length is not None and length > self.store.free_space():
             raise InsufficientStorage("not enough disk space for this upload")
 
@@ -299,7 +314,7 @@ class GatewayApi:
             ingest.write(data)
 
         try:
-            await body.consume(_nip98_hashing(request, on_data))
+            await body.consume(_body_checks(request, on_data))
             _check_nip98_payload(request)
         except BaseException as e:
             await ingest.abort()
@@ -335,7 +350,7 @@ class GatewayApi:
         for n, t in fields.items():
             parser.register(n, t)
         try:
-            await body.consume(_nip98_hashing(request, on_data))
+            await body.consume(_body_checks(request, on_data))
             _check_nip98_payload(request)
             if file_target.ingest is None or not file_target.done:
                 raise BadRequest("the form has no complete 'file' part", code="missing_file")

@@ -113,7 +113,12 @@ class BodyStream:
             try:
                 on_data(chunk)
             except Exception:
-                self.fail(Failure())
+                # the whole body may be in already (``finished``): fail anyway, or the handler
+                # would see a clean end after a refused chunk and store a truncated body
+                self.failed = Failure()
+                self._buffer = []
+                if not self.done.called:
+                    self.done.errback(self.failed)
                 break
         self.resume("prebuffer")
         if self.finished and not self.done.called and self.failed is None:
