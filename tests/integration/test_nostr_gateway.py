@@ -28,7 +28,12 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from tests.gateway_harness import small_config
-from tests.realclients import ClientProcess, free_tcp_port, run_node_json_deferred, start_nostr_relay
+from tests.realclients import (
+    ClientProcess,
+    free_tcp_port,
+    run_node_json_deferred,
+    start_nostr_relay,
+)
 from tgateway.config import Config
 from tgateway.nostr.event import public_key_hex
 from tgateway.tap import makeService
@@ -168,7 +173,7 @@ class NostrGatewayTests(TestCase):
         self.assertEqual(tags["x"], [f["info_hash"]])
         self.assertEqual(tags["title"], ["Loopback clip"])
         self.assertEqual(event["content"], "over HTTP")
-        self.assertIn(f"clip.bin", tags["file"])
+        self.assertIn("clip.bin", tags["file"])
 
         # the owner announces again on demand; somebody else may not
         code, body = await call("POST", gw.url(f"/api/files/{f['sha256']}/announce"),

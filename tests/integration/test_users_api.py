@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
-from typing import Any, AsyncIterator
-
 import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted

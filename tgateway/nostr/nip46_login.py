@@ -134,8 +134,13 @@ class Nip46Logins:
         self._attempts[attempt.id] = attempt
         d = Deferred.fromCoroutine(self._run(attempt, pointer))
         self._running.add(d)
-        d.addBoth(lambda r: (self._running.discard(d), r)[1])
-        d.addErrback(lambda f: self.log.failure("NIP-46 login {id} crashed", f, id=attempt.id))
+
+        def finished(result: object) -> None:
+            self._running.discard(d)
+            if isinstance(result, Failure):
+                self.log.failure("NIP-46 login {id} crashed", result, id=attempt.id)
+
+        d.addBoth(finished)
         return attempt
 
     def get(self, attempt_id: str) -> Nip46Attempt | None:
@@ -180,7 +185,7 @@ class Nip46Logins:
         except Exception as e:  # an Unauthorized from verify_login_event, or a bug
             message = getattr(e, "message", None)
             if message is None:
-                self.log.failure("NIP-46 login {id} failed", Failure(), id=attempt.id)
+                self.log.failure("NIP-46 login {id} failed", Failure(), id=attempt.id)  # type: ignore[no-untyped-call]
                 message = "the remote-signer login failed"
             error = Nip46Rejected(message)
         finally:

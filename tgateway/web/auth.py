@@ -66,7 +66,7 @@ class RequestAuthenticator:
 
     def external_url(self, request: Any) -> str:
         """The absolute URL the client addressed, as NIP-98's ``u`` tag must name it."""
-        uri = request.uri.decode("latin-1")
+        uri: str = request.uri.decode("latin-1")
         if self.public_url:
             return self.public_url + uri
         host = (request.getHeader(b"host") or b"").decode("latin-1")
@@ -97,7 +97,7 @@ class RequestAuthenticator:
                 "the session token is unknown, expired or revoked: sign in again",
                 code="invalid_session",
             )
-        return session.pubkey
+        return str(session.pubkey)
 
     def _nip98(self, request: Any, header: str) -> str:
         streamed = getattr(request, "body_stream", None) is not None

@@ -17,8 +17,9 @@ and :meth:`UserRoutes.mount` attaches them to the port's ``MountRoot``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from klein import Klein
 from twisted.application.service import Service
@@ -210,15 +211,15 @@ class FilesDispatch(Resource):
     isLeaf = True
 
     def __init__(self, users: IResource, files: IResource) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._users = users
         self._files = files
 
     def render(self, request: Any) -> Any:
         path = [p for p in request.postpath if p]
         if len(path) == 4 and path[3] in (b"announcements", b"announce"):
-            return self._users.render(request)
-        return self._files.render(request)
+            return self._users.render(request)  # type: ignore[no-untyped-call]
+        return self._files.render(request)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -246,7 +247,7 @@ class UserRoutes:
             name = "auth"
 
             def stopService(self) -> Any:
-                super().stopService()
+                super().stopService()  # type: ignore[no-untyped-call]
                 if routes.nip46 is not None:
                     return Deferred.fromCoroutine(routes.nip46.stop())
                 return None
