@@ -21,6 +21,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -53,8 +54,11 @@ def b64_event(event: dict[str, Any]) -> str:
     return "Nostr " + base64.b64encode(json.dumps(event).encode()).decode()
 
 
+POOL = HTTPConnectionPool(reactor, persistent=False)  # no idle connection outlives a test
+
+
 async def call(method: str, url: str, **kw: Any) -> tuple[int, Any, Any]:
-    r = await treq.request(method, url, **kw)
+    r = await treq.request(method, url, pool=POOL, **kw)
     text = await r.text()
     try:
         body = json.loads(text) if text else None
@@ -381,13 +385,13 @@ async def test_quota_without_content_length() -> None:
     try:
         alice = await session_for(g, ALICE)
         big = os.urandom(80_000)
-        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(big),
+        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(big), pool=POOL,
                            headers={**bearer(alice), "Content-Type": "application/octet-stream"})
         err = await r.json()
         assert (r.code, err.get("error")) == (413, "quota_exceeded"), err
         assert await g.store.get(hashlib.sha256(big).hexdigest()) is None
         small = os.urandom(30_000)
-        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(small),
+        r = await treq.put(g.url("/api/upload"), data=ChunkedBody(small), pool=POOL,
                            headers={**bearer(alice), "Content-Type": "application/octet-stream"})
         assert r.code == 201, await r.text()
         code, stats, _ = await call("GET", g.url("/api/users/me/stats"), headers=bearer(alice))
