@@ -34,7 +34,7 @@ class Loopback:
         self.sections = sections
         self.ports: list[Any] = []
 
-    async def start(self) -> "Loopback":
+    async def start(self) -> Loopback:
         from tgateway.web.api import GatewayApi
 
         storage = {"metadata_db": ":memory:", "blob_storage": str(self.tmp / "blobs"),

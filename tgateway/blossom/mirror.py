@@ -123,7 +123,8 @@ class _GuardedEndpoint:
         address = addresses[0]
         reactor = self._f.reactor
         if ":" in address:
-            inner: Any = TCP6ClientEndpoint(reactor, address, self._port, timeout=CONNECT_TIMEOUT)
+            inner: Any = TCP6ClientEndpoint(  # type: ignore[no-untyped-call]
+                reactor, address, self._port, timeout=CONNECT_TIMEOUT)
         else:
             inner = TCP4ClientEndpoint(reactor, address, self._port, timeout=CONNECT_TIMEOUT)
         if self._scheme == "https":
@@ -146,9 +147,10 @@ class GuardedEndpointFactory:
         return _GuardedEndpoint(self, scheme, uri.host.decode("idna"), uri.port)
 
 
-def guarded_agent(reactor: Any, *, allow_private: bool, resolver: Resolver | None = None) -> Agent:
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    return Agent.usingEndpointFactory(
+def guarded_agent(reactor: Any, *, allow_private: bool, resolver: Resolver | None = None) -> Any:
+    """A twisted.web Agent (wrap it in ``treq.client.HTTPClient``) through the guard."""
+    pool = HTTPConnectionPool(reactor, persistent=False)  # type: ignore[no-untyped-call]
+    return Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
         reactor, GuardedEndpointFactory(reactor, allow_private=allow_private, resolver=resolver),
         pool=pool,
     )
@@ -189,7 +191,8 @@ class _BodySink(Protocol):
             return
         if self.error is not None:
             self.done.errback(self.error)
-        elif reason is None or reason.check(ResponseDone, PotentialDataLoss):
+        elif reason is None or reason.check(  # type: ignore[no-untyped-call]
+                ResponseDone, PotentialDataLoss):
             self.done.callback(None)
         else:
             self.done.errback(MirrorError("the origin closed the connection early"))

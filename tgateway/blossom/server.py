@@ -140,7 +140,7 @@ class _HeadTap:
 
 def _body_error(e: BaseException) -> BaseException:
     if isinstance(e, Failure):
-        e = e.value
+        e = e.value if e.value is not None else e
     if isinstance(e, (ApiError, CancelledError)):
         return e
     from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -528,7 +528,7 @@ class BlossomServer:
 
     @app.handle_errors(Exception)
     def _unexpected(self, request: Any, failure: Failure) -> bytes | None:
-        if failure.check(CancelledError):
+        if failure.check(CancelledError):  # type: ignore[no-untyped-call]
             return None  # the client went away
         self.log.failure("unhandled error on {method} {uri}", failure,
                          method=request.method, uri=request.uri)

@@ -153,11 +153,13 @@ class BlossomStore:
         cursor: str | None = None,
         limit: int = 100,
     ) -> list[ListedBlob]:
-        return await self.db.run(_list_txn, owner, since, until, cursor, limit)
+        rows: list[ListedBlob] = await self.db.run(_list_txn, owner, since, until, cursor, limit)
+        return rows
 
     async def uploaded_at(self, sha256: str, owner: str) -> float | None:
         """When ``owner`` ('' for anonymous) stored ``sha256``, or None."""
-        return await self.db.run(_uploaded_txn, sha256, owner)
+        when: float | None = await self.db.run(_uploaded_txn, sha256, owner)
+        return when
 
     async def add_report(
         self,
@@ -168,7 +170,8 @@ class BlossomStore:
         now: float,
     ) -> bool:
         """Store a verified report event; False when the same event id was already stored."""
-        return await self.db.run(_add_report_txn, event, blobs, client_ip, now)
+        new: bool = await self.db.run(_add_report_txn, event, blobs, client_ip, now)
+        return new
 
     async def reports(
         self,
@@ -179,10 +182,12 @@ class BlossomStore:
         offset: int = 0,
     ) -> list[Report]:
         """Reports for the admin, newest first."""
-        return await self.db.run(_reports_txn, status, sha256, limit, offset)
+        out: list[Report] = await self.db.run(_reports_txn, status, sha256, limit, offset)
+        return out
 
     async def set_report_status(self, report_id: str, status: str) -> bool:
-        return await self.db.run(_set_report_status_txn, report_id, status)
+        changed: bool = await self.db.run(_set_report_status_txn, report_id, status)
+        return changed
 
 
 __all__ = ["BlossomStore", "ListedBlob", "Report"]
