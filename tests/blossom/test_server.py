@@ -340,3 +340,52 @@ class MirrorPrivateRefused(BlossomRoutes):
             self.assertEqual((await self.stored())["files"], 0)
 
         return d(go())
+
+
+class EarlyAnswers(BlossomRoutes):
+    """413 and 401 are sent before the body is read (a huge declared body, few bytes sent)."""
+
+    blossom = {"max_blob_size": 1000}
+
+    def _raw(self, headers: str) -> Deferred[bytes]:
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from twisted.internet.protocol import Protocol
+
+        done: Deferred[bytes] = Deferred()
+
+        class P(Protocol):
+            buf = b""
+
+            def connectionMade(self) -> None:
+                self.transport.write(headers.encode() + b"x" * 1000)  # type: ignore[union-attr]
+
+            def dataReceived(self, data: bytes) -> None:
+                self.buf += data
+                if b"\r\n\r\n" in self.buf:
+                    self.transport.loseConnection()  # type: ignore[union-attr]
+
+            def connectionLost(self, reason: object = None) -> None:
+                if not done.called:
+                    done.callback(self.buf)
+
+        from twisted.internet.protocol import Factory
+
+        port = int(self.lb.url.rsplit(":", 1)[1])
+        TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(P))
+        return done
+
+    def test_413_and_401_without_the_body(self) -> Deferred[None]:
+        async def go() -> None:
+            h = "ab" * 32
+            big = await self._raw(
+                "PUT /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n"
+                f"X-SHA-256: {h}\r\nAuthorization: {header('upload', hashes=(h,))}\r\n\r\n")
+            self.assertTrue(big.startswith(b"HTTP/1.1 413"), big[:200])
+            self.assertIn(b"X-Reason", big)
+            self.assertIn(b"Access-Control-Allow-Origin: *", big)
+            noauth = await self._raw(
+                "PUT /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 900\r\n\r\n")
+            self.assertTrue(noauth.startswith(b"HTTP/1.1 401"), noauth[:200])
+            self.assertEqual((await self.stored())["files"], 0)
+
+        return d(go())

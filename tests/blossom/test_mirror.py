@@ -1,0 +1,65 @@
+"""The mirror target guard: public addresses only, checked on the resolved address."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web.client import URI
+
+from tgateway.blossom.mirror import GuardedEndpointFactory, is_public_address, parse_mirror_url
+from tgateway.errors import BadRequest, Forbidden
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1",
+                                  "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+                                  "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::",
+                                  "255.255.255.255", "192.0.2.1"])
+def test_non_public(addr: str) -> None:
+    assert not is_public_address(addr)
+
+
+@pytest.mark.parametrize("addr", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public(addr: str) -> None:
+    assert is_public_address(addr)
+
+
+@pytest.mark.parametrize("url", ["", "ftp://x/y", "file:///etc/passwd", "http://", "http://u:p@h/x",
+                                 "gopher://h/", 42, None, "http://h:0/"])
+def test_bad_urls(url: object) -> None:
+    with pytest.raises(BadRequest):
+        parse_mirror_url(url)
+
+
+def _connect(factory: GuardedEndpointFactory, url: bytes) -> object:
+    ep = factory.endpointForURI(URI.fromBytes(url))
+    return ep.connect(object())
+
+
+def test_name_resolving_to_private_is_refused() -> None:
+    reactor = MemoryReactorClock()
+    f = GuardedEndpointFactory(reactor, allow_private=False,
+                               resolver=lambda host, port: succeed(["93.184.215.14", "10.0.0.5"]))
+    d = _connect(f, b"http://rebind.example/blob")
+    failure = []
+    d.addErrback(failure.append)  # type: ignore[attr-defined]
+    assert failure and failure[0].check(Forbidden)
+    assert reactor.tcpClients == []
+
+
+def test_public_name_connects_to_the_checked_address() -> None:
+    reactor = MemoryReactorClock()
+    f = GuardedEndpointFactory(reactor, allow_private=False,
+                               resolver=lambda host, port: succeed(["93.184.215.14"]))
+    _connect(f, b"http://cdn.example/blob")
+    assert [(c[0], c[1]) for c in reactor.tcpClients] == [("93.184.215.14", 80)]
+
+
+def test_literal_private_address_refused_allowed_when_configured() -> None:
+    reactor = MemoryReactorClock()
+    refused = []
+    _connect(GuardedEndpointFactory(reactor, allow_private=False),
+             b"http://127.0.0.1:8080/x").addErrback(refused.append)  # type: ignore[attr-defined]
+    assert refused and refused[0].check(Forbidden)
+    _connect(GuardedEndpointFactory(reactor, allow_private=True), b"http://127.0.0.1:8080/x")
+    assert [(c[0], c[1]) for c in reactor.tcpClients] == [("127.0.0.1", 8080)]
