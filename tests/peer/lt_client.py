@@ -1,0 +1,84 @@
+"""libtorrent helper run with Debian's python3 (python3-libtorrent): download or seed.
+
+    python3 lt_client.py leech MAGNET_OR_TORRENT SAVE_DIR PEER_HOST:PORT TIMEOUT
+        -> prints {"ok", "seconds", "bytes", "name", "rate"} when the download is complete
+    python3 lt_client.py seed TORRENT_FILE SAVE_DIR LISTEN_PORT
+        -> prints {"listening": port} and seeds until killed
+
+No DHT, LSD, UPnP, NAT-PMP, uTP or outgoing encryption; loopback only. Leechers connect straight to the given peer.
+"""
+
+import json
+import sys
+import time
+
+import libtorrent as lt
+
+
+def session(port: int = 0) -> "lt.session":
+    s = lt.session({
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
+        "allow_multiple_connections_per_ip": True,
+        "connections_limit": 500,
+        # The gateway speaks plain TCP peer wire: no uTP, no MSE/PE encryption (libtorrent's default
+        # tries an encrypted handshake first and falls back only after a long back-off).
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        "out_enc_policy": 2, "in_enc_policy": 1,
+    })
+    return s
+
+
+def leech(src: str, save: str, peer: str, timeout: float) -> None:
+    s = session()
+    if src.startswith("magnet:"):
+        p = lt.parse_magnet_uri(src)
+    else:
+        p = lt.add_torrent_params()
+        p.ti = lt.torrent_info(src)
+    p.save_path = save
+    h = s.add_torrent(p)
+    host, port = peer.rsplit(":", 1)
+    start = time.time()
+    h.connect_peer((host, int(port)), 0)
+    last_connect = start
+    while True:
+        st = h.status()
+        if st.is_seeding or (st.has_metadata and st.state == lt.torrent_status.seeding):
+            break
+        if time.time() - start > timeout:
+            print(json.dumps({"ok": False, "error": "timeout", "progress": st.progress,
+                              "has_metadata": st.has_metadata, "peers": st.num_peers}))
+            sys.exit(2)
+        if st.num_peers == 0 and time.time() - last_connect > 2:
+            h.connect_peer((host, int(port)), 0)
+            last_connect = time.time()
+        for a in s.pop_alerts():
+            if a.category() & lt.alert.category_t.error_notification:
+                print("alert:", a.message(), file=sys.stderr)
+        time.sleep(0.05)
+    dt = time.time() - start
+    ti = h.torrent_file()
+    print(json.dumps({"ok": True, "seconds": dt, "bytes": ti.total_size(), "name": ti.name(),
+                      "rate": ti.total_size() / dt}))
+
+
+def seed(torrent: str, save: str, port: int) -> None:
+    s = session(port)
+    p = lt.add_torrent_params()
+    p.ti = lt.torrent_info(torrent)
+    p.save_path = save
+    p.flags |= lt.torrent_flags.seed_mode
+    s.add_torrent(p)
+    print(json.dumps({"listening": s.listen_port()}), flush=True)
+    while True:
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "leech":
+        leech(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    else:
+        seed(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -1,0 +1,213 @@
+"""The TCP adapter and factory in memory: limits, unknown torrents, malformed input, backpressure."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from tgateway.peer import wire
+from tgateway.peer.core import SessionConfig
+from tgateway.peer.protocol import PeerFactory, PeerProtocol
+
+from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, req
+
+
+class FakeReader:
+    """read_block answered synchronously, or held until the test fires it."""
+
+    def __init__(self, sync: bool = True) -> None:
+        self.sync = sync
+        self.reads: list[tuple[int, Deferred[bytes]]] = []
+
+    def read_block(self, f: Any, index: int) -> Deferred[bytes]:
+        data = bytes([index % 256]) * min(f.piece_length, f.size - index * f.piece_length)
+        if self.sync:
+            self.reads.append((index, succeed(data)))
+            return succeed(data)
+        d: Deferred[bytes] = Deferred()
+        self.reads.append((index, d))
+        return d
+
+    def fire(self, i: int = 0) -> None:
+        index, d = self.reads[i]
+        d.callback(bytes([index % 256]) * PIECE_LENGTH)
+
+
+def make_factory(reader: FakeReader | None = None, **kw: Any) -> tuple[PeerFactory, FakeTorrent, Clock]:
+    t = FakeTorrent()
+    clock = Clock()
+    f = PeerFactory(
+        clock=clock,
+        reader=reader or FakeReader(),
+        session_config=SessionConfig(peer_id=b"-TG0010-abcdefghijkl"),
+        has_info_hash=lambda ih: ih == t.info_hash_bytes,
+        get_by_info_hash=lambda h: succeed(t if h == t.info_hash_bytes.hex() else None),
+        **kw,
+    )
+    return f, t, clock
+
+
+def connect(f: PeerFactory, host: str = "10.0.0.1", port: int = 5000) -> tuple[PeerProtocol | None, StringTransport]:
+    p = f.buildProtocol(IPv4Address("TCP", host, port))
+    tr = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    if p is not None:
+        p.makeConnection(tr)
+    return p, tr
+
+
+def handshake(t: FakeTorrent, info_hash: bytes | None = None) -> bytes:
+    return wire.encode_handshake(wire.reserved_bits(), info_hash or t.info_hash_bytes, THEIR_ID)
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def parse(data: bytes) -> list[wire.Message]:
+    if data.startswith(wire.PROTOCOL):
+        data = data[68:]
+    out = []
+    while data:
+        (n,) = struct.unpack(">I", data[:4])
+        out.append(wire.decode_message(data[4 : 4 + n]))
+        data = data[4 + n :]
+    return out
+
+
+class AdapterTests(SynchronousTestCase):
+    def test_handshake_and_download(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t))
+        self.assertTrue(tr.value().startswith(wire.PROTOCOL))
+        tr.clear()
+        p.dataReceived(frame(bytes([wire.INTERESTED])))
+        msgs = parse(tr.value())
+        self.assertEqual(msgs, [wire.Simple(wire.UNCHOKE)])
+        tr.clear()
+        p.dataReceived(frame(req(2, 0, 16384)) + frame(req(2, 16384, 16384)))
+        msgs = parse(tr.value())
+        self.assertEqual(msgs, [wire.Piece(2, 0, b"\x02" * 16384),
+                                wire.Piece(2, 16384, b"\x02" * 16384)])
+        self.assertEqual(f.status()["unchoked"], 1)
+
+    def test_unknown_info_hash_closes_at_once(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t, b"\x01" * 20))
+        self.assertTrue(tr.disconnecting)
+        self.assertEqual(tr.value(), b"")
+
+    def test_not_bittorrent_closes(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(tr.disconnecting)
+
+    def test_malformed_message_closes_only_that_connection(self) -> None:
+        f, t, clock = make_factory()
+        p1, tr1 = connect(f, "10.0.0.1")
+        p2, tr2 = connect(f, "10.0.0.2")
+        assert p1 is not None and p2 is not None
+        p1.dataReceived(handshake(t))
+        p2.dataReceived(handshake(t))
+        p1.dataReceived(frame(bytes([wire.HAVE]) + b"\x00"))  # have with 1 byte
+        self.assertTrue(tr1.disconnecting)
+        self.assertFalse(tr2.disconnecting)
+        p2.dataReceived(frame(bytes([wire.INTERESTED])))
+        self.assertIn(wire.Simple(wire.UNCHOKE), parse(tr2.value()))
+
+    def test_oversized_length_prefix_closes(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t) + struct.pack(">I", 10_000_000))
+        self.assertTrue(tr.disconnecting)
+
+    def test_connection_limits(self) -> None:
+        f, t, clock = make_factory(max_connections=3, max_connections_per_ip=2)
+        self.assertIsNotNone(connect(f, "10.0.0.1")[0])
+        self.assertIsNotNone(connect(f, "10.0.0.1")[0])
+        self.assertIsNone(connect(f, "10.0.0.1")[0])
+        p, tr = connect(f, "10.0.0.2")
+        self.assertIsNotNone(p)
+        self.assertIsNone(connect(f, "10.0.0.3")[0])
+        self.assertEqual(f.refused, 2)
+        assert p is not None
+        p.connectionLost()
+        self.assertIsNotNone(connect(f, "10.0.0.3")[0])
+        self.assertEqual(f.per_ip, {"10.0.0.1": 2, "10.0.0.3": 1})
+
+    def test_backpressure_stops_reading_pieces(self) -> None:
+        reader = FakeReader(sync=False)
+        f, t, clock = make_factory(reader)
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t) + frame(bytes([wire.INTERESTED])))
+        tr.clear()
+        p.dataReceived(b"".join(frame(req(i, 0, 16384)) for i in range(10)))
+        self.assertEqual(len(reader.reads), 1)  # one read in flight, not ten
+        p.pauseProducing()  # the transport's buffer is full
+        reader.fire(0)
+        self.assertEqual(len(parse(tr.value())), 1)  # the block that was read goes out
+        self.assertEqual(len(reader.reads), 1)  # but nothing more is read while paused
+        p.resumeProducing()
+        self.assertEqual(len(reader.reads), 2)
+        reader.fire(1)
+        self.assertEqual(len(reader.reads), 3)
+
+    def test_upload_rate_cap(self) -> None:
+        f, t, clock = make_factory(upload_rate=65536)
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t) + frame(bytes([wire.INTERESTED])))
+        tr.clear()
+        p.dataReceived(b"".join(frame(req(i, 0, 16384)) for i in range(10)))
+        first = len(parse(tr.value()))
+        self.assertEqual(first, 4)  # the burst: 4 blocks
+        tr.clear()
+        clock.advance(0.25)  # 16 KiB more
+        self.assertEqual(len(parse(tr.value())), 1)
+        clock.advance(10)
+        self.assertEqual(len(parse(tr.value())), 5)  # the rest of the ten
+
+    def test_idle_connections_time_out_via_tick(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        clock.advance(31)
+        f.tick()
+        self.assertTrue(tr.disconnecting)
+
+    def test_pieces_queued_during_async_lookup_are_kept(self) -> None:
+        t = FakeTorrent()
+        pending: Deferred[Any] = Deferred()
+        f, _, clock = make_factory()
+        f.has_info_hash = lambda ih: True
+        f.get_by_info_hash = lambda h: pending
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t) + frame(bytes([wire.INTERESTED])))
+        self.assertEqual(tr.value(), b"")
+        pending.callback(t)
+        msgs = parse(tr.value())
+        self.assertEqual(msgs[-1], wire.Simple(wire.UNCHOKE))
+        self.assertIn(t.info_hash_bytes, f.files)
+
+    def test_file_deleted_drops_its_connections(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t))
+        f.add_file(t)  # type: ignore[arg-type]
+        f.remove_file(t)  # type: ignore[arg-type]
+        self.assertTrue(tr.disconnecting)
