@@ -218,7 +218,7 @@ class UploadGetList(BlossomRoutes):
 
 
 class SmallLimits(BlossomRoutes):
-    blossom = {"max_blob_size": 1000, "rate_limit": {"requests_per_minute": 60, "burst_size": 3}}
+    blossom = {"max_blob_size": 1000, "rate_limit": {"requests_per_minute": 60, "burst_size": 4}}
     sections = {"admin": {"default_user_storage_limit": 1500}}
 
     def test_413_before_body_and_quota(self) -> Deferred[None]:
@@ -231,6 +231,19 @@ class SmallLimits(BlossomRoutes):
             r = await self.upload(b"z" * 900)  # 1800 > quota 1500
             self.assertEqual(r.code, 413)
             self.assertIn("quota", (await r.json())["message"])
+            # without Content-Length the body is cut off at the quota, nothing stored
+            import io
+
+            from twisted.web.client import FileBodyProducer
+            from twisted.web.iweb import UNKNOWN_LENGTH
+
+            data = b"w" * 900
+            producer = FileBodyProducer(io.BytesIO(data))
+            producer.length = UNKNOWN_LENGTH
+            r = await self.http.put(self.lb.url + "/upload", data=producer, headers={
+                "Authorization": header("upload", hashes=(sha(data),))})
+            self.assertEqual(r.code, 413)
+            self.assertEqual((await self.stored())["files"], 1)
             r = await self.http.get(self.lb.url + "/")
             self.assertEqual(r.code, 429)
             self.assertTrue(r.headers.getRawHeaders("retry-after"))

@@ -123,13 +123,20 @@ class _CheckedIngest:
 
 
 class _HeadTap:
-    """Feeds an Ingest and keeps the first bytes (for MIME sniffing)."""
+    """Feeds an Ingest, keeps the first bytes (for MIME sniffing) and, for a signed-in
+    uploader, cuts the body off as soon as it goes beyond the quota room (a body without
+    Content-Length is never stored past the quota)."""
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, room: int | None = None) -> None:
         self.ingest = ingest
         self.head = bytearray()
+        self.room = room
+        self.received = 0
 
     def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.room is not None and self.received > self.room:
+            raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
         if len(self.head) < HEAD_BYTES:
             self.head.extend(data[: HEAD_BYTES - len(self.head)])
         self.ingest.write(data)
@@ -231,16 +238,19 @@ class BlossomServer:
             return None
         return _parse_sha(raw.decode("latin-1").strip(), "X-SHA-256")
 
-    async def _check_quota(self, owner: str | None, size: int | None) -> None:
-        if owner is None or size is None:
-            return
+    async def _check_quota(self, owner: str | None, size: int | None) -> int | None:
+        """Refuse when ``size`` more bytes would exceed ``owner``'s quota; return the room left
+        (None for an anonymous upload)."""
+        if owner is None:
+            return None
         limit = self._quota(owner)
         _, used = await self.store.usage(owner)
-        if used + size > limit:
+        if used + (size or 0) > limit:
             raise PayloadTooLarge(
                 f"upload would exceed your storage quota ({used} of {limit} bytes used)",
                 code="quota_exceeded",
             )
+        return max(0, limit - used)
 
     def _check_size(self, size: int | None) -> None:
         if size is None:
@@ -333,12 +343,12 @@ class BlossomServer:
             require_hash_match(auth, expected)
         owner = auth.pubkey if auth is not None else None
         self._check_size(body.length)
-        await self._check_quota(owner, body.length)
+        room = await self._check_quota(owner, body.length)
         ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
         ctx = UploadContext(owner=owner, name=self._filename(request), source="blossom")
         ingest = self.store.begin_upload(size_hint=body.length, max_size=self.max_blob)
         ingest.set_flow_control(body.pause, body.resume)
-        tap = _HeadTap(ingest)
+        tap = _HeadTap(ingest, room)
         try:
             await body.consume(tap.write)
         except BaseException as e:
@@ -444,12 +454,12 @@ class BlossomServer:
         def begin(length: int | None, ctype: str | None) -> _HeadTap:
             self._check_size(length)
             ingest = self.store.begin_upload(size_hint=length, max_size=self.max_blob)
-            taps.append(_HeadTap(ingest))
+            taps.append(_HeadTap(ingest, room))
             ctypes.append(ctype)
             return taps[0]
 
+        room = await self._check_quota(owner, 1)  # refuse at once when the quota is used up
         try:
-            await self._check_quota(owner, 1)  # refuse at once when the quota is used up
             await fetch_into(self.http, url, max_size=self.max_blob, begin=begin)
         except BaseException as e:
             if taps:
