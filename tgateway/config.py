@@ -277,6 +277,47 @@ class TrackerConfig:
     )
 
 
+def _is_ip_or_empty(value: str, version: int) -> bool:
+    if not value:
+        return True
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """The gateway's own BitTorrent peer (it seeds every stored file)."""
+
+    enabled: bool = True
+    port: int = field(default=6881, metadata=_port())
+    # Interface to listen on; "::" listens on IPv6 (and IPv4, dual stack) and announces IPv6 too.
+    host: str = "0.0.0.0"
+    max_connections: int = field(default=200, metadata=_positive())
+    max_connections_per_ip: int = field(default=8, metadata=_positive())
+    # Unchoke slots (plus one optimistic unchoke rotating every 30 s).
+    max_uploads: int = field(default=8, metadata=_positive())
+    # Upload cap over all peers, a size per second; 0: unlimited.
+    upload_rate: Size = field(default=Size(0), metadata=_non_negative())
+    # Extra announce URLs (http://, https://, udp://) the gateway announces its peer to.
+    trackers: tuple[str, ...] = field(
+        default=(),
+        metadata=_check(
+            lambda v: all(re.match(r"^(https?|udp)://[^/\s]+", u) for u in v),
+            "a list of http://, https:// or udp:// announce URLs",
+        ),
+    )
+    announce_interval: Duration = field(default=Duration(1800), metadata=_positive())
+    # Address listed for the gateway's peer by its own tracker; empty: peer.host when it is a
+    # specific address, else the host of gateway.public_url when that is an IP address.
+    external_ip: str = field(default="", metadata=_check(
+        lambda v: _is_ip_or_empty(v, 4), "an IPv4 address or empty"))
+    # The same for IPv6 (used when peer.host is an IPv6 address or "::").
+    external_ip6: str = field(default="", metadata=_check(
+        lambda v: _is_ip_or_empty(v, 6), "an IPv6 address or empty"))
+
+
 @dataclass(frozen=True)
 class NostrConfig:
     relays: tuple[str, ...] = ()
@@ -358,6 +399,7 @@ class Config:
     dht: DhtConfig = DhtConfig()
     storage: StorageConfig = StorageConfig()
     tracker: TrackerConfig = TrackerConfig()
+    peer: PeerConfig = PeerConfig()
     nostr: NostrConfig = NostrConfig()
     transcoding: TranscodingConfig = TranscodingConfig()
     admin: AdminConfig = AdminConfig()

@@ -85,6 +85,7 @@ def components_for(config: Config) -> frozenset[str]:
         "blossom": config.blossom_server.enabled,
         "tracker": config.tracker.enabled,
         "dht": config.dht.enabled,
+        "peer": config.peer.enabled,
     }
     return frozenset(c for c in wanted if enabled.get(c, True))
 
@@ -177,6 +178,17 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
             gw.store.subscribe_stored(dht.on_file_stored)
         dht.setServiceParent(top)
         gw.parts["dht"] = dht  # dht.status() is the body of GET /api/dht/status
+
+    if "peer" in components and gw.store is not None:
+        from tgateway.peer.service import build_peer
+
+        peer = build_peer(config.peer, store=gw.store, reactor=reactor, rng=rng,
+                          tracker=gw.parts.get("tracker"),
+                          gateway_base_url=config.gateway.base_url())
+        gw.store.subscribe_stored(peer.on_file_stored)
+        gw.store.subscribe_deleted(peer.on_file_deleted)
+        peer.setServiceParent(top)
+        gw.parts["peer"] = peer  # peer.status(): connections, unchoked, bytes sent, trackers
 
     if "nostr" in components and gw.db is not None:
         from tgateway.nostr.service import NostrService
