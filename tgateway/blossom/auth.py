@@ -14,6 +14,11 @@ signature), then the Blossom rules:
 - ``x`` tags, when present, scope the token to those blob hashes. ``upload`` and ``delete``
   need at least one; the endpoint checks the hash it acts on with :meth:`BlossomAuth.allows`.
 
+Replays are not refused: a token is valid until its expiration, and clients reuse one on
+purpose (blossom-client-sdk sends the same upload token to ``HEAD /upload`` and ``PUT /upload``,
+and keeps tokens for reuse); the ``x`` and ``server`` scopes and a short expiration are what
+limit a leaked token.
+
 Everything here is a function of its arguments (``now`` is passed in); no I/O, no reactor.
 Failures raise :class:`AuthError`, a 401 whose message is also sent as ``X-Reason``.
 """
