@@ -63,3 +63,37 @@ def test_literal_private_address_refused_allowed_when_configured() -> None:
     assert refused and refused[0].check(Forbidden)
     _connect(GuardedEndpointFactory(reactor, allow_private=True), b"http://127.0.0.1:8080/x")
     assert [(c[0], c[1]) for c in reactor.tcpClients] == [("127.0.0.1", 8080)]
+
+
+def test_body_sink_idle_timeout_ignores_our_own_pauses() -> None:
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+    from twisted.web.client import ResponseDone
+
+    from tgateway.blossom.mirror import MirrorError, _BodySink
+
+    clock = Clock()
+    got: list[bytes] = []
+    sink = _BodySink(got.append, clock, idle_timeout=30)
+    transport = StringTransport()
+    sink.makeConnection(transport)
+    clock.advance(20)
+    sink.dataReceived(b"a")
+    clock.advance(20)  # 20 s since the last byte: fine
+    sink.pause()
+    clock.advance(100)  # paused by our backpressure: not a stall
+    sink.resume()
+    sink.dataReceived(b"b")
+    sink.connectionLost(Failure(ResponseDone()))
+    assert got == [b"a", b"b"] and sink.done.called
+
+    stalled = _BodySink(got.append, clock, idle_timeout=30)
+    stalled.makeConnection(StringTransport())
+    clock.advance(31)
+    assert stalled.transport.producerState == "stopped"  # type: ignore[union-attr]
+    stalled.connectionLost(Failure(Exception("aborted")))
+    errors: list[Failure] = []
+    stalled.done.addErrback(errors.append)
+    assert errors and errors[0].check(MirrorError)
+    assert clock.getDelayedCalls() == []

@@ -161,32 +161,67 @@ def _discard(data: bytes) -> None:
 
 
 class _BodySink(Protocol):
-    """Delivers a response body to ``write``; pause/resume reach the TCP transport."""
+    """Delivers a response body to ``write``; pause/resume reach the TCP transport.
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    With a ``clock``, the download fails when the origin sends nothing for ``idle_timeout``
+    seconds while we are reading (time spent paused by our own backpressure does not count).
+    """
+
+    def __init__(
+        self, write: Callable[[bytes], None], clock: Any = None, idle_timeout: float = 30.0
+    ) -> None:
         self._write = write
         self.done: Deferred[None] = Deferred()
         self.error: BaseException | None = None
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._timer: Any = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self._clock is not None and not self.done.called:
+            self._timer = self._clock.callLater(self._idle_timeout, self._stalled)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _stalled(self) -> None:
+        self._timer = None
+        self._fail(MirrorError("the origin stopped sending", code="mirror_timeout"))
+
+    def _fail(self, e: BaseException) -> None:
+        if self.error is None:
+            self.error = e
+        if self.transport is not None and hasattr(self.transport, "stopProducing"):
+            self.transport.stopProducing()
+
+    def connectionMade(self) -> None:
+        self._arm()
 
     def pause(self) -> None:
+        self._disarm()
         if self.transport is not None and hasattr(self.transport, "pauseProducing"):
             self.transport.pauseProducing()
 
     def resume(self) -> None:
+        self._arm()
         if self.transport is not None and hasattr(self.transport, "resumeProducing"):
             self.transport.resumeProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if self.error is not None:
             return
+        if self._timer is not None:
+            self._timer.reset(self._idle_timeout)
         try:
             self._write(data)
         except BaseException as e:
-            self.error = e
-            if self.transport is not None and hasattr(self.transport, "stopProducing"):
-                self.transport.stopProducing()
+            self._fail(e)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._disarm()
         if self.done.called:
             return
         if self.error is not None:
@@ -205,13 +240,15 @@ async def fetch_into(
     max_size: int,
     begin: Callable[[int | None, str | None], Any],
     timeout: float = 30.0,
+    clock: Any = None,
 ) -> None:
     """GET ``url`` and stream the body to ``begin(content_length, content_type)``'s result.
 
     ``begin`` returns an object with ``write(bytes)`` and ``set_flow_control(pause, resume)``
     (an :class:`~tgateway.storage.ingest.Ingest`); it may raise (size, quota) before any body
-    byte is read. Raises MirrorError (502) for network errors and non-200 answers,
-    PayloadTooLarge for a declared or actual size above ``max_size``.
+    byte is read. ``timeout``: for the response headers, and (with ``clock``) for each silence
+    of the origin while the body is read. Raises MirrorError (502) for network errors, non-200
+    answers and stalls, PayloadTooLarge for a declared or actual size above ``max_size``.
     """
     from tgateway.errors import PayloadTooLarge
 
@@ -226,22 +263,27 @@ async def fetch_into(
                 if isinstance(r, Failure) and isinstance(r.value, ApiError):
                     raise r.value from None
         raise MirrorError(f"cannot fetch the mirror url: {type(e).__name__}") from None
-    if response.code != 200:
-        response.deliverBody(_BodySink(_discard))
-        raise MirrorError(f"the origin answered {response.code}", code="mirror_failed")
-    length_h = response.headers.getRawHeaders(b"content-length")
-    length: int | None = None
-    if length_h:
-        try:
-            length = int(length_h[-1])
-        except ValueError:
-            length = None
-    if length is not None and length > max_size:
-        raise PayloadTooLarge(f"the blob is {length} bytes, the limit is {max_size} bytes")
-    ctype_h = response.headers.getRawHeaders(b"content-type")
-    ctype = ctype_h[-1].decode("latin-1") if ctype_h else None
-    sink_target = begin(length, ctype)
-    sink = _BodySink(sink_target.write)
+    try:
+        if response.code != 200:
+            raise MirrorError(f"the origin answered {response.code}", code="mirror_failed")
+        length_h = response.headers.getRawHeaders(b"content-length")
+        length: int | None = None
+        if length_h:
+            try:
+                length = int(length_h[-1])
+            except ValueError:
+                length = None
+        if length is not None and length > max_size:
+            raise PayloadTooLarge(f"the blob is {length} bytes, the limit is {max_size} bytes")
+        ctype_h = response.headers.getRawHeaders(b"content-type")
+        ctype = ctype_h[-1].decode("latin-1") if ctype_h else None
+        sink_target = begin(length, ctype)
+    except BaseException:
+        drop = _BodySink(_discard)  # reads nothing: closes the connection
+        drop.done.addErrback(lambda _: None)
+        response.deliverBody(drop)
+        raise
+    sink = _BodySink(sink_target.write, clock, timeout)
     sink_target.set_flow_control(sink.pause, sink.resume)
     response.deliverBody(sink)
     await sink.done

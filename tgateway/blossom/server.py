@@ -460,7 +460,8 @@ class BlossomServer:
 
         room = await self._check_quota(owner, 1)  # refuse at once when the quota is used up
         try:
-            await fetch_into(self.http, url, max_size=self.max_blob, begin=begin)
+            await fetch_into(self.http, url, max_size=self.max_blob, begin=begin,
+                             clock=self.clock)
         except BaseException as e:
             if taps:
                 await taps[0].ingest.abort()
