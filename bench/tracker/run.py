@@ -182,6 +182,18 @@ def main() -> None:
         print("  " + mem.stdout.strip().replace("\n", "\n  "))
     print("\nServer RSS after the run (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
     results = {k: statistics.median(v) for k, v in samples.items()}
+    print("\nPer-round ratios (servers measured back to back; median over rounds)")
+    for proto in ("udp", "http", "ws"):
+        for name in ("tgateway", "tgateway-site"):
+            ours_v = samples.get((proto, name))
+            if not ours_v:
+                continue
+            for ref in ("bittorrent-tracker", "opentracker"):
+                ref_v = samples.get((proto, ref))
+                if ref_v:
+                    ratios = [a / b for a, b in zip(ours_v, ref_v)]
+                    print(f"  {proto:4} {name:14} / {ref:18} median x{statistics.median(ratios):.2f}  rounds "
+                          + " ".join(f"x{r:.2f}" for r in ratios))
     print("\nSummary (replies/s, median of %d interleaved round(s); ratios from this run)" % args.rounds)
     for (proto, name), v in sorted(samples.items()):
         print(f"  {proto:4} {name:18} median {statistics.median(v):9.0f}/s  runs " + " ".join(f"{x:.0f}" for x in v))

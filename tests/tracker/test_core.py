@@ -96,6 +96,17 @@ class AnnounceTests(SynchronousTestCase):
         self.assertEqual(s.peer_count(), 0)
         self.assertNotIn(IH, s.swarms)  # no peers, no downloads: gone
 
+    def test_incremental_expiry_covers_every_swarm(self) -> None:
+        s = store()
+        for n in range(250):
+            s.announce(n.to_bytes(20, "big"), pid(1), key(1), 5, EVENT_STARTED, 0, 0)
+        dropped = 0
+        for _ in range(3):
+            dropped += s.expire_some(500, 100)
+        self.assertEqual(dropped, 250)
+        self.assertEqual(s.swarms, {})
+        self.assertEqual(s.expire_some(600, 100), 0)
+
     def test_reannounce_extends_life(self) -> None:
         s = store()
         s.announce(IH, pid(1), key(1), 0, EVENT_STARTED, 50, 0)
@@ -294,6 +305,14 @@ class WebSocketTests(SynchronousTestCase):
         _, _, targets = s.ws_announce(a, IH, "B" * 20, False, EVENT_STARTED, ["o"], 0)
         self.assertEqual(targets, [a])
         self.assertIs(s.ws_answer(a, IH, "A" * 20, "B" * 20, "o"), a)
+
+    def test_swarms_per_connection_bounded(self) -> None:
+        s = store()
+        a = WsSession("a")
+        for n in range(1000):
+            s.ws_announce(a, n.to_bytes(20, "big"), "A" * 20, False, EVENT_STARTED, [], 0)
+        with self.assertRaises(TrackerError):
+            s.ws_announce(a, b"x" * 20, "A" * 20, False, EVENT_STARTED, [], 0)
 
     def test_pending_offers_bounded(self) -> None:
         s = store()

@@ -57,6 +57,8 @@ EVENT_STOPPED = 3
 MAX_PENDING_OFFERS = 256
 #: Upper bound on offers forwarded for one announce (bittorrent-tracker uses 50 as well).
 MAX_WS_OFFERS = 50
+#: Swarm memberships one WebSocket connection may hold (WebTorrent uses one per torrent).
+MAX_WS_ENTRIES = 1000
 
 
 class TrackerError(Exception):
@@ -193,6 +195,7 @@ class SwarmStore:
         self.local: dict[bytes, dict[bytes, None]] = {}
         self._ttl = interval + grace
         self._ws_ttl = ws_interval + grace
+        self._sweep: list[bytes] = []
 
     # ------------------------------------------------------------------ policy
 
@@ -435,6 +438,8 @@ class SwarmStore:
                 if seed:
                     swarm.downloaded += 1
         elif swarm.size() < self.max_peers:
+            if len(session.entries) >= MAX_WS_ENTRIES:
+                raise TrackerError("too many torrents on one connection")
             mine[peer_id] = WsPeer(session, expires)
             session.entries[(info_hash, peer_id)] = None
             if event == EVENT_COMPLETED:
@@ -496,9 +501,26 @@ class SwarmStore:
     def expire(self, now: float) -> int:
         """Drop peers whose last announce is older than interval + grace, and swarms left with
         neither peers nor a download count. Returns how many peers were dropped."""
+        self._sweep = []
+        return self._expire_swarms(list(self.swarms), now)
+
+    def expire_some(self, now: float, max_swarms: int) -> int:
+        """Incremental :meth:`expire`: at most ``max_swarms`` swarms per call, resuming where
+        the last call stopped, so that a large store never stalls the reactor for long."""
+        if not self._sweep:
+            self._sweep = list(self.swarms)
+        batch = self._sweep[-max_swarms:]
+        del self._sweep[-max_swarms:]
+        return self._expire_swarms(batch, now)
+
+    def _expire_swarms(self, hashes: list[bytes], now: float) -> int:
         dropped = 0
         dead_swarms = []
-        for ih, swarm in self.swarms.items():
+        swarms = self.swarms
+        for ih in hashes:
+            swarm = swarms.get(ih)
+            if swarm is None:
+                continue
             for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
                 if d:
                     old = [k for k, p in d.items() if p.expires <= now]
