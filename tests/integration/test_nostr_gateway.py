@@ -175,7 +175,9 @@ class NostrGatewayTests(TestCase):
         self.assertEqual(event["content"], "over HTTP")
         self.assertIn("clip.bin", tags["file"])
 
-        # the owner announces again on demand; somebody else may not
+        # the owner announces again on demand (a second later: a new created_at, a new id);
+        # somebody else may not
+        await deferLater(reactor, 1.1, lambda: None)
         code, body = await call("POST", gw.url(f"/api/files/{f['sha256']}/announce"),
                                 headers={"Authorization": f"Bearer {token}"})
         self.assertEqual(code, 202, body)
