@@ -191,10 +191,10 @@ def main() -> None:
             for ref in ("bittorrent-tracker", "opentracker"):
                 ref_v = samples.get((proto, ref))
                 if ref_v:
-                    ratios = [a / b for a, b in zip(ours_v, ref_v)]
+                    ratios = [a / b for a, b in zip(ours_v, ref_v, strict=False)]
                     print(f"  {proto:4} {name:14} / {ref:18} median x{statistics.median(ratios):.2f}  rounds "
                           + " ".join(f"x{r:.2f}" for r in ratios))
-    print("\nSummary (replies/s, median of %d interleaved round(s); ratios from this run)" % args.rounds)
+    print(f"\nSummary (replies/s, median of {args.rounds} interleaved round(s); ratios from this run)")
     for (proto, name), v in sorted(samples.items()):
         print(f"  {proto:4} {name:18} median {statistics.median(v):9.0f}/s  runs " + " ".join(f"{x:.0f}" for x in v))
     for proto in ("udp", "http", "ws"):

@@ -13,13 +13,12 @@ gateway mounts it), the UDP protocol on ``listenUDP(0)`` and the dedicated HTTP+
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import pytest_twisted

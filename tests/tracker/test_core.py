@@ -319,7 +319,7 @@ class WebSocketTests(SynchronousTestCase):
         a, b = WsSession("a"), WsSession("b")
         s.ws_announce(a, IH, "A" * 20, False, EVENT_STARTED, [], 0)
         for n in range(1000):
-            s.ws_announce(b, IH, "B" * 20, False, EVENT_NONE, ["o%d" % n], 0)
+            s.ws_announce(b, IH, "B" * 20, False, EVENT_NONE, [f"o{n}"], 0)
         self.assertEqual(len(a.pending), 256)
         self.assertIs(s.ws_answer(a, IH, "A" * 20, "B" * 20, "o999"), b)
         self.assertIsNone(s.ws_answer(a, IH, "A" * 20, "B" * 20, "o0"))

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 __all__ = [
     "EVENT_NONE",
@@ -383,7 +384,7 @@ class SwarmStore:
         """(info_hash, complete, downloaded, incomplete) for every swarm (full scrape)."""
         hashes = list(self.swarms)
         hashes.extend(ih for ih in self.local if ih not in self.swarms)
-        return [(ih, *t) for ih, t in zip(hashes, self.scrape(hashes))]
+        return [(ih, *t) for ih, t in zip(hashes, self.scrape(hashes), strict=True)]
 
     # ------------------------------------------------------------------ the gateway's own peer
 
@@ -448,7 +449,7 @@ class SwarmStore:
         n = min(len(offer_ids), MAX_WS_OFFERS)
         if n:
             picked = self._pick(info_hash, wseeds, wleech, seed, peer_id, n, None, 0)
-            for to_id, offer_id in zip(picked, offer_ids):
+            for to_id, offer_id in zip(picked, offer_ids, strict=False):
                 target = (wseeds.get(to_id) or wleech[to_id]).session
                 pending = target.pending
                 if len(pending) >= MAX_PENDING_OFFERS:
@@ -529,10 +530,10 @@ class SwarmStore:
                     dropped += len(old)
             for wd in (swarm.wseeds, swarm.wleech):
                 if wd:
-                    wold = [k for k, p in wd.items() if p.expires <= now]
-                    for k in wold:
-                        wd[k].session.entries.pop((ih, k), None)
-                        del wd[k]
+                    wold = [w for w, wp in wd.items() if wp.expires <= now]
+                    for w in wold:
+                        wd[w].session.entries.pop((ih, w), None)
+                        del wd[w]
                     dropped += len(wold)
             if swarm.downloaded == 0 and swarm.size() == 0:
                 dead_swarms.append(ih)

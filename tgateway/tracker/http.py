@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
@@ -201,7 +202,7 @@ class HttpTracker:
             return encode_scrape(self.store.scrape_all(), self.min_interval)
         stats = self.store.scrape(hashes)
         return encode_scrape(
-            [(ih, c, d, i) for ih, (c, d, i) in zip(hashes, stats)], self.min_interval
+            [(ih, c, d, i) for ih, (c, d, i) in zip(hashes, stats, strict=True)], self.min_interval
         )
 
     def handle(self, path: bytes, qs: bytes, peer_host: str, forwarded_for: bytes | None) -> bytes | None:
@@ -222,7 +223,7 @@ class TrackerResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, tracker: HttpTracker, ws_resource: Resource | None = None) -> None:
+    def __init__(self, tracker: HttpTracker, ws_resource: Any = None) -> None:
         super().__init__()
         self.tracker = tracker
         self.ws_resource = ws_resource
@@ -255,7 +256,7 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 class TrackerHTTPProtocol(Protocol):
     """Minimal HTTP/1.1 server for the tracker: GET only, keep-alive, pipelining, no bodies."""
 
-    factory: "TrackerHTTPFactory"
+    factory: TrackerHTTPFactory
 
     def __init__(self) -> None:
         self._buf = b""
@@ -404,7 +405,7 @@ def _header(head: bytes, name: bytes) -> bytes | None:
 class TrackerHTTPFactory(Factory):
     """Factory for the dedicated HTTP+WebSocket tracker port."""
 
-    protocol = TrackerHTTPProtocol
+    protocol = TrackerHTTPProtocol  # type: ignore[assignment]
     noisy = False
 
     def __init__(self, tracker: HttpTracker, clock: Any, ws_factory: Any = None,
@@ -414,7 +415,7 @@ class TrackerHTTPFactory(Factory):
         self.ws_factory = ws_factory
         self.idle_timeout = idle_timeout
 
-    def buildProtocol(self, addr: IAddress) -> TrackerHTTPProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> TrackerHTTPProtocol:  # type: ignore[override]
         p = TrackerHTTPProtocol()
         p.factory = self
         return p

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+from autobahn.twisted.resource import WebSocketResource
 from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
-
-from autobahn.twisted.resource import WebSocketResource
 
 from tgateway.config import Config, TrackerConfig
 from tgateway.tracker.core import ConnectionIds, SwarmStore
@@ -29,10 +29,10 @@ __all__ = ["Tracker", "build_tracker", "announce_urls", "tracker_urls"]
 
 def _endpoint(port: int, host: str) -> str:
     if ":" in host:
-        return "tcp6:%d:interface=%s" % (port, host.replace(":", "\\:"))
+        return "tcp6:{}:interface={}".format(port, host.replace(":", "\\:"))
     if host in ("", "0.0.0.0"):
-        return "tcp:%d" % port
-    return "tcp:%d:interface=%s" % (port, host)
+        return f"tcp:{port}"
+    return f"tcp:{port}:interface={host}"
 
 
 class Tracker:

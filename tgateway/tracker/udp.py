@@ -9,7 +9,8 @@ addresses count as IPv4.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger

@@ -482,7 +482,7 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
         raise DecodeError("invalid message")
     action = msg.get("action")
     if action == "announce":
-        info_hash = msg.get("info_hash")
+        info_hash: str = msg.get("info_hash")  # type: ignore[assignment]  # _info_hash20 checks
         info_hash_bytes = _info_hash20(info_hash)
         peer_id = _binary20(msg, "peer_id")
         answer = msg.get("answer")

@@ -12,8 +12,9 @@ other info-hashes, so ``info_hash`` is included whenever it is known). A closed 
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii as _jstr  # type: ignore[attr-defined]
-from typing import Any, Callable
+from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _jstr
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
@@ -94,14 +95,15 @@ class WsTracker:
             return
         info_hash = _jstr(msg.info_hash)
         session.handle.send_text(
-            '{"action":"announce","interval":%d,"info_hash":%s,"complete":%d,"incomplete":%d}'
+            '{"action":"announce","interval":%d,"info_hash":%s,"complete":%d,"incomplete":%d}'  # noqa: UP031
             % (self.interval, info_hash, complete, incomplete)
         )
         if targets:
-            tail = ',"peer_id":%s,"info_hash":%s}' % (_jstr(msg.peer_id), info_hash)
-            for target, (offer, offer_id) in zip(targets, offers):
+            tail = ',"peer_id":%s,"info_hash":%s}' % (  # noqa: UP031
+                _jstr(msg.peer_id), info_hash)
+            for target, (offer, offer_id) in zip(targets, offers, strict=False):
                 target.handle.send_text(
-                    '{"action":"announce","offer":%s,"offer_id":%s%s'
+                    '{"action":"announce","offer":%s,"offer_id":%s%s'  # noqa: UP031
                     % (_encode_obj(offer), _jstr(offer_id), tail)
                 )
 
@@ -112,7 +114,7 @@ class WsTracker:
         if target is None:
             return
         target.handle.send_text(
-            '{"action":"announce","answer":%s,"offer_id":%s,"peer_id":%s,"info_hash":%s}'
+            '{"action":"announce","answer":%s,"offer_id":%s,"peer_id":%s,"info_hash":%s}'  # noqa: UP031
             % (_encode_obj(msg.answer), _jstr(msg.offer_id), _jstr(msg.peer_id), _jstr(msg.info_hash))
         )
 
@@ -128,7 +130,7 @@ class WsTracker:
             ]
         else:
             raw = self.store.scrape([h.encode("latin-1") for h in info_hashes])
-            stats = [(h, c, d, i) for h, (c, d, i) in zip(info_hashes, raw)]
+            stats = [(h, c, d, i) for h, (c, d, i) in zip(info_hashes, raw, strict=True)]
         files = {h: {"complete": c, "incomplete": i, "downloaded": d} for h, c, d, i in stats}
         session.handle.send_text(
             _dumps({"action": "scrape", "files": files, "flags": {"min_request_interval": self.interval}})
@@ -234,7 +236,7 @@ class WsTrackerProtocol(WebSocketServerProtocol):
             head = b"\x81\x7e" + n.to_bytes(2, "big")
         else:
             head = b"\x81\x7f" + n.to_bytes(8, "big")
-        self.transport.write(head + payload)
+        self.transport.write(head + payload)  # type: ignore[union-attr]
 
 
 class WsTrackerFactory(WebSocketServerFactory):
