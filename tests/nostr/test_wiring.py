@@ -6,8 +6,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.internet.testing import MemoryReactorClock
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
