@@ -233,6 +233,8 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
                               clock=reactor, nostr=gw.parts.get("nostr"))
     users.service().setServiceParent(top)
     api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth)
+    if "nostr" in gw.parts:
+        api.extra_status["nostr"] = gw.parts["nostr"].status
     tracker = gw.parts.get("tracker")
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
     dht = gw.parts.get("dht")

@@ -48,6 +48,8 @@ class NostrWiringTests(SynchronousTestCase):
         self.assertIsInstance(api.auth, RequestAuthenticator)
         self.assertIs(api.auth, gw.parts["users"].auth)
         self.assertIsNotNone(gw.parts["users"].nip46)
+        self.assertEqual(api.extra_status["nostr"](),
+                         {"status": "ok", "npub": nostr.npub, "relays": {"wss://relay.example": False}})
         names = [s.name for s in top]
         # storage first; the sign-in service stops before the Nostr one (NIP-46 logins first)
         self.assertLess(names.index("storage"), names.index("nostr"))

@@ -95,6 +95,15 @@ class NostrService(MultiService):
             "publish_nip71": self.config.publish_nip71,
         }
 
+    def status(self) -> dict[str, Any]:
+        """For ``GET /api/health``: the identity and which relays are connected now."""
+        urls = dict.fromkeys((*self.config.relays, *self.config.video_relays))
+        return {
+            "status": "ok",
+            "npub": self.npub,
+            "relays": {url: self.pool.is_connected(url) for url in urls},
+        }
+
     def sign(self, template: EventTemplate) -> Event:
         """Sign with the gateway key (NIP-71 and other events built elsewhere)."""
         return sign(template, self.key)
