@@ -7,11 +7,12 @@ A file of --size random bytes is uploaded with ``curl -T`` to ``PUT /upload`` of
 ``twistd tgateway`` in blossom-only mode (the real plugin; auth off for the upload, the rate
 limiter on but out of reach). Then wrk (``/work/shared/loadgen/webseed_range.lua``, ``full=1``:
 plain GETs of the whole file, body not buffered) fetches ``GET /<sha256>`` with 1 and 16
-connections, and the same bytes from Debian nginx (one worker, ``sendfile on``) started on
+connections, alternating with the same bytes from Debian nginx (one worker, ``sendfile on``) started on
 loopback with a generated config in the work folder. Server (gateway or nginx) pinned to core 0,
 wrk to core 1. ``--layouts``: ``chunked`` stores the file as 2 MiB chunks (the default for files
 above ``storage.blob_threshold``), ``blob`` as one file (threshold raised above the size).
-Target: >= 50 % of nginx.
+Each figure is the median of ``--repeat`` alternating pairs (the ratio is the median of the
+pairs' ratios). Target: >= 50 % of nginx.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -144,6 +146,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--layouts", default="chunked,blob")
     ap.add_argument("--conns", default="1,16")
+    ap.add_argument("--repeat", type=int, default=3, help="pairs per figure (medians reported)")
     ap.add_argument("--work", default="/tmp/tgw-bench-blossom")
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -166,13 +169,24 @@ def main() -> None:
                       flush=True)
                 path = f"/{desc['sha256']}"
                 for conns in (int(c) for c in args.conns.split(",")):
-                    ref = wrk(f"http://127.0.0.1:{nport}", "/big.bin", size, conns, args.duration)
-                    ours = wrk(f"http://127.0.0.1:{port}", path, size, conns, args.duration)
+                    refs, ourss, ratios = [], [], []
+                    for _ in range(args.repeat):  # alternate, so load changes hit both
+                        ref = wrk(f"http://127.0.0.1:{nport}", "/big.bin", size, conns,
+                                  args.duration)
+                        ours = wrk(f"http://127.0.0.1:{port}", path, size, conns, args.duration)
+                        refs.append(ref)
+                        ourss.append(ours)
+                        ratios.append(ours["MBps"] / ref["MBps"] if ref["MBps"] else 0.0)
+                        print(json.dumps({"layout": layout, "conns": conns,
+                                          "blossom_MBps": ours["MBps"], "nginx_MBps": ref["MBps"],
+                                          "errors": ours["errors"]}), flush=True)
                     row = {"layout": layout, "conns": conns,
-                           "blossom_MBps": round(ours["MBps"], 1),
-                           "nginx_MBps": round(ref["MBps"], 1),
-                           "ratio": round(ours["MBps"] / ref["MBps"], 3) if ref["MBps"] else 0.0,
-                           "errors": ours["errors"], "nginx_errors": ref["errors"]}
+                           "blossom_MBps": statistics.median(o["MBps"] for o in ourss),
+                           "nginx_MBps": statistics.median(r["MBps"] for r in refs),
+                           "ratio": round(statistics.median(ratios), 3),
+                           "ratios": [round(x, 2) for x in ratios],
+                           "errors": sum(o["errors"] for o in ourss),
+                           "nginx_errors": sum(r["errors"] for r in refs)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             finally:
@@ -180,11 +194,11 @@ def main() -> None:
     finally:
         os.killpg(nginx.pid, signal.SIGTERM)
         nginx.wait(10)
-    print("\n| layout | connections | Blossom GET MB/s | nginx MB/s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("\n| layout | connections | Blossom GET MB/s | nginx MB/s | ratio (median) | ratios |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        print(f"| {r['layout']} | {r['conns']} | {r['blossom_MBps']:,} | {r['nginx_MBps']:,} "
-              f"| **{r['ratio']:.2f}** |")
+        print(f"| {r['layout']} | {r['conns']} | {r['blossom_MBps']:,.0f} | {r['nginx_MBps']:,.0f} "
+              f"| **{r['ratio']:.2f}** | {', '.join(f'{x:.2f}' for x in r['ratios'])} |")
 
 
 if __name__ == "__main__":
