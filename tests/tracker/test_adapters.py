@@ -397,3 +397,70 @@ class ServiceTests(SynchronousTestCase):
             reactor.advance(10)
         self.assertEqual(tracker.store.peer_count(), 0)
         tracker.services.stopService()
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+HANDSHAKE = (b"GET /announce HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+class TcpLikeTransport(StringTransport):
+    """Like tcp.Connection, unregistering without a producer is allowed (autobahn does it)."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class WsProtocolTests(SynchronousTestCase):
+    """The autobahn protocol with the fast frame parser, over the dedicated port's HTTP handoff."""
+
+    def connect(self) -> tuple[Any, TcpLikeTransport]:
+        from tgateway.tracker.ws import WsTrackerFactory
+
+        clock = Clock()
+        store = make_store()
+        ws_factory = WsTrackerFactory(WsTracker(store, clock, interval=120))
+        factory = TrackerHTTPFactory(http_tracker(store, clock), clock, ws_factory)
+        transport = TcpLikeTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+        http = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        http.makeConnection(transport)
+        http.dataReceived(HANDSHAKE)
+        self.assertIn(b"101 Switching Protocols", transport.value())
+        transport.clear()
+        proto = transport.protocol
+        self.assertIsNot(proto, http)
+        return proto, transport
+
+    def test_announce_over_frames_split_anywhere(self) -> None:
+        proto, transport = self.connect()
+        msg = json.dumps({"action": "announce", "info_hash": IHS, "peer_id": "A" * 20, "left": 0,
+                          "offers": []}).encode()
+        data = ws_frame(msg) + ws_frame(msg)
+        for i in range(0, len(data), 5):
+            proto.dataReceived(data[i:i + 5])
+        out = transport.value()
+        self.assertEqual(out.count(b'"action":"announce"'), 2)
+        self.assertEqual(out[0], 0x81)
+        # a ping (control frame) goes to autobahn, which pongs; then the fast path resumes
+        transport.clear()
+        proto.dataReceived(ws_frame(b"hi", opcode=0x9) + ws_frame(msg))
+        out = transport.value()
+        self.assertTrue(out.startswith(b"\x8a\x02hi"))
+        self.assertIn(b'"complete":1', out)
+
+    @given(st.binary(max_size=200))
+    @settings(max_examples=150)
+    def test_garbage_frames_never_escape(self, data: bytes) -> None:
+        proto, transport = self.connect()
+        proto.dataReceived(data)
+        proto.dataReceived(ws_frame(data))
+        proto.dataReceived(ws_frame(b'{"action":"announce"' + data))
+        self.assertEqual(self.flushLoggedErrors(), [])

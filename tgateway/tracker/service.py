@@ -19,7 +19,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 
 from tgateway.config import Config, TrackerConfig
-from tgateway.tracker.core import ConnectionIds, SwarmStore
+from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
@@ -109,12 +109,14 @@ def build_tracker(
     rng: random.Random | None = None,
     is_known_info_hash: Callable[[bytes], bool] | None = None,
     reactor: Any = None,
+    scorer: PeerScorer | None = None,
 ) -> Tracker:
     """Build the store, the three front ends and their (not yet started) services.
 
     ``clock`` provides ``seconds()``/``callLater``; ``reactor`` (default: ``clock``) is used for
     listening. ``is_known_info_hash`` answers synchronously whether the gateway stores a file
-    with that info-hash (``mode: gateway-only``).
+    with that info-hash (``mode: gateway-only``). ``scorer`` ranks peers (proximity, measured
+    speed) instead of the default random choice among equals.
     """
     if rng is None:
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -130,6 +132,7 @@ def build_tracker(
         gateway_only=config.mode == "gateway-only",
         is_known_info_hash=is_known_info_hash,
         deny_list=[bytes.fromhex(h) for h in config.deny_list],
+        scorer=scorer,
     )
     interval = int(config.announce_interval)
     http = HttpTracker(
