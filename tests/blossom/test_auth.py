@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import pytest
@@ -148,3 +149,23 @@ def test_server_domain() -> None:
     assert server_domain("http://127.0.0.1:8082") == "127.0.0.1"
     assert server_domain("[::1]:8082") == "::1"
     assert server_domain("Example.COM.") == "example.com"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(max_size=300),
+    st.binary(max_size=300),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_",
+            max_size=400).map(lambda t: "Nostr " + t),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=4)
+                 | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+    .map(lambda obj: "Nostr " + base64.b64encode(json.dumps(obj).encode()).decode()),
+))
+def test_garbage_only_ever_raises_auth_error(value: object) -> None:
+    with pytest.raises(AuthError):
+        check_token(value, verb="upload", now=NOW, domains=DOMAINS)  # type: ignore[arg-type]
