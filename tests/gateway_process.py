@@ -48,7 +48,7 @@ def gateway_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]
 class GatewayProcess:
     def __init__(self, config: dict[str, Any], workdir: Path, *, extra_args: tuple[str, ...] = ()) -> None:
         self.config = config
-        self.workdir = workdir
+        self.workdir = workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -24,6 +24,7 @@ import re
 import sqlite3
 import time
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -42,7 +43,7 @@ from .ingest import Ingest, IngestResult, InlineWorker, SerialWorker, convert_la
 from .model import Chunk, StoredEvent, StoredFile, UploadContext
 from .reader import BlockCache, ChunkReader
 
-CREATED_BY = "tgateway 0.1"
+RECORD_CACHE = 4096  # StoredFile records kept in memory
 
 
 class EmptyUpload(BadRequest):
@@ -331,6 +332,9 @@ class ContentStore:
         self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool)
         self._lock = DeferredLock()
         self._info_hashes: set[bytes] = set()
+        # Stored files never change: their records are cached (dropped on delete).
+        self._records: OrderedDict[str, StoredFile] = OrderedDict()
+        self._by_info_hash: dict[str, str] = {}
         self._on_stored: list[StoredCallback] = []
         self._on_deleted: list[DeletedCallback] = []
 
@@ -512,13 +516,34 @@ class ContentStore:
 
     # lookups -------------------------------------------------------------------
 
+    def _remember(self, f: StoredFile | None) -> StoredFile | None:
+        if f is not None:
+            self._records[f.sha256] = f
+            self._records.move_to_end(f.sha256)
+            self._by_info_hash[f.info_hash] = f.sha256
+            while len(self._records) > RECORD_CACHE:
+                _, old = self._records.popitem(last=False)
+                self._by_info_hash.pop(old.info_hash, None)
+        return f
+
+    def _forget(self, f: StoredFile) -> None:
+        self._records.pop(f.sha256, None)
+        self._by_info_hash.pop(f.info_hash, None)
+
     async def get(self, sha256: str) -> StoredFile | None:
-        return await self.db.run(_get_txn, "sha256", sha256)
+        cached = self._records.get(sha256)
+        if cached is not None:
+            self._records.move_to_end(sha256)
+            return cached
+        return self._remember(await self.db.run(_get_txn, "sha256", sha256))
 
     async def get_by_info_hash(self, info_hash_hex: str) -> StoredFile | None:
         if bytes.fromhex(info_hash_hex) not in self._info_hashes:
             return None
-        return await self.db.run(_get_txn, "info_hash", info_hash_hex)
+        sha = self._by_info_hash.get(info_hash_hex)
+        if sha is not None and sha in self._records:
+            return await self.get(sha)
+        return self._remember(await self.db.run(_get_txn, "info_hash", info_hash_hex))
 
     def has_info_hash(self, info_hash: bytes) -> bool:
         """Synchronous: is this v1 info-hash one of ours? (tracker gateway-only mode, peer)."""
@@ -541,6 +566,9 @@ class ContentStore:
 
     async def set_meta(self, sha256: str, **updates: Any) -> None:
         await self.db.run(_set_meta_txn, sha256, updates)
+        cached = self._records.pop(sha256, None)
+        if cached is not None:
+            self._by_info_hash.pop(cached.info_hash, None)
 
     async def stats(self) -> dict[str, int]:
         return await self.db.run(_stats_txn)
@@ -556,6 +584,7 @@ class ContentStore:
         try:
             f, unused = await self.db.run(_remove_owner_txn, sha256, owner)
             if f is not None:
+                self._forget(f)
                 self._info_hashes.discard(f.info_hash_bytes)
                 self.reader.cache.discard_file(f.sha256)
                 paths = (

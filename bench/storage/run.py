@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Foundation benchmarks: upload ingest and download/webseed throughput, as same-run ratios.
+
+    .venv/bin/python bench/storage/run.py [--size 1GiB] [--duration 10] [--only ingest|serve]
+
+Ingest: a file of --size random bytes is uploaded over loopback with curl (multipart and raw
+PUT) to a fresh gateway (twistd, the real plugin) each time; throughput is compared with the
+rate at which one core computes SHA-256 and SHA-1 over the same bytes with hashlib (measured in
+the same run), and the gateway's peak RSS (VmHWM) is reported. Target: >= 60 %, RSS < 150 MB.
+
+Serve: the same file stored chunked; wrk (shared/loadgen/webseed_range.lua) drives 2 MiB Range
+reads and whole-file GETs against /api/download and /api/webseed, and against Debian nginx
+serving the same bytes as a plain file, with 1 and 32 connections. Server pinned to core 0,
+load generator to core 1. Target: >= 50 % of nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.gateway_process import GatewayProcess, gateway_config, random_file  # noqa: E402
+from tests.realclients import free_tcp_port, wait_for_tcp  # noqa: E402
+
+LOADGEN = REPO.parent / "shared" / "loadgen"
+MiB = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    from tgateway.config import parse_size as ps
+
+    return ps(text)
+
+
+def hash_reference(path: Path) -> float:
+    """MiB/s of SHA-256 + SHA-1 over the file's bytes on one core (reads not timed)."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    spent = 0.0
+    total = 0
+    with open(path, "rb") as f:
+        while block := f.read(2 * MiB):
+            t = time.perf_counter()
+            sha256.update(block)
+            sha1.update(block)
+            spent += time.perf_counter() - t
+            total += len(block)
+    return total / MiB / spent
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def twistd_pid(gw: GatewayProcess) -> int:
+    assert gw.proc is not None
+    return gw.proc.pid
+
+
+def run_ingest(src: Path, work: Path, mode: str) -> dict:
+    data = work / f"ingest-{mode}"
+    shutil.rmtree(data, ignore_errors=True)
+    cfg = gateway_config(data / "data")
+    gw = GatewayProcess(cfg, data, extra_args=())
+    gw.start()
+    pid = twistd_pid(gw)
+    subprocess.run(["taskset", "-pc", "0", str(pid)], check=True, capture_output=True)
+    if mode == "multipart":
+        argv = ["curl", "-sS", "--fail", "-F", f"file=@{src}", gw.url("/api/upload")]
+    else:
+        argv = ["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin", gw.url("/api/upload")]
+    t = time.perf_counter()
+    out = subprocess.run(["taskset", "-c", "1", *argv], check=True, capture_output=True)
+    elapsed = time.perf_counter() - t
+    meta = json.loads(out.stdout)
+    hwm = vm_hwm_kib(pid)
+    gw.stop()
+    size = src.stat().st_size
+    return {"mode": mode, "seconds": elapsed, "MiBps": size / MiB / elapsed, "peak_rss_MiB": hwm / 1024,
+            "storage": meta["storage"], "sha256": meta["sha256"]}
+
+
+def wrk(url_base: str, path: str, size: int, conns: int, duration: int, full: bool) -> dict:
+    script = LOADGEN / "webseed_range.lua"
+    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "30s",
+            "-s", str(script), url_base, "--", f"path={path}", f"size={size}", "chunk=2097152", "check=1"]
+    if full:
+        args.append("full=1")
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60)
+    m = re.search(r"^RESULT .*$", out.stdout, re.M)
+    if not m:
+        raise RuntimeError(out.stdout + out.stderr)
+    fields = dict(kv.split("=", 1) for kv in m.group(0).split()[1:])
+    return {"MBps": float(fields["MBps"]), "rps": float(fields["rps"]), "errors": int(fields["errors"]),
+            "p99_us": float(fields.get("p99_us", 0))}
+
+
+def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
+    port = free_tcp_port()
+    conf = work / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""
+        worker_processes 1;
+        daemon off;
+        pid {work}/nginx.pid;
+        error_log {work}/nginx-error.log;
+        events {{ worker_connections 1024; }}
+        http {{
+            access_log off;
+            sendfile on;
+            tcp_nopush on;
+            client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+            fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+            server {{ listen 127.0.0.1:{port}; root {root}; }}
+        }}
+    """))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen(["taskset", "-c", "0", nginx, "-c", str(conf), "-p", str(work)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_tcp("127.0.0.1", port, timeout=10)
+    return proc, port
+
+
+def run_serve(src: Path, work: Path, duration: int) -> list[dict]:
+    size = src.stat().st_size
+    data = work / "serve"
+    shutil.rmtree(data, ignore_errors=True)
+    gw = GatewayProcess(gateway_config(data / "data", storage={"chunk_cache_size": "64MiB"}), data)
+    gw.start()
+    subprocess.run(["taskset", "-pc", "0", str(twistd_pid(gw))], check=True, capture_output=True)
+    meta = json.loads(subprocess.run(["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin",
+                                      gw.url("/api/upload")], check=True, capture_output=True).stdout)
+    assert meta["storage"] == "chunked"
+    www = work / "www"
+    www.mkdir(exist_ok=True)
+    target = www / "big.bin"
+    if not target.exists():
+        os.link(src, target) if src.stat().st_dev == www.stat().st_dev else shutil.copy(src, target)
+    nginx, nport = start_nginx(www, work)
+    rows = []
+    try:
+        for full in (False, True):
+            for conns in (1, 32):
+                ref = wrk(f"http://127.0.0.1:{nport}", "/big.bin", size, conns, duration, full)
+                for label, path in (("download", f"/api/download/{meta['sha256']}"),
+                                    ("webseed", f"/api/webseed/{meta['info_hash']}/big.bin")):
+                    ours = wrk(gw.base, path, size, conns, duration, full)
+                    rows.append({"route": label, "kind": "whole file" if full else "2 MiB ranges",
+                                 "conns": conns, "gateway_MBps": ours["MBps"], "nginx_MBps": ref["MBps"],
+                                 "ratio": ours["MBps"] / ref["MBps"] if ref["MBps"] else 0.0,
+                                 "errors": ours["errors"], "p99_ms": ours["p99_us"] / 1000})
+                    print(json.dumps(rows[-1]), flush=True)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        gw.stop()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="1GiB")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--only", choices=["ingest", "serve"])
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="tgw-bench-", dir=str(REPO / "bench" / "out")
+                                                  if (REPO / "bench" / "out").exists() else None))
+    work = work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "big.bin"
+    if not src.exists() or src.stat().st_size != size:
+        random_file(src, size)
+    print(f"# file: {size} bytes in {work}", flush=True)
+    if args.only in (None, "ingest"):
+        ref = hash_reference(src)
+        print(f"# reference: hashlib SHA-256 + SHA-1 on one core: {ref:.0f} MiB/s", flush=True)
+        for mode in ("multipart", "raw"):
+            r = run_ingest(src, work, mode)
+            r["ratio"] = r["MiBps"] / ref
+            r["reference_MiBps"] = ref
+            print(json.dumps(r), flush=True)
+    if args.only in (None, "serve"):
+        run_serve(src, work, args.duration)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
