@@ -14,11 +14,16 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
 from tgateway import bencode
 
 CS = 16384
+
+# No persistent connections: idle keep-alive sockets would outlive a test (trial's dirty reactor).
+http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
 
 @pytest_twisted.async_yield_fixture
@@ -43,8 +48,8 @@ def multipart(fields: dict[str, str], file_name: str, data: bytes, ctype: str = 
 
 async def upload(g: RunningGateway, data: bytes, name: str = "f.bin", **fields: str) -> Any:
     body, ctype = multipart(fields, name, data)
-    r = await treq.post(g.url("/api/upload"), data=body, headers={"Content-Type": ctype})
-    return r, await r.json()
+    r = await http.post(g.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+    return r, await treq.json_content(r)
 
 
 async def raw_request(port: int, payload: bytes, read: bool = True) -> bytes:
@@ -86,9 +91,9 @@ async def test_multipart_upload_and_download(gw: RunningGateway) -> None:
     assert j["name"] == "movie.mp4" and j["mime_type"] == "application/octet-stream" or j["mime_type"] == "video/mp4"
     assert j["title"] == "A title" and j["description"] == "Words" and j["new"] is True
     assert j["magnet"].startswith(f"magnet:?xt=urn:btih:{j['info_hash']}")
-    r = await treq.get(gw.url(f"/api/download/{sha}"))
+    r = await http.get(gw.url(f"/api/download/{sha}"))
     assert r.code == 200
-    assert await r.content() == data
+    assert await treq.content(r) == data
     assert r.headers.getRawHeaders("etag") == [f'"{sha}"']
     assert r.headers.getRawHeaders("access-control-allow-origin") == ["*"]
     assert "movie.mp4" in r.headers.getRawHeaders("content-disposition")[0]
@@ -99,13 +104,13 @@ async def test_multipart_upload_and_download(gw: RunningGateway) -> None:
 @pytest_twisted.ensureDeferred
 async def test_raw_put_upload(gw: RunningGateway) -> None:
     data = os.urandom(5000)
-    r = await treq.put(gw.url("/api/upload"), data=data,
+    r = await http.put(gw.url("/api/upload"), data=data,
                        headers={"X-Filename": "caf%C3%A9.txt", "Content-Type": "text/plain"})
-    j = await r.json()
+    j = await treq.json_content(r)
     assert r.code == 201, j
     assert j["name"] == "café.txt" and j["mime_type"] == "text/plain" and j["storage"] == "blob"
-    r = await treq.get(gw.url(f"/api/files/{j['sha256']}"))
-    meta = await r.json()
+    r = await http.get(gw.url(f"/api/files/{j['sha256']}"))
+    meta = await treq.json_content(r)
     assert meta["info_hash"] == j["info_hash"]
     assert "ws=" in meta["magnet"] and "xl=5000" in meta["magnet"] and "dn=caf%C3%A9.txt" in meta["magnet"]
 
@@ -116,24 +121,24 @@ async def test_ranges_and_validators(gw: RunningGateway) -> None:
     _, j = await upload(gw, data)
     url = gw.url(f"/api/download/{j['sha256']}")
     for start, end in [(0, 0), (CS - 1, CS), (CS - 5, 3 * CS + 5), (5 * CS, 5 * CS + 122)]:
-        r = await treq.get(url, headers={"Range": f"bytes={start}-{end}"})
+        r = await http.get(url, headers={"Range": f"bytes={start}-{end}"})
         assert r.code == 206
-        assert await r.content() == data[start : end + 1]
+        assert await treq.content(r) == data[start : end + 1]
         assert r.headers.getRawHeaders("content-range") == [f"bytes {start}-{end}/{len(data)}"]
-    r = await treq.get(url, headers={"Range": "bytes=-100"})
-    assert r.code == 206 and await r.content() == data[-100:]
-    r = await treq.get(url, headers={"Range": f"bytes={len(data)}-"})
+    r = await http.get(url, headers={"Range": "bytes=-100"})
+    assert r.code == 206 and await treq.content(r) == data[-100:]
+    r = await http.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert r.code == 416
-    assert (await r.json())["error"] == "range_not_satisfiable"
+    assert (await treq.json_content(r))["error"] == "range_not_satisfiable"
     assert r.headers.getRawHeaders("content-range") == [f"bytes */{len(data)}"]
-    r = await treq.get(url, headers={"Range": "bytes=9-2"})
-    assert r.code == 200 and await r.content() == data
-    r = await treq.head(url)
+    r = await http.get(url, headers={"Range": "bytes=9-2"})
+    assert r.code == 200 and await treq.content(r) == data
+    r = await http.head(url)
     assert r.code == 200 and r.headers.getRawHeaders("content-length") == [str(len(data))]
-    assert await r.content() == b""
-    r = await treq.get(url, headers={"If-None-Match": f'"{j["sha256"]}"'})
+    assert await treq.content(r) == b""
+    r = await http.get(url, headers={"If-None-Match": f'"{j["sha256"]}"'})
     assert r.code == 304
-    r = await treq.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    r = await http.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
     assert r.code == 200
 
 
@@ -141,10 +146,10 @@ async def test_ranges_and_validators(gw: RunningGateway) -> None:
 async def test_torrent_and_webseed(gw: RunningGateway) -> None:
     data = os.urandom(7 * CS + 3)
     _, j = await upload(gw, data, "data.bin")
-    r = await treq.get(gw.url(f"/api/torrent/{j['sha256']}"))
+    r = await http.get(gw.url(f"/api/torrent/{j['sha256']}"))
     assert r.code == 200
     assert r.headers.getRawHeaders("content-type") == ["application/x-bittorrent"]
-    t = bencode.decode(await r.content())
+    t = bencode.decode(await treq.content(r))
     info = t[b"info"]
     assert hashlib.sha1(bencode.encode(info)).hexdigest() == j["info_hash"]
     assert info[b"length"] == len(data) and info[b"piece length"] == CS and info[b"name"] == b"data.bin"
@@ -155,9 +160,9 @@ async def test_torrent_and_webseed(gw: RunningGateway) -> None:
     assert t[b"created by"].startswith(b"tgateway") and isinstance(t[b"creation date"], int)
     base = gw.url(f"/api/webseed/{j['info_hash']}")
     for path in ("/data.bin", "", "/whatever%20name"):
-        r = await treq.get(base + path, headers={"Range": f"bytes={CS - 10}-{2 * CS + 9}"})
-        assert r.code == 206 and await r.content() == data[CS - 10 : 2 * CS + 10]
-    r = await treq.request("OPTIONS", base + "/data.bin")
+        r = await http.get(base + path, headers={"Range": f"bytes={CS - 10}-{2 * CS + 9}"})
+        assert r.code == 206 and await treq.content(r) == data[CS - 10 : 2 * CS + 10]
+    r = await http.request("OPTIONS", base + "/data.bin")
     assert r.code == 204
     assert "Range" in r.headers.getRawHeaders("access-control-allow-headers")[0]
 
@@ -175,8 +180,8 @@ async def test_errors_have_one_shape(gw: RunningGateway) -> None:
         ("DELETE", "/api/download/" + "a" * 64, 405, "method_not_allowed"),
     ]
     for method, path, status, code in cases:
-        r = await treq.request(method, gw.url(path))
-        body = await r.json()
+        r = await http.request(method, gw.url(path))
+        body = await treq.json_content(r)
         assert (r.code, body["error"]) == (status, code), (path, body)
         assert set(body) == {"error", "message"}
         assert r.headers.getRawHeaders("content-type") == ["application/json"]
@@ -187,28 +192,28 @@ async def test_bad_uploads_change_nothing(gw: RunningGateway) -> None:
     async def files() -> int:
         return (await gw.store.stats())["files"]
 
-    r = await treq.put(gw.url("/api/upload"), data=b"")
-    assert r.code == 400 and (await r.json())["error"] == "empty_upload"
+    r = await http.put(gw.url("/api/upload"), data=b"")
+    assert r.code == 400 and (await treq.json_content(r))["error"] == "empty_upload"
     body, ctype = multipart({"title": "t"}, "x", b"")
-    r = await treq.post(gw.url("/api/upload"), data=body.replace(b'name="file"', b'name="other"'),
+    r = await http.post(gw.url("/api/upload"), data=body.replace(b'name="file"', b'name="other"'),
                         headers={"Content-Type": ctype})
-    assert r.code == 400 and (await r.json())["error"] == "missing_file"
-    r = await treq.post(gw.url("/api/upload"), data=b"garbage without boundary",
+    assert r.code == 400 and (await treq.json_content(r))["error"] == "missing_file"
+    r = await http.post(gw.url("/api/upload"), data=b"garbage without boundary",
                         headers={"Content-Type": "multipart/form-data; boundary=zzz"})
-    assert r.code == 400 and (await r.json())["error"] in ("missing_file", "invalid_multipart")
-    r = await treq.post(gw.url("/api/upload"), data=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert r.code == 400 and (await treq.json_content(r))["error"] in ("missing_file", "invalid_multipart")
+    r = await http.post(gw.url("/api/upload"), data=b"x", headers={"Content-Type": "multipart/form-data"})
     assert r.code == 400
     body, ctype = multipart({"announce_dht": "maybe"}, "x", b"data")
-    r = await treq.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
-    assert r.code == 400 and (await r.json())["error"] == "invalid_field"
+    r = await http.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+    assert r.code == 400 and (await treq.json_content(r))["error"] == "invalid_field"
     body, ctype = multipart({}, "x", b"data")
     body = body.replace(b"--\r\n", b"\r\n")  # no closing boundary
-    r = await treq.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+    r = await http.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
     assert r.code == 400
     assert await files() == 0
     await settle()
     assert os.listdir(gw.store.layout.blob_tmp) == [] and os.listdir(gw.store.layout.chunk_tmp) == []
-    r = await treq.get(gw.url("/api/health"))
+    r = await http.get(gw.url("/api/health"))
     assert r.code == 200
 
 
@@ -250,15 +255,15 @@ async def test_client_disconnect_mid_upload_leaves_nothing(gw: RunningGateway) -
             break
     assert os.listdir(gw.store.layout.chunk_tmp) == [] and os.listdir(gw.store.layout.blob_tmp) == []
     assert (await gw.store.stats())["files"] == 0
-    r = await treq.get(gw.url("/api/health"))
+    r = await http.get(gw.url("/api/health"))
     assert r.code == 200
 
 
 @pytest_twisted.ensureDeferred
 async def test_disk_full_before_reading(gw: RunningGateway) -> None:
     gw.store.free_space = lambda: 10  # type: ignore[method-assign]
-    r = await treq.put(gw.url("/api/upload"), data=b"x" * 1000)
-    assert r.code == 507 and (await r.json())["error"] == "insufficient_storage"
+    r = await http.put(gw.url("/api/upload"), data=b"x" * 1000)
+    assert r.code == 507 and (await treq.json_content(r))["error"] == "insufficient_storage"
     assert (await gw.store.stats())["files"] == 0
 
 
@@ -268,12 +273,12 @@ async def test_upload_rate_limit() -> None:
     try:
         codes = []
         for i in range(3):
-            r = await treq.put(g.url("/api/upload"), data=b"abc%d" % i)
+            r = await http.put(g.url("/api/upload"), data=b"abc%d" % i)
             codes.append(r.code)
             last = r
         assert codes == [201, 201, 429]
         assert int(last.headers.getRawHeaders("retry-after")[0]) >= 1
-        assert (await last.json())["error"] == "rate_limited"
+        assert (await treq.json_content(last))["error"] == "rate_limited"
     finally:
         await g.stop()
 
@@ -291,6 +296,6 @@ async def test_garbage_requests_do_not_hurt(gw: RunningGateway) -> None:
     for junk in [b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"PUT /api/upload HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
                  b"PUT /api/upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]:
         await raw_request(gw.port, junk)
-    r = await treq.get(gw.url("/api/health"))
+    r = await http.get(gw.url("/api/health"))
     assert r.code == 200
     assert (await gw.store.stats())["files"] == 0
