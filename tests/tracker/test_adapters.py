@@ -12,8 +12,10 @@ from urllib.parse import quote_from_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -437,6 +439,9 @@ class WsProtocolTests(SynchronousTestCase):
         transport.clear()
         proto = transport.protocol
         self.assertIsNot(proto, http)
+        # autobahn's timers (handshake timeout, auto-ping) live on the global reactor: the
+        # connection's end cancels them.
+        self.addCleanup(proto.connectionLost, Failure(ConnectionDone()))
         return proto, transport
 
     def test_announce_over_frames_split_anywhere(self) -> None:
