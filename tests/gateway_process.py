@@ -58,7 +58,7 @@ class GatewayProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> "GatewayProcess":
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "tgateway", "--config", str(self.config_path), *self.extra_args],
@@ -70,7 +70,7 @@ class GatewayProcess:
             wait_for_tcp("127.0.0.1", self.port, timeout=timeout)
         except Exception:
             self.kill()
-            raise AssertionError("gateway did not start:\n" + self.log())
+            raise AssertionError("gateway did not start:\n" + self.log()) from None
         return self
 
     def url(self, path: str) -> str:
@@ -96,7 +96,7 @@ class GatewayProcess:
                 self.kill()
         return self.proc.returncode
 
-    def __enter__(self) -> "GatewayProcess":
+    def __enter__(self) -> GatewayProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import fastbencode
+from fastbencode import bdecode as _bdecode
+from fastbencode import bencode as _bencode
 
 __all__ = ["DecodeError", "decode", "encode"]
 
@@ -25,13 +26,13 @@ def encode(value: Any) -> bytes:
     Raises TypeError for values bencode cannot carry (str, float, None): that is a bug in the
     caller, not bad input.
     """
-    return bytes(fastbencode.bencode(value))
+    return bytes(_bencode(value))
 
 
 def decode(data: bytes) -> Any:
     """Decode one complete bencoded value; raise DecodeError for anything else."""
     try:
-        return fastbencode.bdecode(bytes(data))
+        return _bdecode(bytes(data))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
         raise DecodeError(str(e) or type(e).__name__) from None
 

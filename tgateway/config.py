@@ -14,9 +14,10 @@ import dataclasses
 import ipaddress
 import re
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -405,7 +406,7 @@ class Config:
     admin: AdminConfig = AdminConfig()
     rate_limiting: RateLimitingConfig = RateLimitingConfig()
 
-    def with_data_dir(self, data_dir: str) -> "Config":
+    def with_data_dir(self, data_dir: str) -> Config:
         """Move the data folder: every path key under the old one moves with it."""
         old = Path(self.data_dir)
 
@@ -427,7 +428,7 @@ class Config:
             self, data_dir=data_dir, storage=storage, transcoding=transcoding
         )
 
-    def with_mode(self, mode: str) -> "Config":
+    def with_mode(self, mode: str) -> Config:
         if mode not in MODES:
             raise ConfigError(f"--mode: got {mode!r}, expected one of {', '.join(MODES)}")
         return dataclasses.replace(self, mode=mode)
@@ -508,7 +509,7 @@ def _parse_section(cls: type, data: Any, path: str) -> Any:
         if name not in data:
             continue
         raw = data[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _parse_section(tp, raw, key_path)
             continue
         try:

@@ -9,8 +9,9 @@ the same code runs under a fake clock in tests.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -23,7 +24,7 @@ class TokenBucket:
     updated: float
 
     @classmethod
-    def full(cls, rate: float, burst: float, now: float) -> "TokenBucket":
+    def full(cls, rate: float, burst: float, now: float) -> TokenBucket:
         return cls(rate=rate, burst=burst, tokens=burst, updated=now)
 
     def _refill(self, now: float) -> None:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
-import pytest
 import pytest_twisted
 import treq
+from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
 from tgateway import bencode
@@ -66,7 +64,7 @@ async def raw_request(port: int, payload: bytes, read: bool = True) -> bytes:
             while True:
                 try:
                     chunk = s.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     return out
                 if not chunk:
                     return out

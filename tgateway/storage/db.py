@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -158,7 +159,7 @@ class Database:
         """Run ``fn(conn, *args)`` now, blocking: only for start-up, before anything serves."""
         return self._call(fn, args)
 
-    def run(self, fn: Callable[..., T], *args: Any) -> "Deferred[T]":
+    def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``fn(conn, *args)`` in a transaction on the database thread."""
         return deferToThreadPool(self._reactor, self._pool, self._call, fn, args)
 
@@ -183,7 +184,7 @@ class SyncDatabase:
         assert self._conn is not None, "database is not open"
         return transaction(self._conn, fn, *args)
 
-    def run(self, fn: Callable[..., T], *args: Any) -> "Deferred[T]":
+    def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         from twisted.internet.defer import fail, succeed
 
         assert self._conn is not None, "database is not open"

@@ -21,9 +21,10 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger

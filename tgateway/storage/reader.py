@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -151,7 +152,7 @@ class ChunkReader:
                              lambda f: (d.errback(f), None)[1])
         return d
 
-    def producer(self, f: StoredFile, start: int, end: int, consumer: IConsumer) -> "RangeProducer":
+    def producer(self, f: StoredFile, start: int, end: int, consumer: IConsumer) -> RangeProducer:
         """A push producer writing bytes ``start`` to ``end`` (exclusive) of ``f`` to ``consumer``."""
         return RangeProducer(self, f, start, end, consumer)
 

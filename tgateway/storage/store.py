@@ -17,17 +17,18 @@ unreferenced content files, never a row without bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
-import hashlib
 import re
 import sqlite3
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
 from twisted.internet.threads import deferToThreadPool

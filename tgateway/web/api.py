@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import time
-from importlib import resources
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from importlib import resources
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from klein import Klein

@@ -15,7 +15,8 @@ Other requests keep twisted.web's behaviour, with the body capped at ``max_reque
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -40,7 +41,7 @@ class BodyStream:
 
     log = Logger()
 
-    def __init__(self, request: "StreamingRequest", length: int | None) -> None:
+    def __init__(self, request: StreamingRequest, length: int | None) -> None:
         self._request = request
         self.length = length
         self.received = 0

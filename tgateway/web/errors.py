@@ -7,7 +7,6 @@ from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from tgateway.errors import ApiError
