@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastbencode import bdecode as _bdecode
-from fastbencode import bencode as _bencode
+from fastbencode import bdecode as _bdecode  # type: ignore[attr-defined]
+from fastbencode import bencode as _bencode  # type: ignore[attr-defined]
 
 __all__ = ["DecodeError", "decode", "encode"]
 
