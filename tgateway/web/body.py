@@ -22,10 +22,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http import _getContentFile
 
 PREBUFFER = 1 << 20
+IO_SIZE = 512 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -257,10 +258,21 @@ class StreamingRequest(server.Request):
         super().connectionLost(reason)
 
 
+class _Channel(http.HTTPChannel):
+    """HTTPChannel reading (and buffering writes) in 512 KiB steps instead of 64 KiB: fewer
+    trips through Python per byte for uploads and downloads."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = IO_SIZE
+
+
 class StreamingSite(server.Site):
     """A Site whose listed (method, path-prefix) routes get streamed request bodies."""
 
     requestFactory = StreamingRequest
+    protocol = _Channel
 
     def __init__(
         self,
