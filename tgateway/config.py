@@ -336,12 +336,38 @@ class NostrConfig:
 
 
 @dataclass(frozen=True)
+class TranscodeProfile:
+    """One output rendition. ``height`` is the short side (720 gives 1280x720 or 720x1280);
+    bitrates are bits per second (``2500k``, ``5M``)."""
+
+    name: str = field(default="720p", metadata=_check(
+        lambda v: bool(re.match(r"^[A-Za-z0-9_-]{1,16}$", v)), "a short name such as 720p"))
+    height: int = field(default=720, metadata=_check(
+        lambda v: 16 <= v <= 4320 and v % 2 == 0, "an even number of pixels from 16 to 4320"))
+    video_bitrate: Size = field(default=Size(2_500_000), metadata=_positive())
+    audio_bitrate: Size = field(default=Size(128_000), metadata=_positive())
+
+
+DEFAULT_PROFILES = (
+    TranscodeProfile("1080p", 1080, Size(5_000_000), Size(192_000)),
+    TranscodeProfile("720p", 720, Size(2_500_000), Size(128_000)),
+    TranscodeProfile("480p", 480, Size(1_000_000), Size(96_000)),
+)
+
+
+@dataclass(frozen=True)
 class TranscodingConfig:
     enabled: bool = True
     concurrent_jobs: int = field(default=2, metadata=_positive())
     work_dir: str = "./data/transcoded"
     auto_transcode: bool = True
     min_file_size: Size = field(default=Size(50 * 1000**2), metadata=_non_negative())
+    profiles: tuple[TranscodeProfile, ...] = DEFAULT_PROFILES
+    # libx264 preset: ultrafast ... veryslow (faster = bigger files, less CPU).
+    preset: str = field(default="veryfast", metadata=_check(
+        lambda v: v in ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                        "slow", "slower", "veryslow"), "an x264 preset such as veryfast"))
+    hls_segment_duration: Duration = field(default=Duration(4), metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -512,6 +538,14 @@ def _parse_section(cls: type, data: Any, path: str) -> Any:
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _parse_section(tp, raw, key_path)
             continue
+        item_tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
+        if isinstance(item_tp, type) and dataclasses.is_dataclass(item_tp):
+            if not isinstance(raw, list) or not raw:
+                raise ConfigError(f"{key_path}: got {_short(raw)}, expected a non-empty list of mappings")
+            values[name] = tuple(
+                _parse_section(item_tp, item, f"{key_path}[{i}]") for i, item in enumerate(raw)
+            )
+            continue
         try:
             value = _convert(tp, raw)
         except ValueError:
@@ -536,7 +570,7 @@ def _as_dict(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple):
-        return list(obj)
+        return [_as_dict(v) for v in obj]
     if isinstance(obj, Size):
         return int(obj)
     if isinstance(obj, Duration):
