@@ -118,6 +118,10 @@ class _Hasher:
                 self.piece = hashlib.sha1()
                 self.fill = 0
 
+    def feed_all(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.feed(part)
+
     def close(self) -> tuple[str, bytes]:
         if self.fill:
             self.pieces.append(self.piece.digest())
@@ -171,6 +175,12 @@ class _Writer:
             view = view[take:]
             if self.fill == pl:
                 done.extend(self._end_chunk())
+        return done
+
+    def feed_all(self, parts: list[bytes]) -> list[int]:
+        done: list[int] = []
+        for part in parts:
+            done.extend(self.feed(part))
         return done
 
     def _end_chunk(self) -> list[int]:
@@ -359,16 +369,16 @@ class Ingest:
     def _flush(self) -> None:
         if not self._buflen:
             return
-        batch = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        # The received buffers go to the workers as they are: no copy on the reactor thread.
+        batch, size = self._buf, self._buflen
         self._buf, self._buflen = [], 0
-        self._in_flight += len(batch)
+        self._in_flight += size
         writer_state = self._writer_state
         hasher_state = self._hasher_state
-        d1 = self._hasher.submit(lambda: hasher_state.feed(batch))
-        d2 = self._writer.submit(lambda: writer_state.feed(batch))
+        d1 = self._hasher.submit(lambda: hasher_state.feed_all(batch))
+        d2 = self._writer.submit(lambda: writer_state.feed_all(batch))
         d2.addCallback(self._sync_chunks)
         d = gatherResults([d1, d2], consumeErrors=True)
-        size = len(batch)
 
         def done(result: Any) -> Any:
             self._in_flight -= size
