@@ -360,7 +360,7 @@ class EarlyAnswers(BlossomRoutes):
 
     blossom = {"max_blob_size": 1000}
 
-    def _raw(self, headers: str) -> Deferred[bytes]:
+    def _raw(self, headers: str, body_bytes: int = 1000) -> Deferred[bytes]:
         from twisted.internet.endpoints import TCP4ClientEndpoint
         from twisted.internet.protocol import Protocol
 
@@ -370,7 +370,7 @@ class EarlyAnswers(BlossomRoutes):
             buf = b""
 
             def connectionMade(self) -> None:
-                self.transport.write(headers.encode() + b"x" * 1000)  # type: ignore[union-attr]
+                self.transport.write(headers.encode() + b"x" * body_bytes)  # type: ignore[union-attr]
 
             def dataReceived(self, data: bytes) -> None:
                 self.buf += data
@@ -397,7 +397,7 @@ class EarlyAnswers(BlossomRoutes):
             self.assertIn(b"X-Reason", big)
             self.assertIn(b"Access-Control-Allow-Origin: *", big)
             noauth = await self._raw(
-                "PUT /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 900\r\n\r\n")
+                "PUT /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 900\r\n\r\n", 900)
             self.assertTrue(noauth.startswith(b"HTTP/1.1 401"), noauth[:200])
             self.assertEqual((await self.stored())["files"], 0)
 
