@@ -16,9 +16,11 @@ Peers
       ``len()`` and selection prefers the other kind without scanning.
     * Peers expire ``interval + grace`` seconds after their last announce (:meth:`SwarmStore.expire`).
 
-Memory per stored HTTP/UDP peer: a ``Peer`` (2 slots, 48 bytes) + the 6-byte key (39 bytes) + the
-20-byte peer_id (53 bytes) + the dict slot (~100 bytes amortised), about 250 bytes; measured figures
-are in ``docs/benchmarks.md``. Counts are capped by ``max_peers_per_torrent`` and ``max_torrents``.
+Memory per stored HTTP/UDP peer: the compact key (a 6-byte bytes object, 39 bytes), one int holding
+expiry and peer_id (:func:`peer_value`, 52 bytes) and the dict slot (~100 bytes amortised with the
+dict's spare room), about 200 bytes; none of it is tracked by the garbage collector. Measured
+figures are in ``docs/benchmarks.md``. Counts are capped by ``max_peers_per_torrent`` and
+``max_torrents``.
 
 Selection never returns the requester, puts the gateway's own peers (``add_local_peer``) first,
 then peers of the other kind (seeders for leechers, leechers for seeders), then the same kind,
@@ -40,7 +42,9 @@ __all__ = [
     "TrackerError",
     "Rng",
     "PeerScorer",
-    "Peer",
+    "peer_value",
+    "peer_expires",
+    "peer_id_of",
     "WsPeer",
     "WsSession",
     "Swarm",
@@ -89,14 +93,26 @@ class PeerScorer(Protocol):
     def score(self, info_hash: bytes, requester: Any, candidate: Any) -> float: ...
 
 
-class Peer:
-    """An HTTP/UDP peer; its compact address is the dict key."""
+_ID_BITS = 160
+_ID_MASK = (1 << _ID_BITS) - 1
 
-    __slots__ = ("peer_id", "expires")
 
-    def __init__(self, peer_id: bytes, expires: float) -> None:
-        self.peer_id = peer_id
-        self.expires = expires
+def peer_value(peer_id: bytes, expires: float) -> int:
+    """How an HTTP/UDP peer is stored: ``expires`` (whole seconds) above the 160-bit peer_id.
+
+    One int instead of an object: ints are not tracked by the garbage collector (nor is a dict
+    holding only bytes keys and ints), so millions of peers add nothing to GC pauses, and an int
+    costs less memory than an object plus a bytes peer_id.
+    """
+    return (int(expires) << _ID_BITS) | int.from_bytes(peer_id, "big")
+
+
+def peer_expires(value: int) -> int:
+    return value >> _ID_BITS
+
+
+def peer_id_of(value: int) -> bytes:
+    return (value & _ID_MASK).to_bytes(20, "big")
 
 
 class WsSession:
@@ -133,10 +149,11 @@ class Swarm:
     __slots__ = ("seeds4", "leech4", "seeds6", "leech6", "wseeds", "wleech", "downloaded")
 
     def __init__(self) -> None:
-        self.seeds4: dict[bytes, Peer] = {}
-        self.leech4: dict[bytes, Peer] = {}
-        self.seeds6: dict[bytes, Peer] = {}
-        self.leech6: dict[bytes, Peer] = {}
+        # compact address -> peer_value(peer_id, expires)
+        self.seeds4: dict[bytes, int] = {}
+        self.leech4: dict[bytes, int] = {}
+        self.seeds6: dict[bytes, int] = {}
+        self.leech6: dict[bytes, int] = {}
         self.wseeds: dict[str, WsPeer] = {}
         self.wleech: dict[str, WsPeer] = {}
         self.downloaded = 0
@@ -197,6 +214,8 @@ class SwarmStore:
         self._ttl = interval + grace
         self._ws_ttl = ws_interval + grace
         self._sweep: list[bytes] = []
+        self._this_pass = 0
+        self._last_pass = 0
 
     # ------------------------------------------------------------------ policy
 
@@ -265,26 +284,20 @@ class SwarmStore:
                 [],
             )
         seed = left == 0
-        expires = now + self._ttl
+        value = (int(now + self._ttl) << _ID_BITS) | int.from_bytes(peer_id, "big")
         mine, other = (seeds, leech) if seed else (leech, seeds)
-        peer = mine.get(key)
-        if peer is not None:
-            peer.expires = expires
-            if peer.peer_id != peer_id:
-                peer.peer_id = peer_id
-        else:
-            peer = other.pop(key, None)
-            if peer is not None:
-                # Changed kind: a leecher that finished counts as one download.
-                if seed:
-                    swarm.downloaded += 1
-                peer.expires = expires
-                peer.peer_id = peer_id
-                mine[key] = peer
-            elif swarm.size() < self.max_peers:
-                mine[key] = Peer(peer_id, expires)
-                if event == EVENT_COMPLETED:
-                    swarm.downloaded += 1
+        if key in mine:
+            mine[key] = value
+        elif key in other:
+            # Changed kind: a leecher that finished counts as one download.
+            del other[key]
+            if seed:
+                swarm.downloaded += 1
+            mine[key] = value
+        elif swarm.size() < self.max_peers:
+            mine[key] = value
+            if event == EVENT_COMPLETED:
+                swarm.downloaded += 1
         local = self.local.get(info_hash)
         s4, l4, s6, l6 = swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6
         complete = len(s4) + len(s6) + len(swarm.wseeds)
@@ -505,13 +518,26 @@ class SwarmStore:
         self._sweep = []
         return self._expire_swarms(list(self.swarms), now)
 
-    def expire_some(self, now: float, max_swarms: int) -> int:
-        """Incremental :meth:`expire`: at most ``max_swarms`` swarms per call, resuming where
-        the last call stopped, so that a large store never stalls the reactor for long."""
+    def expire_some(self, now: float, min_peers: int = 20_000, cycle: int = 30) -> int:
+        """Incremental :meth:`expire`, resuming where the last call stopped: each call looks at
+        whole swarms until it has seen ``1/cycle`` of the peers of the previous full pass (at
+        least ``min_peers``), so a pass takes about ``cycle`` calls and no call stalls the
+        reactor for long (~20,000 peers are ~2 ms)."""
         if not self._sweep:
             self._sweep = list(self.swarms)
-        batch = self._sweep[-max_swarms:]
-        del self._sweep[-max_swarms:]
+            self._last_pass, self._this_pass = self._this_pass, 0
+        budget = max(min_peers, self._last_pass // cycle)
+        seen = 0
+        batch = []
+        sweep = self._sweep
+        swarms = self.swarms
+        while sweep and seen < budget:
+            ih = sweep.pop()
+            swarm = swarms.get(ih)
+            if swarm is not None:
+                seen += swarm.size() + 1
+                batch.append(ih)
+        self._this_pass += seen
         return self._expire_swarms(batch, now)
 
     def _expire_swarms(self, hashes: list[bytes], now: float) -> int:
@@ -524,7 +550,7 @@ class SwarmStore:
                 continue
             for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
                 if d:
-                    old = [k for k, p in d.items() if p.expires <= now]
+                    old = [k for k, v in d.items() if v >> _ID_BITS <= now]
                     for k in old:
                         del d[k]
                     dropped += len(old)

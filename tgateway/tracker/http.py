@@ -27,7 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tgateway.bencode import DecodeError
-from tgateway.tracker.core import SwarmStore, TrackerError
+from tgateway.tracker.core import SwarmStore, TrackerError, peer_id_of
 from tgateway.tracker.wire import (
     decode_announce_query,
     decode_scrape_query,
@@ -186,8 +186,8 @@ class HttpTracker:
         ids: dict[bytes, bytes] = {}
         if swarm is not None:
             for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
-                for k, p in d.items():
-                    ids[k] = p.peer_id
+                for k, v in d.items():
+                    ids[k] = peer_id_of(v)
         return ids
 
     def scrape(self, qs: bytes) -> bytes:

@@ -172,11 +172,9 @@ def build_tracker(
         )
         http_service.setName("tracker-http")
         http_service.setServiceParent(services)
-    # Every second, 1/30 of the swarms (at least 100): each swarm is swept every ~30 s, and a
-    # store of millions of peers never blocks the reactor for long.
-    sweep = TimerService(
-        1.0, lambda: store.expire_some(clock.seconds(), max(100, len(store.swarms) // 30))
-    )
+    # Every second, 1/30 of the peers (at least 20,000): each swarm is swept about every 30 s
+    # and a store of millions of peers never blocks the reactor for long.
+    sweep = TimerService(1.0, lambda: store.expire_some(clock.seconds()))
     sweep.clock = clock
     sweep.setName("tracker-expiry")
     sweep.setServiceParent(services)
