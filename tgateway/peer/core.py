@@ -347,23 +347,30 @@ class PeerSession:
         self.inflight = r
         return r
 
-    def block_ready(self, r: Request, piece: bytes, now: float) -> None:
-        """The piece holding ``r`` was read: send the block (unless the session went away)."""
+    def serve(self, r: Request, piece: bytes, now: float) -> bytes | None:
+        """The piece holding ``r`` was read. Returns the 13-byte header of the ``piece`` message,
+        to be written followed by ``piece[r.begin:r.begin + r.length]``; None when nothing is to
+        be sent (choked meanwhile: rejected; session gone)."""
         if self.inflight is r:
             self.inflight = None
         if self.state != "active":
-            return
+            return None
         if self.am_choking and r.index not in self.allowed:
             self._reject(r, now)
-            return
-        block = piece[r.begin : r.begin + r.length]
-        if len(block) != r.length:
+            return None
+        if r.begin + r.length > len(piece):
             self.close("stored piece is shorter than the torrent says")
-            return
+            return None
         self.last_sent = now
-        self.out.send(wire.piece_header(r.index, r.begin, r.length) + block)
         self.uploaded += r.length
         self.round_uploaded += r.length
+        return wire.piece_header(r.index, r.begin, r.length)
+
+    def block_ready(self, r: Request, piece: bytes, now: float) -> None:
+        """:meth:`serve`, sending the message through ``Output.send``."""
+        head = self.serve(r, piece, now)
+        if head is not None:
+            self.out.send(head + piece[r.begin : r.begin + r.length])
 
     def block_failed(self, r: Request, now: float) -> None:
         """Reading the piece failed: reject (fast) and drop the connection."""
