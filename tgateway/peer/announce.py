@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
 
 from twisted.internet import defer
@@ -201,9 +202,21 @@ class Announcer:
         self.torrents.clear()
         if not ds:
             return defer.succeed(None)
-        done = defer.DeferredList(ds, consumeErrors=True)
-        timer = self.clock.callLater(5.0, lambda: done.called or done.callback(None))
-        done.addBoth(lambda r: timer.active() and timer.cancel())
+        done: defer.Deferred[Any] = defer.Deferred()
+        all_sent = defer.DeferredList(ds, consumeErrors=True)
+
+        def finish(_: Any = None) -> None:
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(5.0, finish)  # trackers that do not answer: give up
+
+        def sent(_: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            finish()
+
+        all_sent.addCallback(sent)
         return done
 
     # ------------------------------------------------------------------ torrents
@@ -247,11 +260,11 @@ class Announcer:
         out = []
         for url in self.urls:
             d = defer.Deferred.fromCoroutine(self._announce(url, info_hash, event))
-            d.addErrback(lambda f, url=url: self._failed(url, f))
+            d.addErrback(self._failed, url)
             out.append(d)
         return out
 
-    def _failed(self, url: str, failure: Any) -> None:
+    def _failed(self, failure: Any, url: str) -> None:
         self.results[url] = str(failure.value)[:200]
         self.log.info("announce to {url} failed: {why}", url=url, why=failure.value)
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
@@ -80,12 +81,12 @@ class PeerProtocol(protocol.Protocol):
         self.session = PeerSession(self, f.session_config, f.clock.seconds(),
                                    peer_ip=_packed(self.host))
         f.connection_made(self)
-        assert self.transport is not None
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = SEND_BUFFER
-        if hasattr(self.transport, "SEND_LIMIT"):
-            self.transport.SEND_LIMIT = SEND_LIMIT
-        self.transport.registerProducer(self, True)
+        transport: Any = self.transport
+        if hasattr(transport, "bufferSize"):
+            transport.bufferSize = SEND_BUFFER
+        if hasattr(transport, "SEND_LIMIT"):
+            transport.SEND_LIMIT = SEND_LIMIT
+        transport.registerProducer(self, True)
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -118,8 +119,8 @@ class PeerProtocol(protocol.Protocol):
                     return
                 if isinstance(found, Deferred):
                     self._pending = list(items[i + 1 :])
-                    assert self.transport is not None
-                    self.transport.pauseProducing()
+                    transport: Any = self.transport
+                    transport.pauseProducing()
                     found.addCallbacks(self._found, self._lookup_failed)
                     return
                 self._begin(found, now)
@@ -128,14 +129,15 @@ class PeerProtocol(protocol.Protocol):
 
     def _found(self, f: StoredFile | None) -> None:
         session = self.session
-        assert session is not None and self.transport is not None
+        transport: Any = self.transport
+        assert session is not None and transport is not None
         pending, self._pending = self._pending or [], None
         if session.closed:
             return
         if f is None:
             session.close("unknown info-hash")
             return
-        self.transport.resumeProducing()
+        transport.resumeProducing()
         self._begin(f, self.factory.clock.seconds())
         self._handle(pending)
 
@@ -172,13 +174,14 @@ class PeerProtocol(protocol.Protocol):
 
     def close(self, reason: str) -> None:
         self.factory.log_close(self, reason)
-        if self._lost or self.transport is None:
+        transport: Any = self.transport
+        if self._lost or transport is None:
             return
         try:
-            self.transport.unregisterProducer()
+            transport.unregisterProducer()
         except Exception:
             pass
-        self.transport.loseConnection()
+        transport.loseConnection()
 
     def wake(self) -> None:
         self._pump()
@@ -215,11 +218,12 @@ class PeerProtocol(protocol.Protocol):
                     r, piece = self._held
                     self._held = None
                 else:
-                    r = session.next_request()
-                    if r is None:
+                    nxt = session.next_request()
+                    if nxt is None:
                         self._cur_piece = None  # idle: keep no piece alive for this peer
                         self._cur_index = -1
                         return
+                    r = nxt
                     if r.index == self._cur_index and self._cur_piece is not None:
                         piece = self._cur_piece
                     else:
@@ -228,7 +232,7 @@ class PeerProtocol(protocol.Protocol):
                         d.addCallback(box.append)
                         if not box:
                             self._reading = r
-                            d.addCallbacks(lambda _, r=r: self._loaded(r, box[0]),
+                            d.addCallbacks(lambda _, r=r, box=box: self._loaded(r, box[0]),
                                            lambda failure, r=r: self._load_failed(r, failure))
                             return
                         piece = box[0]
@@ -409,8 +413,9 @@ class PeerFactory(protocol.ServerFactory):
 
     def close_all(self) -> None:
         for p in list(self.connections):
-            if p.transport is not None:
-                p.transport.abortConnection()
+            transport: Any = p.transport
+            if transport is not None:
+                transport.abortConnection()
 
     def status(self) -> dict[str, Any]:
         sessions = [p.session for p in self.connections if p.session is not None]

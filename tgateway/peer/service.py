@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
@@ -37,10 +38,11 @@ def make_peer_id(rng: random.Random) -> bytes:
 
 def _endpoint(port: int, host: str) -> str:
     if ":" in host:
-        return "tcp6:%d:interface=%s" % (port, host.replace(":", "\\:"))
+        escaped = host.replace(":", "\\:")
+        return f"tcp6:{port}:interface={escaped}"
     if host in ("", "0.0.0.0"):
-        return "tcp:%d" % port
-    return "tcp:%d:interface=%s" % (port, host)
+        return f"tcp:{port}"
+    return f"tcp:{port}:interface={host}"
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -86,7 +88,7 @@ class PeerService(MultiService):
         reactor: Any,
         udp: UdpAnnounceClient | None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.factory = factory
         self.announcer = announcer
@@ -94,16 +96,16 @@ class PeerService(MultiService):
         self.reactor = reactor
         self.udp = udp
         self._udp_port: Any = None
-        endpoint = serverFromString(reactor, _endpoint(config.port, config.host))
-        self.listener = StreamServerEndpointService(endpoint, factory)
-        self.listener.setName("peer-tcp")
-        self.listener.setServiceParent(self)
+        endpoint = serverFromString(reactor, _endpoint(config.port, config.host))  # type: ignore[no-untyped-call]
+        self.listener = StreamServerEndpointService(endpoint, factory)  # type: ignore[no-untyped-call]
+        self.listener.setName("peer-tcp")  # type: ignore[no-untyped-call]
+        self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         for name, period, fn in (("peer-tick", 5.0, factory.tick),
                                  ("peer-choker", factory.choker.interval, factory.rechoke)):
-            t = TimerService(period, fn)
+            t = TimerService(period, fn)  # type: ignore[no-untyped-call]
             t.clock = factory.clock
-            t.setName(name)
-            t.setServiceParent(self)
+            t.setName(name)  # type: ignore[no-untyped-call]
+            t.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     @property
     def port(self) -> int:
@@ -114,7 +116,7 @@ class PeerService(MultiService):
         return self.config.port
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         if self.udp is not None:
             self._udp_port = self.reactor.listenUDP(0, self.udp)
         d = getattr(self.listener, "_waitingForPort", None)

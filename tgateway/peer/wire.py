@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from tgateway import bencode
 from tgateway.bencode import DecodeError
@@ -106,7 +106,7 @@ class Request(NamedTuple):
     built per requested block, on the upload hot path."""
 
     id: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here uses
     begin: int
     length: int
 
@@ -137,7 +137,7 @@ class Extended:
     payload: bytes
 
 
-Message = Union[KeepAlive, Simple, Have, Bitfield, Request, Piece, Port, IndexMessage, Extended]
+Message = KeepAlive | Simple | Have | Bitfield | Request | Piece | Port | IndexMessage | Extended
 
 _SIMPLE = frozenset({CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE_ALL, HAVE_NONE})
 _U32 = struct.Struct(">I")
