@@ -187,18 +187,32 @@ class RangeProducer:
         self._block: bytes | None = None
         self._waiting = False
         self._ahead: tuple[int, Deferred[bytes]] | None = None
+        self._sendfile: _SendfileTarget | None = None
 
     def start(self) -> Deferred[None]:
         if self.pos >= self.end:
             self._finish()
             return self.done
         self.consumer.registerProducer(self, True)
+        self._sendfile = _SendfileTarget.for_consumer(self.consumer)
+        if self._sendfile is not None:
+            self._sendfile.write_headers()
+            self._wait_for_drain()
+            return self.done
         self._pump()
         return self.done
+
+    def _wait_for_drain(self) -> None:
+        """Sleep until the transport's write buffer is empty (it then resumes us)."""
+        assert self._sendfile is not None
+        self.paused = True
+        self._sendfile.resume_when_drained()
 
     def _finish(self, failure: Failure | None = None) -> None:
         if self.done.called:
             return
+        if self._sendfile is not None:
+            self._sendfile.close()
         try:
             self.consumer.unregisterProducer()
         except Exception:
@@ -216,6 +230,9 @@ class RangeProducer:
         return self.reader.read_block(self.file, index)
 
     def _pump(self) -> None:
+        if self._sendfile is not None:
+            self._pump_sendfile()
+            return
         pl = self.file.piece_length
         while not self.paused and not self.stopped and not self._waiting:
             if self.pos >= self.end:
@@ -248,6 +265,34 @@ class RangeProducer:
                 self.consumer.write(data)
             except Exception:
                 self._failed(Failure())
+                return
+
+    def _pump_sendfile(self) -> None:
+        """Zero-copy path: the kernel sends straight from the page cache to the socket."""
+        target = self._sendfile
+        assert target is not None
+        pl = self.file.piece_length
+        while not self.paused and not self.stopped:
+            if self.pos >= self.end:
+                self._finish()
+                return
+            if not target.drained():
+                self._wait_for_drain()
+                return
+            index = self.pos // pl
+            try:
+                path, base, length = self.reader.block_location(self.file, index)
+                offset = self.pos - index * pl
+                count = min(length - offset, self.end - self.pos)
+                sent = target.send(path, base + offset, count)
+            except OSError:
+                self.stopped = True
+                self._finish(Failure())
+                return
+            self.pos += sent
+            if sent < count:
+                # The socket is full: let the transport tell us when it can take more.
+                self._wait_for_drain()
                 return
 
     def _got_block_sync(self, data: bytes) -> None:
@@ -284,3 +329,83 @@ class RangeProducer:
             from twisted.internet.error import ConnectionLost
 
             self.done.errback(Failure(ConnectionLost("consumer stopped the producer")))
+
+
+class _SendfileTarget:
+    """A twisted.web response on a plain TCP socket, written with ``os.sendfile``.
+
+    Used only when it is safe: a non-chunked HTTP/1.x response whose transport is a TCP
+    socket with Twisted's usual write buffer. Bytes go out with sendfile only while that buffer
+    is empty, so ordering with the headers is kept; when the socket is full the transport is
+    marked as having paused its producer, so it resumes us once its buffer drains.
+    """
+
+    def __init__(self, request: Any, transport: Any) -> None:
+        self.request = request
+        self.transport = transport
+        self.sock_fd = transport.socket.fileno()
+        self._fd: int | None = None
+        self._path: str | None = None
+
+    @classmethod
+    def for_consumer(cls, consumer: Any) -> "_SendfileTarget | None":
+        if not hasattr(os, "sendfile"):
+            return None
+        transport = getattr(consumer, "transport", None)
+        channel = getattr(consumer, "channel", None)
+        if transport is None or channel is None or getattr(consumer, "chunked", True):
+            return None
+        sock = getattr(transport, "socket", None)
+        if sock is None or getattr(transport, "TLS", False) or getattr(transport, "_tlsConnection", None):
+            return None
+        for attr in ("dataBuffer", "offset", "_tempDataLen", "producerPaused", "startWriting"):
+            if not hasattr(transport, attr):
+                return None
+        if type(transport).__module__ != "twisted.internet.tcp":
+            return None
+        return cls(consumer, transport)
+
+    def write_headers(self) -> None:
+        # Request.write with no data sends the status line and headers only.
+        self.request.write(b"")
+
+    def drained(self) -> bool:
+        t = self.transport
+        return len(t.dataBuffer) - t.offset == 0 and not t._tempDataLen
+
+    def resume_when_drained(self) -> None:
+        t = self.transport
+        # doWrite resumes the transport's producer (the HTTP channel, which resumes the
+        # request's producer: us) once everything buffered is sent and producerPaused is set.
+        t.producerPaused = True
+        if self.drained():
+            # Nothing buffered: make the reactor watch for writability anyway.
+            t.startWriting()
+
+    def send(self, path: str, offset: int, count: int) -> int:
+        if path != self._path:
+            self.close()
+            self._fd = os.open(path, os.O_RDONLY)
+            self._path = path
+            try:
+                os.posix_fadvise(self._fd, offset, count, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+        assert self._fd is not None
+        total = 0
+        while total < count:
+            try:
+                n = os.sendfile(self.sock_fd, self._fd, offset + total, count - total)
+            except BlockingIOError:
+                break
+            if n == 0:
+                raise OSError(f"{path}: unexpected end of file")
+            total += n
+        self.request.sentLength += total
+        return total
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._path = None

@@ -233,13 +233,13 @@ class StreamingRequest(server.Request):
         self.args = {}
         self.client = self.channel.getPeer() if self.channel else None
         self.host = self.channel.getHost() if self.channel else None
+        message = f"request body is larger than {self._body_limit} bytes"
         self.setResponseCode(413)
         self.setHeader(b"content-type", b"application/json")
         self.setHeader(b"connection", b"close")
-        self.write(json.dumps({
-            "error": "payload_too_large",
-            "message": f"request body is larger than {self._body_limit} bytes",
-        }).encode())
+        self.setHeader(b"access-control-allow-origin", b"*")
+        self.setHeader(b"x-reason", message.encode())  # Blossom clients read this (BUD-01)
+        self.write(json.dumps({"error": "payload_too_large", "message": message}).encode())
         self.finish()
 
     def finish(self) -> None:
