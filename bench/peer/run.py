@@ -7,7 +7,7 @@ Steps: start ``twistd tgateway`` (gateway-only, tracker and DHT off, default sto
 cache), upload a random file, fetch its ``.torrent`` without web seed; start a libtorrent seeder
 (Debian python3, ``tests/peer/lt_client.py seed``) on the same torrent and the same bytes. Then for
 each leecher count N: N libtorrent leechers (separate processes, no DHT/LSD/uTP/encryption, each
-given only the seeder's address) download from the gateway, then N from libtorrent. Reported:
+given only the seeder's address, plaintext: ``LT_ENCRYPTION=off``) download from the gateway, then N from libtorrent. Reported:
 aggregate MB/s = N * size / (time from the first start to the last completion), and the ratio.
 Prints one JSON line per measurement and a Markdown table at the end.
 """
@@ -53,7 +53,7 @@ def leech_round(torrent: Path, peer: str, n: int, work: Path, label: str) -> dic
             [realclients.libtorrent_python(), str(LT_CLIENT), "leech", str(torrent), str(d), peer,
              "600"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=realclients.debian_python_env(), start_new_session=True))
+            env=realclients.debian_python_env({"LT_ENCRYPTION": "off"}), start_new_session=True))
     reports = []
     ends = []
     for p in procs:
@@ -119,7 +119,7 @@ def main() -> None:
         seeder = realclients.ClientProcess(
             [realclients.libtorrent_python(), str(LT_CLIENT), "seed", str(torrent), str(seed_dir),
              str(lt_port)],
-            env=realclients.debian_python_env(), name="libtorrent-seeder")
+            env=realclients.debian_python_env({"LT_ENCRYPTION": "off"}), name="libtorrent-seeder")
         seeder.wait_for_json(timeout=30, key="listening")
         results = []
         for _ in range(args.repeat):

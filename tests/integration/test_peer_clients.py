@@ -7,7 +7,8 @@ loopback. The torrent has no web seed (``/api/torrent/<sha256>?webseed=0``) and 
 - aria2c from the ``.torrent`` (it finds the gateway through the gateway's HTTP tracker, which
   lists the gateway's peer via ``add_local_peer``);
 - aria2c from a magnet link alone (metadata through BEP 9 ``ut_metadata``);
-- libtorrent (Debian's python3) from the magnet link, given the gateway as a peer;
+- libtorrent (Debian's python3) from the magnet link, given the gateway as a peer, with its
+  default protocol encryption (MSE handshake) and with RC4 streams forced;
 - node ``webtorrent`` given the torrent and the gateway as a TCP peer (``addPeer``).
 """
 
@@ -136,12 +137,15 @@ def test_aria2c_downloads_from_the_magnet_link_alone(seeded: Seeded) -> None:
     shutil.rmtree(out)
 
 
-def test_libtorrent_downloads_from_the_magnet_link(seeded: Seeded) -> None:
-    out = seeded.workdir / "libtorrent"
+@pytest.mark.parametrize("encryption", ["on", "forced"])
+def test_libtorrent_downloads_from_the_magnet_link(seeded: Seeded, encryption: str) -> None:
+    # "on" is libtorrent's default (an MSE handshake first; the gateway selects a plaintext
+    # stream), "forced" allows only RC4 streams.
+    out = seeded.workdir / f"libtorrent-{encryption}"
     out.mkdir()
     result = realclients.run_libtorrent(
         LT_CLIENT, "leech", seeded.magnet(), str(out), f"127.0.0.1:{seeded.peer_port}", "150",
-        timeout=180)
+        timeout=180, env={"LT_ENCRYPTION": encryption})
     report = result.json()
     assert report["ok"], report
     seeded.check(out / seeded.name)

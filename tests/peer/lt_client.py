@@ -5,10 +5,11 @@
     python3 lt_client.py seed TORRENT_FILE SAVE_DIR LISTEN_PORT
         -> prints {"listening": port} and seeds until killed
 
-No DHT, LSD, UPnP, NAT-PMP, uTP or outgoing encryption; loopback only. Leechers connect straight to the given peer.
+No DHT, LSD, UPnP, NAT-PMP or uTP; loopback only. Encryption: ``LT_ENCRYPTION`` (on/off/forced). Leechers connect straight to the given peer.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -22,11 +23,16 @@ def session(port: int = 0) -> "lt.session":
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
         "allow_multiple_connections_per_ip": True,
         "connections_limit": 500,
-        # The gateway speaks plain TCP peer wire: no uTP, no MSE/PE encryption (libtorrent's default
-        # tries an encrypted handshake first and falls back only after a long back-off).
+        # The gateway speaks TCP only (no uTP).
         "enable_outgoing_utp": False, "enable_incoming_utp": False,
-        "out_enc_policy": 2, "in_enc_policy": 1,
     })
+    # LT_ENCRYPTION: "on" (libtorrent's default: try MSE first, plaintext or RC4 stream), "off"
+    # (plaintext handshakes only), "forced" (MSE with an RC4 stream only).
+    mode = os.environ.get("LT_ENCRYPTION", "on")
+    if mode == "off":
+        s.apply_settings({"out_enc_policy": 2, "in_enc_policy": 2})
+    elif mode == "forced":
+        s.apply_settings({"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2})
     return s
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
 from typing import Any
 
@@ -111,6 +113,13 @@ class AdapterTests(SynchronousTestCase):
         p, tr = connect(f)
         assert p is not None
         p.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertFalse(tr.disconnecting)  # could be the start of an encrypted handshake
+        p.dataReceived(b"x" * 700)  # no req1 hash within 512 bytes of padding
+        self.assertTrue(tr.disconnecting)
+        f.encryption = False
+        p, tr = connect(f, "10.0.0.9")
+        assert p is not None
+        p.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
         self.assertTrue(tr.disconnecting)
 
     def test_malformed_message_closes_only_that_connection(self) -> None:
@@ -212,3 +221,87 @@ class AdapterTests(SynchronousTestCase):
         f.add_file(t)  # type: ignore[arg-type]
         f.remove_file(t)  # type: ignore[arg-type]
         self.assertTrue(tr.disconnecting)
+
+
+class Initiator:
+    """The MSE initiator side (what libtorrent does when it opens an encrypted connection)."""
+
+    def __init__(self, info_hash: bytes, provide: int, pad_a: int = 33, pad_c: int = 7) -> None:
+        from tgateway.peer import mse
+
+        self.mse = mse
+        self.info_hash = info_hash
+        self.provide = provide
+        self.xa = int.from_bytes(os.urandom(20), "big")
+        self.pad_a = pad_a
+        self.pad_c = pad_c
+        self.enc: Any = None
+        self.dec: Any = None
+
+    def hello(self) -> bytes:
+        ya = pow(2, self.xa, self.mse.P).to_bytes(96, "big")
+        return ya + os.urandom(self.pad_a)
+
+    def second(self, yb: bytes, ia: bytes) -> bytes:
+        m = self.mse
+        s = pow(int.from_bytes(yb, "big"), self.xa, m.P).to_bytes(96, "big")
+        sha = lambda *p: hashlib.sha1(b"".join(p)).digest()  # noqa: E731
+        self.enc = m.rc4(sha(b"keyA", s, self.info_hash))
+        self.dec = m.rc4(sha(b"keyB", s, self.info_hash))
+        req2 = bytes(a ^ b for a, b in zip(sha(b"req2", self.info_hash), sha(b"req3", s), strict=True))
+        body = (m.VC + self.provide.to_bytes(4, "big") + self.pad_c.to_bytes(2, "big")
+                + b"\x00" * self.pad_c + len(ia).to_bytes(2, "big"))
+        return sha(b"req1", s) + req2 + self.enc.update(body) + self.enc.update(ia)
+
+
+class EncryptionTests(SynchronousTestCase):
+    def run_handshake(self, provide: int) -> tuple[PeerProtocol, StringTransport, Initiator, FakeTorrent]:
+        f, t, clock = make_factory(info_hashes=lambda: [b"\x09" * 20, FakeTorrent().info_hash_bytes])
+        p, tr = connect(f)
+        assert p is not None
+        init = Initiator(t.info_hash_bytes, provide)
+        p.dataReceived(init.hello())
+        reply = tr.value()
+        self.assertGreaterEqual(len(reply), 96)
+        tr.clear()
+        p.dataReceived(init.second(reply[:96], handshake(t)))
+        data = tr.value()
+        tr.clear()
+        head = init.dec.update(data[:14])
+        self.assertEqual(head[:8], b"\x00" * 8)
+        return p, tr, init, init_select(head, data[14:], init)
+
+    def test_plaintext_selected_when_offered(self) -> None:
+        p, tr, init, rest = self.run_handshake(0x03)
+        self.assertTrue(rest.startswith(wire.PROTOCOL))  # the stream after the handshake is plain
+        p.dataReceived(frame(bytes([wire.INTERESTED])) + frame(req(1, 0, 16384)))
+        msgs = parse(tr.value())
+        self.assertEqual(msgs[-1], wire.Piece(1, 0, b"\x01" * 16384))
+
+    def test_rc4_stream_when_required(self) -> None:
+        p, tr, init, rest = self.run_handshake(0x02)
+        self.assertTrue(rest.startswith(wire.PROTOCOL))  # decrypted by init_select
+        p.dataReceived(init.enc.update(frame(bytes([wire.INTERESTED])) + frame(req(1, 0, 16384))))
+        msgs = parse(init.dec.update(tr.value()))
+        self.assertEqual(msgs[-1], wire.Piece(1, 0, b"\x01" * 16384))
+
+    def test_unknown_torrent_closes(self) -> None:
+        f, t, clock = make_factory(info_hashes=lambda: [])
+        f.has_info_hash = lambda ih: False
+        p, tr = connect(f)
+        assert p is not None
+        init = Initiator(t.info_hash_bytes, 0x03)
+        p.dataReceived(init.hello())
+        yb = tr.value()[:96]
+        p.dataReceived(init.second(yb, handshake(t)))
+        self.assertTrue(tr.disconnecting)
+
+
+def init_select(head: bytes, rest: bytes, init: Initiator) -> bytes:
+    """Check crypto_select; return the rest of the stream as plaintext."""
+    select = int.from_bytes(head[8:12], "big")
+    assert head[12:14] == b"\x00\x00"
+    if select == 0x02:
+        return bytes(init.dec.update(rest))
+    assert select == 0x01
+    return rest

@@ -10,13 +10,18 @@ the transport's own buffer are pending per peer, never a queue of blocks.
 the choker, the upload rate bucket, and the connection limits (total and per IP). A connection
 over a limit is refused before any byte is read; a handshake for an info-hash the store does not
 have is closed at once.
+
+A connection whose first bytes are not the plaintext handshake is taken as an MSE (protocol
+encryption) handshake (:mod:`tgateway.peer.mse`); after it, the stream is plaintext when the
+client offered that, else RC4 in both directions.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet import protocol
@@ -32,6 +37,7 @@ from tgateway.storage.model import StoredFile
 
 from . import wire
 from .core import Choker, PeerSession, SessionConfig
+from .mse import MseError, MseResponder, req2_hash
 from .wire import Request
 
 __all__ = ["PeerFactory", "PeerProtocol"]
@@ -73,6 +79,11 @@ class PeerProtocol(protocol.Protocol):
         self._cur_piece: bytes | None = None
         self._rate_timer: IDelayedCall | None = None
         self._lost = False
+        # Protocol encryption (MSE): undecided until the first bytes show which handshake it is.
+        self._head: bytes | None = b""
+        self._mse: MseResponder | None = None
+        self._decrypt: Any = None
+        self._encrypt: Any = None
 
     # ------------------------------------------------------------------ Twisted
 
@@ -92,6 +103,35 @@ class PeerProtocol(protocol.Protocol):
         session = self.session
         if session is None or session.closed:
             return
+        if self._head is not None:  # which handshake: plaintext or encrypted?
+            head = self._head + data
+            n = min(len(head), len(wire.PROTOCOL))
+            if head[:n] == wire.PROTOCOL[:n]:
+                if n < len(wire.PROTOCOL):
+                    self._head = head
+                    return
+            elif self.factory.encryption:
+                self._mse = MseResponder(self.factory.find_skey, os.urandom)
+            else:
+                session.close("not a BitTorrent handshake")
+                return
+            self._head = None
+            data = head
+        if self._mse is not None:
+            try:
+                reply = self._mse.feed(data)
+            except MseError as e:
+                session.close(f"encryption handshake: {e}")
+                return
+            if reply and self.transport is not None:
+                self.transport.write(reply)
+            if not self._mse.done:
+                return
+            self._decrypt, self._encrypt = self._mse.decrypt, self._mse.encrypt
+            data = self._mse.payload
+            self._mse = None
+        elif self._decrypt is not None:
+            data = self._decrypt.update(data)
         try:
             items = self.framer.feed(data)
         except DecodeError as e:
@@ -169,6 +209,8 @@ class PeerProtocol(protocol.Protocol):
 
     def send(self, data: bytes) -> None:
         if not self._lost and self.transport is not None:
+            if self._encrypt is not None:
+                data = self._encrypt.update(data)
             self.transport.write(data)
             self.factory.bytes_sent += len(data)
 
@@ -251,12 +293,16 @@ class PeerProtocol(protocol.Protocol):
                     size += r.length + 13
                     if size >= WRITE_BATCH:
                         # May call pauseProducing (the transport's buffer is full).
+                        if self._encrypt is not None:
+                            out = [self._encrypt.update(b) for b in out]
                         transport.writeSequence(out)
                         factory.bytes_sent += size
                         out = []
                         size = 0
         finally:
             if out and not self._lost:
+                if self._encrypt is not None:
+                    out = [self._encrypt.update(b) for b in out]
                 transport.writeSequence(out)
                 factory.bytes_sent += size
 
@@ -312,6 +358,8 @@ class PeerFactory(protocol.ServerFactory):
         max_uploads: int = 8,
         upload_rate: int = 0,
         rng: random.Random | None = None,
+        info_hashes: Callable[[], Iterable[bytes]] | None = None,
+        encryption: bool = True,
     ) -> None:
         self.clock = clock
         self.reader = reader
@@ -326,6 +374,11 @@ class PeerFactory(protocol.ServerFactory):
             burst = max(upload_rate / 4, 4 * wire.BLOCK_MAX)
             self.bucket = TokenBucket.full(upload_rate, burst, clock.seconds())
         self.files: dict[bytes, StoredFile] = {}
+        # MSE: torrents by HASH('req2', info-hash), rebuilt from ``info_hashes`` at most every 10 s
+        self.info_hashes = info_hashes
+        self.encryption = encryption
+        self._req2: dict[bytes, bytes] = {}
+        self._req2_built = float("-inf")
         self.connections: dict[PeerProtocol, None] = {}
         self.per_ip: dict[str, int] = {}
         self.refused = 0
@@ -336,6 +389,20 @@ class PeerFactory(protocol.ServerFactory):
 
     def add_file(self, f: StoredFile) -> None:
         self.files[f.info_hash_bytes] = f
+        self._req2[req2_hash(f.info_hash_bytes)] = f.info_hash_bytes
+
+    def find_skey(self, req2: bytes) -> bytes | None:
+        """The info-hash an encrypted handshake names by HASH('req2', info-hash), if ours."""
+        ih = self._req2.get(req2)
+        if ih is None and self.info_hashes is not None:
+            now = self.clock.seconds()
+            if now - self._req2_built >= 10.0:
+                self._req2_built = now
+                self._req2 = {req2_hash(h): h for h in self.info_hashes()}
+                ih = self._req2.get(req2)
+        if ih is not None and not self.has_info_hash(ih):
+            return None
+        return ih
 
     def remove_file(self, f: StoredFile) -> None:
         """Forget a deleted file and drop its connections."""

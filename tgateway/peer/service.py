@@ -192,6 +192,7 @@ def build_peer(
         max_uploads=config.max_uploads,
         upload_rate=int(config.upload_rate),
         rng=rng,
+        info_hashes=store.info_hashes,
     )
     urls = tuple(config.trackers)
     udp = UdpAnnounceClient(reactor, os.urandom) if any(u.startswith("udp:") for u in urls) else None
