@@ -86,6 +86,19 @@ class Server:
         except OSError:
             return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's process group so far."""
+        total = 0
+        pids = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -103,11 +116,21 @@ def result(text: str) -> dict[str, str]:
     raise RuntimeError("no RESULT line in:\n" + text[-2000:])
 
 
-def gen(argv: list[str], label: str, env: dict[str, str] | None = None, timeout: float = 120) -> dict[str, str]:
+def gen(argv: list[str], label: str, env: dict[str, str] | None = None, timeout: float = 120,
+        server: Server | None = None) -> dict[str, str]:
+    """Run a generator on GEN_CPU. With ``server``, also measure the server's CPU time per good
+    reply (warm-up included), which depends much less than throughput on what else the machine
+    is doing."""
+    cpu0 = server.cpu_seconds() if server else 0.0
     proc = subprocess.run(["taskset", "-c", GEN_CPU, *argv], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
     r = result(proc.stdout)
-    print(f"  {label}: {next(line for line in proc.stdout.splitlines() if line.startswith('RESULT'))}", flush=True)
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    if server:
+        ok = int(r.get("ok", "0"))
+        r["cpu_us"] = f"{(server.cpu_seconds() - cpu0) / max(ok, 1) * 1e6:.1f}"
+        line += f" server_cpu_us_per_reply={r['cpu_us']}"
+    print(f"  {label}: {line}", flush=True)
     return r
 
 
@@ -136,6 +159,7 @@ def main() -> None:
     pool = str(OUT / "pool.txt")
     node_env = {"NODE_PATH": str(NODE_MODULES)}
     samples: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
 
     bt_port = free_port()
     ot_port = free_port()
@@ -152,8 +176,9 @@ def main() -> None:
                 print("UDP announce (udp_announce_load -c 64 -S 4 -P 1000)", flush=True)
                 for name, port in (("bittorrent-tracker", bt_port), ("opentracker", ot_port), ("tgateway", ours["udp"])):
                     r = gen([str(OUT / "udp_announce_load"), "-h", "127.0.0.1", "-p", str(port), "-t", str(secs), "-w", "2",
-                             "-c", "64", "-S", "4", "-P", "1000", "--label", name], name)
+                             "-c", "64", "-S", "4", "-P", "1000", "--label", name], name, server=servers[name])
                     samples.setdefault(("udp", name), []).append(float(r["rps"]))
+                    cpu.setdefault(("udp", name), []).append(float(r["cpu_us"]))
             if "http" in only:
                 print("HTTP announce (wrk -t1 -c64, keep-alive; opentracker closes each connection)", flush=True)
                 targets = (("bittorrent-tracker", f"http://127.0.0.1:{bt_port}"), ("opentracker", f"http://127.0.0.1:{ot_port}"),
@@ -161,16 +186,19 @@ def main() -> None:
                 for name, url in targets:
                     gen(["wrk", "-t1", "-c64", "-d2s", "-s", str(LOADGEN / "http_announce.lua"), url, "--", f"pool={pool}"], name + " warm-up")
                     r = gen(["wrk", "-t1", "-c64", f"-d{secs}s", "-s", str(LOADGEN / "http_announce.lua"), url, "--",
-                             f"pool={pool}", f"label={name}"], name)
+                             f"pool={pool}", f"label={name}"], name, server=servers[name.replace("-site", "")])
                     samples.setdefault(("http", name), []).append(float(r["rps"]))
+                    cpu.setdefault(("http", name), []).append(float(r["cpu_us"]))
             if "ws" in only:
                 print("WebSocket announce with 5 offers (ws_announce_load -c 100 --offers 5 --answer-pct 50)", flush=True)
                 targets = (("bittorrent-tracker", f"ws://127.0.0.1:{bt_port}"), ("tgateway", f"ws://127.0.0.1:{ours['http']}/announce"),
                            ("tgateway-site", f"ws://127.0.0.1:{ours['site']}/announce"))
                 for name, url in targets:
                     r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
-                             "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env)
+                             "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env,
+                            server=servers[name.replace("-site", "")])
                     samples.setdefault(("ws", name), []).append(float(r["rps"]))
+                    cpu.setdefault(("ws", name), []).append(float(r["cpu_us"]))
         rss = {name: s.rss_kib() for name, s in servers.items()}
     finally:
         for s in servers.values():
@@ -182,6 +210,20 @@ def main() -> None:
         print("  " + mem.stdout.strip().replace("\n", "\n  "))
     print("\nServer RSS after the run (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
     results = {k: statistics.median(v) for k, v in samples.items()}
+    print("\nServer CPU per good reply (µs, warm-up included; median over rounds) and its ratio")
+    for proto in ("udp", "http", "ws"):
+        for name in ("bittorrent-tracker", "opentracker", "tgateway", "tgateway-site"):
+            v = cpu.get((proto, name))
+            if v:
+                print(f"  {proto:4} {name:18} {statistics.median(v):8.1f} µs  runs " + " ".join(f"{x:.1f}" for x in v))
+    for proto in ("udp", "http", "ws"):
+        for name in ("tgateway", "tgateway-site"):
+            mine = cpu.get((proto, name))
+            for ref in ("bittorrent-tracker", "opentracker"):
+                theirs = cpu.get((proto, ref))
+                if mine and theirs:
+                    print(f"  {proto:4} {name:14} costs x{statistics.median(mine) / statistics.median(theirs):.2f} "
+                          f"the CPU per reply of {ref}")
     print("\nPer-round ratios (servers measured back to back; median over rounds)")
     for proto in ("udp", "http", "ws"):
         for name in ("tgateway", "tgateway-site"):
