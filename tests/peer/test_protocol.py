@@ -305,3 +305,27 @@ def init_select(head: bytes, rest: bytes, init: Initiator) -> bytes:
         return bytes(init.dec.update(rest))
     assert select == 0x01
     return rest
+
+
+class CloseTests(SynchronousTestCase):
+    def test_closing_connection_is_aborted_if_it_does_not_flush(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        aborted: list[bool] = []
+        tr.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        p.dataReceived(handshake(t, b"\x01" * 20))
+        self.assertTrue(tr.disconnecting)
+        clock.advance(9)
+        self.assertEqual(aborted, [])
+        clock.advance(2)
+        self.assertEqual(aborted, [True])
+
+    def test_abort_timer_cancelled_when_the_connection_goes(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        p.dataReceived(handshake(t, b"\x01" * 20))
+        p.connectionLost()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(f.connections, {})

@@ -48,6 +48,7 @@ SEND_BUFFER = 512 * 1024  # the transport pauses us above this many buffered byt
 # Bytes per send() call (Twisted's default is 128 KiB): fewer, larger sends mean fewer wake-ups
 # of the receiving process, which on a busy machine is most of the cost of sending.
 SEND_LIMIT = 512 * 1024
+CLOSE_GRACE = 10.0  # seconds a closing connection may take to flush before it is aborted
 
 
 def _packed(host: str) -> bytes | None:
@@ -78,6 +79,7 @@ class PeerProtocol(protocol.Protocol):
         self._cur_index = -1  # the piece last read for this peer, kept while it asks for more
         self._cur_piece: bytes | None = None
         self._rate_timer: IDelayedCall | None = None
+        self._abort_timer: IDelayedCall | None = None
         self._lost = False
         # Protocol encryption (MSE): undecided until the first bytes show which handshake it is.
         self._head: bytes | None = b""
@@ -196,6 +198,8 @@ class PeerProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
         if self._rate_timer is not None and self._rate_timer.active():
             self._rate_timer.cancel()
         self._rate_timer = None
@@ -224,6 +228,8 @@ class PeerProtocol(protocol.Protocol):
         except Exception:
             pass
         transport.loseConnection()
+        # A peer that stops reading would keep a closing connection (and its buffer) forever.
+        self._abort_timer = self.factory.clock.callLater(CLOSE_GRACE, transport.abortConnection)
 
     def wake(self) -> None:
         self._pump()
