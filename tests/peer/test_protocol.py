@@ -329,3 +329,26 @@ class CloseTests(SynchronousTestCase):
         p.connectionLost()
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(f.connections, {})
+
+
+class StreamFuzzTests(SynchronousTestCase):
+    def test_random_streams_never_raise(self) -> None:
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        @settings(max_examples=200, deadline=None)
+        @given(st.lists(st.binary(max_size=64), max_size=8), st.booleans())
+        def run(chunks: list[bytes], plain: bool) -> None:
+            f, t, clock = make_factory()
+            p, tr = connect(f)
+            assert p is not None
+            if plain:
+                p.dataReceived(handshake(t))
+            for c in chunks:
+                p.dataReceived(c)
+            clock.advance(200)
+            f.tick()
+            f.rechoke()
+            p.connectionLost()
+
+        run()

@@ -76,6 +76,10 @@ class AnnounceIpTests(SynchronousTestCase):
             ("127.0.0.1", "2001:db8::1"))
         self.assertEqual(announce_ips(PeerConfig(host="2001:db8::2"), "http://[2001:db8::3]:1"),
                          ("2001:db8::2",))
+        # an IPv6-only listener lists no IPv4 address unless told one
+        self.assertEqual(announce_ips(PeerConfig(host="::1"), "http://127.0.0.1:1"), ("::1",))
+        self.assertEqual(announce_ips(PeerConfig(host="::1", external_ip="192.0.2.1"),
+                                      "http://127.0.0.1:1"), ("192.0.2.1", "::1"))
         # IPv6 is not listed when the peer does not listen on IPv6
         self.assertEqual(announce_ips(PeerConfig(external_ip6="2001:db8::1"), "http://[::1]:1"), ())
 

@@ -53,14 +53,20 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def announce_ips(config: PeerConfig, gateway_base_url: str) -> tuple[str, ...]:
-    """The addresses the built-in tracker lists for the gateway's peer (IPv4, then IPv6)."""
+    """The addresses the built-in tracker lists for the gateway's peer (IPv4, then IPv6).
+
+    IPv4: ``external_ip``, else ``host`` when it is a specific IPv4 address, else the host of the
+    gateway's public URL when that is an IPv4 address and the peer listens on IPv4. IPv6 (only
+    when ``host`` is an IPv6 address or "::"): ``external_ip6``, else ``host`` when specific, else
+    the public URL's host when that is an IPv6 address."""
     public = _ip(urlsplit(gateway_base_url).hostname or "")
     host = _ip(config.host)
     out: list[str] = []
     v4 = config.external_ip
     if not v4 and host is not None and host.version == 4 and not host.is_unspecified:
         v4 = str(host)
-    if not v4 and public is not None and public.version == 4:
+    listens_v4 = host is None or host.is_unspecified or host.version == 4
+    if not v4 and listens_v4 and public is not None and public.version == 4:
         v4 = str(public)
     if v4:
         out.append(v4)
