@@ -27,6 +27,7 @@ def small_config(data_dir: str, **sections: dict[str, Any]) -> Config:
             "chunk_storage": f"{data_dir}/chunks",
         },
         "tracker": {"enabled": False},
+        "peer": {"port": free_tcp_port(), "host": "127.0.0.1"},
         "dht": {"enabled": False, "bootstrap_nodes": []},
         "transcoding": {"enabled": False},
         "rate_limiting": {

@@ -30,6 +30,7 @@ def gateway_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]
             "chunk_storage": str(data_dir / "chunks"),
         },
         "tracker": {"enabled": False},
+        "peer": {"port": free_tcp_port(), "host": "127.0.0.1"},
         "dht": {"enabled": False, "bootstrap_nodes": []},
         "transcoding": {"enabled": False},
         "rate_limiting": {
