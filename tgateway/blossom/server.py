@@ -106,22 +106,6 @@ def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
     return value
 
 
-class _CheckedIngest:
-    """An Ingest whose result is checked (hash, token scope) before the store commits it."""
-
-    def __init__(self, ingest: Ingest, check: Callable[[IngestResult], None]) -> None:
-        self._ingest = ingest
-        self._check = check
-
-    async def finish(self) -> IngestResult:
-        result = await self._ingest.finish()
-        self._check(result)
-        return result
-
-    def abort(self) -> Any:
-        return self._ingest.abort()
-
-
 class _HeadTap:
     """Feeds an Ingest, keeps the first bytes (for MIME sniffing) and, for a signed-in
     uploader, cuts the body off as soon as it goes beyond the quota room (a body without
@@ -355,8 +339,8 @@ class BlossomServer:
             await ingest.abort()
             raise _body_error(e) from None
         event = await self.store.commit(
-            _CheckedIngest(ingest, self._result_check(expected, auth, AuthError)),  # type: ignore[arg-type]
-            ctx, declared_type=ctype, head=bytes(tap.head),
+            ingest, ctx, declared_type=ctype, head=bytes(tap.head),
+            check=self._result_check(expected, auth, AuthError),
         )
         return await self._after_store(request, event, owner)
 
@@ -472,8 +456,8 @@ class BlossomServer:
             raise MirrorError(f"mirror failed: {type(e).__name__}") from None
         ctx = UploadContext(owner=owner, name=name, source="mirror")
         event = await self.store.commit(
-            _CheckedIngest(taps[0].ingest, self._result_check(expected, auth, Conflict)),  # type: ignore[arg-type]
-            ctx, declared_type=ctypes[0], head=bytes(taps[0].head),
+            taps[0].ingest, ctx, declared_type=ctypes[0], head=bytes(taps[0].head),
+            check=self._result_check(expected, auth, Conflict),
         )
         return await self._after_store(request, event, owner)
 

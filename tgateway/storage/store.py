@@ -411,8 +411,13 @@ class ContentStore:
         *,
         declared_type: str | None = None,
         head: bytes = b"",
+        check: Callable[[IngestResult], None] | None = None,
     ) -> StoredEvent:
-        """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes."""
+        """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes.
+
+        ``check`` sees the finished bytes' hashes before anything becomes visible (an expected
+        SHA-256, an auth token's scope); if it raises, nothing is stored and its error propagates.
+        """
         try:
             result = await ingest.finish()
         except BaseException:
@@ -421,6 +426,8 @@ class ContentStore:
         try:
             if result.size == 0:
                 raise EmptyUpload("the upload is empty")
+            if check is not None:
+                check(result)
             return await self._commit_result(result, context, declared_type, head)
         finally:
             await ingest.abort()  # removes what is left of the temp folder
