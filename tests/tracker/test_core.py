@@ -152,6 +152,26 @@ class AnnounceTests(SynchronousTestCase):
             seen.update(p4)
         self.assertGreater(len(seen), 50)
 
+    def test_cached_keys_follow_membership(self) -> None:
+        s = store()
+        for n in range(1, 201):
+            s.announce(IH, pid(n), key(n), 0, EVENT_STARTED, 0, 0)
+        for t in range(5):  # fills and uses the key cache
+            s.announce(IH, pid(999), key(999), 5, EVENT_NONE, 50, t)
+        gone = {key(n) for n in range(1, 101)}
+        for n in range(1, 101):
+            s.announce(IH, pid(n), key(n), 0, EVENT_STOPPED, 0, 10)
+        s.announce(IH, pid(300), key(300), 0, EVENT_STARTED, 0, 10)
+        seen: set[bytes] = set()
+        for t in range(40):
+            _, _, _, p4, _ = s.announce(IH, pid(999), key(999), 5, EVENT_NONE, 50, 20 + t)
+            seen.update(p4)
+        self.assertFalse(seen & gone)
+        self.assertIn(key(300), seen)
+        s.expire(10_000)
+        _, _, _, p4, _ = s.announce(IH, pid(999), key(999), 5, EVENT_NONE, 50, 10_000)
+        self.assertEqual(p4, [])
+
     def test_numwant_zero_and_families(self) -> None:
         s = store()
         s.announce(IH, pid(1), key(1), 0, EVENT_STARTED, 0, 0)

@@ -146,7 +146,7 @@ class WsPeer:
 class Swarm:
     """Peers of one torrent, split by family and by seeder/leecher."""
 
-    __slots__ = ("seeds4", "leech4", "seeds6", "leech6", "wseeds", "wleech", "downloaded")
+    __slots__ = ("seeds4", "leech4", "seeds6", "leech6", "wseeds", "wleech", "downloaded", "keys")
 
     def __init__(self) -> None:
         # compact address -> peer_value(peer_id, expires)
@@ -157,6 +157,9 @@ class Swarm:
         self.wseeds: dict[str, WsPeer] = {}
         self.wleech: dict[str, WsPeer] = {}
         self.downloaded = 0
+        # id(dict) -> list(dict), for sampling big dicts without copying them on every announce;
+        # None whenever a peer joins, leaves or changes kind (re-announces keep it).
+        self.keys: dict[int, list[Any]] | None = None
 
     def seeders(self) -> int:
         return len(self.seeds4) + len(self.seeds6) + len(self.wseeds)
@@ -274,8 +277,8 @@ class SwarmStore:
         else:
             seeds, leech = swarm.seeds4, swarm.leech4
         if event == EVENT_STOPPED:
-            seeds.pop(key, None)
-            leech.pop(key, None)
+            if seeds.pop(key, None) is not None or leech.pop(key, None) is not None:
+                swarm.keys = None
             return (
                 swarm.seeders() + len(self.local.get(info_hash, _EMPTY)),
                 swarm.leechers(),
@@ -294,8 +297,10 @@ class SwarmStore:
             if seed:
                 swarm.downloaded += 1
             mine[key] = value
+            swarm.keys = None
         elif swarm.size() < self.max_peers:
             mine[key] = value
+            swarm.keys = None
             if event == EVENT_COMPLETED:
                 swarm.downloaded += 1
         local = self.local.get(info_hash)
@@ -307,13 +312,14 @@ class SwarmStore:
         peers6: list[bytes] = []
         if numwant > 0:
             if want4 and (s4 or l4 or local):
-                peers4 = self._pick(info_hash, s4, l4, seed, key, numwant, local, 6)
+                peers4 = self._pick(swarm, info_hash, s4, l4, seed, key, numwant, local, 6)
             if want6 and (s6 or l6 or local):
-                peers6 = self._pick(info_hash, s6, l6, seed, key, numwant, local, 18)
+                peers6 = self._pick(swarm, info_hash, s6, l6, seed, key, numwant, local, 18)
         return complete, len(l4) + len(l6) + len(swarm.wleech), swarm.downloaded, peers4, peers6
 
     def _pick(
         self,
+        swarm: Swarm,
         info_hash: bytes,
         seeds: dict[Any, Any],
         leech: dict[Any, Any],
@@ -332,7 +338,7 @@ class SwarmStore:
         first, second = (leech, seeds) if seed else (seeds, leech)
         for d in (first, second):
             if n > 0 and d:
-                got = self._sample(info_hash, d, n, exclude)
+                got = self._sample(swarm, info_hash, d, n, exclude)
                 if local:
                     # A local peer that also announces normally must not appear twice.
                     got = [k for k in got if k not in local]
@@ -343,7 +349,9 @@ class SwarmStore:
                 n -= len(got)
         return out
 
-    def _sample(self, info_hash: bytes, d: dict[Any, Any], n: int, exclude: Any) -> list[Any]:
+    def _sample(
+        self, swarm: Swarm, info_hash: bytes, d: dict[Any, Any], n: int, exclude: Any
+    ) -> list[Any]:
         """Up to n keys of d except ``exclude``: random, or best-scored first with a scorer."""
         if self.scorer is not None:
             return self._ranked(info_hash, d, n, exclude)
@@ -356,8 +364,14 @@ class SwarmStore:
             return keys
         # A window of n (+1) keys at a random offset of the (insertion-ordered) keys, wrapping
         # around: every peer is picked with the same probability, for one random number and
-        # C-speed slicing (random.sample costs a Python-level call per pick).
-        keys = list(d)
+        # C-speed slicing (random.sample costs a Python-level call per pick). The key list is
+        # cached until the swarm's membership changes.
+        cache = swarm.keys
+        if cache is None:
+            cache = swarm.keys = {}
+        keys = cache.get(id(d))
+        if keys is None:
+            keys = cache[id(d)] = list(d)
         want = n + has_self
         start = int(self._rng.random() * m)
         got = keys[start : start + want]
@@ -449,19 +463,21 @@ class SwarmStore:
             if peer_id not in mine:
                 del other[peer_id]
                 mine[peer_id] = peer
+                swarm.keys = None
                 if seed:
                     swarm.downloaded += 1
         elif swarm.size() < self.max_peers:
             if len(session.entries) >= MAX_WS_ENTRIES:
                 raise TrackerError("too many torrents on one connection")
             mine[peer_id] = WsPeer(session, expires)
+            swarm.keys = None
             session.entries[(info_hash, peer_id)] = None
             if event == EVENT_COMPLETED:
                 swarm.downloaded += 1
         targets: list[WsSession] = []
         n = min(len(offer_ids), MAX_WS_OFFERS)
         if n:
-            picked = self._pick(info_hash, wseeds, wleech, seed, peer_id, n, None, 0)
+            picked = self._pick(swarm, info_hash, wseeds, wleech, seed, peer_id, n, None, 0)
             for to_id, offer_id in zip(picked, offer_ids, strict=False):
                 target = (wseeds.get(to_id) or wleech[to_id]).session
                 pending = target.pending
@@ -508,6 +524,7 @@ class SwarmStore:
             return
         swarm.wseeds.pop(peer_id, None)
         swarm.wleech.pop(peer_id, None)
+        swarm.keys = None
         peer.session.entries.pop((info_hash, peer_id), None)
 
     # ------------------------------------------------------------------ expiry
@@ -553,6 +570,8 @@ class SwarmStore:
                     old = [k for k, v in d.items() if v >> _ID_BITS <= now]
                     for k in old:
                         del d[k]
+                    if old:
+                        swarm.keys = None
                     dropped += len(old)
             for wd in (swarm.wseeds, swarm.wleech):
                 if wd:
@@ -560,6 +579,8 @@ class SwarmStore:
                     for w in wold:
                         wd[w].session.entries.pop((ih, w), None)
                         del wd[w]
+                    if wold:
+                        swarm.keys = None
                     dropped += len(wold)
             if swarm.downloaded == 0 and swarm.size() == 0:
                 dead_swarms.append(ih)
