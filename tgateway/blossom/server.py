@@ -53,7 +53,7 @@ from tgateway.storage.blossom import BlossomStore
 from tgateway.storage.ingest import Ingest, IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
-from tgateway.web.body import BodyStream
+from tgateway.web.body import BodyStream, body_error
 from tgateway.web.errors import write_error
 from tgateway.web.send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, send_file, set_headers
 
@@ -127,19 +127,6 @@ class _HeadTap:
 
     def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self.ingest.set_flow_control(pause, resume)
-
-
-def _body_error(e: BaseException) -> BaseException:
-    if isinstance(e, Failure):
-        e = e.value if e.value is not None else e
-    if isinstance(e, (ApiError, CancelledError)):
-        return e
-    from twisted.internet.error import ConnectionDone, ConnectionLost
-    from twisted.web.http import _DataLoss
-
-    if isinstance(e, (ConnectionDone, ConnectionLost, _DataLoss)):
-        return CancelledError("client went away during the upload")
-    return e
 
 
 class BlossomServer:
@@ -337,7 +324,7 @@ class BlossomServer:
             await body.consume(tap.write)
         except BaseException as e:
             await ingest.abort()
-            raise _body_error(e) from None
+            raise body_error(e) from None
         event = await self.store.commit(
             ingest, ctx, declared_type=ctype, head=bytes(tap.head),
             check=self._result_check(expected, auth, AuthError),

@@ -18,7 +18,6 @@ from urllib.parse import unquote
 from klein import Klein
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget
-from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
 from tgateway.config import Config
@@ -37,7 +36,7 @@ from tgateway.storage.ingest import Ingest
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
 
-from .body import BodyStream
+from .body import BodyStream, body_error
 from .errors import install_error_handlers
 from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, parse_hex, send_file, set_headers
 
@@ -326,7 +325,7 @@ class GatewayApi:
             _check_nip98_payload(request)
         except BaseException as e:
             await ingest.abort()
-            raise self._body_error(e) from None
+            raise body_error(e) from None
         return await self.store.commit(ingest, ctx, declared_type=ctype or None, head=bytes(head))
 
     def _arg(self, request: Any, name: str) -> str | None:
@@ -374,31 +373,13 @@ class GatewayApi:
         except BaseException as e:
             if file_target.ingest is not None:
                 await file_target.ingest.abort()
-            raise self._body_error(e) from None
+            raise body_error(e) from None
         return await self.store.commit(
             file_target.ingest,
             ctx,
             declared_type=file_target.multipart_content_type,
             head=file_target.head,
         )
-
-    @staticmethod
-    def _body_error(e: BaseException) -> BaseException:
-        from twisted.python.failure import Failure
-
-        if isinstance(e, Failure):
-            e = e.value
-        if isinstance(e, (ApiError, CancelledError)):
-            return e
-        name = type(e).__name__
-        if "ParseFailed" in name or "multipart" in str(e).lower():
-            return BadRequest(f"malformed multipart body: {e}", code="invalid_multipart")
-        from twisted.internet.error import ConnectionDone, ConnectionLost
-        from twisted.web.http import _DataLoss
-
-        if isinstance(e, (ConnectionDone, ConnectionLost, _DataLoss)):
-            return CancelledError("client went away during the upload")
-        return e
 
     # download -------------------------------------------------------------------------
 

@@ -295,3 +295,27 @@ class StreamingSite(server.Site):
             if method == m and (path == p or (p.endswith(b"/") and path.startswith(p))):
                 return True
         return False
+
+
+def body_error(e: BaseException) -> BaseException:
+    """What a handler should raise when consuming a request body failed.
+
+    ApiErrors (size, quota, bad multipart) pass through; a client that went away becomes a
+    CancelledError (nothing to answer); a multipart parse failure becomes a 400.
+    """
+    if isinstance(e, Failure):
+        e = e.value if e.value is not None else e
+    from twisted.internet.defer import CancelledError
+
+    from tgateway.errors import ApiError, BadRequest
+
+    if isinstance(e, (ApiError, CancelledError)):
+        return e
+    if "ParseFailed" in type(e).__name__:
+        return BadRequest(f"malformed multipart body: {e}", code="invalid_multipart")
+    from twisted.internet.error import ConnectionDone, ConnectionLost
+    from twisted.web.http import _DataLoss
+
+    if isinstance(e, (ConnectionDone, ConnectionLost, _DataLoss)):
+        return CancelledError("client went away during the upload")
+    return e
