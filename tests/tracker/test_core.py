@@ -15,6 +15,7 @@ from tgateway.tracker.core import (
     SwarmStore,
     TrackerError,
     WsSession,
+    peer_id_of,
 )
 
 IH = b"I" * 20
@@ -171,6 +172,25 @@ class AnnounceTests(SynchronousTestCase):
         s.expire(10_000)
         _, _, _, p4, _ = s.announce(IH, pid(999), key(999), 5, EVENT_NONE, 50, 10_000)
         self.assertEqual(p4, [])
+
+    def test_key_lists_stay_in_step_with_the_dicts(self) -> None:
+        rng = random.Random(5)
+        s = store(max_peers_per_torrent=40)
+        for t in range(3000):
+            n = rng.randrange(60)
+            event = rng.choice([EVENT_NONE, EVENT_STARTED, EVENT_COMPLETED, EVENT_STOPPED])
+            k = key6(n + 1) if n % 3 == 0 else key(n + 1)
+            s.announce(IH, pid(n), k, rng.choice([0, 0, 7]), event, 5, t / 10)
+            if t % 500 == 499:
+                s.expire(t / 10 - 50)
+        swarm = s.swarms[IH]
+        for d, keys in ((swarm.seeds4, swarm.ks4), (swarm.leech4, swarm.kl4),
+                        (swarm.seeds6, swarm.ks6), (swarm.leech6, swarm.kl6)):
+            self.assertEqual(sorted(keys), sorted(d))
+            for i, k in enumerate(keys):
+                self.assertEqual((d[k] >> 160) & 0xFFFFFFFF, i)
+            for v in d.values():
+                self.assertEqual(peer_id_of(v)[:8], b"-TG0001-")
 
     def test_numwant_zero_and_families(self) -> None:
         s = store()

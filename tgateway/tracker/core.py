@@ -95,20 +95,39 @@ class PeerScorer(Protocol):
 
 _ID_BITS = 160
 _ID_MASK = (1 << _ID_BITS) - 1
+_EXP_SHIFT = 192
+_POS_MASK = 0xFFFFFFFF << _ID_BITS
+_NOT_POS = ~_POS_MASK
 
 
-def peer_value(peer_id: bytes, expires: float) -> int:
-    """How an HTTP/UDP peer is stored: ``expires`` (whole seconds) above the 160-bit peer_id.
+def peer_value(peer_id: bytes, expires: float, position: int = 0) -> int:
+    """How an HTTP/UDP peer is stored: ``expires`` (whole seconds) above its 32-bit position in
+    the swarm's key list above the 160-bit peer_id.
 
     One int instead of an object: ints are not tracked by the garbage collector (nor is a dict
     holding only bytes keys and ints), so millions of peers add nothing to GC pauses, and an int
-    costs less memory than an object plus a bytes peer_id.
+    costs less memory than an object plus a bytes peer_id. The position lets a peer leave the
+    key list in O(1) (swap with the last key), so sampling never copies a swarm.
     """
-    return (int(expires) << _ID_BITS) | int.from_bytes(peer_id, "big")
+    return (int(expires) << _EXP_SHIFT) | (position << _ID_BITS) | int.from_bytes(peer_id, "big")
 
 
 def peer_expires(value: int) -> int:
-    return value >> _ID_BITS
+    return value >> _EXP_SHIFT
+
+
+def _insert(d: dict[bytes, int], keys: list[bytes], key: bytes, value: int) -> None:
+    d[key] = value | (len(keys) << _ID_BITS)
+    keys.append(key)
+
+
+def _delete(d: dict[bytes, int], keys: list[bytes], key: bytes) -> None:
+    """Remove ``key`` (which must be there) from the dict and, by swapping, from the list."""
+    i = (d.pop(key) >> _ID_BITS) & 0xFFFFFFFF
+    last = keys.pop()
+    if i < len(keys):
+        keys[i] = last
+        d[last] = (d[last] & _NOT_POS) | (i << _ID_BITS)
 
 
 def peer_id_of(value: int) -> bytes:
@@ -146,19 +165,27 @@ class WsPeer:
 class Swarm:
     """Peers of one torrent, split by family and by seeder/leecher."""
 
-    __slots__ = ("seeds4", "leech4", "seeds6", "leech6", "wseeds", "wleech", "downloaded", "keys")
+    __slots__ = (
+        "seeds4", "leech4", "seeds6", "leech6", "ks4", "kl4", "ks6", "kl6",
+        "wseeds", "wleech", "downloaded", "keys",
+    )
 
     def __init__(self) -> None:
-        # compact address -> peer_value(peer_id, expires)
+        # compact address -> peer_value(peer_id, expires, position in the matching key list)
         self.seeds4: dict[bytes, int] = {}
         self.leech4: dict[bytes, int] = {}
         self.seeds6: dict[bytes, int] = {}
         self.leech6: dict[bytes, int] = {}
+        # the same keys as lists, for sampling by index
+        self.ks4: list[bytes] = []
+        self.kl4: list[bytes] = []
+        self.ks6: list[bytes] = []
+        self.kl6: list[bytes] = []
         self.wseeds: dict[str, WsPeer] = {}
         self.wleech: dict[str, WsPeer] = {}
         self.downloaded = 0
-        # id(dict) -> list(dict), for sampling big dicts without copying them on every announce;
-        # None whenever a peer joins, leaves or changes kind (re-announces keep it).
+        # WebSocket peers: id(dict) -> list(dict), for sampling without copying the dict on
+        # every announce; None whenever a WebSocket peer joins, leaves or changes kind.
         self.keys: dict[int, list[Any]] | None = None
 
     def seeders(self) -> int:
@@ -273,12 +300,14 @@ class SwarmStore:
         swarm = self._swarm_for_update(info_hash)
         v6 = len(key) != 6
         if v6:
-            seeds, leech = swarm.seeds6, swarm.leech6
+            seeds, leech, ks, kl = swarm.seeds6, swarm.leech6, swarm.ks6, swarm.kl6
         else:
-            seeds, leech = swarm.seeds4, swarm.leech4
+            seeds, leech, ks, kl = swarm.seeds4, swarm.leech4, swarm.ks4, swarm.kl4
         if event == EVENT_STOPPED:
-            if seeds.pop(key, None) is not None or leech.pop(key, None) is not None:
-                swarm.keys = None
+            if key in seeds:
+                _delete(seeds, ks, key)
+            elif key in leech:
+                _delete(leech, kl, key)
             return (
                 swarm.seeders() + len(self.local.get(info_hash, _EMPTY)),
                 swarm.leechers(),
@@ -287,20 +316,22 @@ class SwarmStore:
                 [],
             )
         seed = left == 0
-        value = (int(now + self._ttl) << _ID_BITS) | int.from_bytes(peer_id, "big")
-        mine, other = (seeds, leech) if seed else (leech, seeds)
-        if key in mine:
-            mine[key] = value
+        value = (int(now + self._ttl) << _EXP_SHIFT) | int.from_bytes(peer_id, "big")
+        if seed:
+            mine, mkeys, other, okeys = seeds, ks, leech, kl
+        else:
+            mine, mkeys, other, okeys = leech, kl, seeds, ks
+        old = mine.get(key)
+        if old is not None:
+            mine[key] = value | (old & _POS_MASK)
         elif key in other:
             # Changed kind: a leecher that finished counts as one download.
-            del other[key]
+            _delete(other, okeys, key)
             if seed:
                 swarm.downloaded += 1
-            mine[key] = value
-            swarm.keys = None
+            _insert(mine, mkeys, key, value)
         elif swarm.size() < self.max_peers:
-            mine[key] = value
-            swarm.keys = None
+            _insert(mine, mkeys, key, value)
             if event == EVENT_COMPLETED:
                 swarm.downloaded += 1
         local = self.local.get(info_hash)
@@ -312,9 +343,13 @@ class SwarmStore:
         peers6: list[bytes] = []
         if numwant > 0:
             if want4 and (s4 or l4 or local):
-                peers4 = self._pick(swarm, info_hash, s4, l4, seed, key, numwant, local, 6)
+                peers4 = self._pick(
+                    swarm, info_hash, s4, l4, swarm.ks4, swarm.kl4, seed, key, numwant, local, 6
+                )
             if want6 and (s6 or l6 or local):
-                peers6 = self._pick(swarm, info_hash, s6, l6, seed, key, numwant, local, 18)
+                peers6 = self._pick(
+                    swarm, info_hash, s6, l6, swarm.ks6, swarm.kl6, seed, key, numwant, local, 18
+                )
         return complete, len(l4) + len(l6) + len(swarm.wleech), swarm.downloaded, peers4, peers6
 
     def _pick(
@@ -323,6 +358,8 @@ class SwarmStore:
         info_hash: bytes,
         seeds: dict[Any, Any],
         leech: dict[Any, Any],
+        seed_keys: list[Any] | None,
+        leech_keys: list[Any] | None,
         seed: bool,
         exclude: Any,
         n: int,
@@ -335,10 +372,13 @@ class SwarmStore:
                 if len(k) == keylen and k != exclude:
                     out.append(k)
             n -= len(out)
-        first, second = (leech, seeds) if seed else (seeds, leech)
-        for d in (first, second):
+        if seed:
+            order = ((leech, leech_keys), (seeds, seed_keys))
+        else:
+            order = ((seeds, seed_keys), (leech, leech_keys))
+        for d, keys in order:
             if n > 0 and d:
-                got = self._sample(swarm, info_hash, d, n, exclude)
+                got = self._sample(swarm, info_hash, d, keys, n, exclude)
                 if local:
                     # A local peer that also announces normally must not appear twice.
                     got = [k for k in got if k not in local]
@@ -350,7 +390,13 @@ class SwarmStore:
         return out
 
     def _sample(
-        self, swarm: Swarm, info_hash: bytes, d: dict[Any, Any], n: int, exclude: Any
+        self,
+        swarm: Swarm,
+        info_hash: bytes,
+        d: dict[Any, Any],
+        keys: list[Any] | None,
+        n: int,
+        exclude: Any,
     ) -> list[Any]:
         """Up to n keys of d except ``exclude``: random, or best-scored first with a scorer."""
         if self.scorer is not None:
@@ -358,20 +404,21 @@ class SwarmStore:
         has_self = exclude in d
         m = len(d)
         if m - has_self <= n:
-            keys = list(d)
+            everyone = list(d)
             if has_self:
-                keys.remove(exclude)
-            return keys
+                everyone.remove(exclude)
+            return everyone
         # A window of n (+1) keys at a random offset of the (insertion-ordered) keys, wrapping
         # around: every peer is picked with the same probability, for one random number and
-        # C-speed slicing (random.sample costs a Python-level call per pick). The key list is
-        # cached until the swarm's membership changes.
-        cache = swarm.keys
-        if cache is None:
-            cache = swarm.keys = {}
-        keys = cache.get(id(d))
+        # C-speed slicing (random.sample costs a Python-level call per pick). HTTP/UDP peers
+        # keep their key list up to date; for WebSocket peers it is cached until they change.
         if keys is None:
-            keys = cache[id(d)] = list(d)
+            cache = swarm.keys
+            if cache is None:
+                cache = swarm.keys = {}
+            keys = cache.get(id(d))
+            if keys is None:
+                keys = cache[id(d)] = list(d)
         want = n + has_self
         start = int(self._rng.random() * m)
         got = keys[start : start + want]
@@ -477,7 +524,9 @@ class SwarmStore:
         targets: list[WsSession] = []
         n = min(len(offer_ids), MAX_WS_OFFERS)
         if n:
-            picked = self._pick(swarm, info_hash, wseeds, wleech, seed, peer_id, n, None, 0)
+            picked = self._pick(
+                swarm, info_hash, wseeds, wleech, None, None, seed, peer_id, n, None, 0
+            )
             for to_id, offer_id in zip(picked, offer_ids, strict=False):
                 target = (wseeds.get(to_id) or wleech[to_id]).session
                 pending = target.pending
@@ -565,13 +614,16 @@ class SwarmStore:
             swarm = swarms.get(ih)
             if swarm is None:
                 continue
-            for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
+            for d, keys in (
+                (swarm.seeds4, swarm.ks4),
+                (swarm.leech4, swarm.kl4),
+                (swarm.seeds6, swarm.ks6),
+                (swarm.leech6, swarm.kl6),
+            ):
                 if d:
-                    old = [k for k, v in d.items() if v >> _ID_BITS <= now]
+                    old = [k for k, v in d.items() if v >> _EXP_SHIFT <= now]
                     for k in old:
-                        del d[k]
-                    if old:
-                        swarm.keys = None
+                        _delete(d, keys, k)
                     dropped += len(old)
             for wd in (swarm.wseeds, swarm.wleech):
                 if wd:
