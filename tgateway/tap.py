@@ -184,7 +184,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
 
         peer = build_peer(config.peer, store=gw.store, reactor=reactor, rng=rng,
                           tracker=gw.parts.get("tracker"),
-                          gateway_base_url=config.gateway.base_url())
+                          gateway_base_url=config.gateway.base_url(),
+                          dht_port=config.dht.port if "dht" in components else 0)
         gw.store.subscribe_stored(peer.on_file_stored)
         gw.store.subscribe_deleted(peer.on_file_deleted)
         peer.setServiceParent(top)

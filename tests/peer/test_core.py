@@ -493,3 +493,16 @@ def test_message_sequences_never_raise(seq: list[tuple[int, bytes]]) -> None:
             s.block_ready(r, b"\x00" * s.piece_size(r.index), 1.0)
     choker.rechoke(40.0)
     choker.remove(s, 41.0)
+
+
+def test_dht_port_sent_to_dht_peers() -> None:
+    t = FakeTorrent()
+    for peer_dht, expect in ((True, True), (False, False)):
+        rec = Recorder()
+        s = PeerSession(rec, SessionConfig(peer_id=OUR_ID, dht_port=6883), 0.0,
+                        peer_ip=bytes([10, 0, 0, 1]))
+        r = wire.reserved_bits(dht=peer_dht)
+        s.handshake_received(wire.encode_handshake(r, t.info_hash_bytes, THEIR_ID), 0.0)
+        s.start(t, 0.0)
+        assert wire.decode_handshake(bytes(rec.sent[:68])).reserved[7] & wire.DHT_BIT
+        assert (wire.Port(6883) in rec.messages()) is expect

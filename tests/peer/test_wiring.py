@@ -53,6 +53,7 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(peer.announcer.local_ips, ("127.0.0.1",))
         self.assertEqual(peer.factory.choker.max_uploads, 3)
         self.assertEqual(peer.config.port, 7001)
+        self.assertEqual(peer.factory.session_config.dht_port, 6883)  # the DHT node, for PORT
 
     def test_disabled_and_modes(self) -> None:
         top = makeService({"config": self.config(peer={"enabled": False})},

@@ -72,6 +72,7 @@ class SessionConfig:
     keepalive_interval: float = 60.0  # nothing sent for this long: send a keep-alive
     max_bad_requests: int = 200  # invalid requests tolerated before closing
     listen_port: int = 0  # our listening port, sent as BEP 10 "p" when set
+    dht_port: int = 0  # the gateway's DHT node (BEP 5: reserved bit and PORT message); 0: none
 
 
 class PeerSession:
@@ -163,7 +164,8 @@ class PeerSession:
         self.torrent = torrent
         self.state = "active"
         cfg = self.config
-        parts = [wire.encode_handshake(wire.reserved_bits(), torrent.info_hash_bytes, cfg.peer_id)]
+        reserved = wire.reserved_bits(dht=bool(cfg.dht_port))
+        parts = [wire.encode_handshake(reserved, torrent.info_hash_bytes, cfg.peer_id)]
         if self.extensions:
             fields: dict[bytes, Any] = {
                 b"m": {b"ut_metadata": UT_METADATA_ID},
@@ -186,6 +188,9 @@ class PeerSession:
                 parts.extend(wire.encode_index(wire.ALLOWED_FAST, i) for i in fast_set)
         else:
             parts.append(wire.encode_bitfield(wire.full_bitfield(count)))
+        hs = self.handshake
+        if cfg.dht_port and hs is not None and hs.reserved[7] & wire.DHT_BIT:
+            parts.append(wire.encode_port(cfg.dht_port))
         self._send(b"".join(parts), now)
 
     # ------------------------------------------------------------------ messages

@@ -183,14 +183,16 @@ def build_peer(
     tracker: Any = None,
     gateway_base_url: str = "http://127.0.0.1",
     http_get: Callable[..., Any] | None = None,
+    dht_port: int = 0,
 ) -> PeerService:
     """The peer service for ``makeService``: reads through ``store.reader``, lists itself on
-    ``tracker`` (the built-in one, or None) and on ``config.trackers``."""
+    ``tracker`` (the built-in one, or None) and on ``config.trackers``; ``dht_port``: the
+    gateway's DHT node, told to peers that support the DHT (0: none)."""
     peer_id = make_peer_id(rng)
     factory = PeerFactory(
         clock=reactor,
         reader=store.reader,
-        session_config=SessionConfig(peer_id=peer_id),
+        session_config=SessionConfig(peer_id=peer_id, dht_port=dht_port),
         has_info_hash=store.has_info_hash,
         get_by_info_hash=lambda h: defer.Deferred.fromCoroutine(store.get_by_info_hash(h)),
         max_connections=config.max_connections,

@@ -200,6 +200,11 @@ def encode_request(mid: int, index: int, begin: int, length: int) -> bytes:
     return b"\x00\x00\x00\x0d" + bytes((mid,)) + _III.pack(index, begin, length)
 
 
+def encode_port(port: int) -> bytes:
+    """BEP 5 PORT: the sender's DHT node listens on this UDP port."""
+    return b"\x00\x00\x00\x03" + bytes((PORT,)) + port.to_bytes(2, "big")
+
+
 def encode_bitfield(bits: bytes) -> bytes:
     return _U32.pack(len(bits) + 1) + bytes((BITFIELD,)) + bits
 
