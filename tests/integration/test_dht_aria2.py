@@ -2,8 +2,8 @@
 
 aria2c 1.36 with ``--dht-entry-point`` at the gateway pings it, finds the peer the gateway
 announced for the magnet's info-hash, and announces itself (announce_peer with the gateway's
-token), which the gateway stores. Completing the download needs the gateway's BitTorrent peer (a
-later issue); until then aria2c finds the gateway's peer address and nothing answers there.
+token), which the gateway stores. This test runs the DHT service alone; the complete download
+through the DHT and the gateway's BitTorrent peer is ``test_dht_peer_download.py``.
 """
 
 from __future__ import annotations
