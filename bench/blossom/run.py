@@ -26,7 +26,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.nginx import start_nginx  # noqa: E402
 from tests.gateway_process import random_file  # noqa: E402
 from tests.realclients import free_tcp_port, wait_for_tcp  # noqa: E402
 
@@ -85,34 +85,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-
-
-def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_tcp_port()
-    ng = work / "nginx"
-    ng.mkdir(exist_ok=True)
-    conf = ng / "nginx.conf"
-    conf.write_text(textwrap.dedent(f"""
-        worker_processes 1;
-        daemon off;
-        pid {ng}/nginx.pid;
-        error_log {ng}/error.log;
-        events {{ worker_connections 1024; }}
-        http {{
-            access_log off;
-            sendfile on;
-            tcp_nopush on;
-            client_body_temp_path {ng}/body; proxy_temp_path {ng}/proxy;
-            fastcgi_temp_path {ng}/fcgi; uwsgi_temp_path {ng}/uwsgi; scgi_temp_path {ng}/scgi;
-            server {{ listen 127.0.0.1:{port}; root {root}; }}
-        }}
-    """))
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen(["taskset", "-c", "0", nginx, "-c", str(conf), "-p", str(ng)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    wait_for_tcp("127.0.0.1", port, timeout=10)
-    return proc, port
 
 
 def wrk(base: str, path: str, size: int, conns: int, duration: int) -> dict[str, float]:

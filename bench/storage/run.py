@@ -27,15 +27,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.nginx import start_nginx  # noqa: E402
 from tests.gateway_process import GatewayProcess, gateway_config, random_file  # noqa: E402
-from tests.realclients import free_tcp_port, wait_for_tcp  # noqa: E402
 
 LOADGEN = REPO.parent / "shared" / "loadgen"
 MiB = 1 << 20
@@ -140,31 +139,6 @@ def parallel_curl(url: str, size: int, clients: int) -> dict:
             errors += 1
     elapsed = time.perf_counter() - t
     return {"MBps": got / 1e6 / elapsed, "errors": errors, "p99_us": 0.0}
-
-
-def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
-    port = free_tcp_port()
-    conf = work / "nginx.conf"
-    conf.write_text(textwrap.dedent(f"""
-        worker_processes 1;
-        daemon off;
-        pid {work}/nginx.pid;
-        error_log {work}/nginx-error.log;
-        events {{ worker_connections 1024; }}
-        http {{
-            access_log off;
-            sendfile on;
-            tcp_nopush on;
-            client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
-            fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-            server {{ listen 127.0.0.1:{port}; root {root}; }}
-        }}
-    """))
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen(["taskset", "-c", "0", nginx, "-c", str(conf), "-p", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_tcp("127.0.0.1", port, timeout=10)
-    return proc, port
 
 
 def run_serve(src: Path, work: Path, duration: int) -> list[dict]:
