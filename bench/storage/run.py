@@ -198,6 +198,7 @@ def main() -> None:
                                                   if (REPO / "bench" / "out").exists() else None))
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    os.chmod(work, 0o755)  # nginx's worker (user nobody) must reach the file
     src = work / "big.bin"
     if not src.exists() or src.stat().st_size != size:
         random_file(src, size)
