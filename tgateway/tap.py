@@ -244,6 +244,9 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
 
         mounts["/api/dht/status"] = JsonStatus(dht.status)
         api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
+    peer = gw.parts.get("peer")
+    if peer is not None:
+        api.extra_status["peer"] = peer.status
     site, root = build_site(
         api.app.resource(),
         mounts=mounts,
