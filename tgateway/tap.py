@@ -204,6 +204,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     if "gateway" in components:
         _build_gateway(top, gw, reactor, rng)
 
+    if "transcode" in components and gw.store is not None:
+        _build_transcode(top, gw, reactor)
+
     if "blossom" in components:
         _build_blossom(top, gw, reactor)
 
@@ -264,6 +267,43 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("gateway-http")
     svc.setServiceParent(top)
+
+
+def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
+    """Probing and transcoding of video uploads, NIP-71 events, and the stream routes."""
+    from tgateway.transcode.jobs import Transcoder
+    from tgateway.transcode.tools import find_ffmpeg
+
+    config = gw.config
+    announcer = None
+    nostr = gw.parts.get("nostr")
+    if nostr is not None and config.nostr.publish_nip71 and config.nostr.video_relays:
+        from tgateway.nostr.nip71 import VideoAnnouncer
+
+        announcer = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox,
+                                   relays=config.nostr.video_relays, clock=reactor)
+    transcoder = Transcoder(config=config.transcoding, store=gw.store, db=gw.db, links=gw.links,
+                            reactor=reactor, tools=find_ffmpeg(), announcer=announcer)
+    gw.store.subscribe_stored(transcoder.on_stored)
+    gw.store.subscribe_deleted(transcoder.on_deleted)
+    transcoder.setServiceParent(top)
+    gw.parts["transcode"] = transcoder
+    root, users = gw.parts.get("root"), gw.parts.get("users")
+    if root is not None and users is not None:
+        from tgateway.web.stream import StreamApi, UsersFilesDispatch
+
+        sc = config.rate_limiting.stream
+        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth,
+                           admin_pubkeys=config.admin.pubkeys, clock=reactor,
+                           requests_per_second=sc.requests_per_second, burst_size=sc.burst_size,
+                           max_concurrent=sc.max_concurrent)
+        resource = stream.app.resource()
+        root.mount_app("/api/stream", resource)
+        root.mount_app("/api/admin/transcode", resource)
+        root.mount_app("/api/users/me/files",
+                       UsersFilesDispatch(resource, users.users_api.app.resource()))
+        gw.parts["api"].extra_status["transcode"] = transcoder.health
+        gw.parts["stream"] = stream
 
 
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:

@@ -84,6 +84,8 @@ class Announcer:
         """The content store's "file stored" subscriber (a ``StoredEvent``)."""
         if not self.auto_publish or not self.relays:
             return
+        if stored.context.source == "transcode":
+            return  # renditions, HLS segments and playlists: announced by NIP-71, not as torrents
         f: StoredFile = stored.file
         if await self.outbox.deliveries_for_ref(f.sha256):
             return  # announced before (same bytes uploaded again)

@@ -1,0 +1,544 @@
+"""The transcoding service: probe every video upload, queue jobs, run FFmpeg, store the outputs.
+
+Subscribed (by ``tap``) to the content store's "file stored" and "file deleted" events:
+
+- stored: a file whose MIME type or first bytes look like video is probed (ffprobe, or
+  ``ffmpeg -i`` with the imageio-ffmpeg wheel); the result goes to the file's metadata
+  (``meta.video``). With ``transcoding.enabled``, ``auto_transcode`` and the file at least
+  ``min_file_size`` bytes, a job is queued (SQLite, ``tgateway.storage.transcode_jobs``);
+  otherwise the NIP-71 event is published at once with the original only.
+- deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
+  ``transcode:<sha256>`` (their bytes go when nobody else owns them).
+
+At most ``concurrent_jobs`` jobs run at once, in the order priority, shorter first, older first.
+A job is one FFmpeg run that writes every rendition as MP4 (:mod:`tgateway.transcode.argv`), then
+one stream-copy run per rendition for its HLS playlist and segments; every output (MP4s,
+segments, playlists, the master playlist) is stored in the content store as a file of its own
+(``source="transcode"``: not announced on Nostr as torrents, segments not on the DHT). Jobs found
+running at start-up were interrupted (crash, kill) and run again from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from tgateway.config import TranscodingConfig
+from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.transcode_jobs import Job, JobStore
+
+from .argv import (
+    PlaylistEntry,
+    Profile,
+    Variant,
+    avc_codecs,
+    encode_argv,
+    hls_argv,
+    master_playlist,
+    parse_media_playlist,
+    plan_variants,
+    rewrite_media_playlist,
+)
+from .probe import (
+    ProbeError,
+    ProbeResult,
+    looks_like_video,
+    parse_ffmpeg_info,
+    parse_ffprobe_json,
+    probe_argv,
+)
+from .process import FFmpegCancelled, FFmpegFailed, FFmpegRun, Progress, run_ffmpeg
+from .tools import FFmpegTools
+
+__all__ = ["OWNER_PREFIX", "Transcoder"]
+
+OWNER_PREFIX = "transcode:"
+PLAYLIST_MIME = "application/vnd.apple.mpegurl"
+PROGRESS_SAVE_INTERVAL = 1.0
+
+
+class _Stopped(Exception):
+    """The job was cancelled (file deleted) or the service is stopping."""
+
+
+class Transcoder(Service):
+    log = Logger()
+    name = "transcode"
+
+    def __init__(
+        self,
+        *,
+        config: TranscodingConfig,
+        store: Any,
+        db: Any,
+        links: Any,
+        reactor: Any,
+        tools: FFmpegTools | None,
+        announcer: Any = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.jobs = JobStore(db)
+        self.links = links
+        self.reactor = reactor
+        self.tools = tools
+        self.announcer = announcer
+        self.profiles = [Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
+                         for p in config.profiles]
+        self.work_dir = os.path.abspath(config.work_dir)
+        self._probes = DeferredSemaphore(2)
+        self._runs: dict[str, FFmpegRun] = {}  # sha256 -> the FFmpeg run of a running job
+        self._running: dict[str, Deferred[None]] = {}  # sha256 -> the job's coroutine
+        self._progress: dict[str, float] = {}
+        self._saved_at: dict[str, float] = {}
+        self._deleted: set[str] = set()
+        self._outputs: dict[str, list[str]] = {}  # outputs stored so far by a running job
+        self._tasks: set[Deferred[Any]] = set()
+        self._kicking = False
+        self._kick_again = False
+        self._stopping = False
+
+    @property
+    def active(self) -> bool:
+        """Transcoding is on and FFmpeg was found."""
+        return self.config.enabled and self.tools is not None
+
+    # life cycle --------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        if self.tools is None:
+            if self.config.enabled:
+                self.log.warn("no FFmpeg found (PATH or the imageio-ffmpeg package): video "
+                              "transcoding and probing are disabled; uploads still work")
+        else:
+            self.log.info("FFmpeg {ffmpeg} ({source}), probing with {probe}; transcoding {state}",
+                          ffmpeg=self.tools.ffmpeg, source=self.tools.source,
+                          probe=self.tools.ffprobe or "ffmpeg -i",
+                          state="on" if self.config.enabled else "off")
+        if self.active:
+            self._track(Deferred.fromCoroutine(self._resume()))
+
+    async def _resume(self) -> None:
+        n = await self.jobs.requeue_interrupted()
+        if n:
+            self.log.info("{n} interrupted transcoding jobs queued again", n=n)
+        self.kick()
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        self._stopping = True
+        for run in list(self._runs.values()):
+            run.cancel()
+        pending = list(self._running.values()) + list(self._tasks)
+        return DeferredList(pending, consumeErrors=True)
+
+    def _track(self, d: Deferred[Any]) -> Deferred[Any]:
+        self._tasks.add(d)
+
+        def done(result: Any) -> Any:
+            self._tasks.discard(d)
+            return result
+
+        d.addBoth(done)
+        d.addErrback(lambda f: self.log.failure("transcoder task failed", f))
+        return d
+
+    # events ------------------------------------------------------------------------------
+
+    def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
+        if event.context.source == "transcode" or self.tools is None or self._stopping:
+            return None
+        return self._track(Deferred.fromCoroutine(self._on_stored(event)))
+
+    async def _on_stored(self, event: StoredEvent) -> None:
+        f = event.file
+        if not event.new and "video" in f.meta:
+            return
+        head = await self.store.reader.read_block(f, 0) if f.size else b""
+        if not looks_like_video(head[:4096], f.mime):
+            return
+        try:
+            probe = await self._probes.run(lambda: Deferred.fromCoroutine(self.probe(f)))
+        except ProbeError as e:
+            self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
+            await self.store.set_meta(f.sha256, video_error=str(e))
+            return
+        await self.store.set_meta(f.sha256, video=probe.to_json())
+        self.log.info("probed {sha256}: {w}x{h} {codec}, {d} s", sha256=f.sha256,
+                      w=probe.display_width, h=probe.display_height, codec=probe.video_codec,
+                      d=probe.duration)
+        if self.active and self.config.auto_transcode and f.size >= self.config.min_file_size:
+            await self.enqueue(f.sha256, probe)
+        elif self.announcer is not None:
+            await self._announce(f, probe, None)
+
+    async def probe(self, f: StoredFile) -> ProbeResult:
+        """Probe a stored file (raises ProbeError)."""
+        assert self.tools is not None
+        argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, self._source(f))
+        run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
+        try:
+            out = await run.done
+        except FFmpegFailed as e:
+            if self.tools.ffprobe:
+                raise ProbeError(e.message) from None
+            return parse_ffmpeg_info(run.protocol.stderr_tail())
+        if self.tools.ffprobe:
+            return parse_ffprobe_json(out)
+        return parse_ffmpeg_info(run.protocol.stderr_tail())
+
+    async def enqueue(self, sha256: str, probe: ProbeResult, priority: int = 0) -> bool:
+        added = await self.jobs.add(sha256, probe.duration, probe.to_json(), priority,
+                                    self.reactor.seconds())
+        if added:
+            self.log.info("transcoding job queued for {sha256}", sha256=sha256)
+            self.kick()
+        return added
+
+    def on_deleted(self, f: StoredFile) -> Deferred[Any]:
+        return self._track(Deferred.fromCoroutine(self._on_deleted(f)))
+
+    async def _on_deleted(self, f: StoredFile) -> None:
+        job = await self.jobs.delete(f.sha256)
+        if job is None:
+            return
+        self._deleted.add(f.sha256)
+        run = self._runs.get(f.sha256)
+        if run is not None:
+            run.cancel()
+        running = self._running.get(f.sha256)
+        if running is not None:
+            await DeferredList([running], consumeErrors=True)
+        outputs = set(job.results.get("outputs", [])) | set(self._outputs.pop(f.sha256, []))
+        await self._drop_outputs(f.sha256, outputs)
+        self._deleted.discard(f.sha256)
+        self.log.info("transcoding of {sha256} cancelled: file deleted", sha256=f.sha256)
+
+    async def _drop_outputs(self, sha256: str, outputs: set[str]) -> None:
+        for out in outputs:
+            try:
+                await self.store.remove_owner(out, OWNER_PREFIX + sha256)
+            except KeyError:
+                pass
+
+    # queue -------------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Start queued jobs while fewer than ``concurrent_jobs`` run."""
+        if not self.active or self._stopping:
+            return
+        if self._kicking:
+            self._kick_again = True
+            return
+        self._track(Deferred.fromCoroutine(self._fill()))
+
+    async def _fill(self) -> None:
+        self._kicking = True
+        try:
+            while True:
+                self._kick_again = False
+                while len(self._running) < self.config.concurrent_jobs and not self._stopping:
+                    job = await self.jobs.claim_next(self.reactor.seconds())
+                    if job is None:
+                        break
+                    d = Deferred.fromCoroutine(self._run(job))
+                    self._running[job.sha256] = d
+                    d.addErrback(lambda f: self.log.failure("transcoding job failed", f))
+                if not self._kick_again:
+                    break
+        finally:
+            self._kicking = False
+
+    async def retry(self, sha256: str, priority: int | None = None) -> Job | None:
+        """Queue a job again (admin). None when there is no such job; a running job is left."""
+        job = await self.jobs.get(sha256)
+        if job is None or job.state == "running":
+            return job
+        job = await self.jobs.retry(sha256, priority)
+        self.kick()
+        return job
+
+    async def job(self, sha256: str) -> Job | None:
+        return await self.jobs.get(sha256)
+
+    def live_progress(self, sha256: str) -> float | None:
+        return self._progress.get(sha256)
+
+    def health(self) -> dict[str, Any]:
+        """For ``GET /api/health``."""
+        return {"status": "ok" if self.active else "disabled",
+                "ffmpeg": self.tools.source if self.tools else None,
+                "running": len(self._running)}
+
+    # one job -----------------------------------------------------------------------------
+
+    def _set_progress(self, sha256: str, percent: float) -> None:
+        percent = round(max(self._progress.get(sha256, 0.0), min(100.0, percent)), 2)
+        self._progress[sha256] = percent
+        now = self.reactor.seconds()
+        if now - self._saved_at.get(sha256, 0.0) >= PROGRESS_SAVE_INTERVAL:
+            self._saved_at[sha256] = now
+            d = Deferred.fromCoroutine(self.jobs.progress(sha256, percent))
+            d.addErrback(lambda f: self.log.failure("saving progress failed", f))
+
+    def _check(self, sha256: str) -> None:
+        if self._stopping or sha256 in self._deleted:
+            raise _Stopped()
+
+    async def _ffmpeg(self, sha256: str, argv: list[str], duration: float,
+                      span: tuple[float, float]) -> None:
+        self._check(sha256)
+        low, high = span
+
+        def progress(p: Progress) -> None:
+            self._set_progress(sha256, low + (high - low) * p.percent / 100.0)
+
+        run = run_ffmpeg(self.reactor, argv, duration=duration, on_progress=progress)
+        self._runs[sha256] = run
+        try:
+            await run.done
+        except FFmpegCancelled:
+            raise _Stopped() from None
+        finally:
+            self._runs.pop(sha256, None)
+
+    async def _run(self, job: Job) -> None:
+        sha = job.sha256
+        work = os.path.join(self.work_dir, sha)
+        self._progress[sha] = 0.0
+        self._outputs[sha] = []
+        try:
+            results = await self._transcode(job, work)
+            self._check(sha)
+            await self.jobs.finish(sha, results, self.reactor.seconds())
+            self.log.info("transcoded {sha256}: {names}", sha256=sha,
+                          names=[v["name"] for v in results["variants"]])
+        except _Stopped:
+            if sha not in self._deleted:
+                self.log.info("transcoding of {sha256} interrupted; it runs again at start",
+                              sha256=sha)
+        except (FFmpegFailed, ProbeError, OSError) as e:
+            tail = e.stderr_tail if isinstance(e, FFmpegFailed) else None
+            message = e.message if isinstance(e, FFmpegFailed) else f"{type(e).__name__}: {e}"
+            self.log.warn("transcoding of {sha256} failed: {why}", sha256=sha, why=message)
+            await self._fail(sha, message, tail)
+        except Exception as e:
+            self.log.failure("transcoding of {sha256} failed", sha256=sha)
+            await self._fail(sha, f"internal error: {type(e).__name__}", None)
+        finally:
+            self._running.pop(sha, None)
+            self._progress.pop(sha, None)
+            self._saved_at.pop(sha, None)
+            if sha not in self._deleted:
+                self._outputs.pop(sha, None)
+            await self._thread(shutil.rmtree, work, True)
+            if not self._stopping:
+                self.reactor.callLater(0, self.kick)
+
+    async def _fail(self, sha: str, message: str, tail: str | None) -> None:
+        if sha in self._deleted or self._stopping:
+            return
+        outputs = set(self._outputs.get(sha, []))
+        await self._drop_outputs(sha, outputs)
+        await self.jobs.fail(sha, message, tail, self.reactor.seconds())
+        try:
+            await self.store.set_meta(sha, transcoding={"state": "failed", "error": message})
+        except KeyError:
+            pass
+
+    def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        pool = getattr(self.reactor, "getThreadPool", None)
+        if pool is None:
+            try:
+                return succeed(fn(*args))
+            except Exception:
+                from twisted.internet.defer import fail
+
+                return fail()
+        return deferToThreadPool(self.reactor, pool(), fn, *args)
+
+    def _source(self, f: StoredFile) -> str:
+        """The FFmpeg input URL of a stored file: its blob, or the concat of its chunks."""
+        layout = self.store.layout
+        if f.storage == "blob":
+            return "file:" + str(layout.blob_path(f.sha256))
+        paths = [str(layout.chunk_path(c.sha256)) for c in f.chunks]
+        return "concat:" + "|".join(paths)
+
+    async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
+        assert self.tools is not None
+        sha = job.sha256
+        f = await self.store.get(sha)
+        if f is None:
+            raise _Stopped()
+        probe = ProbeResult.from_json(job.probe) if job.probe else await self.probe(f)
+        variants = plan_variants(probe, self.profiles)
+        await self._thread(shutil.rmtree, work, True)
+        await self._thread(os.makedirs, work, 0o755, True)
+        segment = float(self.config.hls_segment_duration)
+        argv = encode_argv(self.tools.ffmpeg, self._source(f), probe, variants, work,
+                           preset=self.config.preset, segment=segment)
+        await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
+        for i, v in enumerate(variants):
+            hls_dir = os.path.join(work, "hls_" + v.name)
+            await self._thread(os.makedirs, hls_dir, 0o755, True)
+            step = 7.0 / len(variants)
+            await self._ffmpeg(sha, hls_argv(self.tools.ffmpeg, os.path.join(work, v.filename),
+                                             hls_dir, segment=segment),
+                               probe.duration, (90.0 + i * step, 90.0 + (i + 1) * step))
+        return await self._store_outputs(f, probe, variants, work)
+
+    async def _store_outputs(self, f: StoredFile, probe: ProbeResult, variants: list[Variant],
+                             work: str) -> dict[str, Any]:
+        sha = f.sha256
+        base = os.path.splitext(f.name)[0] or sha
+        out_variants = []
+        entries = []
+        for v in variants:
+            self._check(sha)
+            mp4 = await self._put(sha, os.path.join(work, v.filename), f"{base} {v.name}.mp4",
+                                  "video/mp4", dht=True)
+            head = await self._thread(_read_head, os.path.join(work, v.filename), 1 << 20)
+            codecs = avc_codecs(head, v.has_audio)
+            hls_dir = os.path.join(work, "hls_" + v.name)
+            text = await self._thread(_read_text, os.path.join(hls_dir, "index.m3u8"))
+            segments = parse_media_playlist(text)
+            names: dict[str, str] = {}
+            seg_shas = []
+            peak = 0
+            for duration, uri in segments:
+                self._check(sha)
+                seg = await self._put(sha, os.path.join(hls_dir, uri), f"{base} {v.name} {uri}",
+                                      "video/mp2t", dht=False)
+                names[uri] = f"{seg.sha256}.ts"
+                seg_shas.append(seg.sha256)
+                if duration > 0.5:
+                    peak = max(peak, int(seg.size * 8 / duration))
+            playlist_text = rewrite_media_playlist(text, names)
+            playlist_path = os.path.join(hls_dir, "playlist.m3u8")
+            await self._thread(_write_text, playlist_path, playlist_text)
+            playlist = await self._put(sha, playlist_path, f"{base} {v.name}.m3u8",
+                                       PLAYLIST_MIME, dht=False)
+            average = int(mp4.size * 8 / probe.duration) if probe.duration else 0
+            peak = max(peak, average)
+            entries.append(PlaylistEntry(uri=f"{playlist.sha256}.m3u8", bandwidth=peak,
+                                         average_bandwidth=average, width=v.width,
+                                         height=v.height, codecs=codecs, frame_rate=probe.fps))
+            out_variants.append({
+                "name": v.name, "width": v.width, "height": v.height, "mode": v.mode,
+                "sha256": mp4.sha256, "size": mp4.size, "bitrate": average, "bandwidth": peak,
+                "codecs": codecs, "playlist": playlist.sha256, "segments": seg_shas,
+            })
+        master_path = os.path.join(work, "master.m3u8")
+        await self._thread(_write_text, master_path, master_playlist(entries))
+        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME, dht=False)
+        results = {"variants": out_variants, "master": master.sha256,
+                   "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
+        self._set_progress(sha, 100.0)
+        await self.store.set_meta(sha, transcoding={
+            "state": "done", "master": master.sha256,
+            "variants": [{k: v[k] for k in ("name", "width", "height", "sha256", "mode")}
+                         for v in out_variants],
+        })
+        if self.announcer is not None:
+            self._check(sha)
+            await self._announce(f, probe, out_variants)
+        return results
+
+    async def _put(self, sha: str, path: str, name: str, mime: str, *, dht: bool) -> StoredFile:
+        """Store one output file under the owner ``transcode:<sha>``."""
+        ctx = UploadContext(owner=OWNER_PREFIX + sha, name=name, source="transcode",
+                            announce_dht=dht)
+        size = await self._thread(os.path.getsize, path)
+        ingest = self.store.begin_upload(size_hint=size, max_size=max(1, size))
+        waiting: list[Deferred[None]] = []
+
+        def pause() -> None:
+            waiting.append(Deferred())
+
+        def resume() -> None:
+            while waiting:
+                waiting.pop().callback(None)
+
+        ingest.set_flow_control(pause, resume)
+        fh = await self._thread(open, path, "rb")
+        try:
+            while True:
+                data = await self._thread(fh.read, 1 << 20)
+                if not data:
+                    break
+                ingest.write(data)
+                if waiting:
+                    await waiting[-1]
+        except BaseException:
+            await ingest.abort()
+            raise
+        finally:
+            fh.close()
+        event = await self.store.commit(ingest, ctx, declared_type=mime)
+        self._outputs.setdefault(sha, []).append(event.file.sha256)
+        return event.file
+
+    # NIP-71 ------------------------------------------------------------------------------
+
+    async def _announce(self, f: StoredFile, probe: ProbeResult,
+                        variants: list[dict[str, Any]] | None) -> None:
+        from tgateway.nostr.nip71 import VideoInfo, VideoVariant
+
+        owners = [o for o in await self.store.owners(f.sha256)
+                  if not o.owner.startswith(OWNER_PREFIX)]
+        title = next((o.title for o in owners if o.title), None) or os.path.splitext(f.name)[0]
+        description = next((o.description for o in owners if o.description), None) or ""
+        base = self.links.base_url
+        blossom = getattr(self.links, "blossom_url", None)
+
+        def urls(sha: str) -> tuple[str, list[str]]:
+            fallbacks = [f"{blossom}/{sha}"] if blossom else []
+            return f"{base}/api/stream/{sha}", fallbacks + [f"{base}/api/download/{sha}"]
+
+        out = []
+        if variants:
+            for v in variants:
+                url, fb = urls(v["sha256"])
+                out.append(VideoVariant(url=url, mime="video/mp4", sha256=v["sha256"],
+                                        width=v["width"], height=v["height"],
+                                        duration=probe.duration, bitrate=v["bitrate"],
+                                        size=v["size"], fallbacks=fb))
+        else:
+            url, fb = urls(f.sha256)
+            out.append(VideoVariant(url=url, mime=f.mime, sha256=f.sha256,
+                                    width=probe.display_width, height=probe.display_height,
+                                    duration=probe.duration, bitrate=probe.bitrate,
+                                    size=f.size, fallbacks=fb))
+        info = VideoInfo(title=title, published_at=int(f.created_at), duration=probe.duration,
+                         width=probe.display_width, height=probe.display_height, variants=out,
+                         description=description, info_hash=f.info_hash,
+                         magnet=self.links.magnet(f))
+        try:
+            await self.announcer.publish(f.sha256, info)
+        except Exception:
+            self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
+
+
+def _read_head(path: str, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(size)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -1,0 +1,281 @@
+"""Video routes on ``gateway.port``: progressive streams, HLS, transcoding status, admin retry.
+
+- ``GET /api/stream/<sha256>``: the best transcoded MP4 when the file's job is done, else the
+  original (ranges, ETag, CORS through ``send_file``). ``?original=true`` forces the original,
+  ``?transcoded=true`` answers 404 ``not_transcoded`` rather than falling back, ``?quality=720p``
+  picks a rendition (404 ``quality_not_found`` when there is none of that name).
+- ``GET /api/stream/<sha256>/playlist.m3u8``: the HLS master playlist. It names the variant
+  playlists as ``<sha256>.m3u8`` and they name their segments ``<sha256>.ts``: relative URIs that
+  resolve under ``/api/stream/<sha256>/`` here, and on a Blossom server (``/<sha256>.<ext>``).
+- ``GET /api/stream/<sha256>/<output sha256>.m3u8|.ts``: a variant playlist or a segment of that
+  video's job (other hashes: 404).
+- ``GET /api/users/me/files/<sha256>/transcoding-status``: for an owner of the file: state,
+  progress, per-profile results and the error of a failed job.
+- ``POST /api/admin/transcode/<sha256>/retry`` (``{"priority": n}`` optional): queue a job again;
+  only for ``admin.pubkeys``.
+
+``rate_limiting.stream``: ``requests_per_second``/``burst_size`` per file for the stream and master
+playlist routes, ``max_concurrent`` progressive streams at once (segments are not limited: a
+player fetches one every few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
+
+from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, TooManyRequests
+from tgateway.ratelimit import KeyedLimiter
+
+from .auth import require_user
+from .errors import install_error_handlers
+from .send import CORS_HEADERS, CORS_PREFLIGHT, parse_hex, send_file, set_headers
+
+__all__ = ["StreamApi", "UsersFilesDispatch"]
+
+MPEGURL = "application/vnd.apple.mpegurl"
+
+
+def _flag(request: Any, name: str) -> bool:
+    raw = request.args.get(name.encode(), [b""])[0].decode("latin-1").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise BadRequest(f"{name} must be true or false", code="invalid_field")
+
+
+def _json(request: Any, body: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    set_headers(request, CORS_HEADERS)
+    return json.dumps(body).encode("utf-8")
+
+
+class StreamApi:
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, *, store: Any, transcoder: Any, auth: Any, admin_pubkeys: tuple[str, ...],
+                 clock: Any, requests_per_second: float = 10.0, burst_size: int = 20,
+                 max_concurrent: int = 50) -> None:
+        self.store = store
+        self.transcoder = transcoder
+        self.auth = auth
+        self.admins = frozenset(k.lower() for k in admin_pubkeys)
+        self.clock = clock
+        self.limiter: KeyedLimiter[str] = KeyedLimiter(requests_per_second, burst_size)
+        self.max_concurrent = max_concurrent
+        self.streaming = 0
+
+    async def _file(self, sha: str) -> Any:
+        f = await self.store.get(sha)
+        if f is None:
+            raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
+        return f
+
+    def _limit(self, sha: str) -> None:
+        wait = self.limiter.take(sha, self.clock.seconds())
+        if wait:
+            raise TooManyRequests("too many stream requests for this file; retry later",
+                                  retry_after=wait)
+
+    async def _results(self, sha: str) -> dict[str, Any] | None:
+        job = await self.transcoder.job(sha) if self.transcoder is not None else None
+        if job is None or job.state != "done":
+            return None
+        return job.results  # type: ignore[no-any-return]
+
+    # progressive -----------------------------------------------------------------------
+
+    @app.route("/api/stream/<sha256>", methods=["GET", "HEAD"])
+    async def stream(self, request: Any, sha256: str) -> None:
+        sha = parse_hex(sha256, 64, "sha256")
+        original = _flag(request, "original")
+        transcoded = _flag(request, "transcoded")
+        quality = request.args.get(b"quality", [b""])[0].decode("latin-1").strip()
+        if original and (transcoded or quality):
+            raise BadRequest("original=true goes with neither transcoded nor quality",
+                             code="invalid_field")
+        self._limit(sha)
+        f = await self._file(sha)
+        target = f
+        if not original:
+            results = await self._results(sha)
+            variants = (results or {}).get("variants") or []
+            chosen = None
+            if quality:
+                chosen = next((v for v in variants if v["name"] == quality), None)
+                if chosen is None:
+                    names = ", ".join(v["name"] for v in variants) or "none yet"
+                    raise NotFound(f"no {quality} rendition of this file ({names})",
+                                   code="quality_not_found")
+            elif variants:
+                chosen = max(variants, key=lambda v: v["width"] * v["height"])
+            elif transcoded:
+                raise NotFound("this file has no transcoded rendition (yet)",
+                               code="not_transcoded")
+            if chosen is not None:
+                out = await self.store.get(chosen["sha256"])
+                if out is None:
+                    raise NotFound("the rendition is gone", code="file_not_found")
+                target = out
+        if self.streaming >= self.max_concurrent:
+            raise TooManyRequests("too many streams at once; retry later", retry_after=1.0)
+        self.streaming += 1
+        try:
+            extra = {b"x-stream-source": b"original" if target is f else b"transcoded"}
+            await send_file(request, self.store.reader, target, disposition="inline",
+                            extra_headers=extra)
+        finally:
+            self.streaming -= 1
+
+    # HLS -------------------------------------------------------------------------------
+
+    @app.route("/api/stream/<sha256>/playlist.m3u8", methods=["GET", "HEAD"])
+    async def master(self, request: Any, sha256: str) -> None:
+        sha = parse_hex(sha256, 64, "sha256")
+        self._limit(sha)
+        await self._file(sha)
+        results = await self._results(sha)
+        if not results or not results.get("master"):
+            raise NotFound("this file has no HLS playlist (yet)", code="not_transcoded")
+        master = await self._file(results["master"])
+        await send_file(request, self.store.reader, master, content_type=MPEGURL)
+
+    @app.route("/api/stream/<sha256>/<name>", methods=["GET", "HEAD"])
+    async def hls_part(self, request: Any, sha256: str, name: str) -> None:
+        sha = parse_hex(sha256, 64, "sha256")
+        part, dot, ext = name.partition(".")
+        if ext not in ("m3u8", "ts"):
+            raise NotFound("no such stream resource", code="not_found")
+        part = parse_hex(part, 64, "sha256")
+        results = await self._results(sha)
+        if results is None:
+            raise NotFound("this file has no HLS playlist (yet)", code="not_transcoded")
+        allowed = set()
+        for v in results.get("variants", []):
+            if ext == "m3u8":
+                allowed.add(v.get("playlist"))
+            else:
+                allowed.update(v.get("segments", []))
+        if part not in allowed:
+            raise NotFound("not a part of this video's playlists", code="not_found")
+        f = await self._file(part)
+        await send_file(request, self.store.reader, f,
+                        content_type=MPEGURL if ext == "m3u8" else "video/mp2t")
+
+    # status and admin --------------------------------------------------------------------
+
+    @app.route("/api/users/me/files/<sha256>/transcoding-status", methods=["GET"])
+    async def transcoding_status(self, request: Any, sha256: str) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        sha = parse_hex(sha256, 64, "sha256")
+        owners = await self.store.owners(sha)
+        if not owners:
+            raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
+        if not any(o.owner == pubkey for o in owners):
+            raise Forbidden("only an owner of this file can see its transcoding",
+                            code="not_owner")
+        f = await self._file(sha)
+        return _json(request, await self.describe(f))
+
+    async def describe(self, f: Any) -> dict[str, Any]:
+        """The transcoding status of a stored file (also used by tests and the admin)."""
+        sha = f.sha256
+        job = await self.transcoder.job(sha) if self.transcoder is not None else None
+        out: dict[str, Any] = {"sha256": sha, "video": f.meta.get("video")}
+        if job is None:
+            if "video" not in f.meta:
+                out["state"] = "not_video" if "video_error" in f.meta or f.meta else "unknown"
+                if "video_error" in f.meta:
+                    out["error"] = f.meta["video_error"]
+            else:
+                out["state"] = "not_queued"
+            out["progress"] = 0.0
+            out["profiles"] = []
+            return out
+        live = self.transcoder.live_progress(sha) if job.state == "running" else None
+        out.update({
+            "state": job.state,
+            "progress": live if live is not None else job.progress,
+            "attempts": job.attempts,
+            "priority": job.priority,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "error": job.error,
+            "profiles": [],
+        })
+        if job.state == "done":
+            base = f"/api/stream/{sha}"
+            out["profiles"] = [
+                {k: v.get(k) for k in ("name", "width", "height", "mode", "sha256", "size",
+                                       "bitrate", "codecs")}
+                | {"url": f"{base}?quality={v['name']}", "playlist": f"{base}/{v['playlist']}.m3u8"}
+                for v in job.results.get("variants", [])
+            ]
+            out["hls"] = f"{base}/playlist.m3u8"
+            out["master_sha256"] = job.results.get("master")
+        return out
+
+    @app.route("/api/admin/transcode/<sha256>/retry", methods=["POST"])
+    async def retry(self, request: Any, sha256: str) -> bytes:
+        pubkey = await require_user(self.auth, request)
+        if pubkey.lower() not in self.admins:
+            raise Forbidden("administrators only", code="not_admin")
+        sha = parse_hex(sha256, 64, "sha256")
+        priority = None
+        raw = request.content.read() if getattr(request, "content", None) is not None else b""
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+                priority = body.get("priority") if isinstance(body, dict) else None
+            except ValueError:
+                raise BadRequest("the body must be JSON", code="invalid_json") from None
+            if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+                raise BadRequest("priority must be a whole number", code="invalid_field")
+        if self.transcoder is None or not self.transcoder.active:
+            raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
+        job = await self.transcoder.retry(sha, priority)
+        if job is None:
+            raise NotFound("no transcoding job for this file", code="job_not_found")
+        return _json(request, {"sha256": sha, "state": job.state, "priority": job.priority}, 202)
+
+    @app.route("/api/stream/", branch=True, methods=["OPTIONS"])
+    @app.route("/api/admin/transcode/", branch=True, methods=["OPTIONS"])
+    def preflight(self, request: Any, **kw: Any) -> bytes:
+        set_headers(request, CORS_PREFLIGHT)
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/api/stream/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    @app.route("/api/admin/transcode/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    def not_found(self, request: Any) -> bytes:
+        raise ApiError("no such API route", status=404, code="not_found")
+
+
+install_error_handlers(StreamApi.app)
+
+
+class UsersFilesDispatch(Resource):
+    """``/api/users/me/files/...``: ``.../<sha256>/transcoding-status`` goes to the stream app,
+    everything else to the users app (both Klein apps see the full path)."""
+
+    isLeaf = True
+
+    def __init__(self, stream: IResource, users: IResource) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._stream = stream
+        self._users = users
+
+    def render(self, request: Any) -> Any:
+        path = [p for p in request.postpath if p]
+        if path and path[-1] == b"transcoding-status":
+            return self._stream.render(request)  # type: ignore[no-untyped-call]
+        return self._users.render(request)  # type: ignore[no-untyped-call]
