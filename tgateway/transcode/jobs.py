@@ -101,6 +101,7 @@ class Transcoder(Service):
         self._deleted: set[str] = set()
         self._outputs: dict[str, list[str]] = {}  # outputs stored so far by a running job
         self._tasks: set[Deferred[Any]] = set()
+        self._probe_runs: set[FFmpegRun] = set()
         self._kicking = False
         self._kick_again = False
         self._stopping = False
@@ -136,7 +137,7 @@ class Transcoder(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         self._stopping = True
-        for run in list(self._runs.values()):
+        for run in list(self._runs.values()) + list(self._probe_runs):
             run.cancel()
         pending = list(self._running.values()) + list(self._tasks)
         return DeferredList(pending, consumeErrors=True)
@@ -155,7 +156,8 @@ class Transcoder(Service):
     # events ------------------------------------------------------------------------------
 
     def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
-        if event.context.source == "transcode" or self.tools is None or self._stopping:
+        if (event.context.source == "transcode" or not self.active or self._stopping):
+            # transcoding.enabled false: no FFmpeg child at all (not even probes)
             return None
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
 
@@ -186,8 +188,12 @@ class Transcoder(Service):
         assert self.tools is not None
         argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, self._source(f))
         run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
+        self._probe_runs.add(run)
+        run.protocol.ended.addBoth(lambda r: (self._probe_runs.discard(run), r)[1])
         try:
             out = await run.done
+        except FFmpegCancelled:
+            raise ProbeError("the gateway is stopping") from None
         except FFmpegFailed as e:
             if self.tools.ffprobe:
                 raise ProbeError(e.message) from None

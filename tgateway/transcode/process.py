@@ -136,6 +136,8 @@ class FFmpegProtocol(ProcessProtocol):
         self.stderr: deque[bytes] = deque()
         self._stderr_size = 0
         self.ended: Deferred[Failure | None] = Deferred()
+        self._lost: set[int] = set()
+        self.on_pipes_closed: Callable[[], None] | None = None
 
     def connectionMade(self) -> None:
         self.transport.closeStdin()  # type: ignore[union-attr]
@@ -158,8 +160,14 @@ class FFmpegProtocol(ProcessProtocol):
     def stderr_tail(self) -> str:
         return b"".join(self.stderr)[-self.tail_size:].decode("utf-8", "replace")
 
+    def childConnectionLost(self, childFD: int) -> None:
+        self._lost.add(childFD)
+        if self._lost >= {0, 1, 2} and self.on_pipes_closed is not None:
+            self.on_pipes_closed()
+
     def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(reason)
+        if not self.ended.called:
+            self.ended.callback(reason)
 
 
 class FFmpegRun:
@@ -171,6 +179,19 @@ class FFmpegRun:
         self._kill_call: Any = None
         self.done: Deferred[bytes] = Deferred()
         protocol.ended.addBoth(self._ended)  # fired with a Failure (ProcessDone too)
+        protocol.on_pipes_closed = self._reap_soon
+        self._reap_call: Any = None
+
+    def _reap_soon(self) -> None:
+        """The pipes are closed: the exit status follows. Without SIGCHLD handling (a reactor
+        run with ``installSignalHandlers=False``) nobody would collect it, so poll for it."""
+        if self.protocol.ended.called:
+            return
+        reap = getattr(self.protocol.transport, "reapProcess", None)
+        if reap is not None and getattr(self.protocol.transport, "pid", None) is not None:
+            reap()
+        if not self.protocol.ended.called:
+            self._reap_call = self.clock.callLater(0.05, self._reap_soon)
 
     @property
     def pid(self) -> int | None:
@@ -179,6 +200,8 @@ class FFmpegRun:
     def _ended(self, reason: Failure) -> None:
         if self._kill_call is not None and self._kill_call.active():
             self._kill_call.cancel()
+        if self._reap_call is not None and self._reap_call.active():
+            self._reap_call.cancel()
         if self.cancelled:
             self.done.errback(FFmpegCancelled("ffmpeg was stopped"))
             return
