@@ -19,6 +19,20 @@ from tests.realclients import start_nostr_relay  # noqa: E402
 trial_compat.install()
 
 
+def _no_persistent_treq_connections() -> None:
+    """treq's default pool keeps idle keep-alive sockets (and their 240 s timers) alive after a
+    test; a later trial TestCase would then fail its dirty-reactor check. Tests that use plain
+    ``treq.get`` etc. get a pool that closes connections after each response instead."""
+    from treq.api import set_global_pool
+    from twisted.internet import reactor
+    from twisted.web.client import HTTPConnectionPool
+
+    set_global_pool(HTTPConnectionPool(reactor, persistent=False))
+
+
+_no_persistent_treq_connections()
+
+
 @pytest.fixture
 def nostr_relay(tmp_path: Path) -> Iterator[str]:
     """A real nostr-relay 1.14 on a free loopback port; yields its ``ws://127.0.0.1:PORT`` URL.
