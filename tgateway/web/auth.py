@@ -37,7 +37,7 @@ from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.sessions import SessionStore
 
 from .errors import install_error_handlers
-from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, set_headers
+from .send import CORS_PREFLIGHT, client_ip, json_body, set_headers
 
 __all__ = ["AuthApi", "RequestAuthenticator", "require_user"]
 
@@ -151,14 +151,6 @@ def read_json(request: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
     return body
-
-
-def json_body(request: Any, body: Any, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    set_headers(request, CORS_HEADERS)
-    return json.dumps(body).encode("utf-8")
 
 
 class AuthApi:

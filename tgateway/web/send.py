@@ -6,6 +6,7 @@ Used by the gateway's download, webseed and stream routes and by Blossom's GET.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +43,15 @@ def parse_hex(value: str, length: int, what: str) -> str:
     if len(v) != length or not set(v) <= _HEX:
         raise BadRequest(f"{what} must be {length} hexadecimal characters", code="invalid_hash")
     return v
+
+
+def json_body(request: Any, body: Any, status: int = 200) -> bytes:
+    """A JSON answer that is not cached and is readable cross-origin."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    set_headers(request, CORS_HEADERS)
+    return json.dumps(body).encode("utf-8")
 
 
 def set_headers(request: Any, headers: dict[bytes, bytes]) -> None:

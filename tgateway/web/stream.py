@@ -33,7 +33,7 @@ from tgateway.ratelimit import KeyedLimiter
 
 from .auth import require_user
 from .errors import install_error_handlers
-from .send import CORS_HEADERS, CORS_PREFLIGHT, parse_hex, send_file, set_headers
+from .send import CORS_PREFLIGHT, json_body, parse_hex, send_file, set_headers
 
 __all__ = ["StreamApi", "UsersFilesDispatch"]
 
@@ -47,14 +47,6 @@ def _flag(request: Any, name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise BadRequest(f"{name} must be true or false", code="invalid_field")
-
-
-def _json(request: Any, body: Any, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    set_headers(request, CORS_HEADERS)
-    return json.dumps(body).encode("utf-8")
 
 
 class StreamApi:
@@ -183,7 +175,7 @@ class StreamApi:
             raise Forbidden("only an owner of this file can see its transcoding",
                             code="not_owner")
         f = await self._file(sha)
-        return _json(request, await self.describe(f))
+        return json_body(request, await self.describe(f))
 
     async def describe(self, f: Any) -> dict[str, Any]:
         """The transcoding status of a stored file (also used by tests and the admin)."""
@@ -245,7 +237,7 @@ class StreamApi:
         job = await self.transcoder.retry(sha, priority)
         if job is None:
             raise NotFound("no transcoding job for this file", code="job_not_found")
-        return _json(request, {"sha256": sha, "state": job.state, "priority": job.priority}, 202)
+        return json_body(request, {"sha256": sha, "state": job.state, "priority": job.priority}, 202)
 
     @app.route("/api/stream/", branch=True, methods=["OPTIONS"])
     @app.route("/api/admin/transcode/", branch=True, methods=["OPTIONS"])

@@ -34,9 +34,9 @@ from tgateway.nostr.nip46_login import Nip46Logins
 from tgateway.storage.model import UploadContext
 from tgateway.storage.sessions import SessionStore
 
-from .auth import AuthApi, RequestAuthenticator, json_body, require_user
+from .auth import AuthApi, RequestAuthenticator, require_user
 from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, parse_hex, set_headers
+from .send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
 
 __all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
 
