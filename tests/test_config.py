@@ -198,6 +198,56 @@ def test_options_and_services(tmp_path: Path) -> None:
     assert "blossom-http" not in names
 
 
+def test_services_stop_one_after_the_other_storage_last(tmp_path: Path) -> None:
+    """A component still using the store (a transcode storing its outputs) finishes before the
+    storage closes: the top service stops its children in reverse order, each awaited."""
+    from twisted.application.service import Service
+    from twisted.internet.defer import Deferred
+
+    from tgateway.tap import GatewayService
+
+    events: list[str] = []
+    pending: dict[str, Deferred[None]] = {}
+
+    class Child(Service):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def stopService(self) -> Deferred[None]:
+            super().stopService()
+            events.append("stop " + self.name)
+            pending[self.name] = Deferred()
+            return pending[self.name]
+
+    top = GatewayService()
+    for name in ("storage", "nostr", "transcode"):
+        Child(name).setServiceParent(top)
+    top.startService()
+    done = top.stopService()
+    again = top.stopService()  # a second stop waits for the first, stops nothing twice
+    assert events == ["stop transcode"]
+    pending["transcode"].callback(None)
+    assert events == ["stop transcode", "stop nostr"]
+    pending["nostr"].errback(RuntimeError("boom"))  # logged; the rest still stop
+    assert events[-1] == "stop storage" and not done.called
+    pending["storage"].callback(None)
+    assert done.called and again.called and not top.running
+    assert events == ["stop transcode", "stop nostr", "stop storage"]
+
+
+def test_database_refuses_queries_once_closed(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    from tgateway.storage.db import Database, DatabaseClosed
+
+    db = Database(reactor, str(tmp_path / "m.db"))
+    db.open()
+    db.close()
+    failures: list[object] = []
+    db.run(lambda conn: 1).addErrback(failures.append)
+    assert failures and failures[0].check(DatabaseClosed)  # type: ignore[attr-defined]
+
+
 def test_dht_only_has_no_storage_and_no_http(tmp_path: Path) -> None:
     opts = Options()
     opts.parseOptions(["--data-dir", str(tmp_path / "d"), "--mode", "dht-only"])

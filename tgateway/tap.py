@@ -17,6 +17,7 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -97,6 +98,35 @@ def endpoint_string(port: int, host: str) -> str:
     return desc
 
 
+class GatewayService(MultiService):
+    """The top of the tree: children start in the order they were added and stop in reverse,
+    one after the other, so that every component has finished with the content store and the
+    database (a transcode storing its outputs, an outbox write) before the storage closes.
+    Twisted's MultiService stops them all at once."""
+
+    _stopped: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        self._stopped = None
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop once; a second call waits for the same stop."""
+        if self._stopped is None:
+            Service.stopService(self)
+            self._stopped = Deferred.fromCoroutine(self._stop_in_order())
+        waiter: Deferred[None] = Deferred()
+        self._stopped.addBoth(lambda r: (waiter.callback(None), r)[1])
+        return waiter
+
+    async def _stop_in_order(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                log.failure("stopping {name} failed", name=service.name)
+
+
 class StorageService(Service):
     """Opens the database and the content store first; closes them last."""
 
@@ -137,7 +167,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         reactor = default_reactor
     config: Config = options.config if isinstance(options, Options) else options["config"]
     components = components_for(config)
-    top = MultiService()
+    top = GatewayService()
     gw = Gateway(config=config, components=components)
     top.gateway = gw  # type: ignore[attr-defined]
     rng = random.Random(int.from_bytes(os.urandom(16), "big"))

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -120,6 +120,10 @@ def transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any, **kw
     return result
 
 
+class DatabaseClosed(RuntimeError):
+    """A query was made after the database was closed (the gateway is stopping)."""
+
+
 class Database:
     """The SQLite connection and the one thread that uses it."""
 
@@ -141,6 +145,8 @@ class Database:
         self._pool.start()
 
     def close(self) -> None:
+        if self._pool.joined:
+            return
         self._pool.stop()
         if self._conn is not None:
             try:
@@ -160,7 +166,10 @@ class Database:
         return self._call(fn, args)
 
     def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        """Run ``fn(conn, *args)`` in a transaction on the database thread."""
+        """Run ``fn(conn, *args)`` in a transaction on the database thread. After ``close``
+        it fails at once with :class:`DatabaseClosed` (a stopped pool would never run it)."""
+        if self._pool.joined:
+            return fail(DatabaseClosed(f"database {self.path} is closed"))
         return deferToThreadPool(self._reactor, self._pool, self._call, fn, args)
 
 
@@ -194,4 +203,4 @@ class SyncDatabase:
             return fail()
 
 
-__all__ = ["Database", "SyncDatabase", "connect", "migrate", "transaction", "schema_files"]
+__all__ = ["Database", "DatabaseClosed", "SyncDatabase", "connect", "migrate", "transaction", "schema_files"]

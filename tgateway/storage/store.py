@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -361,6 +361,8 @@ class ContentStore:
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         if self._io_pool is None:
             return maybeDeferred(fn, *args)
+        if self._io_pool.joined:
+            return fail(RuntimeError("the content store is stopped"))
         return deferToThreadPool(self._reactor, self._io_pool, fn, *args)
 
     # events --------------------------------------------------------------------
