@@ -3,10 +3,11 @@
 Subscribed (by ``tap``) to the content store's "file stored" and "file deleted" events:
 
 - stored: a file whose MIME type or first bytes look like video is probed (ffprobe, or
-  ``ffmpeg -i`` with the imageio-ffmpeg wheel); the result goes to the file's metadata
-  (``meta.video``). With ``transcoding.enabled``, ``auto_transcode`` and the file at least
-  ``min_file_size`` bytes, a job is queued (SQLite, ``tgateway.storage.transcode_jobs``);
-  otherwise the NIP-71 event is published at once with the original only.
+  ``ffmpeg -i`` with the imageio-ffmpeg wheel) whenever FFmpeg was found, transcoding on or
+  off; the result goes to the file's metadata (``meta.video``). With ``transcoding.enabled``,
+  ``auto_transcode`` and the file at least ``min_file_size`` bytes, a job is queued (SQLite,
+  ``tgateway.storage.transcode_jobs``); otherwise the NIP-71 event is published at once with
+  the original only. Without FFmpeg nothing is probed, queued or announced as a video.
 - deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
   ``transcode:<sha256>`` (their bytes go when nobody else owns them).
 
@@ -156,8 +157,8 @@ class Transcoder(Service):
     # events ------------------------------------------------------------------------------
 
     def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
-        if (event.context.source == "transcode" or not self.active or self._stopping):
-            # transcoding.enabled false: no FFmpeg child at all (not even probes)
+        if event.context.source == "transcode" or self.tools is None or self._stopping:
+            # no FFmpeg: nothing can be probed (nor announced as a video: no size, no duration)
             return None
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
 
