@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,8 @@ def result_of(coro: Any) -> Any:
     return out[0]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ContentStore:
+@pytest.fixture(params=[True, False], ids=["direct-io", "page-cache"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:
     db = SyncDatabase()
     db.open()
     s = ContentStore(
@@ -43,6 +44,7 @@ def store(tmp_path: Path) -> ContentStore:
         layout=DiskLayout(tmp_path / "blobs", tmp_path / "chunks"),
         config=StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS, chunk_cache_size=1 << 20),
         threaded=False,
+        direct_io=request.param,
     )
     s.start()
     return s
@@ -231,16 +233,24 @@ def test_size_limit_while_streaming(store: ContentStore) -> None:
 def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
     import tgateway.storage.ingest as ingest_mod
 
-    real = ingest_mod._write_all
+    real_write, real_pwrite = ingest_mod._write_all, ingest_mod._pwrite_all
     calls = {"n": 0}
 
-    def full(fd: int, view: memoryview) -> None:
+    def full() -> None:
         calls["n"] += 1
         if calls["n"] > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd, view)
 
-    monkeypatch.setattr(ingest_mod, "_write_all", full)
+    def write(fd: int, view: memoryview) -> None:
+        full()
+        real_write(fd, view)
+
+    def pwrite(fd: int, view: memoryview, offset: int) -> None:
+        full()
+        real_pwrite(fd, view, offset)
+
+    monkeypatch.setattr(ingest_mod, "_write_all", write)
+    monkeypatch.setattr(ingest_mod, "_pwrite_all", pwrite)
     ingest = store.begin_upload(size_hint=THRESHOLD * 3, max_size=1 << 40)
     with pytest.raises(InsufficientStorage):
         for _ in range(40):
@@ -320,3 +330,53 @@ def test_mime_choice() -> None:
 def test_build_info_is_canonical() -> None:
     info = build_info("n", 5, CS, b"\x01" * 20)
     assert bencode.encode(bencode.decode(info)) == info
+
+
+def test_direct_io_falls_back_to_the_page_cache_where_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem that refuses O_DIRECT (tmpfs: EINVAL at open) gets buffered writes; one that
+    refuses an O_DIRECT write (EINVAL at write) gets that write through the page cache."""
+    import tgateway.storage.ingest as ingest_mod
+
+    db = SyncDatabase()
+    db.open()
+    store = ContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
+                         config=StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS),
+                         threaded=False)
+    store.start()
+    real_open = os.open
+
+    def no_direct_open(path: Any, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    data = os.urandom(3 * CS + 123)
+    with monkeypatch.context() as m:
+        m.setattr(ingest_mod.os, "open", no_direct_open)
+        ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
+        assert ingest.direct_io is False
+        ingest.write(data)
+        f = result_of(store.commit(ingest, UploadContext(name="a.bin"))).file
+    assert read_all(store, f) == data
+
+    real_pwrite = ingest_mod._pwrite_all
+    refused = {"n": 0}
+
+    def refuse_direct(fd: int, view: memoryview, offset: int) -> None:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused["n"] += 1
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_pwrite(fd, view, offset)
+
+    data2 = os.urandom(5 * CS + 1)
+    with monkeypatch.context() as m:
+        m.setattr(ingest_mod, "_pwrite_all", refuse_direct)
+        ingest = store.begin_upload(size_hint=len(data2), max_size=1 << 40)
+        direct = ingest.direct_io
+        ingest.write(data2)
+        f2 = result_of(store.commit(ingest, UploadContext(name="b.bin"))).file
+    assert read_all(store, f2) == data2
+    assert f2.size == len(data2)
+    assert refused["n"] == (6 if direct else 0)

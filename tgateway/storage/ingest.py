@@ -1,22 +1,29 @@
 """Streaming ingest: hash and write an upload as its bytes arrive.
 
-The reactor thread hands batches of received bytes to two serial workers:
+The reactor thread cuts batches of received bytes at chunk boundaries (views, no copy) and hands
+them to serial worker threads:
 
-- the *hasher* computes the SHA-256 of the whole file and the SHA-1 of every piece;
-- the *writer* computes the SHA-256 of every chunk (chunk i is piece i) and writes the bytes to
-  temporary files: one file per chunk for a large upload, one file for a blob. Finished chunk
-  files are fsynced by a third worker while the upload goes on.
+- the *whole-file hasher* computes the SHA-256 of the file (one sequential state);
+- two *lanes* do the per-chunk work: chunk i belongs to lane i % LANES, which computes its SHA-1
+  (piece i) and its SHA-256 and writes it, one part after the other while the bytes are in that
+  core's cache; the lanes work on different chunks at the same time. A large upload gets one
+  temporary file per chunk; a blob gets one file, written by the lanes at their offsets;
+- finished chunk files are fsynced (and dropped from the page cache) by a last worker while the
+  upload goes on.
 
-hashlib releases the GIL, so the workers run in parallel with the reactor. When more than
-``MAX_IN_FLIGHT`` bytes wait for the workers the source is paused (TCP backpressure), so memory
-per upload stays bounded. Nothing is read twice. ``finish`` returns an :class:`IngestResult`
-whose temporary files are fsynced but not yet placed; the store places them and commits the row.
-``abort`` removes the temporary folder.
+hashlib releases the GIL, so the workers run in parallel with the reactor and each other. When
+more than ``MAX_IN_FLIGHT`` bytes wait for the workers the source is paused (TCP backpressure),
+so memory per upload stays bounded. Nothing is read twice. ``finish`` returns an
+:class:`IngestResult` whose temporary files are fsynced but not yet placed; the store places
+them and commits the row. ``abort`` removes the temporary folder.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
+import mmap
 import os
 import queue
 import shutil
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,17 +41,25 @@ from tgateway.errors import ApiError, InsufficientStorage, PayloadTooLarge
 
 BATCH = 1 << 20
 MAX_IN_FLIGHT = 8 << 20
+LANES = 2
+ALIGN = 4096  # O_DIRECT buffer, offset and length alignment
 
 
 # --------------------------------------------------------------------------- workers
 
 
 class SerialWorker:
-    """Runs submitted functions one after another on its own thread."""
+    """Runs queued functions one after another on its own thread.
+
+    ``submit`` reports the result to the reactor through a Deferred; ``post`` does not (the
+    function reports what matters itself), which spares the reactor a wake-up per job.
+    """
+
+    log = Logger()
 
     def __init__(self, reactor: Any, name: str) -> None:
         self._reactor = reactor
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Deferred[Any]] | None] = (
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Deferred[Any] | None] | None] = (
             queue.SimpleQueue()
         )
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -60,14 +75,22 @@ class SerialWorker:
                 result = fn()
             except BaseException:
                 f = Failure()
-                self._reactor.callFromThread(d.errback, f)
+                if d is None:
+                    self._reactor.callFromThread(self.log.failure, "worker job failed", f)
+                else:
+                    self._reactor.callFromThread(d.errback, f)
             else:
-                self._reactor.callFromThread(d.callback, result)
+                if d is not None:
+                    self._reactor.callFromThread(d.callback, result)
 
     def submit(self, fn: Callable[[], Any]) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         self._queue.put((fn, d))
         return d
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Queue ``fn`` (thread-safe: workers post to each other); no result comes back."""
+        self._queue.put((fn, None))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -76,6 +99,8 @@ class SerialWorker:
 class InlineWorker:
     """Runs submitted functions at once, in the calling thread (tests)."""
 
+    log = Logger()
+
     def submit(self, fn: Callable[[], Any]) -> Deferred[Any]:
         from twisted.internet.defer import fail, succeed
 
@@ -83,6 +108,12 @@ class InlineWorker:
             return succeed(fn())
         except BaseException:
             return fail()
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception:
+            self.log.failure("worker job failed")
 
     def stop(self) -> None:
         pass
@@ -94,39 +125,19 @@ WorkerFactory = Callable[[str], Any]
 # --------------------------------------------------------------------------- thread-side state
 
 
-class _Hasher:
-    """Whole-file SHA-256 and per-piece SHA-1 (runs on the hasher thread only)."""
+class _WholeHasher:
+    """SHA-256 of the whole file (its own thread)."""
 
-    def __init__(self, piece_length: int) -> None:
-        self.piece_length = piece_length
-        self.whole = hashlib.sha256()
-        self.piece = hashlib.sha1()
-        self.fill = 0
-        self.pieces: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        self.whole.update(data)
-        view = memoryview(data)
-        pl = self.piece_length
-        while view:
-            take = min(len(view), pl - self.fill)
-            self.piece.update(view[:take])
-            self.fill += take
-            view = view[take:]
-            if self.fill == pl:
-                self.pieces.append(self.piece.digest())
-                self.piece = hashlib.sha1()
-                self.fill = 0
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
 
     def feed_all(self, parts: list[bytes]) -> None:
+        update = self.hash.update
         for part in parts:
-            self.feed(part)
+            update(part)
 
-    def close(self) -> tuple[str, bytes]:
-        if self.fill:
-            self.pieces.append(self.piece.digest())
-            self.fill = 0
-        return self.whole.hexdigest(), b"".join(self.pieces)
+    def close(self) -> str:
+        return self.hash.hexdigest()
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -135,80 +146,141 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[n:]
 
 
-class _Writer:
-    """Per-chunk SHA-256 and the temporary files (runs on the writer thread only).
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
-    In chunked mode chunk i goes to ``<tmp>/<i>``; in blob mode everything goes to
-    ``<tmp>/blob``. Closed chunk files are passed to ``sync`` to be fsynced off this thread.
+
+class _Chunk:
+    __slots__ = ("index", "sha1", "sha256", "fill", "fd")
+
+    def __init__(self, index: int, fd: int | None) -> None:
+        self.index = index
+        self.sha1 = hashlib.sha1()
+        self.sha256 = hashlib.sha256()
+        self.fill = 0
+        self.fd = fd
+
+
+def _pwrite_direct(fd: int, view: memoryview, offset: int) -> None:
+    """Write an aligned buffer with O_DIRECT; a filesystem that refuses it (EINVAL) gets the
+    same bytes through the page cache instead."""
+    try:
+        _pwrite_all(fd, view, offset)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        _pwrite_all(fd, view, offset)
+
+
+class _Lane:
+    """The chunks ``i % LANES == k`` of one upload (runs on lane k's thread only).
+
+    In chunked mode chunk i goes to ``<tmp>/<i>``; in blob mode to ``blob_fd`` at offset
+    ``i * piece_length``. A finished chunk's file descriptor is returned to be fsynced and
+    closed off this thread.
+
+    With ``direct`` (the data folder takes O_DIRECT) a chunk is gathered in the lane's aligned
+    buffer while it is hashed and written once it is complete, straight from the buffer to the
+    disk: no page-cache copy, no page-cache growth, and the fsync has only metadata left to do.
+    The last, shorter chunk is written padded to the alignment and truncated to its size.
+    Otherwise every part is written through the page cache as it comes.
     """
 
-    def __init__(self, tmp: Path, piece_length: int, chunked: bool, sync: Any) -> None:
+    def __init__(self, tmp: Path, piece_length: int, blob_fd: int | None, direct: bool) -> None:
         self.tmp = tmp
         self.piece_length = piece_length
-        self.chunked = chunked
-        self.sync = sync
-        self.sync_results: list[Deferred[Any]] = []
-        self.chunk_hash = hashlib.sha256()
-        self.fill = 0
-        self.chunks: list[tuple[str, int]] = []
-        self.fd: int | None = None
-        if not chunked:
-            self.fd = self._open(self.tmp / "blob")
+        self.blob_fd = blob_fd
+        self.direct = direct
+        self.buffer = mmap.mmap(-1, piece_length) if direct else None  # page aligned
+        self.open: dict[int, _Chunk] = {}
+        self.done: dict[int, tuple[str, int, bytes]] = {}  # index -> (sha256, size, sha1)
 
-    @staticmethod
-    def _open(path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def _open_chunk(self, index: int, direct: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | (os.O_DIRECT if direct else 0)
+        return os.open(self.tmp / str(index), flags, 0o644)
 
-    def feed(self, data: bytes) -> list[int]:
-        """Hash and write; return the fds of finished chunk files (to fsync and close)."""
-        view = memoryview(data)
-        pl = self.piece_length
-        done: list[int] = []
-        while view:
-            take = min(len(view), pl - self.fill)
-            part = view[:take]
-            self.chunk_hash.update(part)
-            if self.fd is None:
-                self.fd = self._open(self.tmp / str(len(self.chunks)))
-            _write_all(self.fd, part)
-            self.fill += take
-            view = view[take:]
-            if self.fill == pl:
-                done.extend(self._end_chunk())
-        return done
-
-    def feed_all(self, parts: list[bytes]) -> list[int]:
-        done: list[int] = []
+    def feed(self, index: int, parts: list[memoryview]) -> list[int]:
+        chunk = self.open.get(index)
+        if chunk is None:
+            fd = None
+            if self.blob_fd is None and not self.direct:
+                fd = self._open_chunk(index, False)
+            chunk = self.open[index] = _Chunk(index, fd)
         for part in parts:
-            done.extend(self.feed(part))
-        return done
-
-    def _end_chunk(self) -> list[int]:
-        self.chunks.append((self.chunk_hash.hexdigest(), self.fill))
-        self.chunk_hash = hashlib.sha256()
-        self.fill = 0
-        if self.chunked and self.fd is not None:
-            fd, self.fd = self.fd, None
-            return [fd]
+            chunk.sha1.update(part)
+            chunk.sha256.update(part)
+            n = len(part)
+            if self.buffer is not None:
+                self.buffer[chunk.fill:chunk.fill + n] = part
+            elif chunk.fd is not None:
+                _write_all(chunk.fd, part)
+            else:
+                assert self.blob_fd is not None
+                _pwrite_all(self.blob_fd, part, index * self.piece_length + chunk.fill)
+            chunk.fill += n
+        if chunk.fill == self.piece_length:
+            return self._end(chunk)
         return []
 
+    def _end(self, chunk: _Chunk) -> list[int]:
+        del self.open[chunk.index]
+        if self.buffer is not None:
+            padded = -(-chunk.fill // ALIGN) * ALIGN
+            if padded > chunk.fill:
+                self.buffer[chunk.fill:padded] = bytes(padded - chunk.fill)
+            view = memoryview(self.buffer)[:padded]
+            try:
+                if self.blob_fd is not None:
+                    # the blob is truncated to the upload's size at the end
+                    _pwrite_direct(self.blob_fd, view, chunk.index * self.piece_length)
+                else:
+                    chunk.fd = self._open_chunk(chunk.index, True)
+                    _pwrite_direct(chunk.fd, view, 0)
+                    if padded != chunk.fill:
+                        os.ftruncate(chunk.fd, chunk.fill)
+            finally:
+                view.release()
+        self.done[chunk.index] = (chunk.sha256.hexdigest(), chunk.fill, chunk.sha1.digest())
+        return [chunk.fd] if chunk.fd is not None else []
+
     def close(self) -> list[int]:
-        fds = self._end_chunk() if self.fill else []
-        if self.fd is not None:
-            fds.append(self.fd)
-            self.fd = None
+        """End the last, partial chunk (if it is here); return fds to fsync and close."""
+        fds: list[int] = []
+        for chunk in list(self.open.values()):
+            fds.extend(self._end(chunk))
+        self._free()
         return fds
 
     def discard(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        for chunk in self.open.values():
+            if chunk.fd is not None:
+                os.close(chunk.fd)
+        self.open.clear()
+        self._free()
+
+    def _free(self) -> None:
+        if self.buffer is not None:
+            self.buffer.close()
+            self.buffer = None
 
 
-def _fsync_close(fds: list[int]) -> None:
+def _fsync_close(fds: list[int], drop_cache: bool = False) -> None:
+    """fsync and close; with ``drop_cache`` the file's pages then leave the page cache.
+
+    A finished chunk is not read back by the upload, so its pages are handed back at once and
+    the next chunks reuse them: the page cache does not grow by the size of every upload (which
+    would evict what downloads are reading), and the kernel recycles warm pages instead of
+    faulting in fresh ones (on a VM with a free-page-reporting balloon a fresh page costs a
+    host fault; see docs/benchmarks.md, Storage)."""
     for fd in fds:
         try:
             os.fsync(fd)
+            if drop_cache:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
 
@@ -296,8 +368,49 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
 # --------------------------------------------------------------------------- the ingest
 
 
+def _open_blob(path: Path, direct: bool) -> tuple[int, bool]:
+    """Open the blob's temporary file, with O_DIRECT when asked and the filesystem takes it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    if direct:
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o644), True
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # tmpfs and some others refuse O_DIRECT
+                raise
+    return os.open(path, flags, 0o644), False
+
+
+def _takes_direct_io(folder: Path) -> bool:
+    probe = folder / ".direct"
+    try:
+        fd, direct = _open_blob(probe, True)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+    return direct
+
+
+class _Batch:
+    """Bytes handed to the workers together; done when every worker job for it has run."""
+
+    __slots__ = ("size", "left")
+
+    def __init__(self, size: int, left: int) -> None:
+        self.size = size
+        self.left = left
+
+
+def call_inline(fn: Callable[..., Any], *args: Any) -> None:
+    fn(*args)
+
+
 class Ingest:
-    """One upload in progress. Reactor-thread API: write / finish / abort."""
+    """One upload in progress. Reactor-thread API: write / finish / abort.
+
+    Worker jobs report back to the reactor only when it matters (the source can be resumed, a
+    job failed), not once per batch: a 1 GiB upload is a thousand batches of four jobs.
+    """
 
     log = Logger()
 
@@ -309,27 +422,41 @@ class Ingest:
         chunked: bool,
         max_size: int,
         workers: WorkerFactory,
+        to_reactor: Callable[..., None] = call_inline,
+        direct_io: bool = True,
     ) -> None:
         self.tmp = tmp
         self.piece_length = piece_length
         self.max_size = max_size
         self.size = 0
+        self._to_reactor = to_reactor  # reactor.callFromThread with threaded workers
         self._buf: list[bytes] = []
         self._buflen = 0
-        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._in_flight = 0  # guarded by _lock
+        self._wake_scheduled = False  # guarded by _lock
+        self._failure: Failure | None = None  # first worker failure, guarded by _lock
         self._paused = False
         self._pause: Callable[[], None] | None = None
         self._resume: Callable[[], None] | None = None
         self._error: ApiError | None = None
         self._closed = False
         self._stopped = False
-        self._pending: list[Deferred[Any]] = []
-        self._hasher_state = _Hasher(piece_length)
-        self._hasher = workers("tgateway-hash")
-        self._writer = workers("tgateway-write")
-        self._syncer = workers("tgateway-fsync")
-        self._writer_state = _Writer(tmp, piece_length, chunked, self._syncer)
+        self._dispatched = 0  # bytes handed to the lanes so far
         self.chunked_files = chunked
+        self._blob_fd: int | None = None
+        direct = direct_io and piece_length % ALIGN == 0
+        if not chunked:
+            self._blob_fd, direct = _open_blob(tmp / "blob", direct)
+        elif direct:
+            direct = _takes_direct_io(tmp)
+        self.direct_io = direct
+        self._whole_state = _WholeHasher()
+        self._whole = workers("tgateway-sha256")
+        self._lane_states = [_Lane(tmp, piece_length, self._blob_fd, direct)
+                             for _ in range(LANES)]
+        self._lanes = [workers(f"tgateway-lane{k}") for k in range(LANES)]
+        self._syncer = workers("tgateway-fsync")
 
     # flow control ---------------------------------------------------------
 
@@ -338,12 +465,21 @@ class Ingest:
         self._pause, self._resume = pause, resume
 
     def _check_pause(self) -> None:
-        if not self._paused and self._in_flight >= MAX_IN_FLIGHT and self._pause:
+        with self._lock:
+            in_flight = self._in_flight
+        if self._error is not None:
+            return
+        if not self._paused and in_flight >= MAX_IN_FLIGHT and self._pause:
             self._paused = True
             self._pause()
-        elif self._paused and self._in_flight < MAX_IN_FLIGHT // 2 and self._resume:
+        elif self._paused and in_flight < MAX_IN_FLIGHT // 2 and self._resume:
             self._paused = False
             self._resume()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_scheduled = False
+        self._check_pause()
 
     # data -------------------------------------------------------------------
 
@@ -369,32 +505,76 @@ class Ingest:
     def _flush(self) -> None:
         if not self._buflen:
             return
-        # The received buffers go to the workers as they are: no copy on the reactor thread.
+        # The received buffers go to the workers as they are: the lanes get views of them cut
+        # at chunk boundaries, no copy on the reactor thread.
         batch, size = self._buf, self._buflen
         self._buf, self._buflen = [], 0
-        self._in_flight += size
-        writer_state = self._writer_state
-        hasher_state = self._hasher_state
-        d1 = self._hasher.submit(lambda: hasher_state.feed_all(batch))
-        d2 = self._writer.submit(lambda: writer_state.feed_all(batch))
-        d2.addCallback(self._sync_chunks)
-        d = gatherResults([d1, d2], consumeErrors=True)
+        pl = self.piece_length
+        pos = self._dispatched
+        segments: dict[int, list[memoryview]] = {}
+        for part in batch:
+            view = memoryview(part)
+            while view:
+                index, offset = divmod(pos, pl)
+                take = min(len(view), pl - offset)
+                segments.setdefault(index, []).append(view[:take])
+                view = view[take:]
+                pos += take
+        self._dispatched = pos
+        tracker = _Batch(size, 1 + len(segments))
+        with self._lock:
+            self._in_flight += size
+        whole_state = self._whole_state
+        self._whole.post(self._job(lambda: whole_state.feed_all(batch), tracker))
+        for index, parts in segments.items():
+            lane = self._lane_states[index % LANES]
 
-        def done(result: Any) -> Any:
-            self._in_flight -= size
-            if self._pending and self._pending[0] is d:
-                self._pending.pop(0)
-            self._check_pause()
-            return result
+            def feed(lane: _Lane = lane, index: int = index, parts: list[memoryview] = parts) -> None:
+                self._sync(lane.feed(index, parts))
 
-        d.addBoth(done)
-        d.addErrback(self._worker_failed)
-        self._pending.append(d)
+            self._lanes[index % LANES].post(self._job(feed, tracker))
         self._check_pause()
 
-    def _sync_chunks(self, fds: list[int]) -> None:
+    def _job(self, fn: Callable[[], Any], batch: _Batch | None) -> Callable[[], None]:
+        """Wrap a worker job: failures are kept and reported; the batch is counted down."""
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException:
+                self._thread_failed(Failure())
+            finally:
+                if batch is not None:
+                    self._part_done(batch)
+
+        return run
+
+    def _sync(self, fds: list[int]) -> None:
+        """(any thread) fsync and close finished chunk files on the fsync worker."""
         if fds:
-            self._writer_state.sync_results.append(self._syncer.submit(lambda: _fsync_close(fds)))
+            drop = self.chunked_files
+            self._syncer.post(self._job(lambda: _fsync_close(fds, drop), None))
+
+    def _part_done(self, batch: _Batch) -> None:
+        """(worker thread) One job of a batch ran; the last one frees the batch's bytes."""
+        with self._lock:
+            batch.left -= 1
+            if batch.left:
+                return
+            self._in_flight -= batch.size
+            wake = (self._paused and not self._wake_scheduled
+                    and self._in_flight < MAX_IN_FLIGHT // 2)
+            if wake:
+                self._wake_scheduled = True
+        if wake:
+            self._to_reactor(self._wake)
+
+    def _thread_failed(self, failure: Failure) -> None:
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = failure
+        self._to_reactor(self._worker_failed, failure)
 
     def _worker_failed(self, failure: Failure) -> None:
         if self._error is not None:
@@ -412,7 +592,21 @@ class Ingest:
             self._paused = False
             self._resume()
 
+    def _raise_failure(self) -> None:
+        with self._lock:
+            failure = self._failure
+        if failure is not None and self._error is None:
+            self._worker_failed(failure)
+        if self._error is not None:
+            raise self._error
+
     # end --------------------------------------------------------------------
+
+    def _drain(self, workers: list[Any]) -> Deferred[Any]:
+        """Fires when every job queued so far on ``workers`` has run (they are FIFO)."""
+        from twisted.internet.defer import DeferredList
+
+        return DeferredList([w.submit(lambda: None) for w in workers], consumeErrors=True)
 
     async def finish(self) -> IngestResult:
         """Wait for the workers, fsync everything, return the result (temp files in place)."""
@@ -420,34 +614,35 @@ class Ingest:
             raise self._error
         self._flush()
         self._closed = True
-        from twisted.internet.defer import DeferredList
-
-        if self._pending:
-            await DeferredList(list(self._pending), consumeErrors=True)
-        if self._error is not None:
-            raise self._error
-        writer_state = self._writer_state
-        fds = await self._writer.submit(writer_state.close)
-        self._sync_chunks(fds)
-        sha256, pieces = await self._hasher.submit(self._hasher_state.close)
-        results = await DeferredList(writer_state.sync_results, consumeErrors=True)
-        for ok, value in results:
-            if not ok:
-                self._worker_failed(value)
-                raise self._error  # type: ignore[misc]
+        await self._drain([self._whole, *self._lanes])
+        self._raise_failure()
+        for worker, lane in zip(self._lanes, self._lane_states):
+            self._sync(await worker.submit(lane.close))
+        if self._blob_fd is not None:
+            fd, self._blob_fd = self._blob_fd, None
+            if self.direct_io:
+                os.ftruncate(fd, self.size)  # the last chunk was written padded
+            self._sync([fd])
+        sha256 = await self._whole.submit(self._whole_state.close)
+        await self._drain([self._syncer])
+        self._raise_failure()
         self._stop_workers()
+        done: dict[int, tuple[str, int, bytes]] = {}
+        for lane in self._lane_states:
+            done.update(lane.done)
+        ordered = [done[i] for i in range(len(done))]
         return IngestResult(
             sha256=sha256,
             size=self.size,
-            pieces=pieces,
-            chunks=tuple(writer_state.chunks),
+            pieces=b"".join(sha1 for _, _, sha1 in ordered),
+            chunks=tuple((sha, n) for sha, n, _ in ordered),
             tmp=self.tmp,
             chunked_files=self.chunked_files,
         )
 
     def abort(self) -> Deferred[None]:
         """Stop and remove every temporary file of this upload (after queued work drains)."""
-        from twisted.internet.defer import succeed
+        from twisted.internet.defer import DeferredList, succeed
 
         if self._stopped:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -456,12 +651,20 @@ class Ingest:
         self._buf, self._buflen = [], 0
         if self._error is None:
             self._error = ApiError("upload aborted", status=400, code="aborted")
-        pending = list(self._pending)
-        writer_state = self._writer_state
-        from twisted.internet.defer import DeferredList
 
-        d = DeferredList(pending + list(writer_state.sync_results), consumeErrors=True)
-        d.addCallback(lambda _: self._writer.submit(writer_state.discard))
+        def discard(_: Any) -> Deferred[Any]:
+            ds = [w.submit(lane.discard) for w, lane in zip(self._lanes, self._lane_states)]
+            return DeferredList(ds, consumeErrors=True)
+
+        def close_blob(_: Any) -> None:
+            if self._blob_fd is not None:
+                fd, self._blob_fd = self._blob_fd, None
+                os.close(fd)
+
+        d = self._drain([self._whole, *self._lanes])
+        d.addCallback(lambda _: self._drain([self._syncer]))
+        d.addCallback(discard)
+        d.addBoth(close_blob)
         d.addBoth(lambda _: self._syncer.submit(lambda: shutil.rmtree(self.tmp, ignore_errors=True)))
         d.addBoth(lambda _: self._stop_workers())
         return d
@@ -470,5 +673,5 @@ class Ingest:
         if self._stopped:
             return
         self._stopped = True
-        for w in (self._hasher, self._writer, self._syncer):
+        for w in (self._whole, *self._lanes, self._syncer):
             w.stop()

@@ -40,7 +40,7 @@ from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 
 from .disk import DiskLayout, fsync_dir, place
-from .ingest import Ingest, IngestResult, InlineWorker, SerialWorker, convert_layout
+from .ingest import Ingest, IngestResult, InlineWorker, SerialWorker, call_inline, convert_layout
 from .model import Chunk, StoredEvent, StoredFile, UploadContext
 from .reader import BlockCache, ChunkReader
 
@@ -321,8 +321,10 @@ class ContentStore:
         layout: DiskLayout,
         config: StorageConfig,
         threaded: bool = True,
+        direct_io: bool = True,
     ) -> None:
         self._reactor = reactor
+        self._direct_io = direct_io  # uploads written with O_DIRECT where the filesystem takes it
         self.db = db
         self.layout = layout
         self.config = config
@@ -404,6 +406,8 @@ class ContentStore:
             chunked=chunked,
             max_size=max_size,
             workers=workers,
+            to_reactor=self._reactor.callFromThread if self._threaded else call_inline,
+            direct_io=self._direct_io,
         )
 
     async def commit(
