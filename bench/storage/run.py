@@ -4,11 +4,13 @@
     .venv/bin/python bench/storage/run.py [--size 1GiB] [--duration 10] [--only ingest|serve]
 
 Ingest: a file of --size random bytes is uploaded over loopback with curl (multipart and raw
-PUT) to a fresh gateway (twistd, the real plugin) each time; throughput is compared with the
+PUT), and with a light sendfile(2) client (raw PUT, ``sendfile_put.py``: curl's own copying
+takes a good part of one of the 2 cores), to a fresh gateway (twistd, the real plugin) each
+time; throughput is compared with the
 rate at which one core computes SHA-256 and SHA-1 over the same bytes with hashlib (measured in
 the same run), and the gateway's peak RSS (VmHWM) is reported. Target: >= 60 %, RSS < 150 MB.
-The disk's own durable write rate (dd conv=fsync) is printed too: an upload is fsynced before
-it is acknowledged, so no ingest can be faster than that.
+The disk's own durable write rates (dd conv=fsync, with and without O_DIRECT) are printed too:
+an upload is fsynced before it is acknowledged.
 
 Serve: the same file stored chunked; wrk (shared/loadgen/webseed_range.lua) drives 2 MiB Range
 reads and whole-file GETs against /api/download and /api/webseed, and against Debian nginx
@@ -61,12 +63,13 @@ def hash_reference(path: Path) -> float:
     return total / MiB / spent
 
 
-def disk_reference(work: Path, size: int) -> float:
-    """MiB/s at which this disk takes the same number of bytes durably (dd conv=fsync)."""
+def disk_reference(work: Path, size: int, direct: bool = False) -> float:
+    """MiB/s at which this disk takes the same number of bytes durably (dd conv=fsync, through
+    the page cache or with O_DIRECT as the gateway writes chunks)."""
     target = work / "dd-reference"
     t = time.perf_counter()
     subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=2M", f"count={size // (2 * MiB)}",
-                    "conv=fsync", "status=none"], check=True)
+                    "conv=fsync", "status=none", *(["oflag=direct"] if direct else [])], check=True)
     elapsed = time.perf_counter() - t
     target.unlink()
     return size / MiB / elapsed
@@ -94,6 +97,9 @@ def run_ingest(src: Path, work: Path, mode: str, data_root: Path | None = None) 
     # Not pinned: the gateway hashes on worker threads (hashlib releases the GIL).
     if mode == "multipart":
         argv = ["curl", "-sS", "--fail", "-F", f"file=@{src}", gw.url("/api/upload")]
+    elif mode == "raw-sendfile":
+        port = gw.url("/").rsplit(":", 1)[1].split("/")[0]
+        argv = [sys.executable, str(Path(__file__).with_name("sendfile_put.py")), "127.0.0.1", port, str(src)]
     else:
         argv = ["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin", gw.url("/api/upload")]
     t = time.perf_counter()
@@ -207,17 +213,20 @@ def main() -> None:
         ref = hash_reference(src)
         print(f"# reference: hashlib SHA-256 + SHA-1 on one core: {ref:.0f} MiB/s", flush=True)
         disk = disk_reference(work, size)
-        print(f"# reference: the disk takes {disk:.0f} MiB/s with fsync (dd conv=fsync)", flush=True)
+        direct = disk_reference(work, size, direct=True)
+        print(f"# reference: the disk takes {disk:.0f} MiB/s with fsync (dd conv=fsync), "
+              f"{direct:.0f} MiB/s with O_DIRECT (oflag=direct)", flush=True)
         targets: list[tuple[str, Path | None]] = [("disk", None)]
         if args.tmpfs and Path("/dev/shm").is_dir():
             targets.append(("tmpfs", Path(tempfile.mkdtemp(prefix="tgw-", dir="/dev/shm"))))
         for where, root in targets:
-            for mode in ("multipart", "raw"):
+            for mode in ("multipart", "raw", "raw-sendfile"):
                 r = run_ingest(src, work, mode, root)
                 r["data_on"] = where
                 r["ratio"] = r["MiBps"] / ref
                 r["reference_MiBps"] = ref
                 r["disk_MiBps"] = disk
+                r["disk_direct_MiBps"] = direct
                 print(json.dumps(r), flush=True)
             if root is not None:
                 shutil.rmtree(root, ignore_errors=True)
