@@ -291,3 +291,56 @@ class TranscodeRoutesTests(TestCase):
             self.assertEqual((code, data), (200, original))
         code, _, _ = await call("GET", gw.url(f"/api/stream/{f['sha256']}/playlist.m3u8"))
         self.assertEqual(code, 404)
+
+    async def test_imageio_ffmpeg_probes_and_thresholds_are_honoured(self) -> None:
+        """With only the imageio-ffmpeg wheel (no ffprobe), videos are probed from ``ffmpeg -i``;
+        a video under ``min_file_size`` is probed but not queued, and with ``auto_transcode``
+        off nothing is queued either, until an admin asks."""
+        import imageio_ffmpeg
+
+        import tgateway.transcode.tools as tools
+        from tgateway.transcode.tools import FFmpegTools
+
+        wheel = FFmpegTools(imageio_ffmpeg.get_ffmpeg_exe(), None, "imageio-ffmpeg")
+        self.patch(tools, "find_ffmpeg", lambda *a, **kw: wheel)
+        clip = make_clip(os.path.join(self.dir, "land.webm"), "webm")
+        size = os.path.getsize(clip)
+
+        async def probed(gw: RunningGateway, sha: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                f = await gw.store.get(sha)
+                if "video" in f.meta or "video_error" in f.meta:
+                    return dict(f.meta)
+                await sleep(0.05)
+            self.fail("never probed")
+
+        gw = self.start(transcoding={"enabled": True, "min_file_size": size + 1})
+        self.assertEqual(gw.gateway.parts["transcode"].health()["ffmpeg"], "imageio-ffmpeg")
+        f = await self.upload(gw, clip, "land.webm")
+        meta = await probed(gw, f["sha256"])
+        video = meta["video"]
+        self.assertEqual((video["width"], video["height"], video["video_codec"],
+                          video["audio_codec"]), (1280, 720, "vp9", "opus"))
+        self.assertLess(abs(video["duration"] - 2.0), 0.1, video)
+        await sleep(0.3)
+        self.assertIsNone(await gw.gateway.parts["transcode"].job(f["sha256"]))
+        await gw.stop()
+
+        shutil.rmtree(os.path.join(self.dir, "gw"))
+        gw = self.start(transcoding={"enabled": True, "auto_transcode": False})
+        f = await self.upload(gw, clip, "land.webm")
+        await probed(gw, f["sha256"])
+        await sleep(0.3)
+        transcoder = gw.gateway.parts["transcode"]
+        self.assertIsNone(await transcoder.job(f["sha256"]))
+        # an admin queues it
+        job = await transcoder.retry(f["sha256"], 3)
+        assert job is not None
+        self.assertEqual(job.priority, 3)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.state not in ("done", "failed"):
+            await sleep(0.1)
+            job = await transcoder.job(f["sha256"])
+        self.assertEqual(job.state, "done", job.error)
+        self.assertEqual([v["name"] for v in job.results["variants"]], ["720p", "480p"])

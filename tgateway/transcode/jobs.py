@@ -266,9 +266,17 @@ class Transcoder(Service):
             self._kicking = False
 
     async def retry(self, sha256: str, priority: int | None = None) -> Job | None:
-        """Queue a job again (admin). None when there is no such job; a running job is left."""
+        """Queue a job again (admin), or for the first time for a probed video that was not
+        queued (``auto_transcode`` off, under ``min_file_size``). None when the file is not a
+        probed video; a running job is left as it is."""
         job = await self.jobs.get(sha256)
-        if job is None or job.state == "running":
+        if job is None:
+            f = await self.store.get(sha256)
+            if f is None or "video" not in f.meta:
+                return None
+            await self.enqueue(sha256, ProbeResult.from_json(f.meta["video"]), priority or 0)
+            return await self.jobs.get(sha256)
+        if job.state == "running":
             return job
         job = await self.jobs.retry(sha256, priority)
         self.kick()

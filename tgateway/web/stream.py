@@ -236,7 +236,8 @@ class StreamApi:
             raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
         job = await self.transcoder.retry(sha, priority)
         if job is None:
-            raise NotFound("no transcoding job for this file", code="job_not_found")
+            raise NotFound("no transcoding job for this file, and it is not a probed video",
+                           code="job_not_found")
         return json_body(request, {"sha256": sha, "state": job.state, "priority": job.priority}, 202)
 
     @app.route("/api/stream/", branch=True, methods=["OPTIONS"])
