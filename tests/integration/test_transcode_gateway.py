@@ -269,4 +269,9 @@ class TranscodeGatewayTests(TestCase):
         while time.monotonic() < deadline and lf["sha256"] in transcoder._running:
             await deferLater(reactor, 0.05, lambda: None)
         self.assertNotIn(lf["sha256"], transcoder._running)
+        # the "file deleted" event arrives after the delete: the job row goes soon after (FFmpeg
+        # may also have failed first, its chunks gone under it)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and await transcoder.job(lf["sha256"]) is not None:
+            await deferLater(reactor, 0.05, lambda: None)
         self.assertIsNone(await transcoder.job(lf["sha256"]))

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import os
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from twisted.trial.unittest import TestCase
 from tests.gateway_harness import RunningGateway, small_config
 from tests.integration.test_transcode_gateway import call, make_clip
 from tests.integration.test_users_api import ALICE, BOB, bearer, session_for
-from tests.realclients import run_node_json_deferred, start_nostr_relay
+from tests.realclients import ffmpeg, run_node_json_deferred, start_nostr_relay
 from tgateway.nostr.event import public_key_hex
 
 pytestmark = pytest.mark.integration
@@ -344,3 +345,29 @@ class TranscodeRoutesTests(TestCase):
             job = await transcoder.job(f["sha256"])
         self.assertEqual(job.state, "done", job.error)
         self.assertEqual([v["name"] for v in job.results["variants"]], ["720p", "480p"])
+
+    async def test_a_video_of_many_chunks_is_probed_and_transcoded(self) -> None:
+        """Hundreds of chunks: FFmpeg reads them through a ``concatf:`` list (a ``concat:a|b|..``
+        URL stops at 4096 bytes, some forty chunk paths)."""
+        gw = self.start(transcoding={"enabled": True})
+        clip = os.path.join(self.dir, "many.mp4")
+        subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                        "testsrc2=size=640x360:rate=10:duration=6", "-f", "lavfi", "-i",
+                        "anoisesrc=duration=6", "-c:v", "libx264", "-preset", "ultrafast", "-b:v",
+                        "8M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", clip],
+                       check=True, timeout=120)
+        f = await self.upload(gw, clip, "many.mp4")
+        stored = await gw.store.get(f["sha256"])
+        self.assertGreater(len(stored.chunks), 60)
+        transcoder = gw.gateway.parts["transcode"]
+        deadline = time.monotonic() + 120
+        job = None
+        while time.monotonic() < deadline:
+            job = await transcoder.job(f["sha256"])
+            if job is not None and job.state in ("done", "failed"):
+                break
+            await sleep(0.1)
+        assert job is not None
+        self.assertEqual(job.state, "done", job.error)
+        self.assertEqual((job.probe["width"], job.probe["height"]), (640, 360))
+        self.assertEqual(os.listdir(os.path.join(self.dir, "gw", "work")), [])

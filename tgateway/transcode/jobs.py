@@ -175,6 +175,8 @@ class Transcoder(Service):
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
             await self.store.set_meta(f.sha256, video_error=str(e))
             return
+        if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+            return  # deleted while it was probed
         await self.store.set_meta(f.sha256, video=probe.to_json())
         self.log.info("probed {sha256}: {w}x{h} {codec}, {d} s", sha256=f.sha256,
                       w=probe.display_width, h=probe.display_height, codec=probe.video_codec,
@@ -187,21 +189,25 @@ class Transcoder(Service):
     async def probe(self, f: StoredFile) -> ProbeResult:
         """Probe a stored file (raises ProbeError)."""
         assert self.tools is not None
-        argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, self._source(f))
-        run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
-        self._probe_runs.add(run)
-        run.protocol.ended.addBoth(lambda r: (self._probe_runs.discard(run), r)[1])
+        folder = os.path.join(self.work_dir, "probe-" + f.sha256)
         try:
-            out = await run.done
-        except FFmpegCancelled:
-            raise ProbeError("the gateway is stopping") from None
-        except FFmpegFailed as e:
+            argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, await self._source(f, folder))
+            run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
+            self._probe_runs.add(run)
+            run.protocol.ended.addBoth(lambda r: (self._probe_runs.discard(run), r)[1])
+            try:
+                out = await run.done
+            except FFmpegCancelled:
+                raise ProbeError("the gateway is stopping") from None
+            except FFmpegFailed as e:
+                if self.tools.ffprobe:
+                    raise ProbeError(e.message) from None
+                return parse_ffmpeg_info(run.protocol.stderr_tail())
             if self.tools.ffprobe:
-                raise ProbeError(e.message) from None
+                return parse_ffprobe_json(out)
             return parse_ffmpeg_info(run.protocol.stderr_tail())
-        if self.tools.ffprobe:
-            return parse_ffprobe_json(out)
-        return parse_ffmpeg_info(run.protocol.stderr_tail())
+        finally:
+            await self._thread(shutil.rmtree, folder, True)
 
     async def enqueue(self, sha256: str, probe: ProbeResult, priority: int = 0) -> bool:
         added = await self.jobs.add(sha256, probe.duration, probe.to_json(), priority,
@@ -215,16 +221,19 @@ class Transcoder(Service):
         return self._track(Deferred.fromCoroutine(self._on_deleted(f)))
 
     async def _on_deleted(self, f: StoredFile) -> None:
+        self._deleted.add(f.sha256)  # before the await: a job ending meanwhile writes nothing
         job = await self.jobs.delete(f.sha256)
         if job is None:
+            self._deleted.discard(f.sha256)
             return
-        self._deleted.add(f.sha256)
         run = self._runs.get(f.sha256)
         if run is not None:
             run.cancel()
         running = self._running.get(f.sha256)
         if running is not None:
             await DeferredList([running], consumeErrors=True)
+            # a job that failed as its chunks went (deleted under it) may have written its end
+            job = await self.jobs.delete(f.sha256) or job
         outputs = set(job.results.get("outputs", [])) | set(self._outputs.pop(f.sha256, []))
         await self._drop_outputs(f.sha256, outputs)
         self._deleted.discard(f.sha256)
@@ -364,6 +373,8 @@ class Transcoder(Service):
             return
         outputs = set(self._outputs.get(sha, []))
         await self._drop_outputs(sha, outputs)
+        if sha in self._deleted:
+            return
         await self.jobs.fail(sha, message, tail, self.reactor.seconds())
         try:
             await self.store.set_meta(sha, transcoding={"state": "failed", "error": message})
@@ -381,13 +392,19 @@ class Transcoder(Service):
                 return fail()
         return deferToThreadPool(self.reactor, pool(), fn, *args)
 
-    def _source(self, f: StoredFile) -> str:
-        """The FFmpeg input URL of a stored file: its blob, or the concat of its chunks."""
+    async def _source(self, f: StoredFile, folder: str) -> str:
+        """The FFmpeg input URL of a stored file: its blob, or its chunks one after the other.
+
+        Chunks go through the ``concatf:`` protocol and a list file written in ``folder``
+        (FFmpeg limits a URL to 4096 bytes: ``concat:a|b|...`` would fail past some forty
+        chunks)."""
         layout = self.store.layout
         if f.storage == "blob":
             return "file:" + str(layout.blob_path(f.sha256))
-        paths = [str(layout.chunk_path(c.sha256)) for c in f.chunks]
-        return "concat:" + "|".join(paths)
+        lines = "".join(f"file:{layout.chunk_path(c.sha256)}\n" for c in f.chunks)
+        path = os.path.join(folder, f"{f.sha256}.chunks")
+        await self._thread(_write_list, folder, path, lines)
+        return "concatf:" + path
 
     async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
         assert self.tools is not None
@@ -400,7 +417,7 @@ class Transcoder(Service):
         await self._thread(shutil.rmtree, work, True)
         await self._thread(os.makedirs, work, 0o755, True)
         segment = float(self.config.hls_segment_duration)
-        argv = encode_argv(self.tools.ffmpeg, self._source(f), probe, variants, work,
+        argv = encode_argv(self.tools.ffmpeg, await self._source(f, work), probe, variants, work,
                            preset=self.config.preset, segment=segment)
         await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
         for i, v in enumerate(variants):
@@ -542,6 +559,12 @@ class Transcoder(Service):
             await self.announcer.publish(f.sha256, info)
         except Exception:
             self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
+
+
+def _write_list(folder: str, path: str, text: str) -> None:
+    os.makedirs(folder, 0o755, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _read_head(path: str, size: int) -> bytes:
