@@ -102,13 +102,15 @@ def run_ingest(src: Path, work: Path, mode: str, data_root: Path | None = None) 
         argv = [sys.executable, str(Path(__file__).with_name("sendfile_put.py")), "127.0.0.1", port, str(src)]
     else:
         argv = ["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin", gw.url("/api/upload")]
-    t = time.perf_counter()
-    out = subprocess.run(argv, check=True, capture_output=True)
-    elapsed = time.perf_counter() - t
-    meta = json.loads(out.stdout)
-    hwm = vm_hwm_kib(pid)
-    gw.stop()
-    shutil.rmtree(data, ignore_errors=True)
+    try:
+        t = time.perf_counter()
+        out = subprocess.run(argv, check=True, capture_output=True)
+        elapsed = time.perf_counter() - t
+        meta = json.loads(out.stdout)
+        hwm = vm_hwm_kib(pid)
+    finally:
+        gw.stop()
+        shutil.rmtree(data, ignore_errors=True)
     size = src.stat().st_size
     return {"mode": mode, "seconds": elapsed, "MiBps": size / MiB / elapsed, "peak_rss_MiB": hwm / 1024,
             "storage": meta["storage"], "sha256": meta["sha256"]}
