@@ -96,6 +96,16 @@ class TranscodeRoutesTests(TestCase):
             await sleep(0.05)
         self.fail(f"transcoding of {sha} did not reach {states}")
 
+    async def job_end(self, transcoder: Any, sha: str) -> Any:
+        """The job of ``sha`` once it is done or failed (the test fails after 120 s)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = await transcoder.job(sha)
+            if job is not None and job.state in ("done", "failed"):
+                return job
+            await sleep(0.1)
+        self.fail(f"the transcoding job of {sha} did not end")
+
     async def retry(self, gw: RunningGateway, sha: str, token: str | None,
                     data: bytes = b"") -> tuple[int, Any]:
         headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
@@ -195,14 +205,7 @@ class TranscodeRoutesTests(TestCase):
         again = RunningGateway(gw.config)
         self.addCleanup(again.stop)
         transcoder = again.gateway.parts["transcode"]
-        deadline = time.monotonic() + 120
-        job = None
-        while time.monotonic() < deadline:
-            job = await transcoder.job(f["sha256"])
-            if job is not None and job.state in ("done", "failed"):
-                break
-            await sleep(0.1)
-        assert job is not None
+        job = await self.job_end(transcoder, f["sha256"])
         self.assertEqual((job.state, job.attempts), ("done", 2))
         code, body, _ = await call("GET", again.url(f"/api/stream/{f['sha256']}/playlist.m3u8"))
         self.assertEqual(code, 200, body)
@@ -339,10 +342,7 @@ class TranscodeRoutesTests(TestCase):
         job = await transcoder.retry(f["sha256"], 3)
         assert job is not None
         self.assertEqual(job.priority, 3)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and job.state not in ("done", "failed"):
-            await sleep(0.1)
-            job = await transcoder.job(f["sha256"])
+        job = await self.job_end(transcoder, f["sha256"])
         self.assertEqual(job.state, "done", job.error)
         self.assertEqual([v["name"] for v in job.results["variants"]], ["720p", "480p"])
 
@@ -360,14 +360,7 @@ class TranscodeRoutesTests(TestCase):
         stored = await gw.store.get(f["sha256"])
         self.assertGreater(len(stored.chunks), 60)
         transcoder = gw.gateway.parts["transcode"]
-        deadline = time.monotonic() + 120
-        job = None
-        while time.monotonic() < deadline:
-            job = await transcoder.job(f["sha256"])
-            if job is not None and job.state in ("done", "failed"):
-                break
-            await sleep(0.1)
-        assert job is not None
+        job = await self.job_end(transcoder, f["sha256"])
         self.assertEqual(job.state, "done", job.error)
         self.assertEqual((job.probe["width"], job.probe["height"]), (640, 360))
         self.assertEqual(os.listdir(os.path.join(self.dir, "gw", "work")), [])

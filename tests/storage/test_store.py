@@ -34,8 +34,7 @@ def result_of(coro: Any) -> Any:
     return out[0]
 
 
-@pytest.fixture(params=[True, False], ids=["direct-io", "page-cache"])
-def store(tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:
+def make_store(tmp_path: Path, direct_io: bool = True) -> ContentStore:
     db = SyncDatabase()
     db.open()
     s = ContentStore(
@@ -44,10 +43,15 @@ def store(tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:
         layout=DiskLayout(tmp_path / "blobs", tmp_path / "chunks"),
         config=StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS, chunk_cache_size=1 << 20),
         threaded=False,
-        direct_io=request.param,
+        direct_io=direct_io,
     )
     s.start()
     return s
+
+
+@pytest.fixture(params=[True, False], ids=["direct-io", "page-cache"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:
+    return make_store(tmp_path, request.param)
 
 
 def put(store: ContentStore, data: bytes, *, hint: int | None = -1, step: int = 5000,
@@ -339,12 +343,7 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
     refuses an O_DIRECT write (EINVAL at write) gets that write through the page cache."""
     import tgateway.storage.ingest as ingest_mod
 
-    db = SyncDatabase()
-    db.open()
-    store = ContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
-                         config=StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS),
-                         threaded=False)
-    store.start()
+    store = make_store(tmp_path)
     real_open = os.open
 
     def no_direct_open(path: Any, flags: int, mode: int = 0o777) -> int:

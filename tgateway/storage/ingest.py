@@ -200,8 +200,7 @@ class _Lane:
         self.done: dict[int, tuple[str, int, bytes]] = {}  # index -> (sha256, size, sha1)
 
     def _open_chunk(self, index: int, direct: bool) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | (os.O_DIRECT if direct else 0)
-        return os.open(self.tmp / str(index), flags, 0o644)
+        return open_temp(self.tmp / str(index), direct)[0]
 
     def feed(self, index: int, parts: list[memoryview]) -> list[int]:
         chunk = self.open.get(index)
@@ -217,7 +216,7 @@ class _Lane:
             if self.buffer is not None:
                 self.buffer[chunk.fill:chunk.fill + n] = part
             elif chunk.fd is not None:
-                _write_all(chunk.fd, part)
+                _pwrite_all(chunk.fd, part, chunk.fill)
             else:
                 assert self.blob_fd is not None
                 _pwrite_all(self.blob_fd, part, index * self.piece_length + chunk.fill)
@@ -368,8 +367,9 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
 # --------------------------------------------------------------------------- the ingest
 
 
-def _open_blob(path: Path, direct: bool) -> tuple[int, bool]:
-    """Open the blob's temporary file, with O_DIRECT when asked and the filesystem takes it."""
+def open_temp(path: Path, direct: bool) -> tuple[int, bool]:
+    """Create a temporary file for writing, with O_DIRECT when asked and the filesystem takes
+    it; returns the fd and whether it is O_DIRECT."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     if direct:
         try:
@@ -380,10 +380,11 @@ def _open_blob(path: Path, direct: bool) -> tuple[int, bool]:
     return os.open(path, flags, 0o644), False
 
 
-def _takes_direct_io(folder: Path) -> bool:
+def takes_direct_io(folder: Path) -> bool:
+    """Whether files in ``folder`` can be written with O_DIRECT (the store asks once at start)."""
     probe = folder / ".direct"
     try:
-        fd, direct = _open_blob(probe, True)
+        fd, direct = open_temp(probe, True)
     except OSError:
         return False
     os.close(fd)
@@ -423,7 +424,7 @@ class Ingest:
         max_size: int,
         workers: WorkerFactory,
         to_reactor: Callable[..., None] = call_inline,
-        direct_io: bool = True,
+        direct_io: bool = True,  # the temporary folder takes O_DIRECT (takes_direct_io)
     ) -> None:
         self.tmp = tmp
         self.piece_length = piece_length
@@ -447,9 +448,7 @@ class Ingest:
         self._blob_fd: int | None = None
         direct = direct_io and piece_length % ALIGN == 0
         if not chunked:
-            self._blob_fd, direct = _open_blob(tmp / "blob", direct)
-        elif direct:
-            direct = _takes_direct_io(tmp)
+            self._blob_fd, direct = open_temp(tmp / "blob", direct)
         self.direct_io = direct
         self._whole_state = _WholeHasher()
         self._whole = workers("tgateway-sha256")
@@ -552,7 +551,7 @@ class Ingest:
     def _sync(self, fds: list[int]) -> None:
         """(any thread) fsync and close finished chunk files on the fsync worker."""
         if fds:
-            drop = self.chunked_files
+            drop = self.chunked_files and not self.direct_io  # O_DIRECT left nothing cached
             self._syncer.post(self._job(lambda: _fsync_close(fds, drop), None))
 
     def _part_done(self, batch: _Batch) -> None:

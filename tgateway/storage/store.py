@@ -40,7 +40,15 @@ from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 
 from .disk import DiskLayout, fsync_dir, place
-from .ingest import Ingest, IngestResult, InlineWorker, SerialWorker, call_inline, convert_layout
+from .ingest import (
+    Ingest,
+    IngestResult,
+    InlineWorker,
+    SerialWorker,
+    call_inline,
+    convert_layout,
+    takes_direct_io,
+)
 from .model import Chunk, StoredEvent, StoredFile, UploadContext
 from .reader import BlockCache, ChunkReader
 
@@ -325,6 +333,7 @@ class ContentStore:
     ) -> None:
         self._reactor = reactor
         self._direct_io = direct_io  # uploads written with O_DIRECT where the filesystem takes it
+        self._direct_tmp = {True: False, False: False}  # chunked? -> its temp folder takes it
         self.db = db
         self.layout = layout
         self.config = config
@@ -351,6 +360,9 @@ class ContentStore:
         removed = self.layout.prepare()
         if removed:
             self.log.info("removed {n} leftovers of interrupted uploads", n=removed)
+        if self._direct_io:
+            self._direct_tmp = {True: takes_direct_io(self.layout.chunk_tmp),
+                                False: takes_direct_io(self.layout.blob_tmp)}
         if self._io_pool is not None:
             self._io_pool.start()
         hashes = self.db.run_sync(_all_info_hashes_txn)
@@ -407,7 +419,7 @@ class ContentStore:
             max_size=max_size,
             workers=workers,
             to_reactor=self._reactor.callFromThread if self._threaded else call_inline,
-            direct_io=self._direct_io,
+            direct_io=self._direct_tmp[chunked],
         )
 
     async def commit(
