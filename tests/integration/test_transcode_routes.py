@@ -364,3 +364,20 @@ class TranscodeRoutesTests(TestCase):
         self.assertEqual(job.state, "done", job.error)
         self.assertEqual((job.probe["width"], job.probe["height"]), (640, 360))
         self.assertEqual(os.listdir(os.path.join(self.dir, "gw", "work")), [])
+
+    async def test_admin_queue_refuses_what_is_not_a_probed_video(self) -> None:
+        """A stored file that is not a video: 404 and no job; the gateway keeps serving."""
+        admin_pub = public_key_hex(bytes.fromhex(ALICE))
+        gw = self.start(transcoding={"enabled": True}, admin={"pubkeys": [admin_pub]})
+        alice = await session_for(gw, ALICE)
+        path = os.path.join(self.dir, "notes.bin")
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(50_000))
+        f = await self.upload(gw, path, "notes.bin")
+        code, body = await self.retry(gw, f["sha256"], alice)
+        self.assertEqual((code, body["error"]), (404, "job_not_found"))
+        self.assertIsNone(await gw.gateway.parts["transcode"].job(f["sha256"]))
+        code, body = await self.retry(gw, f["sha256"], alice, b"\xff\xfe")
+        self.assertEqual((code, body["error"]), (400, "invalid_json"))
+        code, _, _ = await call("GET", gw.url(f"/api/download/{f['sha256']}"))
+        self.assertEqual(code, 200)
