@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,16 @@ def make_store(tmp_path: Path, direct_io: bool = True) -> ContentStore:
     return s
 
 
-@pytest.fixture(params=[True, False], ids=["direct-io", "page-cache"])
-def store(tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:
-    return make_store(tmp_path, request.param)
+@pytest.fixture(params=[(True, True), (False, True), (True, False)],
+                ids=["direct-io", "page-cache", "direct-io-hashlib-only"])
+def store(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ContentStore:
+    """Both write paths, and the hashlib-only SHA-256 chain (no ``_sha256x2`` extension)."""
+    direct_io, pair = request.param
+    if not pair:
+        import tgateway.storage.ingest as ingest_mod
+
+        monkeypatch.setattr(ingest_mod, "pair_available", lambda: False)
+    return make_store(tmp_path, direct_io)
 
 
 def put(store: ContentStore, data: bytes, *, hint: int | None = -1, step: int = 5000,

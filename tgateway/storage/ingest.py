@@ -1,21 +1,29 @@
 """Streaming ingest: hash and write an upload as its bytes arrive.
 
-The reactor thread cuts batches of received bytes at chunk boundaries (views, no copy) and hands
-them to serial worker threads:
+One *assembler* takes the bytes in order, on one thread at a time: it hashes them while they
+are still in that core's cache and copies them into the current chunk's page-aligned buffer. A
+full buffer (chunk i, which is piece i) goes to *lane* i % LANES, which computes the hash the
+assembler left to it and writes the chunk (with O_DIRECT where the temporary folder takes it),
+then returns the buffer to the upload's small pool; an fsync worker makes the chunk files
+durable while the upload goes on. Three hashes cover every byte: the file's SHA-256, the
+chunk's SHA-256 and the piece's SHA-1. With the ``_sha256x2`` extension the assembler computes
+both SHA-256 in one pass and the lanes the SHA-1; without it, the assembler computes the file's
+SHA-256 and the SHA-1 and the lanes the chunk's SHA-256 (see :class:`_Assembler`).
 
-- the *whole-file hasher* computes the SHA-256 of the file (one sequential state);
-- two *lanes* do the per-chunk work: chunk i belongs to lane i % LANES, which computes its SHA-1
-  (piece i) and its SHA-256 and writes it, one part after the other while the bytes are in that
-  core's cache; the lanes work on different chunks at the same time. A large upload gets one
-  temporary file per chunk; a blob gets one file, written by the lanes at their offsets;
-- finished chunk files are fsynced (and dropped from the page cache) by a last worker while the
-  upload goes on.
+The assembler runs either
 
-hashlib releases the GIL, so the workers run in parallel with the reactor and each other. When
-more than ``MAX_IN_FLIGHT`` bytes wait for the workers the source is paused (TCP backpressure),
-so memory per upload stays bounded. Nothing is read twice. ``finish`` returns an
-:class:`IngestResult` whose temporary files are fsynced but not yet placed; the store places
-them and commits the row. ``abort`` removes the temporary folder.
+- on the thread that reads the body (:meth:`Ingest.feed`, used by the HTTP upload routes, whose
+  body is read off the reactor: see ``tgateway.web.body``): it waits there for a free buffer,
+  which is the backpressure; or
+- on the upload's *feeder* worker, for bytes the reactor thread hands over with
+  :meth:`Ingest.write` (mirrors, transcoder outputs, bodies the reactor reads): when more than
+  ``MAX_IN_FLIGHT`` bytes wait for it the source is paused (TCP backpressure).
+
+hashlib releases the GIL, so these threads run in parallel with the reactor and each other.
+Memory per upload is bounded (``POOL`` chunk buffers, plus what waits in flight). Nothing is
+read twice. ``finish`` returns an :class:`IngestResult` whose temporary files are fsynced but
+not yet placed; the store places them and commits the row. ``abort`` removes the temporary
+folder.
 """
 
 from __future__ import annotations
@@ -39,9 +47,12 @@ from twisted.python.failure import Failure
 
 from tgateway.errors import ApiError, InsufficientStorage, PayloadTooLarge
 
-BATCH = 1 << 20
-MAX_IN_FLIGHT = 8 << 20
+from .hashing import Sha256Pair, pair_available
+
+BATCH = 1 << 20  # bytes the reactor gathers before handing them to the feeder
+MAX_IN_FLIGHT = 8 << 20  # bytes handed to the feeder and not yet taken by it
 LANES = 2
+POOL = LANES + 4  # chunk buffers per upload: one filling, the others being hashed and written
 ALIGN = 4096  # O_DIRECT buffer, offset and length alignment
 
 
@@ -125,21 +136,6 @@ WorkerFactory = Callable[[str], Any]
 # --------------------------------------------------------------------------- thread-side state
 
 
-class _WholeHasher:
-    """SHA-256 of the whole file (its own thread)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-
-    def feed_all(self, parts: list[bytes]) -> None:
-        update = self.hash.update
-        for part in parts:
-            update(part)
-
-    def close(self) -> str:
-        return self.hash.hexdigest()
-
-
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
         n = os.write(fd, view)
@@ -151,17 +147,6 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
-
-
-class _Chunk:
-    __slots__ = ("index", "sha1", "sha256", "fill", "fd")
-
-    def __init__(self, index: int, fd: int | None) -> None:
-        self.index = index
-        self.sha1 = hashlib.sha1()
-        self.sha256 = hashlib.sha256()
-        self.fill = 0
-        self.fd = fd
 
 
 def _pwrite_direct(fd: int, view: memoryview, offset: int) -> None:
@@ -176,18 +161,134 @@ def _pwrite_direct(fd: int, view: memoryview, offset: int) -> None:
         _pwrite_all(fd, view, offset)
 
 
+class _BufferPool:
+    """Page-aligned chunk buffers of one upload (anonymous mmaps: a page costs memory only once
+    it is touched, so a small upload uses what it fills). ``take`` waits while all ``count``
+    buffers are out; any thread may ``give`` one back."""
+
+    def __init__(self, size: int, count: int) -> None:
+        self.size = size
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._made = 0
+        self._count = count
+        self._all: list[mmap.mmap] = []
+
+    def take(self) -> mmap.mmap:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._made < self._count:
+                self._made += 1
+                buf = mmap.mmap(-1, self.size)
+                self._all.append(buf)
+                return buf
+        return self._free.get()
+
+    def give(self, buf: mmap.mmap) -> None:
+        self._free.put(buf)
+
+    def close(self) -> None:
+        """Free the buffers (once every lane job has run)."""
+        with self._lock:
+            bufs, self._all = self._all, []
+        for buf in bufs:
+            try:
+                buf.close()
+            except BufferError:  # a view still exported: the garbage collector frees it
+                pass
+
+
+class _Assembler:
+    """The upload's bytes in order (one thread at a time: the body reader or the feeder),
+    copied into chunk buffers; a full buffer is handed to ``hand_off(index, buffer, size)``.
+    Nothing else happens on this thread: for an HTTP upload it is the thread that reads the
+    socket, the one step that cannot be spread over cores."""
+
+    def __init__(self, pool: _BufferPool, hand_off: Callable[[int, mmap.mmap, int], None]) -> None:
+        self._pool = pool
+        self._hand_off_to = hand_off
+        self._index = 0
+        self._buffer: mmap.mmap | None = None
+        self._fill = 0
+
+    def write(self, data: Any) -> None:
+        view = memoryview(data)
+        size = self._pool.size
+        while view:
+            buffer = self._buffer
+            if buffer is None:
+                buffer = self._buffer = self._pool.take()
+                self._fill = 0
+            fill = self._fill
+            take = min(len(view), size - fill)
+            buffer[fill:fill + take] = view[:take]
+            self._fill = fill + take
+            view = view[take:]
+            if self._fill == size:
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        buffer, self._buffer = self._buffer, None
+        if buffer is None:
+            return
+        index, self._index = self._index, self._index + 1
+        self._hand_off_to(index, buffer, self._fill)
+
+    def close(self) -> None:
+        """Hand off the last, shorter chunk."""
+        self._hand_off()
+
+    def discard(self) -> None:
+        if self._buffer is not None:
+            self._pool.give(self._buffer)
+            self._buffer = None
+
+
+HASH_STEP = 256 * 1024  # two hashlib passes per step: the second reads from the cache
+
+
+class _Sha256Chain:
+    """SHA-256 of the whole file and of each chunk, chunk after chunk in order (its own
+    thread). With the ``_sha256x2`` extension both come from one pass (see
+    :mod:`tgateway.storage.hashing`); otherwise from two hashlib passes over each step."""
+
+    def __init__(self) -> None:
+        self._pair = Sha256Pair() if pair_available() else None
+        self._whole = hashlib.sha256()
+        self.chunks: dict[int, str] = {}
+
+    def chunk(self, index: int, buffer: mmap.mmap, size: int) -> None:
+        with memoryview(buffer) as view:
+            if self._pair is not None:
+                self._pair.update(view[:size])
+                self.chunks[index] = self._pair.end_chunk()
+                return
+            chunk = hashlib.sha256()
+            for start in range(0, size, HASH_STEP):
+                part = view[start:min(size, start + HASH_STEP)]
+                self._whole.update(part)
+                chunk.update(part)
+            self.chunks[index] = chunk.hexdigest()
+
+    def close(self) -> str:
+        if self._pair is not None:
+            return self._pair.whole_hexdigest()
+        return self._whole.hexdigest()
+
+
 class _Lane:
-    """The chunks ``i % LANES == k`` of one upload (runs on lane k's thread only).
+    """Chunks ``i % LANES == k`` of one upload (lane k's thread only): the chunk's SHA-1
+    (piece i) and its write.
 
     In chunked mode chunk i goes to ``<tmp>/<i>``; in blob mode to ``blob_fd`` at offset
-    ``i * piece_length``. A finished chunk's file descriptor is returned to be fsynced and
-    closed off this thread.
-
-    With ``direct`` (the data folder takes O_DIRECT) a chunk is gathered in the lane's aligned
-    buffer while it is hashed and written once it is complete, straight from the buffer to the
-    disk: no page-cache copy, no page-cache growth, and the fsync has only metadata left to do.
-    The last, shorter chunk is written padded to the alignment and truncated to its size.
-    Otherwise every part is written through the page cache as it comes.
+    ``i * piece_length``. With ``direct`` (the folder takes O_DIRECT) the buffer goes straight to
+    the disk: no page-cache copy, no page-cache growth, and the fsync has only metadata left to
+    do; the last, shorter chunk is written padded to the alignment and truncated to its size.
+    Otherwise it is written through the page cache. A finished chunk file's descriptor is
+    returned to be fsynced and closed off this thread.
     """
 
     def __init__(self, tmp: Path, piece_length: int, blob_fd: int | None, direct: bool) -> None:
@@ -195,76 +296,41 @@ class _Lane:
         self.piece_length = piece_length
         self.blob_fd = blob_fd
         self.direct = direct
-        self.buffer = mmap.mmap(-1, piece_length) if direct else None  # page aligned
-        self.open: dict[int, _Chunk] = {}
-        self.done: dict[int, tuple[str, int, bytes]] = {}  # index -> (sha256, size, sha1)
+        self.done: dict[int, tuple[int, bytes]] = {}  # index -> (size, sha1)
 
-    def _open_chunk(self, index: int, direct: bool) -> int:
-        return open_temp(self.tmp / str(index), direct)[0]
-
-    def feed(self, index: int, parts: list[memoryview]) -> list[int]:
-        chunk = self.open.get(index)
-        if chunk is None:
-            fd = None
-            if self.blob_fd is None and not self.direct:
-                fd = self._open_chunk(index, False)
-            chunk = self.open[index] = _Chunk(index, fd)
-        for part in parts:
-            chunk.sha1.update(part)
-            chunk.sha256.update(part)
-            n = len(part)
-            if self.buffer is not None:
-                self.buffer[chunk.fill:chunk.fill + n] = part
-            elif chunk.fd is not None:
-                _pwrite_all(chunk.fd, part, chunk.fill)
+    def store(self, index: int, buffer: mmap.mmap, size: int) -> list[int]:
+        with memoryview(buffer) as whole:
+            sha1 = hashlib.sha1(whole[:size]).digest()
+            fds: list[int] = []
+            if self.direct:
+                padded = -(-size // ALIGN) * ALIGN
+                if padded > size:
+                    buffer[size:padded] = bytes(padded - size)
+                data = whole[:padded]
             else:
-                assert self.blob_fd is not None
-                _pwrite_all(self.blob_fd, part, index * self.piece_length + chunk.fill)
-            chunk.fill += n
-        if chunk.fill == self.piece_length:
-            return self._end(chunk)
-        return []
-
-    def _end(self, chunk: _Chunk) -> list[int]:
-        del self.open[chunk.index]
-        if self.buffer is not None:
-            padded = -(-chunk.fill // ALIGN) * ALIGN
-            if padded > chunk.fill:
-                self.buffer[chunk.fill:padded] = bytes(padded - chunk.fill)
-            view = memoryview(self.buffer)[:padded]
+                data = whole[:size]
             try:
                 if self.blob_fd is not None:
-                    # the blob is truncated to the upload's size at the end
-                    _pwrite_direct(self.blob_fd, view, chunk.index * self.piece_length)
+                    # a padded last chunk: the blob is truncated to the upload's size at the end
+                    write = _pwrite_direct if self.direct else _pwrite_all
+                    write(self.blob_fd, data, index * self.piece_length)
                 else:
-                    chunk.fd = self._open_chunk(chunk.index, True)
-                    _pwrite_direct(chunk.fd, view, 0)
-                    if padded != chunk.fill:
-                        os.ftruncate(chunk.fd, chunk.fill)
+                    fd = open_temp(self.tmp / str(index), self.direct)[0]
+                    fds.append(fd)
+                    if self.direct:
+                        _pwrite_direct(fd, data, 0)
+                        if len(data) != size:
+                            os.ftruncate(fd, size)
+                    else:
+                        _pwrite_all(fd, data, 0)
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                raise
             finally:
-                view.release()
-        self.done[chunk.index] = (chunk.sha256.hexdigest(), chunk.fill, chunk.sha1.digest())
-        return [chunk.fd] if chunk.fd is not None else []
-
-    def close(self) -> list[int]:
-        """End the last, partial chunk (if it is here); return fds to fsync and close."""
-        fds: list[int] = []
-        for chunk in list(self.open.values()):
-            fds.extend(self._end(chunk))
-        self._free()
+                data.release()
+        self.done[index] = (size, sha1)
         return fds
-
-    def discard(self) -> None:
-        for chunk in self.open.values():
-            if chunk.fd is not None:
-                os.close(chunk.fd)
-        self.open.clear()
-        self._free()
-
-    def _free(self) -> None:
-        if self.buffer is not None:
-            self.buffer.close()
-            self.buffer = None
 
 
 def _fsync_close(fds: list[int], drop_cache: bool = False) -> None:
@@ -392,25 +458,19 @@ def takes_direct_io(folder: Path) -> bool:
     return direct
 
 
-class _Batch:
-    """Bytes handed to the workers together; done when every worker job for it has run."""
-
-    __slots__ = ("size", "left")
-
-    def __init__(self, size: int, left: int) -> None:
-        self.size = size
-        self.left = left
-
-
 def call_inline(fn: Callable[..., Any], *args: Any) -> None:
     fn(*args)
 
 
-class Ingest:
-    """One upload in progress. Reactor-thread API: write / finish / abort.
 
-    Worker jobs report back to the reactor only when it matters (the source can be resumed, a
-    job failed), not once per batch: a 1 GiB upload is a thousand batches of four jobs.
+
+class Ingest:
+    """One upload in progress.
+
+    Reactor-thread API: ``write`` / ``finish`` / ``abort`` (and ``set_flow_control``). A body
+    read off the reactor uses ``feed`` instead of ``write``, from its one reading thread; the
+    two are not mixed in one upload. Worker jobs report back to the reactor only when it
+    matters (the source can be resumed, a job failed), not once per chunk.
     """
 
     log = Logger()
@@ -443,24 +503,25 @@ class Ingest:
         self._error: ApiError | None = None
         self._closed = False
         self._stopped = False
-        self._dispatched = 0  # bytes handed to the lanes so far
         self.chunked_files = chunked
         self._blob_fd: int | None = None
         direct = direct_io and piece_length % ALIGN == 0
         if not chunked:
             self._blob_fd, direct = open_temp(tmp / "blob", direct)
         self.direct_io = direct
-        self._whole_state = _WholeHasher()
-        self._whole = workers("tgateway-sha256")
-        self._lane_states = [_Lane(tmp, piece_length, self._blob_fd, direct)
-                             for _ in range(LANES)]
+        self._pool = _BufferPool(piece_length, POOL)
+        self._lane_states = [_Lane(tmp, piece_length, self._blob_fd, direct) for _ in range(LANES)]
         self._lanes = [workers(f"tgateway-lane{k}") for k in range(LANES)]
+        self._chain = _Sha256Chain()
+        self._hasher = workers("tgateway-sha256")
+        self._feeder = workers("tgateway-feed")
         self._syncer = workers("tgateway-fsync")
+        self._assembler = _Assembler(self._pool, self._store_chunk)
 
     # flow control ---------------------------------------------------------
 
     def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        """Called with the source's pause/resume; ingest pauses it while workers catch up."""
+        """Called with the source's pause/resume; ``write`` pauses it while workers catch up."""
         self._pause, self._resume = pause, resume
 
     def _check_pause(self) -> None:
@@ -482,69 +543,114 @@ class Ingest:
 
     # data -------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Accept bytes. Raises PayloadTooLarge or a stored worker error (e.g. disk full)."""
+    def _count(self, size: int) -> None:
         if self._error is not None:
             raise self._error
         if self._closed:
             raise RuntimeError("write after finish/abort")
-        if not data:
-            return
-        self.size += len(data)
+        self.size += size
         if self.size > self.max_size:
             self._error = PayloadTooLarge(
                 f"upload is larger than the limit of {self.max_size} bytes"
             )
             raise self._error
+
+    def write(self, data: bytes) -> None:
+        """(reactor) Accept bytes; they are hashed and written on the workers.
+        Raises PayloadTooLarge or a stored worker error (e.g. disk full)."""
+        if not data:
+            return
+        self._count(len(data))
         self._buf.append(bytes(data))
         self._buflen += len(data)
         if self._buflen >= BATCH:
             self._flush()
 
+    def feed(self, data: Any) -> None:
+        """(the thread that reads the body) Hash and gather bytes here, while they are in this
+        core's cache; waits while every chunk buffer is with the lanes. ``data`` may be reused
+        by the caller once this returns. Raises PayloadTooLarge or a worker's error."""
+        if not len(data):
+            return
+        with self._lock:
+            failure = self._failure
+        if failure is not None and self._error is None:
+            self._error = _api_error(failure)
+        self._count(len(data))
+        self._assembler.write(data)
+
     def _flush(self) -> None:
         if not self._buflen:
             return
-        # The received buffers go to the workers as they are: the lanes get views of them cut
-        # at chunk boundaries, no copy on the reactor thread.
-        batch, size = self._buf, self._buflen
+        parts, size = self._buf, self._buflen
         self._buf, self._buflen = [], 0
-        pl = self.piece_length
-        pos = self._dispatched
-        segments: dict[int, list[memoryview]] = {}
-        for part in batch:
-            view = memoryview(part)
-            while view:
-                index, offset = divmod(pos, pl)
-                take = min(len(view), pl - offset)
-                segments.setdefault(index, []).append(view[:take])
-                view = view[take:]
-                pos += take
-        self._dispatched = pos
-        tracker = _Batch(size, 1 + len(segments))
         with self._lock:
             self._in_flight += size
-        whole_state = self._whole_state
-        self._whole.post(self._job(lambda: whole_state.feed_all(batch), tracker))
-        for index, parts in segments.items():
-            lane = self._lane_states[index % LANES]
+        assembler = self._assembler
 
-            def feed(lane: _Lane = lane, index: int = index, parts: list[memoryview] = parts) -> None:
-                self._sync(lane.feed(index, parts))
+        def gather() -> None:
+            try:
+                for part in parts:
+                    assembler.write(part)
+            finally:
+                self._taken(size)
 
-            self._lanes[index % LANES].post(self._job(feed, tracker))
+        self._feeder.post(self._job(gather))
         self._check_pause()
 
-    def _job(self, fn: Callable[[], Any], batch: _Batch | None) -> Callable[[], None]:
-        """Wrap a worker job: failures are kept and reported; the batch is counted down."""
+    def _taken(self, size: int) -> None:
+        """(feeder thread) ``size`` bytes left the in-flight queue: maybe wake the source."""
+        with self._lock:
+            self._in_flight -= size
+            wake = (self._paused and not self._wake_scheduled
+                    and self._in_flight < MAX_IN_FLIGHT // 2)
+            if wake:
+                self._wake_scheduled = True
+        if wake:
+            self._to_reactor(self._wake)
+
+    def _store_chunk(self, index: int, buffer: mmap.mmap, size: int) -> None:
+        """(assembler's thread) A full chunk buffer goes to the SHA-256 chain and to its lane
+        at once (both only read it); it returns to the pool when both are done."""
+        left = [2]
+        chain, lane = self._chain, self._lane_states[index % LANES]
+
+        def release() -> None:
+            with self._lock:
+                left[0] -= 1
+                last = not left[0]
+            if last:
+                self._pool.give(buffer)
+
+        def failed() -> bool:
+            with self._lock:
+                return self._failure is not None  # after a failure the rest is only drained
+
+        def hash_chunk() -> None:
+            try:
+                if not failed():
+                    chain.chunk(index, buffer, size)
+            finally:
+                release()
+
+        def store() -> None:
+            try:
+                if not failed():
+                    self._sync(lane.store(index, buffer, size))
+            finally:
+                release()
+
+        self._hasher.post(self._job(hash_chunk))
+        self._lanes[index % LANES].post(self._job(store))
+
+    def _job(self, fn: Callable[[], Any]) -> Callable[[], None]:
+        """Wrap a worker job: the first failure is kept and reported."""
 
         def run() -> None:
             try:
                 fn()
             except BaseException:
                 self._thread_failed(Failure())
-            finally:
-                if batch is not None:
-                    self._part_done(batch)
 
         return run
 
@@ -552,21 +658,7 @@ class Ingest:
         """(any thread) fsync and close finished chunk files on the fsync worker."""
         if fds:
             drop = self.chunked_files and not self.direct_io  # O_DIRECT left nothing cached
-            self._syncer.post(self._job(lambda: _fsync_close(fds, drop), None))
-
-    def _part_done(self, batch: _Batch) -> None:
-        """(worker thread) One job of a batch ran; the last one frees the batch's bytes."""
-        with self._lock:
-            batch.left -= 1
-            if batch.left:
-                return
-            self._in_flight -= batch.size
-            wake = (self._paused and not self._wake_scheduled
-                    and self._in_flight < MAX_IN_FLIGHT // 2)
-            if wake:
-                self._wake_scheduled = True
-        if wake:
-            self._to_reactor(self._wake)
+            self._syncer.post(self._job(lambda: _fsync_close(fds, drop)))
 
     def _thread_failed(self, failure: Failure) -> None:
         with self._lock:
@@ -578,15 +670,9 @@ class Ingest:
     def _worker_failed(self, failure: Failure) -> None:
         if self._error is not None:
             return
-        exc = failure.value
-        inner = getattr(exc, "subFailure", None)
-        if inner is not None:
-            exc = inner.value
-        if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT
-            self._error = InsufficientStorage("not enough disk space to store the upload")
-        else:
+        self._error = _api_error(failure)
+        if self._error.status == 500:
             self.log.failure("ingest worker failed", failure)
-            self._error = ApiError("the upload could not be stored", status=500, code="internal")
         if self._paused and self._resume:
             self._paused = False
             self._resume()
@@ -613,35 +699,34 @@ class Ingest:
             raise self._error
         self._flush()
         self._closed = True
-        await self._drain([self._whole, *self._lanes])
+        await self._feeder.submit(self._assembler.close)
+        sha256 = await self._hasher.submit(self._chain.close)
+        await self._drain(self._lanes)
         self._raise_failure()
-        for worker, lane in zip(self._lanes, self._lane_states):
-            self._sync(await worker.submit(lane.close))
         if self._blob_fd is not None:
             fd, self._blob_fd = self._blob_fd, None
             if self.direct_io:
                 os.ftruncate(fd, self.size)  # the last chunk was written padded
             self._sync([fd])
-        sha256 = await self._whole.submit(self._whole_state.close)
         await self._drain([self._syncer])
         self._raise_failure()
         self._stop_workers()
-        done: dict[int, tuple[str, int, bytes]] = {}
+        done: dict[int, tuple[int, bytes]] = {}
         for lane in self._lane_states:
             done.update(lane.done)
         ordered = [done[i] for i in range(len(done))]
         return IngestResult(
             sha256=sha256,
             size=self.size,
-            pieces=b"".join(sha1 for _, _, sha1 in ordered),
-            chunks=tuple((sha, n) for sha, n, _ in ordered),
+            pieces=b"".join(sha1 for _, sha1 in ordered),
+            chunks=tuple((self._chain.chunks[i], n) for i, (n, _) in enumerate(ordered)),
             tmp=self.tmp,
             chunked_files=self.chunked_files,
         )
 
     def abort(self) -> Deferred[None]:
         """Stop and remove every temporary file of this upload (after queued work drains)."""
-        from twisted.internet.defer import DeferredList, succeed
+        from twisted.internet.defer import succeed
 
         if self._stopped:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -651,18 +736,14 @@ class Ingest:
         if self._error is None:
             self._error = ApiError("upload aborted", status=400, code="aborted")
 
-        def discard(_: Any) -> Deferred[Any]:
-            ds = [w.submit(lane.discard) for w, lane in zip(self._lanes, self._lane_states)]
-            return DeferredList(ds, consumeErrors=True)
-
         def close_blob(_: Any) -> None:
             if self._blob_fd is not None:
                 fd, self._blob_fd = self._blob_fd, None
                 os.close(fd)
 
-        d = self._drain([self._whole, *self._lanes])
-        d.addCallback(lambda _: self._drain([self._syncer]))
-        d.addCallback(discard)
+        d = self._feeder.submit(self._assembler.discard)
+        d.addBoth(lambda _: self._drain([self._hasher, *self._lanes]))
+        d.addBoth(lambda _: self._drain([self._syncer]))
         d.addBoth(close_blob)
         d.addBoth(lambda _: self._syncer.submit(lambda: shutil.rmtree(self.tmp, ignore_errors=True)))
         d.addBoth(lambda _: self._stop_workers())
@@ -672,5 +753,19 @@ class Ingest:
         if self._stopped:
             return
         self._stopped = True
-        for w in (self._whole, *self._lanes, self._syncer):
+        for w in (self._feeder, self._hasher, *self._lanes, self._syncer):
             w.stop()
+        self._pool.close()
+
+
+def _api_error(failure: Failure) -> ApiError:
+    """The HTTP error for a failed worker job: 507 when the disk is full, else 500."""
+    exc = failure.value
+    inner = getattr(exc, "subFailure", None)
+    if inner is not None:
+        exc = inner.value
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("not enough disk space to store the upload")
+    return ApiError("the upload could not be stored", status=500, code="internal")
