@@ -109,13 +109,15 @@ def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
 class _HeadTap:
     """Feeds an Ingest, keeps the first bytes (for MIME sniffing) and, for a signed-in
     uploader, cuts the body off as soon as it goes beyond the quota room (a body without
-    Content-Length is never stored past the quota)."""
+    Content-Length is never stored past the quota). ``on_thread``: ``write`` is called on the
+    request body's own thread (``BodyStream.consume(threaded=True)``), not the reactor's."""
 
-    def __init__(self, ingest: Ingest, room: int | None = None) -> None:
+    def __init__(self, ingest: Ingest, room: int | None = None, on_thread: bool = False) -> None:
         self.ingest = ingest
         self.head = bytearray()
         self.room = room
         self.received = 0
+        self._put = ingest.feed if on_thread else ingest.write
 
     def write(self, data: bytes) -> None:
         self.received += len(data)
@@ -123,7 +125,7 @@ class _HeadTap:
             raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
         if len(self.head) < HEAD_BYTES:
             self.head.extend(data[: HEAD_BYTES - len(self.head)])
-        self.ingest.write(data)
+        self._put(data)
 
     def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self.ingest.set_flow_control(pause, resume)
@@ -318,10 +320,9 @@ class BlossomServer:
         ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
         ctx = UploadContext(owner=owner, name=self._filename(request), source="blossom")
         ingest = self.store.begin_upload(size_hint=body.length, max_size=self.max_blob)
-        ingest.set_flow_control(body.pause, body.resume)
-        tap = _HeadTap(ingest, room)
+        tap = _HeadTap(ingest, room, on_thread=True)
         try:
-            await body.consume(tap.write)
+            await body.consume(tap.write, threaded=True)
         except BaseException as e:
             await ingest.abort()
             raise body_error(e) from None

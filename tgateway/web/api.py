@@ -168,25 +168,25 @@ class _FieldTarget(BaseTarget):
 
 
 class _FileTarget(BaseTarget):
-    """The 'file' part of a multipart upload, fed straight into an Ingest."""
+    """The 'file' part of a multipart upload, fed straight into an Ingest (on the body's
+    thread, see ``BodyStream.consume``)."""
 
-    def __init__(self, make_ingest: Callable[[], Ingest]) -> None:
+    def __init__(self, ingest: Ingest) -> None:
         super().__init__()
-        self._make_ingest = make_ingest
-        self.ingest: Ingest | None = None
+        self.ingest = ingest
+        self.started = False
         self.head = b""
         self.done = False
 
     def on_start(self) -> None:
-        if self.ingest is not None:
+        if self.started:
             raise BadRequest("only one 'file' part is accepted", code="invalid_multipart")
-        self.ingest = self._make_ingest()
+        self.started = True
 
     def on_data_received(self, chunk: bytes) -> None:
-        assert self.ingest is not None
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
-        self.ingest.write(chunk)
+        self.ingest.feed(chunk)
 
     def on_finish(self) -> None:
         self.done = True
@@ -293,11 +293,6 @@ class GatewayApi:
             out["description"] = event.context.description
         return json_response(request, out, 201 if event.new else 200)
 
-    def _new_ingest(self, body: BodyStream, size_hint: int | None) -> Ingest:
-        ingest = self.store.begin_upload(size_hint=size_hint, max_size=self.max_upload)
-        ingest.set_flow_control(body.pause, body.resume)
-        return ingest
-
     async def _upload_raw(
         self, request: Any, body: BodyStream, ctype: str, owner: str | None
     ) -> StoredEvent:
@@ -312,16 +307,16 @@ class GatewayApi:
             description=self._arg(request, "description"),
             announce_dht=_truthy(self._arg(request, "announce_dht"), True),
         )
-        ingest = self._new_ingest(body, body.length)
+        ingest = self.store.begin_upload(size_hint=body.length, max_size=self.max_upload)
         head = bytearray()
 
-        def on_data(data: bytes) -> None:
+        def on_data(data: Any) -> None:  # on the body's thread
             if len(head) < HEAD_BYTES:
                 head.extend(data[: HEAD_BYTES - len(head)])
-            ingest.write(data)
+            ingest.feed(data)
 
         try:
-            await body.consume(_body_checks(request, on_data))
+            await body.consume(_body_checks(request, on_data), threaded=True)
             _check_nip98_payload(request)
         except BaseException as e:
             await ingest.abort()
@@ -343,23 +338,22 @@ class GatewayApi:
         except Exception:
             raise BadRequest("malformed multipart Content-Type", code="invalid_multipart") from None
         boundary = _boundary(ctype)
-        size_hint = body.length
-        file_target = _FileTarget(lambda: self._new_ingest(body, size_hint))
+        file_target = _FileTarget(self.store.begin_upload(size_hint=body.length, max_size=self.max_upload))
         tail = bytearray()
 
-        def on_data(data: bytes) -> None:
+        def on_data(data: Any) -> None:  # on the body's thread
             tail.extend(data[-256:])
             del tail[:-256]
-            parser.data_received(data)
+            parser.data_received(bytes(data))
 
         fields = {n: _FieldTarget(n) for n in ("announce_dht", "title", "description", "name")}
         parser.register("file", file_target)
         for n, t in fields.items():
             parser.register(n, t)
         try:
-            await body.consume(_body_checks(request, on_data))
+            await body.consume(_body_checks(request, on_data), threaded=True)
             _check_nip98_payload(request)
-            if file_target.ingest is None or not file_target.done:
+            if not file_target.started or not file_target.done:
                 raise BadRequest("the form has no complete 'file' part", code="missing_file")
             if b"--" + boundary + b"--" not in bytes(tail):
                 raise BadRequest("the multipart body has no closing boundary", code="invalid_multipart")
@@ -371,8 +365,7 @@ class GatewayApi:
                 announce_dht=_truthy(fields["announce_dht"].value, True),
             )
         except BaseException as e:
-            if file_target.ingest is not None:
-                await file_target.ingest.abort()
+            await file_target.ingest.abort()
             raise body_error(e) from None
         return await self.store.commit(
             file_target.ingest,

@@ -8,18 +8,27 @@ are in, and hands the body to the handler through a :class:`BodyStream` as it ar
 - until the handler attaches a consumer, at most ``PREBUFFER`` bytes are held, then the TCP
   transport is paused (so auth, quota and size checks happen before the body is read);
 - the consumer can pause and resume the transport (backpressure from the ingest workers);
-- ``BodyStream.done`` fires when the whole body has arrived, or fails if the client went away.
+- ``BodyStream.done`` fires when the whole body has arrived, or fails if the client went away;
+- with ``consume(on_data, threaded=True)`` the handler's callback runs on a thread of its own
+  (:class:`_BodyThread`): a plain TCP body with a Content-Length is then read from the socket on
+  that thread, so the bytes are hashed in the cache of the core that received them and the
+  reactor stays free; other bodies (chunked transfer encoding, TLS) are read by the reactor and
+  queued to the thread.
 
 Other requests keep twisted.web's behaviour, with the body capped at ``max_request_body``.
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -27,6 +36,9 @@ from twisted.web.http import _getContentFile
 
 PREBUFFER = 1 << 20
 IO_SIZE = 512 * 1024
+THREAD_READ = 256 * 1024  # socket reads on a body thread (they stay in the core's cache)
+THREAD_QUEUE = 8 << 20  # bytes the reactor queues to a body thread before pausing the socket
+IDLE_TIMEOUT = 300.0  # seconds a body thread waits for the next bytes before giving up
 
 
 class BodyTooLarge(Exception):
@@ -53,6 +65,13 @@ class BodyStream:
         self.done: Deferred[None] = Deferred()
         self.finished = False
         self.failed: Failure | None = None
+        self._thread: _BodyThread | None = None
+
+    def _reactor(self) -> Any:
+        clock = getattr(getattr(self._request.channel, "site", None), "clock", None)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        return clock
 
     # twisted.web file protocol (never used to read the body)
     def tell(self) -> int:
@@ -69,7 +88,7 @@ class BodyStream:
 
     # producer side (channel -> us)
     def write(self, data: bytes) -> None:
-        if self.finished or self.failed is not None:
+        if self.finished or self.failed is not None or not data:
             return
         self.received += len(data)
         if self._consumer is not None:
@@ -87,12 +106,21 @@ class BodyStream:
         if self.finished or self.failed is not None:
             return
         self.finished = True
-        if self._consumer is not None:
+        if self._thread is not None:
+            self._thread.end_of_body()
+        elif self._consumer is not None:
             self.done.callback(None)
 
     def fail(self, failure: Failure) -> None:
         if self.finished or self.failed is not None:
             return
+        if self._thread is not None and not self._thread.ended:
+            self._thread.stop(failure)  # fails the stream once the thread is out of on_data
+            return
+        self._settle_failed(failure)
+
+    def _settle_failed(self, failure: Failure) -> None:
+        """Fail ``done`` even after the channel saw the whole body (a consumer thread failed)."""
         self.failed = failure
         self._buffer = []
         self._buffered = 0
@@ -100,13 +128,26 @@ class BodyStream:
             self.done.errback(failure)
 
     # consumer side (handler -> us)
-    def consume(self, on_data: Callable[[bytes], None]) -> Deferred[None]:
+    def consume(self, on_data: Callable[[Any], None], *, threaded: bool = False) -> Deferred[None]:
         """Deliver buffered and future bytes to ``on_data``; returns ``done``.
 
-        If ``on_data`` raises, the stream fails with that exception.
+        If ``on_data`` raises, the stream fails with that exception. With ``threaded`` it is
+        called on a thread of its own (one call at a time, in order; ``done`` fires after the
+        last), with bytes-like data that is only valid during the call; without a reactor
+        that runs threads (tests on a Clock) it is called on the reactor thread as usual.
         """
         if self._consumer is not None:
             raise RuntimeError("body already consumed")
+        reactor = self._reactor()
+        if threaded and hasattr(reactor, "callFromThread"):
+            self._thread = _BodyThread(self, on_data, reactor)
+            self._consumer = self._thread.enqueue
+            buffered, self._buffer, self._buffered = self._buffer, [], 0
+            self._thread.start(buffered)
+            if self.finished:  # the whole body came with the headers
+                self._thread.end_of_body()
+            self.resume("prebuffer")
+            return self.done
         self._consumer = on_data
         buffered, self._buffer, self._buffered = self._buffer, [], 0
         for chunk in buffered:
@@ -142,6 +183,195 @@ class BodyStream:
             transport = self._request.channel.transport
             if transport is not None:
                 transport.resumeProducing()
+
+
+class _BodyThread:
+    """Runs a streaming body's consumer on its own thread.
+
+    When the request came over plain TCP with a Content-Length, the thread reads the rest of the
+    body from the socket itself (a duplicate of its descriptor, while the reactor does not read
+    it), exactly as many bytes as the channel still expects, then hands the connection back:
+    the channel's body decoder is told the body is complete and the transport reads again (a
+    pipelined request after the body is parsed as usual). Otherwise the reactor reads the body
+    and queues it to the thread, pausing the socket while more than ``THREAD_QUEUE`` bytes wait.
+
+    The stream's ``done`` fires (or fails) on the reactor once the thread is out of ``on_data``.
+    """
+
+    log = Logger()
+    _END = object()
+
+    def __init__(self, stream: BodyStream, on_data: Callable[[Any], None], reactor: Any) -> None:
+        self.stream = stream
+        self.on_data = on_data
+        self.reactor = reactor
+        self.ended = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._queued = 0  # guarded by _lock
+        self._queue_paused = False
+        self._socket: socket.socket | None = None
+        self._channel: Any = None
+        self._saved_timeout: Any = None
+        self._stop_failure: Failure | None = None
+        self._remaining = 0  # body bytes the socket still holds (set by the reading thread)
+
+    # reactor side ------------------------------------------------------------------
+
+    def start(self, buffered: list[bytes]) -> None:
+        remaining = self._take_socket()
+        if remaining is not None:
+            self._remaining = remaining
+            args: tuple[Any, ...] = (self._read_socket, buffered)
+        else:
+            for data in buffered:
+                self.enqueue(data)
+            args = (self._read_queue,)
+        threading.Thread(target=self._run, args=args, name="tgateway-body", daemon=True).start()
+
+    def _take_socket(self) -> int | None:
+        """Take the socket off the reactor when that is safe; returns the bytes left to read."""
+        from twisted.internet import tcp
+
+        channel = self.stream._request.channel
+        transport = getattr(channel, "transport", None)
+        decoder = getattr(channel, "_transferDecoder", None)
+        remaining = getattr(decoder, "contentLength", None)
+        if (
+            not isinstance(transport, tcp.Connection)
+            or getattr(transport, "TLS", False)
+            or type(decoder) is not http._IdentityTransferDecoder
+            or not isinstance(remaining, int)
+            or remaining <= 0
+            or getattr(channel, "_buffer", b"")  # bytes the line parser holds
+            or getattr(channel, "_dataBuffer", None)
+            or getattr(transport, "disconnecting", False)
+        ):
+            return None
+        try:
+            sock = socket.socket(fileno=os.dup(transport.fileno()))
+        except OSError:
+            return None
+        sock.settimeout(IDLE_TIMEOUT)
+        self.stream.pause("thread")
+        self._socket, self._channel = sock, channel
+        # the channel sees no bytes while the thread reads: its idle timer must not fire
+        self._saved_timeout = channel.setTimeout(None)
+        return remaining
+
+    def enqueue(self, data: bytes) -> None:
+        """(reactor) Bytes the reactor read, for the thread."""
+        with self._lock:
+            self._queued += len(data)
+            full = self._queued >= THREAD_QUEUE
+        self._queue.put(data)
+        if full and not self._queue_paused:
+            self._queue_paused = True
+            self.stream.pause("thread-queue")
+
+    def _resume_queue(self) -> None:
+        if self._queue_paused:
+            self._queue_paused = False
+            self.stream.resume("thread-queue")
+
+    def end_of_body(self) -> None:
+        """(reactor) The channel has the whole body."""
+        if self._socket is None and not self.ended:
+            self._queue.put(self._END)
+        elif self.ended and not self.stream.done.called:
+            self.stream.done.callback(None)
+
+    def stop(self, failure: Failure) -> None:
+        """(reactor) Give up (connection lost, server stopping): the thread leaves at once."""
+        if self._stop_failure is None:
+            self._stop_failure = failure
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._queue.put(self._END)
+
+    def _ended(self, failure: Failure | None) -> None:
+        """(reactor) The thread is out of ``on_data``."""
+        self.ended = True
+        remaining = self._remaining
+        stream = self.stream
+        channel = self._channel
+        if self._stop_failure is not None:
+            failure = self._stop_failure
+        if channel is not None and getattr(channel.transport, "connected", False):
+            channel.setTimeout(self._saved_timeout)
+            decoder = getattr(channel, "_transferDecoder", None)
+            if isinstance(decoder, http._IdentityTransferDecoder) and decoder.dataCallback:
+                decoder.contentLength = remaining
+                if failure is None:
+                    decoder.dataReceived(b"")  # completes the request: stream.end()
+            stream.resume("thread")
+        self._resume_queue()
+        if failure is not None:
+            stream._settle_failed(failure)
+        elif stream.finished and not stream.done.called:
+            stream.done.callback(None)
+
+    # thread side ------------------------------------------------------------------
+
+    def _run(self, target: Callable[..., None], *args: Any) -> None:
+        failure = None
+        try:
+            target(*args)
+        except BaseException:
+            failure = Failure()
+        finally:
+            if self._socket is not None:
+                self._socket.close()
+            self.reactor.callFromThread(self._ended, failure)
+
+    def _read_socket(self, buffered: list[bytes]) -> None:
+        assert self._socket is not None
+        sock = self._socket
+        on_data = self.on_data
+        for data in buffered:
+            on_data(data)
+        remaining = self._remaining
+        buffer = bytearray(min(THREAD_READ, remaining))
+        view = memoryview(buffer)
+        try:
+            while remaining:
+                if self._stop_failure is not None:
+                    raise ConnectionLost("the upload was stopped")
+                try:
+                    n = sock.recv_into(view[: min(len(buffer), remaining)])
+                except TimeoutError:
+                    from tgateway.errors import ApiError
+
+                    raise ApiError(
+                        f"no upload bytes for {IDLE_TIMEOUT:.0f} seconds", status=408, code="timeout"
+                    ) from None
+                except OSError as e:
+                    raise ConnectionLost(str(e)) from None
+                if n == 0:
+                    raise ConnectionDone("the client closed the connection during the upload")
+                remaining -= n
+                self._remaining = remaining
+                on_data(view[:n])
+        finally:
+            view.release()
+
+    def _read_queue(self) -> None:
+        on_data = self.on_data
+        while True:
+            data = self._queue.get()
+            if data is self._END:
+                if self._stop_failure is not None:
+                    raise ConnectionLost("the upload was stopped")
+                return
+            with self._lock:
+                self._queued -= len(data)
+                wake = self._queued < THREAD_QUEUE // 2
+            if wake and self._queue_paused:
+                self.reactor.callFromThread(self._resume_queue)
+            on_data(data)
 
 
 class StreamingRequest(server.Request):

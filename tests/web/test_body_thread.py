@@ -1,0 +1,176 @@
+"""Upload bodies consumed on their own thread (``BodyStream.consume(threaded=True)``).
+
+A plain-TCP body with a Content-Length is read from the socket by that thread, then the
+connection goes back to twisted.web; other bodies (chunked transfer encoding) are read by the
+reactor and queued to the thread. Each test checks which path ran, so neither can silently
+stop being exercised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.threads import deferToThread
+
+from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from tests.web.test_api import http, multipart, settle
+from tgateway.web import body as body_mod
+
+
+@pytest.fixture
+def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Records which way each threaded body was read: 'socket' or 'queue'."""
+    seen: list[str] = []
+    real_socket, real_queue = body_mod._BodyThread._read_socket, body_mod._BodyThread._read_queue
+
+    def read_socket(self: Any, buffered: list[bytes]) -> None:
+        seen.append("socket")
+        real_socket(self, buffered)
+
+    def read_queue(self: Any) -> None:
+        seen.append("queue")
+        real_queue(self)
+
+    monkeypatch.setattr(body_mod._BodyThread, "_read_socket", read_socket)
+    monkeypatch.setattr(body_mod._BodyThread, "_read_queue", read_queue)
+    yield seen
+
+
+@pytest_twisted.async_yield_fixture
+async def gw() -> AsyncIterator[RunningGateway]:
+    g = RunningGateway(small_config(temp_data_dir(), gateway={"max_upload_size": 20_000_000}))
+    yield g
+    await g.stop()
+
+
+def exchange(port: int, payload: bytes, *, pause_after: int | None = None, pause: float = 0.0,
+             responses: int = 1, close_after_send: bool = False) -> bytes:
+    """Send ``payload`` (optionally pausing after ``pause_after`` bytes) and read until
+    ``responses`` HTTP responses have arrived or the server closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    try:
+        if pause_after is not None:
+            s.sendall(payload[:pause_after])
+            time.sleep(pause)
+            payload = payload[pause_after:]
+        if payload:
+            s.sendall(payload)
+        if close_after_send:
+            return b""
+        out = b""
+        while out.count(b"HTTP/1.1 ") < responses or not out.endswith(b"}") and b'"status"' not in out[-300:]:
+            try:
+                chunk = s.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def put_request(data: bytes, *, extra: bytes = b"") -> bytes:
+    return (b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nX-Filename: big.bin\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (len(data), extra)) + data
+
+
+async def download(g: RunningGateway, sha: str) -> bytes:
+    r = await http.get(g.url(f"/api/download/{sha}"))
+    return await r.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_read_then_the_connection_goes_back_to_twisted(gw: RunningGateway, paths: list[str]) -> None:
+    """A 6 MB raw PUT (more than the 1 MiB the reactor holds before the handler runs) read on
+    the body thread, then a pipelined GET on the same connection is answered as usual."""
+    data = os.urandom(6_000_000)
+    health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = await deferToThread(exchange, gw.port, put_request(data) + health,
+                              pause_after=200, pause=0.2, responses=2)
+    assert out.startswith(b"HTTP/1.1 201"), out[:300]
+    assert out.count(b"HTTP/1.1 200 OK") == 1, out[-400:]
+    assert paths == ["socket"]
+    sha = hashlib.sha256(data).hexdigest()
+    assert sha.encode() in out
+    assert await download(gw, sha) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_multipart_read_on_the_socket_thread(gw: RunningGateway, paths: list[str]) -> None:
+    data = os.urandom(3_500_000)
+    body, ctype = multipart({"title": "a title"}, "m.bin", data)
+    r = await http.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+    j = await r.json()
+    assert r.code == 201, j
+    assert j["sha256"] == hashlib.sha256(data).hexdigest() and j["title"] == "a title"
+    assert paths == ["socket"]
+    assert await download(gw, j["sha256"]) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_transfer_encoding_is_queued_to_the_thread(gw: RunningGateway, paths: list[str]) -> None:
+    data = os.urandom(3_000_000)
+    step = 100_000
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + step]), data[i:i + step])
+                      for i in range(0, len(data), step)) + b"0\r\n\r\n"
+    req = (b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n") + chunks
+    out = await deferToThread(exchange, gw.port, req)
+    assert out.startswith(b"HTTP/1.1 201"), out[:300]
+    assert paths == ["queue"]
+    assert await download(gw, hashlib.sha256(data).hexdigest()) == data
+
+
+async def _nothing_left(g: RunningGateway) -> None:
+    for _ in range(100):
+        await settle()
+        if not os.listdir(g.store.layout.chunk_tmp) and not os.listdir(g.store.layout.blob_tmp):
+            break
+    assert os.listdir(g.store.layout.chunk_tmp) == [] and os.listdir(g.store.layout.blob_tmp) == []
+    assert (await g.store.stats())["files"] == 0
+    r = await http.get(g.url("/api/health"))
+    assert r.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_gone_while_the_thread_reads(gw: RunningGateway, paths: list[str]) -> None:
+    req = put_request(os.urandom(10_000_000))[:4_000_000]
+    await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2, close_after_send=True)
+    await _nothing_left(gw)
+    assert paths == ["socket"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_client_gets_408(gw: RunningGateway, paths: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_mod, "IDLE_TIMEOUT", 0.5)
+    req = put_request(os.urandom(5_000_000))[:3_000_000]  # then nothing more
+    out = await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2)
+    assert out.startswith(b"HTTP/1.1 408"), out[:300]
+    assert b'"error": "timeout"' in out
+    assert paths == ["socket"]
+    await _nothing_left(gw)
+
+
+@pytest_twisted.ensureDeferred
+async def test_limit_crossed_on_the_thread_is_413_and_closes(gw: RunningGateway, paths: list[str]) -> None:
+    """A multipart body within max_upload_size + form slack whose file is over the limit: the
+    thread stops at the limit, the answer is 413, nothing is stored, the rest of the body is
+    never parsed as a request."""
+    data = os.urandom(20_000_010)
+    body, ctype = multipart({}, "x.bin", data)
+    req = (b"POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+           % (ctype.encode(), len(body))) + body
+    out = await deferToThread(exchange, gw.port, req, pause_after=300, pause=0.2)
+    assert out.startswith(b"HTTP/1.1 413"), out[:300]
+    assert out.count(b"HTTP/1.1 ") == 1
+    assert paths == ["socket"]
+    await _nothing_left(gw)
