@@ -247,13 +247,18 @@ async def test_size_limits() -> None:
 async def test_client_disconnect_mid_upload_leaves_nothing(gw: RunningGateway) -> None:
     head = b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
     await raw_request(gw.port, head + os.urandom(3_000_000), read=False)
+    await assert_nothing_stored(gw)
+
+
+async def assert_nothing_stored(g: RunningGateway) -> None:
+    """No temporary file left (once the aborted upload has cleaned up), no file row, still serving."""
     for _ in range(100):
         await settle()
-        if not os.listdir(gw.store.layout.chunk_tmp) and not os.listdir(gw.store.layout.blob_tmp):
+        if not os.listdir(g.store.layout.chunk_tmp) and not os.listdir(g.store.layout.blob_tmp):
             break
-    assert os.listdir(gw.store.layout.chunk_tmp) == [] and os.listdir(gw.store.layout.blob_tmp) == []
-    assert (await gw.store.stats())["files"] == 0
-    r = await http.get(gw.url("/api/health"))
+    assert os.listdir(g.store.layout.chunk_tmp) == [] and os.listdir(g.store.layout.blob_tmp) == []
+    assert (await g.store.stats())["files"] == 0
+    r = await http.get(g.url("/api/health"))
     assert r.code == 200
 
 

@@ -20,7 +20,7 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
-from tests.web.test_api import http, multipart, settle
+from tests.web.test_api import assert_nothing_stored, http, multipart
 from tgateway.web import body as body_mod
 
 
@@ -130,22 +130,11 @@ async def test_chunked_transfer_encoding_is_queued_to_the_thread(gw: RunningGate
     assert await download(gw, hashlib.sha256(data).hexdigest()) == data
 
 
-async def _nothing_left(g: RunningGateway) -> None:
-    for _ in range(100):
-        await settle()
-        if not os.listdir(g.store.layout.chunk_tmp) and not os.listdir(g.store.layout.blob_tmp):
-            break
-    assert os.listdir(g.store.layout.chunk_tmp) == [] and os.listdir(g.store.layout.blob_tmp) == []
-    assert (await g.store.stats())["files"] == 0
-    r = await http.get(g.url("/api/health"))
-    assert r.code == 200
-
-
 @pytest_twisted.ensureDeferred
 async def test_client_gone_while_the_thread_reads(gw: RunningGateway, paths: list[str]) -> None:
     req = put_request(os.urandom(10_000_000))[:4_000_000]
     await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2, close_after_send=True)
-    await _nothing_left(gw)
+    await assert_nothing_stored(gw)
     assert paths == ["socket"]
 
 
@@ -157,7 +146,7 @@ async def test_idle_client_gets_408(gw: RunningGateway, paths: list[str], monkey
     assert out.startswith(b"HTTP/1.1 408"), out[:300]
     assert b'"error": "timeout"' in out
     assert paths == ["socket"]
-    await _nothing_left(gw)
+    await assert_nothing_stored(gw)
 
 
 @pytest_twisted.ensureDeferred
@@ -173,4 +162,4 @@ async def test_limit_crossed_on_the_thread_is_413_and_closes(gw: RunningGateway,
     assert out.startswith(b"HTTP/1.1 413"), out[:300]
     assert out.count(b"HTTP/1.1 ") == 1
     assert paths == ["socket"]
-    await _nothing_left(gw)
+    await assert_nothing_stored(gw)

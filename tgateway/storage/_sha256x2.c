@@ -15,6 +15,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -44,7 +45,7 @@ static void sha256_blocks_2x(uint32_t *sa, uint32_t *sb, const uint8_t *data, si
     const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i A0, A1, B0, B1;
     LOADSTATE(sa, A0, A1);
-    if (sb) LOADSTATE(sb, B0, B1); else { B0 = A0; B1 = A1; }
+    LOADSTATE(sb, B0, B1);
     for (size_t n = 0; n < nblocks; n++, data += 64) {
         __m128i a0s = A0, a1s = A1, b0s = B0, b1s = B1;
         __m128i W[4];
@@ -69,35 +70,7 @@ static void sha256_blocks_2x(uint32_t *sa, uint32_t *sb, const uint8_t *data, si
         B0 = _mm_add_epi32(B0, b0s); B1 = _mm_add_epi32(B1, b1s);
     }
     STORESTATE(sa, A0, A1);
-    if (sb) STORESTATE(sb, B0, B1);
-}
-
-__attribute__((target("sha,sse4.1,ssse3")))
-static void sha256_blocks_1x(uint32_t *sa, const uint8_t *data, size_t nblocks)
-{
-    const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i A0, A1;
-    LOADSTATE(sa, A0, A1);
-    for (size_t n = 0; n < nblocks; n++, data += 64) {
-        __m128i a0s = A0, a1s = A1;
-        __m128i W[4];
-        for (int g = 0; g < 16; g++) {
-            __m128i w;
-            if (g < 4) {
-                w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i*)(data + 16 * g)), MASK);
-            } else {
-                __m128i t = _mm_sha256msg1_epu32(W[g & 3], W[(g + 1) & 3]);
-                t = _mm_add_epi32(t, _mm_alignr_epi8(W[(g + 3) & 3], W[(g + 2) & 3], 4));
-                w = _mm_sha256msg2_epu32(t, W[(g + 3) & 3]);
-            }
-            W[g & 3] = w;
-            __m128i m = _mm_add_epi32(w, _mm_loadu_si128((const __m128i*)&K[4 * g]));
-            A1 = _mm_sha256rnds2_epu32(A1, A0, m);
-            A0 = _mm_sha256rnds2_epu32(A0, A1, _mm_shuffle_epi32(m, 0x0E));
-        }
-        A0 = _mm_add_epi32(A0, a0s); A1 = _mm_add_epi32(A1, a1s);
-    }
-    STORESTATE(sa, A0, A1);
+    STORESTATE(sb, B0, B1);
 }
 
 static int cpu_has_shani(void)
@@ -150,10 +123,14 @@ static PyObject *compress(PyObject *self, PyObject *args)
     }
 #if HAVE_SHANI_CODE
     Py_BEGIN_ALLOW_THREADS
-    if (have_b)
-        sha256_blocks_2x((uint32_t *)a.buf, (uint32_t *)b.buf, (const uint8_t *)data.buf, (size_t)data.len / 64);
-    else
-        sha256_blocks_1x((uint32_t *)a.buf, (const uint8_t *)data.buf, (size_t)data.len / 64);
+    {
+        /* one state: the second chain runs on a scratch copy (only the last block or two of a
+           message are compressed that way, when a digest is finished) */
+        uint32_t scratch[8];
+        memcpy(scratch, a.buf, 32);
+        sha256_blocks_2x((uint32_t *)a.buf, have_b ? (uint32_t *)b.buf : scratch,
+                         (const uint8_t *)data.buf, (size_t)data.len / 64);
+    }
     Py_END_ALLOW_THREADS
 #endif
     if (have_b) PyBuffer_Release(&b);
