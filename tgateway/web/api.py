@@ -16,8 +16,6 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from klein import Klein
-from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.targets import BaseTarget
 from twisted.logger import Logger
 
 from tgateway.config import Config
@@ -38,6 +36,7 @@ from tgateway.storage.store import ContentStore
 
 from .body import BodyStream, body_error
 from .errors import install_error_handlers
+from .multipart import MultipartReader
 from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, parse_hex, send_file, set_headers
 
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
@@ -136,26 +135,26 @@ def _check_nip98_payload(request: Any) -> None:
             raise Unauthorized(e.message, code="invalid_nip98") from None
 
 
-class _FieldTarget(BaseTarget):
+class _FieldTarget:
     """A small form field kept in memory, capped."""
 
     def __init__(self, name: str) -> None:
-        super().__init__()
         self.name = name
         self.parts: list[bytes] = []
         self.size = 0
         self.seen = False
 
-    def on_start(self) -> None:
+    def start(self) -> Callable[[memoryview], None]:
         if self.seen:
             raise BadRequest(f"form field {self.name!r} appears twice", code="invalid_multipart")
         self.seen = True
+        return self.write
 
-    def on_data_received(self, chunk: bytes) -> None:
+    def write(self, chunk: memoryview) -> None:
         self.size += len(chunk)
         if self.size > MAX_FIELD:
             raise BadRequest(f"form field {self.name!r} is too long", code="invalid_field")
-        self.parts.append(chunk)
+        self.parts.append(bytes(chunk))
 
     @property
     def value(self) -> str | None:
@@ -167,29 +166,28 @@ class _FieldTarget(BaseTarget):
             raise BadRequest(f"form field {self.name!r} is not UTF-8", code="invalid_field") from None
 
 
-class _FileTarget(BaseTarget):
+class _FileTarget:
     """The 'file' part of a multipart upload, fed straight into an Ingest (on the body's
     thread, see ``BodyStream.consume``)."""
 
     def __init__(self, ingest: Ingest) -> None:
-        super().__init__()
         self.ingest = ingest
         self.started = False
-        self.head = b""
-        self.done = False
+        self.filename: str | None = None
+        self.content_type: str | None = None
+        self.head = bytearray()
 
-    def on_start(self) -> None:
+    def start(self, filename: str | None, content_type: str | None) -> Callable[[memoryview], None]:
         if self.started:
             raise BadRequest("only one 'file' part is accepted", code="invalid_multipart")
         self.started = True
+        self.filename, self.content_type = filename, content_type
+        return self.write
 
-    def on_data_received(self, chunk: bytes) -> None:
+    def write(self, chunk: memoryview) -> None:
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
         self.ingest.feed(chunk)
-
-    def on_finish(self) -> None:
-        self.done = True
 
 
 @dataclass
@@ -333,33 +331,25 @@ class GatewayApi:
     async def _upload_multipart(
         self, request: Any, body: BodyStream, ctype: str, owner: str | None
     ) -> StoredEvent:
-        try:
-            parser = StreamingFormDataParser(headers={"Content-Type": ctype})
-        except Exception:
-            raise BadRequest("malformed multipart Content-Type", code="invalid_multipart") from None
-        boundary = _boundary(ctype)
         file_target = _FileTarget(self.store.begin_upload(size_hint=body.length, max_size=self.max_upload))
-        tail = bytearray()
-
-        def on_data(data: Any) -> None:  # on the body's thread
-            tail.extend(data[-256:])
-            del tail[:-256]
-            parser.data_received(bytes(data))
-
         fields = {n: _FieldTarget(n) for n in ("announce_dht", "title", "description", "name")}
-        parser.register("file", file_target)
-        for n, t in fields.items():
-            parser.register(n, t)
+
+        def on_part(name: str, filename: str | None, content_type: str | None) -> Any:
+            if name == "file":
+                return file_target.start(filename, content_type)
+            field = fields.get(name)
+            return field.start() if field is not None else None  # other fields are ignored
+
         try:
-            await body.consume(_body_checks(request, on_data), threaded=True)
+            reader = MultipartReader(_boundary(ctype), on_part)
+            await body.consume(_body_checks(request, reader.feed), threaded=True)
             _check_nip98_payload(request)
-            if not file_target.started or not file_target.done:
-                raise BadRequest("the form has no complete 'file' part", code="missing_file")
-            if b"--" + boundary + b"--" not in bytes(tail):
-                raise BadRequest("the multipart body has no closing boundary", code="invalid_multipart")
+            if not file_target.started:
+                raise BadRequest("the form has no 'file' part", code="missing_file")
+            reader.close()
             ctx = UploadContext(
                 owner=owner,
-                name=fields["name"].value or file_target.multipart_filename,
+                name=fields["name"].value or file_target.filename,
                 title=fields["title"].value,
                 description=fields["description"].value,
                 announce_dht=_truthy(fields["announce_dht"].value, True),
@@ -370,8 +360,8 @@ class GatewayApi:
         return await self.store.commit(
             file_target.ingest,
             ctx,
-            declared_type=file_target.multipart_content_type,
-            head=file_target.head,
+            declared_type=file_target.content_type,
+            head=bytes(file_target.head),
         )
 
     # download -------------------------------------------------------------------------

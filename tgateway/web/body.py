@@ -531,18 +531,16 @@ def body_error(e: BaseException) -> BaseException:
     """What a handler should raise when consuming a request body failed.
 
     ApiErrors (size, quota, bad multipart) pass through; a client that went away becomes a
-    CancelledError (nothing to answer); a multipart parse failure becomes a 400.
+    CancelledError (nothing to answer).
     """
     if isinstance(e, Failure):
         e = e.value if e.value is not None else e
     from twisted.internet.defer import CancelledError
 
-    from tgateway.errors import ApiError, BadRequest
+    from tgateway.errors import ApiError
 
     if isinstance(e, (ApiError, CancelledError)):
         return e
-    if "ParseFailed" in type(e).__name__:
-        return BadRequest(f"malformed multipart body: {e}", code="invalid_multipart")
     from twisted.internet.error import ConnectionDone, ConnectionLost
     from twisted.web.http import _DataLoss
 
