@@ -56,6 +56,19 @@ def test_curl_round_trip_1mb(tmp_path: Path) -> None:
             assert out.read_bytes() == src.read_bytes()
 
 
+def test_fetch_form_data_upload(tmp_path: Path) -> None:
+    """A multipart body built by Node's fetch + FormData (undici), as a browser sends the web
+    page's form: fields before the file, a UTF-8 file name, the part's own Content-Type."""
+    with GatewayProcess(gateway_config(tmp_path / "data"), tmp_path) as gw:
+        src = random_file(tmp_path / "f.bin", 3 * MB)
+        out = run_node_json("form_upload.mjs", gw.url("/api/upload"), str(src), "résumé final.bin", "un titre")
+        assert out["status"] == 201, out
+        meta = out["body"]
+        assert meta["sha256"] == sha256_file(src) and meta["size"] == 3 * MB
+        assert meta["name"] == "résumé final.bin" and meta["title"] == "un titre"
+        assert meta["mime_type"] == "application/x-test"
+
+
 def test_curl_round_trip_300mb_chunked(big: tuple[GatewayProcess, Path, dict], tmp_path: Path) -> None:
     gw, src, meta = big
     assert meta["storage"] == "chunked" and meta["chunks"] == -(-300 * MB // (2 * 1024 * 1024))
