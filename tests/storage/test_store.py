@@ -118,6 +118,42 @@ def test_boundaries(store: ContentStore, size: int) -> None:
     assert result_of(store.get_by_info_hash(f.info_hash)) == f
 
 
+@pytest.mark.parametrize("size", [1, CS - 1, CS, CS + 1, 3 * CS + 7, THRESHOLD + 1, 10 * CS + 1])
+def test_bytes_received_into_reserved_space(store: ContentStore, size: int) -> None:
+    """How a body thread feeds: receive into ``reserve()`` and feed that prefix (not copied),
+    mixed with copied pieces, views of the reserve that do not start at it, and reserves left
+    unused; the file, its chunks and pieces come out the same."""
+    import random
+
+    rng = random.Random(size)
+    data = os.urandom(size)
+    ingest = store.begin_upload(size_hint=size, max_size=1 << 40)
+    pos = in_place = 0
+    while pos < size:
+        room = ingest.reserve()
+        n = min(len(room), size - pos, rng.choice([1, 7, 4096, 70_000, CS]))
+        way = rng.random()
+        if way < 0.6:  # received in place
+            room[:n] = data[pos:pos + n]
+            ingest.feed(room[:n])
+            in_place += n
+        elif way < 0.8:  # the reserve is not used: bytes from elsewhere
+            ingest.feed(data[pos:pos + n])
+        else:  # a view into the reserve that does not start at it: copied, not mistaken
+            k = min(3, len(room) - n)  # 0 when the piece fills the reserve: in place after all
+            room[k:k + n] = data[pos:pos + n]
+            ingest.feed(room[k:k + n])
+            in_place += n if k == 0 else 0
+        room.release()
+        pos += n
+    assert ingest.copied == size - in_place
+    f = result_of(store.commit(ingest, UploadContext(name="f.bin"))).file
+    assert f.sha256 == hashlib.sha256(data).hexdigest() and f.size == size
+    assert bencode.decode(f.info)[b"pieces"] == reference_pieces(data, CS)
+    assert read_all(store, f) == data
+    assert tmp_entries(store) == []
+
+
 def test_empty_upload_is_refused_and_leaves_nothing(store: ContentStore) -> None:
     with pytest.raises(EmptyUpload):
         put(store, b"")

@@ -43,6 +43,22 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield seen
 
 
+@pytest.fixture
+def ingests(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every Ingest the store begins (to see how many bytes were copied into chunk buffers)."""
+    from tgateway.storage.store import ContentStore
+
+    made: list[Any] = []
+    real = ContentStore.begin_upload
+
+    def begin_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(real(self, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ContentStore, "begin_upload", begin_upload)
+    yield made
+
+
 @pytest_twisted.async_yield_fixture
 async def gw() -> AsyncIterator[RunningGateway]:
     g = RunningGateway(small_config(temp_data_dir(), gateway={"max_upload_size": 20_000_000}))
@@ -89,9 +105,12 @@ async def download(g: RunningGateway, sha: str) -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_socket_read_then_the_connection_goes_back_to_twisted(gw: RunningGateway, paths: list[str]) -> None:
+async def test_socket_read_then_the_connection_goes_back_to_twisted(
+    gw: RunningGateway, paths: list[str], ingests: list[Any]
+) -> None:
     """A 6 MB raw PUT (more than the 1 MiB the reactor holds before the handler runs) read on
-    the body thread, then a pipelined GET on the same connection is answered as usual."""
+    the body thread, straight into the chunk buffers (only what the reactor had read before is
+    copied), then a pipelined GET on the same connection is answered as usual."""
     data = os.urandom(6_000_000)
     health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     out = await deferToThread(exchange, gw.port, put_request(data) + health,
@@ -99,13 +118,17 @@ async def test_socket_read_then_the_connection_goes_back_to_twisted(gw: RunningG
     assert out.startswith(b"HTTP/1.1 201"), out[:300]
     assert out.count(b"HTTP/1.1 200 OK") == 1, out[-400:]
     assert paths == ["socket"]
+    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + 65536
     sha = hashlib.sha256(data).hexdigest()
     assert sha.encode() in out
     assert await download(gw, sha) == data
 
 
 @pytest_twisted.ensureDeferred
-async def test_multipart_read_on_the_socket_thread(gw: RunningGateway, paths: list[str]) -> None:
+async def test_multipart_read_on_the_socket_thread(
+    gw: RunningGateway, paths: list[str], ingests: list[Any]
+) -> None:
+    """The file part's bytes after the first reads land in the chunk buffers as received."""
     data = os.urandom(3_500_000)
     body, ctype = multipart({"title": "a title"}, "m.bin", data)
     r = await http.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
@@ -113,6 +136,7 @@ async def test_multipart_read_on_the_socket_thread(gw: RunningGateway, paths: li
     assert r.code == 201, j
     assert j["sha256"] == hashlib.sha256(data).hexdigest() and j["title"] == "a title"
     assert paths == ["socket"]
+    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + body_mod.THREAD_READ
     assert await download(gw, j["sha256"]) == data
 
 

@@ -62,7 +62,7 @@ def parse(body: bytes, cuts: list[int] | None = None, boundary: bytes = BOUNDARY
     c = Collector()
     r = MultipartReader(boundary, c.on_part)
     points = sorted({0, len(body), *(x for x in (cuts or []) if 0 < x < len(body))})
-    for a, b in zip(points, points[1:]):
+    for a, b in zip(points, points[1:], strict=False):
         r.feed(wrap(body[a:b]))
     r.close()
     return c

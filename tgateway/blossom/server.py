@@ -322,7 +322,7 @@ class BlossomServer:
         ingest = self.store.begin_upload(size_hint=body.length, max_size=self.max_blob)
         tap = _HeadTap(ingest, room, on_thread=True)
         try:
-            await body.consume(tap.write, threaded=True)
+            await body.consume(tap.write, threaded=True, into=ingest.reserve)
         except BaseException as e:
             await ingest.abort()
             raise body_error(e) from None

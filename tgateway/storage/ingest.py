@@ -28,6 +28,7 @@ folder.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -201,11 +202,27 @@ class _BufferPool:
                 pass
 
 
+def _address(buffer: Any) -> int | None:
+    """Where a writable buffer's first byte is in memory (None for read-only or empty ones)."""
+    try:
+        anchor = ctypes.c_char.from_buffer(buffer)
+    except (TypeError, ValueError):
+        return None
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor
+
+
 class _Assembler:
     """The upload's bytes in order (one thread at a time: the body reader or the feeder),
-    copied into chunk buffers; a full buffer is handed to ``hand_off(index, buffer, size)``.
+    gathered in chunk buffers; a full buffer is handed to ``hand_off(index, buffer, size)``.
     Nothing else happens on this thread: for an HTTP upload it is the thread that reads the
-    socket, the one step that cannot be spread over cores."""
+    socket, the one step that cannot be spread over cores.
+
+    ``write`` copies, except for bytes that were received straight into the space ``reserve``
+    handed out: those are only counted in.
+    """
 
     def __init__(self, pool: _BufferPool, hand_off: Callable[[int, mmap.mmap, int], None]) -> None:
         self._pool = pool
@@ -213,10 +230,34 @@ class _Assembler:
         self._index = 0
         self._buffer: mmap.mmap | None = None
         self._fill = 0
+        self._reserved: tuple[int, int] | None = None  # (address, length) handed out by reserve
+        self.copied = 0  # bytes that came through a copy (the rest were received in place)
+
+    def reserve(self) -> memoryview:
+        """The free end of the current chunk buffer, to receive the next bytes into; they are
+        then passed to ``write`` as (a prefix of) this view."""
+        if self._buffer is None:
+            self._buffer = self._pool.take()
+            self._fill = 0
+        view = memoryview(self._buffer)[self._fill:]
+        address = _address(view)
+        self._reserved = None if address is None else (address, len(view))
+        return view
 
     def write(self, data: Any) -> None:
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None and len(view):
+            address = _address(view)
+            if address == reserved[0] and len(view) <= reserved[1]:
+                self._fill += len(view)  # already in place
+                if self._fill == self._pool.size:
+                    self._hand_off()
+                return
+            if address is not None and reserved[0] < address < reserved[0] + reserved[1]:
+                view = memoryview(bytes(view))  # would overlap where it is copied to
         size = self._pool.size
+        self.copied += len(view)
         while view:
             buffer = self._buffer
             if buffer is None:
@@ -239,9 +280,11 @@ class _Assembler:
 
     def close(self) -> None:
         """Hand off the last, shorter chunk."""
+        self._reserved = None
         self._hand_off()
 
     def discard(self) -> None:
+        self._reserved = None
         if self._buffer is not None:
             self._pool.give(self._buffer)
             self._buffer = None
@@ -566,10 +609,22 @@ class Ingest:
         if self._buflen >= BATCH:
             self._flush()
 
+    @property
+    def copied(self) -> int:
+        """Bytes copied into chunk buffers (the others were received into them)."""
+        return self._assembler.copied
+
+    def reserve(self) -> memoryview:
+        """(the thread that reads the body) Free space in the current chunk buffer: the reader
+        may receive into it and then ``feed`` the received prefix, which is not copied again.
+        Waits while every chunk buffer is with the workers."""
+        return self._assembler.reserve()
+
     def feed(self, data: Any) -> None:
-        """(the thread that reads the body) Hash and gather bytes here, while they are in this
-        core's cache; waits while every chunk buffer is with the lanes. ``data`` may be reused
-        by the caller once this returns. Raises PayloadTooLarge or a worker's error."""
+        """(the thread that reads the body) Gather bytes into chunk buffers (copied, unless
+        they were received into the space ``reserve`` gave); a full buffer goes to the workers
+        at once. Waits while every chunk buffer is with the workers. ``data`` may be reused by
+        the caller once this returns. Raises PayloadTooLarge or a worker's error."""
         if not len(data):
             return
         with self._lock:

@@ -314,7 +314,7 @@ class GatewayApi:
             ingest.feed(data)
 
         try:
-            await body.consume(_body_checks(request, on_data), threaded=True)
+            await body.consume(_body_checks(request, on_data), threaded=True, into=ingest.reserve)
             _check_nip98_payload(request)
         except BaseException as e:
             await ingest.abort()
@@ -342,7 +342,11 @@ class GatewayApi:
 
         try:
             reader = MultipartReader(_boundary(ctype), on_part)
-            await body.consume(_body_checks(request, reader.feed), threaded=True)
+
+            def into() -> memoryview | None:  # the file's bytes are received into its chunks
+                return file_target.ingest.reserve() if reader.feeding(file_target.write) else None
+
+            await body.consume(_body_checks(request, reader.feed), threaded=True, into=into)
             _check_nip98_payload(request)
             if not file_target.started:
                 raise BadRequest("the form has no 'file' part", code="missing_file")

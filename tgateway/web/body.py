@@ -11,9 +11,9 @@ are in, and hands the body to the handler through a :class:`BodyStream` as it ar
 - ``BodyStream.done`` fires when the whole body has arrived, or fails if the client went away;
 - with ``consume(on_data, threaded=True)`` the handler's callback runs on a thread of its own
   (:class:`_BodyThread`): a plain TCP body with a Content-Length is then read from the socket on
-  that thread, so the bytes are hashed in the cache of the core that received them and the
-  reactor stays free; other bodies (chunked transfer encoding, TLS) are read by the reactor and
-  queued to the thread.
+  that thread, into the space the consumer names (``into``: an upload's chunk buffer, so the
+  bytes are not copied again) and the reactor stays free; other bodies (chunked transfer
+  encoding, TLS) are read by the reactor and queued to the thread.
 
 Other requests keep twisted.web's behaviour, with the body capped at ``max_request_body``.
 """
@@ -128,19 +128,30 @@ class BodyStream:
             self.done.errback(failure)
 
     # consumer side (handler -> us)
-    def consume(self, on_data: Callable[[Any], None], *, threaded: bool = False) -> Deferred[None]:
+    def consume(
+        self,
+        on_data: Callable[[Any], None],
+        *,
+        threaded: bool = False,
+        into: Callable[[], memoryview | None] | None = None,
+    ) -> Deferred[None]:
         """Deliver buffered and future bytes to ``on_data``; returns ``done``.
 
         If ``on_data`` raises, the stream fails with that exception. With ``threaded`` it is
         called on a thread of its own (one call at a time, in order; ``done`` fires after the
         last), with bytes-like data that is only valid during the call; without a reactor
         that runs threads (tests on a Clock) it is called on the reactor thread as usual.
+
+        ``into`` (threaded only) may name where the next bytes should land: when the thread
+        reads the socket itself, it calls ``into()`` before each read and, if it gets a
+        writable view, receives into it and passes ``on_data`` the filled prefix of that view
+        (None: its own buffer).
         """
         if self._consumer is not None:
             raise RuntimeError("body already consumed")
         reactor = self._reactor()
         if threaded and hasattr(reactor, "callFromThread"):
-            self._thread = _BodyThread(self, on_data, reactor)
+            self._thread = _BodyThread(self, on_data, reactor, into)
             self._consumer = self._thread.enqueue
             buffered, self._buffer, self._buffered = self._buffer, [], 0
             self._thread.start(buffered)
@@ -201,9 +212,16 @@ class _BodyThread:
     log = Logger()
     _END = object()
 
-    def __init__(self, stream: BodyStream, on_data: Callable[[Any], None], reactor: Any) -> None:
+    def __init__(
+        self,
+        stream: BodyStream,
+        on_data: Callable[[Any], None],
+        reactor: Any,
+        into: Callable[[], memoryview | None] | None = None,
+    ) -> None:
         self.stream = stream
         self.on_data = on_data
+        self.into = into
         self.reactor = reactor
         self.ended = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -335,13 +353,17 @@ class _BodyThread:
             on_data(data)
         remaining = self._remaining
         buffer = bytearray(min(THREAD_READ, remaining))
-        view = memoryview(buffer)
+        own = memoryview(buffer)
+        into = self.into
         try:
             while remaining:
                 if self._stop_failure is not None:
                     raise ConnectionLost("the upload was stopped")
+                view = into() if into is not None else None
+                if view is None or not len(view) or view.readonly:
+                    view = own
                 try:
-                    n = sock.recv_into(view[: min(len(buffer), remaining)])
+                    n = sock.recv_into(view[: min(len(view), remaining)])
                 except TimeoutError:
                     from tgateway.errors import ApiError
 
@@ -354,9 +376,12 @@ class _BodyThread:
                     raise ConnectionDone("the client closed the connection during the upload")
                 remaining -= n
                 self._remaining = remaining
-                on_data(view[:n])
+                with view[:n] as received:
+                    on_data(received)
+                if view is not own:
+                    view.release()
         finally:
-            view.release()
+            own.release()
 
     def _read_queue(self) -> None:
         on_data = self.on_data

@@ -119,6 +119,12 @@ class MultipartReader:
             else:  # epilogue: ignored (RFC 2046)
                 return
 
+    def feeding(self, sink: Sink) -> bool:
+        """Whether the next bytes fed, up to the next delimiter, go to ``sink`` from their
+        first byte on (in a part's data, nothing held back from the last piece): a caller
+        can then receive them where that sink wants them."""
+        return self._state == _DATA and not self._held and self._sink == sink
+
     def close(self) -> None:
         if self._state != _EPILOGUE:
             raise _bad("the multipart body has no closing boundary")
