@@ -192,3 +192,50 @@ def test_garbage_is_a_400_or_a_form(body: bytes, cut: int) -> None:
             return e.message
 
     assert outcome([]) == outcome([cut]) == outcome(list(range(0, len(body) + 40, 7)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(reads=st.lists(st.integers(1, 40_000), min_size=1, max_size=50), seed=st.integers(0, 2**32))
+def test_file_part_received_into_the_ingest(tmp_path_factory: pytest.TempPathFactory, reads: list[int],
+                                            seed: int) -> None:
+    """The upload route's loop: while ``feeding(file sink)``, read into ``ingest.reserve()``,
+    otherwise into a scratch buffer; data full of delimiter fragments (so bytes are held back
+    at the ends of reads) and reads of random sizes give back the exact file."""
+    import hashlib
+    import random
+
+    from tests.storage.test_store import make_store, result_of
+    from tgateway.storage.model import UploadContext
+
+    rng = random.Random(seed)
+    frags = [b"\r", b"\r\n", b"\r\n-", b"\r\n--" + BOUNDARY[:-1], os.urandom(5000)]
+    data = b"".join(rng.choice(frags) for _ in range(60))
+    body = form([(field("title"), b"t"), (field("file", "f.bin"), data), (field("x"), b"after")])
+    store = make_store(tmp_path_factory.mktemp("store"))
+    ingest = store.begin_upload(size_hint=None, max_size=1 << 40)
+    fields: dict[str, bytearray] = {}
+
+    def file_sink(view: memoryview) -> None:
+        ingest.feed(view)
+
+    def on_part(name: str, filename: str | None, ctype: str | None) -> Any:
+        if name == "file":
+            return file_sink
+        return fields.setdefault(name, bytearray()).extend
+
+    reader = MultipartReader(BOUNDARY, on_part)
+    scratch = memoryview(bytearray(40_000))
+    pos = i = 0
+    while pos < len(body):
+        room = ingest.reserve() if reader.feeding(file_sink) else scratch
+        n = min(len(room), reads[i % len(reads)], len(body) - pos)
+        i += 1
+        room[:n] = body[pos:pos + n]
+        with room[:n] as got:
+            reader.feed(got)
+        pos += n
+    reader.close()
+    assert fields == {"title": bytearray(b"t"), "x": bytearray(b"after")}
+    assert ingest.copied < len(data) or len(data) < 6000
+    f = result_of(store.commit(ingest, UploadContext(name="f.bin"))).file
+    assert f.sha256 == hashlib.sha256(data).hexdigest() and f.size == len(data)
