@@ -9,7 +9,8 @@ takes a good part of one of the 2 cores), to a fresh gateway (twistd, the real p
 time; throughput is compared with the
 rate at which one core computes SHA-256 and SHA-1 over the same bytes with hashlib (measured in
 the same run), and the gateway's peak RSS (VmHWM) is reported. Target: >= 60 %, RSS < 150 MB.
-The three uploads run in --repeat rounds (default 3), each mode's median ratio printed last.
+The three uploads run in --repeat rounds (default 3; the order turns so that each mode goes
+first once), each mode's median ratio printed last.
 Before each upload the page cache's dirty pages are flushed (``sync``): the freshly written
 source file, the dd references and the last run's deleted data would otherwise be written back
 by the kernel during the next upload, on the same disk and cores.
@@ -230,8 +231,9 @@ def main() -> None:
             targets.append(("tmpfs", Path(tempfile.mkdtemp(prefix="tgw-", dir="/dev/shm"))))
         for where, root in targets:
             ratios: dict[str, list[float]] = {}
-            for _ in range(args.repeat):
-                for mode in ("multipart", "raw", "raw-sendfile"):
+            modes = ["multipart", "raw", "raw-sendfile"]
+            for round_ in range(args.repeat):
+                for mode in modes[round_ % 3:] + modes[:round_ % 3]:  # each mode goes first once
                     os.sync()
                     r = run_ingest(src, work, mode, root)
                     r["data_on"] = where
