@@ -329,6 +329,42 @@ def test_a_row_is_only_committed_after_the_bytes_are_placed(store: ContentStore,
     assert tmp_entries(store) == []
 
 
+def test_placed_files_have_every_folder_above_them_fsynced(store: ContentStore,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob in new shard folders: its folder, both shards and the blob folder are fsynced; a
+    chunked file: each chunk's shard and the chunk folder, each once (several at a time)."""
+    import tgateway.storage.disk as disk_mod
+
+    synced: list[Path] = []
+    real = disk_mod.fsync_dir
+
+    def record(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(disk_mod, "fsync_dir", record)
+    blob = put(store, os.urandom(100)).file
+    final = store.layout.blob_path(blob.sha256)
+    assert sorted(synced) == sorted([final.parent, final.parent.parent, store.layout.blob_dir])
+    synced.clear()
+    big = put(store, os.urandom(10 * CS + 1)).file
+    shards = {store.layout.chunk_path(c.sha256).parent for c in big.chunks}
+    assert sorted(synced) == sorted(shards | {store.layout.chunk_dir})
+
+
+def test_place_creates_a_missing_shard_and_keeps_what_is_there(tmp_path: Path) -> None:
+    from tgateway.storage.disk import place
+
+    temp = tmp_path / "t"
+    temp.write_bytes(b"a")
+    final = tmp_path / "x" / "y" / "f"
+    assert place(temp, final) and final.read_bytes() == b"a" and not temp.exists()
+    temp.write_bytes(b"a")
+    assert not place(temp, final) and not temp.exists()  # already there: the temp goes
+    with pytest.raises(FileNotFoundError):
+        place(tmp_path / "missing", tmp_path / "z" / "f")
+
+
 def test_restart_keeps_files_and_index(tmp_path: Path) -> None:
     dbfile = str(tmp_path / "m.db")
     cfg = StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS)

@@ -39,7 +39,7 @@ from tgateway import bencode
 from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 
-from .disk import DiskLayout, fsync_dir, place
+from .disk import DiskLayout, fsync_dirs, place
 from .ingest import (
     Ingest,
     IngestResult,
@@ -514,22 +514,17 @@ class ContentStore:
         """(thread) Move fsynced temp files to their addresses; return the paths newly placed."""
         result = convert_layout(result, f.storage == "chunked")
         placed: list[Path] = []
-        dirs: set[Path] = set()
         try:
             if f.storage == "chunked":
                 for c in f.chunks:
                     final = self.layout.chunk_path(c.sha256)
                     if place(result.chunk_file(c.index), final):
                         placed.append(final)
-                        dirs.add(final.parent)
             else:
                 final = self.layout.blob_path(f.sha256)
                 if place(result.blob_file, final):
                     placed.append(final)
-                    dirs.add(final.parent)
-            for d in dirs:
-                fsync_dir(d)
-                fsync_dir(d.parent)
+            fsync_dirs(folder for final in placed for folder in self.layout.folders_of(final))
         except BaseException:
             self._unplace(placed)
             raise
