@@ -12,8 +12,8 @@ the same run), and the gateway's peak RSS (VmHWM) is reported. Target: >= 60 %, 
 The three uploads run in --repeat rounds (default 3; the order turns so that each mode goes
 first once), each mode's median ratio printed last.
 Before each upload the page cache's dirty pages are flushed (``sync``): the freshly written
-source file, the dd references and the last run's deleted data would otherwise be written back
-by the kernel during the next upload, on the same disk and cores.
+source file stays dirty for 30 s (vm.dirty_expire_centisecs) and its writeback could otherwise
+land inside a measured upload, on the same disk and cores.
 The disk's own durable write rates (dd conv=fsync, with and without O_DIRECT) are printed too:
 an upload is fsynced before it is acknowledged.
 
