@@ -107,6 +107,28 @@ def test_large_file_part_is_not_copied(memmem: bool, monkeypatch: pytest.MonkeyP
     assert big and all(v.obj is piece for v in big)
 
 
+def test_read_only_pieces_are_searched_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bytes`` pieces (as the reactor queues them for chunked bodies): memmem runs on the
+    object itself and the file's bytes come out as views of it."""
+    calls = []
+    real = mp._memmem
+    assert real is not None
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(mp, "_memmem", counting)
+    data = os.urandom(200_000)
+    piece = form([(field("file", "a.bin"), data)])
+    c = Collector()
+    r = MultipartReader(BOUNDARY, c.on_part)
+    r.feed(piece)
+    r.close()
+    assert c.result() == [("file", "a.bin", None, data)]
+    assert calls and all(v.obj is piece for v in c.views if len(v) > 1000)
+
+
 def test_preamble_epilogue_padding_and_headers() -> None:
     body = (b"this is a preamble\r\n--" + BOUNDARY + b" \t\r\n"
             + b'content-disposition: form-data; name="file"; filename*=UTF-8\'\'%C3%A9t%C3%A9.txt\r\n'
