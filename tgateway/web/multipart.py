@@ -17,7 +17,6 @@ was seen.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 from email.parser import HeaderParser
 from email.policy import HTTP
@@ -34,9 +33,8 @@ Sink = Callable[[memoryview], None]
 
 def _load_memmem() -> Any:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        fn = libc.memmem
-    except (OSError, AttributeError):
+        fn = ctypes.CDLL(None).memmem  # the process's own symbols, the C library among them
+    except (OSError, AttributeError):  # no memmem there: bytes.find on copies
         return None
     fn.restype = ctypes.c_void_p
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
