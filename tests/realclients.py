@@ -869,6 +869,24 @@ def run_node_json_deferred(
     return d.addCallback(last_json_line, script)
 
 
+async def read_relay_until_found(reactor: Any, relay_url: str, nostr_filter: dict[str, Any], *,
+                                 within: float) -> dict[str, Any]:
+    """Read ``nostr_filter`` from a relay with nostr-tools (``nostr_relay_read.mjs``) until an
+    event matches or ``within`` seconds have passed; returns the last answer (``events``,
+    ``verified``)."""
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + within
+    answer: dict[str, Any] = {"events": [], "verified": []}
+    while time.monotonic() < deadline:
+        answer = await run_node_json_deferred(
+            reactor, "nostr_relay_read.mjs", relay_url, json.dumps(nostr_filter), timeout=60)
+        if answer["events"]:
+            break
+        await deferLater(reactor, 0.5, lambda: None)
+    return answer
+
+
 # --- nostr-relay ---------------------------------------------------------------------------------
 
 

@@ -320,7 +320,8 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["transcode"] = transcoder
     root, users = gw.parts.get("root"), gw.parts.get("users")
     if root is not None and users is not None:
-        from tgateway.web.stream import StreamApi, UsersFilesDispatch
+        from tgateway.web.root import PathSplit
+        from tgateway.web.stream import StreamApi
 
         sc = config.rate_limiting.stream
         stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth,
@@ -330,8 +331,10 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
         resource = stream.app.resource()
         root.mount_app("/api/stream", resource)
         root.mount_app("/api/admin/transcode", resource)
-        root.mount_app("/api/users/me/files",
-                       UsersFilesDispatch(resource, users.users_api.app.resource()))
+        # /api/users/me/files/<sha256>/transcoding-status here, the rest in the users app
+        root.mount_app("/api/users/me/files", PathSplit(
+            lambda path: bool(path) and path[-1] == b"transcoding-status",
+            resource, users.users_api.app.resource()))
         gw.parts["api"].extra_status["transcode"] = transcoder.health
         gw.parts["stream"] = stream
 

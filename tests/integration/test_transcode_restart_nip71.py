@@ -12,20 +12,17 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.gateway_harness import RunningGateway, small_config
 from tests.gateway_process import GatewayProcess, gateway_config, wait_until
 from tests.integration.test_transcode_gateway import call, make_clip
-from tests.realclients import run_node_json_deferred, start_nostr_relay
+from tests.realclients import read_relay_until_found, start_nostr_relay
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +89,8 @@ class Nip71Tests(TestCase):
             code, body, _ = await call("PUT", gw.url("/api/upload"), data=fh.read(),
                                        headers={"X-Filename": "land.webm", "X-Title": "Test clip"})
         f = json.loads(body)
-        deadline = time.monotonic() + 120
-        answer: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            answer = await run_node_json_deferred(
-                reactor, "nostr_relay_read.mjs", relay.url,
-                json.dumps({"kinds": [21, 22], "authors": [nostr.pubkey]}), timeout=60)
-            if answer["events"]:
-                break
-            await deferLater(reactor, 0.5, lambda: None)
+        answer = await read_relay_until_found(
+            reactor, relay.url, {"kinds": [21, 22], "authors": [nostr.pubkey]}, within=120)
         self.assertEqual(answer["verified"], [True])
         [event] = answer["events"]
         self.assertEqual(event["kind"], 21)

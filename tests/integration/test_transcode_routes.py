@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from typing import Any
@@ -32,7 +32,7 @@ from twisted.trial.unittest import TestCase
 from tests.gateway_harness import RunningGateway, small_config
 from tests.integration.test_transcode_gateway import call, make_clip
 from tests.integration.test_users_api import ALICE, BOB, bearer, session_for
-from tests.realclients import ffmpeg, run_node_json_deferred, start_nostr_relay
+from tests.realclients import ffmpeg, read_relay_until_found, start_nostr_relay
 from tgateway.nostr.event import public_key_hex
 
 pytestmark = pytest.mark.integration
@@ -222,15 +222,8 @@ class TranscodeRoutesTests(TestCase):
         f = await self.upload(gw, clip, "portrait.webm", {**bearer(bob), "X-Title": "Tall clip"})
         sha = f["sha256"]
 
-        deadline = time.monotonic() + 90
-        answer: dict[str, Any] = {"events": []}
-        while time.monotonic() < deadline:
-            answer = await run_node_json_deferred(
-                reactor, "nostr_relay_read.mjs", relay.url,
-                json.dumps({"kinds": [21, 22], "authors": [nostr.pubkey]}), timeout=60)
-            if answer["events"]:
-                break
-            await sleep(0.5)
+        answer = await read_relay_until_found(
+            reactor, relay.url, {"kinds": [21, 22], "authors": [nostr.pubkey]}, within=90)
         self.assertEqual(answer["verified"], [True])
         [event] = answer["events"]
         self.assertEqual(event["kind"], 22)  # portrait: a short video

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.resource import IResource, Resource
@@ -46,6 +47,24 @@ class MountRoot(Resource):
 
     def render(self, request: Any) -> Any:
         return self._default.render(request)
+
+
+class PathSplit(Resource):
+    """One mount point shared by two Klein apps (both see the full path): a request whose path
+    segments (after the mount point, empty ones dropped) satisfy ``chosen`` goes to ``when``,
+    the rest to ``otherwise``."""
+
+    isLeaf = True
+
+    def __init__(self, chosen: Callable[[list[bytes]], bool], when: IResource, otherwise: IResource) -> None:
+        super().__init__()
+        self._chosen = chosen
+        self._when = when
+        self._otherwise = otherwise
+
+    def render(self, request: Any) -> Any:
+        path = [p for p in request.postpath if p]
+        return (self._when if self._chosen(path) else self._otherwise).render(request)
 
 
 def build_site(

@@ -26,7 +26,6 @@ from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.resource import IResource, Resource
 
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, TooManyRequests
 from tgateway.ratelimit import KeyedLimiter
@@ -35,7 +34,7 @@ from .auth import require_user
 from .errors import install_error_handlers
 from .send import CORS_PREFLIGHT, json_body, parse_hex, send_file, set_headers
 
-__all__ = ["StreamApi", "UsersFilesDispatch"]
+__all__ = ["StreamApi"]
 
 MPEGURL = "application/vnd.apple.mpegurl"
 
@@ -254,21 +253,3 @@ class StreamApi:
 
 
 install_error_handlers(StreamApi.app)
-
-
-class UsersFilesDispatch(Resource):
-    """``/api/users/me/files/...``: ``.../<sha256>/transcoding-status`` goes to the stream app,
-    everything else to the users app (both Klein apps see the full path)."""
-
-    isLeaf = True
-
-    def __init__(self, stream: IResource, users: IResource) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._stream = stream
-        self._users = users
-
-    def render(self, request: Any) -> Any:
-        path = [p for p in request.postpath if p]
-        if path and path[-1] == b"transcoding-status":
-            return self._stream.render(request)  # type: ignore[no-untyped-call]
-        return self._users.render(request)  # type: ignore[no-untyped-call]

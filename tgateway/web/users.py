@@ -25,7 +25,7 @@ from klein import Klein
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import IResource
 
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
@@ -36,6 +36,7 @@ from tgateway.storage.sessions import SessionStore
 
 from .auth import AuthApi, RequestAuthenticator, require_user
 from .errors import install_error_handlers
+from .root import PathSplit
 from .send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
 
 __all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
@@ -204,24 +205,6 @@ class UsersApi:
 install_error_handlers(UsersApi.app)
 
 
-class FilesDispatch(Resource):
-    """``/api/files/...``: the announcement routes go to the users app, the rest to the file API
-    (both are Klein apps that see the full path)."""
-
-    isLeaf = True
-
-    def __init__(self, users: IResource, files: IResource) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._users = users
-        self._files = files
-
-    def render(self, request: Any) -> Any:
-        path = [p for p in request.postpath if p]
-        if len(path) == 4 and path[3] in (b"announcements", b"announce"):
-            return self._users.render(request)  # type: ignore[no-untyped-call]
-        return self._files.render(request)  # type: ignore[no-untyped-call]
-
-
 @dataclass
 class UserRoutes:
     auth: RequestAuthenticator
@@ -237,7 +220,9 @@ class UserRoutes:
         root.mount_app("/api/auth", self.auth_api.app.resource())
         root.mount_app("/api/users", users)
         root.mount_app("/api/nostr", users)
-        root.mount_app("/api/files", FilesDispatch(users, files_api))
+        # /api/files/<sha256>/announcements|announce here, the rest of /api/files in the file API
+        root.mount_app("/api/files", PathSplit(
+            lambda path: len(path) == 4 and path[3] in (b"announcements", b"announce"), users, files_api))
 
     def service(self) -> Service:
         """A service whose stop cancels NIP-46 logins still running (their timers included)."""
