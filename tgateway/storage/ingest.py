@@ -1,14 +1,13 @@
 """Streaming ingest: hash and write an upload as its bytes arrive.
 
-One *assembler* takes the bytes in order, on one thread at a time: it hashes them while they
-are still in that core's cache and copies them into the current chunk's page-aligned buffer. A
-full buffer (chunk i, which is piece i) goes to *lane* i % LANES, which computes the hash the
-assembler left to it and writes the chunk (with O_DIRECT where the temporary folder takes it),
-then returns the buffer to the upload's small pool; an fsync worker makes the chunk files
-durable while the upload goes on. Three hashes cover every byte: the file's SHA-256, the
-chunk's SHA-256 and the piece's SHA-1. With the ``_sha256x2`` extension the assembler computes
-both SHA-256 in one pass and the lanes the SHA-1; without it, the assembler computes the file's
-SHA-256 and the SHA-1 and the lanes the chunk's SHA-256 (see :class:`_Assembler`).
+One *assembler* takes the bytes in order, on one thread at a time, and gathers them in the
+current chunk's page-aligned buffer (copying them, or only counting them when the body reader
+received them into that buffer: :meth:`Ingest.reserve`). A full buffer (chunk i, which is piece
+i) goes at once to the *SHA-256 chain* thread (the file's SHA-256 and the chunk's, in order: in
+one pass with the ``_sha256x2`` extension, see :mod:`tgateway.storage.hashing`, otherwise with
+hashlib) and to *lane* i % LANES (the piece's SHA-1, then the write, with O_DIRECT where the
+temporary folder takes it); it returns to the upload's small pool when both are done. An fsync
+worker makes the chunk files durable while the upload goes on.
 
 The assembler runs either
 
@@ -19,7 +18,7 @@ The assembler runs either
   :meth:`Ingest.write` (mirrors, transcoder outputs, bodies the reactor reads): when more than
   ``MAX_IN_FLIGHT`` bytes wait for it the source is paused (TCP backpressure).
 
-hashlib releases the GIL, so these threads run in parallel with the reactor and each other.
+The hashing releases the GIL, so these threads run in parallel with the reactor and each other.
 Memory per upload is bounded (``POOL`` chunk buffers, plus what waits in flight). Nothing is
 read twice. ``finish`` returns an :class:`IngestResult` whose temporary files are fsynced but
 not yet placed; the store places them and commits the row. ``abort`` removes the temporary

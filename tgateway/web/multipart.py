@@ -100,10 +100,6 @@ class MultipartReader:
         self._held = b"\r\n"
         self._pending = bytearray()  # delimiter line / header block being collected
 
-    @property
-    def complete(self) -> bool:
-        return self._state == _EPILOGUE
-
     def feed(self, data: Any) -> None:
         view = memoryview(data).cast("B")
         pos = 0
