@@ -34,6 +34,8 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import _getContentFile
 
+from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
+
 PREBUFFER = 1 << 20
 IO_SIZE = 512 * 1024
 THREAD_READ = 256 * 1024  # socket reads on a body thread (they stay in the core's cache)
@@ -515,16 +517,53 @@ class StreamingRequest(server.Request):
 
 class _Channel(http.HTTPChannel):
     """HTTPChannel reading (and buffering writes) in 512 KiB steps instead of 64 KiB: fewer
-    trips through Python per byte for uploads and downloads."""
+    trips through Python per byte for uploads and downloads; and a deadline for each request
+    head (``tgateway.deadlines``): the site's ``head_timeout`` seconds from its first byte, then
+    408 and close, however often bytes trickle in."""
+
+    _head: HeadDeadline | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = IO_SIZE
+        timeout = getattr(self.factory, "head_timeout", HEAD_TIMEOUT)
+        self._head = HeadDeadline(self.callLater, timeout, self._head_timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        # In line mode with no request in hand, bytes are (part of) the next request head.
+        if data and self.line_mode and not self._handlingRequest and self._head is not None:
+            self._head.head_started()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        if self._head is not None:
+            self._head.head_complete()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._head is not None:
+            self._head.head_complete()
+        super().connectionLost(reason)
+
+    def _head_timed_out(self) -> None:
+        if self.transport is None or self._handlingRequest:
+            return
+        self.transport.write(_TIMEOUT_RESPONSE)
+        self.persistent = False
+        self.timeoutConnection()  # closes, and aborts if the client does not let go
+
+
+_TIMEOUT_BODY = (b'{"error": "request_timeout", "message": "the request head took longer than the '
+                 b'server waits for one"}')
+_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                     b"Access-Control-Allow-Origin: *\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(_TIMEOUT_BODY)) + _TIMEOUT_BODY
 
 
 class StreamingSite(server.Site):
-    """A Site whose listed (method, path-prefix) routes get streamed request bodies."""
+    """A Site whose listed (method, path-prefix) routes get streamed request bodies, and whose
+    connections get ``head_timeout`` seconds for each request head (:mod:`tgateway.deadlines`)."""
 
     requestFactory = StreamingRequest
     protocol = _Channel
@@ -537,13 +576,17 @@ class StreamingSite(server.Site):
         max_request_body: int | None = None,
         max_stream_body: int | None = None,
         clock: Any = None,
+        head_timeout: float = HEAD_TIMEOUT,
         **kw: Any,
     ) -> None:
+        if clock is not None:
+            kw.setdefault("reactor", clock)  # the channels' timers run on the same clock
         super().__init__(resource, **kw)
         self.max_stream_body = max_stream_body
         self.streaming_routes = list(streaming_routes)
         self.max_request_body = max_request_body
         self.clock = clock
+        self.head_timeout = head_timeout
 
     def is_streaming_route(self, method: bytes, path: bytes) -> bool:
         for m, p in self.streaming_routes:
