@@ -110,3 +110,25 @@ class RangeProducerLifecycleTests(SynchronousTestCase):
         self.flushLoggedErrors(OSError)
         p.stopProducing()
         self.assertEqual((c.registered, c.unregistered), (1, 1))
+
+    def test_paused_by_the_consumer_it_writes_no_more(self) -> None:
+        """Without sendfile (TLS, tests), the producer writes a block at a time and stops when the
+        consumer (a transport whose buffer is full) pauses it."""
+
+        class Pausing(Consumer):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+                if len(self.data) >= 6:
+                    self.producer.pauseProducing()
+
+        c = Pausing()
+        p = self.reader.producer(self.file, 0, 16, c)
+        d = p.start()
+        self.assertEqual(c.data, self.content[:8])  # stopped after the block that went over
+        self.assertNoResult(d)
+        c.data = b""
+        p.resumeProducing()
+        self.assertEqual(c.data, self.content[8:16])  # paused again, at the range's end
+        p.resumeProducing()  # the transport drained: the range is done
+        self.successResultOf(d)
+        self.assertEqual((c.registered, c.unregistered), (1, 1))

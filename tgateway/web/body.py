@@ -517,11 +517,19 @@ class StreamingRequest(server.Request):
 
 class _Channel(http.HTTPChannel):
     """HTTPChannel reading (and buffering writes) in 512 KiB steps instead of 64 KiB: fewer
-    trips through Python per byte for uploads and downloads; and a deadline for each request
-    head (``tgateway.deadlines``): the site's ``head_timeout`` seconds from its first byte, then
-    408 and close, however often bytes trickle in."""
+    trips through Python per byte for uploads and downloads; a deadline for each request head
+    (``tgateway.deadlines``): the site's ``head_timeout`` seconds from its first byte, then 408
+    and close, however often bytes trickle in; and pipelined requests wait for the reader.
+
+    twisted.web reads ahead while it answers a request (up to a read of ``IO_SIZE`` bytes) and,
+    when a response is done, goes on with the requests it has buffered even if the transport's
+    write buffer is full: a client that pipelines small requests for large answers and reads
+    none would make the server queue all the answers. Here the next request is taken up only
+    once the transport has drained (it resumes the channel), so what one connection queues is
+    one response's worth plus the transport's buffer."""
 
     _head: HeadDeadline | None = None
+    _held: Any = None  # a finished request whose requestDone waits for the transport
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -541,9 +549,24 @@ class _Channel(http.HTTPChannel):
             self._head.head_complete()
         super().allHeadersReceived()
 
+    def requestDone(self, request: Any) -> None:
+        if self.persistent and self._waitingForTransport:
+            self._held = request  # taken up again in resumeProducing
+            return
+        super().requestDone(request)
+
+    def resumeProducing(self) -> None:
+        super().resumeProducing()
+        held, self._held = self._held, None
+        if held is not None and self.transport is not None and not self.transport.disconnecting:
+            super().requestDone(held)
+
     def connectionLost(self, reason: Failure) -> None:
         if self._head is not None:
             self._head.head_complete()
+        held, self._held = self._held, None
+        if held is not None and held in self.requests:
+            self.requests.remove(held)  # already answered: nothing to tell it
         super().connectionLost(reason)
 
     def _head_timed_out(self) -> None:
