@@ -44,7 +44,7 @@ class RangeProducerLifecycleTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.content = b"abcdefghijklmnop"  # four blocks of four bytes
         self.pending: list[Deferred[bytes]] = []
-        self.reader = ChunkReader(Clock(), DiskLayout(self.mktemp(), self.mktemp()),
+        self.reader = ChunkReader(Clock(), DiskLayout("/nonexistent/blobs", "/nonexistent/chunks"),
                                   BlockCache(0), read_block=self._read)
         self.file = StoredFile(sha256="00" * 32, size=len(self.content), name="f", mime="x/y",
                                storage="blob", piece_length=PIECE, info_hash="00" * 20,
