@@ -249,7 +249,8 @@ class TrackerResource(Resource):
 # --------------------------------------------------------------------------- dedicated port
 
 _MAX_HEAD = 8192
-_RESPONSE = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+_RESPONSE = (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
+             b"Content-Length: %d\r\n%s\r\n")
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
             408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
