@@ -15,6 +15,10 @@ are in, and hands the body to the handler through a :class:`BodyStream` as it ar
   bytes are not copied again) and the reactor stays free; other bodies (chunked transfer
   encoding, TLS) are read by the reactor and queued to the thread.
 
+``Expect: 100-continue`` on a streaming route is answered when the handler starts consuming the
+body (``BodyStream.consume``), not when the headers are in: an upload the handler refuses first
+(sign-in, size, quota) gets its final answer without a ``100`` inviting the body.
+
 Other requests keep twisted.web's behaviour, with the body capped at ``max_request_body``.
 """
 
@@ -151,6 +155,7 @@ class BodyStream:
         """
         if self._consumer is not None:
             raise RuntimeError("body already consumed")
+        self._request.continue_body()
         reactor = self._reactor()
         if threaded and hasattr(reactor, "callFromThread"):
             self._thread = _BodyThread(self, on_data, reactor, into)
@@ -411,6 +416,7 @@ class StreamingRequest(server.Request):
     _early = False
     _body_limit: int | None = None
     _body_seen = 0
+    _continue_pending = False
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -425,9 +431,16 @@ class StreamingRequest(server.Request):
         is_streaming = getattr(site, "is_streaming_route", None)
         if is_streaming is not None and is_streaming(command, path):
             limit = getattr(site, "max_stream_body", None)
-            if length is not None and limit is not None and length > limit:
-                # The handler will answer 413; do not invite the client to send the body.
+            expect = self.requestHeaders.getRawHeaders(b"expect")
+            if expect:
+                # twisted.web would send "100 Continue" as soon as the headers are in; the 100
+                # goes out only when the handler starts reading the body (continue_body), so a
+                # request it refuses first (size, sign-in, quota) gets no invitation to send it.
                 self.requestHeaders.removeHeader(b"expect")
+                version = getattr(channel, "_version", b"")
+                fits = length is None or limit is None or length <= limit
+                self._continue_pending = (fits and version == b"HTTP/1.1"
+                                          and expect[0].lower() == b"100-continue")
             self.body_stream = BodyStream(self, length)
             self.content = self.body_stream  # type: ignore[assignment]
             self._early = True
@@ -464,6 +477,17 @@ class StreamingRequest(server.Request):
             self._body_too_large = True
             return
         super().handleContentChunk(data)
+
+    def continue_body(self) -> None:
+        """The handler is about to read the streamed body: send the ``100 Continue`` the client
+        may be waiting for (once; not when body bytes came anyway or an answer has started)."""
+        if not self._continue_pending:
+            return
+        self._continue_pending = False
+        stream = self.body_stream
+        if self.channel is None or self.startedWriting or (stream is not None and stream.received):
+            return
+        self.channel._send100Continue()
 
     def _start_early(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.body_stream is not None and self.body_stream.failed is not None:
