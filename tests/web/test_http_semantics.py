@@ -98,3 +98,22 @@ async def test_refused_uploads_get_no_100_continue(gw: RunningGateway) -> None:
     first, out = await deferToThread(expect_continue, blossom, put_head("/upload", len(data)), data)
     assert first.startswith(b"HTTP/1.1 100 Continue"), out[:300]
     assert b"HTTP/1.1 201 " in out and hashlib.sha256(data).hexdigest().encode() in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_if_none_match_is_a_weak_comparison(gw: RunningGateway) -> None:
+    assert gw.blossom_base is not None
+    data = os.urandom(3000)
+    sha = hashlib.sha256(data).hexdigest()
+    r = await http.put(gw.blossom_base + "/upload", data=data)
+    assert r.code == 201, await treq.content(r)
+    info = await treq.json_content(await http.get(gw.url(f"/api/files/{sha}")))
+    for url in (gw.url(f"/api/download/{sha}"), gw.url(f"/api/stream/{sha}"),
+                gw.url(f"/api/webseed/{info['info_hash']}/{info['name']}"),
+                f"{gw.blossom_base}/{sha}"):
+        for tags, code in ((f'W/"{sha}"', 304), (f'"{sha}"', 304), (f'"x", W/"{sha}"', 304),
+                           (f'W/"{sha}" , "y"', 304), ("*", 304), (f'W/"{sha[:-1]}0"', 200),
+                           (f'"{sha}x"', 200), (f"{sha}", 200)):
+            r = await http.get(url, headers={"If-None-Match": tags})
+            await treq.content(r)
+            assert r.code == code, (url, tags, r.code)

@@ -91,6 +91,21 @@ def content_disposition(kind: str, name: str) -> bytes:
     return value.encode("latin-1")
 
 
+def if_none_match_hits(header: bytes, etag: bytes) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag``: ``*``, or one of its entity tags under
+    the weak comparison (RFC 9110 13.1.2, 8.8.3.2: ``W/`` prefixes ignored).
+    (``If-Range`` needs the strong comparison: a weak tag never matches there.)"""
+    if header.strip() == b"*":
+        return True
+    for tag in header.split(b","):
+        tag = tag.strip()
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
 def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
     """The peer address; X-Forwarded-For is honoured only from a trusted proxy."""
     addr = request.getClientAddress()
@@ -148,7 +163,7 @@ async def send_file(
         set_headers(request, extra_headers)
 
     inm = request.getHeader(b"if-none-match")
-    if inm is not None and (inm.strip() == b"*" or etag in [t.strip() for t in inm.split(b",")]):
+    if inm is not None and if_none_match_hits(inm, etag):
         request.setResponseCode(304)
         request.finish()
         return
