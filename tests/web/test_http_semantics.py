@@ -117,3 +117,18 @@ async def test_if_none_match_is_a_weak_comparison(gw: RunningGateway) -> None:
             r = await http.get(url, headers={"If-None-Match": tags})
             await treq.content(r)
             assert r.code == code, (url, tags, r.code)
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_of_the_challenge_issues_none(gw: RunningGateway) -> None:
+    challenges = gw.gateway.parts["users"].auth_api.challenges
+    before = len(challenges)
+    for _ in range(3):
+        r = await http.head(gw.url("/api/auth/challenge"))
+        assert r.code == 200
+        assert r.headers.getRawHeaders("content-type") == ["application/json"]
+        assert r.headers.getRawHeaders("cache-control") == ["no-store"]
+    assert len(challenges) == before
+    r = await http.get(gw.url("/api/auth/challenge"))
+    body: dict[str, Any] = await treq.json_content(r)
+    assert len(challenges) == before + 1 and challenges.is_valid(body["challenge"], 0)
