@@ -33,6 +33,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -589,10 +590,10 @@ class _Channel(http.HTTPChannel):
     def resumeProducing(self) -> None:
         super().resumeProducing()
         held, self._held = self._held, None
-        if held is not None and self.transport is not None and not self.transport.disconnecting:
+        if held is not None and not getattr(self.transport, "disconnecting", True):
             super().requestDone(held)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._head is not None:
             self._head.head_complete()
         held, self._held = self._held, None
