@@ -43,6 +43,28 @@ def small_config(data_dir: str, **sections: dict[str, Any]) -> Config:
     return parse_config(raw)
 
 
+def serving_config(data_dir: str, **sections: dict[str, Any]) -> Config:
+    """Every HTTP face that serves stored files (gateway API, /api/stream, Blossom) on ephemeral
+    loopback ports, DHT and tracker off, rate limits out of the way."""
+    base: dict[str, Any] = {
+        "mode": "unified",
+        "blossom_server": {"port": free_tcp_port(), "host": "127.0.0.1",
+                           "rate_limit": {"requests_per_minute": 600000, "burst_size": 100000}},
+        "rate_limiting": {
+            "upload": {"requests_per_second": 1000, "burst_size": 1000},
+            "download": {"requests_per_second": 100000, "burst_size": 100000},
+            "stream": {"requests_per_second": 100000, "burst_size": 100000,
+                       "max_concurrent": 1000},
+        },
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(base.get(name), dict):
+            base[name] = {**base[name], **values}
+        else:
+            base[name] = values
+    return small_config(data_dir, **base)
+
+
 class RunningGateway:
     """Started service tree plus the bound HTTP port; ``stop()`` returns a Deferred."""
 
@@ -57,6 +79,10 @@ class RunningGateway:
         self.port = port.getHost().port
         self.base = f"http://127.0.0.1:{self.port}"
         self.store = self.gateway.store
+        self.blossom_base: str | None = None
+        if "blossom" in self.gateway.sites:
+            blossom = self.service.getServiceNamed("blossom-http")
+            self.blossom_base = f"http://127.0.0.1:{blossom._waitingForPort.result.getHost().port}"
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -7,7 +7,9 @@ Everything here is installed by ``scripts/install-test-deps`` (``make test`` run
 - Debian's ``/usr/bin/python3`` with ``libtorrent`` (python3-libtorrent imports only there, never in
   the project's virtualenv);
 - ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``;
-- ``nostr-relay`` 1.14 in its own virtualenv, ``.tools/nostr-relay-venv``.
+- ``nostr-relay`` 1.14 in its own virtualenv, ``.tools/nostr-relay-venv``;
+- Debian's ``chromium``, driven by Playwright for Python (the ``test`` extras): see
+  ``chromium_browser`` (Playwright never downloads a browser here).
 
 When a client is missing the test FAILS with a message naming the client and the command that
 installs it. With ``TGATEWAY_ALLOW_MISSING_CLIENTS=1`` in the environment it is skipped instead, with
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -39,7 +42,7 @@ import subprocess
 import threading
 import time
 import unittest
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -412,6 +415,36 @@ def libtorrent_python() -> str:
     if problem:
         missing("libtorrent (python3-libtorrent)", problem)
     return DEBIAN_PYTHON
+
+
+# --- a real browser ------------------------------------------------------------------------------
+
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+@contextlib.contextmanager
+def chromium_browser(**launch: Any) -> Iterator[Any]:
+    """Debian's ``/usr/bin/chromium`` (package ``chromium``), headless, driven by Playwright's sync
+    API; yields the Playwright ``Browser`` and closes it afterwards. Nothing is downloaded
+    (``playwright install`` is never needed), and the flags keep it off the network: only the
+    pages a test opens are fetched.
+
+    The sync API blocks: call it from a plain (non-reactor) test, with the server in another
+    process (``tests.gateway_process.GatewayProcess``), or from a thread.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright", "the Python package, in the `test` extras of setup.cfg "
+                "(scripts/setup-venv test)")
+    path = which("chromium", "chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS), **launch)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 # --- running clients -----------------------------------------------------------------------------

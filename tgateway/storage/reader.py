@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -162,7 +162,9 @@ class RangeProducer:
     """Writes a byte range to a consumer, honouring pause/resume, reading ahead one block.
 
     ``start()`` registers with the consumer and returns a Deferred that fires (None) when every
-    byte was written, or fails if the read failed or the consumer stopped us.
+    byte was written, or fails if the read failed or the consumer stopped us; cancelling it stops
+    the producer. However it ends, the file it opened is closed and it unregisters from the
+    consumer exactly once (:meth:`_finish`).
     """
 
     log = Logger()
@@ -182,18 +184,22 @@ class RangeProducer:
         self.consumer = consumer
         self.paused = False
         self.stopped = False
-        self.done: Deferred[None] = Deferred()
+        # Cancelling ``done`` (the request handler was cancelled) ends the producer too.
+        self.done: Deferred[None] = Deferred(lambda d: self._finish(Failure(CancelledError())))
         self._block_index = -1
         self._block: bytes | None = None
         self._waiting = False
         self._ahead: tuple[int, Deferred[bytes]] | None = None
         self._sendfile: _SendfileTarget | None = None
+        self._registered = False
+        self._finished = False
 
     def start(self) -> Deferred[None]:
         if self.pos >= self.end:
             self._finish()
             return self.done
         self.consumer.registerProducer(self, True)
+        self._registered = True
         self._sendfile = _SendfileTarget.for_consumer(self.consumer)
         if self._sendfile is not None:
             self._sendfile.write_headers()
@@ -209,14 +215,26 @@ class RangeProducer:
         self._sendfile.resume_when_drained()
 
     def _finish(self, failure: Failure | None = None) -> None:
-        if self.done.called:
+        """The one way out, whichever way the range ends (all sent, a read failed, the consumer
+        stopped us): close the file sendfile reads, unregister from the consumer (once), then
+        settle ``done``. Later calls do nothing."""
+        if self._finished:
             return
+        self._finished = True
+        self.stopped = True
+        self._ahead = None
         if self._sendfile is not None:
             self._sendfile.close()
-        try:
-            self.consumer.unregisterProducer()
-        except Exception:
-            pass
+        if self._registered:
+            self._registered = False
+            try:
+                self.consumer.unregisterProducer()
+            except Exception:
+                # A twisted.web Request whose connection is already gone has no channel to
+                # unregister from; it is never finished, so nothing will complain later.
+                self.log.debug("unregistering from a consumer that is gone failed")
+        if self.done.called:
+            return
         if failure is None:
             self.done.callback(None)
         else:
@@ -322,13 +340,10 @@ class RangeProducer:
         self._pump()
 
     def stopProducing(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        if not self.done.called:
-            from twisted.internet.error import ConnectionLost
+        """The consumer is gone (the client closed, the server is stopping): end at once."""
+        from twisted.internet.error import ConnectionLost
 
-            self.done.errback(Failure(ConnectionLost("consumer stopped the producer")))
+        self._finish(Failure(ConnectionLost("consumer stopped the producer")))
 
 
 class _SendfileTarget:
@@ -348,7 +363,7 @@ class _SendfileTarget:
         self._path: str | None = None
 
     @classmethod
-    def for_consumer(cls, consumer: Any) -> "_SendfileTarget | None":
+    def for_consumer(cls, consumer: Any) -> _SendfileTarget | None:
         if not hasattr(os, "sendfile"):
             return None
         transport = getattr(consumer, "transport", None)

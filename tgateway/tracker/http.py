@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tgateway.bencode import DecodeError
+from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
 from tgateway.tracker.core import SwarmStore, TrackerError, peer_id_of
 from tgateway.tracker.wire import (
     decode_announce_query,
@@ -248,13 +249,21 @@ class TrackerResource(Resource):
 # --------------------------------------------------------------------------- dedicated port
 
 _MAX_HEAD = 8192
-_RESPONSE = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+_RESPONSE = (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
+             b"Content-Length: %d\r\n%s\r\n")
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-            431: b"Request Header Fields Too Large"}
+            408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class TrackerHTTPProtocol(Protocol):
-    """Minimal HTTP/1.1 server for the tracker: GET only, keep-alive, pipelining, no bodies."""
+    """Minimal HTTP/1.1 server for the tracker: GET only, keep-alive, pipelining, no bodies.
+
+    A connection is closed after ``idle_timeout`` seconds without a byte, and a request head
+    must be complete within ``head_timeout`` seconds of its first byte (``tgateway.deadlines``:
+    408, then close). The protocol is its transport's push producer: when the transport's write
+    buffer is full (a client that pipelines requests and reads no answers) it stops answering
+    and stops reading until the buffer has drained, so one connection queues at most the
+    transport's buffer plus one answer."""
 
     factory: TrackerHTTPFactory
 
@@ -262,31 +271,77 @@ class TrackerHTTPProtocol(Protocol):
         self._buf = b""
         self._host = ""
         self._idle: Any = None
+        self._head: HeadDeadline | None = None
+        self._paused = False
+        self._producing = False  # registered as the transport's producer
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self._host = getattr(peer, "host", "")
         self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._timeout)
+        self._head = HeadDeadline(self.factory.clock.callLater, self.factory.head_timeout,
+                                  self._head_timed_out)
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._producing = True
+
+    # IPushProducer: the transport pauses us while its write buffer is over its bufferSize.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self._buf:
+            self.dataReceived(b"")  # the requests read before the pause
+        if not self._paused and self._producing:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def stopProducing(self) -> None:
+        self._buf = b""
+
+    def _unregister(self) -> None:
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        # A transport with a producer registered waits for it before closing.
+        self._unregister()
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _timeout(self) -> None:
         self._idle = None
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._close()
+
+    def _head_timed_out(self) -> None:
+        self._buf = b""
+        self._reply(408, encode_failure("the request head took too long"), True)
 
     def connectionLost(self, reason: Any = None) -> None:
+        self._producing = False
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        if self._head is not None:
+            self._head.head_complete()
 
     def _reply(self, status: int, body: bytes, close: bool) -> None:
         head = _RESPONSE % (status, _REASONS[status], len(body), b"Connection: close\r\n" if close else b"")
         _send(self.transport, head + body)
         if close:
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._close()
 
     def dataReceived(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
         if self._idle is not None:
             self._idle.reset(self.factory.idle_timeout)
+        if self._paused:
+            self._buf = buf
+            return
+        head_deadline = self._head
         while buf:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -295,7 +350,11 @@ class TrackerHTTPProtocol(Protocol):
                     self._reply(431, encode_failure("request too large"), True)
                     return
                 self._buf = buf
+                if head_deadline is not None:
+                    head_deadline.head_started()
                 return
+            if head_deadline is not None:
+                head_deadline.head_complete()
             head = buf[:end]
             rest = buf[end + 4 :]
             line_end = head.find(b"\r\n")
@@ -342,6 +401,9 @@ class TrackerHTTPProtocol(Protocol):
                 self._buf = b""
                 return
             buf = rest
+            if self._paused:  # the client is not reading the answers: wait for it
+                self._buf = buf
+                return
         self._buf = b""
 
     def _upgrade(self, data: bytes) -> None:
@@ -353,6 +415,7 @@ class TrackerHTTPProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        self._unregister()
         transport = self.transport
         proto = ws_factory.buildProtocol(transport.getPeer())  # type: ignore[union-attr]
         transport.protocol = proto  # type: ignore[union-attr]
@@ -409,11 +472,12 @@ class TrackerHTTPFactory(Factory):
     noisy = False
 
     def __init__(self, tracker: HttpTracker, clock: Any, ws_factory: Any = None,
-                 idle_timeout: float = 120.0) -> None:
+                 idle_timeout: float = 120.0, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.tracker = tracker
         self.clock = clock
         self.ws_factory = ws_factory
         self.idle_timeout = idle_timeout
+        self.head_timeout = head_timeout
 
     def buildProtocol(self, addr: IAddress | None) -> TrackerHTTPProtocol:  # type: ignore[override]
         p = TrackerHTTPProtocol()

@@ -188,6 +188,10 @@ class AuthApi:
 
     @app.route("/api/auth/challenge", methods=["GET"])
     def challenge(self, request: Any) -> bytes:
+        if request.method == b"HEAD":
+            # The headers a GET gets, and no challenge: HEAD has no side effects (RFC 9110 9.3.2).
+            json_body(request, None)
+            return b""
         self._limit(self.challenge_limiter, request)
         c = self.challenges.issue(self.clock.seconds())
         return json_body(

@@ -15,6 +15,10 @@ are in, and hands the body to the handler through a :class:`BodyStream` as it ar
   bytes are not copied again) and the reactor stays free; other bodies (chunked transfer
   encoding, TLS) are read by the reactor and queued to the thread.
 
+``Expect: 100-continue`` on a streaming route is answered when the handler starts consuming the
+body (``BodyStream.consume``), not when the headers are in: an upload the handler refuses first
+(sign-in, size, quota) gets its final answer without a ``100`` inviting the body.
+
 Other requests keep twisted.web's behaviour, with the body capped at ``max_request_body``.
 """
 
@@ -29,10 +33,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http import _getContentFile
+
+from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
 
 PREBUFFER = 1 << 20
 IO_SIZE = 512 * 1024
@@ -149,6 +156,7 @@ class BodyStream:
         """
         if self._consumer is not None:
             raise RuntimeError("body already consumed")
+        self._request.continue_body()
         reactor = self._reactor()
         if threaded and hasattr(reactor, "callFromThread"):
             self._thread = _BodyThread(self, on_data, reactor, into)
@@ -400,12 +408,20 @@ class _BodyThread:
 
 
 class StreamingRequest(server.Request):
-    """A Request that streams the body of the Site's streaming routes to the handler."""
+    """A Request that streams the body of the Site's streaming routes to the handler.
+
+    Every response says ``X-Content-Type-Options: nosniff``: browsers take the declared type
+    and never guess one (user content shares these origins; see ``tgateway.web.send``)."""
 
     body_stream: BodyStream | None = None
     _early = False
     _body_limit: int | None = None
     _body_seen = 0
+    _continue_pending = False
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.responseHeaders.setRawHeaders(b"x-content-type-options", [b"nosniff"])
 
     def gotLength(self, length: int | None) -> None:
         channel = self.channel
@@ -416,9 +432,16 @@ class StreamingRequest(server.Request):
         is_streaming = getattr(site, "is_streaming_route", None)
         if is_streaming is not None and is_streaming(command, path):
             limit = getattr(site, "max_stream_body", None)
-            if length is not None and limit is not None and length > limit:
-                # The handler will answer 413; do not invite the client to send the body.
+            expect = self.requestHeaders.getRawHeaders(b"expect")
+            if expect:
+                # twisted.web would send "100 Continue" as soon as the headers are in; the 100
+                # goes out only when the handler starts reading the body (continue_body), so a
+                # request it refuses first (size, sign-in, quota) gets no invitation to send it.
                 self.requestHeaders.removeHeader(b"expect")
+                version = getattr(channel, "_version", b"")
+                fits = length is None or limit is None or length <= limit
+                self._continue_pending = (fits and version == b"HTTP/1.1"
+                                          and expect[0].lower() == b"100-continue")
             self.body_stream = BodyStream(self, length)
             self.content = self.body_stream  # type: ignore[assignment]
             self._early = True
@@ -455,6 +478,17 @@ class StreamingRequest(server.Request):
             self._body_too_large = True
             return
         super().handleContentChunk(data)
+
+    def continue_body(self) -> None:
+        """The handler is about to read the streamed body: send the ``100 Continue`` the client
+        may be waiting for (once; not when body bytes came anyway or an answer has started)."""
+        if not self._continue_pending:
+            return
+        self._continue_pending = False
+        stream = self.body_stream
+        if self.channel is None or self.startedWriting or (stream is not None and stream.received):
+            return
+        self.channel._send100Continue()
 
     def _start_early(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.body_stream is not None and self.body_stream.failed is not None:
@@ -515,16 +549,77 @@ class StreamingRequest(server.Request):
 
 class _Channel(http.HTTPChannel):
     """HTTPChannel reading (and buffering writes) in 512 KiB steps instead of 64 KiB: fewer
-    trips through Python per byte for uploads and downloads."""
+    trips through Python per byte for uploads and downloads; a deadline for each request head
+    (``tgateway.deadlines``): the site's ``head_timeout`` seconds from its first byte, then 408
+    and close, however often bytes trickle in; and pipelined requests wait for the reader.
+
+    twisted.web reads ahead while it answers a request (up to a read of ``IO_SIZE`` bytes) and,
+    when a response is done, goes on with the requests it has buffered even if the transport's
+    write buffer is full: a client that pipelines small requests for large answers and reads
+    none would make the server queue all the answers. Here the next request is taken up only
+    once the transport has drained (it resumes the channel), so what one connection queues is
+    one response's worth plus the transport's buffer."""
+
+    _head: HeadDeadline | None = None
+    _held: Any = None  # a finished request whose requestDone waits for the transport
 
     def connectionMade(self) -> None:
         super().connectionMade()
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = IO_SIZE
+        timeout = getattr(self.factory, "head_timeout", HEAD_TIMEOUT)
+        self._head = HeadDeadline(self.callLater, timeout, self._head_timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        # In line mode with no request in hand, bytes are (part of) the next request head.
+        if data and self.line_mode and not self._handlingRequest and self._head is not None:
+            self._head.head_started()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        if self._head is not None:
+            self._head.head_complete()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        if self.persistent and self._waitingForTransport:
+            self._held = request  # taken up again in resumeProducing
+            return
+        super().requestDone(request)
+
+    def resumeProducing(self) -> None:
+        super().resumeProducing()
+        held, self._held = self._held, None
+        if held is not None and not getattr(self.transport, "disconnecting", True):
+            super().requestDone(held)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._head is not None:
+            self._head.head_complete()
+        held, self._held = self._held, None
+        if held is not None and held in self.requests:
+            self.requests.remove(held)  # already answered: nothing to tell it
+        super().connectionLost(reason)
+
+    def _head_timed_out(self) -> None:
+        if self.transport is None or self._handlingRequest:
+            return
+        self.transport.write(_TIMEOUT_RESPONSE)
+        self.persistent = False
+        self.timeoutConnection()  # closes, and aborts if the client does not let go
+
+
+_TIMEOUT_BODY = (b'{"error": "request_timeout", "message": "the request head took longer than the '
+                 b'server waits for one"}')
+_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                     b"X-Content-Type-Options: nosniff\r\n"
+                     b"Access-Control-Allow-Origin: *\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(_TIMEOUT_BODY)) + _TIMEOUT_BODY
 
 
 class StreamingSite(server.Site):
-    """A Site whose listed (method, path-prefix) routes get streamed request bodies."""
+    """A Site whose listed (method, path-prefix) routes get streamed request bodies, and whose
+    connections get ``head_timeout`` seconds for each request head (:mod:`tgateway.deadlines`)."""
 
     requestFactory = StreamingRequest
     protocol = _Channel
@@ -537,13 +632,17 @@ class StreamingSite(server.Site):
         max_request_body: int | None = None,
         max_stream_body: int | None = None,
         clock: Any = None,
+        head_timeout: float = HEAD_TIMEOUT,
         **kw: Any,
     ) -> None:
+        if clock is not None:
+            kw.setdefault("reactor", clock)  # the channels' timers run on the same clock
         super().__init__(resource, **kw)
         self.max_stream_body = max_stream_body
         self.streaming_routes = list(streaming_routes)
         self.max_request_body = max_request_body
         self.clock = clock
+        self.head_timeout = head_timeout
 
     def is_streaming_route(self, method: bytes, path: bytes) -> bool:
         for m, p in self.streaming_routes:

@@ -1,6 +1,17 @@
-"""Sending stored files over HTTP: ranges, validators, CORS, producers with backpressure.
+"""Sending stored files over HTTP: ranges, validators, CORS, producers with backpressure, and
+the headers that keep user content from running as the gateway's page.
 
 Used by the gateway's download, webseed and stream routes and by Blossom's GET.
+
+User content shares the gateway's origin (the sign-in routes, the session token the web page
+keeps). Every stored-file response therefore says ``X-Content-Type-Options: nosniff`` (the
+browser takes the type as given and never guesses HTML), and only passive types are shown
+inline: images other than SVG, audio, video and ``text/plain``. Anything else (HTML, XHTML, SVG,
+XML, JavaScript, PDF, unknown types) is an *active* type: it goes out as
+``Content-Disposition: attachment`` with a ``Content-Security-Policy`` that sandboxes it (opaque
+origin, no scripts, nothing loaded), so even a browser that renders it runs nothing as the
+gateway. ``<img>``, ``<video>`` and ``fetch`` of such a file from other pages work as before: those
+headers only govern documents.
 """
 
 from __future__ import annotations
@@ -36,6 +47,21 @@ CORS_PREFLIGHT = {
 
 _HEX = set("0123456789abcdef")
 
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+ACTIVE_CONTENT_CSP = b"sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def is_passive_type(content_type: str) -> bool:
+    """True when a browser shows this type without running anything: images other than SVG,
+    audio, video, plain text. Everything else counts as active (see the module docstring)."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    major, _, minor = essence.partition("/")
+    if essence == "text/plain":
+        return True
+    if major in ("image", "video", "audio") and minor:
+        return "xml" not in minor and "svg" not in minor
+    return False
+
 
 def parse_hex(value: str, length: int, what: str) -> str:
     """Lowercase hex of the given length, or a 400 ``invalid_hash``."""
@@ -63,6 +89,21 @@ def content_disposition(kind: str, name: str) -> bytes:
     ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "'").replace("?", "_")
     value = f'{kind}; filename="{ascii_name}"; filename*=UTF-8\'\'{quote(name, safe="")}'
     return value.encode("latin-1")
+
+
+def if_none_match_hits(header: bytes, etag: bytes) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag``: ``*``, or one of its entity tags under
+    the weak comparison (RFC 9110 13.1.2, 8.8.3.2: ``W/`` prefixes ignored).
+    (``If-Range`` needs the strong comparison: a weak tag never matches there.)"""
+    if header.strip() == b"*":
+        return True
+    for tag in header.split(b","):
+        tag = tag.strip()
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
 
 
 def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
@@ -106,10 +147,15 @@ async def send_file(
 ) -> None:
     """Answer GET/HEAD for a stored file (200, 206, 304 or 416) and stream its bytes."""
     etag = f'"{f.sha256}"'.encode()
+    served_type = content_type or f.mime
     request.setHeader(b"accept-ranges", b"bytes")
     request.setHeader(b"etag", etag)
     request.setHeader(b"cache-control", b"public, max-age=31536000, immutable")
-    request.setHeader(b"content-type", (content_type or f.mime).encode("latin-1"))
+    request.setHeader(b"content-type", served_type.encode("latin-1"))
+    request.setHeader(*NOSNIFF)
+    if not is_passive_type(served_type):
+        disposition = "attachment"
+        request.setHeader(b"content-security-policy", ACTIVE_CONTENT_CSP)
     if disposition:
         request.setHeader(b"content-disposition", content_disposition(disposition, f.name))
     set_headers(request, CORS_HEADERS)
@@ -117,7 +163,7 @@ async def send_file(
         set_headers(request, extra_headers)
 
     inm = request.getHeader(b"if-none-match")
-    if inm is not None and (inm.strip() == b"*" or etag in [t.strip() for t in inm.split(b",")]):
+    if inm is not None and if_none_match_hits(inm, etag):
         request.setResponseCode(304)
         request.finish()
         return
