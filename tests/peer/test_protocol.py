@@ -13,11 +13,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.slowreader import QueueingTransport
 from tgateway.peer import wire
-from tgateway.peer.core import SessionConfig
-from tgateway.peer.protocol import PeerFactory, PeerProtocol
+from tgateway.peer.core import UT_METADATA_ID, SessionConfig
+from tgateway.peer.protocol import SEND_BUFFER, SEND_OVER, SEND_STALL, PeerFactory, PeerProtocol
 
-from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, req
+from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, ext, req
 
 
 class FakeReader:
@@ -165,11 +166,11 @@ class AdapterTests(SynchronousTestCase):
         tr.clear()
         p.dataReceived(b"".join(frame(req(i, 0, 16384)) for i in range(10)))
         self.assertEqual(len(reader.reads), 1)  # one read in flight, not ten
-        p.pauseProducing()  # the transport's buffer is full
+        tr.producer.pauseProducing()  # the transport's buffer is full
         reader.fire(0)
         self.assertEqual(tr.value(), b"")  # the block read is held, not written
         self.assertEqual(len(reader.reads), 1)  # and nothing more is read while paused
-        p.resumeProducing()
+        tr.producer.resumeProducing()
         self.assertEqual(len(parse(tr.value())), 1)
         self.assertEqual(len(reader.reads), 2)
         reader.fire(1)
@@ -352,3 +353,63 @@ class StreamFuzzTests(SynchronousTestCase):
             p.connectionLost()
 
         run()
+
+
+def connect_queueing(f: PeerFactory, host: str = "10.0.0.1") -> tuple[PeerProtocol, QueueingTransport]:
+    p = f.buildProtocol(IPv4Address("TCP", host, 5000))
+    assert p is not None
+    tr = QueueingTransport(peerAddress=IPv4Address("TCP", host, 5000))
+    p.makeConnection(tr)
+    return p, tr
+
+
+class SlowReaderTests(SynchronousTestCase):
+    """A peer that asks and does not read: over a transport that queues like TCP."""
+
+    def metadata_peer(self) -> tuple[PeerFactory, PeerProtocol, QueueingTransport, Clock]:
+        f, t, clock = make_factory()
+        p, tr = connect_queueing(f)
+        hs = wire.encode_handshake(wire.reserved_bits(extensions=True), t.info_hash_bytes, THEIR_ID)
+        p.dataReceived(hs + frame(ext(0, {b"m": {b"ut_metadata": 7}})))
+        tr.drain()
+        tr.clear()
+        return f, p, tr, clock
+
+    def test_a_burst_of_requests_is_answered_only_as_fast_as_it_is_read(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        ask = frame(ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0}))
+        p.dataReceived(ask * 300)  # one read: 300 requests for 16 KiB each, 4.8 MB of answers
+        self.assertLessEqual(tr.most_queued, SEND_BUFFER + 16500)
+        self.assertFalse(tr.reading)  # nothing more is read from this peer
+        answered = p.session.metadata_sent
+        self.assertLess(answered, 40)
+        p.dataReceived(ask)  # (a transport may still deliver what it had read)
+        self.assertEqual(p.session.metadata_sent, answered)
+        while p.session.metadata_sent < 301:  # as the peer reads, the rest is answered
+            tr.drain()
+            self.assertLessEqual(tr.queued, SEND_BUFFER + 16500)
+        tr.drain()
+        self.assertTrue(tr.reading)
+        self.assertFalse(tr.disconnecting)
+
+    def test_a_peer_that_does_not_drain_is_dropped(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        p.dataReceived(frame(ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0})) * 100)
+        clock.advance(SEND_STALL - 1)
+        self.assertFalse(tr.aborted)
+        clock.advance(1)
+        self.assertTrue(tr.aborted)
+        self.assertIn("does not read", p.session.close_reason)
+        p.connectionLost()
+        self.assertEqual(f.connections, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_answers_written_while_paused_are_limited(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        tr.write(b"\x00" * (SEND_BUFFER + 1))  # full: paused
+        ask = ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0})
+        for _ in range(SEND_OVER // 16384 + 1):
+            p.session.message_received(ask, 0.0)  # handled although paused (read earlier)
+        self.assertTrue(tr.aborted)
+        self.assertIn("does not read", p.session.close_reason)
+        self.assertLessEqual(tr.most_queued, SEND_BUFFER + 1 + SEND_OVER)

@@ -1,10 +1,14 @@
 """TCP adapter of the peer core: frames bytes, reads pieces through the chunk reader, limits.
 
 :class:`PeerProtocol` splits the stream with :class:`~tgateway.peer.wire.Framer`, hands each item
-to its :class:`~tgateway.peer.core.PeerSession` and writes what the session sends. It registers
-itself as a push producer with its transport: while the transport's buffer is full
-(``pauseProducing``) it asks the session for no further request, so at most one piece read and
-the transport's own buffer are pending per peer, never a queue of blocks.
+to its :class:`~tgateway.peer.core.PeerSession` and writes what the session sends. Its transport
+is bounded by a :class:`~tgateway.backpressure.SendBound`: while more than ``SEND_BUFFER`` bytes
+wait for the peer, it asks the session for no further request to serve and reads nothing more
+from the peer (messages already read wait, unparsed requests wait in the peer's socket), so at
+most one piece read and the transport's own buffer are pending per peer, never a queue of blocks
+or of answers (a burst of ``ut_metadata`` requests cannot make 16 KiB answers pile up). A peer
+that does not drain its buffer for ``SEND_STALL`` seconds is dropped, and so is one for which
+more than ``SEND_OVER`` bytes would be written while paused.
 
 :class:`PeerFactory` holds what connections share: the torrents by info-hash, the chunk reader,
 the choker, the upload rate bucket, and the connection limits (total and per IP). A connection
@@ -26,11 +30,11 @@ from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from tgateway.backpressure import SendBound
 from tgateway.bencode import DecodeError
 from tgateway.ratelimit import TokenBucket
 from tgateway.storage.model import StoredFile
@@ -45,6 +49,8 @@ __all__ = ["PeerFactory", "PeerProtocol"]
 BASE_MAX_MESSAGE = 64 * 1024  # plus the bitfield size of the torrent
 WRITE_BATCH = 128 * 1024  # piece messages handed to the transport in one writeSequence
 SEND_BUFFER = 512 * 1024  # the transport pauses us above this many buffered bytes
+SEND_OVER = 1024 * 1024  # bytes more written while paused (answers to what was read): dropped
+SEND_STALL = 120.0  # seconds a paused transport may take to drain before the peer is dropped
 # Bytes per send() call (Twisted's default is 128 KiB): fewer, larger sends mean fewer wake-ups
 # of the receiving process, which on a busy machine is most of the cost of sending.
 SEND_LIMIT = 512 * 1024
@@ -61,7 +67,6 @@ def _packed(host: str) -> bytes | None:
     return addr.packed
 
 
-@implementer(IPushProducer)
 class PeerProtocol(protocol.Protocol):
     log = Logger()
 
@@ -71,7 +76,10 @@ class PeerProtocol(protocol.Protocol):
         self.session: PeerSession | None = None
         self.framer = wire.Framer(BASE_MAX_MESSAGE)
         self.file: StoredFile | None = None
-        self._pending: list[bytes] | None = None  # items received while the torrent is looked up
+        # Items read but not handled yet: while the torrent is looked up, or while the transport
+        # is paused (the peer does not read what we send).
+        self._backlog: list[bytes] | None = None
+        self.bound: SendBound | None = None
         self._paused = False
         self._pumping = False
         self._reading: Request | None = None
@@ -95,11 +103,10 @@ class PeerProtocol(protocol.Protocol):
                                    peer_ip=_packed(self.host))
         f.connection_made(self)
         transport: Any = self.transport
-        if hasattr(transport, "bufferSize"):
-            transport.bufferSize = SEND_BUFFER
         if hasattr(transport, "SEND_LIMIT"):
             transport.SEND_LIMIT = SEND_LIMIT
-        transport.registerProducer(self, True)
+        self.bound = SendBound(self, f.clock, high=SEND_BUFFER, limit=SEND_OVER, stall=SEND_STALL)
+        self.bound.attach(transport)
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -139,8 +146,8 @@ class PeerProtocol(protocol.Protocol):
         except DecodeError as e:
             session.close(f"framing: {e}")
             return
-        if self._pending is not None:
-            self._pending.extend(items)
+        if self._backlog is not None:
+            self._backlog.extend(items)
             return
         self._handle(items)
 
@@ -160,12 +167,17 @@ class PeerProtocol(protocol.Protocol):
                     session.close("unknown info-hash")
                     return
                 if isinstance(found, Deferred):
-                    self._pending = list(items[i + 1 :])
+                    self._backlog = list(items[i + 1 :])
                     transport: Any = self.transport
                     transport.pauseProducing()
                     found.addCallbacks(self._found, self._lookup_failed)
                     return
                 self._begin(found, now)
+            elif self._paused:
+                # The peer does not take what we send: handle none of its further messages
+                # (reading is paused too) until the transport has drained.
+                self._backlog = list(items[i:])
+                return
             else:
                 session.message_received(item, now)
 
@@ -173,19 +185,20 @@ class PeerProtocol(protocol.Protocol):
         session = self.session
         transport: Any = self.transport
         assert session is not None and transport is not None
-        pending, self._pending = self._pending or [], None
+        backlog, self._backlog = self._backlog or [], None
         if session.closed:
             return
         if f is None:
             session.close("unknown info-hash")
             return
-        transport.resumeProducing()
+        if not self._paused:
+            transport.resumeProducing()
         self._begin(f, self.factory.clock.seconds())
-        self._handle(pending)
+        self._handle(backlog)
 
     def _lookup_failed(self, failure: Failure) -> None:
         self.log.failure("torrent lookup failed", failure)
-        self._pending = None
+        self._backlog = None
         if self.session is not None:
             self.session.close("lookup failed")
 
@@ -198,13 +211,15 @@ class PeerProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
-        if self._abort_timer is not None and self._abort_timer.active():
-            self._abort_timer.cancel()
-        if self._rate_timer is not None and self._rate_timer.active():
-            self._rate_timer.cancel()
+        for timer in (self._abort_timer, self._rate_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
         self._rate_timer = None
+        if self.bound is not None:
+            self.bound.detach()
         self._held = None
         self._cur_piece = None
+        self._backlog = None
         if self.session is not None and not self.session.closed:
             self.session.close("connection lost")
         self.factory.connection_lost(self)
@@ -213,6 +228,9 @@ class PeerProtocol(protocol.Protocol):
 
     def send(self, data: bytes) -> None:
         if not self._lost and self.transport is not None:
+            bound = self.bound
+            if bound is not None and bound.paused and not bound.wrote(len(data)):
+                return
             if self._encrypt is not None:
                 data = self._encrypt.update(data)
             self.transport.write(data)
@@ -330,19 +348,27 @@ class PeerProtocol(protocol.Protocol):
         self._rate_timer = None
         self._pump()
 
-    # ------------------------------------------------------------------ IPushProducer
+    # ------------------------------------------------------------------ SendOwner
 
-    def pauseProducing(self) -> None:
+    def sending_paused(self) -> None:
         self._paused = True
 
-    def resumeProducing(self) -> None:
+    def sending_resumed(self) -> None:
         if not self._paused:
             return
         self._paused = False
+        session = self.session
+        if self._backlog is not None and session is not None and session.state == "active":
+            backlog, self._backlog = self._backlog, None
+            self._handle(backlog)
         self._pump()
 
-    def stopProducing(self) -> None:
-        self._paused = True
+    def send_bound_exceeded(self, reason: str) -> None:
+        if self.session is not None:
+            self.session.close(f"the peer does not read what it is sent ({reason})")
+        transport: Any = self.transport
+        if transport is not None and not self._lost:
+            transport.abortConnection()
 
 
 class PeerFactory(protocol.ServerFactory):
