@@ -11,9 +11,15 @@ that does not drain its buffer for ``SEND_STALL`` seconds is dropped, and so is 
 more than ``SEND_OVER`` bytes would be written while paused.
 
 :class:`PeerFactory` holds what connections share: the torrents by info-hash, the chunk reader,
-the choker, the upload rate bucket, and the connection limits (total and per IP). A connection
-over a limit is refused before any byte is read; a handshake for an info-hash the store does not
-have is closed at once.
+the choker, the upload rate bucket, and the connection limits. A connection is *unidentified*
+until its BitTorrent handshake is complete (plaintext, or after the encryption handshake);
+unidentified connections have their own budget (``max_unidentified``) and their own deadline
+(``SessionConfig.handshake_timeout``, 10 s), apart from ``max_connections``, which counts
+identified ones only. A new connection is accepted while identified slots are free (and its
+address has fewer than ``max_connections_per_ip``); when the unidentified budget is full, the
+oldest unidentified connection of the address holding the most of them is dropped to make room,
+so a flood of silent connections from a few addresses evicts itself and never keeps a real peer
+out. A handshake for an info-hash the store does not have is closed at once.
 
 A connection whose first bytes are not the plaintext handshake is taken as an MSE (protocol
 encryption) handshake (:mod:`tgateway.peer.mse`); after it, the stream is plaintext when the
@@ -79,6 +85,8 @@ class PeerProtocol(protocol.Protocol):
         # Items read but not handled yet: while the torrent is looked up, or while the transport
         # is paused (the peer does not read what we send).
         self._backlog: list[bytes] | None = None
+        self.identified = False  # the BitTorrent handshake is complete (counted as established)
+        self._deadline: IDelayedCall | None = None
         self.bound: SendBound | None = None
         self._paused = False
         self._pumping = False
@@ -107,6 +115,21 @@ class PeerProtocol(protocol.Protocol):
             transport.SEND_LIMIT = SEND_LIMIT
         self.bound = SendBound(self, f.clock, high=SEND_BUFFER, limit=SEND_OVER, stall=SEND_STALL)
         self.bound.attach(transport)
+        self._deadline = f.clock.callLater(f.session_config.handshake_timeout,
+                                           self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        self._deadline = None
+        if self.session is not None:
+            self.session.tick(self.factory.clock.seconds())
+
+    def evict(self, reason: str) -> None:
+        """Drop this (unidentified) connection at once, to make room."""
+        if self.session is not None:
+            self.session.close(reason)
+        transport: Any = self.transport
+        if transport is not None and not self._lost:
+            transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -166,6 +189,8 @@ class PeerProtocol(protocol.Protocol):
                 if found is None:
                     session.close("unknown info-hash")
                     return
+                if not self._identify():
+                    return
                 if isinstance(found, Deferred):
                     self._backlog = list(items[i + 1 :])
                     transport: Any = self.transport
@@ -180,6 +205,17 @@ class PeerProtocol(protocol.Protocol):
                 return
             else:
                 session.message_received(item, now)
+
+    def _identify(self) -> bool:
+        """The handshake is complete: leave the unidentified budget for an established slot."""
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        assert self.session is not None
+        if not self.factory.identified(self):
+            self.session.close("too many connections")
+            return False
+        return True
 
     def _found(self, f: StoredFile | None) -> None:
         session = self.session
@@ -211,10 +247,10 @@ class PeerProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
-        for timer in (self._abort_timer, self._rate_timer):
+        for timer in (self._abort_timer, self._rate_timer, self._deadline):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._rate_timer = None
+        self._rate_timer = self._deadline = None
         if self.bound is not None:
             self.bound.detach()
         self._held = None
@@ -387,6 +423,7 @@ class PeerFactory(protocol.ServerFactory):
         get_by_info_hash: Callable[[str], Deferred[StoredFile | None]],
         max_connections: int = 200,
         max_connections_per_ip: int = 8,
+        max_unidentified: int | None = None,
         max_uploads: int = 8,
         upload_rate: int = 0,
         rng: random.Random | None = None,
@@ -400,6 +437,9 @@ class PeerFactory(protocol.ServerFactory):
         self.get_by_info_hash = get_by_info_hash
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
+        # connections without a complete handshake: a quarter of max_connections, at least 8
+        self.max_unidentified = (
+            max_unidentified if max_unidentified is not None else max(8, max_connections // 4))
         self.choker = Choker(max_uploads, rng or random.Random())
         self.bucket: TokenBucket | None = None
         if upload_rate:
@@ -413,7 +453,12 @@ class PeerFactory(protocol.ServerFactory):
         self._req2_built = float("-inf")
         self.connections: dict[PeerProtocol, None] = {}
         self.per_ip: dict[str, int] = {}
+        # unidentified connections by address, oldest first
+        self.unidentified: dict[str, dict[PeerProtocol, None]] = {}
+        self.unidentified_count = 0
+        self.established = 0
         self.refused = 0
+        self.evicted = 0
         self.bytes_sent = 0
         self.closes: dict[str, int] = {}
 
@@ -463,18 +508,47 @@ class PeerFactory(protocol.ServerFactory):
 
     def buildProtocol(self, addr: Any) -> PeerProtocol | None:
         host = getattr(addr, "host", "")
-        if len(self.connections) >= self.max_connections or (
+        if self.established >= self.max_connections or (
             self.per_ip.get(host, 0) >= self.max_connections_per_ip
         ):
             self.refused += 1
             return None
+        if self.unidentified_count >= self.max_unidentified and self.unidentified:
+            self._evict_one()
         p = PeerProtocol(self, host)
         p.factory = self
         return p
 
+    def _evict_one(self) -> None:
+        """Drop the oldest unidentified connection of the address that holds the most."""
+        conns = max(self.unidentified.values(), key=len)
+        victim = next(iter(conns))
+        self._forget_unidentified(victim)
+        self.evicted += 1
+        victim.evict("evicted: too many connections without a handshake")
+
+    def _forget_unidentified(self, p: PeerProtocol) -> bool:
+        conns = self.unidentified.get(p.host)
+        if conns is None or conns.pop(p, 0) is not None:
+            return False
+        self.unidentified_count -= 1
+        if not conns:
+            del self.unidentified[p.host]
+        return True
+
     def connection_made(self, p: PeerProtocol) -> None:
         self.connections[p] = None
         self.per_ip[p.host] = self.per_ip.get(p.host, 0) + 1
+        self.unidentified.setdefault(p.host, {})[p] = None
+        self.unidentified_count += 1
+
+    def identified(self, p: PeerProtocol) -> bool:
+        """``p`` completed its handshake: give it an established slot (False: none is free)."""
+        if not self._forget_unidentified(p) or self.established >= self.max_connections:
+            return False
+        self.established += 1
+        p.identified = True
+        return True
 
     def session_started(self, p: PeerProtocol) -> None:
         if p.session is not None and not p.session.closed:
@@ -487,6 +561,10 @@ class PeerFactory(protocol.ServerFactory):
                 self.per_ip.pop(p.host, None)
             else:
                 self.per_ip[p.host] = n
+            self._forget_unidentified(p)
+            if p.identified:
+                p.identified = False
+                self.established -= 1
         if p.session is not None:
             self.choker.remove(p.session, self.clock.seconds())
 
@@ -520,6 +598,9 @@ class PeerFactory(protocol.ServerFactory):
         sessions = [p.session for p in self.connections if p.session is not None]
         return {
             "connections": len(self.connections),
+            "established": self.established,
+            "unidentified": self.unidentified_count,
+            "evicted": self.evicted,
             "unchoked": sum(1 for s in sessions if not s.am_choking),
             "interested": sum(1 for s in sessions if s.peer_interested),
             "refused": self.refused,
