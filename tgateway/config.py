@@ -295,6 +295,8 @@ class PeerConfig:
     port: int = field(default=6881, metadata=_port())
     # Interface to listen on; "::" listens on IPv6 (and IPv4, dual stack) and announces IPv6 too.
     host: str = "0.0.0.0"
+    # Connections with a complete handshake; connections still handshaking (10 s at most) have
+    # their own budget of max(8, max_connections // 4) (tgateway.peer.protocol).
     max_connections: int = field(default=200, metadata=_positive())
     max_connections_per_ip: int = field(default=8, metadata=_positive())
     # Unchoke slots (plus one optimistic unchoke rotating every 30 s).

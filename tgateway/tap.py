@@ -277,6 +277,8 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
 
         mounts["/api/dht/status"] = JsonStatus(dht.status)
         api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
+    if tracker is not None:
+        api.extra_status["tracker"] = tracker.status
     peer = gw.parts.get("peer")
     if peer is not None:
         api.extra_status["peer"] = peer.status

@@ -341,6 +341,54 @@ class SessionTests(SynchronousTestCase):
         session.receive(json.dumps(["OK", event.id, False, "auth-required: x"]), 0)
         self.assertEqual(self.results, [(False, "auth-required: x")])
 
+    def test_held_while_the_connection_does_not_drain(self) -> None:
+        self.session.connection_made(self.wire)
+        live = self.session.subscribe([{"kinds": [1]}], lambda e: None)
+        early = note("early")
+        self.session.publish(early, self.on_result)
+        self.wire.take()
+        self.session.pause_writing()
+        event = note("while paused")
+        self.session.publish(event, self.on_result)
+        sub = self.session.subscribe([{"kinds": [2]}], lambda e: None)
+        never_sent = self.session.subscribe([{"kinds": [3]}], lambda e: None)
+        self.session.unsubscribe(never_sent)  # the relay never saw it: no CLOSE needed
+        self.session.unsubscribe(live)  # the relay has it: its CLOSE is held
+        self.feed(["AUTH", "c"])
+        self.assertEqual(self.wire.take(), [])  # nothing written while paused
+        self.session.resume_writing()
+        sent = self.wire.take()
+        self.assertEqual([m[0] for m in sent], ["AUTH", "CLOSE", "EVENT", "REQ"])
+        self.assertEqual(sent[1:], [["CLOSE", live], ["EVENT", event.to_json()],
+                                    ["REQ", sub, {"kinds": [2]}]])  # early was sent before
+        self.feed(["OK", event.id, True, ""])
+        self.assertEqual(self.results, [(True, "")])
+
+    def test_resume_stops_when_the_connection_fills_up_again(self) -> None:
+        events = [note(f"n{i}") for i in range(5)]
+        session = self.session
+
+        written: list[str] = []
+
+        def send(text: str) -> None:
+            self.wire(text)
+            written.append(text)
+            if len(written) == 2:
+                session.pause_writing()  # the transport's buffer is full again
+
+        session.connection_made(send)
+        session.pause_writing()
+        for e in events:
+            session.publish(e, self.on_result)
+        session.resume_writing()
+        self.assertEqual(self.wire.take(), [["EVENT", e.to_json()] for e in events[:2]])
+        session.resume_writing()
+        self.assertEqual(self.wire.take(), [["EVENT", e.to_json()] for e in events[2:]])
+        self.assertEqual(session.pending_publishes, 5)  # sent, waiting for OK
+        session.connection_lost(send)  # a new connection sends all five again
+        session.connection_made(self.wire)
+        self.assertEqual(len(self.wire.take()), 5)
+
     def test_malformed_dropped_and_notice_kept(self) -> None:
         self.session.connection_made(self.wire)
         self.session.receive("garbage", 0)

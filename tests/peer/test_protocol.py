@@ -13,11 +13,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.slowreader import QueueingTransport
 from tgateway.peer import wire
-from tgateway.peer.core import SessionConfig
-from tgateway.peer.protocol import PeerFactory, PeerProtocol
+from tgateway.peer.core import UT_METADATA_ID, SessionConfig
+from tgateway.peer.protocol import SEND_BUFFER, SEND_OVER, SEND_STALL, PeerFactory, PeerProtocol
 
-from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, req
+from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, ext, req
 
 
 class FakeReader:
@@ -144,13 +145,16 @@ class AdapterTests(SynchronousTestCase):
 
     def test_connection_limits(self) -> None:
         f, t, clock = make_factory(max_connections=3, max_connections_per_ip=2)
-        self.assertIsNotNone(connect(f, "10.0.0.1")[0])
-        self.assertIsNotNone(connect(f, "10.0.0.1")[0])
-        self.assertIsNone(connect(f, "10.0.0.1")[0])
-        p, tr = connect(f, "10.0.0.2")
-        self.assertIsNotNone(p)
-        self.assertIsNone(connect(f, "10.0.0.3")[0])
+        conns = [connect(f, "10.0.0.1"), connect(f, "10.0.0.1")]
+        self.assertIsNone(connect(f, "10.0.0.1")[0])  # two per address
+        conns.append(connect(f, "10.0.0.2"))
+        for p, _ in conns:
+            assert p is not None
+            p.dataReceived(handshake(t))
+        self.assertEqual((f.established, f.unidentified_count), (3, 0))
+        self.assertIsNone(connect(f, "10.0.0.3")[0])  # every established slot taken
         self.assertEqual(f.refused, 2)
+        p = conns[2][0]
         assert p is not None
         p.connectionLost()
         self.assertIsNotNone(connect(f, "10.0.0.3")[0])
@@ -165,11 +169,11 @@ class AdapterTests(SynchronousTestCase):
         tr.clear()
         p.dataReceived(b"".join(frame(req(i, 0, 16384)) for i in range(10)))
         self.assertEqual(len(reader.reads), 1)  # one read in flight, not ten
-        p.pauseProducing()  # the transport's buffer is full
+        tr.producer.pauseProducing()  # the transport's buffer is full
         reader.fire(0)
         self.assertEqual(tr.value(), b"")  # the block read is held, not written
         self.assertEqual(len(reader.reads), 1)  # and nothing more is read while paused
-        p.resumeProducing()
+        tr.producer.resumeProducing()
         self.assertEqual(len(parse(tr.value())), 1)
         self.assertEqual(len(reader.reads), 2)
         reader.fire(1)
@@ -352,3 +356,138 @@ class StreamFuzzTests(SynchronousTestCase):
             p.connectionLost()
 
         run()
+
+
+def connect_queueing(f: PeerFactory, host: str = "10.0.0.1") -> tuple[PeerProtocol, QueueingTransport]:
+    p = f.buildProtocol(IPv4Address("TCP", host, 5000))
+    assert p is not None
+    tr = QueueingTransport(peerAddress=IPv4Address("TCP", host, 5000))
+    p.makeConnection(tr)
+    return p, tr
+
+
+class SlowReaderTests(SynchronousTestCase):
+    """A peer that asks and does not read: over a transport that queues like TCP."""
+
+    def metadata_peer(self) -> tuple[PeerFactory, PeerProtocol, QueueingTransport, Clock]:
+        f, t, clock = make_factory()
+        p, tr = connect_queueing(f)
+        hs = wire.encode_handshake(wire.reserved_bits(extensions=True), t.info_hash_bytes, THEIR_ID)
+        p.dataReceived(hs + frame(ext(0, {b"m": {b"ut_metadata": 7}})))
+        tr.drain()
+        tr.clear()
+        return f, p, tr, clock
+
+    def test_a_burst_of_requests_is_answered_only_as_fast_as_it_is_read(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        ask = frame(ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0}))
+        p.dataReceived(ask * 300)  # one read: 300 requests for 16 KiB each, 4.8 MB of answers
+        self.assertLessEqual(tr.most_queued, SEND_BUFFER + 16500)
+        self.assertFalse(tr.reading)  # nothing more is read from this peer
+        answered = p.session.metadata_sent
+        self.assertLess(answered, 40)
+        p.dataReceived(ask)  # (a transport may still deliver what it had read)
+        self.assertEqual(p.session.metadata_sent, answered)
+        while p.session.metadata_sent < 301:  # as the peer reads, the rest is answered
+            tr.drain()
+            self.assertLessEqual(tr.queued, SEND_BUFFER + 16500)
+        tr.drain()
+        self.assertTrue(tr.reading)
+        self.assertFalse(tr.disconnecting)
+
+    def test_a_peer_that_does_not_drain_is_dropped(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        p.dataReceived(frame(ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0})) * 100)
+        clock.advance(SEND_STALL - 1)
+        self.assertFalse(tr.aborted)
+        clock.advance(1)
+        self.assertTrue(tr.aborted)
+        self.assertIn("does not read", p.session.close_reason)
+        p.connectionLost()
+        self.assertEqual(f.connections, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_answers_written_while_paused_are_limited(self) -> None:
+        f, p, tr, clock = self.metadata_peer()
+        tr.write(b"\x00" * (SEND_BUFFER + 1))  # full: paused
+        ask = ext(UT_METADATA_ID, {b"msg_type": 0, b"piece": 0})
+        for _ in range(SEND_OVER // 16384 + 1):
+            p.session.message_received(ask, 0.0)  # handled although paused (read earlier)
+        self.assertTrue(tr.aborted)
+        self.assertIn("does not read", p.session.close_reason)
+        self.assertLessEqual(tr.most_queued, SEND_BUFFER + 1 + SEND_OVER)
+
+
+class UnidentifiedTests(SynchronousTestCase):
+    """Connections without a complete handshake: own budget, own deadline."""
+
+    def test_silent_connections_time_out_after_the_handshake_deadline(self) -> None:
+        f, t, clock = make_factory()
+        p, tr = connect(f)
+        assert p is not None
+        clock.advance(9.9)
+        self.assertFalse(tr.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(tr.disconnecting)
+        self.assertEqual(p.session.close_reason, "handshake timeout")
+
+    def test_a_flood_of_silent_connections_cannot_keep_a_real_peer_out(self) -> None:
+        f, t, clock = make_factory(max_connections=200, max_connections_per_ip=8)
+        self.assertEqual(f.max_unidentified, 50)
+        silent = []
+        for a in range(25):  # 8 per address from 25 addresses
+            for _ in range(8):
+                p, tr = connect(f, f"10.0.1.{a}")
+                assert p is not None
+                silent.append((p, tr))
+        self.assertEqual(f.unidentified_count, 50)  # the budget: 150 were evicted on the way
+        self.assertEqual(f.evicted, 150)
+        self.assertEqual(sum(1 for _, tr in silent if tr.disconnecting), 150)
+        for p, _ in silent:
+            if p.transport.disconnecting:  # type: ignore[union-attr]
+                p.connectionLost()
+        self.assertEqual(f.unidentified_count, 50)
+        # a real peer, then more silent ones from the flooding addresses: they evict their own
+        real, real_tr = connect(f, "192.0.2.7")
+        assert real is not None
+        for a in range(25):
+            self.assertIsNotNone(connect(f, f"10.0.1.{a}")[0])
+        self.assertFalse(real_tr.disconnecting)
+        real.dataReceived(handshake(t) + frame(bytes([wire.INTERESTED])) + frame(req(0, 0, 16384)))
+        self.assertFalse(real_tr.disconnecting)
+        self.assertIn(wire.Piece(0, 0, b"\x00" * 16384), parse(real_tr.value()))
+        self.assertEqual((f.established, f.unidentified_count), (1, 49))
+
+    def test_eviction_takes_the_oldest_of_the_busiest_address(self) -> None:
+        f, t, clock = make_factory(max_unidentified=3)
+        a1, a1_tr = connect(f, "10.0.0.1")
+        b1, b1_tr = connect(f, "10.0.0.2")
+        b2, b2_tr = connect(f, "10.0.0.2")
+        c1, c1_tr = connect(f, "10.0.0.3")
+        self.assertEqual([tr.disconnecting for tr in (a1_tr, b1_tr, b2_tr)], [False, True, False])
+        assert b1 is not None
+        b1.connectionLost()
+        self.assertEqual(f.per_ip, {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1})
+        self.assertEqual(f.status()["evicted"], 1)
+
+    def test_identified_connections_do_not_use_the_unidentified_budget(self) -> None:
+        f, t, clock = make_factory(max_connections=2, max_unidentified=2)
+        peers = [connect(f, f"10.0.0.{n}") for n in (1, 2)]
+        for p, _ in peers:
+            assert p is not None
+            p.dataReceived(handshake(t))
+        self.assertEqual((f.established, f.unidentified_count), (2, 0))
+        clock.advance(60)  # established peers are past the handshake deadline
+        self.assertFalse(any(tr.disconnecting for _, tr in peers))
+        self.assertIsNone(connect(f, "10.0.0.3")[0])  # no established slot free: refused
+        p, _ = peers[0]
+        assert p is not None
+        p.connectionLost()
+        late, late_tr = connect(f, "10.0.0.3")
+        self.assertIsNotNone(late)
+        other, other_tr = connect(f, "10.0.0.4")
+        assert late is not None and other is not None
+        late.dataReceived(handshake(t))
+        other.dataReceived(handshake(t))  # completes when every established slot is taken
+        self.assertEqual(other.session.close_reason, "too many connections")
+        self.assertEqual(f.established, 2)

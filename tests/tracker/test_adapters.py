@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.slowreader import QueueingTransport
 from tgateway import bencode
 from tgateway.config import TrackerConfig
 from tgateway.tracker.core import ConnectionIds, SwarmStore, WsSession
@@ -376,6 +377,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(tracker.store.scrape([IH]), [(1, 0, 0)])
         tracker.remove_local_peer(IH, "192.168.1.2", 6881)
         self.assertEqual(tracker.store.scrape([IH]), [(0, 0, 0)])
+        self.assertEqual(tracker.status(), {"status": "ok", "swarms": 0, "ws_connections": 0,
+                                            "ws_offers_dropped": 0, "ws_dropped_slow": 0})
 
     def test_minimal_and_gateway_only(self) -> None:
         reactor = MemoryReactorClock()
@@ -469,3 +472,106 @@ class WsProtocolTests(SynchronousTestCase):
         proto.dataReceived(ws_frame(data))
         proto.dataReceived(ws_frame(b'{"action":"announce"' + data))
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class WsSlowReaderTests(SynchronousTestCase):
+    """Sockets that stop reading, over transports that queue like TCP: on the dedicated port and
+    on the gateway's twisted.web Site (where autobahn takes the transport from the HTTP channel)."""
+
+    def setUp(self) -> None:
+        from autobahn.twisted.resource import WebSocketResource
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from tgateway.tracker.ws import WsTrackerFactory
+
+        self.clock = Clock()
+        self.store = make_store()
+        self.ws_factory = WsTrackerFactory(WsTracker(self.store, self.clock, interval=120))
+        self.dedicated = TrackerHTTPFactory(http_tracker(self.store, self.clock), self.clock,
+                                            self.ws_factory)
+        root = Resource()
+        root.putChild(b"announce", TrackerResource(http_tracker(self.store, self.clock),
+                                                   WebSocketResource(self.ws_factory)))
+        self.site = Site(root)
+        self.protos: list[Any] = []
+
+    def tearDown(self) -> None:
+        for proto in self.protos:
+            if proto.state != proto.STATE_CLOSED or proto.transport is not None:
+                proto.connectionLost(Failure(ConnectionDone()))
+
+    def connect(self, on_site: bool, port: int) -> tuple[Any, QueueingTransport]:
+        transport = QueueingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        front = (self.site if on_site else self.dedicated).buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", port))
+        front.makeConnection(transport)
+        front.dataReceived(HANDSHAKE)
+        self.assertIn(b"101 Switching Protocols", transport.value())
+        proto = transport.protocol
+        self.assertIs(transport.producer, proto.bound)  # the HTTP channel's slot, taken over
+        transport.drain()
+        self.protos.append(proto)
+        return proto, transport
+
+    def announce(self, proto: Any, peer_id: str, offers: int = 0) -> None:
+        msg: dict[str, Any] = {"action": "announce", "info_hash": IHS, "peer_id": peer_id,
+                               "left": 10, "event": "started"}
+        if offers:
+            msg["offers"] = [{"offer": {"type": "offer", "sdp": "v=0 " + "x" * 2000},
+                              "offer_id": f"{n:020d}"} for n in range(offers)]
+        proto.dataReceived(ws_frame(json.dumps(msg).encode()))
+
+    def flood(self, on_site: bool) -> None:
+        from tgateway.tracker.ws import SEND_HIGH, SEND_STALL
+
+        slow = [self.connect(on_site, 6000 + n) for n in range(10)]
+        for n, (proto, _) in enumerate(slow):
+            self.announce(proto, f"slow{n:016d}")
+        sender, sender_tr = self.connect(on_site, 7000)
+        for _ in range(200):  # 2,000 offers of 2 KB: 4 MB for ten sockets that never read
+            self.announce(sender, "S" * 20, offers=10)
+            sender_tr.drain()  # the sender reads its replies
+        self.assertEqual(sender_tr.value().count(b'"interval":120'), 200)  # all answered
+        for proto, tr in slow:
+            self.assertTrue(proto.session.congested)
+            self.assertFalse(tr.reading)  # nothing more is read from it either
+            # one offer message (~2.1 KB) may cross the threshold, nothing after it
+            self.assertLessEqual(tr.most_queued, SEND_HIGH + 4096)
+        self.assertGreater(self.store.ws_dropped, 1500)
+        self.assertEqual(self.store.scrape([IH]), [(0, 0, 11)])  # (complete, downloaded, incomplete)
+        # one of them starts reading again: it gets offers again
+        proto0, tr0 = slow[0]
+        tr0.drain()
+        self.assertFalse(proto0.session.congested)
+        self.assertTrue(tr0.reading)
+        self.announce(sender, "S" * 20, offers=10)
+        self.assertIn(b'"offer":', tr0.value()[-3000:])
+        # the others stay congested for SEND_STALL seconds: dropped, and out of the swarm
+        self.clock.advance(SEND_STALL)
+        for proto, tr in slow[1:]:
+            self.assertTrue(tr.aborted)
+            proto.connectionLost(Failure(ConnectionDone()))
+        self.assertFalse(tr0.aborted)
+        self.assertEqual(self.ws_factory.dropped_slow, 9)
+        self.assertEqual(self.ws_factory.connections, 2)
+        self.assertEqual(self.store.scrape([IH]), [(0, 0, 2)])
+
+    def test_ten_sockets_that_stop_reading_on_the_dedicated_port(self) -> None:
+        self.flood(on_site=False)
+
+    def test_ten_sockets_that_stop_reading_on_the_gateway_site(self) -> None:
+        self.flood(on_site=True)
+
+    def test_replies_to_a_congested_socket_are_limited(self) -> None:
+        from tgateway.tracker.ws import SEND_HIGH, SEND_LIMIT
+
+        proto, tr = self.connect(False, 6000)
+        self.announce(proto, "A" * 20)
+        scrape = ws_frame(json.dumps({"action": "scrape", "info_hash": [IHS] * 10}).encode())
+        # what one read may hold: many requests that each get a reply, none of them read
+        while not tr.aborted:
+            proto.dataReceived(scrape)
+            self.assertLessEqual(tr.most_queued, SEND_HIGH + SEND_LIMIT + 1024)
+        self.assertGreater(tr.most_queued, SEND_HIGH + SEND_LIMIT - 1024)
+        self.assertEqual(self.ws_factory.dropped_slow, 1)

@@ -364,6 +364,30 @@ class WebSocketTests(SynchronousTestCase):
         self.assertIs(s.ws_answer(a, IH, "A" * 20, "B" * 20, "o999"), b)
         self.assertIsNone(s.ws_answer(a, IH, "A" * 20, "B" * 20, "o0"))
 
+    def test_congested_sockets_get_no_offers_and_no_answers(self) -> None:
+        s = store()
+        slow = [WsSession(f"s{n}") for n in range(3)]
+        for n, session in enumerate(slow):
+            s.ws_announce(session, IH, f"{n:020d}", False, EVENT_STARTED, [], 0)
+            session.congested = True
+        fast = WsSession("f")
+        s.ws_announce(fast, IH, "F" * 20, False, EVENT_STARTED, [], 0)
+        sender = WsSession("x")
+        _, _, targets = s.ws_announce(sender, IH, "X" * 20, False, EVENT_STARTED,
+                                      ["o1", "o2", "o3", "o4"], 0)
+        self.assertEqual(targets, [fast])  # the first offer goes to the one socket that reads
+        self.assertEqual(fast.pending, {("X" * 20, "o1"): (IH, "F" * 20)})
+        self.assertEqual([x.pending for x in slow], [{}, {}, {}])  # nothing kept for them
+        self.assertEqual(s.ws_dropped, 3)
+        # an answer for a congested offerer is dropped too
+        sender.congested = True
+        self.assertIsNone(s.ws_answer(fast, IH, "F" * 20, "X" * 20, "o1"))
+        self.assertEqual(s.ws_dropped, 4)
+        slow[0].congested = False
+        _, _, targets = s.ws_announce(fast, IH, "F" * 20, False, EVENT_NONE,
+                                      ["p1", "p2", "p3", "p4"], 1)
+        self.assertEqual(targets, [slow[0]])  # drained: it gets offers again
+
     def test_ws_and_udp_peers_do_not_mix(self) -> None:
         s = store()
         a = WsSession("a")

@@ -16,6 +16,14 @@ and checked against the subscription's filters; anything malformed is logged and
 NIP-42: when the relay sends ``["AUTH", challenge]`` the session answers with a kind 22242 event
 (tags ``relay`` = the relay URL, ``challenge``) signed by the gateway key. A publish or REQ refused
 with ``auth-required:`` is sent again once, after the relay accepts our AUTH.
+
+A relay that does not read what it is sent: the adapter bounds its transport
+(:class:`~tgateway.backpressure.SendBound`). While more than ``SEND_HIGH`` bytes wait, the session
+is told to hold its messages (:meth:`RelaySession.pause_writing`): pending publishes and
+subscriptions stay in the session unsent, as they do between connections, and go out when the
+transport has drained (:meth:`RelaySession.resume_writing`). A connection that does not drain
+within ``SEND_STALL`` seconds is dropped; the pool's retry policy reconnects and the session sends
+its pending work again, and the outbox retries what timed out meanwhile.
 """
 
 from __future__ import annotations
@@ -30,8 +38,11 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from tgateway.backpressure import SendBound
 from tgateway.nostr.event import Event, EventError, EventTemplate, parse_event
 from tgateway.nostr.filters import check_filter, matches_any
 
@@ -58,6 +69,13 @@ __all__ = [
 AUTH_KIND = 22242
 MAX_SUB_ID = 64
 AUTH_REQUIRED = "auth-required:"
+#: Queued bytes above which a relay connection holds further messages in the session.
+SEND_HIGH = 64 * 1024
+#: Bytes more that may be written while the transport is paused before the connection is
+#: dropped: a backstop (the session writes nothing while paused; autobahn's pings do not count).
+SEND_LIMIT = 256 * 1024
+#: Seconds a relay connection may take to drain before it is dropped (and retried).
+SEND_STALL = 30.0
 
 
 class RelayMessageError(ValueError):
@@ -193,6 +211,7 @@ class _Publish:
     callbacks: list[PublishCallback]
     auth_retried: bool = False
     waiting_auth: bool = False
+    sent: bool = False  # written on the current connection
 
 
 @dataclass
@@ -206,6 +225,7 @@ class _Subscription:
     eose: bool = False
     auth_retried: bool = False
     waiting_auth: bool = False
+    sent: bool = False  # REQ written on the current connection
 
 
 class RelaySession:
@@ -228,6 +248,9 @@ class RelaySession:
         self.url = url
         self._auth_signer = auth_signer
         self._send: Callable[[str], None] | None = None
+        self._writable = True  # False while the connection's transport holds too much
+        self._unsent_auth: str | None = None  # our AUTH answer, held while not writable
+        self._unsent_closes: list[str] = []  # CLOSEs of subscriptions the relay has, held
         self._publishes: dict[str, _Publish] = {}
         self._subs: dict[str, _Subscription] = {}
         self._ids = itertools.count(1)
@@ -247,29 +270,67 @@ class RelaySession:
     def connection_made(self, send: Callable[[str], None]) -> None:
         """A connection is open: send every pending EVENT and live REQ through ``send``."""
         self._send = send
+        self._writable = True
+        self._unsent_closes = []
         self._reset_auth()
-        for pub in list(self._publishes.values()):
-            pub.auth_retried = pub.waiting_auth = False
-            send(encode_event(pub.event))
-        for sub in list(self._subs.values()):
-            sub.auth_retried = sub.waiting_auth = False
-            send(encode_req(sub.sub_id, sub.filters))
+        for pub in self._publishes.values():
+            pub.auth_retried = pub.waiting_auth = pub.sent = False
+        for sub in self._subs.values():
+            sub.auth_retried = sub.waiting_auth = sub.sent = False
+        self._flush()
 
     def connection_lost(self, send: Callable[[str], None] | None = None) -> None:
         """The connection (the one using ``send``, when given) is gone; keep pending work."""
         if send is not None and self._send != send:
             return
         self._send = None
+        self._writable = True
+        self._unsent_closes = []
         self._reset_auth()
+
+    def pause_writing(self) -> None:
+        """The connection holds too much unsent: keep further messages here."""
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        """The connection has drained: send what was held (until it fills up again)."""
+        self._writable = True
+        self._flush()
 
     def _reset_auth(self) -> None:
         self._challenge = None
         self._auth_event_id = None
+        self._unsent_auth = None
         self.authenticated = False
 
-    def _write(self, text: str) -> None:
-        if self._send is not None:
-            self._send(text)
+    def _write(self, text: str) -> bool:
+        """Send ``text`` now if the connection takes it; False if it was not sent."""
+        if self._send is None or not self._writable:
+            return False
+        self._send(text)
+        return True
+
+    def _flush(self) -> None:
+        """Send what is due on this connection and not sent yet, oldest first, while the
+        connection takes it."""
+        if self._unsent_auth is not None:
+            if not self._write(self._unsent_auth):
+                return
+            self._unsent_auth = None
+        while self._unsent_closes:
+            if not self._write(encode_close(self._unsent_closes[0])):
+                return
+            del self._unsent_closes[0]
+        for pub in list(self._publishes.values()):
+            if not pub.sent and not pub.waiting_auth:
+                if not self._write(encode_event(pub.event)):
+                    return
+                pub.sent = True
+        for sub in list(self._subs.values()):
+            if not sub.sent and not sub.waiting_auth:
+                if not self._write(encode_req(sub.sub_id, sub.filters)):
+                    return
+                sub.sent = True
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -287,8 +348,8 @@ class RelaySession:
         if pub is not None:
             pub.callbacks.append(on_result)
             return
-        self._publishes[event.id] = _Publish(event, [on_result])
-        self._write(encode_event(event))
+        pub = self._publishes[event.id] = _Publish(event, [on_result])
+        pub.sent = self._write(encode_event(event))
 
     def cancel_publish(self, event_id: str, on_result: PublishCallback) -> None:
         """Forget ``on_result``; the publish itself is dropped when nobody waits for it."""
@@ -312,14 +373,16 @@ class RelaySession:
         if not checked:
             raise ValueError("a subscription needs at least one filter")
         sub_id = f"{self._sub_id_prefix}{next(self._ids)}"
-        self._subs[sub_id] = _Subscription(sub_id, checked, on_event, on_eose, on_closed)
-        self._write(encode_req(sub_id, checked))
+        sub = self._subs[sub_id] = _Subscription(sub_id, checked, on_event, on_eose, on_closed)
+        sub.sent = self._write(encode_req(sub_id, checked))
         return sub_id
 
     def unsubscribe(self, sub_id: str) -> None:
         """Close a subscription (sends CLOSE when connected); unknown ids are ignored."""
-        if self._subs.pop(sub_id, None) is not None:
-            self._write(encode_close(sub_id))
+        sub = self._subs.pop(sub_id, None)
+        if sub is not None and sub.sent and not self._write(encode_close(sub_id)):
+            if self._send is not None:
+                self._unsent_closes.append(sub_id)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -391,7 +454,7 @@ class RelaySession:
         ):
             pub.auth_retried = True
             if self.authenticated:
-                self._write(encode_event(pub.event))
+                pub.sent = self._write(encode_event(pub.event))
             else:
                 pub.waiting_auth = True  # sent again when our AUTH is accepted
             return
@@ -410,7 +473,7 @@ class RelaySession:
         ):
             sub.auth_retried = True
             if self.authenticated:
-                self._write(encode_req(sub.sub_id, sub.filters))
+                sub.sent = self._write(encode_req(sub.sub_id, sub.filters))
             else:
                 sub.waiting_auth = True
             return
@@ -426,7 +489,8 @@ class RelaySession:
         self.authenticated = False
         event = self._auth_signer(make_auth_template(self.url, challenge, now))
         self._auth_event_id = event.id
-        self._write(encode_auth(event))
+        text = encode_auth(event)
+        self._unsent_auth = None if self._write(text) else text
 
     def _on_auth_result(self, accepted: bool, message: str) -> None:
         self.authenticated = accepted
@@ -439,7 +503,7 @@ class RelaySession:
                 continue
             pub.waiting_auth = False
             if accepted:
-                self._write(encode_event(pub.event))
+                pub.sent = self._write(encode_event(pub.event))
             else:
                 del self._publishes[event_id]
                 for callback in pub.callbacks:
@@ -449,7 +513,7 @@ class RelaySession:
                 continue
             sub.waiting_auth = False
             if accepted:
-                self._write(encode_req(sub.sub_id, sub.filters))
+                sub.sent = self._write(encode_req(sub.sub_id, sub.filters))
             else:
                 del self._subs[sub_id]
                 if sub.on_closed is not None:
@@ -470,6 +534,33 @@ class RelayClientProtocol(WebSocketClientProtocol):
         self._open_waiters: list[Deferred[None]] = []
         self._is_open = False
         self._is_closed = False
+        self.bound: SendBound | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        f = self.factory
+        self.bound = SendBound(self, f.clock, high=f.send_high, limit=f.send_limit,
+                               stall=f.send_stall)
+        self.bound.attach(self.transport)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.bound is not None:
+            self.bound.detach()
+        super().connectionLost(reason)
+
+    # SendOwner: the transport's buffer
+    def sending_paused(self) -> None:
+        if self._is_open:
+            self.factory.session.pause_writing()
+
+    def sending_resumed(self) -> None:
+        if self._is_open and not self._is_closed:
+            self.factory.session.resume_writing()
+
+    def send_bound_exceeded(self, reason: str) -> None:
+        self.log.warn("dropping the connection to {relay}: it does not read what we send "
+                      "({reason})", relay=self.factory.session.url, reason=reason)
+        self.dropConnection(abort=True)
 
     def when_open(self) -> Deferred[None]:
         """Fires when the WebSocket handshake completes; fails if the connection closes first.
@@ -512,7 +603,11 @@ class RelayClientProtocol(WebSocketClientProtocol):
             d.errback(ConnectionError(f"WebSocket to {self.factory.session.url} closed: {reason}"))
 
     def _send_text(self, text: str) -> None:
-        self.sendMessage(text.encode("utf-8"), isBinary=False)  # type: ignore[no-untyped-call]
+        payload = text.encode("utf-8")
+        bound = self.bound
+        if bound is not None and bound.paused and not bound.wrote(len(payload)):
+            return
+        self.sendMessage(payload, isBinary=False)  # type: ignore[no-untyped-call]
 
 
 class RelayClientFactory(WebSocketClientFactory):
@@ -530,10 +625,16 @@ class RelayClientFactory(WebSocketClientFactory):
         ping_interval: float = 30.0,
         ping_timeout: float = 15.0,
         useragent: str = "tgateway",
+        send_high: int = SEND_HIGH,
+        send_limit: int = SEND_LIMIT,
+        send_stall: float = SEND_STALL,
     ) -> None:
         super().__init__(url=session.url, reactor=clock, useragent=useragent)  # type: ignore[no-untyped-call]
         self.session = session
         self.clock = clock
+        self.send_high = send_high
+        self.send_limit = send_limit
+        self.send_stall = send_stall
         self.setProtocolOptions(  # type: ignore[no-untyped-call]
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,

@@ -67,7 +67,7 @@ class SessionConfig:
     version: bytes = b"tgateway 0.1"
     reqq: int = 500  # requests we accept queued per peer (advertised as BEP 10 "reqq")
     allowed_fast: int = 10  # BEP 6 allowed-fast set size for choked peers (0: none)
-    handshake_timeout: float = 30.0
+    handshake_timeout: float = 10.0  # an unidentified connection gets this long to handshake
     idle_timeout: float = 180.0  # nothing received for this long: close
     keepalive_interval: float = 60.0  # nothing sent for this long: send a keep-alive
     max_bad_requests: int = 200  # invalid requests tolerated before closing
@@ -412,7 +412,7 @@ class PeerSession:
         """Timeouts and keep-alives; call every few seconds."""
         cfg = self.config
         if self.state in ("handshake", "lookup"):
-            if now - self.created > cfg.handshake_timeout:
+            if now - self.created >= cfg.handshake_timeout:
                 self.close("handshake timeout")
             return
         if self.state != "active":

@@ -1,15 +1,25 @@
 """TCP adapter of the peer core: frames bytes, reads pieces through the chunk reader, limits.
 
 :class:`PeerProtocol` splits the stream with :class:`~tgateway.peer.wire.Framer`, hands each item
-to its :class:`~tgateway.peer.core.PeerSession` and writes what the session sends. It registers
-itself as a push producer with its transport: while the transport's buffer is full
-(``pauseProducing``) it asks the session for no further request, so at most one piece read and
-the transport's own buffer are pending per peer, never a queue of blocks.
+to its :class:`~tgateway.peer.core.PeerSession` and writes what the session sends. Its transport
+is bounded by a :class:`~tgateway.backpressure.SendBound`: while more than ``SEND_BUFFER`` bytes
+wait for the peer, it asks the session for no further request to serve and reads nothing more
+from the peer (messages already read wait, unparsed requests wait in the peer's socket), so at
+most one piece read and the transport's own buffer are pending per peer, never a queue of blocks
+or of answers (a burst of ``ut_metadata`` requests cannot make 16 KiB answers pile up). A peer
+that does not drain its buffer for ``SEND_STALL`` seconds is dropped, and so is one for which
+more than ``SEND_OVER`` bytes would be written while paused.
 
 :class:`PeerFactory` holds what connections share: the torrents by info-hash, the chunk reader,
-the choker, the upload rate bucket, and the connection limits (total and per IP). A connection
-over a limit is refused before any byte is read; a handshake for an info-hash the store does not
-have is closed at once.
+the choker, the upload rate bucket, and the connection limits. A connection is *unidentified*
+until its BitTorrent handshake is complete (plaintext, or after the encryption handshake);
+unidentified connections have their own budget (``max_unidentified``) and their own deadline
+(``SessionConfig.handshake_timeout``, 10 s), apart from ``max_connections``, which counts
+identified ones only. A new connection is accepted while identified slots are free (and its
+address has fewer than ``max_connections_per_ip``); when the unidentified budget is full, the
+oldest unidentified connection of the address holding the most of them is dropped to make room,
+so a flood of silent connections from a few addresses evicts itself and never keeps a real peer
+out. A handshake for an info-hash the store does not have is closed at once.
 
 A connection whose first bytes are not the plaintext handshake is taken as an MSE (protocol
 encryption) handshake (:mod:`tgateway.peer.mse`); after it, the stream is plaintext when the
@@ -26,11 +36,11 @@ from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from tgateway.backpressure import SendBound
 from tgateway.bencode import DecodeError
 from tgateway.ratelimit import TokenBucket
 from tgateway.storage.model import StoredFile
@@ -45,6 +55,8 @@ __all__ = ["PeerFactory", "PeerProtocol"]
 BASE_MAX_MESSAGE = 64 * 1024  # plus the bitfield size of the torrent
 WRITE_BATCH = 128 * 1024  # piece messages handed to the transport in one writeSequence
 SEND_BUFFER = 512 * 1024  # the transport pauses us above this many buffered bytes
+SEND_OVER = 1024 * 1024  # bytes more written while paused (answers to what was read): dropped
+SEND_STALL = 120.0  # seconds a paused transport may take to drain before the peer is dropped
 # Bytes per send() call (Twisted's default is 128 KiB): fewer, larger sends mean fewer wake-ups
 # of the receiving process, which on a busy machine is most of the cost of sending.
 SEND_LIMIT = 512 * 1024
@@ -61,7 +73,6 @@ def _packed(host: str) -> bytes | None:
     return addr.packed
 
 
-@implementer(IPushProducer)
 class PeerProtocol(protocol.Protocol):
     log = Logger()
 
@@ -71,7 +82,12 @@ class PeerProtocol(protocol.Protocol):
         self.session: PeerSession | None = None
         self.framer = wire.Framer(BASE_MAX_MESSAGE)
         self.file: StoredFile | None = None
-        self._pending: list[bytes] | None = None  # items received while the torrent is looked up
+        # Items read but not handled yet: while the torrent is looked up, or while the transport
+        # is paused (the peer does not read what we send).
+        self._backlog: list[bytes] | None = None
+        self.identified = False  # the BitTorrent handshake is complete (counted as established)
+        self._deadline: IDelayedCall | None = None
+        self.bound: SendBound | None = None
         self._paused = False
         self._pumping = False
         self._reading: Request | None = None
@@ -95,11 +111,25 @@ class PeerProtocol(protocol.Protocol):
                                    peer_ip=_packed(self.host))
         f.connection_made(self)
         transport: Any = self.transport
-        if hasattr(transport, "bufferSize"):
-            transport.bufferSize = SEND_BUFFER
         if hasattr(transport, "SEND_LIMIT"):
             transport.SEND_LIMIT = SEND_LIMIT
-        transport.registerProducer(self, True)
+        self.bound = SendBound(self, f.clock, high=SEND_BUFFER, limit=SEND_OVER, stall=SEND_STALL)
+        self.bound.attach(transport)
+        self._deadline = f.clock.callLater(f.session_config.handshake_timeout,
+                                           self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        self._deadline = None
+        if self.session is not None:
+            self.session.tick(self.factory.clock.seconds())
+
+    def evict(self, reason: str) -> None:
+        """Drop this (unidentified) connection at once, to make room."""
+        if self.session is not None:
+            self.session.close(reason)
+        transport: Any = self.transport
+        if transport is not None and not self._lost:
+            transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -139,8 +169,8 @@ class PeerProtocol(protocol.Protocol):
         except DecodeError as e:
             session.close(f"framing: {e}")
             return
-        if self._pending is not None:
-            self._pending.extend(items)
+        if self._backlog is not None:
+            self._backlog.extend(items)
             return
         self._handle(items)
 
@@ -159,33 +189,52 @@ class PeerProtocol(protocol.Protocol):
                 if found is None:
                     session.close("unknown info-hash")
                     return
+                if not self._identify():
+                    return
                 if isinstance(found, Deferred):
-                    self._pending = list(items[i + 1 :])
+                    self._backlog = list(items[i + 1 :])
                     transport: Any = self.transport
                     transport.pauseProducing()
                     found.addCallbacks(self._found, self._lookup_failed)
                     return
                 self._begin(found, now)
+            elif self._paused:
+                # The peer does not take what we send: handle none of its further messages
+                # (reading is paused too) until the transport has drained.
+                self._backlog = list(items[i:])
+                return
             else:
                 session.message_received(item, now)
+
+    def _identify(self) -> bool:
+        """The handshake is complete: leave the unidentified budget for an established slot."""
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        assert self.session is not None
+        if not self.factory.identified(self):
+            self.session.close("too many connections")
+            return False
+        return True
 
     def _found(self, f: StoredFile | None) -> None:
         session = self.session
         transport: Any = self.transport
         assert session is not None and transport is not None
-        pending, self._pending = self._pending or [], None
+        backlog, self._backlog = self._backlog or [], None
         if session.closed:
             return
         if f is None:
             session.close("unknown info-hash")
             return
-        transport.resumeProducing()
+        if not self._paused:
+            transport.resumeProducing()
         self._begin(f, self.factory.clock.seconds())
-        self._handle(pending)
+        self._handle(backlog)
 
     def _lookup_failed(self, failure: Failure) -> None:
         self.log.failure("torrent lookup failed", failure)
-        self._pending = None
+        self._backlog = None
         if self.session is not None:
             self.session.close("lookup failed")
 
@@ -198,13 +247,15 @@ class PeerProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
-        if self._abort_timer is not None and self._abort_timer.active():
-            self._abort_timer.cancel()
-        if self._rate_timer is not None and self._rate_timer.active():
-            self._rate_timer.cancel()
-        self._rate_timer = None
+        for timer in (self._abort_timer, self._rate_timer, self._deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._rate_timer = self._deadline = None
+        if self.bound is not None:
+            self.bound.detach()
         self._held = None
         self._cur_piece = None
+        self._backlog = None
         if self.session is not None and not self.session.closed:
             self.session.close("connection lost")
         self.factory.connection_lost(self)
@@ -213,6 +264,9 @@ class PeerProtocol(protocol.Protocol):
 
     def send(self, data: bytes) -> None:
         if not self._lost and self.transport is not None:
+            bound = self.bound
+            if bound is not None and bound.paused and not bound.wrote(len(data)):
+                return
             if self._encrypt is not None:
                 data = self._encrypt.update(data)
             self.transport.write(data)
@@ -330,19 +384,27 @@ class PeerProtocol(protocol.Protocol):
         self._rate_timer = None
         self._pump()
 
-    # ------------------------------------------------------------------ IPushProducer
+    # ------------------------------------------------------------------ SendOwner
 
-    def pauseProducing(self) -> None:
+    def sending_paused(self) -> None:
         self._paused = True
 
-    def resumeProducing(self) -> None:
+    def sending_resumed(self) -> None:
         if not self._paused:
             return
         self._paused = False
+        session = self.session
+        if self._backlog is not None and session is not None and session.state == "active":
+            backlog, self._backlog = self._backlog, None
+            self._handle(backlog)
         self._pump()
 
-    def stopProducing(self) -> None:
-        self._paused = True
+    def send_bound_exceeded(self, reason: str) -> None:
+        if self.session is not None:
+            self.session.close(f"the peer does not read what it is sent ({reason})")
+        transport: Any = self.transport
+        if transport is not None and not self._lost:
+            transport.abortConnection()
 
 
 class PeerFactory(protocol.ServerFactory):
@@ -361,6 +423,7 @@ class PeerFactory(protocol.ServerFactory):
         get_by_info_hash: Callable[[str], Deferred[StoredFile | None]],
         max_connections: int = 200,
         max_connections_per_ip: int = 8,
+        max_unidentified: int | None = None,
         max_uploads: int = 8,
         upload_rate: int = 0,
         rng: random.Random | None = None,
@@ -374,6 +437,9 @@ class PeerFactory(protocol.ServerFactory):
         self.get_by_info_hash = get_by_info_hash
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
+        # connections without a complete handshake: a quarter of max_connections, at least 8
+        self.max_unidentified = (
+            max_unidentified if max_unidentified is not None else max(8, max_connections // 4))
         self.choker = Choker(max_uploads, rng or random.Random())
         self.bucket: TokenBucket | None = None
         if upload_rate:
@@ -387,7 +453,12 @@ class PeerFactory(protocol.ServerFactory):
         self._req2_built = float("-inf")
         self.connections: dict[PeerProtocol, None] = {}
         self.per_ip: dict[str, int] = {}
+        # unidentified connections by address, oldest first
+        self.unidentified: dict[str, dict[PeerProtocol, None]] = {}
+        self.unidentified_count = 0
+        self.established = 0
         self.refused = 0
+        self.evicted = 0
         self.bytes_sent = 0
         self.closes: dict[str, int] = {}
 
@@ -437,18 +508,47 @@ class PeerFactory(protocol.ServerFactory):
 
     def buildProtocol(self, addr: Any) -> PeerProtocol | None:
         host = getattr(addr, "host", "")
-        if len(self.connections) >= self.max_connections or (
+        if self.established >= self.max_connections or (
             self.per_ip.get(host, 0) >= self.max_connections_per_ip
         ):
             self.refused += 1
             return None
+        if self.unidentified_count >= self.max_unidentified and self.unidentified:
+            self._evict_one()
         p = PeerProtocol(self, host)
         p.factory = self
         return p
 
+    def _evict_one(self) -> None:
+        """Drop the oldest unidentified connection of the address that holds the most."""
+        conns = max(self.unidentified.values(), key=len)
+        victim = next(iter(conns))
+        self._forget_unidentified(victim)
+        self.evicted += 1
+        victim.evict("evicted: too many connections without a handshake")
+
+    def _forget_unidentified(self, p: PeerProtocol) -> bool:
+        conns = self.unidentified.get(p.host)
+        if conns is None or conns.pop(p, 0) is not None:
+            return False
+        self.unidentified_count -= 1
+        if not conns:
+            del self.unidentified[p.host]
+        return True
+
     def connection_made(self, p: PeerProtocol) -> None:
         self.connections[p] = None
         self.per_ip[p.host] = self.per_ip.get(p.host, 0) + 1
+        self.unidentified.setdefault(p.host, {})[p] = None
+        self.unidentified_count += 1
+
+    def identified(self, p: PeerProtocol) -> bool:
+        """``p`` completed its handshake: give it an established slot (False: none is free)."""
+        if not self._forget_unidentified(p) or self.established >= self.max_connections:
+            return False
+        self.established += 1
+        p.identified = True
+        return True
 
     def session_started(self, p: PeerProtocol) -> None:
         if p.session is not None and not p.session.closed:
@@ -461,6 +561,10 @@ class PeerFactory(protocol.ServerFactory):
                 self.per_ip.pop(p.host, None)
             else:
                 self.per_ip[p.host] = n
+            self._forget_unidentified(p)
+            if p.identified:
+                p.identified = False
+                self.established -= 1
         if p.session is not None:
             self.choker.remove(p.session, self.clock.seconds())
 
@@ -494,6 +598,9 @@ class PeerFactory(protocol.ServerFactory):
         sessions = [p.session for p in self.connections if p.session is not None]
         return {
             "connections": len(self.connections),
+            "established": self.established,
+            "unidentified": self.unidentified_count,
+            "evicted": self.evicted,
             "unchoked": sum(1 for s in sessions if not s.am_choking),
             "interested": sum(1 for s in sessions if s.peer_interested),
             "refused": self.refused,

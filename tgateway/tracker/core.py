@@ -141,15 +141,18 @@ class WsSession:
     ``entries`` maps (info_hash, peer_id) of the swarms this socket is in; ``pending`` maps
     (offering peer_id, offer_id) -> (info_hash, recipient peer_id) for offers forwarded to it,
     so that only answers to offers the tracker really forwarded are routed.
+    ``congested`` is set by the adapter while the socket does not take what is written to it:
+    offers and answers are best effort, and none is sent to a congested socket.
     """
 
-    __slots__ = ("handle", "entries", "pending", "closed")
+    __slots__ = ("handle", "entries", "pending", "closed", "congested")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.entries: dict[tuple[bytes, str], None] = {}
         self.pending: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.closed = False
+        self.congested = False
 
 
 class WsPeer:
@@ -246,6 +249,7 @@ class SwarmStore:
         self._sweep: list[bytes] = []
         self._this_pass = 0
         self._last_pass = 0
+        self.ws_dropped = 0  # offers and answers not sent to a congested socket
 
     # ------------------------------------------------------------------ policy
 
@@ -488,8 +492,9 @@ class SwarmStore:
         """Record a WebTorrent announce and choose where its offers go.
 
         Returns (complete, incomplete, targets): ``targets[i]`` receives offer ``offer_ids[i]``
-        (fewer targets than offers when the swarm is small). Each forwarded offer is remembered in
-        the target's session so its answer can be routed back. Raises TrackerError.
+        (fewer targets than offers when the swarm is small, or when picked peers are congested:
+        those get no offer). Each forwarded offer is remembered in the target's session so its
+        answer can be routed back. Raises TrackerError.
         """
         swarm = self._swarm_for_update(info_hash)
         wseeds, wleech = swarm.wseeds, swarm.wleech
@@ -527,12 +532,15 @@ class SwarmStore:
             picked = self._pick(
                 swarm, info_hash, wseeds, wleech, None, None, seed, peer_id, n, None, 0
             )
-            for to_id, offer_id in zip(picked, offer_ids, strict=False):
+            for to_id in picked:
                 target = (wseeds.get(to_id) or wleech[to_id]).session
+                if target.congested:
+                    self.ws_dropped += 1
+                    continue
                 pending = target.pending
                 if len(pending) >= MAX_PENDING_OFFERS:
                     del pending[next(iter(pending))]
-                pending[(peer_id, offer_id)] = (info_hash, to_id)
+                pending[(peer_id, offer_ids[len(targets)])] = (info_hash, to_id)
                 targets.append(target)
         complete = swarm.seeders() + len(self.local.get(info_hash, _EMPTY))
         return complete, swarm.leechers(), targets
@@ -541,7 +549,8 @@ class SwarmStore:
         self, session: WsSession, info_hash: bytes, peer_id: str, to_peer_id: str, offer_id: str
     ) -> WsSession | None:
         """Where an answer goes: the offering peer's session, if this session really received
-        that offer (same info-hash, same recipient peer_id) and the offerer is still there."""
+        that offer (same info-hash, same recipient peer_id) and the offerer is still there and
+        not congested."""
         key = (to_peer_id, offer_id)
         forwarded = session.pending.get(key)
         if forwarded is None or forwarded[0] != info_hash or forwarded[1] != peer_id:
@@ -552,6 +561,9 @@ class SwarmStore:
             return None
         peer = swarm.wseeds.get(to_peer_id) or swarm.wleech.get(to_peer_id)
         if peer is None or peer.session.closed:
+            return None
+        if peer.session.congested:
+            self.ws_dropped += 1
             return None
         return peer.session
 

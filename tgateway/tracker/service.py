@@ -71,6 +71,16 @@ class Tracker:
         """HTTP, UDP and WebSocket announce URLs for torrents and magnets, HTTP first."""
         return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0)
 
+    def status(self) -> dict[str, Any]:
+        """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
+        return {
+            "status": "ok",
+            "swarms": len(self.store.swarms),
+            "ws_connections": self.ws_factory.connections,
+            "ws_offers_dropped": self.store.ws_dropped,  # not sent to congested sockets
+            "ws_dropped_slow": self.ws_factory.dropped_slow,  # sockets dropped for not reading
+        }
+
     def add_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
         """List the gateway's own BitTorrent peer first for this torrent, forever."""
         self.store.add_local_peer(info_hash, self.addresses.pack(ip) + port.to_bytes(2, "big"))

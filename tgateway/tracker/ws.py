@@ -7,6 +7,12 @@ routed back to the offering peer only if the tracker forwarded that offer to the
 socket. Errors are ``{action, "failure reason", info_hash}`` (the client ignores messages for
 other info-hashes, so ``info_hash`` is included whenever it is known). A closed socket counts as
 ``stopped`` in every swarm it joined.
+
+A socket that does not read what it is sent is bounded (:class:`~tgateway.backpressure.SendBound`):
+above ``SEND_HIGH`` queued bytes it is *congested*: it gets no offers and no answers (they are
+best effort; the offering client re-offers on its next announce) and nothing more is read from
+it. It is dropped when more than ``SEND_LIMIT`` further bytes (replies to its own requests) would
+be queued, or when it stays congested for ``SEND_STALL`` seconds.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from tgateway.backpressure import SendBound
 from tgateway.bencode import DecodeError
 from tgateway.tracker.core import SwarmStore, TrackerError, WsSession
 from tgateway.tracker.wire import WsAnnounce, decode_ws
@@ -40,6 +49,13 @@ def _encode_obj(obj: Any) -> str:
 
 #: Largest WebSocket message accepted (an announce with 10 offers of 2 KiB SDP is ~25 KiB).
 MAX_MESSAGE = 64 * 1024
+#: Queued bytes above which a socket is congested (no offers or answers; not read).
+SEND_HIGH = 64 * 1024
+#: Bytes more that may be queued for a congested socket (replies to what it sent before) before
+#: it is dropped.
+SEND_LIMIT = 256 * 1024
+#: Seconds a socket may stay congested before it is dropped.
+SEND_STALL = 30.0
 
 
 def _unmask(data: bytes, mask: bytes) -> bytes:
@@ -63,6 +79,7 @@ class WsTracker:
         full_scrape: bool = False,
     ) -> None:
         self.store = store
+        self.clock = clock
         self._seconds: Callable[[], float] = clock.seconds
         self.interval = interval
         self.full_scrape = full_scrape
@@ -153,6 +170,34 @@ class WsTrackerProtocol(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.session = WsSession(self)
+        self.bound: SendBound | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.bound = SendBound(self, self.factory.tracker.clock, high=SEND_HIGH,
+                               limit=SEND_LIMIT, stall=SEND_STALL)
+        self.bound.attach(self.transport)
+        self.factory.connections += 1
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.bound is not None:
+            self.bound.detach()
+            self.bound = None
+            self.factory.connections -= 1
+        super().connectionLost(reason)
+
+    # SendOwner: the transport's buffer
+    def sending_paused(self) -> None:
+        self.session.congested = True
+
+    def sending_resumed(self) -> None:
+        self.session.congested = False
+
+    def send_bound_exceeded(self, reason: str) -> None:
+        self.factory.dropped_slow += 1
+        # autobahn logs the drop with this reason (once per connection)
+        self.wasNotCleanReason = f"the peer does not read what it is sent ({reason})"
+        self.dropConnection(abort=True)
 
     def onConnect(self, request: ConnectionRequest) -> None:
         return None
@@ -236,6 +281,9 @@ class WsTrackerProtocol(WebSocketServerProtocol):
             head = b"\x81\x7e" + n.to_bytes(2, "big")
         else:
             head = b"\x81\x7f" + n.to_bytes(8, "big")
+        bound = self.bound
+        if bound is not None and bound.paused and not bound.wrote(n + len(head)):
+            return
         self.transport.write(head + payload)  # type: ignore[union-attr]
 
 
@@ -246,6 +294,8 @@ class WsTrackerFactory(WebSocketServerFactory):
     def __init__(self, tracker: WsTracker, url: str | None = None) -> None:
         super().__init__(url)
         self.tracker = tracker
+        self.connections = 0  # open WebSocket connections
+        self.dropped_slow = 0  # connections dropped for not reading
         self.setProtocolOptions(
             maxMessagePayloadSize=MAX_MESSAGE,
             maxFramePayloadSize=MAX_MESSAGE,
