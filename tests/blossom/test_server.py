@@ -304,11 +304,25 @@ class Reports(BlossomRoutes):
         return d(go())
 
 
+class _CountingSite(Site):
+    connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
 class _Origin:
-    async def start(self, data: bytes) -> str:
+    async def start(self, data: bytes, interface: str = "127.0.0.1") -> str:
         root = Resource()
         root.putChild(b"blob.png", Data(data, "image/png"))
-        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
+        self.site = _CountingSite(root)
+        if ":" in interface:
+            from twisted.internet.endpoints import TCP6ServerEndpoint
+
+            self.port = await TCP6ServerEndpoint(reactor, 0, interface=interface).listen(self.site)
+            return f"http://[{interface}]:{self.port.getHost().port}/blob.png"
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface=interface).listen(self.site)
         return f"http://127.0.0.1:{self.port.getHost().port}/blob.png"
 
 
@@ -335,6 +349,20 @@ class MirrorPrivateAllowed(BlossomRoutes):
 
         return d(go())
 
+    def test_mirror_from_an_ipv6_literal_url(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"\x89PNG\r\n\x1a\n" + b"six" * 700
+            origin = _Origin()
+            url = await origin.start(data, interface="::1")
+            self.addCleanup(origin.port.stopListening)
+            r = await self.put("/mirror", json.dumps({"url": url}).encode(),
+                               {"Authorization": header("upload", hashes=(sha(data),))})
+            self.assertEqual(r.code, 201, await r.text())
+            self.assertEqual((await r.json())["sha256"], sha(data))
+            self.assertEqual(origin.site.connections, 1)
+
+        return d(go())
+
 
 class MirrorPrivateRefused(BlossomRoutes):
     def test_loopback_refused(self) -> Deferred[None]:
@@ -344,10 +372,14 @@ class MirrorPrivateRefused(BlossomRoutes):
             url = await origin.start(data)
             self.addCleanup(origin.port.stopListening)
             auth = {"Authorization": header("upload", hashes=(sha(data),))}
-            for target in (url, url.replace("127.0.0.1", "localhost")):
+            forms = ("127.0.0.1", "localhost", "2130706433", "0x7f000001", "127.1",
+                     "017700000001", "[::ffff:127.0.0.1]")
+            for target in (url.replace("127.0.0.1", form) for form in forms):
                 r = await self.put("/mirror", json.dumps({"url": target}).encode(), auth)
                 self.assertEqual(r.code, 403, target)
+                self.assertEqual((await r.json())["error"], "mirror_forbidden")
                 self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            self.assertEqual(origin.site.connections, 0)
             r = await self.put("/mirror", json.dumps({"url": "file:///etc/passwd"}).encode(), auth)
             self.assertEqual(r.code, 400)
             self.assertEqual((await self.stored())["files"], 0)

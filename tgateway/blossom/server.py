@@ -145,7 +145,7 @@ class BlossomServer:
         blossom_store: BlossomStore,
         links: Links,
         clock: Any,
-        http_client: Any = None,
+        http_agent: Any = None,
         quota: Callable[[str], int] | None = None,
     ) -> None:
         bc = config.blossom_server
@@ -165,13 +165,7 @@ class BlossomServer:
         self._fixed_domain = bool(bc.public_url)
         self._domain = (urlsplit(self.base_url).hostname or "").lower()
         self._quota = quota or (lambda owner: int(config.admin.default_user_storage_limit))
-        if http_client is None:
-            import treq.client
-
-            http_client = treq.client.HTTPClient(
-                guarded_agent(clock, allow_private=bc.mirror_allow_private)
-            )
-        self.http = http_client
+        self.http = http_agent or guarded_agent(clock, allow_private=bc.mirror_allow_private)
 
     # helpers ---------------------------------------------------------------------
 
