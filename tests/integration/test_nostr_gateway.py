@@ -5,9 +5,10 @@
   the relay's OK, ``POST .../announce`` (owner only) publishes a fresh one;
 - the relay down during the upload, then up at the same address: the event arrives, no restart;
 - the gateway restarted in between (relay still down during the first run): it arrives, once;
-- NIP-46 login over HTTP with the nostr-tools signer (``nostr_bunker_signer.mjs``): a session;
-  a signer that asks for approval: 202 with ``auth_url``, then the poll gets the session; a
-  silent signer: a clean 401 after ``nostr.nip46_timeout``.
+- NIP-46 login over HTTP with the nostr-tools signer (``nostr_bunker_signer.mjs``): a session,
+  for an event that names the gateway; a signer that asks for approval: 202 with ``auth_url``,
+  then the poll gets the session; a silent signer: a clean 401 after ``nostr.nip46_timeout``; a
+  signature bound to another server: 401.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class NostrGatewayTests(TestCase):
     async def session(self, gw: Gateway, secret: str = ALICE) -> str:
         code, c = await call("GET", gw.url("/api/auth/challenge"))
         template = {"kind": 22242, "created_at": int(time.time()),
-                    "tags": [["challenge", c["challenge"]]], "content": ""}
+                    "tags": [["relay", c["relay"]], ["challenge", c["challenge"]]], "content": ""}
         signed = await run_node_json_deferred(
             reactor, "nostr_events.mjs",
             input=json.dumps({"secret": secret, "sign": [template]}).encode(), timeout=60,
@@ -254,10 +255,13 @@ class NostrGatewayTests(TestCase):
     async def test_nip46_login(self) -> None:
         relay = self.relay("relay")
         gw = self.start(self.config(allow_private_bunker_relays=True, nip46_timeout=20))
-        await self.signer(relay.url, secret="s3cret")
+        signer = await self.signer(relay.url, secret="s3cret")
         code, body = await call("POST", gw.url("/api/auth/login"),
                                 json={"auth_type": "nip46", "bunker_url": self.bunker(relay.url, "s3cret")})
         self.assertEqual(code, 200, body)
+        # what the signer was asked to sign names this gateway
+        asked = await signer.json_deferred(reactor, timeout=5, key="tags")
+        self.assertIn(["relay", gw.base], asked["tags"])
         user = public_key_hex(bytes.fromhex(USER))
         self.assertEqual((body["pubkey"], body["auth_type"]), (user, "nip46"))
         code, me = await call("GET", gw.url("/api/auth/session"),
@@ -290,6 +294,15 @@ class NostrGatewayTests(TestCase):
         self.assertEqual((code, body["error"]), (401, "nip46_failed"), body)
         self.assertIn("did not answer connect within 2 s", body["message"])
         self.assertLess(time.monotonic() - started, 10)
+
+    async def test_nip46_signature_for_another_server_refused(self) -> None:
+        relay = self.relay("relay")
+        gw = self.start(self.config(allow_private_bunker_relays=True, nip46_timeout=20))
+        await self.signer(relay.url, mode="rebind")
+        code, body = await call("POST", gw.url("/api/auth/login"),
+                                json={"auth_type": "nip46", "bunker_url": self.bunker(relay.url)})
+        self.assertEqual((code, body["error"]), (401, "nip46_failed"), body)
+        self.assertIn("signed a different event", body["message"])
 
     async def test_nip46_private_relay_refused_unless_allowed(self) -> None:
         gw = self.start(self.config())

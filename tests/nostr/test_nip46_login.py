@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tgateway.nostr.event import public_key_hex
+from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46 import Nip46Error
 from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 
@@ -15,6 +17,7 @@ from .test_pool import PoolTestMixin
 SIGNER = b"\x66" * 32
 USER = b"\x77" * 32
 SIGNER_PUB = public_key_hex(SIGNER)
+GATEWAY_URL = "https://gw.example"
 
 
 class Nip46LoginTests(PoolTestMixin):
@@ -25,7 +28,8 @@ class Nip46LoginTests(PoolTestMixin):
 
     def logins(self, **kw: Any) -> Nip46Logins:
         kw.setdefault("timeout", 10)
-        logins = Nip46Logins(self.pool, self.clock, random_bytes=lambda n: b"\x01" * n, **kw)
+        logins = Nip46Logins(self.pool, self.clock, binding=LoginBinding(GATEWAY_URL),
+                             random_bytes=lambda n: b"\x01" * n, **kw)
         return logins
 
     def settle(self, rounds: int = 10) -> None:
@@ -48,8 +52,22 @@ class Nip46LoginTests(PoolTestMixin):
         self.assertIsNone(attempt.error)
         self.assertEqual([r["method"] for r in signer.requests],
                          ["connect", "get_public_key", "sign_event"])
+        # the event the signer is asked to sign names this gateway
+        template = json.loads(signer.requests[2]["params"][0])
+        self.assertEqual(template["kind"], 22242)
+        self.assertIn(["relay", GATEWAY_URL], template["tags"])
         self.assertIs(logins.get(attempt.id), attempt)
         self.assertNotIn(self.relay.url, self.pool.urls)
+
+    def test_signatures_for_another_server_or_none_are_refused(self) -> None:
+        for mode, words in (("rebind", "different event"), ("unbind", "different event")):
+            signer = FakeSigner(self.relay, SIGNER, USER, mode=mode)
+            attempt = self.logins().start(self.bunker())
+            self.settle()
+            self.assertTrue(attempt.finished, mode)
+            self.assertIsNone(attempt.pubkey, mode)
+            self.assertIn(words, str(attempt.error))
+            self.relay.on_store.remove(signer.handle)
 
     def test_auth_url_then_approval(self) -> None:
         signer = FakeSigner(self.relay, SIGNER, USER, mode="auth_url")
@@ -102,7 +120,7 @@ class Nip46LoginTests(PoolTestMixin):
 
     def test_concurrent_attempts_share_the_relay(self) -> None:
         FakeSigner(self.relay, SIGNER, USER, mode="silent")
-        logins = Nip46Logins(self.pool, self.clock, timeout=10)
+        logins = Nip46Logins(self.pool, self.clock, binding=LoginBinding(GATEWAY_URL), timeout=10)
         first = logins.start(self.bunker())
         self.clock.advance(5)
         second = logins.start(self.bunker())

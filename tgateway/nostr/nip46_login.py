@@ -2,8 +2,9 @@
 
 ``POST /api/auth/login`` with ``auth_type: nip46`` and a ``bunker://`` URL starts a
 :class:`Nip46Attempt`: over the bunker's relays the gateway (with a fresh key) sends ``connect``,
-``get_public_key`` and ``sign_event`` of a kind 22242 event carrying a one-time challenge; the
-signed event is checked like a NIP-07 login (:func:`tgateway.nostr.login.verify_login_event`).
+``get_public_key`` and ``sign_event`` of a kind 22242 event carrying a one-time challenge and a
+``relay`` tag naming the gateway (its public URL); the signed event is checked like a NIP-07
+login (:func:`tgateway.nostr.login.verify_login_event`, same :class:`LoginBinding`).
 
 The HTTP request waits until the attempt ends or the signer answers ``auth_url`` (the user must
 approve at that URL first). In the second case the caller gets the URL and an attempt id and
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tgateway.nostr.event import EventTemplate
-from tgateway.nostr.login import ChallengeStore, verify_login_event
+from tgateway.nostr.login import ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip46 import (
     BunkerClient,
     BunkerPointer,
@@ -95,6 +96,7 @@ class Nip46Logins:
         pool: Any,
         clock: IReactorTime,
         *,
+        binding: LoginBinding,
         timeout: float = 30.0,
         allow_private: bool = False,
         max_running: int = 100,
@@ -103,6 +105,7 @@ class Nip46Logins:
     ) -> None:
         self.pool = pool
         self.clock = clock
+        self.binding = binding
         self.timeout = timeout
         self.allow_private = allow_private
         self.max_running = max_running
@@ -168,12 +171,13 @@ class Nip46Logins:
             template = EventTemplate(
                 kind=LOGIN_KIND,
                 created_at=int(now),
-                tags=(("challenge", challenge.value),),
+                tags=(("relay", self.binding.base_url), ("challenge", challenge.value)),
                 content="tgateway login",
             )
             event = await client.sign_event(template)
             checked = verify_login_event(
-                event.to_json(), challenges=self._challenges, now=self.clock.seconds()
+                event.to_json(), challenges=self._challenges, binding=self.binding,
+                now=self.clock.seconds(),
             )
             if checked.pubkey != user:
                 raise Nip46Rejected("the remote signer signed with another key")
