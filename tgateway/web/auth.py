@@ -258,7 +258,7 @@ class AuthApi:
         if not isinstance(url, str) or not url:
             raise BadRequest("nip46 login needs 'bunker_url': a bunker:// URL", code="missing_bunker_url")
         try:
-            attempt = self.nip46.start(url)
+            attempt = await self.nip46.start(url)
         except Nip46Busy as e:
             raise TooManyRequests(str(e), retry_after=5) from None
         except Nip46Error as e:

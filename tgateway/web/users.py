@@ -29,6 +29,7 @@ from twisted.web.resource import IResource
 
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
@@ -261,9 +262,9 @@ def build_user_routes(
         nip46 = Nip46Logins(
             nostr.pool,
             clock,
+            guard=OutgoingGuard(clock, allow_private=config.nostr.allow_private_bunker_relays),
             binding=binding,
             timeout=config.nostr.nip46_timeout,
-            allow_private=config.nostr.allow_private_bunker_relays,
         )
     rl = config.rate_limiting.auth
     auth_api = AuthApi(
