@@ -281,6 +281,53 @@ class OneStore(BlossomRoutes):
         return d(go())
 
 
+class ServerScope(BlossomRoutes):
+    """``server`` tags are checked against the configured or listening address, never Host."""
+
+    def test_host_header_does_not_widen_the_scope(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"scoped blob " * 50
+            h = sha(data)
+            self.assertEqual((await self.upload(data)).code, 201)
+            for host in ("evil.example", "evil.example:8082", "EVIL.example."):
+                token = header("delete", hashes=(h,), servers=("evil.example",))
+                r = await self.http.delete(f"{self.lb.url}/{h}",
+                                           headers={"Authorization": token, "Host": host})
+                self.assertEqual(r.code, 401, host)
+                self.assertEqual((await r.json())["error"], "wrong_server")
+                self.assertIn("another server", r.headers.getRawHeaders("x-reason")[0])
+            self.assertEqual((await self.stored())["files"], 1)
+            # the listening address is this server, whatever Host says
+            token = header("delete", hashes=(h,), servers=("127.0.0.1",))
+            r = await self.http.delete(f"{self.lb.url}/{h}",
+                                       headers={"Authorization": token, "Host": "evil.example"})
+            self.assertEqual(r.code, 200, await r.text())
+            self.assertEqual((await self.stored())["files"], 0)
+
+        return d(go())
+
+
+class ServerScopePublicUrl(BlossomRoutes):
+    blossom = {"public_url": "https://blossom.example.org"}
+
+    def test_configured_public_host_is_the_scope(self) -> Deferred[None]:
+        async def go() -> None:
+            data = b"public scope " * 50
+            h = sha(data)
+            for servers, host, code in (
+                (("127.0.0.1",), "127.0.0.1", 401),  # the listening address is not the name
+                (("evil.example",), "evil.example", 401),
+                (("blossom.example.org",), "evil.example", 201),
+                (("https://Blossom.Example.org/",), "127.0.0.1", 200),
+            ):
+                r = await self.put("/upload", data, {
+                    "X-SHA-256": h, "Host": host,
+                    "Authorization": header("upload", hashes=(h,), servers=servers)})
+                self.assertEqual(r.code, code, servers)
+
+        return d(go())
+
+
 class Reports(BlossomRoutes):
     def test_report_stored_for_admin(self) -> Deferred[None]:
         async def go() -> None:

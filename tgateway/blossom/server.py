@@ -17,6 +17,8 @@ Every response carries ``Access-Control-Allow-Origin: *``; every error is the JS
 ``{"error", "message"}`` with the message repeated in ``X-Reason``. Authorization tokens are
 checked by :func:`tgateway.blossom.auth.check_token`; which verbs need one is
 ``blossom_server.require_auth`` (``delete`` always does: it acts on the caller's ownership).
+A token's ``server`` tags must name this server: the host of ``blossom_server.public_url``, or
+of the listening address when it is empty; the request's ``Host`` header is never trusted for it.
 """
 
 from __future__ import annotations
@@ -162,8 +164,10 @@ class BlossomServer:
             KeyedLimiter(rate.requests_per_minute / 60.0, rate.burst_size)
             if rate.requests_per_minute > 0 else None
         )
-        self._fixed_domain = bool(bc.public_url)
-        self._domain = (urlsplit(self.base_url).hostname or "").lower()
+        # ``server`` tags are checked against this name only: the host of
+        # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
+        # request's Host header, which the client chooses.
+        self._domain = server_domain(self.base_url)
         self._quota = quota or (lambda owner: int(config.admin.default_user_storage_limit))
         self.http = http_agent or guarded_agent(clock, allow_private=bc.mirror_allow_private)
 
@@ -177,14 +181,9 @@ class BlossomServer:
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
-    def domains(self, request: Any) -> set[str]:
-        """The names this server answers to, for ``server`` tags."""
-        out = {self._domain}
-        if not self._fixed_domain:
-            host = request.getHeader(b"host")
-            if host:
-                out.add(server_domain(host.decode("latin-1")))
-        return out
+    def domains(self) -> set[str]:
+        """The names this server answers to, for ``server`` tags (whatever the request says)."""
+        return {self._domain}
 
     def _auth(
         self, request: Any, verb: str, *, required: bool, require_hash: bool | None = None
@@ -195,7 +194,7 @@ class BlossomServer:
                 raise AuthError(f"authorization required to {verb}", code="auth_required")
             return None
         return check_token(
-            header, verb=verb, now=self.clock.seconds(), domains=self.domains(request),
+            header, verb=verb, now=self.clock.seconds(), domains=self.domains(),
             require_hash=require_hash,
         )
 
