@@ -190,6 +190,8 @@ class BlossomServerConfig:
         ),
     )
     mirror_allow_private: bool = False
+    # BUD-09 reports waiting for the operator; more are refused (507) until some are handled.
+    max_open_reports: int = field(default=1000, metadata=_positive())
 
     def base_url(self) -> str:
         if self.public_url:
