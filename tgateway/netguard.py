@@ -215,7 +215,7 @@ class OutgoingGuard:
             return self._tcp_endpoint(address, port)
         bare = address.split("%", 1)[0] if ":" in address else address
         if ":" in bare:
-            return TCP6ClientEndpoint(  # type: ignore[no-untyped-call,no-any-return]
+            return TCP6ClientEndpoint(  # type: ignore[no-untyped-call]
                 self.reactor, address, port, timeout=self.connect_timeout)
         return TCP4ClientEndpoint(self.reactor, bare, port, timeout=self.connect_timeout)
 

@@ -122,7 +122,7 @@ def guarded_agent(reactor: Any, *, allow_private: bool, resolver: Resolver | Non
         reactor, GuardedEndpointFactory(reactor, allow_private=allow_private, resolver=resolver),
         pool=pool,
     )
-    return RedirectAgent(agent)  # type: ignore[no-untyped-call]
+    return RedirectAgent(agent)
 
 
 def _discard(data: bytes) -> None:
