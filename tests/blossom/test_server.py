@@ -342,9 +342,7 @@ def fresh_key(i: int) -> bytes:
     return hashlib.sha256(b"reporter %d" % i).digest()
 
 
-class Reports(BlossomRoutes):
-    """BUD-09 reports need no sign-in: only about stored blobs, bounded in size and count."""
-
+class _ReportCalls(BlossomRoutes):
     async def stored_blob(self, data: bytes) -> str:
         r = await self.upload(data)
         self.assertEqual(r.code, 201, await r.text())
@@ -363,6 +361,10 @@ class Reports(BlossomRoutes):
 
     def generous_rate(self) -> None:
         self.lb.server.report_limiter = KeyedLimiter(1000.0, 1000)
+
+
+class Reports(_ReportCalls):
+    """BUD-09 reports need no sign-in: only about stored blobs, bounded in size and count."""
 
     def test_report_stored_for_admin(self) -> Deferred[None]:
         async def go() -> None:
@@ -453,6 +455,20 @@ class Reports(BlossomRoutes):
             code, body = await self.report(report_event((target,), fresh_key(9)))
             self.assertEqual((code, body["error"]), (429, "rate_limited"))
             self.assertEqual(await self.report_rows(), 2)
+
+        return d(go())
+
+
+class ReportsConfigured(_ReportCalls):
+    blossom = {"max_open_reports": 1}
+
+    def test_max_open_reports_from_the_config(self) -> Deferred[None]:
+        async def go() -> None:
+            target = await self.stored_blob(b"configured cap " * 30)
+            self.assertEqual(self.lb.server.report_limits.max_open, 1)
+            self.assertEqual((await self.report(report_event((target,), fresh_key(1))))[0], 200)
+            code, body = await self.report(report_event((target,), fresh_key(2)))
+            self.assertEqual((code, body["error"]), (507, "reports_full"))
 
         return d(go())
 
