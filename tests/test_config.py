@@ -273,3 +273,16 @@ def test_twistd_reports_bad_config_in_one_line(tmp_path: Path) -> None:
     ], proc.stderr + proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not re.search(r"Usage:", proc.stdout)
+
+
+@pytest.mark.parametrize("section", ["gateway", "blossom_server"])
+def test_base_url_is_the_public_url_else_the_listening_address(section: str) -> None:
+    """What sign-in and Blossom scopes compare with: never a client's Host header."""
+    def base(**values: object) -> str:
+        return str(getattr(parse_config({section: {"port": 8000, **values}}), section).base_url())
+
+    assert base() == "http://127.0.0.1:8000"
+    assert base(host="::") == "http://127.0.0.1:8000"
+    assert base(host="192.0.2.7") == "http://192.0.2.7:8000"
+    assert base(host="::1") == "http://[::1]:8000"
+    assert base(public_url="https://files.example.org/gw/") == "https://files.example.org/gw"

@@ -190,11 +190,17 @@ class BlossomServerConfig:
         ),
     )
     mirror_allow_private: bool = False
+    # BUD-09 reports waiting for the operator; more are refused (507) until some are handled.
+    max_open_reports: int = field(default=1000, metadata=_positive())
 
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
 

@@ -19,6 +19,13 @@ NOW = time.time()
 DOMAINS = {"cdn.example.com"}
 
 
+@pytest.fixture(autouse=True)
+def _now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test checks at the time it runs: the tokens it signs are stamped with the clock of
+    that moment, and the suite may reach this module minutes after importing it."""
+    monkeypatch.setitem(globals(), "NOW", time.time())
+
+
 def check(h: str, verb: str = "upload", **kw: object) -> object:
     return check_token(h, verb=verb, now=kw.pop("now", NOW), domains=kw.pop("domains", DOMAINS),
                        **kw)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The mirror target guard: public addresses only, checked on the resolved address."""
+"""The mirror's use of the outgoing-connection guard (tests/test_netguard.py tests the guard)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,8 @@ from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.client import URI
 
-from tgateway.blossom.mirror import GuardedEndpointFactory, is_public_address, parse_mirror_url
+from tgateway.blossom.mirror import GuardedEndpointFactory, parse_mirror_url
 from tgateway.errors import BadRequest, Forbidden
-
-
-@pytest.mark.parametrize("addr", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-                                  "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
-                                  "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::",
-                                  "255.255.255.255", "192.0.2.1"])
-def test_non_public(addr: str) -> None:
-    assert not is_public_address(addr)
-
-
-@pytest.mark.parametrize("addr", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
-def test_public(addr: str) -> None:
-    assert is_public_address(addr)
 
 
 @pytest.mark.parametrize("url", ["", "ftp://x/y", "file:///etc/passwd", "http://", "http://u:p@h/x",
@@ -63,6 +50,15 @@ def test_literal_private_address_refused_allowed_when_configured() -> None:
     assert refused and refused[0].check(Forbidden)
     _connect(GuardedEndpointFactory(reactor, allow_private=True), b"http://127.0.0.1:8080/x")
     assert [(c[0], c[1]) for c in reactor.tcpClients] == [("127.0.0.1", 8080)]
+
+
+def test_ipv6_literal_urls_connect_to_the_address() -> None:
+    reactor = MemoryReactorClock()
+    _connect(GuardedEndpointFactory(reactor, allow_private=True), b"http://[::1]:8080/x")
+    _connect(GuardedEndpointFactory(reactor, allow_private=False),
+             b"http://[2606:4700:4700::1111]/x")
+    assert [(c[0], c[1]) for c in reactor.tcpClients] == [("::1", 8080),
+                                                           ("2606:4700:4700::1111", 80)]
 
 
 def test_body_sink_idle_timeout_ignores_our_own_pauses() -> None:

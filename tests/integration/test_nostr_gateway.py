@@ -5,9 +5,14 @@
   the relay's OK, ``POST .../announce`` (owner only) publishes a fresh one;
 - the relay down during the upload, then up at the same address: the event arrives, no restart;
 - the gateway restarted in between (relay still down during the first run): it arrives, once;
-- NIP-46 login over HTTP with the nostr-tools signer (``nostr_bunker_signer.mjs``): a session;
-  a signer that asks for approval: 202 with ``auth_url``, then the poll gets the session; a
-  silent signer: a clean 401 after ``nostr.nip46_timeout``.
+- NIP-46 login over HTTP with the nostr-tools signer (``nostr_bunker_signer.mjs``): a session,
+  for an event that names the gateway; a signer that asks for approval: 202 with ``auth_url``,
+  then the poll gets the session; a silent signer: a clean 401 after ``nostr.nip46_timeout``; a
+  signature bound to another server: 401;
+- bunker relays named by numeric spellings of 127.0.0.1 (``2130706433``, ``0x7f000001``, ...):
+  400 before any connection (a listening socket sees none); with
+  ``nostr.allow_private_bunker_relays`` the same form connects, and a "relay" that answers plain
+  HTTP ends the login at once with a clear 401 and no critical log event.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from tests.gateway_harness import small_config
 from tests.realclients import (
@@ -75,6 +82,16 @@ class Gateway:
 POOL = HTTPConnectionPool(reactor, persistent=False)  # trial: no connection left open
 
 
+class _CountingSite(Site):
+    """A plain web site (no WebSocket) that counts the connections it gets."""
+
+    connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
 async def call(method: str, url: str, **kw: Any) -> tuple[int, Any]:
     r = await treq.request(method, url, pool=POOL, **kw)
     text = await r.text()
@@ -108,7 +125,7 @@ class NostrGatewayTests(TestCase):
     async def session(self, gw: Gateway, secret: str = ALICE) -> str:
         code, c = await call("GET", gw.url("/api/auth/challenge"))
         template = {"kind": 22242, "created_at": int(time.time()),
-                    "tags": [["challenge", c["challenge"]]], "content": ""}
+                    "tags": [["relay", c["relay"]], ["challenge", c["challenge"]]], "content": ""}
         signed = await run_node_json_deferred(
             reactor, "nostr_events.mjs",
             input=json.dumps({"secret": secret, "sign": [template]}).encode(), timeout=60,
@@ -254,10 +271,13 @@ class NostrGatewayTests(TestCase):
     async def test_nip46_login(self) -> None:
         relay = self.relay("relay")
         gw = self.start(self.config(allow_private_bunker_relays=True, nip46_timeout=20))
-        await self.signer(relay.url, secret="s3cret")
+        signer = await self.signer(relay.url, secret="s3cret")
         code, body = await call("POST", gw.url("/api/auth/login"),
                                 json={"auth_type": "nip46", "bunker_url": self.bunker(relay.url, "s3cret")})
         self.assertEqual(code, 200, body)
+        # what the signer was asked to sign names this gateway
+        asked = await signer.json_deferred(reactor, timeout=5, key="tags")
+        self.assertIn(["relay", gw.base], asked["tags"])
         user = public_key_hex(bytes.fromhex(USER))
         self.assertEqual((body["pubkey"], body["auth_type"]), (user, "nip46"))
         code, me = await call("GET", gw.url("/api/auth/session"),
@@ -290,6 +310,60 @@ class NostrGatewayTests(TestCase):
         self.assertEqual((code, body["error"]), (401, "nip46_failed"), body)
         self.assertIn("did not answer connect within 2 s", body["message"])
         self.assertLess(time.monotonic() - started, 10)
+
+    async def test_nip46_signature_for_another_server_refused(self) -> None:
+        relay = self.relay("relay")
+        gw = self.start(self.config(allow_private_bunker_relays=True, nip46_timeout=20))
+        await self.signer(relay.url, mode="rebind")
+        code, body = await call("POST", gw.url("/api/auth/login"),
+                                json={"auth_type": "nip46", "bunker_url": self.bunker(relay.url)})
+        self.assertEqual((code, body["error"]), (401, "nip46_failed"), body)
+        self.assertIn("signed a different event", body["message"])
+
+    def listen(self, site: Any) -> int:
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)
+
+    async def test_nip46_numeric_loopback_forms_refused_before_any_connection(self) -> None:
+        target = _CountingSite(Resource())
+        port = self.listen(target)
+        gw = self.start(self.config())
+        for form in ("2130706433", "0x7f000001", "127.1", "017700000001", "0177.0.0.1",
+                     "[::ffff:127.0.0.1]", "localhost"):
+            code, body = await call("POST", gw.url("/api/auth/login"), json={
+                "auth_type": "nip46", "bunker_url": self.bunker(f"ws://{form}:{port}/")})
+            self.assertEqual((code, body["error"]), (400, "invalid_bunker_url"), form)
+            self.assertIn("local or private address", body["message"])
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(target.connections, 0)
+        self.assertEqual(gw.nostr.pool.urls, [])
+
+    async def test_nip46_relay_answering_plain_http_is_a_clean_login_error(self) -> None:
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        critical: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") == LogLevel.critical:
+                critical.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        web = _CountingSite(Resource())  # answers every request with a plain 404 page
+        port = self.listen(web)
+        gw = self.start(self.config(allow_private_bunker_relays=True, nip46_timeout=20))
+        started = time.monotonic()
+        code, body = await call("POST", gw.url("/api/auth/login"), json={
+            "auth_type": "nip46", "bunker_url": self.bunker(f"ws://2130706433:{port}/")})
+        self.assertEqual((code, body["error"]), (401, "nip46_failed"), body)
+        self.assertIn("cannot reach the remote signer's relays", body["message"])
+        self.assertIn("no WebSocket", body["message"])
+        self.assertLess(time.monotonic() - started, 10)  # not the signer's 20 s timeout
+        self.assertGreaterEqual(web.connections, 1)  # the allowed form did connect
+        await deferLater(reactor, 1.0, lambda: None)  # retries of the relay, had it stayed
+        self.assertEqual(gw.nostr.pool.urls, [])
+        self.assertEqual(critical, [], [e.get("log_format") for e in critical])
 
     async def test_nip46_private_relay_refused_unless_allowed(self) -> None:
         gw = self.start(self.config())

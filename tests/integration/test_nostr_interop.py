@@ -20,7 +20,7 @@ from tgateway.nostr.keys import (
     npub_encode,
     nsec_encode,
 )
-from tgateway.nostr.login import ChallengeStore, verify_login_event
+from tgateway.nostr.login import ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip98 import ReplayCache, verify_http_auth
 
 pytestmark = pytest.mark.integration
@@ -158,19 +158,22 @@ class NostrToolsLoginTests(SynchronousTestCase):
         store = ChallengeStore()
         now = time.time()
         good, other, stale = (store.issue(now).value for _ in range(3))
+        gateway = LoginBinding("https://gw.example")
+        relay = ["relay", gateway.base_url]
+        u = ["u", gateway.login_url]
         templates = [
-            {"kind": 22242, "created_at": int(now), "tags": [["challenge", good]], "content": ""},
-            {"kind": 1, "created_at": int(now), "tags": [["challenge", other]], "content": ""},
+            {"kind": 22242, "created_at": int(now), "tags": [relay, ["challenge", good]], "content": ""},
+            {"kind": 1, "created_at": int(now), "tags": [relay, ["challenge", other]], "content": ""},
             {
                 "kind": 27235,
                 "created_at": int(now) - 3600,
-                "tags": [["challenge", stale]],
+                "tags": [u, ["challenge", stale]],
                 "content": "",
             },
-            {"kind": 27235, "created_at": int(now), "tags": [["challenge", other]], "content": ""},
+            {"kind": 27235, "created_at": int(now), "tags": [u, ["challenge", other]], "content": ""},
         ]
         signed = nostr_tools({"secret": SECRET, "sign": templates})["signed"]
-        event = verify_login_event(signed[0], challenges=store, now=now)
+        event = verify_login_event(signed[0], challenges=store, binding=gateway, now=now)
         self.assertEqual(event.pubkey, public_key_hex(bytes.fromhex(SECRET)))
         for obj, words in (
             (signed[0], "already used"),
@@ -180,6 +183,6 @@ class NostrToolsLoginTests(SynchronousTestCase):
             (dict(signed[3], pubkey=signed[3]["pubkey"][::-1]), "id does not match"),
         ):
             with self.assertRaises(Unauthorized) as cm:
-                verify_login_event(obj, challenges=store, now=now)
+                verify_login_event(obj, challenges=store, binding=gateway, now=now)
             self.assertIn(words, cm.exception.message)
-        verify_login_event(signed[3], challenges=store, now=now)
+        verify_login_event(signed[3], challenges=store, binding=gateway, now=now)

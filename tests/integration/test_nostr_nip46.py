@@ -52,7 +52,7 @@ class Nip46RelayTests(TestCase):
         url = f"bunker://{public_key_hex(bytes.fromhex(SIGNER))}?relay={self.relay.url}"  # loopback
         if secret:
             url += f"&secret={secret}"
-        client = BunkerClient(self.pool, parse_bunker_url(url, allow_private=True), reactor, **kw)
+        client = BunkerClient(self.pool, parse_bunker_url(url), reactor, **kw)
         client.start()
         self.addCleanup(client.close)
         return client

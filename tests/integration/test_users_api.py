@@ -1,9 +1,10 @@
 """Sign-in and users' files through the real plugin (makeService) on a loopback port.
 
-Every login and NIP-98 event is made by nostr-tools (``finalizeEvent``, ``nip98.getToken``) in
-``tests/clients/js/nostr_events.mjs``; refusals (forged signature, wrong kind, stale created_at,
-reused challenge, wrong URL or method, replay) each answer 401 with a message naming the check.
-Quota, ownership and delete are exercised end to end over HTTP.
+Every login and NIP-98 event is made by nostr-tools (``finalizeEvent``, ``nip42.makeAuthEvent``,
+``nip98.getToken``) in ``tests/clients/js/nostr_events.mjs``; refusals (forged signature, wrong
+kind, stale created_at, reused challenge, wrong URL or method, replay, a login event bound to
+another server or to none) each answer 401 with a message naming the check. Quota, ownership and
+delete are exercised end to end over HTTP.
 """
 
 from __future__ import annotations
@@ -87,7 +88,15 @@ async def challenge(g: RunningGateway) -> str:
     assert code == 200, body
     assert body["kinds"] == [22242, 27235]
     assert body["expires_at"] > time.time()
+    assert (body["relay"], body["url"]) == (g.base, g.url("/api/auth/login"))
     return str(body["challenge"])
+
+
+def bound(g: RunningGateway, kind: int, c: str, created_at: int | None = None) -> dict[str, Any]:
+    """A login event template that names this gateway (relay tag, or u tag for NIP-98)."""
+    server = ["relay", g.base] if kind == 22242 else ["u", g.url("/api/auth/login")]
+    return {"kind": kind, "created_at": int(time.time()) if created_at is None else created_at,
+            "tags": [server, ["challenge", c]], "content": ""}
 
 
 async def login(g: RunningGateway, event: dict[str, Any]) -> tuple[int, Any]:
@@ -99,9 +108,7 @@ async def login(g: RunningGateway, event: dict[str, Any]) -> tuple[int, Any]:
 
 async def session_for(g: RunningGateway, secret: str) -> str:
     c = await challenge(g)
-    [event] = await sign(
-        secret, {"kind": 22242, "created_at": int(time.time()), "tags": [["challenge", c]], "content": ""}
-    )
+    [event] = await sign(secret, bound(g, 22242, c))
     code, body = await login(g, event)
     assert code == 200, body
     return str(body["token"])
@@ -125,7 +132,7 @@ async def put(g: RunningGateway, data: bytes, headers: dict[str, str] | None = N
 async def test_nip07_login_session_and_logout(gw: RunningGateway) -> None:
     c = await challenge(gw)
     now = int(time.time())
-    [e22242] = await sign(ALICE, {"kind": 22242, "created_at": now, "tags": [["challenge", c]], "content": ""})
+    [e22242] = await sign(ALICE, bound(gw, 22242, c, now))
     code, body = await login(gw, e22242)
     assert code == 200, body
     alice = public_key_hex(bytes.fromhex(ALICE))
@@ -142,9 +149,9 @@ async def test_nip07_login_session_and_logout(gw: RunningGateway) -> None:
     )
     assert [tuple(r) for r in rows] == [(hashlib.sha256(token.encode()).hexdigest(), alice)]
 
-    # kind 27235 with a challenge tag is accepted as well
+    # kind 27235 with a challenge tag (and u naming the login URL) is accepted as well
     c2 = await challenge(gw)
-    [e27235] = await sign(BOB, {"kind": 27235, "created_at": now, "tags": [["challenge", c2]], "content": ""})
+    [e27235] = await sign(BOB, bound(gw, 27235, c2, now))
     code, body = await login(gw, e27235)
     assert (code, body["pubkey"]) == (200, public_key_hex(bytes.fromhex(BOB)))
 
@@ -163,10 +170,10 @@ async def test_login_refusals_are_401_with_a_clear_message(gw: RunningGateway) -
     c_forged, c_kind, c_stale, c_used = [await challenge(gw) for _ in range(4)]
     forged, wrong_kind, stale, good = await sign(
         ALICE,
-        {"kind": 22242, "created_at": now, "tags": [["challenge", c_forged]], "content": ""},
-        {"kind": 1, "created_at": now, "tags": [["challenge", c_kind]], "content": ""},
-        {"kind": 22242, "created_at": now - 3600, "tags": [["challenge", c_stale]], "content": ""},
-        {"kind": 22242, "created_at": now, "tags": [["challenge", c_used]], "content": ""},
+        bound(gw, 22242, c_forged, now),
+        {**bound(gw, 22242, c_kind, now), "kind": 1},
+        bound(gw, 22242, c_stale, now - 3600),
+        bound(gw, 22242, c_used, now),
     )
     sig = forged["sig"]
     forged["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
@@ -190,12 +197,77 @@ async def test_login_refusals_are_401_with_a_clear_message(gw: RunningGateway) -
     assert "unknown, expired or already used" in body["message"]
 
     # a challenge this gateway never issued
-    [unknown] = await sign(ALICE, {"kind": 22242, "created_at": now, "tags": [["challenge", "ab" * 32]], "content": ""})
+    [unknown] = await sign(ALICE, bound(gw, 22242, "ab" * 32, now))
     code, body = await login(gw, unknown)
     assert code == 401 and "challenge" in body["message"]
 
     code, body, _ = await call("POST", gw.url("/api/auth/login"), json={"auth_type": "password"})
     assert (code, body["error"]) == (400, "invalid_auth_type")
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_events_must_name_this_gateway(gw: RunningGateway) -> None:
+    """A relay passing the gateway's challenge on as its own NIP-42 AUTH challenge gets an event
+    that names that relay: refused, as is one for another site or one naming no server; the
+    same challenge then still logs in with an event bound to the gateway."""
+    c = await challenge(gw)
+    now = int(time.time())
+    answer = await nostr_tools({"secret": ALICE, "nip42": [
+        {"relay": "wss://relay.evil.example", "challenge": c},
+        {"relay": gw.base.replace("http://", "ws://") + "/", "challenge": c},
+    ]})
+    for_evil_relay, for_us = answer["nip42"]
+    for_evil_site, unbound, named_twice = await sign(
+        ALICE,
+        {"kind": 27235, "created_at": now, "content": "",
+         "tags": [["u", "https://evil.example/api/auth/login"], ["method", "POST"], ["challenge", c]]},
+        {"kind": 22242, "created_at": now, "tags": [["challenge", c]], "content": ""},
+        {"kind": 22242, "created_at": now, "content": "",
+         "tags": [["relay", gw.base], ["relay", "wss://relay.evil.example"], ["challenge", c]]},
+    )
+    for event, code, words in (
+        (for_evil_relay, "wrong_server", "another server (wss://relay.evil.example)"),
+        (for_evil_site, "wrong_server", "another server (https://evil.example/api/auth/login)"),
+        (named_twice, "wrong_server", "another server"),
+        (unbound, "login_unbound", "names no server"),
+    ):
+        status, body = await login(gw, event)
+        assert (status, body["error"]) == (401, code), body
+        assert words in body["message"], body
+        assert gw.base in body["message"], body  # says which URL to name
+    # the Host header does not make a foreign event ours
+    status, body, _ = await call("POST", gw.url("/api/auth/login"), headers={"Host": "relay.evil.example"},
+                                 json={"auth_type": "nip07", "event": for_evil_relay})
+    assert (status, body["error"]) == (401, "wrong_server"), body
+    # nostr-tools' own AUTH event for the gateway's URL (ws:// and a trailing slash) logs in
+    status, body = await login(gw, for_us)
+    assert (status, body["pubkey"]) == (200, public_key_hex(bytes.fromhex(ALICE))), body
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_binding_follows_the_public_url() -> None:
+    """Behind a reverse proxy the configured public URL is the one to name; the listening
+    address is not, whatever the request's Host says."""
+    g = start(gateway={"public_url": "https://files.example.org/gw/"})
+    try:
+        c = await challenge_at(g, "https://files.example.org/gw")
+        local, public = await sign(ALICE, bound(g, 22242, c), {
+            **bound(g, 22242, c), "tags": [["relay", "wss://files.example.org/gw"], ["challenge", c]]})
+        status, body = await login(g, local)
+        assert (status, body["error"]) == (401, "wrong_server"), body
+        status, body, _ = await call("POST", g.url("/api/auth/login"),
+                                     headers={"Host": "files.example.org"},
+                                     json={"auth_type": "nip07", "event": public})
+        assert status == 200, body
+    finally:
+        await g.stop()
+
+
+async def challenge_at(g: RunningGateway, public: str) -> str:
+    code, body, _ = await call("GET", g.url("/api/auth/challenge"))
+    assert code == 200, body
+    assert (body["relay"], body["url"]) == (public, public + "/api/auth/login")
+    return str(body["challenge"])
 
 
 @pytest_twisted.ensureDeferred

@@ -6,6 +6,7 @@ on loopback (``listen_fake_relay``). Behaviour switches: ``challenge`` (send AUT
 (a function returning an OK-false message for an event), ``silent`` (never answer EVENT),
 ``down`` (memory endpoint refuses connections). ``inject(text)`` sends raw frames to clients;
 ``deliver(event)`` publishes an event from the relay side; ``on_store`` hooks see new events.
+``PlainHttpEndpoint`` is a server that is no relay: it answers the upgrade with a plain 404.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
 from twisted.test import iosim
 from zope.interface import implementer
 
@@ -196,3 +198,34 @@ class MemoryRelayEndpoint:
         )
         self.relay.pumps.append(pump)
         return succeed(client)
+
+
+class _PlainHttp(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(  # type: ignore[union-attr]
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+            b"\r\nnot found")
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class PlainHttpEndpoint:
+    """Connects a client factory to an HTTP server that is not a WebSocket server."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.pumps: list[iosim.IOPump] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        self.attempts += 1
+        addr = IPv4Address("TCP", "127.0.0.1", 8080)
+        client = factory.buildProtocol(addr)
+        server = _PlainHttp()
+        self.pumps.append(iosim.connect(
+            server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client), greet=False
+        ))
+        return succeed(client)
+
+    def flush(self) -> None:
+        for _ in range(5):
+            for pump in list(self.pumps):
+                pump.flush()

@@ -16,7 +16,8 @@ class FakeSigner:
 
     ``mode``: ``normal``, ``silent`` (never answers), ``auth_url`` (the first sign_event gets an
     auth_url answer; the real answer follows when ``approve()`` is called), ``refuse`` (errors),
-    ``tamper`` (signs a different content).
+    ``tamper`` (signs a different content), ``rebind`` (signs with the ``relay`` tag changed to
+    another server), ``unbind`` (signs without the ``relay`` tag).
     """
 
     def __init__(
@@ -81,9 +82,15 @@ class FakeSigner:
         if method == "sign_event":
             t = json.loads(params[0])
             content = t["content"] + (" tampered" if self.mode == "tamper" else "")
+            tags = [list(tag) for tag in t["tags"]]
+            if self.mode == "rebind":
+                tags = [["relay", "wss://evil.relay.example"] if tag[0] == "relay" else tag
+                        for tag in tags]
+            elif self.mode == "unbind":
+                tags = [tag for tag in tags if tag[0] != "relay"]
             signed = sign(
                 EventTemplate(
-                    kind=t["kind"], created_at=t["created_at"], tags=t["tags"], content=content
+                    kind=t["kind"], created_at=t["created_at"], tags=tags, content=content
                 ),
                 self.user_key,
             )

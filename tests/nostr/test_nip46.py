@@ -31,33 +31,13 @@ SIGNER_PUB = public_key_hex(SIGNER)
 class BunkerUrlTests(SynchronousTestCase):
     def test_parse(self) -> None:
         url = f"bunker://{SIGNER_PUB}?relay=wss%3A%2F%2Fr1.example&relay=ws://127.0.0.1:7777&secret=s3"
-        self.assertEqual(
-            parse_bunker_url(url, allow_private=True),
+        self.assertEqual(  # where the relays are is the guard's business (test_nip46_login)
+            parse_bunker_url(url),
             BunkerPointer(SIGNER_PUB, ("wss://r1.example", "ws://127.0.0.1:7777"), "s3"),
         )
         self.assertEqual(
             parse_bunker_url(f"bunker://{SIGNER_PUB.upper()}?relay=wss://r&relay=wss://r"),
             BunkerPointer(SIGNER_PUB, ("wss://r",), None),
-        )
-
-    def test_private_relays_refused_unless_allowed(self) -> None:
-        for relay in (
-            "ws://127.0.0.1:7777",
-            "ws://localhost:7777",
-            "wss://10.1.2.3",
-            "wss://192.168.1.1",
-            "ws://[::1]:80",
-            "wss://169.254.169.254",
-            "wss://relay.localhost",
-        ):
-            url = f"bunker://{SIGNER_PUB}?relay={relay}"
-            with self.assertRaises(Nip46Error, msg=relay) as cm:
-                parse_bunker_url(url)
-            self.assertIn("private", str(cm.exception))
-            self.assertEqual(parse_bunker_url(url, allow_private=True).relays, (relay,))
-        self.assertEqual(
-            parse_bunker_url(f"bunker://{SIGNER_PUB}?relay=wss://8.8.8.8").relays,
-            ("wss://8.8.8.8",),
         )
 
     def test_bad(self) -> None:

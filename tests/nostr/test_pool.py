@@ -13,11 +13,12 @@ from tgateway.nostr.pool import (
     PublishResult,
     RelayPool,
     RelayTimeout,
+    RelayUnreachable,
     SubscriptionClosed,
     parse_relay_url,
 )
 
-from .fakerelay import NO_TIMERS, FakeRelay, MemoryRelayEndpoint
+from .fakerelay import NO_TIMERS, FakeRelay, MemoryRelayEndpoint, PlainHttpEndpoint
 
 KEY = b"\x11" * 32
 GATEWAY = b"\x22" * 32
@@ -147,6 +148,40 @@ class PoolTests(PoolTestMixin):
         self.flush()
         self.assertEqual(self.successResultOf(d), (True, ""))
         self.assertIn(event.id, relay.events)
+
+    def test_relay_answering_plain_http_fails_cleanly_and_backs_off(self) -> None:
+        """A 'relay' that answers the upgrade with plain HTTP: each attempt is a failed attempt
+        (not a ClientService state-machine error, which Automat raised as NoTransition and
+        Twisted logged as critical), reported with the reason, and the backoff grows."""
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        critical: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") == LogLevel.critical or event.get("isError"):
+                critical.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        pool = self.make_pool(initial_delay=1.0, max_delay=8.0)
+        web = PlainHttpEndpoint()
+        url = "ws://web.test"
+        session = pool.relay(url, lambda host, port, tls: web)
+        d = self.drive(pool.wait_open(url, timeout=30))
+        web.flush()
+        failure = self.failureResultOf(d, RelayUnreachable)
+        self.assertIn("cannot connect to ws://web.test: no WebSocket", str(failure.value))
+        self.assertIn("404", str(failure.value))
+        self.assertEqual((web.attempts, session.failed_attempts), (1, 1))
+        for delay, attempts in ((1, 2), (2, 3), (4, 4), (8, 5)):
+            self.clock.advance(delay - 0.01)
+            web.flush()
+            self.assertEqual(web.attempts, attempts - 1)
+            self.clock.advance(0.01)
+            web.flush()
+            self.assertEqual(web.attempts, attempts)
+        self.assertFalse(session.connected)
+        self.assertEqual(critical, [])
 
     def test_reconnect_resends_pending(self) -> None:
         relay = FakeRelay(silent=True)

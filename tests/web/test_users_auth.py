@@ -91,7 +91,7 @@ class AuthenticatorTests(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.sessions = SessionStore(self.db, ttl=3600)
         self.auth = RequestAuthenticator(sessions=self.sessions, clock=self.clock,
-                                         public_url="https://gw.example/")
+                                         base_url="https://gw.example/")
 
     def authenticate(self, request: FakeRequest) -> Any:
         from twisted.internet.defer import Deferred
@@ -136,13 +136,24 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(request.nip98_event.first_tag("payload"),  # type: ignore[attr-defined]
                          hashlib.sha256(b"file bytes").hexdigest())
 
-    def test_nip98_without_public_url_uses_the_host_header(self) -> None:
-        auth = RequestAuthenticator(sessions=self.sessions, clock=self.clock)
-        header = nip98("http://files.example:8080/api/users/me/stats", "GET", int(self.clock.seconds()))
-        request = FakeRequest(b"GET", b"/api/users/me/stats",
-                              {b"Authorization": header, b"Host": b"files.example:8080"})
+    def test_nip98_u_is_never_taken_from_the_host_header(self) -> None:
+        """An event signed for another server is not made valid by sending that server's name
+        as Host: the URL is the gateway's own (public URL, else the listening address)."""
         from twisted.internet.defer import Deferred
 
+        auth = RequestAuthenticator(sessions=self.sessions, clock=self.clock,
+                                    base_url="http://127.0.0.1:9877")
+        now = int(self.clock.seconds())
+        for host in (b"files.example:8080", b"127.0.0.1:9877"):
+            foreign = nip98("http://files.example:8080/api/users/me/stats", "GET", now)
+            request = FakeRequest(b"GET", b"/api/users/me/stats",
+                                  {b"Authorization": foreign, b"Host": host})
+            failure = self.failureResultOf(Deferred.fromCoroutine(auth.authenticate(request)),
+                                           Unauthorized)
+            self.assertIn("u tag", failure.value.message)
+        ours = nip98("http://127.0.0.1:9877/api/users/me/stats", "GET", now)
+        request = FakeRequest(b"GET", b"/api/users/me/stats",
+                              {b"Authorization": ours, b"Host": b"files.example:8080"})
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(auth.authenticate(request))), PUB)
 
     def test_nip98_time_window(self) -> None:

@@ -1,11 +1,15 @@
-"""BUD-04 mirror: fetch a blob from a URL with treq, refusing non-public targets.
+"""BUD-04 mirror: fetch a blob from a URL with twisted.web's Agent, through the outgoing-connection
+guard.
 
-The target check runs on the *resolved* addresses, at connection time, for the first request
-and for every redirect: :class:`GuardedEndpointFactory` resolves the host name, refuses when
-any address is loopback, private, link-local, shared, multicast or otherwise not global
-(unless ``allow_private``), and then connects to the address it checked (so a second DNS
-answer cannot swap in another target). HTTPS keeps the host name for SNI and certificate
-checks.
+Every connection (the first request and each redirect) goes through
+:class:`tgateway.netguard.OutgoingGuard`: the host is resolved first, every address is checked
+(unless ``blossom_server.mirror_allow_private``), and the connection goes to the checked address
+itself. A refused target is a 403 ``mirror_forbidden``, a name that does not resolve a 502
+``mirror_dns``; nothing is connected in either case. Redirects are followed (``RedirectAgent``),
+each through the guard. IPv6 literals (``http://[2001:db8::1]/x``) are fetched like any other
+address: the request URI is built here (:func:`request_uri`) because treq's, through hyperlink's
+``to_uri``, IDNA-encodes every host and fails on an IPv6 literal (``InvalidCodepoint``,
+python-hyper/hyperlink#68).
 
 :func:`fetch_into` streams the response body into a sink (the content store's ingest) with
 backpressure; nothing holds the whole blob in memory.
@@ -13,26 +17,20 @@ backpressure; nothing holds the whole blob in memory.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
+from hyperlink import URL
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.protocol import Protocol
-from twisted.internet.ssl import optionsForClientTLS
-from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent, ResponseDone
 from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
 
 from tgateway.errors import ApiError, BadRequest, Forbidden
+from tgateway.netguard import AddressRefused, NetGuardError, OutgoingGuard, Resolver
 
 MAX_URL = 4096
 CONNECT_TIMEOUT = 10.0
@@ -43,18 +41,6 @@ class MirrorError(ApiError):
 
     status = 502
     code = "mirror_failed"
-
-
-def is_public_address(host: str) -> bool:
-    """True when ``host`` (an IP literal) is a global unicast address."""
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
-        return False
-    if ip.is_private or ip.is_reserved:
-        return False
-    return bool(ip.is_global)
 
 
 def parse_mirror_url(url: object) -> str:
@@ -75,85 +61,68 @@ def parse_mirror_url(url: object) -> str:
     return url
 
 
-Resolver = Callable[[str, int], "Deferred[list[str]]"]
+def request_uri(url: str) -> bytes:
+    """``url`` (checked by :func:`parse_mirror_url`) as the ASCII URI to request: path and query
+    percent-encoded, a host name IDNA-encoded, an IPv6 literal kept as it is."""
+    parsed = URL.from_text(url)
+    host = parsed.host
+    if ":" not in host:
+        return parsed.to_uri().to_text().encode("ascii")
+    placeholder = "ipv6-literal.invalid"
+    text = parsed.replace(host=placeholder).to_uri().to_text()
+    return text.replace("//" + placeholder, f"//[{host}]", 1).encode("ascii")
 
 
-def _getaddrinfo(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    seen: list[str] = []
-    for family, _, _, _, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in seen:
-            seen.append(str(sockaddr[0]))
-    return seen
+def _uri_host(raw: bytes) -> str:
+    """The host of a twisted ``URI`` as text: IP literals as they are (``::1`` has no IDNA
+    form), names decoded from IDNA."""
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("idna")
 
 
-def thread_resolver(host: str, port: int) -> Deferred[list[str]]:
-    return deferToThread(_getaddrinfo, host, port)
+class _MirrorEndpoint:
+    """The guard's endpoint, with its refusals turned into the mirror's HTTP errors."""
 
-
-class _GuardedEndpoint:
-    def __init__(self, factory: GuardedEndpointFactory, scheme: str, host: str, port: int):
-        self._f = factory
-        self._scheme = scheme
+    def __init__(self, guard: OutgoingGuard, scheme: str, host: str, port: int) -> None:
+        self._inner = guard.endpoint(host, port, tls=scheme == "https")
         self._host = host
-        self._port = port
 
     def connect(self, protocol_factory: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(self._connect(protocol_factory))
 
     async def _connect(self, protocol_factory: Any) -> Any:
-        host = self._host.strip("[]")
         try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-            addresses = [host]
-        except ValueError:
-            try:
-                addresses = await self._f.resolver(host, self._port)
-            except Exception:
-                raise MirrorError(f"cannot resolve {host}", code="mirror_dns") from None
-        if not addresses:
-            raise MirrorError(f"cannot resolve {host}", code="mirror_dns")
-        if not self._f.allow_private:
-            for a in addresses:
-                if not is_public_address(a):
-                    raise Forbidden(
-                        f"mirror target {host} resolves to a non-public address",
-                        code="mirror_forbidden",
-                    )
-        address = addresses[0]
-        reactor = self._f.reactor
-        if ":" in address:
-            inner: Any = TCP6ClientEndpoint(  # type: ignore[no-untyped-call]
-                reactor, address, self._port, timeout=CONNECT_TIMEOUT)
-        else:
-            inner = TCP4ClientEndpoint(reactor, address, self._port, timeout=CONNECT_TIMEOUT)
-        if self._scheme == "https":
-            inner = wrapClientTLS(optionsForClientTLS(host), inner)
-        return await inner.connect(protocol_factory)
+            return await self._inner.connect(protocol_factory)
+        except AddressRefused as e:
+            raise Forbidden(f"mirror target {e.message}", code="mirror_forbidden") from None
+        except NetGuardError as e:
+            raise MirrorError(e.message, code="mirror_dns") from None
 
 
 class GuardedEndpointFactory:
     """``Agent.usingEndpointFactory`` endpoints that only connect to checked addresses."""
 
     def __init__(self, reactor: Any, *, allow_private: bool, resolver: Resolver | None = None):
-        self.reactor = reactor
-        self.allow_private = allow_private
-        self.resolver: Resolver = resolver or thread_resolver
+        self.guard = OutgoingGuard(reactor, allow_private=allow_private, resolver=resolver,
+                                   connect_timeout=CONNECT_TIMEOUT)
 
-    def endpointForURI(self, uri: Any) -> _GuardedEndpoint:
+    def endpointForURI(self, uri: Any) -> _MirrorEndpoint:
         scheme = uri.scheme.decode("ascii")
         if scheme not in ("http", "https"):
             raise BadRequest("mirror url must be http:// or https://", code="invalid_url")
-        return _GuardedEndpoint(self, scheme, uri.host.decode("idna"), uri.port)
+        return _MirrorEndpoint(self.guard, scheme, _uri_host(uri.host), uri.port)
 
 
 def guarded_agent(reactor: Any, *, allow_private: bool, resolver: Resolver | None = None) -> Any:
-    """A twisted.web Agent (wrap it in ``treq.client.HTTPClient``) through the guard."""
+    """A twisted.web Agent that follows redirects and connects only through the guard."""
     pool = HTTPConnectionPool(reactor, persistent=False)  # type: ignore[no-untyped-call]
-    return Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
+    agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
         reactor, GuardedEndpointFactory(reactor, allow_private=allow_private, resolver=resolver),
         pool=pool,
     )
+    return RedirectAgent(agent)
 
 
 def _discard(data: bytes) -> None:
@@ -234,7 +203,7 @@ class _BodySink(Protocol):
 
 
 async def fetch_into(
-    client: Any,
+    agent: Any,
     url: str,
     *,
     max_size: int,
@@ -242,7 +211,8 @@ async def fetch_into(
     timeout: float = 30.0,
     clock: Any = None,
 ) -> None:
-    """GET ``url`` and stream the body to ``begin(content_length, content_type)``'s result.
+    """GET ``url`` with ``agent`` (:func:`guarded_agent`) and stream the body to
+    ``begin(content_length, content_type)``'s result.
 
     ``begin`` returns an object with ``write(bytes)`` and ``set_flow_control(pause, resume)``
     (an :class:`~tgateway.storage.ingest.Ingest`); it may raise (size, quota) before any body
@@ -252,10 +222,18 @@ async def fetch_into(
     """
     from tgateway.errors import PayloadTooLarge
 
+    if clock is None:
+        from twisted.internet import reactor as clock
+    request: Deferred[Any] = agent.request(
+        b"GET", request_uri(url), Headers({b"accept": [b"*/*"], b"user-agent": [b"tgateway"]}))
+    request.addTimeout(timeout, clock)
     try:
-        response = await client.get(url, timeout=timeout, headers={b"accept": [b"*/*"]})
+        response = await request
     except ApiError:
         raise
+    except TimeoutError:
+        raise MirrorError(f"the origin did not answer within {timeout:g} s",
+                          code="mirror_timeout") from None
     except Exception as e:
         inner = getattr(e, "reasons", None)
         if inner:
@@ -294,6 +272,5 @@ __all__ = [
     "MirrorError",
     "fetch_into",
     "guarded_agent",
-    "is_public_address",
     "parse_mirror_url",
 ]

@@ -10,13 +10,16 @@ Endpoints (all at the root, BUD-01):
   same checks from ``X-SHA-256``/``X-Content-Length``/``X-Content-Type`` without a body;
 - ``GET /list/<pubkey>`` (``since``, ``until``, ``cursor``, ``limit``), ``DELETE /<sha256>``
   (drops the caller's ownership; the bytes go with the last owner);
-- ``PUT /mirror`` (BUD-04), ``PUT /report`` (BUD-09, stored for the admin);
+- ``PUT /mirror`` (BUD-04), ``PUT /report`` (BUD-09, stored for the admin, bounded: see
+  :meth:`BlossomServer.report`);
 - ``OPTIONS`` anywhere: the CORS preflight.
 
 Every response carries ``Access-Control-Allow-Origin: *``; every error is the JSON
 ``{"error", "message"}`` with the message repeated in ``X-Reason``. Authorization tokens are
 checked by :func:`tgateway.blossom.auth.check_token`; which verbs need one is
 ``blossom_server.require_auth`` (``delete`` always does: it acts on the caller's ownership).
+A token's ``server`` tags must name this server: the host of ``blossom_server.public_url``, or
+of the listening address when it is empty; the request's ``Host`` header is never trusted for it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from tgateway.errors import (
 from tgateway.links import Links
 from tgateway.nostr.event import EventError, parse_event
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import BlossomStore
+from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.ingest import Ingest, IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
@@ -63,6 +66,10 @@ from .mirror import MirrorError, fetch_into, guarded_agent, parse_mirror_url
 
 HEAD_BYTES = 4096
 LIST_MAX = 1000
+#: BUD-09 reports need no sign-in: the largest report event (JSON), its content, its x tags
+MAX_REPORT_BYTES = 16 * 1024
+MAX_REPORT_CONTENT = 4096
+MAX_REPORT_BLOBS = 16
 _BLOB_PATH = re.compile(r"^([0-9a-fA-F]{64})(\.[A-Za-z0-9._-]{1,32})?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -145,8 +152,11 @@ class BlossomServer:
         blossom_store: BlossomStore,
         links: Links,
         clock: Any,
-        http_client: Any = None,
+        http_agent: Any = None,
         quota: Callable[[str], int] | None = None,
+        report_limits: ReportLimits | None = None,
+        reports_per_minute: float = 1.0,
+        report_burst: int = 10,
     ) -> None:
         bc = config.blossom_server
         self.config = config
@@ -162,16 +172,15 @@ class BlossomServer:
             KeyedLimiter(rate.requests_per_minute / 60.0, rate.burst_size)
             if rate.requests_per_minute > 0 else None
         )
-        self._fixed_domain = bool(bc.public_url)
-        self._domain = (urlsplit(self.base_url).hostname or "").lower()
+        # ``server`` tags are checked against this name only: the host of
+        # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
+        # request's Host header, which the client chooses.
+        self._domain = server_domain(self.base_url)
         self._quota = quota or (lambda owner: int(config.admin.default_user_storage_limit))
-        if http_client is None:
-            import treq.client
-
-            http_client = treq.client.HTTPClient(
-                guarded_agent(clock, allow_private=bc.mirror_allow_private)
-            )
-        self.http = http_client
+        self.report_limits = report_limits or ReportLimits(max_open=bc.max_open_reports)
+        self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
+                                                              report_burst)
+        self.http = http_agent or guarded_agent(clock, allow_private=bc.mirror_allow_private)
 
     # helpers ---------------------------------------------------------------------
 
@@ -183,14 +192,9 @@ class BlossomServer:
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
-    def domains(self, request: Any) -> set[str]:
-        """The names this server answers to, for ``server`` tags."""
-        out = {self._domain}
-        if not self._fixed_domain:
-            host = request.getHeader(b"host")
-            if host:
-                out.add(server_domain(host.decode("latin-1")))
-        return out
+    def domains(self) -> set[str]:
+        """The names this server answers to, for ``server`` tags (whatever the request says)."""
+        return {self._domain}
 
     def _auth(
         self, request: Any, verb: str, *, required: bool, require_hash: bool | None = None
@@ -201,7 +205,7 @@ class BlossomServer:
                 raise AuthError(f"authorization required to {verb}", code="auth_required")
             return None
         return check_token(
-            header, verb=verb, now=self.clock.seconds(), domains=self.domains(request),
+            header, verb=verb, now=self.clock.seconds(), domains=self.domains(),
             require_hash=require_hash,
         )
 
@@ -453,9 +457,19 @@ class BlossomServer:
 
     @app.route("/report", methods=["PUT"])
     async def report(self, request: Any) -> bytes:
+        """BUD-09. Anyone may report, so what a report may store is bounded: the event is at
+        most ``MAX_REPORT_BYTES`` of JSON with ``MAX_REPORT_CONTENT`` bytes of content (413),
+        names 1 to ``MAX_REPORT_BLOBS`` blobs (400), each of which must be stored here (404);
+        each address sends ``report_burst`` reports, then one every ``60/reports_per_minute``
+        seconds (429); and :attr:`report_limits` caps the open reports per reporter and per
+        blob (429) and in all (507). A refused report stores nothing."""
         self._gate(request)
+        raw = request.content.read()
+        if len(raw) > MAX_REPORT_BYTES:
+            raise PayloadTooLarge(f"a report event is at most {MAX_REPORT_BYTES} bytes",
+                                  code="report_too_large")
         try:
-            obj = json.loads(request.content.read() or b"null")
+            obj = json.loads(raw or b"null")
         except ValueError:
             raise BadRequest("report body must be a JSON event", code="invalid_json") from None
         try:
@@ -464,16 +478,30 @@ class BlossomServer:
             raise BadRequest(f"report event {e.message}", code="invalid_event") from None
         if event.kind != 1984:
             raise BadRequest("a report must be a kind 1984 event", code="invalid_event")
-        blobs: list[tuple[str, str]] = []
+        if len(event.content.encode("utf-8")) > MAX_REPORT_CONTENT:
+            raise PayloadTooLarge(f"a report's content is at most {MAX_REPORT_CONTENT} bytes",
+                                  code="report_too_large")
+        blobs: dict[str, str] = {}
         for tag in event.tags:
             if len(tag) >= 2 and tag[0] == "x":
                 sha = _parse_sha(tag[1], "x tag")
-                blobs.append((sha, tag[2] if len(tag) > 2 else ""))
+                blobs.setdefault(sha, tag[2][:64] if len(tag) > 2 else "")
         if not blobs:
             raise BadRequest("a report needs at least one x tag", code="invalid_event")
-        new = await self.bstore.add_report(
-            event.to_json(), blobs, client_ip=None, now=self.clock.seconds()
-        )
+        if len(blobs) > MAX_REPORT_BLOBS:
+            raise BadRequest(f"a report names at most {MAX_REPORT_BLOBS} blobs",
+                             code="invalid_event")
+        wait = self.report_limiter.take(client_ip(request), self.clock.seconds())
+        if wait:
+            raise TooManyRequests("too many reports from this address; retry later",
+                                  retry_after=wait)
+        try:
+            new = await self.bstore.add_report(
+                event.to_json(), list(blobs.items()), client_ip=None, now=self.clock.seconds(),
+                limits=self.report_limits,
+            )
+        except ReportRefused as e:
+            raise _report_error(e) from None
         self.log.info("blob report {id} about {n} blob(s), new={new}",
                       id=event.id, n=len(blobs), new=new)
         return _json(request, {"id": event.id, "received": True}, 200)
@@ -517,6 +545,15 @@ class BlossomServer:
                          method=request.method, uri=request.uri)
         return _write_blossom_error(request, ApiError("internal server error", status=500,
                                                       code="internal"))
+
+
+def _report_error(refused: ReportRefused) -> ApiError:
+    if refused.reason == "unknown_blob":
+        return NotFound(refused.message, code="blob_not_found")
+    if refused.reason == "full":
+        return InsufficientStorage(refused.message, code="reports_full")
+    # the open reports of this key or blob: more are taken once the operator handled some
+    return ApiError(refused.message, status=429, code="too_many_reports")
 
 
 def _write_blossom_error(request: Any, error: ApiError) -> bytes:

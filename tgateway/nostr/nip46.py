@@ -18,7 +18,6 @@ the user's key.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -83,29 +82,14 @@ class BunkerPointer:
     secret: str | None = None
 
 
-def _private_host(host: str) -> bool:
-    """True for ``localhost`` and literal loopback, private, link-local or reserved addresses.
-
-    Host names are not resolved here: a name that resolves to a private address is not caught
-    (a resolver-level guard or a Tor endpoint is the complete answer).
-    """
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return not ip.is_global
-
-
-def parse_bunker_url(url: str, *, allow_private: bool = False) -> BunkerPointer:
-    """Parse and check a ``bunker://`` URL. Raises :class:`Nip46Error` naming the problem.
+def parse_bunker_url(url: str) -> BunkerPointer:
+    """Parse a ``bunker://`` URL. Raises :class:`Nip46Error` naming the problem.
 
     The signer pubkey must be 64 hex; there must be 1..8 ``relay`` parameters, each ``ws://`` or
-    ``wss://``; ``secret`` is optional. The URL comes from a user and makes the gateway connect
-    where it says: relays on ``localhost`` or literal private/loopback addresses are refused
-    unless ``allow_private`` (tests, or a deployment whose signers live on its own network).
+    ``wss://``; ``secret`` is optional. This is the syntax only: the URL comes from a user and
+    makes the gateway connect where it says, so where its relays may be is checked (resolved
+    first) by the outgoing-connection guard (:mod:`tgateway.netguard`) before and during every
+    connection, in :class:`tgateway.nostr.nip46_login.Nip46Logins`.
     """
     if not isinstance(url, str) or len(url) > 4096:
         raise Nip46Error("bunker URL must be a string of at most 4096 characters")
@@ -123,11 +107,9 @@ def parse_bunker_url(url: str, *, allow_private: bool = False) -> BunkerPointer:
         raise Nip46Error(f"bunker URL has more than {MAX_RELAYS} relays")
     for relay in relays:
         try:
-            host, _, _ = parse_relay_url(relay)
+            parse_relay_url(relay)
         except ValueError as e:
             raise Nip46Error(f"bunker URL has a bad relay: {e}") from None
-        if not allow_private and _private_host(host):
-            raise Nip46Error(f"bunker URL relay {relay} is on a local or private address")
     secrets = query.get("secret", [])
     return BunkerPointer(pubkey, relays, secrets[0] if secrets else None)
 

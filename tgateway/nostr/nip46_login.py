@@ -2,8 +2,17 @@
 
 ``POST /api/auth/login`` with ``auth_type: nip46`` and a ``bunker://`` URL starts a
 :class:`Nip46Attempt`: over the bunker's relays the gateway (with a fresh key) sends ``connect``,
-``get_public_key`` and ``sign_event`` of a kind 22242 event carrying a one-time challenge; the
-signed event is checked like a NIP-07 login (:func:`tgateway.nostr.login.verify_login_event`).
+``get_public_key`` and ``sign_event`` of a kind 22242 event carrying a one-time challenge and a
+``relay`` tag naming the gateway (its public URL); the signed event is checked like a NIP-07
+login (:func:`tgateway.nostr.login.verify_login_event`, same :class:`LoginBinding`).
+
+The bunker URL comes from the user and makes the gateway connect where it says. Its relays go
+through the outgoing-connection guard (:class:`tgateway.netguard.OutgoingGuard`, switch
+``nostr.allow_private_bunker_relays``): :meth:`Nip46Logins.start` resolves and checks each new
+relay before anything connects (a refused one is a :class:`Nip46Error`, a 400 for the caller),
+and the pool connects to them through the guard's endpoint, which checks again and connects to
+the address it checked. A relay that cannot be reached (refused, not a WebSocket server) ends
+the attempt at once with the reason, instead of waiting for the signer's timeout.
 
 The HTTP request waits until the attempt ends or the signer answers ``auth_url`` (the user must
 approve at that URL first). In the second case the caller gets the URL and an attempt id and
@@ -22,13 +31,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tgateway.netguard import NetGuardError, OutgoingGuard
 from tgateway.nostr.event import EventTemplate
-from tgateway.nostr.login import ChallengeStore, verify_login_event
+from tgateway.nostr.login import ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip46 import (
     BunkerClient,
     BunkerPointer,
@@ -36,6 +46,7 @@ from tgateway.nostr.nip46 import (
     Nip46Rejected,
     parse_bunker_url,
 )
+from tgateway.nostr.pool import RelayTimeout, RelayUnreachable, parse_relay_url
 
 __all__ = ["Nip46Attempt", "Nip46Busy", "Nip46Logins"]
 
@@ -95,16 +106,18 @@ class Nip46Logins:
         pool: Any,
         clock: IReactorTime,
         *,
+        guard: OutgoingGuard,
+        binding: LoginBinding,
         timeout: float = 30.0,
-        allow_private: bool = False,
         max_running: int = 100,
         keep_finished: float = 300.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.pool = pool
         self.clock = clock
+        self.guard = guard
+        self.binding = binding
         self.timeout = timeout
-        self.allow_private = allow_private
         self.max_running = max_running
         self.keep_finished = keep_finished
         self._random = random_bytes
@@ -122,12 +135,23 @@ class Nip46Logins:
     def running(self) -> int:
         return sum(1 for a in self._attempts.values() if not a.finished)
 
-    def start(self, bunker_url: str) -> Nip46Attempt:
-        """Begin a login. Raises :class:`Nip46Error` for a bad URL, :class:`Nip46Busy` when too
-        many run at once."""
-        pointer = parse_bunker_url(bunker_url, allow_private=self.allow_private)
+    async def start(self, bunker_url: str) -> Nip46Attempt:
+        """Begin a login. Raises :class:`Nip46Error` for a bad URL or a relay the guard refuses
+        (nothing is connected then), :class:`Nip46Busy` when too many run at once."""
+        pointer = parse_bunker_url(bunker_url)
+        self._expire(self.clock.seconds())
+        if self.running() >= self.max_running:
+            raise Nip46Busy("too many remote-signer logins are in progress; retry later")
+        known = set(getattr(self.pool, "urls", ()))
+        for relay in pointer.relays:
+            if relay in known:
+                continue  # configured by the operator, or already checked for another attempt
+            host, port, _ = parse_relay_url(relay)
+            try:
+                await self.guard.resolve(host, port)
+            except NetGuardError as e:
+                raise Nip46Error(f"bunker URL relay {relay}: {e.message}") from None
         now = self.clock.seconds()
-        self._expire(now)
         if self.running() >= self.max_running:
             raise Nip46Busy("too many remote-signer logins are in progress; retry later")
         attempt = Nip46Attempt(self._random(16).hex(), now)
@@ -154,6 +178,7 @@ class Nip46Logins:
         added = [r for r in pointer.relays if r not in known or r in self._relay_users]
         for r in added:
             self._relay_users[r] = self._relay_users.get(r, 0) + 1
+            self.pool.relay(r, self.guard.endpoint)  # a relay the user named: through the guard
         client = BunkerClient(
             self.pool, pointer, self.clock, timeout=self.timeout, on_auth_url=attempt._set_auth_url
         )
@@ -161,6 +186,7 @@ class Nip46Logins:
         error: Nip46Error | None = None
         try:
             client.start()
+            await self._reach(pointer.relays)
             await client.connect()
             user = await client.get_public_key()
             now = self.clock.seconds()
@@ -168,12 +194,13 @@ class Nip46Logins:
             template = EventTemplate(
                 kind=LOGIN_KIND,
                 created_at=int(now),
-                tags=(("challenge", challenge.value),),
+                tags=(("relay", self.binding.base_url), ("challenge", challenge.value)),
                 content="tgateway login",
             )
             event = await client.sign_event(template)
             checked = verify_login_event(
-                event.to_json(), challenges=self._challenges, now=self.clock.seconds()
+                event.to_json(), challenges=self._challenges, binding=self.binding,
+                now=self.clock.seconds(),
             )
             if checked.pubkey != user:
                 raise Nip46Rejected("the remote signer signed with another key")
@@ -197,6 +224,25 @@ class Nip46Logins:
             id=attempt.id,
             outcome=f"signed in {pubkey}" if pubkey else f"failed ({error})",
         )
+
+    async def _reach(self, relays: tuple[str, ...]) -> None:
+        """Return once one of ``relays`` is connected; raise :class:`Nip46Error` saying why
+        when every one of them failed its first connection attempt."""
+        waits = [Deferred.fromCoroutine(self.pool.wait_open(r, self.timeout)) for r in relays]
+        try:
+            result = await DeferredList(waits, fireOnOneCallback=True, consumeErrors=True)
+        finally:
+            for d in waits:
+                d.cancel()
+        if isinstance(result, tuple):  # (None, index): one relay is open
+            return
+        reasons = []
+        for ok, value in result:
+            if not ok and value.check(RelayUnreachable, RelayTimeout):
+                reasons.append(str(value.value))
+            elif not ok:
+                value.raiseException()
+        raise Nip46Error("cannot reach the remote signer's relays: " + "; ".join(reasons))
 
     async def _release(self, relays: list[str]) -> None:
         remove = getattr(self.pool, "remove_relay", None)

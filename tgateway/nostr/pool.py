@@ -2,12 +2,19 @@
 
 Each relay gets a :class:`~tgateway.nostr.relay.RelaySession` (pending work that survives
 reconnects) and a ``ClientService`` (``retryPolicy=backoffPolicy(...)``: capped exponential
-backoff with jitter, ``clock`` injected). A connection counts as made once the WebSocket handshake
-completes, so a relay that accepts TCP and then fails the upgrade still backs off.
+backoff with jitter, ``clock`` injected). The backoff counts attempts that did not end with an
+open WebSocket (the session's ``failed_attempts``), so a relay that accepts TCP and then fails the
+upgrade backs off like one that refuses connections. (``ClientService(prepareConnection=...)``
+cannot express that: a connection lost while its preparation is pending, or after it failed,
+reaches ClientService's state machine in a state with no transition for it, and Automat raises
+``NoTransition``, logged as a critical error on every attempt.)
 
 Connections are made through an *endpoint factory* ``(host, port, tls) -> IStreamClientEndpoint``:
 the default dials directly (TLS for ``wss://``); the Tor issue passes one that returns txtorcon's
 ``TorClientEndpoint(host, port, socks_endpoint=..., tls=tls)`` to publish through a SOCKS proxy.
+A relay that a request names (a NIP-46 bunker relay) is added with its own factory, the
+outgoing-connection guard's (:mod:`tgateway.netguard`). A failed attempt (refused, not allowed by
+the guard, no WebSocket) is recorded on the session; :meth:`RelayPool.wait_open` reports it.
 
 Every wait has a timeout: :meth:`RelayPool.publish` raises :class:`RelayTimeout` when no ``OK``
 arrives in time (the relay's answer, when there is one, is a :class:`PublishResult`);
@@ -19,19 +26,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from coincurve import PrivateKey
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from tgateway.netguard import NetGuardError
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.relay import RelayClientFactory, RelaySession
 
@@ -40,6 +50,7 @@ __all__ = [
     "PublishResult",
     "RelayPool",
     "RelayTimeout",
+    "RelayUnreachable",
     "Subscription",
     "SubscriptionClosed",
     "default_endpoint_factory",
@@ -59,6 +70,10 @@ class RelayTimeout(Exception):
     def __init__(self, message: str, events: Sequence[Event] = ()) -> None:
         super().__init__(message)
         self.events = list(events)
+
+
+class RelayUnreachable(Exception):
+    """A connection attempt to a relay failed; the message says why."""
 
 
 class SubscriptionClosed(Exception):
@@ -113,6 +128,37 @@ def default_endpoint_factory(reactor: Any) -> EndpointFactory:
         return endpoint
 
     return make
+
+
+def _attempt_error(failure: Failure) -> str:
+    """Why a connection attempt failed, in a few words for a log line or an API message."""
+    error = failure.value
+    if isinstance(error, NetGuardError):
+        return error.message
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "no answer to the connection attempt"
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@implementer(IStreamClientEndpoint)
+class _ReportingEndpoint:
+    """Records a failed connection attempt on the relay's session before ClientService sees it."""
+
+    def __init__(self, inner: IStreamClientEndpoint, session: RelaySession) -> None:
+        self._inner = inner
+        self._session = session
+
+    def connect(self, protocol_factory: Any) -> Deferred[Any]:
+        def failed(failure: Failure) -> Failure:
+            if not failure.check(CancelledError):  # type: ignore[no-untyped-call]
+                self._session.connection_failed(_attempt_error(failure))
+            return failure
+
+        d: Deferred[Any] = self._inner.connect(protocol_factory)
+        return d.addErrback(failed)
 
 
 class Subscription:
@@ -173,8 +219,13 @@ class RelayPool(MultiService):
         assert self._private_key is not None
         return sign(template, self._private_key)
 
-    def relay(self, url: str) -> RelaySession:
-        """The session for ``url``, connecting (when the pool runs) on first use."""
+    def relay(self, url: str, endpoint_factory: EndpointFactory | None = None) -> RelaySession:
+        """The session for ``url``, connecting (when the pool runs) on first use.
+
+        ``endpoint_factory`` replaces the pool's for this relay when it is created here (a relay
+        named by a request connects through the outgoing-connection guard); an existing relay
+        keeps the endpoint it was created with.
+        """
         existing = self._relays.get(url)
         if existing is not None:
             return existing.session
@@ -185,12 +236,15 @@ class RelayPool(MultiService):
         factory = RelayClientFactory(session, self._clock)
         if self._protocol_options:
             factory.setProtocolOptions(**self._protocol_options)  # type: ignore[no-untyped-call]
+        make_endpoint = endpoint_factory or self._endpoint_factory
+        retry = self._retry_policy
         service = ClientService(
-            self._endpoint_factory(host, port, tls),
+            _ReportingEndpoint(make_endpoint(host, port, tls), session),
             factory,
-            retryPolicy=self._retry_policy,
+            # ClientService counts failed TCP connects only; the session also counts connections
+            # that closed before the WebSocket opened
+            retryPolicy=lambda attempts: retry(max(attempts, session.failed_attempts)),
             clock=self._clock,
-            prepareConnection=lambda protocol: cast(Any, protocol).when_open(),
         )
         service.setName(url)  # type: ignore[no-untyped-call]
         service.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -204,6 +258,37 @@ class RelayPool(MultiService):
     def is_connected(self, url: str) -> bool:
         relay = self._relays.get(url)
         return relay is not None and relay.session.connected
+
+    async def wait_open(self, url: str, timeout: float) -> None:
+        """Return once ``url``'s WebSocket is open (at once if it is). Raises
+        :class:`RelayUnreachable` (saying why) when the last connection attempt failed, or
+        when the one under way fails; :class:`RelayTimeout` when neither happens within
+        ``timeout`` seconds."""
+        session = self.relay(url)
+        if session.connected:
+            return
+        if session.failed_attempts:
+            raise RelayUnreachable(f"cannot connect to {url}: {session.last_error}")
+
+        def changed(reason: str | None) -> None:
+            if d.called:
+                return
+            if reason is None:
+                d.callback(None)
+            else:
+                d.errback(RelayUnreachable(f"cannot connect to {url}: {reason}"))
+
+        def timed_out(result: object, seconds: float) -> None:
+            why = f" (last attempt: {session.last_error})" if session.last_error else ""
+            raise RelayTimeout(f"no connection to {url} within {seconds:g} s{why}")
+
+        d: Deferred[None] = Deferred()
+        unwatch = session.watch(changed)
+        d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
+        try:
+            await self._track(d)
+        finally:
+            unwatch()
 
     async def remove_relay(self, url: str) -> None:
         """Disconnect from ``url`` and forget it (pending work on it is dropped)."""

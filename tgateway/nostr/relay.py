@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -260,6 +259,10 @@ class RelaySession:
         self.authenticated = False
         self.dropped = 0  # malformed or unwanted relay messages, for diagnostics
         self.last_notice: str | None = None
+        # connection attempts in a row that ended before a WebSocket was open, and why the last did
+        self.failed_attempts = 0
+        self.last_error: str | None = None
+        self._watchers: list[Callable[[str | None], None]] = []
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -272,7 +275,10 @@ class RelaySession:
         self._send = send
         self._writable = True
         self._unsent_closes = []
+        self.failed_attempts = 0
+        self.last_error = None
         self._reset_auth()
+        self._notify(None)
         for pub in self._publishes.values():
             pub.auth_retried = pub.waiting_auth = pub.sent = False
         for sub in self._subs.values():
@@ -296,6 +302,28 @@ class RelaySession:
         """The connection has drained: send what was held (until it fills up again)."""
         self._writable = True
         self._flush()
+
+    def connection_failed(self, reason: str) -> None:
+        """A connection attempt ended before the WebSocket was open (refused, not allowed, the
+        upgrade answered with something else, no handshake in time)."""
+        self.failed_attempts += 1
+        self.last_error = reason
+        self._notify(reason)
+
+    def watch(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(None)`` when a connection opens and ``callback(reason)`` when an
+        attempt fails, until the returned function is called."""
+        self._watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return unwatch
+
+    def _notify(self, reason: str | None) -> None:
+        for callback in list(self._watchers):
+            callback(reason)
 
     def _reset_auth(self) -> None:
         self._challenge = None
@@ -524,14 +552,18 @@ class RelaySession:
 
 
 class RelayClientProtocol(WebSocketClientProtocol):
-    """One WebSocket connection to a relay; feeds text frames to the factory's session."""
+    """One WebSocket connection to a relay; feeds text frames to the factory's session.
+
+    A connection that closes before the handshake completes (the server answered plain HTTP,
+    or nothing) is reported to the session as a failed attempt, so the pool's backoff grows
+    for a relay that accepts TCP and then fails the upgrade.
+    """
 
     log = Logger()
     factory: RelayClientFactory
 
     def __init__(self) -> None:
         super().__init__()
-        self._open_waiters: list[Deferred[None]] = []
         self._is_open = False
         self._is_closed = False
         self.bound: SendBound | None = None
@@ -562,26 +594,9 @@ class RelayClientProtocol(WebSocketClientProtocol):
                       "({reason})", relay=self.factory.session.url, reason=reason)
         self.dropConnection(abort=True)
 
-    def when_open(self) -> Deferred[None]:
-        """Fires when the WebSocket handshake completes; fails if the connection closes first.
-
-        Used as ``ClientService(prepareConnection=...)``: a connection only counts as made (and
-        resets the backoff) once the handshake is done.
-        """
-        if self._is_open:
-            return succeed(None)
-        if self._is_closed:
-            return fail(ConnectionError(f"WebSocket to {self.factory.session.url} closed"))
-        d: Deferred[None] = Deferred()
-        self._open_waiters.append(d)
-        return d
-
     def onOpen(self) -> None:
         self._is_open = True
         self.factory.session.connection_made(self._send_text)
-        waiters, self._open_waiters = self._open_waiters, []
-        for d in waiters:
-            d.callback(None)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
@@ -598,9 +613,9 @@ class RelayClientProtocol(WebSocketClientProtocol):
         self._is_closed = True
         if self._is_open:
             self.factory.session.connection_lost(self._send_text)
-        waiters, self._open_waiters = self._open_waiters, []
-        for d in waiters:
-            d.errback(ConnectionError(f"WebSocket to {self.factory.session.url} closed: {reason}"))
+            return
+        why = getattr(self, "wasNotCleanReason", None) or reason or "closed during the handshake"
+        self.factory.session.connection_failed(f"no WebSocket: {why}")
 
     def _send_text(self, text: str) -> None:
         payload = text.encode("utf-8")

@@ -3,6 +3,12 @@
 The listing reads the content store's ``file_owners``/``files`` tables; it returns the same
 :class:`~tgateway.storage.model.StoredFile` records as the store. Reports live in
 ``blossom_reports`` (schema ``020_blossom_reports.sql``).
+
+Reports need no sign-in, so what they may store is bounded (:class:`ReportLimits`), checked in
+the same transaction as the insert: every reported blob must be stored here, and a report is
+refused (:class:`ReportRefused`) when its reporter already has ``per_reporter`` open reports,
+when one of its blobs already has ``per_blob``, or when ``max_open`` reports are open in all.
+Reports stop counting once the admin marks them ``dismissed`` or ``actioned``.
 """
 
 from __future__ import annotations
@@ -78,13 +84,66 @@ def _uploaded_txn(conn: sqlite3.Connection, sha256: str, owner: str) -> float | 
     return float(row[0]) if row else None
 
 
+@dataclass(frozen=True)
+class ReportLimits:
+    """How many open reports may be stored: in all, by one reporter, about one blob."""
+
+    max_open: int = 1000
+    per_reporter: int = 10
+    per_blob: int = 20
+
+
+class ReportRefused(Exception):
+    """A report was not stored. ``reason``: ``unknown_blob`` (``sha256`` is not stored here),
+    ``reporter_full``, ``blob_full`` (``sha256`` has enough open reports) or ``full``."""
+
+    def __init__(self, reason: str, message: str, sha256: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.sha256 = sha256
+
+
+def _check_report_txn(
+    conn: sqlite3.Connection, pubkey: str, blobs: list[tuple[str, str]], limits: ReportLimits
+) -> None:
+    for sha, _ in blobs:
+        if conn.execute("SELECT 1 FROM files WHERE sha256 = ?", (sha,)).fetchone() is None:
+            raise ReportRefused("unknown_blob", f"blob {sha} is not stored here", sha)
+    (total,) = conn.execute(
+        "SELECT count(*) FROM blossom_reports WHERE status = 'open'").fetchone()
+    if total >= limits.max_open:
+        raise ReportRefused(
+            "full", f"{total} reports are waiting for the operator; no more are taken for now")
+    (mine,) = conn.execute(
+        "SELECT count(*) FROM blossom_reports WHERE pubkey = ? AND status = 'open'", (pubkey,)
+    ).fetchone()
+    if mine >= limits.per_reporter:
+        raise ReportRefused(
+            "reporter_full", f"this key already has {mine} open reports (at most"
+            f" {limits.per_reporter})")
+    for sha, _ in blobs:
+        (about,) = conn.execute(
+            "SELECT count(*) FROM blossom_report_blobs b JOIN blossom_reports r"
+            " ON r.id = b.report_id WHERE b.sha256 = ? AND r.status = 'open'", (sha,)
+        ).fetchone()
+        if about >= limits.per_blob:
+            raise ReportRefused(
+                "blob_full", f"blob {sha} already has {about} open reports (at most"
+                f" {limits.per_blob})", sha)
+
+
 def _add_report_txn(
     conn: sqlite3.Connection,
     event: dict[str, Any],
     blobs: list[tuple[str, str]],
     client_ip: str | None,
     now: float,
+    limits: ReportLimits,
 ) -> bool:
+    if conn.execute("SELECT 1 FROM blossom_reports WHERE id = ?", (event["id"],)).fetchone():
+        return False  # the same report again: nothing new to store, nothing refused
+    _check_report_txn(conn, event["pubkey"], blobs, limits)
     cur = conn.execute(
         "INSERT OR IGNORE INTO blossom_reports (id, pubkey, created_at, content, event_json,"
         " client_ip, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -168,9 +227,12 @@ class BlossomStore:
         *,
         client_ip: str | None,
         now: float,
+        limits: ReportLimits,
     ) -> bool:
-        """Store a verified report event; False when the same event id was already stored."""
-        new: bool = await self.db.run(_add_report_txn, event, blobs, client_ip, now)
+        """Store a verified report event; False when the same event id was already stored.
+        Raises :class:`ReportRefused` (nothing stored) for a blob not stored here or when one
+        of ``limits`` is reached."""
+        new: bool = await self.db.run(_add_report_txn, event, blobs, client_ip, now, limits)
         return new
 
     async def reports(
@@ -190,4 +252,4 @@ class BlossomStore:
         return changed
 
 
-__all__ = ["BlossomStore", "ListedBlob", "Report"]
+__all__ = ["BlossomStore", "ListedBlob", "Report", "ReportLimits", "ReportRefused"]

@@ -4,15 +4,19 @@
 
 - ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.sessions``);
 - ``Authorization: Nostr <base64 kind 27235 event>`` (NIP-98): ``u`` must equal the external URL
-  of the request (``gateway.public_url`` + path and query; without a configured public URL, the
-  scheme and ``Host`` the client used), ``method`` the request method, ``created_at`` within 60 s,
+  of the request: the gateway's public URL (``gateway.public_url``, or the listening address when
+  it is empty) + path and query. Never the ``Host`` header: a client could otherwise replay an
+  event signed for another server by sending that server's name; behind a reverse proxy, set
+  ``gateway.public_url``. ``method`` must be the request method, ``created_at`` within 60 s,
   and the event must not have been used before. A ``payload`` tag is checked against the body's
   SHA-256; for streamed uploads the body is only known at the end, so the event is left on the
   request as ``request.nip98_event`` and the upload route checks it before the file is stored;
 - no ``Authorization`` header: anonymous (None). Anything else: 401 saying what was wrong.
 
-Routes (:class:`AuthApi`): ``GET /api/auth/challenge``, ``POST /api/auth/login`` (``auth_type``
-``nip07`` with a signed event, or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
+Routes (:class:`AuthApi`): ``GET /api/auth/challenge`` (a challenge, and the URLs a login event
+must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``u`` tag),
+``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway, see
+:mod:`tgateway.nostr.login`; or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
 NIP-46 login that is waiting for the user's approval at ``auth_url``), ``POST /api/auth/logout``
 and ``GET /api/auth/session``. Login attempts are rate limited per IP (``rate_limiting.auth``).
 """
@@ -29,7 +33,7 @@ from twisted.logger import Logger
 
 from tgateway.errors import ApiError, BadRequest, ServiceUnavailable, TooManyRequests, Unauthorized
 from tgateway.nostr.keys import npub_encode
-from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, verify_login_event
+from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip46 import Nip46Error
 from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, verify_http_auth
@@ -54,24 +58,21 @@ class RequestAuthenticator:
         *,
         sessions: SessionStore,
         clock: Any,
-        public_url: str = "",
+        base_url: str,
         window: float = DEFAULT_WINDOW,
         replay: ReplayCache | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
-        self.public_url = public_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
         self.window = window
         self.replay = replay if replay is not None else ReplayCache(ttl=2 * window + 5)
 
     def external_url(self, request: Any) -> str:
-        """The absolute URL the client addressed, as NIP-98's ``u`` tag must name it."""
+        """The absolute URL of the request, as NIP-98's ``u`` tag must name it: the gateway's
+        public URL + path and query (whatever ``Host`` the client sent)."""
         uri: str = request.uri.decode("latin-1")
-        if self.public_url:
-            return self.public_url + uri
-        host = (request.getHeader(b"host") or b"").decode("latin-1")
-        scheme = "https" if request.isSecure() else "http"
-        return f"{scheme}://{host}{uri}"
+        return self.base_url + uri
 
     async def authenticate(self, request: Any) -> str | None:
         header = request.getHeader(b"authorization")
@@ -167,6 +168,7 @@ class AuthApi:
         clock: Any,
         login_attempts_per_minute: float,
         login_burst: int,
+        binding: LoginBinding,
         nip46: Nip46Logins | None = None,
         challenges: ChallengeStore | None = None,
         login_window: float = 300.0,
@@ -174,6 +176,7 @@ class AuthApi:
         self.auth = auth
         self.sessions = sessions
         self.clock = clock
+        self.binding = binding
         self.nip46 = nip46
         self.challenges = challenges or ChallengeStore()
         self.login_window = login_window
@@ -194,9 +197,13 @@ class AuthApi:
             return b""
         self._limit(self.challenge_limiter, request)
         c = self.challenges.issue(self.clock.seconds())
-        return json_body(
-            request, {"challenge": c.value, "expires_at": int(c.expires_at), "kinds": list(LOGIN_KINDS)}
-        )
+        return json_body(request, {
+            "challenge": c.value,
+            "expires_at": int(c.expires_at),
+            "kinds": list(LOGIN_KINDS),
+            "relay": self.binding.base_url,  # the relay tag of a kind 22242 login event
+            "url": self.binding.login_url,  # the u tag of a kind 27235 login event
+        })
 
     @app.route("/api/auth/login", methods=["POST"])
     async def login(self, request: Any) -> bytes:
@@ -238,10 +245,12 @@ class AuthApi:
             raise BadRequest("nip07 login needs 'event': the signed event", code="missing_event")
         try:
             checked = verify_login_event(
-                event, challenges=self.challenges, now=self.clock.seconds(), window=self.login_window
+                event, challenges=self.challenges, binding=self.binding,
+                now=self.clock.seconds(), window=self.login_window,
             )
         except Unauthorized as e:
-            raise Unauthorized(e.message, code="invalid_login") from None
+            code = e.code if e.code != Unauthorized.code else "invalid_login"
+            raise Unauthorized(e.message, code=code) from None
         return await self._session_answer(request, checked.pubkey, "nip07")
 
     async def _nip46_start(self, request: Any, body: dict[str, Any]) -> bytes:
@@ -253,7 +262,7 @@ class AuthApi:
         if not isinstance(url, str) or not url:
             raise BadRequest("nip46 login needs 'bunker_url': a bunker:// URL", code="missing_bunker_url")
         try:
-            attempt = self.nip46.start(url)
+            attempt = await self.nip46.start(url)
         except Nip46Busy as e:
             raise TooManyRequests(str(e), retry_after=5) from None
         except Nip46Error as e:

@@ -29,7 +29,9 @@ from twisted.web.resource import IResource
 
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
+from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
 from tgateway.storage.model import UploadContext
 from tgateway.storage.sessions import SessionStore
@@ -252,14 +254,17 @@ def build_user_routes(
 ) -> UserRoutes:
     """Everything sign-in and users' files need, built from the configuration."""
     sessions = SessionStore(db, ttl=config.nostr.session_ttl)
-    auth = RequestAuthenticator(sessions=sessions, clock=clock, public_url=config.gateway.public_url)
+    base_url = config.gateway.base_url()  # public_url, or the listening address; never Host
+    auth = RequestAuthenticator(sessions=sessions, clock=clock, base_url=base_url)
+    binding = LoginBinding(base_url)
     nip46 = None
     if nostr is not None:
         nip46 = Nip46Logins(
             nostr.pool,
             clock,
+            guard=OutgoingGuard(clock, allow_private=config.nostr.allow_private_bunker_relays),
+            binding=binding,
             timeout=config.nostr.nip46_timeout,
-            allow_private=config.nostr.allow_private_bunker_relays,
         )
     rl = config.rate_limiting.auth
     auth_api = AuthApi(
@@ -268,6 +273,7 @@ def build_user_routes(
         clock=clock,
         login_attempts_per_minute=rl.login_attempts_per_minute,
         login_burst=rl.burst_size,
+        binding=binding,
         nip46=nip46,
     )
     limit = config.admin.default_user_storage_limit

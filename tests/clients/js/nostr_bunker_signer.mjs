@@ -1,9 +1,11 @@
 // A NIP-46 remote signer ("bunker") built on nostr-tools primitives, for tgateway's login tests.
 // Usage: node nostr_bunker_signer.mjs <relay-url> <signer-secret-hex> <user-secret-hex> [mode] [secret]
 //   mode: normal (default) | silent (never answers) | auth_url (first sign_event answers auth_url,
-//         then the real result 1 s later)
+//         then the real result 1 s later) | rebind (signs with the relay tag changed to
+//         another server, as a signer tricked by a hostile relay would)
 // Prints {"ready": true, "signer": <pubkey>, "user": <pubkey>} once subscribed, then one
-// {"request": <method>} line per request handled. Runs until killed.
+// {"request": <method>} line per request handled ({"request": "sign_event", "tags": [...]} with
+// the template's tags). Runs until killed.
 import { Relay, useWebSocketImplementation } from 'nostr-tools/relay'
 import { finalizeEvent, getPublicKey } from 'nostr-tools/pure'
 import * as nip44 from 'nostr-tools/nip44'
@@ -45,8 +47,11 @@ function result (req) {
       return { id: req.id, result: 'pong' }
     case 'sign_event': {
       const template = JSON.parse(req.params[0])
+      const tags = mode === 'rebind'
+        ? template.tags.map((t) => (t[0] === 'relay' ? ['relay', 'wss://relay.evil.example'] : t))
+        : template.tags
       const signed = finalizeEvent({
-        kind: template.kind, created_at: template.created_at, tags: template.tags, content: template.content
+        kind: template.kind, created_at: template.created_at, tags, content: template.content
       }, userSk)
       return { id: req.id, result: JSON.stringify(signed) }
     }
@@ -65,7 +70,9 @@ relay.subscribe([{ kinds: [24133], '#p': [signerPk], since: Math.floor(Date.now(
       print({ error: String(e) })
       return
     }
-    print({ request: req.method })
+    print(req.method === 'sign_event'
+      ? { request: req.method, tags: JSON.parse(req.params[0]).tags }
+      : { request: req.method })
     if (mode === 'silent') return
     if (mode === 'auth_url' && req.method === 'sign_event' && !askedApproval) {
       askedApproval = true

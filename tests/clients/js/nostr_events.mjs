@@ -4,11 +4,14 @@
 //    "nip19": {"npub": hex, "nsec": hex, "note": hex, "nprofile": {pubkey, relays}, "decode": [str]},
 //    "nip44": [{"sec1": hex, "pub2": hex, "plaintext": str, "payload": str?}],
 //    "nip98": [{"url": str, "method": str, "payload": object?}]}  (needs "secret"; answers
-//    {"token": "Nostr ...", "body": JSON text of the payload, which is what the tag hashes})
+//    {"token": "Nostr ...", "body": JSON text of the payload, which is what the tag hashes}),
+//    "nip42": [{"relay": url, "challenge": str}]  (needs "secret"; the kind 22242 AUTH event
+//    nostr-tools' makeAuthEvent builds, signed: answers "nip42": [event...])
 import { finalizeEvent, verifyEvent, getEventHash, getPublicKey } from 'nostr-tools/pure'
 import * as nip19 from 'nostr-tools/nip19'
 import * as nip44 from 'nostr-tools/nip44'
 import * as nip98 from 'nostr-tools/nip98'
+import { makeAuthEvent } from 'nostr-tools/nip42'
 import { hexToBytes, bytesToHex } from '@noble/hashes/utils'
 
 const chunks = []
@@ -19,6 +22,7 @@ if (req.secret) {
   const sk = hexToBytes(req.secret)
   out.pubkey = getPublicKey(sk)
   out.signed = (req.sign || []).map((t) => finalizeEvent(t, sk))
+  out.nip42 = (req.nip42 || []).map((a) => finalizeEvent(makeAuthEvent(a.relay, a.challenge), sk))
 }
 out.verified = (req.verify || []).map((e) => verifyEvent(e))
 out.hashes = (req.hash || []).map((e) => getEventHash(e))
