@@ -34,9 +34,10 @@ def result_of(coro: Any) -> Any:
     return out[0]
 
 
-def make_store(tmp_path: Path, direct_io: bool = True) -> ContentStore:
-    db = SyncDatabase()
-    db.open()
+def make_store(tmp_path: Path, direct_io: bool = True, db: SyncDatabase | None = None) -> ContentStore:
+    if db is None:
+        db = SyncDatabase()
+        db.open()
     s = ContentStore(
         reactor=Clock(),
         db=db,

@@ -11,8 +11,11 @@ Callers see four operations (and two events):
 subscribes at wiring time; the upload paths never call those components themselves.
 
 Durability: the temp files are fsynced (by the ingest), renamed to their content address, the
-folders fsynced, and only then is the row committed. A crash before the commit leaves at most
-unreferenced content files, never a row without bytes.
+folders fsynced, and only then is the row committed (durably: ``synchronous=FULL``, so an
+acknowledged upload survives a power cut). A deletion commits the row's removal durably, then
+removes the bytes. Both run under one lock. A crash at any point leaves at most unreferenced
+content files, never a row without bytes; :meth:`ContentStore.check` (started in the background at
+every start, see :mod:`tgateway.storage.consistency`) removes them.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from tgateway import bencode
 from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 
+from .consistency import CheckReport, StorageCheck
+from .crashpoints import CrashPoints
 from .disk import DiskLayout, fsync_dirs, place
 from .ingest import (
     Ingest,
@@ -330,6 +335,7 @@ class ContentStore:
         config: StorageConfig,
         threaded: bool = True,
         direct_io: bool = True,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self._reactor = reactor
         self._direct_io = direct_io  # uploads written with O_DIRECT where the filesystem takes it
@@ -349,13 +355,19 @@ class ContentStore:
         self._by_info_hash: dict[str, str] = {}
         self._on_stored: list[StoredCallback] = []
         self._on_deleted: list[DeletedCallback] = []
+        self._crash = crash_points or CrashPoints()
+        self._live_temps: set[Path] = set()  # temporary folders of uploads in progress
+        self._check_lock = DeferredLock()  # one storage check at a time
+        self._check: StorageCheck | None = None
 
     # life cycle --------------------------------------------------------------
 
     def start(self) -> None:
         """Prepare folders (removing leftovers of interrupted uploads) and load the index.
 
-        Synchronous: runs once at start-up, before any listener accepts a connection.
+        Synchronous: runs once at start-up, before any listener accepts a connection. Bytes a
+        crash left without a row are found by :meth:`check`, which the storage service starts
+        in the background right after this.
         """
         removed = self.layout.prepare()
         if removed:
@@ -401,6 +413,7 @@ class ContentStore:
         """Start an upload. ``size_hint``: exact or upper bound of the size, if known."""
         chunked = size_hint is not None and size_hint >= self.config.blob_threshold
         tmp = self.layout.new_temp(chunked)
+        self._live_temps.add(tmp)  # the storage check leaves it alone until it is removed
         if self._threaded:
             reactor = self._reactor
 
@@ -420,6 +433,7 @@ class ContentStore:
             workers=workers,
             to_reactor=self._reactor.callFromThread if self._threaded else call_inline,
             direct_io=self._direct_tmp[chunked],
+            on_removed=lambda: self._live_temps.discard(tmp),
         )
 
     async def commit(
@@ -458,13 +472,14 @@ class ContentStore:
             existing = await self.db.run(_get_txn, "sha256", result.sha256)
             now = time.time()
             if existing is not None:
-                f, _ = await self.db.run(_insert_txn, existing, ctx, now)
+                f, _ = await self.db.run(_insert_txn, existing, ctx, now, durable=True)
                 event = StoredEvent(file=f, context=ctx, new=False)
             else:
                 f = self._describe(result, ctx, declared_type, head, now)
                 placed = await self._in_thread(self._place, result, f)
                 try:
-                    f, new = await self.db.run(_insert_txn, f, ctx, now)
+                    # durable: an acknowledged upload survives a power cut too
+                    f, new = await self.db.run(_insert_txn, f, ctx, now, durable=True)
                 except BaseException:
                     await self._in_thread(self._unplace, placed)
                     raise
@@ -516,7 +531,10 @@ class ContentStore:
         placed: list[Path] = []
         try:
             if f.storage == "chunked":
+                half = len(f.chunks) // 2
                 for c in f.chunks:
+                    if c.index == half:
+                        self._crash.reach("place:some")
                     final = self.layout.chunk_path(c.sha256)
                     if place(result.chunk_file(c.index), final):
                         placed.append(final)
@@ -525,6 +543,7 @@ class ContentStore:
                 if place(result.blob_file, final):
                     placed.append(final)
             fsync_dirs(folder for final in placed for folder in self.layout.folders_of(final))
+            self._crash.reach("place:all")
         except BaseException:
             self._unplace(placed)
             raise
@@ -603,7 +622,10 @@ class ContentStore:
         """
         await self._lock.acquire()
         try:
-            f, unused = await self.db.run(_remove_owner_txn, sha256, owner)
+            # The row goes first, durably (synchronous=FULL: not lost even by a power cut), the
+            # bytes after: a crash in between leaves unreferenced bytes, which the storage check
+            # removes, never a row without bytes.
+            f, unused = await self.db.run(_remove_owner_txn, sha256, owner, durable=True)
             if f is not None:
                 self._forget(f)
                 self._info_hashes.discard(f.info_hash_bytes)
@@ -613,7 +635,7 @@ class ContentStore:
                     if f.storage == "chunked"
                     else [self.layout.blob_path(f.sha256)]
                 )
-                await self._in_thread(self._unplace, paths)
+                await self._in_thread(self._remove_bytes, paths)
         finally:
             self._lock.release()
         if f is not None:
@@ -621,8 +643,63 @@ class ContentStore:
             self._emit(self._on_deleted, f)
         return f
 
+    def _remove_bytes(self, paths: list[Path]) -> None:
+        """(thread) The bytes of a file whose row is gone."""
+        self._crash.reach("delete:row")
+        half = len(paths) // 2
+        for i, p in enumerate(paths):
+            if i == half and i:
+                self._crash.reach("delete:some")
+            p.unlink(missing_ok=True)
+
     def free_space(self) -> int:
         return self.layout.statvfs_free()
+
+    # the storage check -------------------------------------------------------------
+
+    async def check(self, *, remove: bool = True, keep: int = 1000) -> CheckReport:
+        """Find blobs and chunks that no row references (removed unless ``remove`` is False)
+        and rows whose bytes are missing (reported), while the store serves; see
+        :mod:`tgateway.storage.consistency`. One run at a time; logs what it found."""
+        await self._check_lock.acquire()
+        try:
+            self._check = StorageCheck(
+                db=self.db, layout=self.layout, lock=self._lock, in_thread=self._in_thread,
+                live_temps=lambda: frozenset(self._live_temps), keep=keep,
+            )
+            report = await self._check.run(remove=remove)
+        finally:
+            self._check = None
+            self._check_lock.release()
+        self._log_check(report)
+        return report
+
+    def stop_check(self) -> None:
+        """Make a running check stop after its current shard."""
+        if self._check is not None:
+            self._check.stop()
+
+    def _log_check(self, report: CheckReport) -> None:
+        verb = "removed" if report.removed else "found"
+        self.log.info(
+            "storage check {state} in {seconds:.1f} s: {blobs} blobs and {chunks} chunks seen;"
+            " {verb} {ob} unreferenced blobs, {oc} unreferenced chunks, {ot} temporary leftovers"
+            " ({bytes} bytes); {stray} stray files; {missing} files with missing bytes",
+            state="finished" if report.complete else "stopped", seconds=report.seconds,
+            blobs=report.blobs_seen, chunks=report.chunks_seen, verb=verb,
+            ob=report.orphan_blobs.count, oc=report.orphan_chunks.count,
+            ot=report.temp_leftovers.count, bytes=report.orphan_bytes, stray=report.stray.count,
+            missing=report.missing_files, report=report.to_json(),
+        )
+        for m in report.missing:
+            self.log.error(
+                "stored file {sha256} ({storage}) is missing {count} of its bytes' files: {names}",
+                sha256=m.sha256, storage=m.storage, count=len(m.missing),
+                names=", ".join(m.missing[:8]) + (" ..." if len(m.missing) > 8 else ""),
+            )
+        if report.stray.count:
+            self.log.warn("{n} files in the data folders are not content addresses (left alone):"
+                          " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
 
 
 __all__ = [
