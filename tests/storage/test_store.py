@@ -459,3 +459,54 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
     assert read_all(store, f2) == data2
     assert f2.size == len(data2)
     assert refused["n"] == (6 if direct else 0)
+
+
+# --------------------------------------------------------------------------- quota
+
+
+def test_quota_counts_bytes_already_stored_by_others(store: ContentStore) -> None:
+    """Deduplication saves disk, not quota: files another owner stored count in full."""
+    from tgateway.storage.store import QuotaExceeded
+
+    theirs = [os.urandom(n) for n in (400, 300, THRESHOLD + 10)]
+    for data in theirs:
+        put(store, data, ctx=UploadContext(owner="b" * 64))
+    seen: list[Any] = []
+    store.subscribe_stored(seen.append)
+    mine = UploadContext(owner="a" * 64, name="mine.bin")
+
+    def commit(data: bytes, quota: int) -> StoredEvent:
+        ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
+        ingest.write(data)
+        return result_of(store.commit(ingest, mine, quota=quota))
+
+    assert not commit(theirs[0], quota=1000).new
+    with pytest.raises(QuotaExceeded) as refused:
+        commit(theirs[1], quota=600)  # 400 + 300 > 600, though no byte is new
+    assert refused.value.status == 413 and refused.value.code == "quota_exceeded"
+    assert "400 of 600" in refused.value.message
+    with pytest.raises(QuotaExceeded):
+        commit(theirs[2], quota=THRESHOLD)
+    assert result_of(store.usage("a" * 64)) == (1, 400)
+    assert commit(theirs[0], quota=400).file.size == 400  # already mine: nothing more to count
+    store._reactor.advance(0)
+    assert len(seen) == 2  # only the accepted uploads fired the event
+
+
+def test_a_new_file_over_quota_leaves_no_bytes_no_row_and_no_event(store: ContentStore) -> None:
+    from tgateway.storage.store import QuotaExceeded
+
+    seen: list[Any] = []
+    store.subscribe_stored(seen.append)
+    for size in (500, THRESHOLD * 2):
+        data = os.urandom(size)
+        ingest = store.begin_upload(size_hint=size, max_size=1 << 40)
+        ingest.write(data)
+        with pytest.raises(QuotaExceeded):
+            result_of(store.commit(ingest, UploadContext(owner="a" * 64), quota=size - 1))
+        assert result_of(store.get(hashlib.sha256(data).hexdigest())) is None
+    store._reactor.advance(0)
+    assert seen == []
+    assert tmp_entries(store) == []
+    assert [p for p in store.layout.blob_dir.rglob("*") if p.is_file()] == []
+    assert [p for p in store.layout.chunk_dir.rglob("*") if p.is_file()] == []

@@ -16,6 +16,8 @@ acknowledged upload survives a power cut). A deletion commits the row's removal 
 removes the bytes. Both run under one lock. A crash at any point leaves at most unreferenced
 content files, never a row without bytes; :meth:`ContentStore.check` (started in the background at
 every start, see :mod:`tgateway.storage.consistency`) removes them.
+
+The owner's quota is checked in the transaction that adds the owner's reference (``commit(quota=)``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from twisted.python.threadpool import ThreadPool
 
 from tgateway import bencode
 from tgateway.config import StorageConfig
-from tgateway.errors import BadRequest
+from tgateway.errors import BadRequest, PayloadTooLarge
 
 from .consistency import CheckReport, StorageCheck
 from .crashpoints import CrashPoints
@@ -62,6 +64,13 @@ RECORD_CACHE = 4096  # StoredFile records kept in memory
 
 class EmptyUpload(BadRequest):
     code = "empty_upload"
+
+
+class QuotaExceeded(PayloadTooLarge):
+    """The owner's files would take more than their quota (checked in the transaction that
+    adds the owner's reference)."""
+
+    code = "quota_exceeded"
 
 
 @dataclass(frozen=True)
@@ -186,10 +195,35 @@ def _get_txn(conn: sqlite3.Connection, column: str, value: str) -> StoredFile | 
     return _row_to_file(conn, row) if row else None
 
 
+def _check_quota_txn(conn: sqlite3.Connection, owner: str, sha256: str, size: int,
+                     quota: int) -> None:
+    """Raise QuotaExceeded when ``owner`` does not own ``sha256`` yet and ``size`` more bytes
+    would take their files beyond ``quota``: stored bytes count whether they are new or shared
+    with other owners (deduplication saves the disk, not the owner's quota)."""
+    if conn.execute(
+        "SELECT 1 FROM file_owners WHERE sha256 = ? AND owner = ?", (sha256, owner)
+    ).fetchone() is not None:
+        return  # an upload of a file the owner already has adds nothing
+    _, used = _usage_txn(conn, owner)
+    if used + size > quota:
+        raise QuotaExceeded(
+            f"upload would exceed your storage quota ({used} of {quota} bytes used,"
+            f" this file is {size} bytes)"
+        )
+
+
 def _insert_txn(
-    conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float
+    conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float,
+    quota: int | None = None,
 ) -> tuple[StoredFile, bool]:
-    """Insert the file (unless present) and the owner row. Returns (file, new)."""
+    """Insert the file (unless present) and the owner row. Returns (file, new).
+
+    With ``quota`` (bytes), the owner's usage is checked in the same transaction, so that
+    concurrent uploads by one owner cannot all pass the check (the store's commits run one at
+    a time on the one database thread); QuotaExceeded rolls everything back.
+    """
+    if quota is not None and ctx.owner:
+        _check_quota_txn(conn, ctx.owner, f.sha256, f.size, quota)
     existing = _get_txn(conn, "sha256", f.sha256)
     new = existing is None
     if new:
@@ -444,11 +478,16 @@ class ContentStore:
         declared_type: str | None = None,
         head: bytes = b"",
         check: Callable[[IngestResult], None] | None = None,
+        quota: int | None = None,
     ) -> StoredEvent:
         """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes.
 
         ``check`` sees the finished bytes' hashes before anything becomes visible (an expected
         SHA-256, an auth token's scope); if it raises, nothing is stored and its error propagates.
+        ``quota``: the most bytes ``context.owner``'s files may take, this one included (new or
+        already stored); checked in the transaction that adds the owner's reference, so it
+        holds under concurrent uploads; QuotaExceeded otherwise. A refused upload stores
+        nothing and fires no event.
         """
         try:
             result = await ingest.finish()
@@ -460,26 +499,30 @@ class ContentStore:
                 raise EmptyUpload("the upload is empty")
             if check is not None:
                 check(result)
-            return await self._commit_result(result, context, declared_type, head)
+            return await self._commit_result(result, context, declared_type, head, quota)
         finally:
             await ingest.abort()  # removes what is left of the temp folder
 
     async def _commit_result(
-        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes
+        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes,
+        quota: int | None,
     ) -> StoredEvent:
         await self._lock.acquire()
         try:
             existing = await self.db.run(_get_txn, "sha256", result.sha256)
             now = time.time()
             if existing is not None:
-                f, _ = await self.db.run(_insert_txn, existing, ctx, now, durable=True)
+                f, _ = await self.db.run(_insert_txn, existing, ctx, now, quota, durable=True)
                 event = StoredEvent(file=f, context=ctx, new=False)
             else:
+                if quota is not None and ctx.owner:  # refuse before placing anything
+                    await self.db.run(_check_quota_txn, ctx.owner, result.sha256, result.size,
+                                      quota)
                 f = self._describe(result, ctx, declared_type, head, now)
                 placed = await self._in_thread(self._place, result, f)
                 try:
                     # durable: an acknowledged upload survives a power cut too
-                    f, new = await self.db.run(_insert_txn, f, ctx, now, durable=True)
+                    f, new = await self.db.run(_insert_txn, f, ctx, now, quota, durable=True)
                 except BaseException:
                     await self._in_thread(self._unplace, placed)
                     raise
@@ -706,6 +749,7 @@ __all__ = [
     "ContentStore",
     "EmptyUpload",
     "Ownership",
+    "QuotaExceeded",
     "build_info",
     "choose_mime",
     "clean_name",
