@@ -1,5 +1,5 @@
 """Blossom ``PUT /upload`` with the rules every upload path shares: the quota holds for blobs
-others already stored, under concurrency.
+others already stored, under concurrency; the name is cleaned before any output shows it.
 
 The real service tree in ``blossom-only`` mode (threaded store, database thread), on loopback.
 """
@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -17,6 +18,7 @@ from twisted.internet.defer import Deferred
 
 from tests.gateway_harness import small_config, temp_data_dir
 from tests.realclients import free_tcp_port
+from tests.web.test_upload_names import CLEAN, HOSTILE
 from tests.web.test_upload_quota import HeldBody, concurrently, http
 from tgateway.nostr.event import public_key_hex
 from tgateway.storage.model import UploadContext
@@ -78,3 +80,18 @@ async def test_concurrent_uploads_of_stored_blobs_stay_within_the_quota(blossom:
     listed = {d["sha256"] for d in await r.json()}
     assert listed == {b["sha256"] for c, b in results if c == 200}
 
+
+@pytest_twisted.ensureDeferred
+async def test_the_descriptor_shows_the_cleaned_name(blossom: Blossom) -> None:
+    data = os.urandom(2000)
+    r = await http.put(blossom.base + "/upload", data=data,
+                       headers={**upload_headers(data), "X-Filename": quote(HOSTILE)})
+    desc = await r.json()
+    assert r.code == 201, desc
+    dn = parse_qs(urlsplit(desc["magnet"]).query)["dn"][0]
+    assert dn == CLEAN
+    magnet_tag = next(t[1] for t in desc["nip94"] if t[0] == "magnet")
+    assert parse_qs(urlsplit(magnet_tag).query)["dn"][0] == CLEAN
+    r = await http.get(f"{blossom.base}/list/{public_key_hex(SECRET)}")
+    [listed] = await r.json()
+    assert parse_qs(urlsplit(listed["magnet"]).query)["dn"][0] == CLEAN

@@ -17,6 +17,7 @@ removes the bytes. Both run under one lock. A crash at any point leaves at most 
 content files, never a row without bytes; :meth:`ContentStore.check` (started in the background at
 every start, see :mod:`tgateway.storage.consistency`) removes them.
 
+Every upload's name is cleaned in ``commit`` (:func:`clean_name`); names of older rows when read.
 The owner's quota is checked in the transaction that adds the owner's reference (``commit(quota=)``).
 """
 
@@ -31,7 +32,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,18 +88,43 @@ class Ownership:
 
 # --------------------------------------------------------------------------- names and types
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\]')
+NAME_MAX_BYTES = 240
+_EDGES = re.compile(r"\A[\s.]+|[\s.]+\Z")
+
+
+def _name_char(c: str) -> str:
+    """One character of a file name as it is kept: controls (C0, DEL, C1, line and paragraph
+    separators) become ``_``; invisible format characters (bidirectional
+    embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks U+200E,
+    U+200F and U+061C, zero-width characters, the byte order mark, soft hyphen) and lone
+    surrogates are dropped."""
+    category = unicodedata.category(c)
+    if category in ("Cc", "Zl", "Zp"):
+        return "_"
+    if category in ("Cf", "Cs"):
+        return ""
+    return c
 
 
 def clean_name(name: str | None, fallback: str) -> str:
-    """A file name safe for torrents and Content-Disposition: no path, no control characters."""
+    """A file name safe for torrents, magnet links, Content-Disposition and listings.
+
+    The one rule for every name an upload brings (the store applies it in ``commit``, and to
+    names read back from rows stored before the rule): only the last path segment; see
+    :func:`_name_char` for the characters replaced or dropped; NFC; no leading or trailing dots or
+    white space; at most ``NAME_MAX_BYTES`` bytes of UTF-8. ``fallback`` when nothing is left.
+    Applying it twice changes nothing.
+    """
     if not name:
         return fallback
-    name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip().strip(".") or ""
-    while len(name.encode("utf-8")) > 240:
-        name = name[:-1]
+    if not name.isascii() or not name.isprintable():
+        name = "".join(_name_char(c) for c in name)
+        name = unicodedata.normalize("NFC", name)  # after the drops: they may join characters
+    name = _EDGES.sub("", name)
+    encoded = name.encode("utf-8")
+    if len(encoded) > NAME_MAX_BYTES:
+        name = _EDGES.sub("", encoded[:NAME_MAX_BYTES].decode("utf-8", "ignore"))
     return name or fallback
 
 
@@ -177,7 +203,7 @@ def _row_to_file(conn: sqlite3.Connection, row: sqlite3.Row) -> StoredFile:
     return StoredFile(
         sha256=row["sha256"],
         size=row["size"],
-        name=row["name"],
+        name=clean_name(row["name"], row["sha256"]),  # rows stored before the rule, too
         mime=row["mime"],
         storage=row["storage"],
         piece_length=row["piece_length"],
@@ -286,7 +312,7 @@ def _ownership(row: sqlite3.Row) -> Ownership:
     return Ownership(
         sha256=row["sha256"],
         owner=row["owner"],
-        name=row["name"],
+        name=clean_name(row["name"], row["sha256"]),  # rows stored before the rule, too
         title=row["title"],
         description=row["description"],
         announce_dht=bool(row["announce_dht"]),
@@ -487,8 +513,10 @@ class ContentStore:
         ``quota``: the most bytes ``context.owner``'s files may take, this one included (new or
         already stored); checked in the transaction that adds the owner's reference, so it
         holds under concurrent uploads; QuotaExceeded otherwise. A refused upload stores
-        nothing and fires no event.
+        nothing and fires no event. The upload's name is cleaned here (:func:`clean_name`).
         """
+        if context.name is not None:
+            context = replace(context, name=clean_name(context.name, "") or None)
         try:
             result = await ingest.finish()
         except BaseException:
@@ -545,7 +573,7 @@ class ContentStore:
         head: bytes,
         now: float,
     ) -> StoredFile:
-        name = clean_name(ctx.name, result.sha256)
+        name = ctx.name or result.sha256  # cleaned by commit
         pl = self.config.chunk_size
         chunked = result.size >= self.config.blob_threshold
         chunks: tuple[Chunk, ...] = ()
