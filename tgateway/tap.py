@@ -24,6 +24,7 @@ from twisted.python import usage
 from tgateway import __version__
 from tgateway.config import MODES, Config, ConfigError, load_config
 from tgateway.links import Links
+from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import ContentStore
@@ -128,23 +129,39 @@ class GatewayService(MultiService):
 
 
 class StorageService(Service):
-    """Opens the database and the content store first; closes them last."""
+    """Opens the database and the content store first; closes them last.
+
+    Once open, the storage check runs in the background (it does not delay serving and is safe
+    against uploads and deletions meanwhile): bytes a crash left without a row are removed,
+    rows whose bytes are missing are logged. Stopping stops the check after its current shard.
+    """
 
     name = "storage"
 
     def __init__(self, db: Database, store: ContentStore) -> None:
         self.db = db
         self.store = store
+        self._check: Deferred[Any] | None = None
 
     def startService(self) -> None:
         self.db.open()
         self.store.start()
         super().startService()
+        check = Deferred.fromCoroutine(self.store.check())
+        check.addErrback(lambda f: log.failure("the storage check failed", f))
+        self._check = check
 
-    def stopService(self) -> Any:
-        super().stopService()
+    async def _stop(self) -> None:
+        check, self._check = self._check, None
+        if check is not None and not check.called:
+            self.store.stop_check()
+            await check
         self.store.stop()
         self.db.close()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
 
 
 @dataclass
@@ -176,7 +193,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     if components & NEEDS_STORAGE:
         db = Database(reactor, config.storage.metadata_db)
         layout = DiskLayout(config.storage.blob_storage, config.storage.chunk_storage)
-        store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage)
+        store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
+                             crash_points=CrashPoints.from_environ(os.environ))
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db

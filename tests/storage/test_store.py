@@ -34,9 +34,10 @@ def result_of(coro: Any) -> Any:
     return out[0]
 
 
-def make_store(tmp_path: Path, direct_io: bool = True) -> ContentStore:
-    db = SyncDatabase()
-    db.open()
+def make_store(tmp_path: Path, direct_io: bool = True, db: SyncDatabase | None = None) -> ContentStore:
+    if db is None:
+        db = SyncDatabase()
+        db.open()
     s = ContentStore(
         reactor=Clock(),
         db=db,
@@ -458,3 +459,119 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
     assert read_all(store, f2) == data2
     assert f2.size == len(data2)
     assert refused["n"] == (6 if direct else 0)
+
+
+# --------------------------------------------------------------------------- quota
+
+
+def test_quota_counts_bytes_already_stored_by_others(store: ContentStore) -> None:
+    """Deduplication saves disk, not quota: files another owner stored count in full."""
+    from tgateway.storage.store import QuotaExceeded
+
+    theirs = [os.urandom(n) for n in (400, 300, THRESHOLD + 10)]
+    for data in theirs:
+        put(store, data, ctx=UploadContext(owner="b" * 64))
+    seen: list[Any] = []
+    store.subscribe_stored(seen.append)
+    mine = UploadContext(owner="a" * 64, name="mine.bin")
+
+    def commit(data: bytes, quota: int) -> StoredEvent:
+        ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
+        ingest.write(data)
+        return result_of(store.commit(ingest, mine, quota=quota))
+
+    assert not commit(theirs[0], quota=1000).new
+    with pytest.raises(QuotaExceeded) as refused:
+        commit(theirs[1], quota=600)  # 400 + 300 > 600, though no byte is new
+    assert refused.value.status == 413 and refused.value.code == "quota_exceeded"
+    assert "400 of 600" in refused.value.message
+    with pytest.raises(QuotaExceeded):
+        commit(theirs[2], quota=THRESHOLD)
+    assert result_of(store.usage("a" * 64)) == (1, 400)
+    assert commit(theirs[0], quota=400).file.size == 400  # already mine: nothing more to count
+    store._reactor.advance(0)
+    assert len(seen) == 2  # only the accepted uploads fired the event
+
+
+def test_a_new_file_over_quota_leaves_no_bytes_no_row_and_no_event(store: ContentStore) -> None:
+    from tgateway.storage.store import QuotaExceeded
+
+    seen: list[Any] = []
+    store.subscribe_stored(seen.append)
+    for size in (500, THRESHOLD * 2):
+        data = os.urandom(size)
+        ingest = store.begin_upload(size_hint=size, max_size=1 << 40)
+        ingest.write(data)
+        with pytest.raises(QuotaExceeded):
+            result_of(store.commit(ingest, UploadContext(owner="a" * 64), quota=size - 1))
+        assert result_of(store.get(hashlib.sha256(data).hexdigest())) is None
+    store._reactor.advance(0)
+    assert seen == []
+    assert tmp_entries(store) == []
+    assert [p for p in store.layout.blob_dir.rglob("*") if p.is_file()] == []
+    assert [p for p in store.layout.chunk_dir.rglob("*") if p.is_file()] == []
+
+
+# --------------------------------------------------------------------------- names
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("invoice\u202eFDP.exe", "invoiceFDP.exe"),
+        ("a" + BIDI + "b.txt", "ab.txt"),
+        ("zero\u200bwidth\ufeff\u00ad.bin", "zerowidth.bin"),
+        ("c1\x85\x9fctl.bin", "c1__ctl.bin"),
+        ("line\u2028para\u2029.bin", "line_para_.bin"),
+        ("\u202e.hidden. ", "hidden"),
+        ("e\u200d\u0301.txt", "\u00e9.txt"),  # what a dropped character joins is NFC again
+        ("\u202e\u2066", "FALLBACK"),
+        ("caf\u00e9 \u65e5\u672c.mp4", "caf\u00e9 \u65e5\u672c.mp4"),
+        ("\U0001f600 ok.png", "\U0001f600 ok.png"),
+    ],
+)
+def test_clean_name_drops_bidi_and_format_characters(given: str, expected: str) -> None:
+    assert clean_name(given, "FALLBACK") == expected
+
+
+def test_clean_name_is_idempotent_and_bounded() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.text(max_size=300) | st.text(alphabet=st.sampled_from(
+        "ae. /\\\x00\x85\u0301\u200d\u202e\u2028\u00e9\u1100\u1161"), max_size=300))
+    def check(raw: str) -> None:
+        import unicodedata
+
+        name = clean_name(raw, "F")
+        assert clean_name(name, "F") == name
+        assert len(name.encode("utf-8")) <= 240 and unicodedata.is_normalized("NFC", name)
+        assert not any(c in "/\\" or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+                       for c in name)
+
+    check()
+
+
+def test_the_upload_name_is_cleaned_once_for_every_output(store: ContentStore) -> None:
+    raw = "report\u202efdp.exe"
+    ev = put(store, b"%PDF-1.4 x", ctx=UploadContext(owner="a" * 64, name=raw))
+    assert ev.file.name == "reportfdp.exe" and ev.context.name == "reportfdp.exe"
+    assert bencode.decode(ev.file.info)[b"name"] == b"reportfdp.exe"  # the torrent's name
+    [own] = result_of(store.owners(ev.file.sha256))
+    assert own.name == "reportfdp.exe"  # the per-owner name listed by /api/users/me/files
+    page, _ = result_of(store.owner_files("a" * 64))
+    assert page[0][1].name == "reportfdp.exe"
+
+
+def test_names_stored_before_the_rule_are_cleaned_when_read(store: ContentStore) -> None:
+    f = put(store, b"old bytes", ctx=UploadContext(owner="a" * 64, name="old.bin")).file
+    raw = "old\u202egpj.exe\x9b"
+    store.db.run_sync(lambda c: c.execute("UPDATE files SET name = ?", (raw,)))
+    store.db.run_sync(lambda c: c.execute("UPDATE file_owners SET name = ?", (raw,)))
+    store._records.clear()
+    assert result_of(store.get(f.sha256)).name == "oldgpj.exe_"
+    assert [o.name for o in result_of(store.owners(f.sha256))] == ["oldgpj.exe_"]

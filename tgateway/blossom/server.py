@@ -257,14 +257,13 @@ class BlossomServer:
 
         return check
 
+    def _quota_of(self, owner: str | None) -> int | None:
+        """The quota the store's commit enforces (atomically with the owner's reference)."""
+        return self._quota(owner) if owner is not None else None
+
     async def _after_store(
         self, request: Any, event: StoredEvent, owner: str | None
     ) -> bytes:
-        if owner is not None and event.new:
-            _, used = await self.store.usage(owner)
-            if used > self._quota(owner):
-                await self.store.remove_owner(event.file.sha256, owner)
-                raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
         uploaded = await self.bstore.uploaded_at(event.file.sha256, owner or "")
         body = descriptor(
             event.file, base_url=self.base_url, links=self.links,
@@ -332,7 +331,7 @@ class BlossomServer:
             raise body_error(e) from None
         event = await self.store.commit(
             ingest, ctx, declared_type=ctype, head=bytes(tap.head),
-            check=self._result_check(expected, auth, AuthError),
+            check=self._result_check(expected, auth, AuthError), quota=self._quota_of(owner),
         )
         return await self._after_store(request, event, owner)
 
@@ -449,7 +448,7 @@ class BlossomServer:
         ctx = UploadContext(owner=owner, name=name, source="mirror")
         event = await self.store.commit(
             taps[0].ingest, ctx, declared_type=ctypes[0], head=bytes(taps[0].head),
-            check=self._result_check(expected, auth, Conflict),
+            check=self._result_check(expected, auth, Conflict), quota=self._quota_of(owner),
         )
         return await self._after_store(request, event, owner)
 

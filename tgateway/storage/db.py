@@ -108,15 +108,29 @@ def _split_sql(sql: str) -> list[str]:
     return statements
 
 
-def transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-    """Run ``fn(conn, ...)`` inside BEGIN IMMEDIATE/COMMIT (ROLLBACK on error)."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(
+    conn: sqlite3.Connection, fn: Callable[..., T], *args: Any, durable: bool = False
+) -> T:
+    """Run ``fn(conn, *args)`` inside BEGIN IMMEDIATE/COMMIT (ROLLBACK on error).
+
+    ``durable``: the commit is synced to disk before this returns (``synchronous=FULL`` for
+    this transaction; the project's default, NORMAL in WAL mode, survives a crash of the
+    process but may lose the last commits to a power cut). For commits that must be on disk
+    before something irreversible follows them, such as removing a deleted file's bytes.
+    """
+    if durable:
+        conn.execute("PRAGMA synchronous=FULL")
     try:
-        result = fn(conn, *args, **kw)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
     return result
 
 
@@ -156,21 +170,22 @@ class Database:
             self._conn.close()
             self._conn = None
 
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], durable: bool = False) -> T:
         assert self._conn is not None, "database is not open"
         with self._lock:
-            return transaction(self._conn, fn, *args)
+            return transaction(self._conn, fn, *args, durable=durable)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` now, blocking: only for start-up, before anything serves."""
         return self._call(fn, args)
 
-    def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        """Run ``fn(conn, *args)`` in a transaction on the database thread. After ``close``
-        it fails at once with :class:`DatabaseClosed` (a stopped pool would never run it)."""
+    def run(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> Deferred[T]:
+        """Run ``fn(conn, *args)`` in a transaction on the database thread (``durable``: see
+        :func:`transaction`). After ``close`` it fails at once with :class:`DatabaseClosed`
+        (a stopped pool would never run it)."""
         if self._pool.joined:
             return fail(DatabaseClosed(f"database {self.path} is closed"))
-        return deferToThreadPool(self._reactor, self._pool, self._call, fn, args)
+        return deferToThreadPool(self._reactor, self._pool, self._call, fn, args, durable)
 
 
 class SyncDatabase:
@@ -193,12 +208,12 @@ class SyncDatabase:
         assert self._conn is not None, "database is not open"
         return transaction(self._conn, fn, *args)
 
-    def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+    def run(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> Deferred[T]:
         from twisted.internet.defer import fail, succeed
 
         assert self._conn is not None, "database is not open"
         try:
-            return succeed(transaction(self._conn, fn, *args))
+            return succeed(transaction(self._conn, fn, *args, durable=durable))
         except Exception:
             return fail()
 

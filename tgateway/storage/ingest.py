@@ -527,8 +527,10 @@ class Ingest:
         workers: WorkerFactory,
         to_reactor: Callable[..., None] = call_inline,
         direct_io: bool = True,  # the temporary folder takes O_DIRECT (takes_direct_io)
+        on_removed: Callable[[], None] | None = None,  # (reactor) the temp folder is gone
     ) -> None:
         self.tmp = tmp
+        self._on_removed = on_removed
         self.piece_length = piece_length
         self.max_size = max_size
         self.size = 0
@@ -784,6 +786,7 @@ class Ingest:
 
         if self._stopped:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            self._removed()
             return succeed(None)
         self._closed = True
         self._buf, self._buflen = [], 0
@@ -800,8 +803,13 @@ class Ingest:
         d.addBoth(lambda _: self._drain([self._syncer]))
         d.addBoth(close_blob)
         d.addBoth(lambda _: self._syncer.submit(lambda: shutil.rmtree(self.tmp, ignore_errors=True)))
+        d.addBoth(lambda _: self._removed())
         d.addBoth(lambda _: self._stop_workers())
         return d
+
+    def _removed(self) -> None:
+        if self._on_removed is not None:
+            self._on_removed()
 
     def _stop_workers(self) -> None:
         if self._stopped:

@@ -11,8 +11,14 @@ Callers see four operations (and two events):
 subscribes at wiring time; the upload paths never call those components themselves.
 
 Durability: the temp files are fsynced (by the ingest), renamed to their content address, the
-folders fsynced, and only then is the row committed. A crash before the commit leaves at most
-unreferenced content files, never a row without bytes.
+folders fsynced, and only then is the row committed (durably: ``synchronous=FULL``, so an
+acknowledged upload survives a power cut). A deletion commits the row's removal durably, then
+removes the bytes. Both run under one lock. A crash at any point leaves at most unreferenced
+content files, never a row without bytes; :meth:`ContentStore.check` (started in the background at
+every start, see :mod:`tgateway.storage.consistency`) removes them.
+
+Every upload's name is cleaned in ``commit`` (:func:`clean_name`); names of older rows when read.
+The owner's quota is checked in the transaction that adds the owner's reference (``commit(quota=)``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +43,10 @@ from twisted.python.threadpool import ThreadPool
 
 from tgateway import bencode
 from tgateway.config import StorageConfig
-from tgateway.errors import BadRequest
+from tgateway.errors import BadRequest, PayloadTooLarge
 
+from .consistency import CheckReport, StorageCheck
+from .crashpoints import CrashPoints
 from .disk import DiskLayout, fsync_dirs, place
 from .ingest import (
     Ingest,
@@ -59,6 +67,13 @@ class EmptyUpload(BadRequest):
     code = "empty_upload"
 
 
+class QuotaExceeded(PayloadTooLarge):
+    """The owner's files would take more than their quota (checked in the transaction that
+    adds the owner's reference)."""
+
+    code = "quota_exceeded"
+
+
 @dataclass(frozen=True)
 class Ownership:
     sha256: str
@@ -73,18 +88,43 @@ class Ownership:
 
 # --------------------------------------------------------------------------- names and types
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\]')
+NAME_MAX_BYTES = 240
+_EDGES = re.compile(r"\A[\s.]+|[\s.]+\Z")
+
+
+def _name_char(c: str) -> str:
+    """One character of a file name as it is kept: controls (C0, DEL, C1, line and paragraph
+    separators) become ``_``; invisible format characters (bidirectional
+    embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks U+200E,
+    U+200F and U+061C, zero-width characters, the byte order mark, soft hyphen) and lone
+    surrogates are dropped."""
+    category = unicodedata.category(c)
+    if category in ("Cc", "Zl", "Zp"):
+        return "_"
+    if category in ("Cf", "Cs"):
+        return ""
+    return c
 
 
 def clean_name(name: str | None, fallback: str) -> str:
-    """A file name safe for torrents and Content-Disposition: no path, no control characters."""
+    """A file name safe for torrents, magnet links, Content-Disposition and listings.
+
+    The one rule for every name an upload brings (the store applies it in ``commit``, and to
+    names read back from rows stored before the rule): only the last path segment; see
+    :func:`_name_char` for the characters replaced or dropped; NFC; no leading or trailing dots or
+    white space; at most ``NAME_MAX_BYTES`` bytes of UTF-8. ``fallback`` when nothing is left.
+    Applying it twice changes nothing.
+    """
     if not name:
         return fallback
-    name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip().strip(".") or ""
-    while len(name.encode("utf-8")) > 240:
-        name = name[:-1]
+    if not name.isascii() or not name.isprintable():
+        name = "".join(_name_char(c) for c in name)
+        name = unicodedata.normalize("NFC", name)  # after the drops: they may join characters
+    name = _EDGES.sub("", name)
+    encoded = name.encode("utf-8")
+    if len(encoded) > NAME_MAX_BYTES:
+        name = _EDGES.sub("", encoded[:NAME_MAX_BYTES].decode("utf-8", "ignore"))
     return name or fallback
 
 
@@ -163,7 +203,7 @@ def _row_to_file(conn: sqlite3.Connection, row: sqlite3.Row) -> StoredFile:
     return StoredFile(
         sha256=row["sha256"],
         size=row["size"],
-        name=row["name"],
+        name=clean_name(row["name"], row["sha256"]),  # rows stored before the rule, too
         mime=row["mime"],
         storage=row["storage"],
         piece_length=row["piece_length"],
@@ -181,10 +221,35 @@ def _get_txn(conn: sqlite3.Connection, column: str, value: str) -> StoredFile | 
     return _row_to_file(conn, row) if row else None
 
 
+def _check_quota_txn(conn: sqlite3.Connection, owner: str, sha256: str, size: int,
+                     quota: int) -> None:
+    """Raise QuotaExceeded when ``owner`` does not own ``sha256`` yet and ``size`` more bytes
+    would take their files beyond ``quota``: stored bytes count whether they are new or shared
+    with other owners (deduplication saves the disk, not the owner's quota)."""
+    if conn.execute(
+        "SELECT 1 FROM file_owners WHERE sha256 = ? AND owner = ?", (sha256, owner)
+    ).fetchone() is not None:
+        return  # an upload of a file the owner already has adds nothing
+    _, used = _usage_txn(conn, owner)
+    if used + size > quota:
+        raise QuotaExceeded(
+            f"upload would exceed your storage quota ({used} of {quota} bytes used,"
+            f" this file is {size} bytes)"
+        )
+
+
 def _insert_txn(
-    conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float
+    conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float,
+    quota: int | None = None,
 ) -> tuple[StoredFile, bool]:
-    """Insert the file (unless present) and the owner row. Returns (file, new)."""
+    """Insert the file (unless present) and the owner row. Returns (file, new).
+
+    With ``quota`` (bytes), the owner's usage is checked in the same transaction, so that
+    concurrent uploads by one owner cannot all pass the check (the store's commits run one at
+    a time on the one database thread); QuotaExceeded rolls everything back.
+    """
+    if quota is not None and ctx.owner:
+        _check_quota_txn(conn, ctx.owner, f.sha256, f.size, quota)
     existing = _get_txn(conn, "sha256", f.sha256)
     new = existing is None
     if new:
@@ -247,7 +312,7 @@ def _ownership(row: sqlite3.Row) -> Ownership:
     return Ownership(
         sha256=row["sha256"],
         owner=row["owner"],
-        name=row["name"],
+        name=clean_name(row["name"], row["sha256"]),  # rows stored before the rule, too
         title=row["title"],
         description=row["description"],
         announce_dht=bool(row["announce_dht"]),
@@ -330,6 +395,7 @@ class ContentStore:
         config: StorageConfig,
         threaded: bool = True,
         direct_io: bool = True,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self._reactor = reactor
         self._direct_io = direct_io  # uploads written with O_DIRECT where the filesystem takes it
@@ -349,13 +415,19 @@ class ContentStore:
         self._by_info_hash: dict[str, str] = {}
         self._on_stored: list[StoredCallback] = []
         self._on_deleted: list[DeletedCallback] = []
+        self._crash = crash_points or CrashPoints()
+        self._live_temps: set[Path] = set()  # temporary folders of uploads in progress
+        self._check_lock = DeferredLock()  # one storage check at a time
+        self._check: StorageCheck | None = None
 
     # life cycle --------------------------------------------------------------
 
     def start(self) -> None:
         """Prepare folders (removing leftovers of interrupted uploads) and load the index.
 
-        Synchronous: runs once at start-up, before any listener accepts a connection.
+        Synchronous: runs once at start-up, before any listener accepts a connection. Bytes a
+        crash left without a row are found by :meth:`check`, which the storage service starts
+        in the background right after this.
         """
         removed = self.layout.prepare()
         if removed:
@@ -401,6 +473,7 @@ class ContentStore:
         """Start an upload. ``size_hint``: exact or upper bound of the size, if known."""
         chunked = size_hint is not None and size_hint >= self.config.blob_threshold
         tmp = self.layout.new_temp(chunked)
+        self._live_temps.add(tmp)  # the storage check leaves it alone until it is removed
         if self._threaded:
             reactor = self._reactor
 
@@ -420,6 +493,7 @@ class ContentStore:
             workers=workers,
             to_reactor=self._reactor.callFromThread if self._threaded else call_inline,
             direct_io=self._direct_tmp[chunked],
+            on_removed=lambda: self._live_temps.discard(tmp),
         )
 
     async def commit(
@@ -430,12 +504,19 @@ class ContentStore:
         declared_type: str | None = None,
         head: bytes = b"",
         check: Callable[[IngestResult], None] | None = None,
+        quota: int | None = None,
     ) -> StoredEvent:
         """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes.
 
         ``check`` sees the finished bytes' hashes before anything becomes visible (an expected
         SHA-256, an auth token's scope); if it raises, nothing is stored and its error propagates.
+        ``quota``: the most bytes ``context.owner``'s files may take, this one included (new or
+        already stored); checked in the transaction that adds the owner's reference, so it
+        holds under concurrent uploads; QuotaExceeded otherwise. A refused upload stores
+        nothing and fires no event. The upload's name is cleaned here (:func:`clean_name`).
         """
+        if context.name is not None:
+            context = replace(context, name=clean_name(context.name, "") or None)
         try:
             result = await ingest.finish()
         except BaseException:
@@ -446,25 +527,30 @@ class ContentStore:
                 raise EmptyUpload("the upload is empty")
             if check is not None:
                 check(result)
-            return await self._commit_result(result, context, declared_type, head)
+            return await self._commit_result(result, context, declared_type, head, quota)
         finally:
             await ingest.abort()  # removes what is left of the temp folder
 
     async def _commit_result(
-        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes
+        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes,
+        quota: int | None,
     ) -> StoredEvent:
         await self._lock.acquire()
         try:
             existing = await self.db.run(_get_txn, "sha256", result.sha256)
             now = time.time()
             if existing is not None:
-                f, _ = await self.db.run(_insert_txn, existing, ctx, now)
+                f, _ = await self.db.run(_insert_txn, existing, ctx, now, quota, durable=True)
                 event = StoredEvent(file=f, context=ctx, new=False)
             else:
+                if quota is not None and ctx.owner:  # refuse before placing anything
+                    await self.db.run(_check_quota_txn, ctx.owner, result.sha256, result.size,
+                                      quota)
                 f = self._describe(result, ctx, declared_type, head, now)
                 placed = await self._in_thread(self._place, result, f)
                 try:
-                    f, new = await self.db.run(_insert_txn, f, ctx, now)
+                    # durable: an acknowledged upload survives a power cut too
+                    f, new = await self.db.run(_insert_txn, f, ctx, now, quota, durable=True)
                 except BaseException:
                     await self._in_thread(self._unplace, placed)
                     raise
@@ -487,7 +573,7 @@ class ContentStore:
         head: bytes,
         now: float,
     ) -> StoredFile:
-        name = clean_name(ctx.name, result.sha256)
+        name = ctx.name or result.sha256  # cleaned by commit
         pl = self.config.chunk_size
         chunked = result.size >= self.config.blob_threshold
         chunks: tuple[Chunk, ...] = ()
@@ -516,7 +602,10 @@ class ContentStore:
         placed: list[Path] = []
         try:
             if f.storage == "chunked":
+                half = len(f.chunks) // 2
                 for c in f.chunks:
+                    if c.index == half:
+                        self._crash.reach("place:some")
                     final = self.layout.chunk_path(c.sha256)
                     if place(result.chunk_file(c.index), final):
                         placed.append(final)
@@ -525,6 +614,7 @@ class ContentStore:
                 if place(result.blob_file, final):
                     placed.append(final)
             fsync_dirs(folder for final in placed for folder in self.layout.folders_of(final))
+            self._crash.reach("place:all")
         except BaseException:
             self._unplace(placed)
             raise
@@ -603,7 +693,10 @@ class ContentStore:
         """
         await self._lock.acquire()
         try:
-            f, unused = await self.db.run(_remove_owner_txn, sha256, owner)
+            # The row goes first, durably (synchronous=FULL: not lost even by a power cut), the
+            # bytes after: a crash in between leaves unreferenced bytes, which the storage check
+            # removes, never a row without bytes.
+            f, unused = await self.db.run(_remove_owner_txn, sha256, owner, durable=True)
             if f is not None:
                 self._forget(f)
                 self._info_hashes.discard(f.info_hash_bytes)
@@ -613,7 +706,7 @@ class ContentStore:
                     if f.storage == "chunked"
                     else [self.layout.blob_path(f.sha256)]
                 )
-                await self._in_thread(self._unplace, paths)
+                await self._in_thread(self._remove_bytes, paths)
         finally:
             self._lock.release()
         if f is not None:
@@ -621,14 +714,70 @@ class ContentStore:
             self._emit(self._on_deleted, f)
         return f
 
+    def _remove_bytes(self, paths: list[Path]) -> None:
+        """(thread) The bytes of a file whose row is gone."""
+        self._crash.reach("delete:row")
+        half = len(paths) // 2
+        for i, p in enumerate(paths):
+            if i == half and i:
+                self._crash.reach("delete:some")
+            p.unlink(missing_ok=True)
+
     def free_space(self) -> int:
         return self.layout.statvfs_free()
+
+    # the storage check -------------------------------------------------------------
+
+    async def check(self, *, remove: bool = True, keep: int = 1000) -> CheckReport:
+        """Find blobs and chunks that no row references (removed unless ``remove`` is False)
+        and rows whose bytes are missing (reported), while the store serves; see
+        :mod:`tgateway.storage.consistency`. One run at a time; logs what it found."""
+        await self._check_lock.acquire()
+        try:
+            self._check = StorageCheck(
+                db=self.db, layout=self.layout, lock=self._lock, in_thread=self._in_thread,
+                live_temps=lambda: frozenset(self._live_temps), keep=keep,
+            )
+            report = await self._check.run(remove=remove)
+        finally:
+            self._check = None
+            self._check_lock.release()
+        self._log_check(report)
+        return report
+
+    def stop_check(self) -> None:
+        """Make a running check stop after its current shard."""
+        if self._check is not None:
+            self._check.stop()
+
+    def _log_check(self, report: CheckReport) -> None:
+        verb = "removed" if report.removed else "found"
+        self.log.info(
+            "storage check {state} in {seconds:.1f} s: {blobs} blobs and {chunks} chunks seen;"
+            " {verb} {ob} unreferenced blobs, {oc} unreferenced chunks, {ot} temporary leftovers"
+            " ({bytes} bytes); {stray} stray files; {missing} files with missing bytes",
+            state="finished" if report.complete else "stopped", seconds=report.seconds,
+            blobs=report.blobs_seen, chunks=report.chunks_seen, verb=verb,
+            ob=report.orphan_blobs.count, oc=report.orphan_chunks.count,
+            ot=report.temp_leftovers.count, bytes=report.orphan_bytes, stray=report.stray.count,
+            missing=report.missing_files, report=report.to_json(),
+        )
+        for m in report.missing:
+            self.log.error(
+                "stored file {sha256} ({storage}) is missing {count} of its bytes' files: {names}",
+                sha256=m.sha256, storage=m.storage, count=len(m.missing),
+                names=", ".join(m.missing[:8]) + (" ..." if len(m.missing) > 8 else ""),
+            )
+        if report.stray.count:
+            self.log.warn("{n} files in the data folders are not content addresses (left alone):"
+                          " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
 
 
 __all__ = [
     "ContentStore",
     "EmptyUpload",
     "Ownership",
+    "QuotaExceeded",
     "build_info",
     "choose_mime",
     "clean_name",

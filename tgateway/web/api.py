@@ -274,15 +274,13 @@ class GatewayApi:
         if length is not None and length > self.store.free_space():
             raise InsufficientStorage("not enough disk space for this upload")
 
+        # The checks above refuse early; the quota itself is enforced by the store's commit,
+        # atomically with the owner's reference (also for bytes already stored by others).
+        quota = self._quota(owner) if owner is not None else None
         if multipart:
-            event = await self._upload_multipart(request, body, ctype, owner)
+            event = await self._upload_multipart(request, body, ctype, owner, quota)
         else:
-            event = await self._upload_raw(request, body, ctype, owner)
-        if owner is not None:
-            _, used = await self.store.usage(owner)
-            if used > self._quota(owner) and event.new:
-                await self.store.remove_owner(event.file.sha256, owner)
-                raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
+            event = await self._upload_raw(request, body, ctype, owner, quota)
         out = self.links.describe(event.file)
         out["new"] = event.new
         if event.context.title:
@@ -292,7 +290,7 @@ class GatewayApi:
         return json_response(request, out, 201 if event.new else 200)
 
     async def _upload_raw(
-        self, request: Any, body: BodyStream, ctype: str, owner: str | None
+        self, request: Any, body: BodyStream, ctype: str, owner: str | None, quota: int | None
     ) -> StoredEvent:
         name = request.getHeader(b"x-filename")
         arg = request.args.get(b"name", [None])[0]
@@ -319,7 +317,8 @@ class GatewayApi:
         except BaseException as e:
             await ingest.abort()
             raise body_error(e) from None
-        return await self.store.commit(ingest, ctx, declared_type=ctype or None, head=bytes(head))
+        return await self.store.commit(ingest, ctx, declared_type=ctype or None, head=bytes(head),
+                                       quota=quota)
 
     def _arg(self, request: Any, name: str) -> str | None:
         header = request.getHeader(b"x-" + name.replace("_", "-").encode())
@@ -329,7 +328,7 @@ class GatewayApi:
         return value.decode("utf-8", "replace") if value is not None else None
 
     async def _upload_multipart(
-        self, request: Any, body: BodyStream, ctype: str, owner: str | None
+        self, request: Any, body: BodyStream, ctype: str, owner: str | None, quota: int | None
     ) -> StoredEvent:
         file_target = _FileTarget(self.store.begin_upload(size_hint=body.length, max_size=self.max_upload))
         fields = {n: _FieldTarget(n) for n in ("announce_dht", "title", "description", "name")}
@@ -366,6 +365,7 @@ class GatewayApi:
             ctx,
             declared_type=file_target.content_type,
             head=bytes(file_target.head),
+            quota=quota,
         )
 
     # download -------------------------------------------------------------------------
