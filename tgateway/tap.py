@@ -16,8 +16,8 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -274,8 +274,8 @@ def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]
 
 
 def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
+    from tgateway.http.root import build_site
     from tgateway.web.api import MULTIPART_SLACK, GatewayApi
-    from tgateway.web.root import build_site
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
@@ -291,7 +291,7 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
     dht = gw.parts.get("dht")
     if dht is not None:
-        from tgateway.web.status import JsonStatus
+        from tgateway.http.status import JsonStatus
 
         mounts["/api/dht/status"] = JsonStatus(dht.status)
         api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
@@ -340,7 +340,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["transcode"] = transcoder
     root, users = gw.parts.get("root"), gw.parts.get("users")
     if root is not None and users is not None:
-        from tgateway.web.root import PathSplit
+        from tgateway.http.root import PathSplit
         from tgateway.web.stream import StreamApi
 
         sc = config.rate_limiting.stream
@@ -362,8 +362,8 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
+    from tgateway.http.body import StreamingSite
     from tgateway.storage.blossom import BlossomStore
-    from tgateway.web.body import StreamingSite
 
     config = gw.config
     assert gw.store is not None and gw.links is not None

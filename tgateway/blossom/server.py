@@ -3,7 +3,7 @@
 Endpoints (all at the root, BUD-01):
 
 - ``GET``/``HEAD /<sha256>[.ext]`` (BUD-01): any stored file, blob or chunked, through the
-  shared :func:`~tgateway.web.send.send_file` (single ranges, ETag, CORS, backpressure);
+  shared :func:`~tgateway.http.send.send_file` (single ranges, ETag, CORS, backpressure);
 - ``PUT /upload`` (BUD-02): the body is streamed into the content store as it arrives and is
   never modified; ``X-SHA-256`` is checked against the bytes before the file becomes visible;
   201 for a new blob, 200 when it was already stored; ``HEAD /upload`` (BUD-06) answers the
@@ -49,6 +49,9 @@ from tgateway.errors import (
     PayloadTooLarge,
     TooManyRequests,
 )
+from tgateway.http.body import BodyStream, body_error
+from tgateway.http.errors import write_error
+from tgateway.http.send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, send_file, set_headers
 from tgateway.links import Links
 from tgateway.nostr.event import EventError, parse_event
 from tgateway.ratelimit import KeyedLimiter
@@ -56,9 +59,6 @@ from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.ingest import Ingest, IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
-from tgateway.web.body import BodyStream, body_error
-from tgateway.web.errors import write_error
-from tgateway.web.send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, send_file, set_headers
 
 from .auth import AuthError, BlossomAuth, check_token, require_hash_match, server_domain
 from .descriptor import descriptor

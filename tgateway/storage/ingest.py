@@ -12,7 +12,7 @@ worker makes the chunk files durable while the upload goes on.
 The assembler runs either
 
 - on the thread that reads the body (:meth:`Ingest.feed`, used by the HTTP upload routes, whose
-  body is read off the reactor: see ``tgateway.web.body``): it waits there for a free buffer,
+  body is read off the reactor: see ``tgateway.http.body``): it waits there for a free buffer,
   which is the backpressure; or
 - on the upload's *feeder* worker, for bytes the reactor thread hands over with
   :meth:`Ingest.write` (mirrors, transcoder outputs, bodies the reactor reads): when more than

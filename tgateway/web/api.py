@@ -1,7 +1,7 @@
 """The gateway's file API on ``gateway.port``: upload, download, torrent, metadata, webseed.
 
 Routes are thin: they validate input, call the content store through its narrow interface and
-render JSON; every error is an ApiError rendered by ``tgateway.web.errors``.
+render JSON; every error is an ApiError rendered by ``tgateway.http.errors``.
 """
 
 from __future__ import annotations
@@ -28,16 +28,22 @@ from tgateway.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from tgateway.http.body import BodyStream, body_error
+from tgateway.http.errors import install_error_handlers
+from tgateway.http.multipart import MultipartReader
+from tgateway.http.send import (
+    CORS_HEADERS,
+    CORS_PREFLIGHT,
+    client_ip,
+    parse_hex,
+    send_file,
+    set_headers,
+)
 from tgateway.links import Links
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.ingest import Ingest
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
-
-from .body import BodyStream, body_error
-from .errors import install_error_handlers
-from .multipart import MultipartReader
-from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, parse_hex, send_file, set_headers
 
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 MAX_FIELD = 16 * 1024
@@ -409,7 +415,7 @@ class GatewayApi:
         data = self.links.torrent_bytes(f, webseed=webseed)
         set_headers(request, CORS_HEADERS)
         request.setHeader(b"content-type", b"application/x-bittorrent")
-        from .send import content_disposition
+        from tgateway.http.send import content_disposition
 
         request.setHeader(b"content-disposition", content_disposition("attachment", f.name + ".torrent"))
         return data

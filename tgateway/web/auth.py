@@ -32,6 +32,8 @@ from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.logger import Logger
 
 from tgateway.errors import ApiError, BadRequest, ServiceUnavailable, TooManyRequests, Unauthorized
+from tgateway.http.errors import install_error_handlers
+from tgateway.http.send import CORS_PREFLIGHT, client_ip, json_body, set_headers
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip46 import Nip46Error
@@ -39,9 +41,6 @@ from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, verify_http_auth
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.sessions import SessionStore
-
-from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, client_ip, json_body, set_headers
 
 __all__ = ["AuthApi", "RequestAuthenticator", "require_user"]
 

@@ -28,11 +28,11 @@ from klein import Klein
 from twisted.logger import Logger
 
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, TooManyRequests
+from tgateway.http.errors import install_error_handlers
+from tgateway.http.send import CORS_PREFLIGHT, json_body, parse_hex, send_file, set_headers
 from tgateway.ratelimit import KeyedLimiter
 
 from .auth import require_user
-from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, json_body, parse_hex, send_file, set_headers
 
 __all__ = ["StreamApi"]
 

@@ -29,6 +29,9 @@ from twisted.web.resource import IResource
 
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.http.errors import install_error_handlers
+from tgateway.http.root import PathSplit
+from tgateway.http.send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
 from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
@@ -37,9 +40,6 @@ from tgateway.storage.model import UploadContext
 from tgateway.storage.sessions import SessionStore
 
 from .auth import AuthApi, RequestAuthenticator, require_user
-from .errors import install_error_handlers
-from .root import PathSplit
-from .send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
 
 __all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
 

@@ -21,7 +21,7 @@ from twisted.internet.threads import deferToThread
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
 from tests.web.test_api import assert_nothing_stored, http, multipart
-from tgateway.web import body as body_mod
+from tgateway.http import body as body_mod
 
 
 @pytest.fixture

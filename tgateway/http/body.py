@@ -411,7 +411,7 @@ class StreamingRequest(server.Request):
     """A Request that streams the body of the Site's streaming routes to the handler.
 
     Every response says ``X-Content-Type-Options: nosniff``: browsers take the declared type
-    and never guess one (user content shares these origins; see ``tgateway.web.send``)."""
+    and never guess one (user content shares these origins; see ``tgateway.http.send``)."""
 
     body_stream: BodyStream | None = None
     _early = False
