@@ -362,7 +362,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
-    from tgateway.http.body import StreamingSite
+    from tgateway.http.site import StreamingSite
     from tgateway.storage.blossom import BlossomStore
 
     config = gw.config

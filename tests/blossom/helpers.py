@@ -11,7 +11,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from tgateway.blossom.server import BlossomServer
 from tgateway.config import parse_config
-from tgateway.http.body import StreamingSite
+from tgateway.http.site import StreamingSite
 from tgateway.links import Links
 from tgateway.storage.blossom import BlossomStore
 from tgateway.storage.db import SyncDatabase

@@ -33,7 +33,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
-from tgateway.http.body import IO_SIZE
+from tgateway.http.site import IO_SIZE
 from tgateway.tracker.core import SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.web.resource import IResource, Resource
 
-from .body import StreamingSite
+from .site import StreamingSite
 
 
 class MountRoot(Resource):
