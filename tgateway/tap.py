@@ -28,6 +28,7 @@ from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import ContentStore
+from tgateway.uploads import Uploads
 
 log = Logger()
 
@@ -171,6 +172,7 @@ class Gateway:
     config: Config
     components: frozenset[str]
     store: ContentStore | None = None
+    uploads: Uploads | None = None  # the one upload handler (gateway API, Blossom, mirror)
     db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
@@ -198,6 +200,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db
+        limit = config.admin.default_user_storage_limit
+        gw.uploads = Uploads(store=store, quota=lambda owner: limit)
 
     tracker_urls = _tracker_urls(config, components)
     gw.links = Links(
@@ -275,7 +279,8 @@ def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]
 
 def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
     from tgateway.http.root import build_site
-    from tgateway.web.api import MULTIPART_SLACK, GatewayApi
+    from tgateway.http.upload import MULTIPART_SLACK
+    from tgateway.web.api import GatewayApi
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
@@ -284,7 +289,8 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
                               clock=reactor, nostr=gw.parts.get("nostr"))
     users.service().setServiceParent(top)
-    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth)
+    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth,
+                     uploads=gw.uploads)
     if "nostr" in gw.parts:
         api.extra_status["nostr"] = gw.parts["nostr"].status
     tracker = gw.parts.get("tracker")
@@ -344,8 +350,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
         from tgateway.web.stream import StreamApi
 
         sc = config.rate_limiting.stream
-        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth,
-                           admin_pubkeys=config.admin.pubkeys, clock=reactor,
+        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth, clock=reactor,
                            requests_per_second=sc.requests_per_second, burst_size=sc.burst_size,
                            max_concurrent=sc.max_concurrent)
         resource = stream.app.resource()
@@ -368,7 +373,7 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     config = gw.config
     assert gw.store is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
-                            links=gw.links, clock=reactor)
+                            links=gw.links, clock=reactor, uploads=gw.uploads)
     site = StreamingSite(
         blossom.app.resource(),
         streaming_routes=[(b"PUT", b"/upload")],

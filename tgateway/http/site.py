@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -250,7 +251,7 @@ class StreamingSite(server.Site):
         streaming_routes: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
         max_request_body: int | None = None,
         max_stream_body: int | None = None,
-        clock: Any = None,
+        clock: IReactorTime | None = None,
         head_timeout: float = HEAD_TIMEOUT,
         **kw: Any,
     ) -> None:
