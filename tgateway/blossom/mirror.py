@@ -19,7 +19,7 @@ content store's ingest) with backpressure; nothing holds the whole blob in memor
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from hyperlink import URL
@@ -219,7 +219,7 @@ async def fetch_into(
     ``begin(content_length, content_type)``'s result.
 
     ``begin`` returns an object with ``write(bytes)`` and ``set_flow_control(pause, resume)``
-    (an :class:`~tgateway.storage.ingest.Ingest`); it may raise (size, quota) before any body
+    (an upload's :class:`~tgateway.uploads.Sink`); it may raise (size, quota) before any body
     byte is read. ``timeout``: for the response headers, and (with ``clock``) for each silence
     of the origin while the body is read. Raises MirrorError (502) for network errors, non-200
     answers and stalls, PayloadTooLarge for a declared or actual size above ``max_size``.
@@ -227,7 +227,9 @@ async def fetch_into(
     from tgateway.errors import PayloadTooLarge
 
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = cast(IReactorTime, reactor)
     request: Deferred[Any] = agent.request(
         b"GET", request_uri(url), Headers({b"accept": [b"*/*"], b"user-agent": [b"tgateway"]}))
     request.addTimeout(timeout, clock)

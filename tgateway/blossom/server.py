@@ -165,8 +165,7 @@ class BlossomServer:
         # ``server`` tags are checked against this name only: the host of
         # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
         # request's Host header, which the client chooses.
-        self._domain = server_domain(self.base_url)
-        self.auth = BlossomAuthenticator(clock=clock, domain=self._domain,
+        self.auth = BlossomAuthenticator(clock=clock, domain=server_domain(self.base_url),
                                          admins=config.admin.pubkeys)
         self.report_limits = report_limits or ReportLimits(max_open=bc.max_open_reports)
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
@@ -182,10 +181,6 @@ class BlossomServer:
             wait = self.limiter.take(client_ip(request), self.clock.seconds())
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
-
-    def domains(self) -> set[str]:
-        """The names this server answers to, for ``server`` tags (whatever the request says)."""
-        return {self._domain}
 
     def need(self, scope: str) -> Need:
         """What a route needs by ``blossom_server.require_auth``: ``get`` and ``list`` do not look

@@ -45,7 +45,7 @@ def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
             candidate = xff.decode("latin-1").split(",")[-1].strip()
             try:
                 ipaddress.ip_address(candidate)
-                return candidate
+                return str(candidate)
             except ValueError:
                 pass
     return str(host)
