@@ -51,6 +51,7 @@ from tgateway.errors import (
 )
 from tgateway.links import Links
 from tgateway.nostr.event import EventError, parse_event
+from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.ingest import Ingest, IngestResult
@@ -181,6 +182,7 @@ class BlossomServer:
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
                                                               report_burst)
         self.http = http_agent or guarded_agent(clock, allow_private=bc.mirror_allow_private)
+        self.proxies = ProxyPolicy(config.trusted_proxies)
 
     # helpers ---------------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class BlossomServer:
         """CORS on every response, then the per-IP rate limit."""
         set_headers(request, CORS_HEADERS)
         if self.limiter is not None:
-            wait = self.limiter.take(client_ip(request), self.clock.seconds())
+            wait = self.limiter.take(client_ip(request, self.proxies), self.clock.seconds())
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
@@ -490,7 +492,7 @@ class BlossomServer:
         if len(blobs) > MAX_REPORT_BLOBS:
             raise BadRequest(f"a report names at most {MAX_REPORT_BLOBS} blobs",
                              code="invalid_event")
-        wait = self.report_limiter.take(client_ip(request), self.clock.seconds())
+        wait = self.report_limiter.take(client_ip(request, self.proxies), self.clock.seconds())
         if wait:
             raise TooManyRequests("too many reports from this address; retry later",
                                   retry_after=wait)

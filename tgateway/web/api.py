@@ -29,6 +29,7 @@ from tgateway.errors import (
     Unauthorized,
 )
 from tgateway.links import Links
+from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.ingest import Ingest
 from tgateway.storage.model import StoredEvent, UploadContext
@@ -217,6 +218,7 @@ class GatewayApi:
         self.links = links
         self.clock = clock
         self.auth: Authenticator = auth or AnonymousOnly()
+        self.proxies = ProxyPolicy(config.trusted_proxies)
         rl = config.rate_limiting
         self.limits = ApiLimits(
             upload=KeyedLimiter(rl.upload.requests_per_second, rl.upload.burst_size),
@@ -229,7 +231,7 @@ class GatewayApi:
     # helpers ---------------------------------------------------------------------
 
     def _limit(self, limiter: KeyedLimiter[str], request: Any, what: str) -> None:
-        wait = limiter.take(client_ip(request), self.clock.seconds())
+        wait = limiter.take(client_ip(request, self.proxies), self.clock.seconds())
         if wait:
             raise TooManyRequests(f"too many {what} requests; retry later", retry_after=wait)
 

@@ -16,7 +16,6 @@ headers only govern documents.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from urllib.parse import quote
 from twisted.internet.defer import CancelledError
 
 from tgateway.errors import BadRequest
+from tgateway.proxies import NO_PROXIES, ProxyPolicy
 from tgateway.storage.model import StoredFile
 from tgateway.storage.reader import ChunkReader
 
@@ -106,34 +106,9 @@ def if_none_match_hits(header: bytes, etag: bytes) -> bool:
     return False
 
 
-def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
-    """The peer address; X-Forwarded-For is honoured only from a trusted proxy."""
-    addr = request.getClientAddress()
-    host = getattr(addr, "host", None) or "unknown"
-    if trusted_proxies and _in_networks(host, trusted_proxies):
-        xff = request.getHeader(b"x-forwarded-for")
-        if xff:
-            candidate = xff.decode("latin-1").split(",")[-1].strip()
-            try:
-                ipaddress.ip_address(candidate)
-                return candidate
-            except ValueError:
-                pass
-    return str(host)
-
-
-def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for n in networks:
-        try:
-            if ip in ipaddress.ip_network(n, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+def client_ip(request: Any, proxies: ProxyPolicy = NO_PROXIES) -> str:
+    """The client's address: the peer's, or the one a trusted proxy names (``trusted_proxies``)."""
+    return proxies.request_client(request)
 
 
 async def send_file(
