@@ -215,7 +215,6 @@ def facts(config: Config) -> dict[str, str]:
         "WRITABLE_PATHS": " ".join(writable_paths(config)),
         "GATEWAY_ENABLED": "1" if "gateway" in c else "0",
         "GATEWAY_UPSTREAM": _upstream(config.gateway.host, config.gateway.port),
-        "GATEWAY_LOOPBACK": "1" if Port("tcp", 0, config.gateway.host, "").loopback else "0",
         "BLOSSOM_ENABLED": "1" if "blossom" in c else "0",
         "BLOSSOM_UPSTREAM": _upstream(config.blossom_server.host, config.blossom_server.port),
         "NOFILE": str(-(-total // 1024) * 1024),
