@@ -25,7 +25,7 @@ def test_seed_keeps_every_line_but_the_ones_it_sets() -> None:
     text = deploy.seed_config(TEMPLATE, data_dir="/var/lib/tgateway", settings=PROXY)
     old, new = TEMPLATE.splitlines(), text.splitlines()
     assert len(old) == len(new)
-    changed = [(a, b) for a, b in zip(old, new) if a != b]
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
     # 5 settings + data_dir + 3 storage paths + the transcoding folder
     assert len(changed) == 10, changed
     for a, b in changed:
