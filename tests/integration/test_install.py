@@ -25,6 +25,7 @@ Names: clients connect to 127.0.0.1 and send ``gw.test`` / ``blossom.gw.test`` a
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -50,6 +51,7 @@ from tests import realclients
 from tests.realclients import free_tcp_port, wait_for_tcp
 from tgateway import bencode
 from tgateway.config import load_config
+from tgateway.nostr.event import EventTemplate, sign
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -392,7 +394,8 @@ def proxied(rerun: Install) -> Iterator[Proxied]:
     finally:
         nginx.stop()
         _stop(gateway)
-    print((work / "twistd.log").read_text()[-3000:])
+        print((work / "twistd.log").read_text()[-3000:])
+        shutil.rmtree(data_dir, ignore_errors=True)  # the 1 GiB upload
 
 
 def rss(pid: int) -> int:
@@ -543,3 +546,31 @@ def test_a_port_below_1024_gets_the_one_capability(rerun: Install, tmp_path: Pat
         shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     verify = realclients.run([analyze, "verify", f"--root={root}", "tgateway.service"], check=False)
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+
+
+def test_signed_requests_name_the_https_url_through_nginx(proxied: Proxied) -> None:
+    # The sign-in challenge names the public URL; a NIP-98 request signed for
+    # https://gw.test/... is accepted through nginx (the gateway never rebuilds the URL from
+    # the Host header or the scheme it was reached with).
+    status, body = proxied.get("/api/auth/challenge")
+    assert status == 200
+    challenge = json.loads(body)
+    assert challenge["url"] == f"https://{DOMAIN}/api/auth/login"
+    assert challenge["relay"] == f"https://{DOMAIN}"
+    key = b"\x42" * 32
+
+    def nip98(url: str) -> str:
+        event = sign(EventTemplate(kind=27235, created_at=int(time.time()),
+                                   tags=(("u", url), ("method", "GET"))), key)
+        return "Nostr " + base64.b64encode(json.dumps(event.to_json()).encode()).decode()
+
+    for url, expected in ((f"https://{DOMAIN}/api/users/me/stats", 200),
+                          ("http://127.0.0.1/api/users/me/stats", 401)):
+        c = proxied.connect()
+        try:
+            c.request("GET", "/api/users/me/stats", headers={"Authorization": nip98(url)})
+            r = c.getresponse()
+            assert (r.status, url) == (expected, url), r.read()
+            r.read()
+        finally:
+            c.close()
