@@ -330,7 +330,7 @@ class TrackerHTTPProtocol(Protocol):
 
     def _reply(self, status: int, body: bytes, close: bool) -> None:
         head = _RESPONSE % (status, _REASONS[status], len(body), b"Connection: close\r\n" if close else b"")
-        _send(self.transport, head + body)
+        send_in_place(self.transport, head + body)
         if close:
             self._close()
 
@@ -423,7 +423,7 @@ class TrackerHTTPProtocol(Protocol):
         proto.dataReceived(data)
 
 
-def _send(transport: Any, data: bytes) -> None:
+def send_in_place(transport: Any, data: bytes) -> None:
     """Write ``data``, trying the socket at once when nothing is queued before it.
 
     A reply is ~100 bytes and the socket buffer is nearly always free, so sending in place saves
