@@ -378,7 +378,7 @@ class WebSocketTests(SynchronousTestCase):
         _, _, targets = s.ws_announce(sender, IH, "X" * 20, False, EVENT_STARTED,
                                       ["o1", "o2", "o3", "o4"], 0)
         self.assertEqual(targets, [fast])  # the first offer goes to the one socket that reads
-        self.assertEqual(fast.pending, {("X" * 20, "o1"): (IH, "F" * 20)})
+        self.assertEqual(fast.pending, {"X" * 20 + "o1": IH.decode("latin-1") + "F" * 20})
         self.assertEqual([x.pending for x in slow], [{}, {}, {}])  # nothing kept for them
         self.assertEqual(s.ws_dropped, 3)
         # an answer for a congested offerer is dropped too

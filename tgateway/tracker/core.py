@@ -141,8 +141,10 @@ class WsSession:
 
     ``handle`` is the adapter's object (the protocol); the store never calls it.
     ``entries`` maps (info_hash, peer_id) of the swarms this socket is in; ``pending`` maps
-    (offering peer_id, offer_id) -> (info_hash, recipient peer_id) for offers forwarded to it,
-    so that only answers to offers the tracker really forwarded are routed.
+    offering peer_id + offer_id -> info_hash (as latin-1 text) + recipient peer_id for offers
+    forwarded to it, so that only answers to offers the tracker really forwarded are routed.
+    (Strings, not tuples: they are not tracked by the garbage collector, and a busy socket holds
+    hundreds. peer_ids and offer_ids are 20 characters, so the concatenations are unambiguous.)
     ``congested`` is set by the adapter while the socket does not take what is written to it:
     offers and answers are best effort, and none is sent to a congested socket.
     """
@@ -152,7 +154,7 @@ class WsSession:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.entries: dict[tuple[bytes, str], None] = {}
-        self.pending: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.pending: dict[str, str] = {}
         self.closed = False
         self.congested = False
 
@@ -535,6 +537,7 @@ class SwarmStore:
                 n = MAX_WS_OFFERS
             # _pick for WebSocket peers (no local peers): the other kind first, then the same.
             first, second = (wleech, wseeds) if seed else (wseeds, wleech)
+            ih_text = info_hash.decode("latin-1")
             for d in (first, second):
                 if not d:
                     continue
@@ -551,7 +554,7 @@ class SwarmStore:
                         target.pending = pending = dict(
                             islice(pending.items(), MAX_PENDING_OFFERS // 2, None)
                         )
-                    pending[(peer_id, offer_ids[len(targets)])] = (info_hash, to_id)
+                    pending[peer_id + offer_ids[len(targets)]] = ih_text + to_id
                     targets.append(target)
                 if n <= 0:
                     break
@@ -567,11 +570,11 @@ class SwarmStore:
         """Where an answer goes: the offering peer's session, if this session really received
         that offer (same info-hash, same recipient peer_id) and the offerer is still there and
         not congested."""
-        key = (to_peer_id, offer_id)
-        forwarded = session.pending.get(key)
-        if forwarded is None or forwarded[0] != info_hash or forwarded[1] != peer_id:
+        key = to_peer_id + offer_id
+        pending = session.pending
+        if pending.get(key) != info_hash.decode("latin-1") + peer_id:
             return None
-        del session.pending[key]
+        del pending[key]
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return None
