@@ -609,7 +609,7 @@ class AutobahnContractTests(_WsConnections):
         proto.dropConnection(abort=True)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(proto.wasNotCleanReason, "test")
-        proto.send_json(b"{}")  # closed: nothing is queued or written
+        proto.outbox.send_json(b"{}")  # closed: nothing is queued or written
         self.clock.advance(0)
         self.assertEqual(transport.value(), b"")
 

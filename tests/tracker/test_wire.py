@@ -296,17 +296,21 @@ class WsTests(SynchronousTestCase):
                 self.assertEqual((m.info_hash, m.peer_id, m.offer_ids), (text, text, [text]))
                 self.assertEqual(m.info_hash_bytes, text.encode("latin-1"))
 
-    def test_invalid_utf8_anywhere_is_rejected(self) -> None:
-        """Offer and answer text is forwarded in text frames, so it must be UTF-8 even where the
-        tracker does not look (msgspec does not check what it skips or keeps raw)."""
-        base = {"action": "announce", "info_hash": IHS, "peer_id": "P" * 20, "x": "\u00e9",
-                "offers": [{"offer": {"sdp": "\u00e9"}, "offer_id": "O" * 20}]}
-        good = json.dumps(base, ensure_ascii=False).encode("utf-8")
-        wire.decode_ws(good)
-        for bad in (good.replace(b"\xc3\xa9", b"\xff", 1), good.replace(b"\xc3\xa9", b"\xed\xa0\x80")):
-            with self.assertRaises(DecodeError) as e:
-                wire.decode_ws(bad)
-            self.assertEqual(str(e.exception), "invalid JSON")
+    def test_invalid_utf8_in_forwarded_text_is_rejected(self) -> None:
+        """Offer and answer text is forwarded in text frames, so it must be UTF-8 (msgspec does
+        not check what it keeps raw)."""
+        offer = {"action": "announce", "info_hash": IHS, "peer_id": "P" * 20,
+                 "offers": [{"offer": {"sdp": "\u00e9"}, "offer_id": "O" * 20}]}
+        answer = {"action": "announce", "info_hash": IHS, "peer_id": "P" * 20, "offer_id": "O" * 20,
+                  "to_peer_id": "Q" * 20, "answer": {"sdp": "\u00e9"}}
+        for msg in (offer, answer):
+            good = json.dumps(msg, ensure_ascii=False).encode("utf-8")
+            wire.decode_ws(good)
+            for bad in (good.replace(b"\xc3\xa9", b"\xff"), good.replace(b"\xc3\xa9", b"\xed\xa0\x80"),
+                        good.replace(b"\xc3\xa9", b"\xc3")):
+                with self.assertRaises(DecodeError) as e:
+                    wire.decode_ws(bad)
+                self.assertEqual(str(e.exception), "invalid JSON")
 
     def test_answer_and_left(self) -> None:
         m = wire.decode_ws(ws_msg(action="announce", info_hash=IHS, peer_id="P" * 20, answer={"type": "answer"},

@@ -486,14 +486,11 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
     read and keeping offer and answer objects as raw JSON text (they are forwarded verbatim, so
     they are never decoded into dicts and encoded again). A message whose offers do not have
     that shape goes through :func:`_decode_ws_generic`, which says what is wrong, or accepts it
-    (offers past ``MAX_WS_OFFERS`` are ignored, not checked). The JSON is UTF-8 checked here:
-    msgspec does not check text it skips or keeps raw, and it is sent on in text frames.
+    (offers past ``MAX_WS_OFFERS`` are ignored, not checked). msgspec checks that the strings it
+    decodes are UTF-8, but not the text it skips or keeps raw: the raw offers and answer are
+    checked here, since they are sent on in text frames (where invalid UTF-8 makes the other
+    peer's WebSocket fail). Fields the tracker does not read are not checked.
     """
-    if not payload.isascii():
-        try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError("invalid JSON") from None
     try:
         msg = _decode_typed(payload)
     except msgspec.ValidationError:
@@ -518,6 +515,8 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
             if raw_answer != b"null":
                 if raw_answer[0] != 0x7B:  # "{"
                     raise DecodeError("invalid answer")
+                if not raw_answer.isascii():
+                    _check_utf8(raw_answer)
                 to_peer_id = msg.to_peer_id
                 if type(to_peer_id) is not str or len(to_peer_id) != 20:
                     raise DecodeError("invalid to_peer_id")
@@ -539,6 +538,8 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
                 offer_id = item.offer_id
                 if offer[0] != 0x7B or type(offer_id) is not str or len(offer_id) != 20:
                     raise DecodeError("invalid offers")
+                if not offer.isascii():
+                    _check_utf8(offer)
                 offers.append(offer)
                 offer_ids.append(offer_id)
         return WsAnnounce(info_hash, info_hash_bytes, peer_id, _ws_seed(msg.left), ev, offers,
@@ -546,6 +547,13 @@ def decode_ws(payload: bytes) -> WsAnnounce | WsScrape:
     if action == "scrape":
         return _ws_scrape(msg.info_hash)
     raise DecodeError("invalid action")
+
+
+def _check_utf8(text: bytes) -> None:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("invalid JSON") from None
 
 
 def _decode_ws_generic(payload: bytes) -> WsAnnounce | WsScrape:

@@ -13,7 +13,7 @@ above ``SEND_HIGH`` queued bytes it is *congested*: it gets no offers and no ans
 best effort; the offering client re-offers on its next announce) and nothing more is read from
 it. It is dropped when more than ``SEND_LIMIT`` further bytes (replies to its own requests) would
 be queued, or when it stays congested for ``SEND_STALL`` seconds. Messages wait for the end of
-the reactor turn in the connection (:meth:`WsTrackerProtocol.send_json`), at most ``FLUSH_SIZE``
+the reactor turn in the connection (:meth:`Outbox.send_json`), at most ``FLUSH_SIZE``
 bytes and one message before they are written to the transport, where the bound sees them.
 
 Offers and answers are forwarded as the JSON text the client sent (:func:`~.wire.decode_ws`
@@ -168,8 +168,9 @@ class WsTracker:
 class WsTrackerProtocol(WebSocketServerProtocol):
     """One WebTorrent connection.
 
-    Outgoing messages are single unmasked text frames, queued per connection and written when
-    the reactor turn ends (:meth:`WsTrackerFactory.flush`): one announce makes messages for up
+    Outgoing messages are single unmasked text frames, queued per connection in its
+    :class:`Outbox` (the session's handle) and written when the reactor turn ends
+    (:meth:`WsTrackerFactory.flush`): one announce makes messages for up
     to ``numwant`` other sockets, and a turn handles many announces, so a socket often gets
     several messages in one turn. They go out in one ``send``, tried in place (a socket's buffer
     is nearly always free), which saves the transport's write bookkeeping and two epoll
@@ -185,20 +186,20 @@ class WsTrackerProtocol(WebSocketServerProtocol):
 
     def __init__(self) -> None:
         super().__init__()
-        self.session = WsSession(self)
+        self.outbox = Outbox(self)
+        self.session = WsSession(self.outbox)
         self.bound: SendBound | None = None
-        self._out: list[bytes] | None = None  # frames queued in this reactor turn
-        self._out_size = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.bound = SendBound(self, self.factory.tracker.clock, high=SEND_HIGH,
                                limit=SEND_LIMIT, stall=SEND_STALL)
         self.bound.attach(self.transport)
+        self.outbox.connected(self.factory, self.bound)
         self.factory.connections += 1
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._out = None
+        self.outbox.disconnected()
         if self.bound is not None:
             self.bound.detach()
             self.bound = None
@@ -288,13 +289,42 @@ class WsTrackerProtocol(WebSocketServerProtocol):
         if not self.session.closed:
             self.factory.tracker.on_close(self.session)
 
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """autobahn's one way to the transport: queued messages go first."""
+        if self.outbox.frames is not None:
+            self.outbox.flush()
+        super().sendData(data, sync, chopsize)
+
+
+class Outbox:
+    """What one connection is sent during a reactor turn; the handle of its session.
+
+    Its own small object (slots), not attributes of the protocol: autobahn's protocol instances
+    carry a hundred-odd attributes, and this is touched for every message sent."""
+
+    __slots__ = ("proto", "factory", "bound", "frames", "size")
+
+    def __init__(self, proto: WsTrackerProtocol) -> None:
+        self.proto = proto
+        self.factory: WsTrackerFactory | None = None
+        self.bound: SendBound | None = None
+        self.frames: list[bytes] | None = None  # queued in this reactor turn
+        self.size = 0
+
+    def connected(self, factory: WsTrackerFactory, bound: SendBound) -> None:
+        self.factory = factory
+        self.bound = bound
+
+    def disconnected(self) -> None:
+        self.frames = None
+        self.bound = None
+
     def send_json(self, payload: bytes) -> None:
         """Queue one text message (``payload``: UTF-8 JSON) for the end of this reactor turn.
 
         While the transport is over the send bound's ``high`` mark the message is counted
-        against its ``limit`` first (the bound may drop the connection instead)."""
-        if self.state != _OPEN:
-            return
+        against its ``limit`` first (the bound may drop the connection instead). What is queued
+        for a connection that is not open when it is flushed is dropped."""
         n = len(payload)
         if n < 126:
             head = _SHORT_HEADS[n]
@@ -303,34 +333,31 @@ class WsTrackerProtocol(WebSocketServerProtocol):
         else:
             head = b"\x81\x7f" + n.to_bytes(8, "big")
         bound = self.bound
-        if bound is not None and bound.paused and not bound.wrote(n + len(head)):
+        if bound is None:
+            return  # not connected, or no longer
+        if bound.paused and not bound.wrote(n + len(head)):
             return
-        out = self._out
-        if out is None:
-            self._out = [head, payload]
-            self._out_size = n
-            self.factory.queue(self)
+        frames = self.frames
+        if frames is None:
+            self.frames = [head, payload]
+            self.size = n
+            self.factory.queue(self)  # type: ignore[union-attr]  # set with bound
         else:
-            out.append(head)
-            out.append(payload)
-            self._out_size += n
-            if self._out_size > FLUSH_SIZE:
+            frames.append(head)
+            frames.append(payload)
+            self.size += n
+            if self.size > FLUSH_SIZE:
                 self.flush()
 
     def flush(self) -> None:
-        """Write the frames queued for this socket."""
-        out = self._out
-        if out is None:
+        """Write the frames queued for this connection."""
+        frames = self.frames
+        if frames is None:
             return
-        self._out = None
-        if self.state == _OPEN and self.transport is not None:
-            send_in_place(self.transport, b"".join(out))
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        """autobahn's one way to the transport: queued messages go first."""
-        if self._out is not None:
-            self.flush()
-        super().sendData(data, sync, chopsize)
+        self.frames = None
+        proto = self.proto
+        if proto.state == _OPEN and proto.transport is not None:
+            send_in_place(proto.transport, b"".join(frames))
 
 
 class WsTrackerFactory(WebSocketServerFactory):
@@ -344,7 +371,7 @@ class WsTrackerFactory(WebSocketServerFactory):
         self.tracker = tracker
         self.connections = 0  # open WebSocket connections
         self.dropped_slow = 0  # connections dropped for not reading
-        self._queued: list[WsTrackerProtocol] = []
+        self._queued: list[Outbox] = []
         self._flush_call: IDelayedCall | None = None
         self.setProtocolOptions(
             maxMessagePayloadSize=MAX_MESSAGE,
@@ -356,9 +383,9 @@ class WsTrackerFactory(WebSocketServerFactory):
             perMessageCompressionAccept=lambda offers: None,
         )
 
-    def queue(self, proto: WsTrackerProtocol) -> None:
-        """``proto`` has messages queued: flush it when this reactor turn ends."""
-        self._queued.append(proto)
+    def queue(self, outbox: Outbox) -> None:
+        """``outbox`` has messages queued: flush it when this reactor turn ends."""
+        self._queued.append(outbox)
         if self._flush_call is None:
             self._flush_call = self.tracker.clock.callLater(0, self.flush)
 
@@ -368,8 +395,8 @@ class WsTrackerFactory(WebSocketServerFactory):
         self._flush_call = None
         queued = self._queued
         self._queued = []
-        for proto in queued:
+        for outbox in queued:
             try:
-                proto.flush()
+                outbox.flush()
             except Exception:
                 _log.failure("WebSocket tracker write failed")
