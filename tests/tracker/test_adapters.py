@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import struct
 from typing import Any
 from urllib.parse import quote_from_bytes
@@ -717,3 +718,45 @@ class WsSlowReaderTests(SynchronousTestCase):
             self.assertLessEqual(tr.most_queued, SEND_HIGH + FLUSH_SIZE + SEND_LIMIT + 1024)
         self.assertGreater(tr.most_queued, SEND_HIGH + SEND_LIMIT - FLUSH_SIZE - 1024)
         self.assertEqual(self.ws_factory.dropped_slow, 1)
+
+
+class SendInPlaceTests(SynchronousTestCase):
+    """send_in_place writes to the socket itself only for a plain TCP connection."""
+
+    def connection(self) -> tuple[Any, socket.socket]:
+        from twisted.internet import tcp
+        from twisted.internet.protocol import Protocol, ServerFactory
+
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        port = tcp.Port(0, ServerFactory(), reactor=MemoryReactorClock())
+        conn = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), port, 1, MemoryReactorClock())
+        return conn, theirs
+
+    def test_plain_tcp_is_sent_at_once(self) -> None:
+        from tgateway.tracker.http import send_in_place
+
+        conn, theirs = self.connection()
+        send_in_place(conn, b"hello")
+        self.assertEqual(theirs.recv(100), b"hello")
+
+    def test_a_wrapping_transport_gets_the_bytes(self) -> None:
+        """TLS (TLSMemoryBIOProtocol is a ProtocolWrapper) must encrypt what is written: its
+        ``socket`` attribute is the wrapped connection's, and must not be used."""
+        from twisted.internet.protocol import Protocol
+        from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+        from tgateway.tracker.http import send_in_place
+
+        conn, theirs = self.connection()
+        wrapper = ProtocolWrapper(WrappingFactory(None), Protocol())
+        wrapper.makeConnection(conn)
+        self.assertIs(wrapper.socket, conn.socket)  # what made the old check send in place
+        written: list[bytes] = []
+        wrapper.write = written.append  # type: ignore[method-assign]
+        send_in_place(wrapper, b"secret")
+        self.assertEqual(written, [b"secret"])
+        with self.assertRaises(BlockingIOError):
+            theirs.recv(100)

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -429,10 +430,12 @@ def send_in_place(transport: Any, data: bytes) -> None:
     A reply is ~100 bytes and the socket buffer is nearly always free, so sending in place saves
     the writable-event round trip through the reactor, which costs as much as the announce. On a
     partial send, or on a transport that is not plain TCP, the rest goes through ``write``.
+    (Plain TCP is a ``tcp.Connection`` itself: a wrapper such as TLS's ``TLSMemoryBIOProtocol``
+    hands unknown attributes, ``socket`` among them, to the connection it wraps, and its bytes
+    must go through its own ``write``.)
     """
-    sock = getattr(transport, "socket", None)
     if (
-        sock is not None
+        isinstance(transport, tcp.Connection)
         and transport.TLS is False
         and not transport._tempDataLen
         and transport.offset == len(transport.dataBuffer)
@@ -440,7 +443,7 @@ def send_in_place(transport: Any, data: bytes) -> None:
         and not transport.disconnecting
     ):
         try:
-            sent = sock.send(data)
+            sent = transport.socket.send(data)
         except OSError:
             sent = 0  # would block, or an error that write()/doWrite will report properly
         if sent == len(data):
