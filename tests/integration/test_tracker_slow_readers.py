@@ -206,13 +206,18 @@ async def test_queued_bytes_bounded_and_sessions_released_in_process(front: str)
     else:
         factory = TrackerHTTPFactory(tracker.http, reactor, tracker.ws_factory)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    # protocols of earlier tests in this process (garbage not collected yet, or still held) are
+    # not this test's
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if isinstance(o, WsTrackerProtocol)}
     try:
         refs: list[weakref.ref[Any]] = []
         most = 0
 
         def watch() -> None:
             nonlocal most
-            protos = [o for o in gc.get_objects() if isinstance(o, WsTrackerProtocol)]
+            protos = [o for o in gc.get_objects()
+                      if isinstance(o, WsTrackerProtocol) and id(o) not in before]
             for p in protos:
                 if not any(r() is p for r in refs):
                     # (a session holds its protocol as ``handle``: a dead protocol is a dead session)
