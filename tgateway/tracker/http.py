@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -290,7 +291,7 @@ class TrackerHTTPProtocol(Protocol):
 
     def _reply(self, status: int, body: bytes, close: bool) -> None:
         head = _RESPONSE % (status, _REASONS[status], len(body), b"Connection: close\r\n" if close else b"")
-        _send(self.transport, head + body)
+        send_in_place(self.transport, head + body)
         if close:
             self._close()
 
@@ -383,16 +384,18 @@ class TrackerHTTPProtocol(Protocol):
         proto.dataReceived(data)
 
 
-def _send(transport: Any, data: bytes) -> None:
+def send_in_place(transport: Any, data: bytes) -> None:
     """Write ``data``, trying the socket at once when nothing is queued before it.
 
     A reply is ~100 bytes and the socket buffer is nearly always free, so sending in place saves
     the writable-event round trip through the reactor, which costs as much as the announce. On a
     partial send, or on a transport that is not plain TCP, the rest goes through ``write``.
+    (Plain TCP is a ``tcp.Connection`` itself: a wrapper such as TLS's ``TLSMemoryBIOProtocol``
+    hands unknown attributes, ``socket`` among them, to the connection it wraps, and its bytes
+    must go through its own ``write``.)
     """
-    sock = getattr(transport, "socket", None)
     if (
-        sock is not None
+        isinstance(transport, tcp.Connection)
         and transport.TLS is False
         and not transport._tempDataLen
         and transport.offset == len(transport.dataBuffer)
@@ -400,7 +403,7 @@ def _send(transport: Any, data: bytes) -> None:
         and not transport.disconnecting
     ):
         try:
-            sent = sock.send(data)
+            sent = transport.socket.send(data)
         except OSError:
             sent = 0  # would block, or an error that write()/doWrite will report properly
         if sent == len(data):
