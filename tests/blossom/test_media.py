@@ -97,3 +97,23 @@ class OwnUrls(SynchronousTestCase):
             self.assertIsNone(own_blob(url, base), url)
         self.assertEqual(own_blob(f"https://x.example/blossom/{H}", "https://x.example/blossom"),
                          H)
+
+
+class Busy(SynchronousTestCase):
+    def test_uploads_past_the_running_and_waiting_ones_are_refused_before_their_body(self) -> None:
+        from twisted.internet.task import Clock
+
+        from tgateway.blossom.media import MAX_RUNNING, MAX_WAITING, MediaOptimizer
+        from tgateway.errors import ServiceUnavailable
+        from tgateway.transcode.argv import Profile
+        from tgateway.transcode.tools import FFmpegTools
+
+        m = MediaOptimizer(reactor=Clock(), tools=FFmpegTools("ffmpeg", None, "path"),
+                           work_dir=self.mktemp(), profiles=[Profile("720p", 720, 1, 1)])
+        for _ in range(MAX_RUNNING + MAX_WAITING):
+            m.reserve()
+        with self.assertRaises(ServiceUnavailable) as e:
+            m.reserve()
+        self.assertEqual((e.exception.status, e.exception.headers["Retry-After"]), (503, "10"))
+        m.release()
+        m.reserve()

@@ -199,14 +199,19 @@ class MediaOptimizer:
         self.preset = preset
         self.segment = segment
         self._slots = DeferredSemaphore(MAX_RUNNING)
-        self.waiting = 0
+        self.pending = 0  # uploads taken: receiving their body, waiting or running
 
     def reserve(self) -> None:
-        """Refuse (503) an upload that would wait behind :data:`MAX_WAITING` others; called
-        before its body is read."""
-        if self.waiting >= MAX_WAITING + MAX_RUNNING:
+        """Take an upload, before its body is read, or refuse it (503) when
+        :data:`MAX_RUNNING` + :data:`MAX_WAITING` are taken; :meth:`release` when it is done.
+        This also bounds the originals on disk at once."""
+        if self.pending >= MAX_WAITING + MAX_RUNNING:
             raise ServiceUnavailable("media optimisation is busy; retry later",
                                      code="media_busy", headers={"Retry-After": "10"})
+        self.pending += 1
+
+    def release(self) -> None:
+        self.pending -= 1
 
     async def folder(self) -> str:
         """A new folder of its own for one upload (remove it with :meth:`discard`)."""
@@ -221,11 +226,7 @@ class MediaOptimizer:
         """Make the optimised file of ``source`` in ``folder``; returns its path. Raises 415
         (FFmpeg cannot read it as ``plan`` says), 413 (a video over :data:`MAX_DURATION`), 503
         (:data:`RUN_TIMEOUT`)."""
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+        await self._slots.acquire()
         try:
             if plan.kind == "video":
                 return await self._video(source, folder)

@@ -380,6 +380,14 @@ class BlossomServer:
         await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
                                  body.length)
         media.reserve()
+        try:
+            return await self._optimise(request, principal, media, body, expected)
+        finally:
+            media.release()
+
+    async def _optimise(self, request: Any, principal: Principal | None, media: MediaOptimizer,
+                        body: Any, expected: str | None) -> bytes:
+        owner = _owner(principal)
         folder = await media.folder()
         try:
             received = BodyFile(os.path.join(folder, "input"), self.max_blob)
