@@ -172,8 +172,11 @@ class GatewayConfig:
 
 @dataclass(frozen=True)
 class RateConfig:
+    """Blossom's costly requests (uploads, media, mirrors, deletes, reports, lists) per client
+    address: a token bucket of ``burst_size`` requests refilled at ``requests_per_minute``."""
+
     requests_per_minute: float = field(default=100.0, metadata=_non_negative())
-    burst_size: int = field(default=20, metadata=_positive())
+    burst_size: int = field(default=120, metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -184,12 +187,12 @@ class BlossomServerConfig:
     public_url: str = ""
     max_blob_size: Size = field(default=Size(100 * 1000**2), metadata=_positive())
     rate_limit: RateConfig = RateConfig()
-    # Verbs that need a kind 24242 authorization event.
+    # Verbs that need a kind 24242 authorization event (mirror and media follow upload).
     require_auth: tuple[str, ...] = field(
         default=("upload", "delete"),
         metadata=_check(
-            lambda v: set(v) <= {"upload", "list", "delete", "get", "mirror", "report"},
-            "a list of: upload, list, delete, get, mirror, report",
+            lambda v: set(v) <= {"upload", "list", "delete", "get", "mirror", "media", "report"},
+            "a list of: upload, list, delete, get, mirror, media, report",
         ),
     )
     mirror_allow_private: bool = False
@@ -395,8 +398,10 @@ class UploadRateConfig:
 
 @dataclass(frozen=True)
 class DownloadRateConfig:
-    requests_per_second: float = field(default=50.0, metadata=_non_negative())
-    burst_size: int = field(default=100, metadata=_positive())
+    """Reads per client address (gateway downloads and webseed, Blossom GET/HEAD), per port."""
+
+    requests_per_second: float = field(default=200.0, metadata=_non_negative())
+    burst_size: int = field(default=500, metadata=_positive())
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,60 @@ announcements and Blossom descriptors all build links here.
 
 from __future__ import annotations
 
+import mimetypes
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from tgateway import bencode
 from tgateway.storage.model import StoredFile
 
 CREATED_BY = "tgateway/0.1"
+
+_EXT = re.compile(r"\.([A-Za-z0-9]{1,10})\Z")
+_PUBKEY = re.compile(r"[0-9a-f]{64}\Z")
+# mimetypes picks odd first extensions for a few common types
+_PREFERRED = {
+    "image/jpeg": ".jpg",
+    "audio/mpeg": ".mp3",
+    "video/quicktime": ".mov",
+    "text/plain": ".txt",
+    "application/octet-stream": ".bin",
+    "video/mp4": ".mp4",
+    "audio/mp4": ".m4a",
+}
+
+
+def extension(f: StoredFile) -> str:
+    """A blob's file extension: from the MIME type, else the name, else ``.bin`` (BUD-02 URLs,
+    BUD-10 URIs)."""
+    ext = _PREFERRED.get(f.mime) or mimetypes.guess_extension(f.mime, strict=False)
+    if ext:
+        return ext
+    m = _EXT.search(f.name)
+    return "." + m.group(1).lower() if m else ".bin"
+
+
+def server_hint(base_url: str) -> str:
+    """A BUD-10 ``xs`` value for a server at ``base_url``: its domain, with the port when it
+    is not the scheme's default (a hint without it would send clients to another port)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def blossom_uri(f: StoredFile, *, server: str | None, authors: Iterable[str] = ()) -> str:
+    """The BUD-10 ``blossom:<sha256>.<ext>`` URI of a stored file, with ``xs`` (this Blossom
+    server, when one runs), ``as`` (each hex pubkey among ``authors``) and ``sz`` (its size)."""
+    params = [f"xs={quote(server_hint(server), safe=':[]')}"] if server else []
+    params += [f"as={a}" for a in dict.fromkeys(authors) if _PUBKEY.match(a)]
+    params.append(f"sz={f.size}")
+    return f"blossom:{f.sha256}{extension(f)}?" + "&".join(params)
 
 
 @dataclass(frozen=True)
@@ -70,8 +116,13 @@ class Links:
             outer[b"url-list"] = [self.webseed_base(f).encode()]
         return encode_with_raw(outer)
 
-    def describe(self, f: StoredFile) -> dict[str, object]:
-        """The JSON description used by upload responses and GET /api/files/<sha256>."""
+    def blossom_uri(self, f: StoredFile, authors: Iterable[str] = ()) -> str:
+        """BUD-10: ``blossom:<sha256>.<ext>?xs=<this Blossom server>&as=<author>&sz=<size>``."""
+        return blossom_uri(f, server=self.blossom_url, authors=authors)
+
+    def describe(self, f: StoredFile, authors: Iterable[str] = ()) -> dict[str, object]:
+        """The JSON description used by upload responses and GET /api/files/<sha256>;
+        ``authors``: the owners' pubkeys, for the BUD-10 URI's ``as`` hints."""
         out: dict[str, object] = {
             "sha256": f.sha256,
             "size": f.size,
@@ -92,6 +143,7 @@ class Links:
                 "stream": self.stream(f),
             },
             "trackers": list(self.tracker_urls),
+            "blossom_uri": self.blossom_uri(f, authors),
         }
         blossom = self.blossom(f)
         if blossom:

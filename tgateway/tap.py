@@ -374,10 +374,11 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     config = gw.config
     assert gw.store is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
-                            links=gw.links, clock=reactor, uploads=gw.uploads)
+                            links=gw.links, clock=reactor, uploads=gw.uploads,
+                            media=_media_optimizer(gw, reactor))
     site = StreamingSite(
         blossom.app.resource(),
-        streaming_routes=[(b"PUT", b"/upload")],
+        streaming_routes=[(b"PUT", b"/upload"), (b"PUT", b"/media")],
         max_request_body=64 * 1024,  # /mirror and /report bodies are small JSON
         clock=reactor,
     )
@@ -389,3 +390,28 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("blossom-http")
     svc.setServiceParent(top)
+
+
+def _media_optimizer(gw: Gateway, reactor: Any) -> Any:
+    """BUD-05 ``/media``: FFmpeg with the transcoding settings, when transcoding is on and FFmpeg
+    is there (the transcoder's, else looked up); None otherwise (``/media`` answers 503)."""
+    tc = gw.config.transcoding
+    if not tc.enabled:
+        return None
+    transcoder = gw.parts.get("transcode")
+    if transcoder is not None:
+        tools = transcoder.tools
+    else:
+        from tgateway.transcode.tools import find_ffmpeg
+
+        tools = find_ffmpeg()
+    if tools is None:
+        return None
+    from tgateway.blossom.media import MediaOptimizer
+    from tgateway.transcode.argv import Profile
+
+    return MediaOptimizer(
+        reactor=reactor, tools=tools, work_dir=tc.work_dir, preset=tc.preset,
+        segment=float(tc.hls_segment_duration),
+        profiles=[Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
+                  for p in tc.profiles])

@@ -149,7 +149,7 @@ class GatewayApi:
         event = await self.uploads.receive(Intake(
             context=context, limits=limits, declared_type=declared,
             checks=(payload,) if payload is not None else ()), source)
-        out = self.links.describe(event.file)
+        out = self.links.describe(event.file, authors=[owner] if owner else ())
         out["new"] = event.new
         if event.context.title:
             out["title"] = event.context.title
@@ -202,7 +202,9 @@ class GatewayApi:
     async def metadata(self, request: Any, sha: str) -> bytes:
         f = await self._file(sha)
         set_headers(request, CORS_HEADERS)
-        return json_response(request, self.links.describe(f))
+        # the owners' keys are the BUD-10 URI's author hints (as=)
+        owners = [o.owner for o in await self.store.owners(sha)]
+        return json_response(request, self.links.describe(f, authors=owners))
 
     # web page -------------------------------------------------------------------------
 

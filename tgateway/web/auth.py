@@ -18,7 +18,8 @@ The caller comes out as a :class:`~tgateway.http.auth.Principal` (``admin`` for 
 
 Routes (:class:`AuthApi`): ``GET /api/auth/challenge`` (a challenge, and the URLs a login event
 must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``u`` tag),
-``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway, see
+``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway in
+``auth_event``, ``event`` or ``signed_event``, an object or a JSON string, see
 :mod:`tgateway.nostr.login`; or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
 NIP-46 login that is waiting for the user's approval at ``auth_url``), ``POST /api/auth/logout``
 and ``GET /api/auth/session``. Login attempts are rate limited per IP (``rate_limiting.auth``).
@@ -54,6 +55,9 @@ from tgateway.storage.sessions import SessionStore
 __all__ = ["AuthApi", "RequestAuthenticator", "nip98_payload_check", "wants_payload_check"]
 
 POLL_WAIT = 25.0  # a poll of a NIP-46 login waits this long for the end before answering 202
+#: where a nip07 login body may carry the signed event, first found wins (``auth_event``: the
+#: seed's API reference)
+LOGIN_EVENT_FIELDS = ("auth_event", "event", "signed_event")
 
 
 class RequestAuthenticator:
@@ -254,14 +258,17 @@ class AuthApi:
         )
 
     async def _nip07(self, request: Any, body: dict[str, Any]) -> bytes:
-        event = body.get("event", body.get("signed_event"))
+        # ``auth_event`` is the name the seed's API reference uses (a JSON string, as a NIP-07
+        # extension's signEvent result is usually passed on, or the object itself)
+        event = next((body[k] for k in LOGIN_EVENT_FIELDS if body.get(k) is not None), None)
         if isinstance(event, str):
             try:
                 event = json.loads(event)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise Unauthorized("login event is not valid JSON", code="invalid_login") from None
         if not isinstance(event, dict):
-            raise BadRequest("nip07 login needs 'event': the signed event", code="missing_event")
+            raise BadRequest("nip07 login needs 'auth_event' (or 'event'): the signed event, as "
+                             "an object or a JSON string", code="missing_event")
         try:
             checked = verify_login_event(
                 event, challenges=self.challenges, binding=self.binding,
