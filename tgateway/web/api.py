@@ -165,7 +165,10 @@ class GatewayApi:
         f = await self._file(sha)
         await send_file(request, self.store.reader, f, disposition="attachment")
 
+    # The torrents' url-list names ".../<info_hash>/": BEP 19 clients append the file name, but
+    # WebTorrent requests a single-file torrent's web seed URL as it is, slash and all.
     @app.route("/api/webseed/<info_hash:ih>", methods=["GET", "HEAD"])
+    @app.route("/api/webseed/<info_hash:ih>/", methods=["GET", "HEAD"])
     async def webseed_bare(self, request: Any, ih: str) -> None:
         await self.webseed(request, ih, "")
 
