@@ -56,9 +56,9 @@ def store(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     """Both write paths, and the hashlib-only SHA-256 chain (no ``_sha256x2`` extension)."""
     direct_io, pair = request.param
     if not pair:
-        import tgateway.storage.ingest as ingest_mod
+        import tgateway.storage.stages as stages_mod
 
-        monkeypatch.setattr(ingest_mod, "pair_available", lambda: False)
+        monkeypatch.setattr(stages_mod, "pair_available", lambda: False)
     return make_store(tmp_path, direct_io)
 
 
@@ -279,9 +279,9 @@ def test_size_limit_while_streaming(store: ContentStore) -> None:
 
 
 def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tgateway.storage.ingest as ingest_mod
+    import tgateway.storage.directio as directio_mod
 
-    real_write, real_pwrite = ingest_mod._write_all, ingest_mod._pwrite_all
+    real_write, real_pwrite = directio_mod.write_all, directio_mod.pwrite_all
     calls = {"n": 0}
 
     def full() -> None:
@@ -297,8 +297,8 @@ def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: p
         full()
         real_pwrite(fd, view, offset)
 
-    monkeypatch.setattr(ingest_mod, "_write_all", write)
-    monkeypatch.setattr(ingest_mod, "_pwrite_all", pwrite)
+    monkeypatch.setattr(directio_mod, "write_all", write)
+    monkeypatch.setattr(directio_mod, "pwrite_all", pwrite)
     ingest = store.begin_upload(size_hint=THRESHOLD * 3, max_size=1 << 40)
     with pytest.raises(InsufficientStorage):
         for _ in range(40):
@@ -421,7 +421,7 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 ) -> None:
     """A filesystem that refuses O_DIRECT (tmpfs: EINVAL at open) gets buffered writes; one that
     refuses an O_DIRECT write (EINVAL at write) gets that write through the page cache."""
-    import tgateway.storage.ingest as ingest_mod
+    import tgateway.storage.directio as directio_mod
 
     store = make_store(tmp_path)
     real_open = os.open
@@ -433,14 +433,14 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 
     data = os.urandom(3 * CS + 123)
     with monkeypatch.context() as m:
-        m.setattr(ingest_mod.os, "open", no_direct_open)
+        m.setattr(directio_mod.os, "open", no_direct_open)
         ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
         assert ingest.direct_io is False
         ingest.write(data)
         f = result_of(store.commit(ingest, UploadContext(name="a.bin"))).file
     assert read_all(store, f) == data
 
-    real_pwrite = ingest_mod._pwrite_all
+    real_pwrite = directio_mod.pwrite_all
     refused = {"n": 0}
 
     def refuse_direct(fd: int, view: memoryview, offset: int) -> None:
@@ -451,7 +451,7 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 
     data2 = os.urandom(5 * CS + 1)
     with monkeypatch.context() as m:
-        m.setattr(ingest_mod, "_pwrite_all", refuse_direct)
+        m.setattr(directio_mod, "pwrite_all", refuse_direct)
         ingest = store.begin_upload(size_hint=len(data2), max_size=1 << 40)
         direct = ingest.direct_io
         ingest.write(data2)

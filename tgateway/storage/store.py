@@ -47,18 +47,12 @@ from tgateway.errors import BadRequest, PayloadTooLarge
 
 from .consistency import CheckReport, StorageCheck
 from .crashpoints import CrashPoints
+from .directio import takes_direct_io
 from .disk import DiskLayout, fsync_dirs, place
-from .ingest import (
-    Ingest,
-    IngestResult,
-    InlineWorker,
-    SerialWorker,
-    call_inline,
-    convert_layout,
-    takes_direct_io,
-)
+from .ingest import Ingest, IngestResult, convert_layout
 from .model import Chunk, StoredEvent, StoredFile, UploadContext
 from .reader import BlockCache, ChunkReader
+from .workers import InlineWorker, SerialWorker, Worker, call_inline
 
 RECORD_CACHE = 4096  # StoredFile records kept in memory
 
@@ -477,12 +471,12 @@ class ContentStore:
         if self._threaded:
             reactor = self._reactor
 
-            def workers(name: str) -> Any:
+            def workers(name: str) -> Worker:
                 return SerialWorker(reactor, name)
 
         else:
 
-            def workers(name: str) -> Any:
+            def workers(name: str) -> Worker:
                 return InlineWorker()
 
         return Ingest(
