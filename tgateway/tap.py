@@ -362,7 +362,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
-    from tgateway.storage.blossom import BlossomStore
+    from tgateway.storage.blossom_reports import BlossomStore
     from tgateway.web.body import StreamingSite
 
     config = gw.config

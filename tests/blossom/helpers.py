@@ -12,7 +12,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from tgateway.blossom.server import BlossomServer
 from tgateway.config import parse_config
 from tgateway.links import Links
-from tgateway.storage.blossom import BlossomStore
+from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import ContentStore

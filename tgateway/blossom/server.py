@@ -52,7 +52,7 @@ from tgateway.errors import (
 from tgateway.links import Links
 from tgateway.nostr.event import EventError, parse_event
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
+from tgateway.storage.blossom_reports import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.ingest import Ingest, IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
