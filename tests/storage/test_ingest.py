@@ -12,6 +12,8 @@ import errno
 import hashlib
 import itertools
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,8 @@ def _ingest_threads() -> list[threading.Thread]:
 
 class ThreadedIngestTests(TestCase):
     def setUp(self) -> None:
-        self.tmp_root = Path(self.mktemp())
-        self.tmp_root.mkdir(parents=True)
+        self.tmp_root = Path(tempfile.mkdtemp(prefix="tgateway-ingest-"))
+        self.addCleanup(shutil.rmtree, self.tmp_root, True)
         self._n = 0
         self.before = set(_ingest_threads())
 
