@@ -21,7 +21,7 @@ from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
 from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
 from tgateway.storage.model import StoredFile, UploadContext
-from tgateway.storage.outbox import Delivery
+from tgateway.storage.nostr_outbox import Delivery
 
 __all__ = ["Announcer", "torrent_info_for"]
 

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from tgateway.nostr.event import Event, EventError, parse_event
 from tgateway.nostr.pool import PublishResult
-from tgateway.storage.outbox import (
+from tgateway.storage.nostr_outbox import (
     ACCEPTED,
     FAILED,
     PENDING,

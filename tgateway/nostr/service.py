@@ -27,7 +27,7 @@ from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import EndpointFactory, RelayPool, parse_relay_url
-from tgateway.storage.outbox import OutboxStore
+from tgateway.storage.nostr_outbox import OutboxStore
 
 __all__ = ["NostrService"]
 

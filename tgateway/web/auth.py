@@ -2,7 +2,7 @@
 
 :class:`RequestAuthenticator` turns a request into the caller's hex pubkey:
 
-- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.sessions``);
+- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.auth_sessions``);
 - ``Authorization: Nostr <base64 kind 27235 event>`` (NIP-98): ``u`` must equal the external URL
   of the request: the gateway's public URL (``gateway.public_url``, or the listening address when
   it is empty) + path and query. Never the ``Host`` header: a client could otherwise replay an
@@ -38,7 +38,7 @@ from tgateway.nostr.nip46 import Nip46Error
 from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, verify_http_auth
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.sessions import SessionStore
+from tgateway.storage.auth_sessions import SessionStore
 
 from .errors import install_error_handlers
 from .send import CORS_PREFLIGHT, client_ip, json_body, set_headers

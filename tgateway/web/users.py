@@ -33,8 +33,8 @@ from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
+from tgateway.storage.auth_sessions import SessionStore
 from tgateway.storage.model import UploadContext
-from tgateway.storage.sessions import SessionStore
 
 from .auth import AuthApi, RequestAuthenticator, require_user
 from .errors import install_error_handlers

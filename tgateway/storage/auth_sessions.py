@@ -1,4 +1,5 @@
-"""Sign-in sessions: random bearer tokens, stored hashed (SHA-256) with an expiry.
+"""Sign-in sessions (table ``auth_sessions``, ``schema/011_auth_sessions.sql``): random bearer
+tokens, stored hashed (SHA-256) with an expiry.
 
 ``SessionStore.create`` returns the token once (the caller hands it to the user); only its hash
 is written, so the database alone cannot be used to sign in. ``lookup`` answers the pubkey of a

@@ -1,4 +1,5 @@
-"""The Nostr outbox tables: events stored before they are sent, and per-relay delivery status.
+"""The Nostr outbox tables, ``nostr_outbox_events`` and ``nostr_outbox_deliveries``: events stored
+before they are sent, and per-relay delivery status.
 
 The publisher (``tgateway.nostr.outbox``) calls these; SQL lives only here. Events are kept as
 opaque signed JSON (the storage layer imports nothing of Nostr). Each ``_txn`` function runs on
