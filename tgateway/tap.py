@@ -27,7 +27,7 @@ from tgateway.links import Links
 from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 
 log = Logger()
 
@@ -138,7 +138,7 @@ class StorageService(Service):
 
     name = "storage"
 
-    def __init__(self, db: Database, store: ContentStore) -> None:
+    def __init__(self, db: Database, store: LocalContentStore) -> None:
         self.db = db
         self.store = store
         self._check: Deferred[Any] | None = None
@@ -170,7 +170,7 @@ class Gateway:
 
     config: Config
     components: frozenset[str]
-    store: ContentStore | None = None
+    store: LocalContentStore | None = None
     db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
@@ -193,7 +193,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     if components & NEEDS_STORAGE:
         db = Database(reactor, config.storage.metadata_db)
         layout = DiskLayout(config.storage.blob_storage, config.storage.chunk_storage)
-        store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
+        store = LocalContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
                              crash_points=CrashPoints.from_environ(os.environ))
         StorageService(db, store).setServiceParent(top)
         gw.store = store
@@ -367,7 +367,7 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
-    blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
+    blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.db),
                             links=gw.links, clock=reactor)
     site = StreamingSite(
         blossom.app.resource(),

@@ -15,7 +15,7 @@ from tgateway.links import Links
 from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 from tgateway.web.body import StreamingSite
 
 
@@ -49,7 +49,7 @@ class Loopback:
         self.db = SyncDatabase()
         self.db.open()
         layout = DiskLayout(storage["blob_storage"], storage["chunk_storage"])
-        self.store = ContentStore(reactor=_reactor, db=self.db, layout=layout,
+        self.store = LocalContentStore(reactor=_reactor, db=self.db, layout=layout,
                                   config=self.config.storage, threaded=False)
         self.store.start()
         self.bstore = BlossomStore(self.db)

@@ -52,10 +52,9 @@ from tgateway.errors import (
 from tgateway.links import Links
 from tgateway.nostr.event import EventError, parse_event
 from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.api import ContentStore, Received, Upload
 from tgateway.storage.blossom_reports import BlossomStore, ReportLimits, ReportRefused
-from tgateway.storage.ingest import Ingest, IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore
 from tgateway.web.body import BodyStream, body_error
 from tgateway.web.errors import write_error
 from tgateway.web.send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, send_file, set_headers
@@ -119,7 +118,7 @@ class _HeadTap:
     Content-Length is never stored past the quota). ``on_thread``: ``write`` is called on the
     request body's own thread (``BodyStream.consume(threaded=True)``), not the reactor's."""
 
-    def __init__(self, ingest: Ingest, room: int | None = None, on_thread: bool = False) -> None:
+    def __init__(self, ingest: Upload, room: int | None = None, on_thread: bool = False) -> None:
         self.ingest = ingest
         self.head = bytearray()
         self.room = room
@@ -243,8 +242,8 @@ class BlossomServer:
 
     def _result_check(
         self, expected: str | None, auth: BlossomAuth | None, mismatch: type[ApiError]
-    ) -> Callable[[IngestResult], None]:
-        def check(result: IngestResult) -> None:
+    ) -> Callable[[Received], None]:
+        def check(result: Received) -> None:
             if expected is not None and result.sha256 != expected:
                 raise Conflict(
                     f"the body's sha256 is {result.sha256}, X-SHA-256 said {expected}",

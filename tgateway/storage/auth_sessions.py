@@ -15,7 +15,8 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from .api import Db
 
 __all__ = ["Session", "SessionStore", "hash_token"]
 
@@ -75,7 +76,7 @@ class SessionStore:
 
     def __init__(
         self,
-        db: Any,
+        db: Db,
         *,
         ttl: float,
         random_bytes: Callable[[int], bytes] = os.urandom,

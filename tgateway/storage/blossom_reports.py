@@ -20,6 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .api import Db
 from .files import ListedBlob, _list_txn, _uploaded_txn
 
 
@@ -151,7 +152,7 @@ def _set_report_status_txn(conn: sqlite3.Connection, report_id: str, status: str
 class BlossomStore:
     """Blossom's own queries, on the gateway's one database (``await db.run(txn, ...)``)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def list_blobs(

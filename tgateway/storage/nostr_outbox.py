@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .api import Db
+
 __all__ = [
     "ACCEPTED",
     "Delivery",
@@ -220,7 +222,7 @@ class OutboxStore:
     ``db`` is a ``tgateway.storage.db.Database`` (or ``SyncDatabase`` in tests).
     """
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     async def enqueue(

@@ -1,10 +1,10 @@
-"""The content store: the one place that stores, finds, reads and deletes files.
+"""The local content store: SQLite metadata and content-addressed local folders.
 
-Callers see four operations (and two events):
+It implements :class:`~tgateway.storage.api.ContentStore` (the face every component sees):
 
 - ``begin_upload(...)`` -> :class:`~tgateway.storage.ingest.Ingest`, then ``commit(ingest, ctx)``;
 - ``get(sha256)`` / ``get_by_info_hash(hex)`` -> :class:`StoredFile`;
-- ``reader`` (the chunk reader) for byte ranges and pieces;
+- ``reader`` (the chunk reader) for byte ranges and pieces; ``ffmpeg_input`` for FFmpeg;
 - ``remove_owner(sha256, owner)``: bytes go when no owner is left and no other file uses them.
 
 ``subscribe_stored(cb)`` / ``subscribe_deleted(cb)``: every component that reacts to new content
@@ -14,7 +14,7 @@ Durability: the temp files are fsynced (by the ingest), renamed to their content
 folders fsynced, and only then is the row committed (durably: ``synchronous=FULL``, so an
 acknowledged upload survives a power cut). A deletion commits the row's removal durably, then
 removes the bytes. Both run under one lock. A crash at any point leaves at most unreferenced
-content files, never a row without bytes; :meth:`ContentStore.check` (started in the background at
+content files, never a row without bytes; :meth:`LocalContentStore.check` (started in the background at
 every start, see :mod:`tgateway.storage.consistency`) removes them.
 
 Every upload's name is cleaned in ``commit`` (:func:`clean_name`); names of older rows when read.
@@ -24,9 +24,11 @@ The owner's quota is checked in the transaction that adds the owner's reference 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 from tgateway.metainfo import build_info
 
+from .api import Db, DeletedCallback, IStorageReactor, Received, StoredCallback, Upload
 from .consistency import CheckReport, StorageCheck
 from .crashpoints import CrashPoints
 from .directio import takes_direct_io
@@ -72,18 +75,14 @@ class EmptyUpload(BadRequest):
 
 # --------------------------------------------------------------------------- the store
 
-StoredCallback = Callable[[StoredEvent], Any]
-DeletedCallback = Callable[[StoredFile], Any]
-
-
-class ContentStore:
+class LocalContentStore:
     log = Logger()
 
     def __init__(
         self,
         *,
-        reactor: Any,
-        db: Any,
+        reactor: IStorageReactor,
+        db: Db,
         layout: DiskLayout,
         config: StorageConfig,
         threaded: bool = True,
@@ -191,12 +190,12 @@ class ContentStore:
 
     async def commit(
         self,
-        ingest: Ingest,
+        upload: Upload,
         context: UploadContext,
         *,
         declared_type: str | None = None,
         head: bytes = b"",
-        check: Callable[[IngestResult], None] | None = None,
+        check: Callable[[Received], None] | None = None,
         quota: int | None = None,
     ) -> StoredEvent:
         """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes.
@@ -208,6 +207,9 @@ class ContentStore:
         holds under concurrent uploads; QuotaExceeded otherwise. A refused upload stores
         nothing and fires no event. The upload's name is cleaned here (:func:`clean_name`).
         """
+        if not isinstance(upload, Ingest):
+            raise TypeError("this upload was not begun by this store")
+        ingest = upload
         if context.name is not None:
             context = replace(context, name=clean_name(context.name, "") or None)
         try:
@@ -333,6 +335,31 @@ class ContentStore:
     def _forget(self, f: StoredFile) -> None:
         self._records.pop(f.sha256, None)
         self._by_info_hash.pop(f.info_hash, None)
+
+    @asynccontextmanager
+    async def ffmpeg_input(self, f: StoredFile) -> AsyncIterator[str]:
+        """An FFmpeg input URL for ``f``'s bytes, valid inside the ``async with`` block.
+
+        A blob is read where it is (a ``file:`` URL). A chunked file's chunks go through
+        FFmpeg's ``concatf:`` protocol and a list of their paths (``concat:a|b|...`` would pass
+        FFmpeg's 4096-byte URL limit past some forty chunks), written to a temporary folder of
+        the store: the storage check leaves it alone while it is in use, it is removed at the
+        end of the block, and at start-up if a crash left it."""
+        if f.storage == "blob":
+            yield "file:" + str(self.layout.blob_path(f.sha256))
+            return
+        lines = "".join(f"file:{self.layout.chunk_path(c.sha256)}\n" for c in f.chunks)
+        tmp = self.layout.new_temp(True)
+        self._live_temps.add(tmp)
+        try:
+            listing = tmp / f"{f.sha256}.chunks"
+            await self._in_thread(listing.write_text, lines, "utf-8")
+            yield "concatf:" + str(listing)
+        finally:
+            try:
+                await self._in_thread(shutil.rmtree, tmp, True)
+            finally:
+                self._live_temps.discard(tmp)
 
     async def get(self, sha256: str) -> StoredFile | None:
         cached = self._records.get(sha256)
@@ -466,4 +493,4 @@ class ContentStore:
                           " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
 
 
-__all__ = ["ContentStore", "EmptyUpload", "Ownership", "QuotaExceeded"]
+__all__ = ["EmptyUpload", "LocalContentStore", "Ownership", "QuotaExceeded"]

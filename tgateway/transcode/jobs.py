@@ -24,14 +24,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from tgateway.config import TranscodingConfig
+from tgateway.links import Links
+from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.transcode_jobs import Job, JobStore
 
@@ -55,14 +58,29 @@ from .probe import (
     parse_ffprobe_json,
     probe_argv,
 )
-from .process import FFmpegCancelled, FFmpegFailed, FFmpegRun, Progress, run_ffmpeg
+from .process import (
+    FFmpegCancelled,
+    FFmpegFailed,
+    FFmpegRun,
+    IFFmpegReactor,
+    Progress,
+    run_ffmpeg,
+)
 from .tools import FFmpegTools
+
+if TYPE_CHECKING:
+    from tgateway.nostr.nip71 import VideoAnnouncer
 
 __all__ = ["OWNER_PREFIX", "Transcoder"]
 
 OWNER_PREFIX = "transcode:"
 PLAYLIST_MIME = "application/vnd.apple.mpegurl"
 PROGRESS_SAVE_INTERVAL = 1.0
+
+
+class ITranscoderReactor(IFFmpegReactor, IReactorThreads):
+    """What the transcoder needs of the reactor: FFmpeg runs, and its thread pool for file
+    work (a reactor without one runs that work inline: tests)."""
 
 
 class _Stopped(Exception):
@@ -77,12 +95,12 @@ class Transcoder(Service):
         self,
         *,
         config: TranscodingConfig,
-        store: Any,
-        db: Any,
-        links: Any,
-        reactor: Any,
+        store: ContentStore,
+        db: Db,
+        links: Links,
+        reactor: ITranscoderReactor,
         tools: FFmpegTools | None,
-        announcer: Any = None,
+        announcer: VideoAnnouncer | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -189,9 +207,8 @@ class Transcoder(Service):
     async def probe(self, f: StoredFile) -> ProbeResult:
         """Probe a stored file (raises ProbeError)."""
         assert self.tools is not None
-        folder = os.path.join(self.work_dir, "probe-" + f.sha256)
-        try:
-            argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, await self._source(f, folder))
+        async with self.store.ffmpeg_input(f) as source:
+            argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, source)
             run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
             self._probe_runs.add(run)
             run.protocol.ended.addBoth(lambda r: (self._probe_runs.discard(run), r)[1])
@@ -203,11 +220,9 @@ class Transcoder(Service):
                 if self.tools.ffprobe:
                     raise ProbeError(e.message) from None
                 return parse_ffmpeg_info(run.protocol.stderr_tail())
-            if self.tools.ffprobe:
-                return parse_ffprobe_json(out)
-            return parse_ffmpeg_info(run.protocol.stderr_tail())
-        finally:
-            await self._thread(shutil.rmtree, folder, True)
+        if self.tools.ffprobe:
+            return parse_ffprobe_json(out)
+        return parse_ffmpeg_info(run.protocol.stderr_tail())
 
     async def enqueue(self, sha256: str, probe: ProbeResult, priority: int = 0) -> bool:
         added = await self.jobs.add(sha256, probe.duration, probe.to_json(), priority,
@@ -283,7 +298,8 @@ class Transcoder(Service):
             f = await self.store.get(sha256)
             if f is None or "video" not in f.meta:
                 return None
-            await self.enqueue(sha256, ProbeResult.from_json(f.meta["video"]), priority or 0)
+            video = cast(dict[str, Any], f.meta["video"])  # a ProbeResult.to_json() dict
+            await self.enqueue(sha256, ProbeResult.from_json(video), priority or 0)
             return await self.jobs.get(sha256)
         if job.state == "running":
             return job
@@ -392,20 +408,6 @@ class Transcoder(Service):
                 return fail()
         return deferToThreadPool(self.reactor, pool(), fn, *args)
 
-    async def _source(self, f: StoredFile, folder: str) -> str:
-        """The FFmpeg input URL of a stored file: its blob, or its chunks one after the other.
-
-        Chunks go through the ``concatf:`` protocol and a list file written in ``folder``
-        (FFmpeg limits a URL to 4096 bytes: ``concat:a|b|...`` would fail past some forty
-        chunks)."""
-        layout = self.store.layout
-        if f.storage == "blob":
-            return "file:" + str(layout.blob_path(f.sha256))
-        lines = "".join(f"file:{layout.chunk_path(c.sha256)}\n" for c in f.chunks)
-        path = os.path.join(folder, f"{f.sha256}.chunks")
-        await self._thread(_write_list, folder, path, lines)
-        return "concatf:" + path
-
     async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
         assert self.tools is not None
         sha = job.sha256
@@ -417,9 +419,10 @@ class Transcoder(Service):
         await self._thread(shutil.rmtree, work, True)
         await self._thread(os.makedirs, work, 0o755, True)
         segment = float(self.config.hls_segment_duration)
-        argv = encode_argv(self.tools.ffmpeg, await self._source(f, work), probe, variants, work,
-                           preset=self.config.preset, segment=segment)
-        await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
+        async with self.store.ffmpeg_input(f) as source:
+            argv = encode_argv(self.tools.ffmpeg, source, probe, variants, work,
+                               preset=self.config.preset, segment=segment)
+            await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
         for i, v in enumerate(variants):
             hls_dir = os.path.join(work, "hls_" + v.name)
             await self._thread(os.makedirs, hls_dir, 0o755, True)
@@ -526,6 +529,8 @@ class Transcoder(Service):
                         variants: list[dict[str, Any]] | None) -> None:
         from tgateway.nostr.nip71 import VideoInfo, VideoVariant
 
+        if self.announcer is None:
+            return
         owners = [o for o in await self.store.owners(f.sha256)
                   if not o.owner.startswith(OWNER_PREFIX)]
         title = next((o.title for o in owners if o.title), None) or os.path.splitext(f.name)[0]
@@ -559,12 +564,6 @@ class Transcoder(Service):
             await self.announcer.publish(f.sha256, info)
         except Exception:
             self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
-
-
-def _write_list(folder: str, path: str, text: str) -> None:
-    os.makedirs(folder, 0o755, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 def _read_head(path: str, size: int) -> bytes:

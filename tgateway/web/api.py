@@ -30,9 +30,8 @@ from tgateway.errors import (
 )
 from tgateway.links import Links
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.ingest import Ingest
+from tgateway.storage.api import ContentStore, Upload
 from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore
 
 from .body import BodyStream, body_error
 from .errors import install_error_handlers
@@ -170,7 +169,7 @@ class _FileTarget:
     """The 'file' part of a multipart upload, fed straight into an Ingest (on the body's
     thread, see ``BodyStream.consume``)."""
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Upload) -> None:
         self.ingest = ingest
         self.started = False
         self.filename: str | None = None

@@ -24,8 +24,8 @@ from urllib.parse import quote
 from twisted.internet.defer import CancelledError
 
 from tgateway.errors import BadRequest
+from tgateway.storage.api import BlockReader
 from tgateway.storage.model import StoredFile
-from tgateway.storage.reader import ChunkReader
 
 from .ranges import parse_range
 
@@ -138,7 +138,7 @@ def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
 
 async def send_file(
     request: Any,
-    reader: ChunkReader,
+    reader: BlockReader,
     f: StoredFile,
     *,
     content_type: str | None = None,
