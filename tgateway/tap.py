@@ -194,7 +194,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         db = Database(reactor, config.storage.metadata_db)
         layout = DiskLayout(config.storage.blob_storage, config.storage.chunk_storage)
         store = LocalContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
-                             crash_points=CrashPoints.from_environ(os.environ))
+                                  crash_points=CrashPoints.from_environ(os.environ))
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db

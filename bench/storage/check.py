@@ -86,8 +86,8 @@ async def measure(folder: Path) -> dict[str, Any]:
     db = Database(reactor, str(folder / "metadata.db"))
     db.open()
     store = LocalContentStore(reactor=reactor, db=db,
-                         layout=DiskLayout(folder / "blobs", folder / "chunks"),
-                         config=StorageConfig())
+                              layout=DiskLayout(folder / "blobs", folder / "chunks"),
+                              config=StorageConfig())
     store.start()
     lags: list[float] = []
     last = [time.monotonic()]

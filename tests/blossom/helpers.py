@@ -50,7 +50,7 @@ class Loopback:
         self.db.open()
         layout = DiskLayout(storage["blob_storage"], storage["chunk_storage"])
         self.store = LocalContentStore(reactor=_reactor, db=self.db, layout=layout,
-                                  config=self.config.storage, threaded=False)
+                                       config=self.config.storage, threaded=False)
         self.store.start()
         self.bstore = BlossomStore(self.db)
         self.links = Links(base_url="http://127.0.0.1:1", tracker_urls=("udp://127.0.0.1:1",),

@@ -374,7 +374,7 @@ def test_restart_keeps_files_and_index(tmp_path: Path) -> None:
         db = SyncDatabase(dbfile)
         db.open()
         s = LocalContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
-                         config=cfg, threaded=False)
+                              config=cfg, threaded=False)
         s.start()
         return s
 
