@@ -325,6 +325,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     from tgateway.transcode.tools import find_ffmpeg
 
     config = gw.config
+    assert gw.store is not None and gw.db is not None and gw.links is not None
     announcer = None
     nostr = gw.parts.get("nostr")
     if nostr is not None and config.nostr.publish_nip71 and config.nostr.video_relays:
@@ -366,7 +367,7 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     from tgateway.web.body import StreamingSite
 
     config = gw.config
-    assert gw.store is not None and gw.links is not None
+    assert gw.store is not None and gw.db is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.db),
                             links=gw.links, clock=reactor)
     site = StreamingSite(

@@ -28,7 +28,7 @@ from twisted.web.server import Request
 
 from tgateway.bencode import DecodeError
 from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
-from tgateway.tracker.core import SwarmStore, TrackerError, peer_id_of
+from tgateway.tracker.core import SwarmStore, TrackerError
 from tgateway.tracker.wire import (
     decode_announce_query,
     decode_scrape_query,
@@ -174,22 +174,13 @@ class HttpTracker:
                 b"".join(p4), b"".join(p6) if p6 else b"", warning,
             )
         peers = []
-        ids = self._peer_ids(q.info_hash) if not q.no_peer_id else None
+        ids = self.store.peer_ids(q.info_hash) if not q.no_peer_id else None
         for key in p4 + p6:
             peer_id = ids.get(key, b"\x00" * 20) if ids is not None else None
             peers.append((unpack_ip(key[:-2]), int.from_bytes(key[-2:], "big"), peer_id))
         return encode_announce_dict(
             complete, incomplete, downloaded, self.interval, self.min_interval, peers, warning
         )
-
-    def _peer_ids(self, info_hash: bytes) -> dict[bytes, bytes]:
-        swarm = self.store.swarms.get(info_hash)
-        ids: dict[bytes, bytes] = {}
-        if swarm is not None:
-            for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
-                for k, v in d.items():
-                    ids[k] = peer_id_of(v)
-        return ids
 
     def scrape(self, qs: bytes) -> bytes:
         """The reply body for ``GET /scrape?<qs>``. Never raises."""

@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from tgateway.config import Config, TrackerConfig
 from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
+from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
@@ -75,7 +76,7 @@ class Tracker:
         """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
         return {
             "status": "ok",
-            "swarms": len(self.store.swarms),
+            "swarms": self.store.swarm_count(),
             "ws_connections": self.ws_factory.connections,
             "ws_offers_dropped": self.store.ws_dropped,  # not sent to congested sockets
             "ws_dropped_slow": self.ws_factory.dropped_slow,  # sockets dropped for not reading
@@ -132,7 +133,7 @@ def build_tracker(
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
     if reactor is None:
         reactor = clock
-    store = SwarmStore(
+    store = MemorySwarmStore(
         rng,
         interval=config.announce_interval,
         ws_interval=config.ws_announce_interval,
