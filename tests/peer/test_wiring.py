@@ -14,14 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from tgateway.config import PeerConfig, parse_config
 from tgateway.peer.announce import (
     Announcer,
-    decode_udp_reply,
-    encode_udp_announce,
-    encode_udp_connect,
     http_announce_url,
 )
 from tgateway.peer.service import PeerService, announce_ips, make_peer_id
 from tgateway.tap import makeService
-from tgateway.tracker import wire as tracker_wire
 
 
 class WiringTests(SynchronousTestCase):
@@ -162,16 +158,6 @@ class AnnouncerTests(SynchronousTestCase):
                           FakeResponse(b"d14:failure reason4:nopee")))
         a.start([b"\x03" * 20])
         self.assertEqual(a.results["http://t/announce"], "nope")
-
-    def test_udp_packets_match_the_tracker_codec(self) -> None:
-        packet = encode_udp_connect(77)
-        self.assertEqual(tracker_wire.decode_udp(packet), (0, 77))
-        ih, pid = b"\x05" * 20, b"-TG0010-" + b"b" * 12
-        packet = encode_udp_announce(0x1234, 78, ih, pid, "started", 99, 6881)
-        self.assertEqual(len(packet), 98)
-        self.assertEqual(tracker_wire.decode_udp(packet),
-                         (1, 78, 0x1234, ih, pid, 0, 0, 0, 2, 0, 99, 0, 6881))
-        self.assertEqual(decode_udp_reply(tracker_wire.encode_udp_connect(5, 42))[:2], (0, 5))
 
     def test_http_url(self) -> None:
         url = http_announce_url("http://t/announce?key=1", b"\xff" * 20, b"p" * 20, 6881, 0, "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from urllib.parse import quote_from_bytes
 
 from hypothesis import given, settings
@@ -121,57 +120,6 @@ class HttpReplyTests(SynchronousTestCase):
             {b"files": {IH: {b"complete": 1, b"downloaded": 2, b"incomplete": 3}},
              b"flags": {b"min_request_interval": 900}},
         )
-
-
-class UdpTests(SynchronousTestCase):
-    def test_connect(self) -> None:
-        self.assertEqual(wire.decode_udp(struct.pack(">QII", 0x41727101980, 0, 77)), (0, 77))
-        self.assertEqual(wire.encode_udp_connect(77, 5), struct.pack(">IIQ", 0, 77, 5))
-        with self.assertRaises(wire.UdpDecodeError) as e:
-            wire.decode_udp(struct.pack(">QII", 1234, 0, 77))
-        self.assertIsNone(e.exception.transaction_id)
-
-    def test_announce_with_bep41_options(self) -> None:
-        pkt = struct.pack(">QII20s20sQQQIIIiH", 9, 1, 5, IH, PID, 1, 2, 3, 2, 0, 42, -1, 6881)
-        req = wire.decode_udp(pkt + b"\x02\x05/abcd\x00")
-        self.assertEqual(req, (1, 5, 9, IH, PID, 1, 2, 3, 2, 0, 42, -1, 6881))
-        with self.assertRaises(wire.UdpDecodeError) as e:
-            wire.decode_udp(pkt[:97])
-        self.assertEqual(e.exception.transaction_id, 5)
-        bad_event = struct.pack(">QII20s20sQQQIIIiH", 9, 1, 5, IH, PID, 1, 2, 3, 9, 0, 42, -1, 6881)
-        with self.assertRaises(wire.UdpDecodeError):
-            wire.decode_udp(bad_event)
-
-    def test_reply_field_order(self) -> None:
-        # announce: interval, leechers, seeders
-        self.assertEqual(wire.encode_udp_announce(5, 1800, 7, 9, b"P" * 6),
-                         struct.pack(">IIIII", 1, 5, 1800, 7, 9) + b"P" * 6)
-        # scrape: seeders, completed, leechers
-        self.assertEqual(wire.encode_udp_scrape(5, [(1, 2, 3)]), struct.pack(">IIIII", 2, 5, 1, 2, 3))
-        self.assertEqual(wire.encode_udp_error(5, "x"), struct.pack(">II", 3, 5) + b"x")
-
-    def test_scrape_limit(self) -> None:
-        pkt = struct.pack(">QII", 9, 2, 5) + IH * 100 + b"xyz"
-        req = wire.decode_udp(pkt)
-        self.assertEqual(len(req[3]), 74)
-        with self.assertRaises(wire.UdpDecodeError):
-            wire.decode_udp(struct.pack(">QII", 9, 2, 5) + b"short")
-
-    @given(st.binary(max_size=200))
-    @settings(max_examples=500)
-    def test_garbage(self, data: bytes) -> None:
-        try:
-            wire.decode_udp(data)
-        except wire.UdpDecodeError:
-            pass
-
-    @given(st.integers(0, 3), st.binary(min_size=82, max_size=120))
-    def test_garbage_with_valid_action(self, action: int, rest: bytes) -> None:
-        data = rest[:8] + struct.pack(">I", action) + rest[8:]
-        try:
-            wire.decode_udp(data)
-        except wire.UdpDecodeError:
-            pass
 
 
 def ws_msg(**kw: object) -> bytes:

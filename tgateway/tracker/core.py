@@ -42,6 +42,8 @@ EVENT_COMPLETED = 1
 EVENT_STARTED = 2
 EVENT_STOPPED = 3
 
+#: Most info-hashes answered in one scrape (a UDP reply of 8 + 12 * 74 bytes fits any MTU).
+MAX_SCRAPE = 74
 #: How many forwarded-but-unanswered offers a WebSocket session remembers.
 MAX_PENDING_OFFERS = 256
 #: Upper bound on offers forwarded for one announce (bittorrent-tracker uses 50 as well).

@@ -1,4 +1,6 @@
-"""Tracker wire formats: pure encode/decode functions that raise only ``DecodeError``.
+"""Tracker wire formats of HTTP and WebSocket: pure encode/decode functions that raise only
+``DecodeError``. UDP (BEP 15) has its own module, :mod:`tgateway.tracker.bep15`, shared with the
+peer's announcer.
 
 HTTP (BEP 3, 7, 23, 48)
     Query strings are parsed from the raw request target: ``info_hash`` and ``peer_id`` are
@@ -6,14 +8,6 @@ HTTP (BEP 3, 7, 23, 48)
     ``application/x-www-form-urlencoded``). Replies are bencoded dicts with sorted keys; the compact
     announce reply is formatted directly (it is the hot path), everything else goes through
     :mod:`tgateway.bencode`.
-
-UDP (BEP 15, 41)
-    ``connect``: 64-bit protocol id ``0x41727101980``, action 0, transaction id.
-    ``announce`` (98 bytes, trailing BEP 41 options ignored): connection id, action 1, transaction
-    id, info_hash, peer_id, downloaded, left, uploaded, event, ip, key, num_want (signed), port.
-    Its reply is action, transaction id, **interval, leechers, seeders**, then 6-byte (IPv4) or
-    18-byte (IPv6) peers. ``scrape``: up to 74 info-hashes; reply per hash **seeders, completed,
-    leechers**. ``error``: action 3, transaction id, message.
 
 WebSocket (the ``bittorrent-tracker`` package's protocol, used by WebTorrent)
     JSON text messages. Binary strings (info_hash, peer_id, offer_id, to_peer_id) are JS strings
@@ -26,7 +20,6 @@ WebSocket (the ``bittorrent-tracker`` package's protocol, used by WebTorrent)
 from __future__ import annotations
 
 import json
-import struct
 from binascii import a2b_qp
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -38,12 +31,12 @@ from tgateway.tracker.core import (
     EVENT_NONE,
     EVENT_STARTED,
     EVENT_STOPPED,
+    MAX_SCRAPE,
     MAX_WS_OFFERS,
 )
 
 __all__ = [
     "DecodeError",
-    "UdpDecodeError",
     "AnnounceQuery",
     "decode_announce_query",
     "decode_scrape_query",
@@ -51,19 +44,10 @@ __all__ = [
     "encode_announce_dict",
     "encode_failure",
     "encode_scrape",
-    "decode_udp",
-    "encode_udp_connect",
-    "encode_udp_announce",
-    "encode_udp_scrape",
-    "encode_udp_error",
     "WsAnnounce",
     "WsScrape",
     "decode_ws",
-    "MAX_SCRAPE",
 ]
-
-#: Most info-hashes answered in one scrape (a UDP reply of 8 + 12 * 74 bytes fits any MTU).
-MAX_SCRAPE = 74
 
 _HTTP_EVENTS = {
     b"": EVENT_NONE,
@@ -285,99 +269,6 @@ def encode_scrape(
     if min_request_interval is not None:
         reply[b"flags"] = {b"min_request_interval": min_request_interval}
     return bencode.encode(reply)
-
-
-# --------------------------------------------------------------------------- UDP
-
-UDP_PROTOCOL_ID = 0x41727101980
-ACTION_CONNECT = 0
-ACTION_ANNOUNCE = 1
-ACTION_SCRAPE = 2
-ACTION_ERROR = 3
-
-_HEAD = struct.Struct(">QII")
-_ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
-_CONNECT_REPLY = struct.Struct(">IIQ")
-_ANNOUNCE_REPLY = struct.Struct(">IIIII")
-_SCRAPE_ENTRY = struct.Struct(">III")
-_ERROR_HEAD = struct.Struct(">II")
-
-
-class UdpDecodeError(DecodeError):
-    """A bad UDP request; ``transaction_id`` is set when the packet got that far (then the
-    request deserves an error reply), else None (drop it)."""
-
-    def __init__(self, message: str, transaction_id: int | None = None) -> None:
-        super().__init__(message)
-        self.transaction_id = transaction_id
-
-
-UdpRequest = tuple[Any, ...]
-
-
-def decode_udp(data: bytes) -> UdpRequest:
-    """Decode one BEP 15 request into a tuple whose first item is the action:
-
-    * ``(0, transaction_id)`` for connect;
-    * ``(1, transaction_id, connection_id, info_hash, peer_id, downloaded, left, uploaded,
-      event, ip, key, num_want, port)`` for announce;
-    * ``(2, transaction_id, connection_id, [info_hash, ...])`` for scrape.
-
-    Raises UdpDecodeError.
-    """
-    if len(data) < 16:
-        raise UdpDecodeError("packet too short")
-    cid, action, tid = _HEAD.unpack_from(data)
-    if action == ACTION_ANNOUNCE:
-        if len(data) < 98:
-            raise UdpDecodeError("announce too short", tid)
-        (cid, _a, tid, ih, pid, downloaded, left, uploaded, event, ip, key, numwant, port) = (
-            _ANNOUNCE.unpack_from(data)
-        )
-        if event > EVENT_STOPPED:
-            raise UdpDecodeError("invalid event", tid)
-        return (1, tid, cid, ih, pid, downloaded, left, uploaded, event, ip, key, numwant, port)
-    if action == ACTION_CONNECT:
-        if cid != UDP_PROTOCOL_ID:
-            raise UdpDecodeError("not a BEP 15 connect")
-        return (0, tid)
-    if action == ACTION_SCRAPE:
-        n = min((len(data) - 16) // 20, MAX_SCRAPE)
-        if n < 1:
-            raise UdpDecodeError("scrape without info_hash", tid)
-        return (2, tid, cid, [data[16 + 20 * i : 36 + 20 * i] for i in range(n)])
-    raise UdpDecodeError("unknown action", tid)
-
-
-def encode_udp_connect(transaction_id: int, connection_id: int) -> bytes:
-    return _CONNECT_REPLY.pack(ACTION_CONNECT, transaction_id, connection_id)
-
-
-def encode_udp_announce(
-    transaction_id: int, interval: int, leechers: int, seeders: int, peers: bytes
-) -> bytes:
-    """Announce reply: interval, leechers, seeders (in that order), then compact peers."""
-    return (
-        _ANNOUNCE_REPLY.pack(
-            ACTION_ANNOUNCE,
-            transaction_id,
-            interval,
-            min(leechers, 0xFFFFFFFF),
-            min(seeders, 0xFFFFFFFF),
-        )
-        + peers
-    )
-
-
-def encode_udp_scrape(transaction_id: int, stats: list[tuple[int, int, int]]) -> bytes:
-    """Scrape reply; ``stats`` items are (seeders, completed, leechers)."""
-    return _ERROR_HEAD.pack(ACTION_SCRAPE, transaction_id) + b"".join(
-        _SCRAPE_ENTRY.pack(s, c, le) for s, c, le in stats
-    )
-
-
-def encode_udp_error(transaction_id: int, message: str) -> bytes:
-    return _ERROR_HEAD.pack(ACTION_ERROR, transaction_id) + message.encode("utf-8")
 
 
 # --------------------------------------------------------------------------- WebSocket
