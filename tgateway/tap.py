@@ -23,6 +23,7 @@ from twisted.python import usage
 
 from tgateway import __version__
 from tgateway.config import MODES, Config, ConfigError, load_config
+from tgateway.endpoints import tcp_server
 from tgateway.links import Links
 from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
@@ -90,13 +91,6 @@ def components_for(config: Config) -> frozenset[str]:
         "peer": config.peer.enabled,
     }
     return frozenset(c for c in wanted if enabled.get(c, True))
-
-
-def endpoint_string(port: int, host: str) -> str:
-    desc = f"tcp:{port}"
-    if host:
-        desc += ":interface=" + host.replace(":", "\\:")
-    return desc
 
 
 class GatewayService(MultiService):
@@ -313,7 +307,7 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     users.mount(root, api.app.resource())  # /api/auth, /api/users, /api/nostr, announcements
     gw.parts["users"] = users
     gw.sites["gateway"] = site
-    endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
+    endpoint = serverFromString(reactor, tcp_server(config.gateway.port, config.gateway.host))
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("gateway-http")
     svc.setServiceParent(top)
@@ -380,7 +374,7 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["blossom"] = blossom
     gw.sites["blossom"] = site
     bc = config.blossom_server
-    endpoint = serverFromString(reactor, endpoint_string(bc.port, bc.host))
+    endpoint = serverFromString(reactor, tcp_server(bc.port, bc.host))
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("blossom-http")
     svc.setServiceParent(top)

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from tgateway.config import PeerConfig
+from tgateway.endpoints import tcp_server
 from tgateway.storage.model import StoredEvent, StoredFile
 
 from .announce import Announcer, UdpAnnounceClient
@@ -34,15 +35,6 @@ PEER_ID_PREFIX = b"-TG0010-"
 def make_peer_id(rng: random.Random) -> bytes:
     alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return PEER_ID_PREFIX + bytes(rng.choice(alphabet) for _ in range(12))
-
-
-def _endpoint(port: int, host: str) -> str:
-    if ":" in host:
-        escaped = host.replace(":", "\\:")
-        return f"tcp6:{port}:interface={escaped}"
-    if host in ("", "0.0.0.0"):
-        return f"tcp:{port}"
-    return f"tcp:{port}:interface={host}"
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -102,7 +94,7 @@ class PeerService(MultiService):
         self.reactor = reactor
         self.udp = udp
         self._udp_port: Any = None
-        endpoint = serverFromString(reactor, _endpoint(config.port, config.host))  # type: ignore[no-untyped-call]
+        endpoint = serverFromString(reactor, tcp_server(config.port, config.host))  # type: ignore[no-untyped-call]
         self.listener = StreamServerEndpointService(endpoint, factory)  # type: ignore[no-untyped-call]
         self.listener.setName("peer-tcp")  # type: ignore[no-untyped-call]
         self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]

@@ -19,6 +19,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 
 from tgateway.config import Config, TrackerConfig
+from tgateway.endpoints import tcp_server
 from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
@@ -26,14 +27,6 @@ from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
 __all__ = ["Tracker", "build_tracker", "announce_urls", "tracker_urls"]
-
-
-def _endpoint(port: int, host: str) -> str:
-    if ":" in host:
-        return "tcp6:{}:interface={}".format(port, host.replace(":", "\\:"))
-    if host in ("", "0.0.0.0"):
-        return f"tcp:{port}"
-    return f"tcp:{port}:interface={host}"
 
 
 class Tracker:
@@ -177,7 +170,7 @@ def build_tracker(
         udp_service.setName("tracker-udp")
         udp_service.setServiceParent(services)
     if config.http_port:
-        endpoint = serverFromString(reactor, _endpoint(config.http_port, config.host))
+        endpoint = serverFromString(reactor, tcp_server(config.http_port, config.host))
         http_service = StreamServerEndpointService(
             endpoint, TrackerHTTPFactory(http, clock, ws_factory)
         )
