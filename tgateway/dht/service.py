@@ -31,7 +31,8 @@ from twisted.logger import Logger
 
 from tgateway.config import DhtConfig
 from tgateway.dht import bep42
-from tgateway.dht.node import DhtNode, LookupResult
+from tgateway.dht.lookup import LookupResult
+from tgateway.dht.node import DhtNode
 from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.storage.model import StoredEvent
 
