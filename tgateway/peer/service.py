@@ -25,7 +25,7 @@ from tgateway.storage.model import StoredEvent, StoredFile
 
 from .announce import Announcer, UdpAnnounceClient
 from .core import SessionConfig
-from .protocol import PeerFactory
+from .factory import PeerFactory
 
 __all__ = ["PeerService", "build_peer", "make_peer_id", "announce_ips"]
 
