@@ -1,6 +1,6 @@
 """The relay pool: one reconnecting WebSocket connection per relay URL.
 
-Each relay gets a :class:`~tgateway.nostr.relay.RelaySession` (pending work that survives
+Each relay gets a :class:`~tgateway.nostr.relay_session.RelaySession` (pending work that survives
 reconnects) and a ``ClientService`` (``retryPolicy=backoffPolicy(...)``: capped exponential
 backoff with jitter, ``clock`` injected). The backoff counts attempts that did not end with an
 open WebSocket (the session's ``failed_attempts``), so a relay that accepts TCP and then fails the
@@ -43,7 +43,8 @@ from zope.interface import implementer
 
 from tgateway.netguard import NetGuardError
 from tgateway.nostr.event import Event, EventTemplate, sign
-from tgateway.nostr.relay import RelayClientFactory, RelaySession
+from tgateway.nostr.relay import RelayClientFactory
+from tgateway.nostr.relay_session import RelaySession
 
 __all__ = [
     "EndpointFactory",
