@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.config import PeerConfig, parse_config
 from tgateway.peer.announce import (
-    Announcer,
+    TrackerAnnouncer,
     http_announce_url,
 )
 from tgateway.peer.service import PeerService, announce_ips, make_peer_id
@@ -123,7 +123,7 @@ class AnnouncerTests(SynchronousTestCase):
             urls.append(url)
             return succeed(FakeResponse(b"d8:intervali1800e5:peers0:e"))
 
-        a = Announcer(clock=clock, peer_id=b"-TG0010-" + b"a" * 12, port=6881, interval=100,
+        a = TrackerAnnouncer(clock=clock, peer_id=b"-TG0010-" + b"a" * 12, port=6881, interval=100,
                       local=local, local_ips=("127.0.0.1", "::1"),
                       urls=("http://t.example/announce",), http_get=get)
         ih1, ih2 = b"\x01" * 20, b"\x02" * 20
@@ -152,7 +152,7 @@ class AnnouncerTests(SynchronousTestCase):
         from twisted.internet.defer import succeed
         from twisted.internet.task import Clock
 
-        a = Announcer(clock=Clock(), peer_id=b"x" * 20, port=1, interval=100,
+        a = TrackerAnnouncer(clock=Clock(), peer_id=b"x" * 20, port=1, interval=100,
                       urls=("http://t/announce",),
                       http_get=lambda url, timeout: succeed(
                           FakeResponse(b"d14:failure reason4:nopee")))

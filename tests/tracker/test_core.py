@@ -41,3 +41,10 @@ class SwarmStoreSeamTests(SynchronousTestCase):
     def test_the_memory_store_is_a_swarm_store(self) -> None:
         """Everything the front ends and the service call is on the seam, and implemented."""
         assert_implements(MemorySwarmStore(random.Random(1)), SwarmStore)
+
+    def test_the_built_tracker_is_the_peers_local_tracker(self) -> None:
+        """The peer's announcer lists the gateway's own peer through this face."""
+        from tgateway.tracker.core import LocalPeers
+        from tgateway.tracker.service import Tracker
+
+        assert_implements(Tracker, LocalPeers)

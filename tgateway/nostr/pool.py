@@ -35,7 +35,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IReactorTime, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -119,7 +119,7 @@ def parse_relay_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, tls
 
 
-def default_endpoint_factory(reactor: Any) -> EndpointFactory:
+def default_endpoint_factory(reactor: IReactorTCP) -> EndpointFactory:
     """Direct connections: ``HostnameEndpoint``, wrapped in TLS for ``wss://``."""
 
     def make(host: str, port: int, tls: bool) -> IStreamClientEndpoint:
@@ -178,6 +178,10 @@ class _Relay(NamedTuple):
     service: ClientService
 
 
+class IRelayReactor(IReactorTime, IReactorTCP):
+    """What the pool needs of the reactor: a clock, and TCP for the default endpoints."""
+
+
 class RelayPool(MultiService):
     """Relay connections by URL, created on first use, started and stopped with the pool.
 
@@ -190,7 +194,7 @@ class RelayPool(MultiService):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IRelayReactor,
         *,
         private_key: PrivateKey | None = None,
         endpoint_factory: EndpointFactory | None = None,

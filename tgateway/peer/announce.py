@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -35,8 +36,9 @@ from tgateway.tracker.bep15 import (
     encode_announce_request,
     encode_connect_request,
 )
+from tgateway.tracker.core import LocalPeers
 
-__all__ = ["Announcer", "UdpAnnounceClient", "http_announce_url"]
+__all__ = ["TrackerAnnouncer", "UdpAnnounceClient", "http_announce_url"]
 
 TIMEOUT = 15.0
 
@@ -59,7 +61,7 @@ class UdpAnnounceClient(DatagramProtocol):
     log = Logger()
     noisy = False
 
-    def __init__(self, clock: Any, rand: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, clock: IReactorTime, rand: Callable[[int], bytes] = os.urandom) -> None:
         self.clock = clock
         self.rand = rand
         self.pending: dict[int, tuple[defer.Deferred[tuple[int, bytes]], Any]] = {}
@@ -135,7 +137,7 @@ class UdpAnnounceClient(DatagramProtocol):
         self.pending.clear()
 
 
-class Announcer:
+class TrackerAnnouncer:
     """Keeps the gateway's peer announced for every torrent (see the module docstring)."""
 
     log = Logger()
@@ -143,11 +145,11 @@ class Announcer:
     def __init__(
         self,
         *,
-        clock: Any,
+        clock: IReactorTime,
         peer_id: bytes,
         port: int,
         interval: float,
-        local: Any = None,  # the built-in Tracker (add_local_peer/remove_local_peer), or None
+        local: LocalPeers | None = None,  # the built-in tracker, or None
         local_ips: tuple[str, ...] = (),
         urls: tuple[str, ...] = (),
         http_get: Callable[..., Any] | None = None,  # treq.get

@@ -21,9 +21,11 @@ from twisted.logger import Logger
 
 from tgateway.config import PeerConfig
 from tgateway.endpoints import tcp_server
+from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredEvent, StoredFile
+from tgateway.tracker.core import LocalPeers
 
-from .announce import Announcer, UdpAnnounceClient
+from .announce import TrackerAnnouncer, UdpAnnounceClient
 from .core import SessionConfig
 from .factory import PeerFactory
 
@@ -81,7 +83,7 @@ class PeerService(MultiService):
         self,
         config: PeerConfig,
         factory: PeerFactory,
-        announcer: Announcer,
+        announcer: TrackerAnnouncer,
         known_info_hashes: Callable[[], Any],
         reactor: Any,
         udp: UdpAnnounceClient | None,
@@ -169,10 +171,10 @@ def _with_port(cfg: SessionConfig, port: int) -> SessionConfig:
 def build_peer(
     config: PeerConfig,
     *,
-    store: Any,
+    store: ContentStore,
     reactor: Any,
     rng: random.Random,
-    tracker: Any = None,
+    tracker: LocalPeers | None = None,
     gateway_base_url: str = "http://127.0.0.1",
     http_get: Callable[..., Any] | None = None,
     dht_port: int = 0,
@@ -200,7 +202,7 @@ def build_peer(
         import treq
 
         http_get = treq.get
-    announcer = Announcer(
+    announcer = TrackerAnnouncer(
         clock=reactor,
         peer_id=peer_id,
         port=config.port,

@@ -20,7 +20,7 @@ The content store, seen from outside:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -130,7 +130,7 @@ class ContentStore(Protocol):
     def begin_upload(self, *, size_hint: int | None, max_size: int) -> Upload:
         """Start an upload; ``size_hint``: exact or upper bound of the size, if known."""
 
-    def commit(
+    async def commit(
         self,
         upload: Upload,
         context: UploadContext,
@@ -139,36 +139,36 @@ class ContentStore(Protocol):
         head: bytes = b"",
         check: Callable[[Received], None] | None = None,
         quota: int | None = None,
-    ) -> Awaitable[StoredEvent]:
+    ) -> StoredEvent:
         """Finish the upload and make the file visible, then fire "stored". ``check`` (the
         finished bytes' hashes) and ``quota`` (the owner's bytes, this file included, checked
         atomically with the owner's reference) refuse it first: then nothing is stored and no
         event fires. Raises EmptyUpload, QuotaExceeded, or what ``check`` raises."""
 
-    def get(self, sha256: str) -> Awaitable[StoredFile | None]: ...
+    async def get(self, sha256: str) -> StoredFile | None: ...
 
-    def get_by_info_hash(self, info_hash_hex: str) -> Awaitable[StoredFile | None]: ...
+    async def get_by_info_hash(self, info_hash_hex: str) -> StoredFile | None: ...
 
     def has_info_hash(self, info_hash: bytes) -> bool:
         """Synchronous: is this v1 info-hash one of ours?"""
 
     def info_hashes(self) -> frozenset[bytes]: ...
 
-    def owners(self, sha256: str) -> Awaitable[list[Ownership]]: ...
+    async def owners(self, sha256: str) -> list[Ownership]: ...
 
-    def owner_files(
+    async def owner_files(
         self, owner: str, limit: int = 50, offset: int = 0
-    ) -> Awaitable[tuple[list[tuple[StoredFile, Ownership]], int]]: ...
+    ) -> tuple[list[tuple[StoredFile, Ownership]], int]: ...
 
-    def usage(self, owner: str) -> Awaitable[tuple[int, int]]:
+    async def usage(self, owner: str) -> tuple[int, int]:
         """(files, bytes) owned by ``owner``."""
 
-    def set_meta(self, sha256: str, **updates: Any) -> Awaitable[None]:
+    async def set_meta(self, sha256: str, **updates: Any) -> None:
         """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone."""
 
-    def stats(self) -> Awaitable[dict[str, int]]: ...
+    async def stats(self) -> dict[str, int]: ...
 
-    def remove_owner(self, sha256: str, owner: str | None) -> Awaitable[StoredFile | None]:
+    async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
         """Drop ``owner``'s reference (None: all); returns the file if it is gone (then
         "deleted" fires). Raises KeyError when ``owner`` does not own ``sha256``."""
 

@@ -33,6 +33,7 @@ __all__ = [
     "PeerScorer",
     "WsSession",
     "SwarmStore",
+    "LocalPeers",
     "ConnectionIds",
 ]
 
@@ -175,6 +176,16 @@ class SwarmStore(Protocol):
     def swarm_count(self) -> int: ...
 
     def peer_count(self) -> int: ...
+
+
+class LocalPeers(Protocol):
+    """The built-in tracker's face for the gateway's own BitTorrent peer: listed first for
+    every torrent it seeds, never expired (see :meth:`SwarmStore.add_local_peer`)."""
+
+    def add_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
+        """Raises ValueError for an address the tracker cannot list."""
+
+    def remove_local_peer(self, info_hash: bytes, ip: str, port: int) -> None: ...
 
 
 class ConnectionIds:
