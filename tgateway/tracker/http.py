@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -121,7 +121,7 @@ class HttpTracker:
     def __init__(
         self,
         store: SwarmStore,
-        clock: Any,
+        clock: IReactorTime,
         *,
         interval: int,
         min_interval: int,
@@ -462,7 +462,7 @@ class TrackerHTTPFactory(Factory):
     protocol = TrackerHTTPProtocol  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, tracker: HttpTracker, clock: Any, ws_factory: Any = None,
+    def __init__(self, tracker: HttpTracker, clock: IReactorTime, ws_factory: Any = None,
                  idle_timeout: float = 120.0, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.tracker = tracker
         self.clock = clock

@@ -30,7 +30,7 @@ random among equals. A :class:`PeerScorer` can replace the random order within e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tgateway.tracker.core import (
@@ -76,7 +76,7 @@ class MemorySwarmStore:
         max_peers_per_torrent: int = 5000,
         max_torrents: int = 100_000,
         gateway_only: bool = False,
-        is_known_info_hash: Any = None,
+        is_known_info_hash: Callable[[bytes], bool] | None = None,
         deny_list: Iterable[bytes] = (),
         scorer: PeerScorer | None = None,
     ) -> None:

@@ -16,6 +16,7 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 
 from tgateway.config import Config, TrackerConfig
@@ -109,7 +110,7 @@ def announce_urls(config: Config) -> list[str]:
 def build_tracker(
     config: TrackerConfig,
     gateway_base_url: str,
-    clock: Any,
+    clock: IReactorTime,
     rng: random.Random | None = None,
     is_known_info_hash: Callable[[bytes], bool] | None = None,
     reactor: Any = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -36,7 +37,7 @@ class UdpTracker(DatagramProtocol):
         self,
         store: SwarmStore,
         connection_ids: ConnectionIds,
-        clock: Any,
+        clock: IReactorTime,
         *,
         interval: int,
         default_numwant: int,
