@@ -7,10 +7,10 @@ PostgreSQL and object storage) implements the same faces and nothing else change
 
 The content store, seen from outside:
 
-- put a stream: ``begin_upload`` returns an :class:`Upload` that takes the bytes in order; then
+- put bytes: ``begin_upload`` returns an :class:`Upload` that takes the bytes in order; then
   ``commit(upload, context, check=..., quota=...)`` makes the file visible, or refuses it and
   leaves nothing (no file, no event);
-- read: ``get`` by SHA-256, ``get_by_info_hash``; ``reader`` reads pieces and streams byte ranges
+- read: ``get`` by SHA-256, ``get_by_info_hash``; ``reader`` reads pieces and writes byte ranges
   to a consumer (a producer honouring backpressure); ``ffmpeg_input`` is what FFmpeg reads a
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;

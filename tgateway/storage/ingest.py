@@ -1,4 +1,4 @@
-"""Streaming ingest: hash and write an upload as its bytes arrive.
+"""The ingest: hash and write an upload as its bytes arrive.
 
 One *assembler* takes the bytes in order, on one thread at a time, and gathers them in the
 current chunk's page-aligned buffer (copying them, or only counting them when the body reader
