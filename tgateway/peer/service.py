@@ -17,6 +17,7 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
 from tgateway.config import PeerConfig
@@ -75,6 +76,11 @@ def announce_ips(config: PeerConfig, gateway_base_url: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+class IPeerReactor(IReactorTime, IReactorTCP, IReactorUDP, IReactorCore):
+    """What the peer needs of the reactor: its clock, TCP to listen on, UDP for the BEP 15
+    client, and ``resolve`` for tracker host names."""
+
+
 class PeerService(MultiService):
     log = Logger()
     name = "peer"
@@ -85,7 +91,7 @@ class PeerService(MultiService):
         factory: PeerFactory,
         announcer: TrackerAnnouncer,
         known_info_hashes: Callable[[], Any],
-        reactor: Any,
+        reactor: IPeerReactor,
         udp: UdpAnnounceClient | None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -118,7 +124,7 @@ class PeerService(MultiService):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         if self.udp is not None:
-            self._udp_port = self.reactor.listenUDP(0, self.udp)
+            self._udp_port = self.reactor.listenUDP(0, self.udp, "", 8192)
         d = getattr(self.listener, "_waitingForPort", None)
 
         def listening(_: Any = None) -> Any:
@@ -172,7 +178,7 @@ def build_peer(
     config: PeerConfig,
     *,
     store: ContentStore,
-    reactor: Any,
+    reactor: IPeerReactor,
     rng: random.Random,
     tracker: LocalPeers | None = None,
     gateway_base_url: str = "http://127.0.0.1",
