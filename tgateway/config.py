@@ -75,6 +75,9 @@ def _is_power_of_two_16k(v: int) -> bool:
 
 MODES = ("unified", "gateway-only", "blossom-only", "dht-only")
 
+# Keys that moved: a config still using the old place is told where the key went.
+MOVED_KEYS = {"tracker.trusted_proxies": "trusted_proxies"}
+
 
 # --------------------------------------------------------------------------- sections
 
@@ -214,11 +217,6 @@ class TrackerConfig:
     ws_announce_interval: Duration = field(default=Duration(120), metadata=_positive())
     max_peers_per_torrent: int = field(default=5000, metadata=_positive())
     max_torrents: int = field(default=100000, metadata=_positive())
-    # Addresses or CIDR blocks whose X-Forwarded-For / ip= are trusted.
-    trusted_proxies: tuple[str, ...] = field(
-        default=(),
-        metadata=_check(lambda v: all(_is_network(n) for n in v), "a list of IP addresses or CIDR blocks"),
-    )
 
 
 def _is_ip_or_empty(value: str, version: int) -> bool:
@@ -366,6 +364,12 @@ class Config:
     )
     # The data folder; --data-dir moves it and every path key that lies under it.
     data_dir: str = "./data"
+    # Reverse proxies in front of the HTTP ports (gateway, Blossom, tracker): addresses or CIDR
+    # blocks whose X-Forwarded-For names the client (rate limits, the tracker's peer address).
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_check(lambda v: all(_is_network(n) for n in v), "a list of IP addresses or CIDR blocks"),
+    )
     gateway: GatewayConfig = GatewayConfig()
     blossom_server: BlossomServerConfig = BlossomServerConfig()
     dht: DhtConfig = DhtConfig()
@@ -439,7 +443,7 @@ def _cross_checks(config: Config) -> None:
 
 def parse_config(data: Any) -> Config:
     """Validate a mapping (parsed YAML) into a Config; raise ConfigError naming the bad key."""
-    config = parse_section(Config, data, "")
+    config = parse_section(Config, data, "", MOVED_KEYS)
     _cross_checks(config)
     return typing.cast(Config, config)
 

@@ -154,7 +154,9 @@ def convert(tp: Any, value: Any) -> Any:
     raise TypeError(f"unsupported config type {tp!r}")
 
 
-def parse_section(cls: type, data: Any, path: str) -> Any:
+def parse_section(cls: type, data: Any, path: str, moved: Mapping[str, str] | None = None) -> Any:
+    """``data`` (a mapping) as a ``cls`` section at ``path`` (dotted, '' at the top). ``moved``:
+    old key paths -> where they went (named in the error for a config still using one)."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -165,6 +167,8 @@ def parse_section(cls: type, data: Any, path: str) -> Any:
     for key in data:
         if key not in known:
             name = f"{path}.{key}" if path else str(key)
+            if moved and name in moved:
+                raise ConfigError(f"{name}: this key moved to {moved[name]}")
             raise ConfigError(
                 f"{name}: unknown key (known keys here: {', '.join(sorted(known))})"
             )
@@ -176,14 +180,15 @@ def parse_section(cls: type, data: Any, path: str) -> Any:
             continue
         raw = data[name]
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            values[name] = parse_section(tp, raw, key_path)
+            values[name] = parse_section(tp, raw, key_path, moved)
             continue
         item_tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
         if isinstance(item_tp, type) and dataclasses.is_dataclass(item_tp):
             if not isinstance(raw, list) or not raw:
                 raise ConfigError(f"{key_path}: got {short(raw)}, expected a non-empty list of mappings")
             values[name] = tuple(
-                parse_section(item_tp, item, f"{key_path}[{i}]") for i, item in enumerate(raw)
+                parse_section(item_tp, item, f"{key_path}[{i}]", moved)
+                for i, item in enumerate(raw)
             )
             continue
         try:

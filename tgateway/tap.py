@@ -29,6 +29,7 @@ from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import LocalContentStore
+from tgateway.uploads import Uploads
 
 log = Logger()
 
@@ -165,6 +166,7 @@ class Gateway:
     config: Config
     components: frozenset[str]
     store: LocalContentStore | None = None
+    uploads: Uploads | None = None  # the one upload handler (gateway API, Blossom, mirror)
     db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
@@ -192,6 +194,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db
+        limit = config.admin.default_user_storage_limit
+        gw.uploads = Uploads(store=store, quota=lambda owner: limit)
 
     tracker_urls = _tracker_urls(config, components)
     gw.links = Links(
@@ -204,7 +208,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         from tgateway.tracker.service import build_tracker
 
         tracker = build_tracker(config.tracker, config.gateway.base_url(), reactor, rng,
-                                gw.store.has_info_hash if gw.store is not None else None)
+                                gw.store.has_info_hash if gw.store is not None else None,
+                                trusted_proxies=config.trusted_proxies)
         tracker.services.setName("tracker")
         tracker.services.setServiceParent(top)
         gw.parts["tracker"] = tracker  # _build_gateway mounts tracker.resource
@@ -268,24 +273,26 @@ def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]
 
 
 def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
-    from tgateway.web.api import MULTIPART_SLACK, GatewayApi
-    from tgateway.web.root import build_site
+    from tgateway.http.root import build_site
+    from tgateway.http.upload import MULTIPART_SLACK
+    from tgateway.web.api import GatewayApi
 
     config = gw.config
-    assert gw.store is not None and gw.links is not None
+    assert gw.store is not None and gw.db is not None and gw.links is not None
     from tgateway.web.users import build_user_routes
 
     users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
                               clock=reactor, nostr=gw.parts.get("nostr"))
     users.service().setServiceParent(top)
-    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth)
+    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth,
+                     uploads=gw.uploads)
     if "nostr" in gw.parts:
         api.extra_status["nostr"] = gw.parts["nostr"].status
     tracker = gw.parts.get("tracker")
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
     dht = gw.parts.get("dht")
     if dht is not None:
-        from tgateway.web.status import JsonStatus
+        from tgateway.http.status import JsonStatus
 
         mounts["/api/dht/status"] = JsonStatus(dht.status)
         api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
@@ -335,12 +342,11 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["transcode"] = transcoder
     root, users = gw.parts.get("root"), gw.parts.get("users")
     if root is not None and users is not None:
-        from tgateway.web.root import PathSplit
+        from tgateway.http.root import PathSplit
         from tgateway.web.stream import StreamApi
 
         sc = config.rate_limiting.stream
-        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth,
-                           admin_pubkeys=config.admin.pubkeys, clock=reactor,
+        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth, clock=reactor,
                            requests_per_second=sc.requests_per_second, burst_size=sc.burst_size,
                            max_concurrent=sc.max_concurrent)
         resource = stream.app.resource()
@@ -357,13 +363,13 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
+    from tgateway.http.site import StreamingSite
     from tgateway.storage.blossom_reports import BlossomStore
-    from tgateway.web.body import StreamingSite
 
     config = gw.config
     assert gw.store is not None and gw.db is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.db),
-                            links=gw.links, clock=reactor)
+                            links=gw.links, clock=reactor, uploads=gw.uploads)
     site = StreamingSite(
         blossom.app.resource(),
         streaming_routes=[(b"PUT", b"/upload")],

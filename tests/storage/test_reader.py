@@ -1,6 +1,6 @@
 """The range producer's lifecycle: however a range ends, it unregisters from its consumer exactly
 once and settles ``done`` once (the real-socket descriptor count is in
-tests/web/test_send_lifecycle.py)."""
+tests/http/test_send_lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -132,3 +132,32 @@ class RangeProducerLifecycleTests(SynchronousTestCase):
         p.resumeProducing()  # the transport drained: the range is done
         self.successResultOf(d)
         self.assertEqual((c.registered, c.unregistered), (1, 1))
+
+
+class BlockCacheTests(SynchronousTestCase):
+    """The chunk cache holds at most its byte budget, evicting the least recently used block."""
+
+    def test_budget_evicts_least_recently_used(self) -> None:
+        cache = BlockCache(budget=10)
+        cache.put(("a", 0), b"x" * 4)
+        cache.put(("a", 1), b"y" * 4)
+        self.assertEqual(cache.get(("a", 0)), b"x" * 4)  # now the most recently used
+        cache.put(("b", 0), b"z" * 4)  # 12 bytes > 10: ("a", 1) goes
+        self.assertIsNone(cache.get(("a", 1)))
+        self.assertEqual(cache.get(("a", 0)), b"x" * 4)
+        self.assertEqual(cache.stats()["bytes"], 8)
+        self.assertLessEqual(cache.used, cache.budget)
+
+    def test_block_larger_than_the_budget_is_not_kept(self) -> None:
+        cache = BlockCache(budget=10)
+        cache.put(("a", 0), b"x" * 11)
+        self.assertIsNone(cache.get(("a", 0)))
+        self.assertEqual(cache.used, 0)
+
+    def test_discard_file_frees_its_blocks(self) -> None:
+        cache = BlockCache(budget=100)
+        cache.put(("a", 0), b"x" * 4)
+        cache.put(("b", 0), b"y" * 4)
+        cache.discard_file("a")
+        self.assertIsNone(cache.get(("a", 0)))
+        self.assertEqual(cache.used, 4)

@@ -125,6 +125,19 @@ class ProcessTests(SynchronousTestCase):
         self.assertEqual(p.feed(b"x" * 10000), [])
 
 
+    def test_output_kept_from_a_child_is_bounded(self) -> None:
+        from tgateway.transcode.process import MAX_STDOUT, FFmpegProtocol
+
+        proto = FFmpegProtocol(parser=None, on_progress=None, keep_stdout=True, tail_size=1000)
+        block = b"o" * (1024 * 1024)
+        for _ in range(MAX_STDOUT // len(block) + 4):
+            proto.outReceived(block)
+            proto.errReceived(b"e" * 300)
+        self.assertLessEqual(sum(map(len, proto.stdout)), MAX_STDOUT)
+        self.assertLessEqual(sum(map(len, proto.stderr)), 1000 + 300)
+        self.assertEqual(len(proto.stderr_tail()), 1000)
+
+
 class PureTests(SynchronousTestCase):
     def test_plan_never_upscales_and_keeps_portrait(self) -> None:
         self.assertEqual([(v.name, v.width, v.height) for v in plan_variants(probe(), PROFILES)],

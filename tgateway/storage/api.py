@@ -136,11 +136,11 @@ class ContentStore(Protocol):
         context: UploadContext,
         *,
         declared_type: str | None = None,
-        head: bytes = b"",
         check: Callable[[Received], None] | None = None,
         quota: int | None = None,
     ) -> StoredEvent:
-        """Finish the upload and make the file visible, then fire "stored". ``check`` (the
+        """Finish the upload and make the file visible, then fire "stored" (its type: the declared
+        one if specific, else the name's, else sniffed from the first bytes). ``check`` (the
         finished bytes' hashes) and ``quota`` (the owner's bytes, this file included, checked
         atomically with the owner's reference) refuse it first: then nothing is stored and no
         event fires. Raises EmptyUpload, QuotaExceeded, or what ``check`` raises."""

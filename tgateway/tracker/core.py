@@ -45,7 +45,8 @@ EVENT_STOPPED = 3
 
 #: Most info-hashes answered in one scrape (a UDP reply of 8 + 12 * 74 bytes fits any MTU).
 MAX_SCRAPE = 74
-#: How many forwarded-but-unanswered offers a WebSocket session remembers.
+#: How many forwarded-but-unanswered offers a WebSocket session remembers (at least half as many:
+#: the older half is forgotten when it is full).
 MAX_PENDING_OFFERS = 256
 #: Upper bound on offers forwarded for one announce (bittorrent-tracker uses 50 as well).
 MAX_WS_OFFERS = 50
@@ -86,8 +87,10 @@ class WsSession:
 
     ``handle`` is the adapter's object (the protocol); the store never calls it.
     ``entries`` maps (info_hash, peer_id) of the swarms this socket is in; ``pending`` maps
-    (offering peer_id, offer_id) -> (info_hash, recipient peer_id) for offers forwarded to it,
-    so that only answers to offers the tracker really forwarded are routed.
+    offering peer_id + offer_id -> info_hash (as latin-1 text) + recipient peer_id for offers
+    forwarded to it, so that only answers to offers the tracker really forwarded are routed.
+    (Strings, not tuples: they are not tracked by the garbage collector, and a busy socket holds
+    hundreds. peer_ids and offer_ids are 20 characters, so the concatenations are unambiguous.)
     ``congested`` is set by the adapter while the socket does not take what is written to it:
     offers and answers are best effort, and none is sent to a congested socket.
     """
@@ -97,7 +100,7 @@ class WsSession:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.entries: dict[tuple[bytes, str], None] = {}
-        self.pending: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.pending: dict[str, str] = {}
         self.closed = False
         self.congested = False
 

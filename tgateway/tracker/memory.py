@@ -31,6 +31,7 @@ random among equals. A :class:`PeerScorer` can replace the random order within e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from tgateway.tracker.core import (
@@ -88,7 +89,9 @@ class MemorySwarmStore:
         self.gateway_only = gateway_only
         self._is_known = is_known_info_hash
         self.deny = frozenset(deny_list)
-        self._picker = PeerPicker(rng, scorer)
+        picker = PeerPicker(rng, scorer)
+        self._pick = picker.pick
+        self._sample = picker.sample
         self.swarms: dict[bytes, Swarm] = {}
         # The gateway's own peers: info_hash -> {compact key: None}. Never expire.
         self.local: dict[bytes, dict[bytes, None]] = {}
@@ -195,11 +198,11 @@ class MemorySwarmStore:
         peers6: list[bytes] = []
         if numwant > 0:
             if want4 and (s4 or l4 or local):
-                peers4 = self._picker.pick(
+                peers4 = self._pick(
                     swarm, info_hash, s4, l4, swarm.ks4, swarm.kl4, seed, key, numwant, local, 6
                 )
             if want6 and (s6 or l6 or local):
-                peers6 = self._picker.pick(
+                peers6 = self._pick(
                     swarm, info_hash, s6, l6, swarm.ks6, swarm.kl6, seed, key, numwant, local, 18
                 )
         return complete, len(l4) + len(l6) + len(swarm.wleech), swarm.downloaded, peers4, peers6
@@ -297,23 +300,38 @@ class MemorySwarmStore:
             if event == EVENT_COMPLETED:
                 swarm.downloaded += 1
         targets: list[WsSession] = []
-        n = min(len(offer_ids), MAX_WS_OFFERS)
+        n = len(offer_ids)
         if n:
-            picked = self._picker.pick(
-                swarm, info_hash, wseeds, wleech, None, None, seed, peer_id, n, None, 0
-            )
-            for to_id in picked:
-                target = (wseeds.get(to_id) or wleech[to_id]).session
-                if target.congested:
-                    self.ws_dropped += 1
+            if n > MAX_WS_OFFERS:
+                n = MAX_WS_OFFERS
+            # _pick for WebSocket peers (no local peers): the other kind first, then the same.
+            first, second = (wleech, wseeds) if seed else (wseeds, wleech)
+            ih_text = info_hash.decode("latin-1")
+            for d in (first, second):
+                if not d:
                     continue
-                pending = target.pending
-                if len(pending) >= MAX_PENDING_OFFERS:
-                    del pending[next(iter(pending))]
-                pending[(peer_id, offer_ids[len(targets)])] = (info_hash, to_id)
-                targets.append(target)
-        complete = swarm.seeders() + len(self.local.get(info_hash, _EMPTY))
-        return complete, swarm.leechers(), targets
+                for to_id in self._sample(swarm, info_hash, d, None, n, peer_id):
+                    target = d[to_id].session
+                    n -= 1
+                    if target.congested:
+                        self.ws_dropped += 1
+                        continue
+                    pending = target.pending
+                    if len(pending) >= MAX_PENDING_OFFERS:
+                        # Forget the older half at once. (One at a time, each next(iter())
+                        # walks past the holes that earlier deletions left at the front.)
+                        target.pending = pending = dict(
+                            islice(pending.items(), MAX_PENDING_OFFERS // 2, None)
+                        )
+                    pending[peer_id + offer_ids[len(targets)]] = ih_text + to_id
+                    targets.append(target)
+                if n <= 0:
+                    break
+        local = self.local.get(info_hash) if self.local else None
+        complete = len(swarm.seeds4) + len(swarm.seeds6) + len(wseeds)
+        if local:
+            complete += len(local)
+        return complete, len(swarm.leech4) + len(swarm.leech6) + len(wleech), targets
 
     def ws_answer(
         self, session: WsSession, info_hash: bytes, peer_id: str, to_peer_id: str, offer_id: str
@@ -321,11 +339,11 @@ class MemorySwarmStore:
         """Where an answer goes: the offering peer's session, if this session really received
         that offer (same info-hash, same recipient peer_id) and the offerer is still there and
         not congested."""
-        key = (to_peer_id, offer_id)
-        forwarded = session.pending.get(key)
-        if forwarded is None or forwarded[0] != info_hash or forwarded[1] != peer_id:
+        key = to_peer_id + offer_id
+        pending = session.pending
+        if pending.get(key) != info_hash.decode("latin-1") + peer_id:
             return None
-        del session.pending[key]
+        del pending[key]
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return None

@@ -145,7 +145,7 @@ class PeerPicker:
             order = ((seeds, seed_keys), (leech, leech_keys))
         for d, keys in order:
             if n > 0 and d:
-                got = self._sample(swarm, info_hash, d, keys, n, exclude)
+                got = self.sample(swarm, info_hash, d, keys, n, exclude)
                 if local:
                     # A local peer that also announces normally must not appear twice.
                     got = [k for k in got if k not in local]
@@ -156,7 +156,7 @@ class PeerPicker:
                 n -= len(got)
         return out
 
-    def _sample(
+    def sample(
         self,
         swarm: Swarm,
         info_hash: bytes,
