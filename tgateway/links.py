@@ -1,22 +1,20 @@
 """Public URLs of a stored file: download, torrent, webseed, Blossom, magnet; and .torrent bytes.
 
 Pure functions of the configured public base URLs and tracker URLs. The web API, Nostr
-announcements and Blossom descriptors all build links here.
+announcements and Blossom descriptors all build links here; the torrent formats themselves
+(``.torrent`` bytes, magnet links) come from :mod:`tgateway.metainfo`.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from tgateway import bencode
+from tgateway.metainfo import magnet_uri, torrent_bytes
 from tgateway.storage.model import StoredFile
-
-CREATED_BY = "tgateway/0.1"
 
 _EXT = re.compile(r"\.([A-Za-z0-9]{1,10})\Z")
 _PUBKEY = re.compile(r"[0-9a-f]{64}\Z")
@@ -93,28 +91,12 @@ class Links:
         return f"{self.blossom_url}/{f.sha256}"
 
     def magnet(self, f: StoredFile) -> str:
-        parts = [
-            f"xt=urn:btih:{f.info_hash}",
-            f"dn={quote(f.name, safe='')}",
-            f"xl={f.size}",
-        ]
-        parts += [f"tr={quote(t, safe='')}" for t in self.tracker_urls]
-        parts.append(f"ws={quote(self.webseed(f), safe='')}")
-        return "magnet:?" + "&".join(parts)
+        return magnet_uri(f.info_hash, f.name, self.tracker_urls, [self.webseed(f)], f.size)
 
     def torrent_bytes(self, f: StoredFile, *, webseed: bool = True) -> bytes:
         """The .torrent file; the stored info dict bytes are spliced in verbatim."""
-        outer: dict[bytes, object] = {
-            b"created by": CREATED_BY.encode(),
-            b"creation date": int(f.created_at or time.time()),
-            b"info": _Raw(f.info),
-        }
-        if self.tracker_urls:
-            outer[b"announce"] = self.tracker_urls[0].encode()
-            outer[b"announce-list"] = [[t.encode()] for t in self.tracker_urls]
-        if webseed:
-            outer[b"url-list"] = [self.webseed_base(f).encode()]
-        return encode_with_raw(outer)
+        return torrent_bytes(f.info, created_at=f.created_at, trackers=self.tracker_urls,
+                             webseed_base=self.webseed_base(f) if webseed else None)
 
     def blossom_uri(self, f: StoredFile, authors: Iterable[str] = ()) -> str:
         """BUD-10: ``blossom:<sha256>.<ext>?xs=<this Blossom server>&as=<author>&sz=<size>``."""
@@ -152,19 +134,3 @@ class Links:
             out["meta"] = f.meta
         return out
 
-
-class _Raw:
-    """Already-bencoded bytes to splice into an encoded dict."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def encode_with_raw(d: dict[bytes, object]) -> bytes:
-    parts = [b"d"]
-    for key in sorted(d):
-        value = d[key]
-        parts.append(bencode.encode(key))
-        parts.append(value.data if isinstance(value, _Raw) else bencode.encode(value))
-    parts.append(b"e")
-    return b"".join(parts)

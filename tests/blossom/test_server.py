@@ -21,7 +21,7 @@ from twisted.web.static import Data
 
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import ReportLimits
+from tgateway.storage.blossom_reports import ReportLimits
 
 from .helpers import Loopback, sha
 from .tokens import SECRET, bad_signature, encode, header, make_event

@@ -80,10 +80,9 @@ from tgateway.http.upload import RawBody, streamed_body
 from tgateway.links import Links
 from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
-from tgateway.storage.ingest import IngestResult
+from tgateway.storage.api import ContentStore, Received
+from tgateway.storage.blossom_reports import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
-from tgateway.storage.store import ContentStore
 from tgateway.uploads import Check, Intake, Limits, Uploads
 
 from .auth import AuthError, BlossomAuthenticator, require_hash_match, server_domain
@@ -154,7 +153,7 @@ def _token_scope(principal: Principal | None, mismatch: type[ApiError]) -> tuple
     if principal is None:
         return ()
 
-    def check(result: IngestResult) -> None:
+    def check(result: Received) -> None:
         if not principal.allows(result.sha256):
             raise mismatch(f"authorization event has no x tag for {result.sha256}",
                            code="wrong_hash")

@@ -31,8 +31,8 @@ from tgateway.http.upload import MULTIPART_SLACK, MultipartBody, RawBody, stream
 from tgateway.links import Links
 from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile, UploadContext
-from tgateway.storage.store import ContentStore
 from tgateway.uploads import Intake, Limits, Uploads
 
 from .auth import nip98_payload_check, wants_payload_check

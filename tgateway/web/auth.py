@@ -2,7 +2,7 @@
 
 :class:`RequestAuthenticator` turns a request into the caller:
 
-- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.sessions``);
+- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.auth_sessions``);
 - ``Authorization: Nostr <base64 kind 27235 event>`` (NIP-98): ``u`` must equal the external URL
   of the request: the gateway's public URL (``gateway.public_url``, or the listening address when
   it is empty) + path and query. Never the ``Host`` header: a client could otherwise replay an
@@ -49,8 +49,8 @@ from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, check_payload, verify_http_auth
 from tgateway.proxies import NO_PROXIES, ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.ingest import IngestResult
-from tgateway.storage.sessions import SessionStore
+from tgateway.storage.api import Received
+from tgateway.storage.auth_sessions import SessionStore
 
 __all__ = ["AuthApi", "RequestAuthenticator", "nip98_payload_check", "wants_payload_check"]
 
@@ -146,8 +146,8 @@ def wants_payload_check(principal: Principal | None) -> bool:
 
 
 def nip98_payload_check(
-    principal: Principal | None, body_sha256: Callable[[IngestResult], str]
-) -> Callable[[IngestResult], None] | None:
+    principal: Principal | None, body_sha256: Callable[[Received], str]
+) -> Callable[[Received], None] | None:
     """The upload check (run before the file becomes visible) that refuses a streamed body the
     NIP-98 ``payload`` tag does not name (401 ``invalid_nip98``); None when there is nothing to
     check. ``body_sha256``: the SHA-256 of the request body, given the ingest's result."""
@@ -156,7 +156,7 @@ def nip98_payload_check(
     assert principal is not None and principal.event is not None
     event = principal.event
 
-    def check(result: IngestResult) -> None:
+    def check(result: Received) -> None:
         try:
             check_payload(event, body_sha256(result))
         except Unauthorized as e:
