@@ -43,7 +43,7 @@ from tgateway.errors import BadRequest
 from tgateway.metainfo import build_info
 
 from .api import Db, DeletedCallback, IStorageReactor, Received, StoredCallback, Upload
-from .consistency import CheckReport, StorageCheck
+from .consistency import CheckReport, StorageCheck, log_report
 from .crashpoints import CrashPoints
 from .directio import takes_direct_io
 from .disk import DiskLayout, fsync_dirs, place
@@ -463,35 +463,13 @@ class LocalContentStore:
         finally:
             self._check = None
             self._check_lock.release()
-        self._log_check(report)
+        log_report(self.log, report)
         return report
 
     def stop_check(self) -> None:
         """Make a running check stop after its current shard."""
         if self._check is not None:
             self._check.stop()
-
-    def _log_check(self, report: CheckReport) -> None:
-        verb = "removed" if report.removed else "found"
-        self.log.info(
-            "storage check {state} in {seconds:.1f} s: {blobs} blobs and {chunks} chunks seen;"
-            " {verb} {ob} unreferenced blobs, {oc} unreferenced chunks, {ot} temporary leftovers"
-            " ({bytes} bytes); {stray} stray files; {missing} files with missing bytes",
-            state="finished" if report.complete else "stopped", seconds=report.seconds,
-            blobs=report.blobs_seen, chunks=report.chunks_seen, verb=verb,
-            ob=report.orphan_blobs.count, oc=report.orphan_chunks.count,
-            ot=report.temp_leftovers.count, bytes=report.orphan_bytes, stray=report.stray.count,
-            missing=report.missing_files, report=report.to_json(),
-        )
-        for m in report.missing:
-            self.log.error(
-                "stored file {sha256} ({storage}) is missing {count} of its bytes' files: {names}",
-                sha256=m.sha256, storage=m.storage, count=len(m.missing),
-                names=", ".join(m.missing[:8]) + (" ..." if len(m.missing) > 8 else ""),
-            )
-        if report.stray.count:
-            self.log.warn("{n} files in the data folders are not content addresses (left alone):"
-                          " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
 
 
 __all__ = ["EmptyUpload", "LocalContentStore", "Ownership", "QuotaExceeded"]
