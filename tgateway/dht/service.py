@@ -1,7 +1,8 @@
 """The DHT as a Twisted service: state on disk, bootstrap, periodic maintenance and announces.
 
 :func:`build` (the component) runs it with its state in ``<data_dir>/dht``, announcing the
-gateway's peer port for every stored torrent, subscribed to the store's "stored" event, with its full
+gateway's peer port for every stored torrent (not for derived files: see
+``ContentStore.announced_info_hashes``), subscribed to the store's "stored" event, with its full
 status at ``GET /api/dht/status`` on the gateway's port and a summary in ``/api/health``.
 ``build_dht(config, state_dir, clock, rng, announce_port)`` returns a :class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
@@ -149,7 +150,7 @@ class DhtService(service.Service):
     def on_file_stored(self, event: StoredEvent) -> None:
         """Subscriber for the content store's "file stored" event."""
         ih = _to_bytes(event.file.info_hash)
-        if ih is None or not event.context.announce_dht:
+        if ih is None or not event.context.announce_dht or event.context.derived:
             return
         if ih not in self._known:
             self._known.add(ih)
@@ -435,7 +436,7 @@ def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
     dht = build_dht(section, str(Path(config.data_dir) / "dht"), deps.reactor, deps.rng,
                     config.peer.port)
     if deps.store is not None:
-        dht.set_known_info_hashes(deps.store.info_hashes)
+        dht.set_known_info_hashes(deps.store.announced_info_hashes)
     return Component(
         name="dht", part=dht, services=[dht],
         mounts=[Mount("gateway", "/api/dht/status", JsonStatus(dht.status))],

@@ -3,7 +3,7 @@
 :func:`build` (the component) subscribes :meth:`PeerService.on_file_stored` /
 :meth:`PeerService.on_file_deleted` to the content store and lists the peer on the built-in
 tracker (its :class:`~tgateway.tracker.core.LocalPeers` face); at start the service announces
-every stored info-hash.
+every stored torrent (``ContentStore.announced_info_hashes``: derived files are not torrents).
 :func:`build_peer` builds the service alone (tests).
 """
 
@@ -157,6 +157,8 @@ class PeerService(MultiService):
     # store events ----------------------------------------------------------------
 
     def on_file_stored(self, event: StoredEvent) -> None:
+        if event.context.derived:
+            return  # served over HTTP; not a torrent the gateway announces
         self.factory.add_file(event.file)
         self.announcer.add(event.file.info_hash_bytes)
 
@@ -225,7 +227,7 @@ def build_peer(
         resolve=getattr(reactor, "resolve", None),
         key=rng.getrandbits(32),
     )
-    return PeerService(config, factory, announcer, store.info_hashes, reactor, udp)
+    return PeerService(config, factory, announcer, store.announced_info_hashes, reactor, udp)
 
 
 def build(section: PeerConfig, deps: Deps) -> Component[PeerService]:

@@ -17,10 +17,13 @@ to the gateway's stream routes and Blossom's ``/media``:
 At most ``concurrent_jobs`` jobs run at once, in the order priority, shorter first, older first.
 A job is one FFmpeg run that writes every rendition as MP4 (:mod:`tgateway.transcode.argv`), then
 one stream-copy run per rendition for its HLS playlist and segments; every output (MP4s,
-segments, playlists, the master playlist) is stored in the content store as a file of its own
-(``source="transcode"``: not announced on Nostr as torrents, segments not on the DHT). Once done,
-the renditions go to the video listener (NIP-71). Jobs found running at start-up were
-interrupted (crash, kill) and run again from the start.
+segments, playlists, the master playlist) is stored in the content store as a file of its own,
+owned by ``transcode:<sha256>`` with ``source="transcode"``: a *derived* file
+(``UploadContext.derived``), served over HTTP (stream routes, downloads, Blossom) and never
+announced as a torrent (no tracker listing, peer or DHT announce, NIP-35 event): a torrent per
+HLS segment would be noise, and no client fetches HLS over BitTorrent; the original upload is
+the torrent. Once done, the renditions go to the video listener (NIP-71). Jobs found running at
+start-up were interrupted (crash, kill) and run again from the start.
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ class Transcoder(Service):
     # events ------------------------------------------------------------------------------
 
     def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
-        if event.context.source == "transcode" or self.tools is None or self._stopping:
+        if event.context.derived or self.tools is None or self._stopping:
             # no FFmpeg: nothing can be probed (nor announced as a video: no size, no duration)
             return None
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
@@ -420,7 +423,7 @@ class Transcoder(Service):
         for v in variants:
             self._check(sha)
             mp4 = await self._put(sha, os.path.join(work, v.filename), f"{base} {v.name}.mp4",
-                                  "video/mp4", dht=True)
+                                  "video/mp4")
             head = await self._thread(read_head, os.path.join(work, v.filename), 1 << 20)
             codecs = avc_codecs(head, v.has_audio)
             hls_dir = os.path.join(work, "hls_" + v.name)
@@ -432,7 +435,7 @@ class Transcoder(Service):
             for duration, uri in segments:
                 self._check(sha)
                 seg = await self._put(sha, os.path.join(hls_dir, uri), f"{base} {v.name} {uri}",
-                                      "video/mp2t", dht=False)
+                                      "video/mp2t")
                 names[uri] = f"{seg.sha256}.ts"
                 seg_shas.append(seg.sha256)
                 if duration > 0.5:
@@ -441,7 +444,7 @@ class Transcoder(Service):
             playlist_path = os.path.join(hls_dir, "playlist.m3u8")
             await self._thread(write_text, playlist_path, playlist_text)
             playlist = await self._put(sha, playlist_path, f"{base} {v.name}.m3u8",
-                                       PLAYLIST_MIME, dht=False)
+                                       PLAYLIST_MIME)
             average = int(mp4.size * 8 / probe.duration) if probe.duration else 0
             peak = max(peak, average)
             entries.append(PlaylistEntry(uri=f"{playlist.sha256}.m3u8", bandwidth=peak,
@@ -455,7 +458,7 @@ class Transcoder(Service):
             renditions.append(Rendition(v.name, mp4, v.width, v.height, average))
         master_path = os.path.join(work, "master.m3u8")
         await self._thread(write_text, master_path, master_playlist(entries))
-        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME, dht=False)
+        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME)
         results = {"variants": out_variants, "master": master.sha256,
                    "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
         self._set_progress(sha, 100.0)
@@ -468,10 +471,10 @@ class Transcoder(Service):
         await self._video_ready(VideoResults(f, probe, tuple(renditions)))
         return results
 
-    async def _put(self, sha: str, path: str, name: str, mime: str, *, dht: bool) -> StoredFile:
-        """Store one output file under the owner ``transcode:<sha>``."""
+    async def _put(self, sha: str, path: str, name: str, mime: str) -> StoredFile:
+        """Store one output file, derived, under the owner ``transcode:<sha>``."""
         ctx = UploadContext(owner=OWNER_PREFIX + sha, name=name, source="transcode",
-                            announce_dht=dht)
+                            announce_dht=False)
         f = await store_file(self.store, path, ctx, mime, self._thread)
         self._outputs.setdefault(sha, []).append(f.sha256)
         return f
