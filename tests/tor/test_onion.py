@@ -107,3 +107,21 @@ def test_tor_config_refuses_keys_that_would_do_nothing() -> None:
                      ({"gateway_port": 81, "blossom_port": 81}, "tor.blossom_port")):
         with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
             parse_config({"tor": tor})
+
+
+def test_nip71_variants_name_the_onion_urls_as_fallbacks() -> None:
+    from twisted.internet.task import Clock
+
+    from tgateway.nostr.nip71 import VideoAnnouncer
+
+    links, f = _links(), stored()
+    announcer = VideoAnnouncer(sign=None, outbox=None, relays=(), clock=Clock(), links=links,  # type: ignore[arg-type]
+                               store=None)  # type: ignore[arg-type]
+    assert announcer._variant(f, 1280, 720, 1000, 2.0).fallbacks == [
+        f"http://bl/{f.sha256}", f"http://gw/api/download/{f.sha256}"]
+    links.onion_origin.publish(Origins(gateway=f"http://{SID}.onion", blossom=f"http://{SID}.onion:8082",
+                                       onion=f"{SID}.onion"))
+    assert announcer._variant(f, 1280, 720, 1000, 2.0).fallbacks == [
+        f"http://bl/{f.sha256}", f"http://gw/api/download/{f.sha256}",
+        f"http://{SID}.onion/api/stream/{f.sha256}", f"http://{SID}.onion:8082/{f.sha256}",
+        f"http://{SID}.onion/api/download/{f.sha256}"]
