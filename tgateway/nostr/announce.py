@@ -34,9 +34,12 @@ def _category(mime: str) -> str | None:
 
 
 def torrent_info_for(f: StoredFile, context: UploadContext | None, links: Links) -> TorrentInfo:
-    """The NIP-35 description of a stored file, with the gateway's own links."""
+    """The NIP-35 description of a stored file, with the gateway's own links (the onion
+    service's too while it is up: a second webseed, and its download and Blossom URLs as ``r``)."""
     context = context or UploadContext()
     category = _category(f.mime)
+    onion = links.onion()
+    references = [u for u in (onion.download(f), onion.blossom(f)) if u] if onion else []
     return TorrentInfo(
         title=(context.title or f.name).strip() or f.name,
         info_hash_v1=f.info_hash,
@@ -45,9 +48,10 @@ def torrent_info_for(f: StoredFile, context: UploadContext | None, links: Links)
         trackers=links.tracker_urls,
         topics=context.tags,
         identifiers=[f"tcat:{category}"] if category else [],
-        webseeds=[links.webseed(f)],
+        webseeds=links.webseeds(f),
         blossom_url=links.blossom(f),
         mime=f.mime,
+        references=references,
         magnet=links.magnet(f),
     )
 

@@ -5,7 +5,8 @@ link); one ``file`` tag per file (path, size in bytes); ``tracker`` tags; ``t`` 
 lowercase); ``i`` tags (prefixed identifiers such as ``tcat:video,movie``, ``imdb:tt123``).
 The gateway adds the tags that carry value for its own clients: ``magnet`` (the magnet URI),
 ``webseed`` (HTTP URLs serving the bytes), ``blossom`` (the file's sha256 URL on the Blossom
-server) and ``m`` (MIME type). ``content`` is the description.
+server), ``m`` (MIME type) and ``r`` (other URLs of the file: its download and Blossom URLs on the
+gateway's onion service). ``content`` is the description.
 
 Pure: builds an :class:`~tgateway.nostr.event.EventTemplate`; signing and publishing (through the
 outbox) are the caller's.
@@ -41,6 +42,7 @@ class TorrentInfo:
     webseeds: Sequence[str] = ()
     blossom_url: str | None = None
     mime: str | None = None
+    references: Sequence[str] = ()  # ``r`` tags: other URLs of the file (the onion service's)
     include_magnet: bool = True
     magnet: str | None = None  # used as is when given (else built from the fields above)
 
@@ -81,6 +83,7 @@ def torrent_event_template(info: TorrentInfo, created_at: int) -> EventTemplate:
         tags.append(("blossom", info.blossom_url))
     if info.mime:
         tags.append(("m", info.mime))
+    tags += [("r", r) for r in _unique(info.references)]
     return EventTemplate(
         kind=TORRENT_KIND, created_at=created_at, tags=tuple(tags), content=info.description
     )

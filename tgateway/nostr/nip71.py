@@ -9,7 +9,8 @@ description.
 :func:`video_event_template` is pure. :class:`VideoAnnouncer` is the transcoder's
 :class:`~tgateway.transcode.api.VideoListener`: it turns the results it hands over (the original,
 its probe, the renditions) into a :class:`VideoInfo` with the gateway's links (stream URL, Blossom
-and download fallbacks, the original's magnet), signs the event with the gateway key and hands it
+and download fallbacks, the onion service's stream, Blossom and download URLs as more fallbacks
+while it is up, the original's magnet), signs the event with the gateway key and hands it
 to the outbox for ``nostr.video_relays`` (ref ``nip71:<sha256>``; a video that already has a
 NIP-71 event in the outbox is not announced again).
 """
@@ -157,10 +158,18 @@ class VideoAnnouncer:
 
     def _variant(self, f: StoredFile, width: int, height: int, bitrate: int,
                  duration: float) -> VideoVariant:
-        blossom = self.links.blossom(f)
+        fallbacks = self._fallbacks(self.links, f)
+        onion = self.links.onion()
+        if onion is not None:  # the onion service's URLs too, while it is up
+            fallbacks += [onion.stream(f), *self._fallbacks(onion, f)]
         return VideoVariant(url=self.links.stream(f), mime=f.mime, sha256=f.sha256, width=width,
                             height=height, duration=duration, bitrate=bitrate, size=f.size,
-                            fallbacks=[*([blossom] if blossom else []), self.links.download(f)])
+                            fallbacks=fallbacks)
+
+    @staticmethod
+    def _fallbacks(links: Links, f: StoredFile) -> list[str]:
+        blossom = links.blossom(f)
+        return [*([blossom] if blossom else []), links.download(f)]
 
     async def announcements(self, sha256: str) -> list[dict[str, Any]]:
         rows = await self.outbox.deliveries_for_ref(REF_PREFIX + sha256)
