@@ -15,7 +15,9 @@ naming the hook:
   (what is still queued), ``producerPaused``, ``startWriting``;
 - autobahn's ``WebSocketServerProtocol`` (the WebSocket tracker's frame fast path,
   ``tgateway/tracker/ws.py``): ``state``/``STATE_OPEN``, the unparsed bytes in ``data``, a partly
-  read frame in ``current_frame``, and ``sendData(data, sync, chopsize)``.
+  read frame in ``current_frame``, and ``sendData(data, sync, chopsize)``;
+- the tests' own: ``tests/trial_compat.py`` replaces trial's ``TestCase._wait`` so trial test cases
+  and pytest-twisted share one reactor (it reads pytest-twisted's reactor greenlet).
 
 The fourth, coincurve's ``_libsecp256k1`` (BIP-340 signing with a 32-byte auxiliary random, in
 ``tgateway/nostr/event.py``), is covered by the BIP-340 test vectors in tests/nostr/test_event.py,
@@ -153,3 +155,17 @@ def test_autobahn_frame_state_as_the_tracker_fast_path_reads_it() -> None:
 def test_autobahn_send_data_signature_the_tracker_overrides() -> None:
     params = list(inspect.signature(WebSocketServerProtocol.sendData).parameters)
     assert params[:4] == ["self", "data", "sync", "chopsize"]
+
+
+# --- the tests' own hook: trial and pytest-twisted sharing the reactor (tests/trial_compat.py) ----
+
+
+def test_trial_and_pytest_twisted_internals_that_trial_compat_patches() -> None:
+    from twisted.trial import _asynctest
+
+    wait = _asynctest.TestCase._wait
+    assert getattr(wait, "_tgateway_greenlet_bridge", False), "tests/trial_compat.install() did not patch"
+    assert isinstance(_asynctest._wait_is_running, list)
+    assert hasattr(pytest_twisted._instances, "gr_twisted")
+    params = list(inspect.signature(wait).parameters)
+    assert params[:3] == ["self", "d", "running"]
