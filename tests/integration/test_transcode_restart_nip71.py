@@ -19,10 +19,11 @@ import pytest
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.gateway_harness import RunningGateway, small_config
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
+from harness.gateway import RunningGateway, small_config
+from harness.procs import read_relay_until_found
+from harness.servers import start_nostr_relay
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 from tests.integration.test_transcode_gateway import call, make_clip
-from tests.realclients import read_relay_until_found, start_nostr_relay
 
 pytestmark = pytest.mark.integration
 
