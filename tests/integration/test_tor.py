@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
-from tests.realclients import free_tcp_port
+from harness import tools
+from harness.ports import free_tcp_port
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 from tgateway import bencode
 
 pytestmark = [pytest.mark.integration]
@@ -58,7 +58,7 @@ def config(data: Path, **tor: Any) -> dict[str, Any]:
     return gateway_config(
         data, mode="unified",
         blossom_server={"port": free_tcp_port(), "host": "127.0.0.1", "require_auth": []},
-        tor={"enabled": True, "binary": realclients.tor(), "torrc": ["DisableNetwork 1"], **tor},
+        tor={"enabled": True, "binary": tools.tor(), "torrc": ["DisableNetwork 1"], **tor},
     )
 
 
@@ -158,7 +158,7 @@ def test_attached_to_a_running_tor(tmp_path: Path) -> None:
     folder.mkdir(mode=0o700)
     socket = folder / "control"
     proc = subprocess.Popen(
-        [realclients.tor(), "-f", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", str(folder),
+        [tools.tor(), "-f", "/dev/null", "--ignore-missing-torrc", "--DataDirectory", str(folder),
          "--ControlPort", f"unix:{socket}", "--CookieAuthentication", "1", "--SocksPort", "0",
          "--DisableNetwork", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
