@@ -320,9 +320,12 @@ class TranscodingConfig:
 class AdminConfig:
     enabled: bool = True
     pubkeys: tuple[str, ...] = ()
+    # Retention (tgateway.retention): a run every cleanup_interval when auto_cleanup is on.
     auto_cleanup: bool = True
     cleanup_age: Duration = field(default=Duration(90 * 86400), metadata=_positive())
     max_file_age: Duration = field(default=Duration(365 * 86400), metadata=_positive())
+    cleanup_interval: Duration = field(default=Duration(3600), metadata=_positive())
+    inactive_user_age: Duration = field(default=Duration(180 * 86400), metadata=_positive())
     default_user_storage_limit: Size = field(default=Size(10 * 1000**3), metadata=_non_negative())
 
 

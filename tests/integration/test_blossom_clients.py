@@ -162,7 +162,7 @@ class TapWiring(TestCase):
                         "chunk_storage": str(tmp / "c")},
         })
         top = makeService({"config": config}, reactor)
-        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "storage"])
+        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "retention", "storage"])
         top.startService()
         self.addCleanup(top.stopService)
         http = client()
