@@ -23,7 +23,6 @@ medians and their ratio.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -102,7 +101,7 @@ async def lag_runs(folder: Path, now: float) -> dict[str, Any]:
         lags: list[float] = []
         last = [time.monotonic()]
 
-        def tick() -> None:
+        def tick(lags: list[float] = lags, last: list[float] = last) -> None:
             t = time.monotonic()
             lags.append(max(0.0, t - last[0] - 0.01))
             last[0] = t
@@ -132,7 +131,7 @@ async def lag_runs(folder: Path, now: float) -> dict[str, Any]:
 async def webseed_rounds(folder: Path, seconds: float, rounds: int) -> dict[str, Any]:
     from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
-    from tests.gateway_process import gateway_config
+    from harness.twistd import gateway_config
     from tgateway.config import parse_config
     from tgateway.tap import makeService
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config
+from harness.twistd import GatewayProcess, gateway_config
 from tests.integration.test_storage_crash import (
     CHUNK,
     OWNER,
