@@ -56,6 +56,7 @@ from .files import (
     _owner_files_txn,
     _owners_txn,
     _remove_owner_txn,
+    _search_txn,
     _set_meta_txn,
     _stats_txn,
     _usage_txn,
@@ -404,6 +405,11 @@ class LocalContentStore:
 
     async def stats(self) -> dict[str, int]:
         return await self.db.run(_stats_txn)
+
+    async def search(
+        self, q: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+        return await self.db.run(_search_txn, q, limit, offset)
 
     # deletion ------------------------------------------------------------------
 
