@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from tgateway import __version__
+from tgateway.admin.service import Admin
 from tgateway.config import MODES, Config, ConfigError, load_config
 from tgateway.endpoints import tcp_server
 from tgateway.links import Links
@@ -167,6 +168,7 @@ class Gateway:
     components: frozenset[str]
     store: LocalContentStore | None = None
     uploads: Uploads | None = None  # the one upload handler (gateway API, Blossom, mirror)
+    admin: Admin | None = None  # block list, user limits and bans, moderation (with storage)
     db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
@@ -194,8 +196,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db
-        limit = config.admin.default_user_storage_limit
-        gw.uploads = Uploads(store=store, quota=lambda owner: limit)
+        admin = _build_admin(top, gw, reactor)
+        # every way in: the user's own storage limit, and tombstoned bytes refused at commit
+        gw.uploads = Uploads(store=store, quota=admin.users.quota,
+                             checks=[admin.blocks.check_upload])
+    blocks = gw.admin.blocks if gw.admin is not None else None
+    refused = blocks.is_blocked_info_hash if blocks is not None else None
 
     tracker_urls = _tracker_urls(config, components)
     gw.links = Links(
@@ -209,7 +215,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
 
         tracker = build_tracker(config.tracker, config.gateway.base_url(), reactor, rng,
                                 gw.store.has_info_hash if gw.store is not None else None,
-                                trusted_proxies=config.trusted_proxies)
+                                trusted_proxies=config.trusted_proxies,
+                                blocked=refused)
         tracker.services.setName("tracker")
         tracker.services.setServiceParent(top)
         gw.parts["tracker"] = tracker  # _build_gateway mounts tracker.resource
@@ -219,10 +226,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
 
         # Announce the gateway's BitTorrent peer port (config peer.port once the peer issue lands).
         peer_port = getattr(getattr(config, "peer", None), "port", 6881)
-        dht = build_dht(config.dht, os.path.join(config.data_dir, "dht"), reactor, rng, peer_port)
+        dht = build_dht(config.dht, os.path.join(config.data_dir, "dht"), reactor, rng, peer_port,
+                        refused=refused)
         if gw.store is not None:
             dht.set_known_info_hashes(gw.store.info_hashes)
             gw.store.subscribe_stored(dht.on_file_stored)
+            gw.store.subscribe_deleted(dht.on_file_deleted)
         dht.setServiceParent(top)
         gw.parts["dht"] = dht  # dht.status() is the body of GET /api/dht/status
 
@@ -232,9 +241,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         peer = build_peer(config.peer, store=gw.store, reactor=reactor, rng=rng,
                           tracker=gw.parts.get("tracker"),
                           gateway_base_url=config.gateway.base_url(),
-                          dht_port=config.dht.port if "dht" in components else 0)
+                          dht_port=config.dht.port if "dht" in components else 0,
+                          refused=refused)
         gw.store.subscribe_stored(peer.on_file_stored)
         gw.store.subscribe_deleted(peer.on_file_deleted)
+        if blocks is not None:
+            blocks.subscribe_blocked(peer.on_blocked)
         peer.setServiceParent(top)
         gw.parts["peer"] = peer  # peer.status(): connections, unchoked, bytes sent, trackers
 
@@ -244,7 +256,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         # Key, relay pool, outbox and the NIP-35 announcer (subscribed to the store; it honours
         # nostr.publish_nip35 and nostr.auto_publish). Logs the npub at start.
         nostr = NostrService(config.nostr, data_dir=config.data_dir, db=gw.db, links=gw.links,
-                             reactor=reactor, store=gw.store)
+                             reactor=reactor, store=gw.store, bans=blocks)
         nostr.setServiceParent(top)
         gw.parts["nostr"] = nostr
 
@@ -256,6 +268,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
 
     if "blossom" in components:
         _build_blossom(top, gw, reactor)
+
+    if "gateway" in components and config.admin.enabled:
+        _mount_admin(gw, reactor)
 
     log.info("tgateway {version}: mode {mode}, components {components}",
              version=__version__, mode=config.mode, components=sorted(components))
@@ -281,8 +296,10 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     assert gw.store is not None and gw.db is not None and gw.links is not None
     from tgateway.web.users import build_user_routes
 
+    assert gw.admin is not None
     users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
-                              clock=reactor, nostr=gw.parts.get("nostr"))
+                              clock=reactor, nostr=gw.parts.get("nostr"),
+                              quota=gw.admin.users.quota, bans=gw.admin.blocks)
     users.service().setServiceParent(top)
     api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth,
                      uploads=gw.uploads)
@@ -333,7 +350,8 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
         from tgateway.nostr.nip71 import VideoAnnouncer
 
         announcer = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox,
-                                   relays=config.nostr.video_relays, clock=reactor)
+                                   relays=config.nostr.video_relays, clock=reactor,
+                                   bans=gw.admin.blocks if gw.admin is not None else None)
     transcoder = Transcoder(config=config.transcoding, store=gw.store, db=gw.db, links=gw.links,
                             reactor=reactor, tools=find_ffmpeg(), announcer=announcer)
     gw.store.subscribe_stored(transcoder.on_stored)
@@ -351,7 +369,6 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
                            max_concurrent=sc.max_concurrent)
         resource = stream.app.resource()
         root.mount_app("/api/stream", resource)
-        root.mount_app("/api/admin/transcode", resource)
         # /api/users/me/files/<sha256>/transcoding-status here, the rest in the users app
         root.mount_app("/api/users/me/files", PathSplit(
             lambda path: bool(path) and path[-1] == b"transcoding-status",
@@ -370,7 +387,8 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     assert gw.store is not None and gw.db is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.db),
                             links=gw.links, clock=reactor, uploads=gw.uploads,
-                            media=_media_optimizer(gw, reactor))
+                            media=_media_optimizer(gw, reactor),
+                            bans=gw.admin.blocks if gw.admin is not None else None)
     site = StreamingSite(
         blossom.app.resource(),
         streaming_routes=[(b"PUT", b"/upload"), (b"PUT", b"/media")],
@@ -410,3 +428,39 @@ def _media_optimizer(gw: Gateway, reactor: Any) -> Any:
         segment=float(tc.hls_segment_duration),
         profiles=[Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
                   for p in tc.profiles])
+
+
+# --------------------------------------------------------------------------- admin (issue 17)
+
+
+def _build_admin(top: MultiService, gw: Gateway, reactor: Any) -> Admin:
+    """The block list, per-user limits and bans, and the admin's actions: built right after the
+    storage, before every component that reads them. Its service (reading the block list and
+    the users at start) comes right after the storage service in the tree.
+
+    Hooks in the components (each takes the narrow seam, never this object): the upload
+    handler's ``quota`` and ``checks``; ``build_tracker(blocked=)``, ``build_dht(refused=)``,
+    ``build_peer(refused=)`` and ``blocks.subscribe_blocked(peer.on_blocked)``;
+    ``NostrService(bans=)`` and ``VideoAnnouncer(bans=)``; ``build_user_routes(quota=, bans=)``
+    and ``BlossomServer(bans=)``; the routes in :func:`_mount_admin`."""
+    from tgateway.admin.service import build_admin
+
+    assert gw.store is not None and gw.db is not None
+    admin = build_admin(gw.config, db=gw.db, store=gw.store, clock=reactor)
+    admin.service.setServiceParent(top)
+    gw.admin = admin
+    return admin
+
+
+def _mount_admin(gw: Gateway, reactor: Any) -> None:
+    """``/api/admin/`` on the gateway port (only when ``admin.enabled``: otherwise every admin
+    path is the gateway's 404)."""
+    root, users, api = gw.parts.get("root"), gw.parts.get("users"), gw.parts.get("api")
+    assert gw.admin is not None and gw.links is not None
+    if root is None or users is None or api is None:
+        return
+    routes = gw.admin.routes(auth=users.auth, links=gw.links, clock=reactor,
+                             transcoder=lambda: gw.parts.get("transcode"),
+                             statuses=api.extra_status)
+    root.mount_app("/api/admin", routes.app.resource())
+    gw.parts["admin"] = routes

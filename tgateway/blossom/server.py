@@ -49,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.config import Config
 from tgateway.errors import (
     ApiError,
@@ -181,6 +182,7 @@ class BlossomServer:
         reports_per_minute: float = 1.0,
         report_burst: int = 10,
         media: MediaOptimizer | None = None,
+        bans: Bans | None = None,
     ) -> None:
         bc = config.blossom_server
         self.config = config
@@ -211,7 +213,7 @@ class BlossomServer:
         # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
         # request's Host header, which the client chooses.
         self.auth = BlossomAuthenticator(clock=clock, domain=server_domain(self.base_url),
-                                         admins=config.admin.pubkeys)
+                                         admins=config.admin.pubkeys, bans=bans)
         self.report_limits = report_limits or ReportLimits(max_open=bc.max_open_reports)
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
                                                               report_burst)

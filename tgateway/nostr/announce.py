@@ -3,8 +3,9 @@
 :class:`TorrentAnnouncer` is subscribed to the content store's "file stored" event at wiring time. When
 ``nostr.publish_nip35`` and ``nostr.auto_publish`` are on and relays are configured, a new file
 gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, topics, category,
-magnet, webseed, Blossom URL, MIME type; the uploader's description as content). A file that
-already has an announcement is not announced again automatically; :meth:`TorrentAnnouncer.announce`
+magnet, webseed, Blossom URL, MIME type; the uploader's description as content), unless its
+uploader is banned. A file that already has an announcement (not retracted by NIP-09, see
+:mod:`tgateway.nostr.nip09`) is not announced again automatically; :meth:`TorrentAnnouncer.announce`
 (``POST /api/files/<sha256>/announce``) publishes a fresh event on demand.
 """
 
@@ -17,8 +18,10 @@ from coincurve import PrivateKey
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
+from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
 from tgateway.nostr.publisher import Publisher
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
@@ -66,6 +69,7 @@ class TorrentAnnouncer:
         clock: IReactorTime,
         auto_publish: bool = True,
         get_file: Callable[[str], Awaitable[StoredFile | None]] | None = None,
+        bans: Bans | None = None,
     ) -> None:
         self.key = key
         self.outbox = outbox
@@ -74,6 +78,7 @@ class TorrentAnnouncer:
         self.clock = clock
         self.auto_publish = auto_publish
         self._get_file = get_file
+        self.bans = bans
 
     def event_for(self, f: StoredFile, context: UploadContext | None) -> Event:
         template = torrent_event_template(
@@ -87,9 +92,12 @@ class TorrentAnnouncer:
             return
         if stored.context.source == "transcode":
             return  # renditions, HLS segments and playlists: announced by NIP-71, not as torrents
+        owner = stored.context.owner
+        if owner and self.bans is not None and self.bans.is_banned(owner):
+            return  # the gateway publishes nothing for a banned key
         f = stored.file
-        if await self.outbox.deliveries_for_ref(f.sha256):
-            return  # announced before (same bytes uploaded again)
+        if await live_events(self.outbox, f.sha256):
+            return  # announced before (same bytes uploaded again), and not retracted
         await self._publish(f, stored.context)
 
     async def announce(self, sha256: str, context: UploadContext | None = None) -> Event | None:

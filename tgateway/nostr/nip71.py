@@ -20,7 +20,9 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.nostr.event import Event, EventTemplate
+from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.publisher import Publisher
 
 __all__ = ["VideoAnnouncer", "VideoInfo", "VideoVariant", "video_event_template", "REF_PREFIX"]
@@ -105,18 +107,25 @@ class VideoAnnouncer:
     log = Logger()
 
     def __init__(self, *, sign: Callable[[EventTemplate], Event], outbox: Publisher,
-                 relays: Sequence[str], clock: IReactorTime) -> None:
+                 relays: Sequence[str], clock: IReactorTime, bans: Bans | None = None) -> None:
         self.sign = sign
         self.outbox = outbox
         self.relays = tuple(relays)
         self.clock = clock
+        self.bans = bans
 
-    async def publish(self, sha256: str, info: VideoInfo, *, again: bool = False) -> Event | None:
-        """Queue the event; None when no relay is configured or it was announced before."""
+    async def publish(self, sha256: str, info: VideoInfo, *, again: bool = False,
+                      owners: Sequence[str] = ()) -> Event | None:
+        """Queue the event; None when no relay is configured, it was announced before (and
+        not retracted), or every one of its ``owners`` (the uploaders' keys; '' for an
+        anonymous upload) is banned."""
         if not self.relays:
             return None
+        if owners and self.bans is not None and all(o and self.bans.is_banned(o)
+                                                    for o in owners):
+            return None
         ref = REF_PREFIX + sha256
-        if not again and await self.outbox.deliveries_for_ref(ref):
+        if not again and await live_events(self.outbox, sha256, REF_PREFIX):
             return None
         event = self.sign(video_event_template(info, int(self.clock.seconds())))
         await self.outbox.publish(event, self.relays, ref=ref)

@@ -1,4 +1,5 @@
-"""The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer.
+"""The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer and
+NIP-09 retractor (subscribed to the store's "stored" and "deleted" events).
 
 Wiring (``tap.py``), after the storage service so that the database opens first and closes last::
 
@@ -20,11 +21,13 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
 from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
+from tgateway.nostr.nip09 import Retractor
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import EndpointFactory, IRelayReactor, RelayPool, parse_relay_url
 from tgateway.storage.api import ContentStore, Db
@@ -55,6 +58,7 @@ class NostrService(MultiService):
         reactor: IRelayReactor,
         store: ContentStore | None = None,
         endpoint_factory: EndpointFactory | None = None,
+        bans: Bans | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         _check_relays("nostr.relays", tuple(config.relays))
@@ -75,9 +79,13 @@ class NostrService(MultiService):
             clock=reactor,
             auto_publish=config.auto_publish,
             get_file=store.get if store is not None else None,
+            bans=bans,
         )
+        # NIP-09: a deleted file's events are retracted on the relays that got them
+        self.retractor = Retractor(sign=self.sign, outbox=self.outbox, clock=reactor)
         if store is not None:
             store.subscribe_stored(self.announcer.on_stored)
+            store.subscribe_deleted(self.retractor.on_deleted)
 
     def startService(self) -> None:
         self.log.info("Nostr identity {npub}", npub=self.npub)

@@ -1,7 +1,8 @@
 """Wiring of the peer: listener(s), timers, announcer; built by ``tap.py`` with :func:`build_peer`.
 
 ``tap.py`` subscribes :meth:`PeerService.on_file_stored` / :meth:`PeerService.on_file_deleted` to
-the content store; at start the service announces every stored info-hash.
+the content store and :meth:`PeerService.on_blocked` to the block list; at start the service
+announces every stored info-hash.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
+from tgateway.blocklist import Blocked
 from tgateway.config import PeerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.storage.api import ContentStore
@@ -160,6 +162,14 @@ class PeerService(MultiService):
         self.factory.remove_file(f)
         self.announcer.remove(f.info_hash_bytes)
 
+    def on_blocked(self, blocked: Blocked) -> None:
+        """Subscriber for the block list's "blocked" event: connections about the torrent are
+        closed and it is no longer announced (new ones are refused by ``refused``)."""
+        if blocked.info_hash is None:
+            return
+        self.factory.drop_torrent(blocked.info_hash, "blocked")
+        self.announcer.remove(blocked.info_hash)
+
     def status(self) -> dict[str, Any]:
         out = self.factory.status()
         out["port"] = self.port
@@ -184,16 +194,28 @@ def build_peer(
     gateway_base_url: str = "http://127.0.0.1",
     http_get: Callable[..., Any] | None = None,
     dht_port: int = 0,
+    refused: Callable[[bytes], bool] | None = None,
 ) -> PeerService:
     """The peer service for ``makeService``: reads through ``store.reader``, lists itself on
     ``tracker`` (the built-in one, or None) and on ``config.trackers``; ``dht_port``: the
-    gateway's DHT node, told to peers that support the DHT (0: none)."""
+    gateway's DHT node, told to peers that support the DHT (0: none); ``refused``: the
+    gateway's block list (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`): a
+    handshake for such a torrent is refused as for one the gateway does not have."""
     peer_id = make_peer_id(rng)
+    has_info_hash: Callable[[bytes], bool] = store.has_info_hash
+    if refused is not None:
+        is_refused = refused
+
+        def ours_and_allowed(info_hash: bytes) -> bool:
+            return store.has_info_hash(info_hash) and not is_refused(info_hash)
+
+        has_info_hash = ours_and_allowed
+
     factory = PeerFactory(
         clock=reactor,
         reader=store.reader,
         session_config=SessionConfig(peer_id=peer_id, dht_port=dht_port),
-        has_info_hash=store.has_info_hash,
+        has_info_hash=has_info_hash,
         get_by_info_hash=lambda h: defer.Deferred.fromCoroutine(store.get_by_info_hash(h)),
         max_connections=config.max_connections,
         max_connections_per_ip=config.max_connections_per_ip,

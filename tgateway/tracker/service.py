@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
-from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
+from tgateway.tracker.core import ConnectionIds, DenyList, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.udp import UdpTracker
@@ -116,6 +116,7 @@ def build_tracker(
     reactor: Any = None,
     scorer: PeerScorer | None = None,
     trusted_proxies: Sequence[str] = (),
+    blocked: Callable[[bytes], bool] | None = None,
 ) -> Tracker:
     """Build the store, the three front ends and their (not yet started) services.
 
@@ -123,7 +124,9 @@ def build_tracker(
     listening. ``is_known_info_hash`` answers synchronously whether the gateway stores a file
     with that info-hash (``mode: gateway-only``). ``scorer`` ranks peers (proximity, measured
     speed) instead of the default random choice among equals. ``trusted_proxies`` (the config's
-    top-level key) may name the client in ``X-Forwarded-For``.
+    top-level key) may name the client in ``X-Forwarded-For``. ``blocked``: the gateway's block
+    list (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`), refused by HTTP, UDP and
+    WebSocket as ``tracker.deny_list`` is (one :class:`~tgateway.tracker.core.DenyList`).
     """
     if rng is None:
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -138,7 +141,7 @@ def build_tracker(
         max_torrents=config.max_torrents,
         gateway_only=config.mode == "gateway-only",
         is_known_info_hash=is_known_info_hash,
-        deny_list=[bytes.fromhex(h) for h in config.deny_list],
+        deny_list=DenyList((bytes.fromhex(h) for h in config.deny_list), blocked),
         scorer=scorer,
     )
     interval = int(config.announce_interval)

@@ -191,8 +191,13 @@ class Transcoder(Service):
             assert self._prober is not None  # on_stored does nothing without FFmpeg
             probe = await self._prober.probe_soon(f)
         except ProbeError as e:
+            if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+                return  # deleted while it was probed (the probe failed for that reason)
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
-            await self.store.set_meta(f.sha256, video_error=str(e))
+            try:
+                await self.store.set_meta(f.sha256, video_error=str(e))
+            except KeyError:
+                pass  # deleted meanwhile
             return
         if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
             return  # deleted while it was probed
@@ -521,6 +526,7 @@ class Transcoder(Service):
                          description=description, info_hash=f.info_hash,
                          magnet=self.links.magnet(f))
         try:
-            await self.announcer.publish(f.sha256, info)
+            await self.announcer.publish(f.sha256, info,
+                                         owners=[o.owner for o in owners])
         except Exception:
             self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
