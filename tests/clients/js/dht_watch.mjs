@@ -6,8 +6,8 @@
 //
 //   node dht_watch.mjs GATEWAY_DHT_PORT INFO_HASH_HEX PEER "HOST:PORT" MAX_AGE_MS
 //
-// Prints a JSON line per lookup: {"n": i, "found": bool, "peers": [...], "at": ms}; runs until
-// killed (or 120 s).
+// Prints a JSON line per lookup: {"n": i, "found": bool, "peers": [...], "local": [...],
+// "at": ms} (local: the peers announced to this node itself); runs until killed (or 120 s).
 import DHT from 'bittorrent-dht'
 
 const [gwPort, hex, wanted, maxAge] = process.argv.slice(2)
@@ -31,9 +31,13 @@ function lookup () {
   })
 }
 
+function local () {
+  return dht._peers.get(hex, 100).map((b) => `${b[0]}.${b[1]}.${b[2]}.${b[3]}:${b.readUInt16BE(4)}`)
+}
+
 setTimeout(() => process.exit(0), 120000)
 for (let n = 0; ; n++) {
   const peers = await lookup()
-  console.log(JSON.stringify({ n, found: peers.includes(wanted), peers, at: Date.now() - t0 }))
+  console.log(JSON.stringify({ n, found: peers.includes(wanted), peers, local: local(), at: Date.now() - t0 }))
   await new Promise((resolve) => setTimeout(resolve, 300))
 }
