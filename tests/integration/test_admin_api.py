@@ -87,10 +87,12 @@ class AdminApiTests(TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.data = os.path.join(self.dir, "gw")
 
-    def start(self, **admin: Any) -> RunningGateway:
+    def start(self, media: bool = False, **admin: Any) -> RunningGateway:
         config = serving_config(
             self.data,
             admin={"pubkeys": [ADMIN_PUB], **admin},
+            # BUD-05 /media needs transcoding on (and FFmpeg)
+            transcoding={"enabled": media, "work_dir": os.path.join(self.data, "work")},
             blossom_server={"require_auth": ["upload", "delete"], "mirror_allow_private": True},
             rate_limiting={"auth": {"login_attempts_per_minute": 6000, "burst_size": 1000}})
         gw = RunningGateway(config)
@@ -357,7 +359,7 @@ class AdminApiTests(TestCase):
     # ------------------------------------------------------------------ files
 
     async def test_files_search_and_delete_blocks_every_way_in(self) -> None:
-        gw = self.start()
+        gw = self.start(media=True)
         admin = await self.session(gw, ADMIN)
         bob = await self.session(gw, BOB)
         data = os.urandom(5000)
@@ -407,24 +409,37 @@ class AdminApiTests(TestCase):
                          [(ADMIN_PUB, "file.delete", ""), (ADMIN_PUB, "file.delete", "copyright")])
         # the block list survives a restart
         await gw.stop()
-        gw2 = self.start()
+        gw2 = self.start(media=True)
         bob2 = await self.session(gw2, BOB)
         await self.assert_refused_everywhere(gw2, data, bob2)
 
     async def assert_refused_everywhere(self, gw: RunningGateway, data: bytes, token: str) -> None:
-        """The same bytes: the gateway API (signed in and anonymous), Blossom PUT /upload and a
-        Blossom mirror of a URL serving them."""
+        """The same bytes: the gateway API (signed in and anonymous), Blossom PUT /upload (and
+        its HEAD preflight), BUD-05 /media (the original is refused, though its optimised copy
+        would be other bytes) and a Blossom mirror of a URL serving them."""
         for who in (token, None):
             code, err = await self.upload(gw, data, who)
             self.assertEqual((code, err["error"]), (403, "file_blocked"))
         code, err, headers = await self.blossom_upload(gw, data, BOB)
         self.assertEqual((code, err["error"]), (403, "file_blocked"))
         self.assertIn(b"removed by the operator", headers.getRawHeaders(b"x-reason")[0])
+        sha = hashlib.sha256(data).hexdigest()
+        assert gw.blossom_base is not None
+        for path, verb in (("/upload", "upload"), ("/media", "media")):
+            auth = tokens.encode(tokens.make_event(verb, hashes=(sha,), secret=bytes.fromhex(BOB)))
+            code, _, headers = await call("HEAD", gw.blossom_base + path, headers={
+                "Authorization": auth, "X-SHA-256": sha, "X-Content-Length": str(len(data)),
+                "X-Content-Type": "image/png"})
+            self.assertEqual(code, 403, path)
+            self.assertIn(b"removed by the operator", headers.getRawHeaders(b"x-reason")[0])
+            # the body without X-SHA-256: refused once its hash is known
+            code, err, _ = await call("PUT", gw.blossom_base + path, data=data, headers={
+                "Authorization": auth, "Content-Type": "image/png"})
+            self.assertEqual((code, err["error"]), (403, "file_blocked"), path)
         root = Resource()
         root.putChild(b"same.bin", Data(data, "application/octet-stream"))
         port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        sha = hashlib.sha256(data).hexdigest()
         mirror_token = tokens.encode(tokens.make_event("upload", hashes=(sha,),
                                                        secret=bytes.fromhex(BOB)))
         assert gw.blossom_base is not None

@@ -45,7 +45,7 @@ class AdminService(Service):
     def startService(self) -> None:
         self.users.load()
         self.blocks.load()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
 
 
 @dataclass

@@ -343,7 +343,8 @@ class BlossomServer:
         if principal is not None:
             require_hash_match(principal, expected)
         await self.uploads.admit(
-            Intake(context=UploadContext(owner=_owner(principal)), limits=self.limits), size)
+            Intake(context=UploadContext(owner=_owner(principal)), limits=self.limits,
+                   expected_sha256=expected), size)
         raw_type = request.getHeader(b"x-content-type")
         return raw_type.decode("latin-1").strip() if raw_type else None
 
@@ -380,8 +381,8 @@ class BlossomServer:
         if principal is not None and expected is not None:
             require_hash_match(principal, expected)
         owner = _owner(principal)
-        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
-                                 body.length)
+        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits,
+                                        expected_sha256=expected), body.length)
         media.reserve()
         try:
             return await self._optimise(request, principal, media, body, expected)
@@ -407,6 +408,9 @@ class BlossomServer:
                                f"{expected}", code="hash_mismatch")
             if principal is not None:
                 require_hash_match(principal, received.sha256)
+            # the original is refused as an upload of it would be (the block list), though
+            # what gets stored is its optimised copy
+            self.uploads.check_content(received.sha256, received.size)
             ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
             plan = plan_for(received.head, ctype)
             if plan is None:
