@@ -161,7 +161,9 @@ class TapWiring(TestCase):
                         "chunk_storage": str(tmp / "c")},
         })
         top = makeService({"config": config}, reactor)
-        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "storage"])
+        # the block list and bans ("admin") hold for Blossom alone too; no admin routes here
+        self.assertEqual(sorted(s.name for s in top if s.name),
+                         ["admin", "blossom-http", "storage"])
         top.startService()
         self.addCleanup(top.stopService)
         http = client()
