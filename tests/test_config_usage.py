@@ -8,7 +8,9 @@ the same module: assigned from such a chain (``ac = config.admin``; ``self.confi
 where ``config: AdminConfig``), annotated with the section's class, or the loop variable over a
 list of sections (``for p in tc.profiles``). A method of the section class (``base_url()``)
 that is called outside counts as reading the fields it uses. So ``gateway.enabled`` being read
-does not make ``admin.enabled`` read.
+does not make ``admin.enabled`` read. A component's switch counts too: ``tap.specs_for`` reads
+``enabled`` (``getattr(section, "enabled", True)``) of the section named by each
+``Spec(name, module, section, modes)`` of ``tap.COMPONENTS`` that is not ``switch=False``.
 
 :data:`NOT_YET` lists the keys another open issue implements; each must still be unread (a stale
 entry fails too), so the list shrinks as they land.
@@ -91,6 +93,27 @@ def _sections_of(expr: ast.AST, bound: dict[str, set[type]]) -> set[type]:
     return set(bound.get(key, ())) if key else set()
 
 
+def _switches(tree: ast.AST) -> set[tuple[type, str]]:
+    """``enabled`` of the sections a module's ``Spec(...)`` calls name, when the same module
+    reads ``enabled`` by name (``getattr(..., "enabled", ...)``) and the Spec is a switch."""
+    reads_enabled = any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "getattr"
+        and len(n.args) >= 2 and isinstance(n.args[1], ast.Constant)
+        and n.args[1].value == "enabled" for n in ast.walk(tree))
+    if not reads_enabled:
+        return set()
+    out: set[tuple[type, str]] = set()
+    for n in ast.walk(tree):
+        if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "Spec"
+                and len(n.args) >= 3 and isinstance(n.args[2], ast.Constant)):
+            continue
+        if any(k.arg == "switch" and isinstance(k.value, ast.Constant) and k.value.value is False
+               for k in n.keywords):
+            continue
+        out.update((cls, "enabled") for cls in LINKS.get(str(n.args[2].value), ()))
+    return out
+
+
 def reads() -> set[tuple[type, str]]:
     """(section class, field or method name) read anywhere outside the config modules."""
     found: set[tuple[type, str]] = set()
@@ -98,6 +121,7 @@ def reads() -> set[tuple[type, str]]:
         if path.name in SKIP and path.parent == PACKAGE:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        found |= _switches(tree)
         bound: dict[str, set[type]] = {}
         for _ in range(3):  # bindings through bindings (a = config.x; self.b = a)
             for n in ast.walk(tree):
@@ -162,3 +186,14 @@ class ConfigUsageTests(SynchronousTestCase):
         self.assertNotIn((C.AdminConfig, "cleanup_age"), found)
         self.assertIn((C.TranscodeProfile, "height"), found)  # through ``for p in profiles``
         self.assertIn((C.GatewayConfig, "public_url"), found)  # through ``base_url()``
+        self.assertIn((C.AdminConfig, "enabled"), found)  # a switch of tap.COMPONENTS
+
+    def test_a_spec_that_is_no_switch_does_not_read_enabled(self) -> None:
+        tree = ast.parse(textwrap.dedent("""
+            COMPONENTS = (Spec("a", "m", "admin", X), Spec("t", "m", "transcoding", X, switch=False))
+            def specs_for(config):
+                return [s for s in COMPONENTS if getattr(getattr(config, s.section), "enabled", True)]
+        """))
+        self.assertEqual(_switches(tree), {(C.AdminConfig, "enabled")})
+        # without the generic read, a Spec alone reads nothing
+        self.assertEqual(_switches(ast.parse('Spec("a", "m", "admin", X)')), set())

@@ -1,5 +1,6 @@
-"""tap.makeService hands the one block list to every component (each through its narrow hook)
-and mounts ``/api/admin`` only when ``admin.enabled``."""
+"""tap.makeService hands the one block list (built with the storage) to every component through
+``Deps.blocks``, and builds the admin component (its routes mounted on the gateway's port) only
+when ``admin.enabled``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tgateway.admin.service import AdminService
+from tgateway.admin.routes import AdminApi
 from tgateway.config import parse_config
+from tgateway.storage.service import StorageService
 from tgateway.tap import makeService
 
 IH = b"\x42" * 20
@@ -36,40 +38,54 @@ class WiringTests(SynchronousTestCase):
 
     def test_every_component_reads_the_one_block_list(self) -> None:
         top, gw = self.build(admin={"default_user_storage_limit": 12345})
-        admin = gw.admin
-        blocks = admin.blocks
-        services = list(top)
-        # read from the database right after the storage opens, before anything serves
-        self.assertIsInstance(services[1], AdminService)
+        c = gw.components
+        policy = c.storage.policy
+        blocks = policy.blocks
+        self.assertIs(gw.deps.blocks, blocks)
+        self.assertIs(gw.deps.policy, policy)
+        # read from the database when the storage opens, before anything serves
+        [storage_service] = [s for s in top if isinstance(s, StorageService)]
+        self.assertIs(storage_service.policy, policy)
+        self.assertEqual(list(top)[0], storage_service)
         # the upload handler: the per-user limit and the tombstone check, for every way in
         self.assertEqual(gw.uploads.quota("ab" * 32), 12345)
         self.assertIn(blocks.check_upload, gw.uploads.checks)
-        self.assertIs(gw.parts["blossom"].uploads, gw.uploads)
+        self.assertIs(c.blossom.uploads, gw.uploads)
         # the tracker, the DHT and the peer refuse its info-hashes
         blocks._info_hashes.add(IH)
-        self.assertIn(IH, gw.parts["tracker"].store.deny)
-        self.assertTrue(gw.parts["dht"].refused(IH))
-        peer = gw.parts["peer"]
+        self.assertIn(IH, c.tracker.store.deny)
+        self.assertTrue(c.dht.refused(IH))
         gw.store._info_hashes.add(IH)
-        self.assertFalse(peer.factory.has_info_hash(IH))
-        self.assertIn(peer.on_blocked, blocks._subscribers)
-        self.assertIn(gw.parts["dht"].on_file_deleted, gw.store._on_deleted)
+        self.assertFalse(c.peer.factory.has_info_hash(IH))
+        # a deletion (an admin's too) reaches the DHT, the peer and NIP-09
+        self.assertIn(c.dht.on_file_deleted, gw.store._on_deleted)
+        self.assertIn(c.peer.on_file_deleted, gw.store._on_deleted)
+        self.assertIn(c.nostr.retractor.on_deleted, gw.store._on_deleted)
         # bans: sign-in and requests on both ports, and what the gateway publishes
-        self.assertIs(gw.parts["users"].auth.bans, blocks)
-        self.assertIs(gw.parts["blossom"].auth.bans, blocks)
-        nostr = gw.parts["nostr"]
-        self.assertIs(nostr.announcer.bans, blocks)
-        self.assertIn(nostr.retractor.on_deleted, gw.store._on_deleted)
-        # the admin routes, on the gateway's port
-        self.assertIn("admin", gw.parts)
+        self.assertIs(c.gateway.users.auth.bans, blocks)
+        self.assertIs(c.blossom.auth.bans, blocks)
+        self.assertIs(c.nostr.announcer.bans, blocks)
+        # the admin routes, on the gateway's port, changing the same policy
+        self.assertIsInstance(c.admin, AdminApi)
+        self.assertIs(c.admin.moderation.blocks, blocks)
+        self.assertIs(c.admin.moderation.users, policy.users)
+        self.assertIs(c.admin.transcoding, c.transcode)
+        self.assertIs(c.admin.auth, c.gateway.users.auth)
 
-    def test_admin_disabled_mounts_no_route_and_still_enforces(self) -> None:
+    def test_admin_disabled_builds_no_routes_and_still_enforces(self) -> None:
         _, gw = self.build(admin={"enabled": False})
-        self.assertNotIn("admin", gw.parts)
-        self.assertIsNotNone(gw.admin)
-        self.assertIn(gw.admin.blocks.check_upload, gw.uploads.checks)
+        self.assertIsNone(gw.components.admin)
+        self.assertNotIn("admin", [c.name for c in gw.components])
+        self.assertIn(gw.deps.blocks.check_upload, gw.uploads.checks)
+        self.assertIs(gw.components.tracker.store.deny.blocked.__self__, gw.deps.blocks)
+
+    def test_blossom_only_enforces_without_the_admin(self) -> None:
+        _, gw = self.build(mode="blossom-only")
+        self.assertEqual([c.name for c in gw.components], ["storage", "blossom"])
+        self.assertIs(gw.components.blossom.auth.bans, gw.deps.blocks)
+        self.assertIn(gw.deps.blocks.check_upload, gw.uploads.checks)
 
     def test_dht_only_has_no_block_list(self) -> None:
         _, gw = self.build(mode="dht-only")
-        self.assertIsNone(gw.admin)
-        self.assertFalse(gw.parts["dht"].refused(IH))
+        self.assertIsNone(gw.deps.blocks)
+        self.assertFalse(gw.components.dht.refused(IH))

@@ -100,9 +100,9 @@ class BlockedEverywhereTests(TestCase):
         )
         gw = RunningGateway(config)
         self.addCleanup(gw.stop)
-        nostr = gw.gateway.parts["nostr"]
-        dht = gw.gateway.parts["dht"]
-        peer_port = gw.gateway.parts["peer"].port
+        nostr = gw.gateway.components.nostr
+        dht = gw.gateway.components.dht
+        peer_port = gw.gateway.components.peer.port
 
         code, f, _ = await call("PUT", gw.url("/api/upload"), data=os.urandom(40_000),
                                 headers={"X-Filename": "clip.bin"})

@@ -16,11 +16,13 @@ from tests.nostr.test_service import LINKS, SHA, FakeStore, stored_file
 from tgateway.config import NostrConfig
 from tgateway.nostr.event import EventTemplate
 from tgateway.nostr.nip09 import deletion_template
-from tgateway.nostr.nip71 import VideoAnnouncer, VideoInfo, VideoVariant
+from tgateway.nostr.nip71 import VideoAnnouncer
 from tgateway.nostr.service import NostrService
 from tgateway.storage.db import SyncDatabase
-from tgateway.storage.model import UploadContext
+from tgateway.storage.model import Ownership, UploadContext
 from tgateway.storage.nostr_outbox import ACCEPTED, REJECTED
+from tgateway.transcode.api import VideoResults
+from tgateway.transcode.probe import ProbeResult
 
 RELAY_A = "ws://a.test"
 RELAY_B = "ws://b.test"
@@ -29,6 +31,23 @@ UPLOADER = "ee" * 32
 
 def run(coro: Any) -> Deferred[Any]:
     return Deferred.fromCoroutine(coro)
+
+
+PROBE = ProbeResult(duration=1.0, width=2, height=1, rotation=0, fps=10.0, video_codec="vp9",
+                    audio_codec="opus", bitrate=100)
+
+
+class OwnedStore(FakeStore):
+    """The test_service store, with the owners the NIP-71 announcer reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner_keys: list[str] = []
+
+    async def owners(self, sha256: str) -> list[Ownership]:
+        return [Ownership(sha256=sha256, owner=k, name="n", title=None, description=None,
+                          announce_dht=True, source="api", created_at=1.0)
+                for k in self.owner_keys]
 
 
 class Banned:
@@ -57,11 +76,19 @@ class RetractTests(SynchronousTestCase):
         self.addCleanup(self.db.close)
         self.clock = MemoryReactorClock()
         self.clock.advance(1_700_000_000)
-        self.store = FakeStore()
+        self.store = OwnedStore()
         self.bans = Banned()
         self.svc = NostrService(NostrConfig(relays=(RELAY_A, RELAY_B)), data_dir=self.tmp,
                                 db=self.db, links=LINKS, reactor=self.clock, store=self.store,
                                 bans=self.bans)
+        # as tap subscribes the component
+        self.store.subscribe_stored(self.svc.announcer.on_stored)
+        self.store.subscribe_deleted(self.svc.retractor.on_deleted)
+
+    def video(self, relays: tuple[str, ...] = (RELAY_A,)) -> VideoAnnouncer:
+        return VideoAnnouncer(sign=self.svc.sign, outbox=self.svc.outbox, relays=relays,
+                              clock=self.clock, links=LINKS, store=self.store,  # type: ignore[arg-type]
+                              bans=self.bans)
 
     def outbox_rows(self) -> list[tuple[str, int, str]]:
         return self.db.run_sync(lambda c: [tuple(r) for r in c.execute(
@@ -81,12 +108,8 @@ class RetractTests(SynchronousTestCase):
             self.svc.outbox.deliveries_for_ref(SHA))) if d.relay_url == RELAY_A]
         self.settle(ACCEPTED, REJECTED)  # B refused the announcement: it has nothing to delete
         # a NIP-71 event about the same file (ref nip71:<sha256>), still pending on A
-        video = VideoAnnouncer(sign=self.svc.sign, outbox=self.svc.outbox, relays=(RELAY_A,),
-                               clock=self.clock)
-        info = VideoInfo(title="t", published_at=1, duration=1.0, width=2, height=1,
-                         variants=[VideoVariant(url="http://x", mime="video/mp4", sha256=SHA,
-                                                width=2, height=1, duration=1.0)])
-        nip71 = self.successResultOf(run(video.publish(SHA, info)))
+        nip71 = self.successResultOf(run(self.video().video_ready(
+            VideoResults(stored_file(), PROBE))))
         deletion = self.successResultOf(self.store.delete(SHA))
         self.assertEqual(deletion.kind, 5)
         self.assertEqual(deletion.pubkey, self.svc.pubkey)
@@ -116,15 +139,13 @@ class RetractTests(SynchronousTestCase):
         self.bans.keys.add(UPLOADER)
         self.successResultOf(self.store.fire(stored_file(), UploadContext(owner=UPLOADER)))
         self.assertEqual(self.outbox_rows(), [])
-        video = VideoAnnouncer(sign=self.svc.sign, outbox=self.svc.outbox, relays=(RELAY_A,),
-                               clock=self.clock, bans=self.bans)
-        info = VideoInfo(title="t", published_at=1, duration=1.0, width=2, height=1,
-                         variants=[VideoVariant(url="http://x", mime="video/mp4", sha256=SHA,
-                                                width=2, height=1, duration=1.0)])
-        self.assertIsNone(self.successResultOf(run(video.publish(SHA, info, owners=[UPLOADER]))))
+        video = self.video()
+        ready = VideoResults(stored_file(), PROBE)
+        self.store.owner_keys = [UPLOADER]
+        self.assertIsNone(self.successResultOf(run(video.video_ready(ready))))
         # an anonymous owner of the same bytes: published
-        self.assertIsNotNone(self.successResultOf(run(video.publish(SHA, info,
-                                                                    owners=[UPLOADER, ""]))))
+        self.store.owner_keys = [UPLOADER, ""]
+        self.assertIsNotNone(self.successResultOf(run(video.video_ready(ready))))
         self.bans.keys.clear()
         self.clock.advance(5)
         self.successResultOf(self.store.fire(stored_file(), UploadContext(owner=UPLOADER)))

@@ -30,10 +30,8 @@ from tgateway.errors import BadRequest, NotFound
 from tgateway.storage.admin_audit import AuditLog
 from tgateway.storage.api import ContentStore
 from tgateway.storage.blossom_reports import Report
+from tgateway.storage.policy import StoredBlockList, UserPolicy
 from tgateway.storage.users import KEEP, UserRecord
-
-from .blocklist import StoredBlockList
-from .users import UserPolicy
 
 __all__ = ["ACTIONS", "Moderation", "ReportStore", "is_user_key"]
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.component import Component
 from tgateway.config import Config, parse_size
 from tgateway.errors import ApiError, BadRequest, NotFound
 from tgateway.http.app import new_app
@@ -43,10 +44,11 @@ from tgateway.links import Links
 from tgateway.storage.api import ContentStore
 from tgateway.storage.transcode_jobs import Job, JobStore
 from tgateway.storage.users import KEEP
+from tgateway.transcode.api import Transcoding
 
 from .actions import Moderation
 
-__all__ = ["AdminApi", "TranscodeRetry", "redacted_config"]
+__all__ = ["AdminApi", "redacted_config"]
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -55,15 +57,6 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 REDACTED = "[redacted]"
 #: configuration keys whose values never leave the gateway
 SECRETS = (("nostr", "private_key"),)
-
-
-class TranscodeRetry(Protocol):
-    """What the admin asks of the transcoder (:class:`~tgateway.transcode.jobs.Transcoder`)."""
-
-    @property
-    def active(self) -> bool: ...
-
-    async def retry(self, sha256: str, priority: int | None = None) -> Job | None: ...
 
 
 def redacted_config(config: Config) -> dict[str, Any]:
@@ -199,8 +192,8 @@ class AdminApi:
         links: Links,
         jobs: JobStore,
         clock: IReactorTime,
-        transcoder: Callable[[], TranscodeRetry | None] = lambda: None,
-        statuses: Mapping[str, Callable[[], Any]] | None = None,
+        transcoding: Transcoding | None = None,
+        components: Sequence[Component[Any]] = (),
     ) -> None:
         self.config = config
         self.moderation = moderation
@@ -209,8 +202,8 @@ class AdminApi:
         self.links = links
         self.jobs = jobs
         self.clock = clock
-        self.transcoder = transcoder
-        self.statuses = statuses if statuses is not None else {}
+        self.transcoding = transcoding  # None: the transcoder does not run
+        self.components = components  # every one built (read when serving)
 
     # overview -------------------------------------------------------------------------
 
@@ -218,12 +211,14 @@ class AdminApi:
     async def stats(self, request: Any, principal: Principal) -> bytes:
         m = self.moderation
         components: dict[str, Any] = {}
-        for name, fn in self.statuses.items():
+        for c in self.components:
             try:
-                components[name] = fn()
+                status = await c.status()
             except Exception:
-                self.log.failure("status of {name} failed", name=name)
-                components[name] = {"status": "error"}
+                self.log.failure("status of {name} failed", name=c.name)
+                status = {"status": "error"}
+            if status is not None:
+                components[c.name] = status
         return json_body(request, {
             "storage": {**await self.store.stats(), "free_bytes": self.store.free_space()},
             "users": await m.users.table.counts(),
@@ -371,10 +366,9 @@ class AdminApi:
         limit, offset = _page(request)
         state = _choice(request, "state", JOB_STATES, None)
         jobs, total = await self.jobs.page(state, limit, offset)
-        transcoder = self.transcoder()
         out = _paged([_job_json(j) for j in jobs], total, limit, offset, "jobs")
         out["counts"] = await self.jobs.counts()
-        out["active"] = bool(transcoder is not None and transcoder.active)
+        out["active"] = bool(self.transcoding is not None and self.transcoding.active)
         return json_body(request, out)
 
     @authorized(app, "/api/admin/transcode/<sha256:sha>/retry", methods=["POST"],
@@ -384,7 +378,7 @@ class AdminApi:
         priority = body.get("priority")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise BadRequest("priority must be a whole number", code="invalid_field")
-        transcoder = self.transcoder()
+        transcoder = self.transcoding
         if transcoder is None or not transcoder.active:
             raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
         job = await transcoder.retry(sha, priority)

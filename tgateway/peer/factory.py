@@ -112,15 +112,12 @@ class PeerFactory(protocol.ServerFactory):
 
     def remove_file(self, f: StoredFile) -> None:
         """Forget a deleted file and drop its connections."""
-        self.drop_torrent(f.info_hash_bytes, "file deleted")
-
-    def drop_torrent(self, ih: bytes, reason: str) -> None:
-        """Forget a torrent and close the connections that are about it."""
+        ih = f.info_hash_bytes
         self.files.pop(ih, None)
         for conn in list(self.connections):
             s = conn.session
             if s is not None and s.handshake is not None and s.handshake.info_hash == ih:
-                s.close(reason)
+                s.close("file deleted")
 
     def lookup(self, info_hash: bytes) -> StoredFile | Deferred[StoredFile | None] | None:
         if not self.has_info_hash(info_hash):

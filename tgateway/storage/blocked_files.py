@@ -1,7 +1,7 @@
 """SQL of the block list's files (table ``blocked_files``, ``schema/040_blocked_files.sql``).
 
 A row is a tombstone: the SHA-256 (and, when the file was stored here, the v1 info-hash) of
-content an admin deleted. The block list (:mod:`tgateway.admin.blocklist`) reads every row once
+content an admin deleted. The block list (:mod:`tgateway.storage.policy`) reads every row once
 at start and keeps them in memory; it writes a row before anything else happens to the file.
 Each ``_txn`` function runs on the database thread through ``Db.run``.
 """
