@@ -372,6 +372,9 @@ class AdminApiTests(TestCase):
             code, page, _ = await call("GET", gw.url(f"/api/admin/files?q={q}"), admin)
             self.assertEqual(code, 200, page)
             self.assertEqual(sorted(x["sha256"] for x in page["files"]), sorted(found), q)
+        for bad in ("q=" + "x" * 257, "blocked=maybe", "limit=0", "offset=x"):
+            code, err, _ = await call("GET", gw.url(f"/api/admin/files?{bad}"), admin)
+            self.assertEqual((code, err["error"]), (400, "invalid_field"), bad)
         code, page, _ = await call("GET", gw.url("/api/admin/files?limit=1"), admin)
         self.assertEqual((len(page["files"]), page["total"], page["next_offset"]), (1, 2, 1))
         [entry] = [x for x in (await call("GET", gw.url(f"/api/admin/files?q={sha}"),
