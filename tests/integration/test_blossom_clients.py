@@ -161,9 +161,7 @@ class TapWiring(TestCase):
                         "chunk_storage": str(tmp / "c")},
         })
         top = makeService({"config": config}, reactor)
-        # the block list and bans ("admin") hold for Blossom alone too; no admin routes here
-        self.assertEqual(sorted(s.name for s in top if s.name),
-                         ["admin", "blossom-http", "storage"])
+        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "storage"])
         top.startService()
         self.addCleanup(top.stopService)
         http = client()
