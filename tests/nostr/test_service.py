@@ -53,10 +53,18 @@ def stored_file(sha: str = SHA) -> StoredFile:
 class FakeStore:
     def __init__(self) -> None:
         self.subscribers: list[Any] = []
+        self.deleted: list[Any] = []
         self.files: dict[str, StoredFile] = {}
 
     def subscribe_stored(self, cb: Any) -> None:
         self.subscribers.append(cb)
+
+    def subscribe_deleted(self, cb: Any) -> None:
+        self.deleted.append(cb)
+
+    def delete(self, sha256: str) -> Deferred[Any]:
+        f = self.files.pop(sha256)
+        return Deferred.fromCoroutine(self.deleted[0](f))
 
     async def get(self, sha256: str) -> StoredFile | None:
         return self.files.get(sha256)

@@ -6,7 +6,7 @@
 gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, magnet, webseed, the
 Blossom reference, MIME type, topics ``torrent`` and the uploader's tags, category as ``tcat``
 and ``i tcat:``; the uploader's description as content, else a line as the seed writes it:
-``New torrent: <name>``).
+``New torrent: <name>``), unless its uploader is banned.
 
 A video (``video/*``) is announced once the transcoder has examined it (``video_found``, when
 ``await_video_probe`` is on: the transcoder is built with Nostr in every mode and reports every
@@ -14,10 +14,10 @@ upload that looks like a video, probed or not): then its event carries the seed'
 ``duration`` and ``video`` tags, ``hls`` and ``transcoded`` when a transcode is queued (those URLs
 answer 202 with Retry-After until it is done), topics ``video`` and ``streaming`` and the category
 ``video,streaming``. A kind 2003 event is a regular event, so it goes out once, with what is known
-when the video is probed. A file that already has an announcement is not announced again
-automatically; :meth:`TorrentAnnouncer.announce` (``POST /api/files/<sha256>/announce``)
-publishes a fresh event on demand (with the probe and transcoding state kept in the file's
-metadata).
+when the video is probed. A file that already has an announcement (not retracted by NIP-09, see
+:mod:`tgateway.nostr.nip09`) is not announced again automatically;
+:meth:`TorrentAnnouncer.announce` (``POST /api/files/<sha256>/announce``) publishes a fresh event
+on demand (with the probe and transcoding state kept in the file's metadata).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from coincurve import PrivateKey
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
+from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.nip35 import TorrentInfo, VideoSummary, torrent_event_template
 from tgateway.nostr.publisher import Publisher
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
@@ -119,6 +121,7 @@ class TorrentAnnouncer:
         auto_publish: bool = True,
         get_file: Callable[[str], Awaitable[StoredFile | None]] | None = None,
         await_video_probe: bool = False,
+        bans: Bans | None = None,
     ) -> None:
         self.key = key
         self.outbox = outbox
@@ -130,6 +133,7 @@ class TorrentAnnouncer:
         self._get_file = get_file
         self._contexts: dict[str, UploadContext] = {}  # videos waiting for their probe
         self._announcing: set[str] = set()
+        self.bans = bans
 
     def event_for(self, f: StoredFile, context: UploadContext | None, *,
                   probe: ProbeResult | None = None, transcoding: bool = False) -> Event:
@@ -142,6 +146,9 @@ class TorrentAnnouncer:
             return
         if stored.context.derived:
             return  # renditions, HLS segments and playlists: served over HTTP, not torrents
+        owner = stored.context.owner
+        if owner and self.bans is not None and self.bans.is_banned(owner):
+            return  # the gateway publishes nothing for a banned key
         f = stored.file
         if (self.await_video_probe and f.mime.lower().startswith("video/")
                 and "video" not in f.meta):
@@ -164,8 +171,8 @@ class TorrentAnnouncer:
             return None
         self._announcing.add(f.sha256)
         try:
-            if await self.outbox.deliveries_for_ref(f.sha256):
-                return None  # announced before (same bytes uploaded again)
+            if await live_events(self.outbox, f.sha256):
+                return None  # announced before (same bytes uploaded again), and not retracted
             return await self._publish(f, context, probe=probe, transcoding=transcoding)
         finally:
             self._announcing.discard(f.sha256)

@@ -10,7 +10,7 @@ The content store, seen from outside:
 - put bytes: ``begin_upload`` returns an :class:`Upload` that takes the bytes in order; then
   ``commit(upload, context, check=..., quota=...)`` makes the file visible, or refuses it and
   leaves nothing (no file, no event);
-- read: ``get`` by SHA-256, ``get_by_info_hash``; ``reader`` reads pieces and writes byte ranges
+- read: ``get`` by SHA-256, ``get_by_info_hash``, ``search`` (the admin's listing); ``reader`` reads pieces and writes byte ranges
   to a consumer (a producer honouring backpressure); ``ffmpeg_input`` is what FFmpeg reads a
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
@@ -194,6 +194,13 @@ class ContentStore(Protocol):
         """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone."""
 
     async def stats(self) -> dict[str, int]: ...
+
+    async def search(
+        self, q: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+        """Files for the admin, newest first, each with its owners, and how many match: ``q``
+        (empty: every file) matches the start of a SHA-256, an info-hash or an owner's pubkey
+        when it is hex, and anywhere in a file's name or an owner's name or title."""
 
     async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
         """Drop ``owner``'s reference (None: all); returns the file if it is gone (then

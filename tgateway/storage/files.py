@@ -280,6 +280,39 @@ def _stats_txn(conn: sqlite3.Connection) -> dict[str, int]:
     return {"files": int(files), "bytes": int(size), "chunks": int(chunks)}
 
 
+def _search_txn(conn: sqlite3.Connection, q: str, limit: int,
+                offset: int) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+    """Files for the admin, newest first: ``q`` (empty: every file) matches the start of a
+    SHA-256, an info-hash or an owner's pubkey when it is hex, and anywhere in a file's name or
+    an owner's name or title. Each file comes with its owners."""
+    text = q.strip()
+    where = ""
+    args: list[Any] = []
+    if text:
+        hexq = text.lower() if all(c in "0123456789abcdefABCDEF" for c in text) else None
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = (
+            "WHERE (? IS NOT NULL AND (substr(f.sha256, 1, length(?)) = ?"
+            " OR substr(f.info_hash, 1, length(?)) = ?"
+            " OR EXISTS (SELECT 1 FROM file_owners o WHERE o.sha256 = f.sha256"
+            " AND substr(o.owner, 1, length(?)) = ?)))"
+            " OR f.name LIKE ? ESCAPE '\\'"
+            " OR EXISTS (SELECT 1 FROM file_owners o WHERE o.sha256 = f.sha256"
+            " AND (o.name LIKE ? ESCAPE '\\' OR o.title LIKE ? ESCAPE '\\'))"
+        )
+        args = [hexq, hexq, hexq, hexq, hexq, hexq, hexq, like, like, like]
+    (total,) = conn.execute(f"SELECT count(*) FROM files f {where}", args).fetchone()
+    rows = conn.execute(
+        f"SELECT f.sha256 FROM files f {where} ORDER BY f.created_at DESC, f.sha256"
+        " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+    out = []
+    for (sha,) in rows:
+        f = _get_txn(conn, "sha256", sha)
+        if f is not None:
+            out.append((f, _owners_txn(conn, sha)))
+    return out, int(total)
+
+
 # --------------------------------------------------------------------------- listings
 
 

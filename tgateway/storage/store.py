@@ -60,6 +60,7 @@ from .files import (
     _owners_txn,
     _remove_files_txn,
     _remove_owner_txn,
+    _search_txn,
     _set_meta_txn,
     _stats_txn,
     _usage_txn,
@@ -420,6 +421,11 @@ class LocalContentStore:
 
     async def stats(self) -> dict[str, int]:
         return await self.db.run(_stats_txn)
+
+    async def search(
+        self, q: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+        return await self.db.run(_search_txn, q, limit, offset)
 
     # deletion ------------------------------------------------------------------
 

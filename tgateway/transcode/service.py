@@ -198,8 +198,13 @@ class Transcoder(Service):
         try:
             probe = await self._prober.probe_soon(f)
         except ProbeError as e:
+            if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+                return  # deleted while it was probed (the probe failed for that reason)
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
-            await self.store.set_meta(f.sha256, video_error=str(e))
+            try:
+                await self.store.set_meta(f.sha256, video_error=str(e))
+            except KeyError:
+                pass  # deleted meanwhile
             await self._video_found(f, None, False)
             return
         if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
