@@ -81,7 +81,7 @@ class WiringTests(SynchronousTestCase):
 
     def test_blossom_only_enforces_without_the_admin(self) -> None:
         _, gw = self.build(mode="blossom-only")
-        self.assertEqual([c.name for c in gw.components], ["storage", "blossom"])
+        self.assertEqual([c.name for c in gw.components], ["storage", "retention", "blossom"])
         self.assertIs(gw.components.blossom.auth.bans, gw.deps.blocks)
         self.assertIn(gw.deps.blocks.check_upload, gw.uploads.checks)
 
