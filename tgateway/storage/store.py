@@ -62,6 +62,7 @@ from .files import (
     _remove_owner_txn,
     _set_meta_txn,
     _stats_txn,
+    _unexamined_videos_txn,
     _usage_txn,
 )
 from .ingest import Ingest, IngestResult, convert_layout
@@ -411,6 +412,11 @@ class LocalContentStore:
     async def usage(self, owner: str) -> tuple[int, int]:
         """(files, bytes) owned by ``owner``."""
         return await self.db.run(_usage_txn, owner)
+
+    async def unexamined_videos(
+        self, *, after: tuple[float, str] | None = None, limit: int = 100
+    ) -> list[StoredFile]:
+        return await self.db.run(_unexamined_videos_txn, after, limit)
 
     async def set_meta(self, sha256: str, **updates: Any) -> None:
         await self.db.run(_set_meta_txn, sha256, updates)
