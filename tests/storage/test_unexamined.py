@@ -68,6 +68,16 @@ class UnexaminedVideosTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(self.store.remove_owner(derived.sha256, OWNER)))
         self.assertEqual(self.listed(), [c.sha256])
 
+    def test_a_video_declared_as_something_else_is_marked_by_its_first_bytes(self) -> None:
+        webm = b"\x1a\x45\xdf\xa3" + os.urandom(996)  # Matroska / WebM magic
+        ingest = self.store.begin_upload(size_hint=len(webm), max_size=len(webm))
+        ingest.write(webm)
+        f = self.successResultOf(Deferred.fromCoroutine(self.store.commit(
+            ingest, UploadContext(owner=OWNER, name="clip"),
+            declared_type="application/x-www-form-urlencoded"))).file  # curl's, urllib's
+        self.assertEqual(f.mime, "application/x-www-form-urlencoded")
+        self.assertEqual(self.listed(), [f.sha256])
+
     def test_pages_in_upload_order_from_the_partial_index(self) -> None:
         files = [self.put(f"{i}.webm") for i in range(5)]
         order = [f.sha256 for f in sorted(files, key=lambda f: (f.created_at, f.sha256))]

@@ -195,7 +195,8 @@ class ContentStore(Protocol):
     async def unexamined_videos(
         self, *, after: tuple[float, str] | None = None, limit: int = 100
     ) -> list[StoredFile]:
-        """Uploaded videos never examined: a ``video/*`` file that an uploader owns (not only
+        """Uploaded videos never examined: a file that looked like a video when stored (its
+        type or first bytes, :func:`~tgateway.storage.naming.looks_like_video`) that an uploader owns (not only
         derived) with neither ``video`` nor ``video_error`` in its ``meta`` (a stop or crash came
         between storing and probing). At most ``limit``, in the order (``created_at``,
         ``sha256``), from after ``after`` (the last page's last file's); an indexed query."""

@@ -93,9 +93,11 @@ def _check_quota_txn(conn: sqlite3.Connection, owner: str, sha256: str, size: in
 
 def _insert_txn(
     conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float,
-    quota: int | None = None,
+    quota: int | None = None, video: bool = False,
 ) -> tuple[StoredFile, bool]:
-    """Insert the file (unless present) and the owner row. Returns (file, new).
+    """Insert the file (unless present) and the owner row. Returns (file, new). ``video``: the
+    file looks like a video (its type or first bytes): an uploader's reference marks it
+    unexamined until its probe or probe error is recorded.
 
     With ``quota`` (bytes), the owner's usage is checked in the same transaction, so that
     concurrent uploads by one owner cannot all pass the check (the store's commits run one at
@@ -127,22 +129,21 @@ def _insert_txn(
          1 if ctx.announce_dht else 0, ctx.source, now),
     )
     assert existing is not None
-    if not ctx.derived:
+    if video and not ctx.derived:
         _mark_unexamined_txn(conn, f.sha256)
     return existing, new
 
 
-# What the transcoder reports on (probe result or error) in ``files.meta``: a video/* file
-# uploaded by someone with neither key is marked ``unexamined_video`` (schema/002).
+# What the transcoder reports on (probe result or error) in ``files.meta``: a file that looks
+# like a video, uploaded by someone, with neither key is marked ``unexamined_video`` (schema/002).
 EXAMINED_KEYS = ("video", "video_error")
 
 
 def _mark_unexamined_txn(conn: sqlite3.Connection, sha256: str) -> None:
-    """Mark ``sha256`` as a video never examined, if it is one (an uploader's reference was
+    """Mark the video ``sha256`` as never examined unless it was (an uploader's reference was
     just added: derived files are never examined)."""
     conn.execute(
         "UPDATE files SET unexamined_video = 1 WHERE sha256 = ? AND unexamined_video IS NULL"
-        " AND substr(mime, 1, 6) = 'video/'"
         " AND json_extract(meta, '$.video') IS NULL AND json_extract(meta, '$.video_error') IS NULL",
         (sha256,),
     )
