@@ -14,15 +14,20 @@ upload that looks like a video, probed or not): then its event carries the seed'
 ``duration`` and ``video`` tags, ``hls`` and ``transcoded`` when a transcode is queued (those URLs
 answer 202 with Retry-After until it is done), topics ``video`` and ``streaming`` and the category
 ``video,streaming``. A kind 2003 event is a regular event, so it goes out once, with what is known
-when the video is probed. A file that already has an announcement (not retracted by NIP-09, see
-:mod:`tgateway.nostr.nip09`) is not announced again automatically;
-:meth:`TorrentAnnouncer.announce` (``POST /api/files/<sha256>/announce``) publishes a fresh event
-on demand (with the probe and transcoding state kept in the file's metadata).
+when the video is probed. The upload's context (title, description) waits in memory; a video
+examined after a restart (the transcoder examines at start the uploads a stop or crash left
+unprobed) has none there, and its context is rebuilt from what the store kept of its uploaders
+(``file_owners``: the first uploader's, with the first title and description given). A file
+that already has an announcement (not retracted by NIP-09, see :mod:`tgateway.nostr.nip09`) is
+not announced again automatically; :meth:`TorrentAnnouncer.announce`
+(``POST /api/files/<sha256>/announce``) publishes a fresh event on demand (with the probe and
+transcoding state kept in the file's metadata).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from coincurve import PrivateKey
@@ -35,7 +40,7 @@ from tgateway.nostr.event import Event, sign
 from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.nip35 import TorrentInfo, VideoSummary, torrent_event_template
 from tgateway.nostr.publisher import Publisher
-from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.model import Ownership, StoredEvent, StoredFile, UploadContext
 from tgateway.storage.nostr_outbox import Delivery
 from tgateway.transcode.api import ProbeResult
 
@@ -120,6 +125,7 @@ class TorrentAnnouncer:
         clock: IReactorTime,
         auto_publish: bool = True,
         get_file: Callable[[str], Awaitable[StoredFile | None]] | None = None,
+        get_owners: Callable[[str], Awaitable[list[Ownership]]] | None = None,
         await_video_probe: bool = False,
         bans: Bans | None = None,
     ) -> None:
@@ -131,6 +137,7 @@ class TorrentAnnouncer:
         self.auto_publish = auto_publish
         self.await_video_probe = await_video_probe
         self._get_file = get_file
+        self._get_owners = get_owners
         self._contexts: dict[str, UploadContext] = {}  # videos waiting for their probe
         self._announcing: set[str] = set()
         self.bans = bans
@@ -158,11 +165,30 @@ class TorrentAnnouncer:
 
     async def video_found(self, f: StoredFile, probe: ProbeResult | None,
                           queued: bool) -> Event | None:
-        """The transcoder examined a video upload: announce it with what the probe says."""
+        """The transcoder examined a video upload: announce it with what the probe says (and the
+        upload's context: kept since it was stored, else rebuilt from the store)."""
         context = self._contexts.pop(f.sha256, None)
         if not self.auto_publish or not self.relays:
             return None
+        if context is None:
+            context = await self.stored_context(f.sha256)
+            owner = context.owner if context is not None else None
+            if owner and self.bans is not None and self.bans.is_banned(owner):
+                return None  # the gateway publishes nothing for a banned key
         return await self._publish_once(f, context, probe=probe, transcoding=queued)
+
+    async def stored_context(self, sha256: str) -> UploadContext | None:
+        """The upload's context as the store kept it: its first uploader's (not a derived
+        owner), with the first title and description any uploader gave; None if unknown."""
+        if self._get_owners is None:
+            return None
+        owners = [o for o in await self._get_owners(sha256) if not o.derived]
+        if not owners:
+            return None
+        return replace(
+            owners[0].context(),
+            title=next((o.title for o in owners if o.title), None),
+            description=next((o.description for o in owners if o.description), None))
 
     async def _publish_once(self, f: StoredFile, context: UploadContext | None, *,
                             probe: ProbeResult | None = None,

@@ -85,6 +85,7 @@ class NostrService(MultiService):
             clock=reactor,
             auto_publish=config.auto_publish,
             get_file=store.get if store is not None else None,
+            get_owners=store.owners if store is not None else None,
             await_video_probe=await_video_probe,
             bans=bans,
         )

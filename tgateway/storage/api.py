@@ -15,6 +15,8 @@ The content store, seen from outside:
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
   ``remove_files`` drops whole files (retention), checking their use again under the store's lock;
+- examine: ``unexamined_videos`` lists, page by page, the uploaded videos whose probe (or its
+  error) never reached ``meta`` (``set_meta``);
 - upkeep: ``access`` notes every read in memory and writes them in batches (a file's last
   access); ``check`` finds bytes no row references and rows whose bytes are missing;
 - events: ``subscribe_stored`` / ``subscribe_deleted`` (called on a later reactor turn, once the
@@ -190,8 +192,18 @@ class ContentStore(Protocol):
     async def usage(self, owner: str) -> tuple[int, int]:
         """(files, bytes) owned by ``owner``."""
 
+    async def unexamined_videos(
+        self, *, after: tuple[float, str] | None = None, limit: int = 100
+    ) -> list[StoredFile]:
+        """Uploaded videos never examined: a file that looked like a video when stored (its
+        type or first bytes, :func:`~tgateway.storage.naming.looks_like_video`) that an uploader owns (not only
+        derived) with neither ``video`` nor ``video_error`` in its ``meta`` (a stop or crash came
+        between storing and probing). At most ``limit``, in the order (``created_at``,
+        ``sha256``), from after ``after`` (the last page's last file's); an indexed query."""
+
     async def set_meta(self, sha256: str, **updates: Any) -> None:
-        """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone."""
+        """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone.
+        Writing ``video`` or ``video_error`` marks a video examined."""
 
     async def stats(self) -> dict[str, int]: ...
 
