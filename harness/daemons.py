@@ -16,7 +16,14 @@ from typing import Any
 
 from harness.ports import free_tcp_port, free_tcp_udp_port, wait_for_tcp
 from harness.procs import ClientProcess, run
-from harness.tools import ClientFailed, private_home_env, which
+from harness.tools import (
+    ClientFailed,
+    deluge_console,
+    deluged,
+    private_home_env,
+    qbittorrent_nox,
+    transmission_daemon,
+)
 
 #
 # Each runs in the foreground as a ClientProcess with every file of its own (config, state, HOME,
@@ -24,22 +31,6 @@ from harness.tools import ClientFailed, private_home_env, which
 # its users drive it: qBittorrent through its Web API, Transmission through its RPC, Deluge with
 # deluge-console. They share one interface (``TorrentDaemon``) so a test can run the same scenario
 # on each. Start them inside a ``NetworkNamespace`` (Transmission refuses loopback peers).
-
-
-def qbittorrent_nox() -> str:
-    return which("qbittorrent-nox", "qbittorrent-nox")
-
-
-def transmission_daemon() -> str:
-    return which("transmission-daemon", "transmission-daemon")
-
-
-def deluged() -> str:
-    return which("deluged", "deluged")
-
-
-def deluge_console() -> str:
-    return which("deluge-console", "deluge-console")
 
 
 @dataclass(frozen=True)

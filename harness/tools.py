@@ -280,3 +280,19 @@ def private_home_env(directory: Path) -> dict[str, str]:
         path.mkdir(parents=True, exist_ok=True)
         env[name] = str(path)
     return env
+
+
+def qbittorrent_nox() -> str:
+    return which("qbittorrent-nox", "qbittorrent-nox")
+
+
+def transmission_daemon() -> str:
+    return which("transmission-daemon", "transmission-daemon")
+
+
+def deluged() -> str:
+    return which("deluged", "deluged")
+
+
+def deluge_console() -> str:
+    return which("deluge-console", "deluge-console")
