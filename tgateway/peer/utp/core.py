@@ -36,9 +36,10 @@ Receiving
     selective ack while packets are missing.
 
 Closing
-    :meth:`UtpConnection.close` sends a FIN after the data written; the connection ends when the
-    FIN is acked. A FIN from the peer (once everything before it has arrived) ends the stream:
-    it is acked and answered with our FIN. RESET ends the connection either way
+    :meth:`UtpConnection.close` sends a FIN after the data written; the stream ends for the
+    layer above when the FIN is acked, the connection when the peer's FIN has arrived too (it is
+    acked). A FIN from the peer (once everything before it has arrived) ends the stream: it is
+    acked and answered with our FIN. RESET ends the connection either way
     (:meth:`UtpConnection.abort` sends one). A closing connection is dropped after
     ``CLOSE_TIMEOUT`` whatever the peer does, a half-open one after ``SYN_RECV_TIMEOUT``, one
     that hears nothing for ``IDLE_TIMEOUT``; keep-alives (a STATE acking ``ack_nr - 1``, as libutp
@@ -192,6 +193,7 @@ class UtpConnection:
         self._sendbuf = bytearray()
         self._fin_wanted = False
         self._fin_seq: int | None = None
+        self._fin_acked = False  # our FIN was acked (we wait for the peer's, or the timeout)
         self._resend_due = 0  # packets marked by a timeout, not yet resent
         self._limited = False  # the window held data back since the last ack
         self.peer_wnd = MSS * 8  # until the peer says
@@ -215,6 +217,7 @@ class UtpConnection:
         self._pending_bytes = 0
         self.reading = True
         self._eof_seq: int | None = None
+        self._eof_reached = False  # everything up to the peer's FIN arrived
         self._ack_due = False
         self._delivering = False
         # statistics
@@ -447,9 +450,16 @@ class UtpConnection:
             self.dup_acks = 0
         if progressed:
             if self.state == "closing" and self._fin_seq is not None and \
-                    not _after(self._fin_seq, self.acked):
-                self._finish("closed", clean=True)
-                return
+                    not self._fin_acked and not _after(self._fin_seq, self.acked):
+                self._fin_acked = True
+                if self._eof_reached:
+                    self._finish("closed", clean=True)
+                    return
+                # Both FINs make the end (as in libutp): the stream is over for the layer
+                # above; the connection stays to ack the peer's FIN (or CLOSE_TIMEOUT).
+                if self.events is not None:
+                    events, self.events = self.events, None
+                    events.closed("closed", True)
             self.host.needs_flush(self)  # the window moved: more may go out
         elif acked_bytes:
             self.host.needs_flush(self)
@@ -564,10 +574,14 @@ class UtpConnection:
     def _peer_finished(self, now: float) -> None:
         """Everything up to the peer's FIN arrived: deliver it, ack, answer with our FIN."""
         self.reading = True
+        self._eof_reached = True
         self._deliver_pending()
         if self.state == "done":
             return
         self._send_state(now)
+        if self._fin_acked:
+            self._finish("closed", clean=True)
+            return
         if self.state != "closing":
             self.state = "closing"
             self._closing_since = now
@@ -699,6 +713,8 @@ class UtpConnection:
             pkt = _pack(_STATE_TV, 0, self.send_id, ts, self.reply_micro, self._window(),
                         self.seq_nr, ack)
         self.last_sent = now
+        if not keepalive:
+            self._ack_due = False
         self.host.send_datagram(pkt, self.addr)
 
     def _send_reset(self, now: float) -> None:

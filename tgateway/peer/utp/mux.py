@@ -2,7 +2,7 @@
 
 :class:`UtpMux` decodes each datagram (malformed ones are counted and dropped), finds its
 connection by ``(address, port, connection id)`` and hands the packet over; it opens incoming
-connections, times them out, and answers packets for unknown connections with a RESET.
+connections, times them out, and answers DATA and FIN for unknown connections with a RESET.
 
 Bounds (nothing here grows with what a remote party sends):
 
@@ -143,7 +143,8 @@ class UtpMux:
         conn = self.connections.get((host, port, conn_id))
         if conn is None:
             self.unknown += 1
-            self._reset_unknown(p, (host, port), now)
+            if kind != ST_STATE:  # an ack (a late duplicate, a keep-alive) waits for nothing
+                self._reset_unknown(p, (host, port), now)
             return
         if conn.state == "syn_recv":
             if kind == ST_FIN:
@@ -226,7 +227,7 @@ class UtpMux:
         below the id it sends on."""
         if self._resets.take(now) > 0:
             return
-        seq = (p.seq_nr - 1) & MASK16 if p.type == ST_STATE else p.seq_nr
+        seq = p.seq_nr
         self.resets_sent += 1
         self.out.send_datagram(
             HEADER.pack(_RESET_TV, 0, (p.connection_id - 1) & MASK16, int(now * 1e6) & 0xFFFFFFFF,
