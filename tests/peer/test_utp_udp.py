@@ -36,6 +36,7 @@ class Collect(Protocol):
     def __init__(self, want: int) -> None:
         self.want = want
         self.got = bytearray()
+        self.chunks: list[int] = []
         self.done: defer.Deferred[None] = defer.Deferred()
         self.lost: defer.Deferred[list[Failure]] = defer.Deferred()
         self.made = False
@@ -45,6 +46,7 @@ class Collect(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.got += data
+        self.chunks.append(len(data))
         if len(self.got) >= self.want and not self.done.called:
             self.done.callback(None)
 
@@ -166,6 +168,35 @@ async def test_a_streaming_producer_is_paused_above_the_buffer_and_resumed_when_
         await _timeout(proto.done, 20)
         assert events == ["pause", "resume"]
         t.loseConnection()
+        await _timeout(proto.lost, 10)
+    finally:
+        await defer.maybeDeferred(sport.stopListening)
+        await defer.maybeDeferred(cport.stopListening)
+
+
+class Greeter(Protocol):
+    """Writes a 68-byte greeting and then more, in two writes of the same reactor turn."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(b"h" * 68)  # type: ignore[union-attr]
+        self.transport.write(b"m" * 154)  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_write_goes_out_in_packets_of_its_own() -> None:
+    # as libutp's utp_write does; Transmission relies on it (tgateway/peer/core.py, start)
+    factory = Factory.forProtocol(Greeter)
+    server = UtpSocket(factory, reactor, random.Random(1))
+    client = UtpSocket(None, reactor, random.Random(2))
+    sport = reactor.listenUDP(0, server, "127.0.0.1")
+    cport = reactor.listenUDP(0, client, "127.0.0.1")
+    try:
+        proto = Collect(222)
+        await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto), 10)
+        proto.transport.write(b"hello")  # type: ignore[union-attr]
+        await _timeout(proto.done, 10)
+        assert proto.chunks == [68, 154]
+        proto.transport.loseConnection()  # type: ignore[union-attr]
         await _timeout(proto.lost, 10)
     finally:
         await defer.maybeDeferred(sport.stopListening)

@@ -220,6 +220,7 @@ class UtpConnection:
         self._eof_reached = False  # everything up to the peer's FIN arrived
         self._ack_due = False
         self._delivering = False
+        self._flushing = False
         # statistics
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -596,9 +597,21 @@ class UtpConnection:
     # ------------------------------------------------------------------ packets out
 
     def flush(self, now: float) -> None:
-        """Send what the windows allow: packets due again, new data, the FIN, a pending ack."""
+        """Send what the windows allow: packets due again, new data, the FIN, a pending ack.
+        Called again from within (a producer resumed by ``send_drained`` writes more), it asks
+        the host for a later flush instead."""
         if self.state == "done":
             return
+        if self._flushing:
+            self.host.needs_flush(self)
+            return
+        self._flushing = True
+        try:
+            self._flush(now)
+        finally:
+            self._flushing = False
+
+    def _flush(self, now: float) -> None:
         sent = False
         if self.state in ("connected", "closing"):
             window = min(self.cc.cwnd, self.peer_wnd)

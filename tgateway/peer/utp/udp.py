@@ -89,7 +89,7 @@ class UtpTransport:
         if not self.connected or self.disconnecting:
             return
         self.conn.write(data)
-        self._check_full()
+        self._sent_written()
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         if not self.connected or self.disconnecting:
@@ -97,6 +97,14 @@ class UtpTransport:
         conn = self.conn
         for chunk in data:
             conn.write(chunk)
+        self._sent_written()
+
+    def _sent_written(self) -> None:
+        # What one write call gives goes out now, as far as the windows allow, in packets of
+        # its own (as libutp's utp_write does): Transmission reads the BitTorrent handshake
+        # from one packet and parses the bytes that came with it only when another packet
+        # arrives, so the messages written after the handshake must not share its packet.
+        self.conn.flush(self._now())
         self._check_full()
 
     def _check_full(self) -> None:
