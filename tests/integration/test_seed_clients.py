@@ -101,7 +101,8 @@ class Site:
 
     def utp_accepted(self) -> int:
         """uTP connections the gateway's peer has accepted so far."""
-        return int(json.loads(_get(self.gateway.url("/api/health")))["peer"]["utp"]["accepted"])
+        utp = json.loads(_get(self.gateway.url("/api/health")))["peer"]["utp"] or {}  # off: None
+        return int(utp.get("accepted", 0))
 
     def scrape(self) -> dict[bytes, int]:
         escaped = "".join(f"%{self.info_hash[i:i + 2]}" for i in range(0, 40, 2))

@@ -4,7 +4,9 @@ transport per connection (:class:`UtpTransport`) that stream protocols take for 
 :class:`UtpSocket` feeds each datagram to the :class:`~.mux.UtpMux` with the reactor's time,
 flushes what the connections have to send once per reactor turn (``callLater(0)``: the acks and
 packets for a whole batch of datagrams go out together, as libtorrent defers its acks until the
-socket is drained), and ticks the connections' timers every ``TICK`` seconds. A connection the
+socket is drained), and ticks the connections' timers every ``TICK`` seconds. Bytes the protocol
+writes go out at once, as far as the windows allow, in packets of their own per write call (as
+libutp's ``utp_write``; see :meth:`UtpTransport._sent_written`). A connection the
 peer completes (its first DATA) becomes a protocol from the factory's ``buildProtocol``; None
 refuses it (RESET).
 
