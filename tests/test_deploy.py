@@ -76,7 +76,8 @@ def test_ports_below_1024_are_named() -> None:
     assert deploy.facts(parse_config({}))["LOW_PORTS"] == ""
     facts = deploy.facts(parse_config({"peer": {"port": 881}, "tracker": {"udp_port": 69},
                                        "blossom_server": {"enabled": False, "port": 80}}))
-    assert facts["LOW_PORTS"] == "udp/69 tcp/881"  # Blossom is off: its port does not count
+    # Blossom is off: its port does not count; the peer binds its number on TCP and UDP (uTP)
+    assert facts["LOW_PORTS"] == "udp/69 tcp/881 udp/881"
 
 
 def test_facts_for_nginx_and_the_unit(tmp_path: Path) -> None:
@@ -90,4 +91,5 @@ def test_facts_for_nginx_and_the_unit(tmp_path: Path) -> None:
     lines = facts["PORTS"].splitlines()
     assert "tcp/9877\tHTTP API (gateway)\t(loopback only)" in lines
     assert "udp/6969\tUDP tracker" in lines and "tcp/6881\tBitTorrent peer" in lines
+    assert "udp/6881\tBitTorrent peer (uTP)" in lines  # peer.utp, on by default
     assert deploy._upstream("::", 1) == "[::1]:1"

@@ -263,6 +263,9 @@ class PeerConfig:
     # The same for IPv6 (used when peer.host is an IPv6 address or "::").
     external_ip6: str = field(default="", metadata=_check(
         lambda v: _is_ip_or_empty(v, 6), "an IPv6 address or empty"))
+    # uTP (BEP 29) on the UDP port of the same number as the TCP listener: Transmission and
+    # WebTorrent try uTP first (Transmission 3 never falls back to TCP for tracker peers).
+    utp: bool = True
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ def ports(config: Config) -> list[Port]:
             out.append(Port("udp", config.dht.port, config.dht.host6, "DHT (IPv6)"))
     if "peer" in c:
         out.append(Port("tcp", config.peer.port, config.peer.host, "BitTorrent peer"))
+        if config.peer.utp:
+            out.append(Port("udp", config.peer.port, config.peer.host, "BitTorrent peer (uTP)"))
     return [p for p in out if p.port]
 
 

@@ -8,7 +8,8 @@ loopback. The torrent has no web seed (``/api/torrent/<sha256>?webseed=0``) and 
   lists the gateway's peer via ``add_local_peer``);
 - aria2c from a magnet link alone (metadata through BEP 9 ``ut_metadata``);
 - libtorrent (Debian's python3) from the magnet link, given the gateway as a peer, with its
-  default protocol encryption (MSE handshake) and with RC4 streams forced;
+  default protocol encryption (MSE handshake) and with RC4 streams forced, over TCP; and over uTP
+  alone (BEP 29: libtorrent's TCP off both ways), from the same peer-wire code;
 - node ``webtorrent`` given the torrent and the gateway as a TCP peer (``addPeer``).
 """
 
@@ -78,7 +79,7 @@ def _sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     work = tmp_path_factory.mktemp("peer")
-    peer_port = ports.free_tcp_port()
+    peer_port = ports.free_tcp_udp_port()  # uTP: the UDP port of the same number
     cfg = gateway_config(
         work / "data",
         tracker={"enabled": True, "udp_port": 0, "host": "127.0.0.1"},
@@ -149,6 +150,21 @@ def test_libtorrent_downloads_from_the_magnet_link(seeded: Seeded, encryption: s
     report = result.json()
     assert report["ok"], report
     seeded.check(out / seeded.name)
+    shutil.rmtree(out)
+
+
+def test_libtorrent_downloads_over_utp_only(seeded: Seeded) -> None:
+    before = seeded.status()["peer"]["utp"] or {"accepted": 0}  # None: uTP off
+    out = seeded.workdir / "libtorrent-utp"
+    out.mkdir()
+    result = procs.run_libtorrent(
+        LT_CLIENT, "leech", seeded.magnet(tracker=False), str(out),
+        f"127.0.0.1:{seeded.peer_port}", "150", timeout=180, env={"LT_TRANSPORT": "utp"})
+    report = result.json()
+    assert report["ok"], report
+    seeded.check(out / seeded.name)
+    after = seeded.status()["peer"]["utp"] or {"accepted": 0}
+    assert after["accepted"] > before["accepted"], (before, after)
     shutil.rmtree(out)
 
 

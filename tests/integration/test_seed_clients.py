@@ -24,16 +24,13 @@ qbittorrent-nox (Web API), transmission-daemon (RPC) and deluged (deluge-console
   seed): the info dict can only come from the gateway's peer (BEP 9), pieces from either;
 - seeding: what the client downloaded, it serves to a libtorrent leecher that knows no other peer.
 
-The gateway's peer speaks TCP only (no uTP). libtorrent (qBittorrent, Deluge) tries uTP first and
-falls back to TCP within seconds. Transmission 3.00 tries uTP first with peers from trackers and
-never falls back for a peer that does not answer uTP: its handshake gives up after 30 s, the
-peer is retried 15 minutes later, over uTP again. (Tried by hand: answering its uTP SYN with a
-reset makes it reconnect over TCP, but its handshake's error path then drops that connection
-too.) So for the downloads that need the gateway's peer (tracker + peer, magnet) Transmission's
-uTP is switched off; with its defaults it downloads the torrent as served from the web seed.
+Every client keeps its transport defaults: Transmission 3.00 and WebTorrent try uTP (BEP 29)
+first with peers from trackers (Transmission never falls back to TCP for such a peer), libtorrent
+(qBittorrent, Deluge) tries both; the gateway's peer answers uTP on the UDP port of its TCP port's
+number. The tracker + peer downloads of Transmission and of WebTorrent check that the bytes came
+over uTP (the gateway's uTP socket accepted the connection; WebTorrent's wire type).
 
-WebTorrent in node: the same three downloads (uTP off: with it, WebTorrent reaches the gateway's
-peer over TCP only once its uTP attempts have timed out, about 40 s). WebTorrent in Chromium (the
+WebTorrent in node: the same three downloads. WebTorrent in Chromium (the
 ``webtorrent`` browser bundle in a page, Playwright driving Debian's chromium): the gateway's
 ``.torrent`` and its
 WebSocket tracker; a browser speaks to WebRTC peers and web seeds only, so the bytes come from the
@@ -42,7 +39,6 @@ web seed, and the WebSocket tracker must have the browser in its swarm.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -103,6 +99,11 @@ class Site:
     def peer_bytes_sent(self) -> int:
         return int(json.loads(_get(self.gateway.url("/api/health")))["peer"]["bytes_sent"])
 
+    def utp_accepted(self) -> int:
+        """uTP connections the gateway's peer has accepted so far."""
+        utp = json.loads(_get(self.gateway.url("/api/health")))["peer"]["utp"] or {}  # off: None
+        return int(utp.get("accepted", 0))
+
     def scrape(self) -> dict[bytes, int]:
         escaped = "".join(f"%{self.info_hash[i:i + 2]}" for i in range(0, 40, 2))
         files = bencode.decode(_get(self.gateway.url(f"/scrape?info_hash={escaped}")))[b"files"]
@@ -125,7 +126,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 gateway={"port": ports.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP},
                 tracker={"enabled": True, "host": GATEWAY_IP,
                          "udp_port": ports.free_udp_port(GATEWAY_IP)},
-                peer={"port": ports.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP,
+                peer={"port": ports.free_tcp_udp_port(GATEWAY_IP), "host": GATEWAY_IP,
                       "external_ip": GATEWAY_IP},
                 storage={"blob_threshold": "2MiB"},
                 nostr={"auto_publish": False},
@@ -203,19 +204,6 @@ def _download(site: Site, daemon: daemons.TorrentDaemon, save: Path, *,
         daemon.remove(site.info_hash)
 
 
-@contextlib.contextmanager
-def tcp_to_the_gateway_peer(daemon: daemons.TorrentDaemon) -> Iterator[None]:
-    """Transmission without uTP for the block (see the module's docstring); others as they are."""
-    if not isinstance(daemon, daemons.Transmission):
-        yield
-        return
-    daemon.rpc("session-set", {"utp-enabled": False})
-    try:
-        yield
-    finally:
-        daemon.rpc("session-set", {"utp-enabled": True})
-
-
 def test_daemon_downloads_the_torrent_as_served(
         site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     with site.ns.inside():
@@ -224,9 +212,14 @@ def test_daemon_downloads_the_torrent_as_served(
 
 def test_daemon_downloads_through_the_tracker_from_the_gateway_peer(
         site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
-    with site.ns.inside(), tcp_to_the_gateway_peer(daemon):
+    with site.ns.inside():
+        utp_before = site.utp_accepted()
         sent = _download(site, daemon, tmp_path / "dl", torrent=site.peer_only)
+        utp = site.utp_accepted() - utp_before
+    print(f"{daemon.name}: {utp} uTP connection(s) accepted")
     assert sent >= SIZE, f"the gateway's peer sent {sent} bytes"
+    if isinstance(daemon, daemons.Transmission):  # uTP only, with peers from trackers
+        assert utp >= 1
 
 
 def test_daemon_downloads_from_the_webseed(
@@ -238,7 +231,7 @@ def test_daemon_downloads_from_the_webseed(
 
 def test_daemon_downloads_from_the_magnet_link(
         site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
-    with site.ns.inside(), tcp_to_the_gateway_peer(daemon):
+    with site.ns.inside():
         sent = _download(site, daemon, tmp_path / "dl", magnet=site.meta["magnet"])
     # The info dict only exists at the gateway's peer (BEP 9); pieces from peer and web seed.
     assert sent > 0
@@ -290,7 +283,8 @@ def test_webtorrent_node_downloads(site: Site, source: str, tmp_path: Path) -> N
     assert report["announced"] >= (0 if source == "webseed" else 1)
     sources = report["sources"]
     if source == "tracker+peer":
-        assert sources.get("tcpOutgoing", 0) >= SIZE and "webSeed" not in sources, sources
+        # WebTorrent's default: uTP first (its wire type names the transport)
+        assert sources.get("utpOutgoing", 0) >= SIZE and "webSeed" not in sources, sources
         assert sent >= SIZE
     elif source == "webseed":
         assert sources == {"webSeed": SIZE} and sent == 0, (sources, sent)

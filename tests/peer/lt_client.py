@@ -9,7 +9,9 @@
            {"ok", "seconds", "bytes", "rate", "url_seed_errors"} (every url_seed_alert: an HTTP
            error such as 429 from the web seed)
 
-No DHT, LSD, UPnP, NAT-PMP or uTP; loopback only. Encryption: ``LT_ENCRYPTION`` (on/off/forced). Leechers connect straight to the given peer.
+No DHT, LSD, UPnP, NAT-PMP; loopback only. Encryption: ``LT_ENCRYPTION`` (on/off/forced).
+Transport: ``LT_TRANSPORT`` "tcp" (the default: uTP off) or "utp" (TCP off both ways, uTP only).
+Leechers connect straight to the given peer.
 """
 
 import json
@@ -27,9 +29,12 @@ def session(port: int = 0) -> "lt.session":
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
         "allow_multiple_connections_per_ip": True,
         "connections_limit": 500,
-        # The gateway speaks TCP only (no uTP).
-        "enable_outgoing_utp": False, "enable_incoming_utp": False,
     })
+    if os.environ.get("LT_TRANSPORT", "tcp") == "utp":
+        s.apply_settings({"enable_outgoing_tcp": False, "enable_incoming_tcp": False,
+                          "enable_outgoing_utp": True, "enable_incoming_utp": True})
+    else:
+        s.apply_settings({"enable_outgoing_utp": False, "enable_incoming_utp": False})
     # LT_ENCRYPTION: "on" (libtorrent's default: try MSE first, plaintext or RC4 stream), "off"
     # (plaintext handshakes only), "forced" (MSE with an RC4 stream only).
     mode = os.environ.get("LT_ENCRYPTION", "on")

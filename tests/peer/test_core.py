@@ -41,12 +41,14 @@ class FakeTorrent:
 class Recorder:
     def __init__(self) -> None:
         self.sent = bytearray()
+        self.writes: list[int] = []  # the size of each send
         self.closed: str | None = None
         self.wakes = 0
         self.interest = 0
 
     def send(self, data: bytes) -> None:
         self.sent += data
+        self.writes.append(len(data))
 
     def close(self, reason: str) -> None:
         self.closed = reason
@@ -117,6 +119,13 @@ def test_handshake_answer_fast_peer_gets_have_all_allowed_fast_and_ext_handshake
     fast = [m.index for m in msgs[2:] if isinstance(m, wire.IndexMessage)]
     assert len(fast) == 10 and len(set(fast)) == 10
     assert fast == wire.allowed_fast_set(bytes([10, 0, 0, 1]), t.info_hash_bytes, 21, 10)
+
+
+def test_the_handshake_is_a_write_of_its_own() -> None:
+    # Over uTP a write goes out in packets of its own; Transmission 3.00 parses what shares the
+    # handshake's packet only when another packet arrives (it stalled before asking for a piece).
+    s, rec, t = connect()
+    assert rec.writes[0] == 68 and len(rec.writes) == 2
 
 
 def test_plain_peer_gets_full_bitfield_with_zero_spare_bits() -> None:

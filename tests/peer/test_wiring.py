@@ -20,6 +20,24 @@ from tgateway.peer.service import PeerService, announce_ips, make_peer_id
 from tgateway.tap import makeService
 
 
+class UdpMemoryReactor(MemoryReactorClock):
+    """MemoryReactorClock with the UDP ports it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPorts: dict[int, tuple[Any, str]] = {}
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "",
+                  maxPacketSize: int = 8192) -> Any:
+        self.udpPorts[port] = (protocol, interface)
+
+        class Port:
+            def stopListening(self) -> None:
+                pass
+
+        return Port()
+
+
 class WiringTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="peer-wiring-")
@@ -50,6 +68,30 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(peer.factory.choker.max_uploads, 3)
         self.assertEqual(peer.config.port, 7001)
         self.assertEqual(peer.factory.session_config.dht_port, 6883)  # the DHT node, for PORT
+
+    def test_utp_on_the_udp_port_of_the_same_number(self) -> None:
+        reactor = UdpMemoryReactor()
+        top = makeService({"config": self.config(peer={"port": 7001, "host": "127.0.0.1"})},
+                          reactor=reactor)
+        peer = top.gateway.components.peer  # type: ignore[attr-defined]
+        self.assertTrue(peer.config.utp)  # the default
+        peer.startService()
+        self.addCleanup(peer.stopService)
+        self.assertEqual([p[0] for p in reactor.tcpServers], [7001])
+        self.assertEqual(reactor.udpPorts[7001], (peer.utp, "127.0.0.1"))
+        self.assertIs(peer.utp.factory, peer.factory)  # the one peer-wire code path
+        self.assertIsNotNone(peer.status()["utp"])
+
+    def test_utp_off(self) -> None:
+        reactor = UdpMemoryReactor()
+        top = makeService({"config": self.config(peer={"port": 7001, "utp": False})},
+                          reactor=reactor)
+        peer = top.gateway.components.peer  # type: ignore[attr-defined]
+        peer.startService()
+        self.addCleanup(peer.stopService)
+        self.assertIsNone(peer.utp)
+        self.assertNotIn(7001, reactor.udpPorts)
+        self.assertIsNone(peer.status()["utp"])
 
     def test_disabled_and_modes(self) -> None:
         top = makeService({"config": self.config(peer={"enabled": False})},

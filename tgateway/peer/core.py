@@ -190,7 +190,10 @@ class PeerSession:
         hs = self.handshake
         if cfg.dht_port and hs is not None and hs.reserved[7] & wire.DHT_BIT:
             parts.append(wire.encode_port(cfg.dht_port))
-        self._send(b"".join(parts), now)
+        # The handshake in a write of its own: over uTP a write is a packet of its own, and
+        # Transmission parses what comes in the handshake's packet only once another arrives.
+        self._send(parts[0], now)
+        self._send(b"".join(parts[1:]), now)
 
     # ------------------------------------------------------------------ messages
 

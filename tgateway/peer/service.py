@@ -35,6 +35,7 @@ from tgateway.tracker.core import LocalPeers
 from .announce import TrackerAnnouncer, UdpAnnounceClient
 from .core import SessionConfig
 from .factory import PeerFactory
+from .utp.udp import UtpSocket
 
 __all__ = ["PeerService", "build", "build_peer", "make_peer_id", "announce_ips"]
 
@@ -118,6 +119,15 @@ class PeerService(MultiService):
             t.clock = factory.clock
             t.setName(name)  # type: ignore[no-untyped-call]
             t.setServiceParent(self)  # type: ignore[no-untyped-call]
+        # uTP (BEP 29) on the UDP port of the same number, into the same factory and budgets.
+        self.utp: UtpSocket | None = None
+        self._utp_port: Any = None
+        if config.utp:
+            self.utp = UtpSocket(
+                factory, factory.clock, random.SystemRandom(),
+                max_connections=2 * (factory.max_connections + factory.max_unidentified),
+                max_half_open=max(8, factory.max_unidentified),
+                max_half_open_per_ip=factory.max_connections_per_ip)
 
     @property
     def port(self) -> int:
@@ -134,6 +144,7 @@ class PeerService(MultiService):
         d = getattr(self.listener, "_waitingForPort", None)
 
         def listening(_: Any = None) -> Any:
+            self._listen_utp()
             self.announcer.port = self.port
             self.factory.session_config = _with_port(self.factory.session_config, self.port)
             self.announcer.start(self.known_info_hashes())
@@ -144,12 +155,25 @@ class PeerService(MultiService):
         else:
             listening()
 
+    def _listen_utp(self) -> None:
+        if self.utp is None or self._utp_port is not None:
+            return
+        try:
+            self._utp_port = self.reactor.listenUDP(self.port, self.utp, self.config.host, 8192)
+        except Exception:
+            self.log.failure("uTP: cannot listen on UDP port {port}; TCP only", port=self.port)
+
     def stopService(self) -> defer.Deferred[Any]:
         d1 = self.announcer.stop()
         self.factory.close_all()
+        if self.utp is not None:
+            self.utp.close_all()
 
         async def stop() -> None:
             await d1
+            if self._utp_port is not None:
+                port, self._utp_port = self._utp_port, None
+                await defer.maybeDeferred(port.stopListening)
             if self._udp_port is not None:
                 await defer.maybeDeferred(self._udp_port.stopListening)
             await defer.maybeDeferred(MultiService.stopService, self)
@@ -171,6 +195,7 @@ class PeerService(MultiService):
     def status(self) -> dict[str, Any]:
         out = self.factory.status()
         out["port"] = self.port
+        out["utp"] = self.utp.status() if self._utp_port is not None and self.utp else None
         out["torrents"] = len(self.announcer.torrents)
         out["trackers"] = dict(self.announcer.results)
         return out

@@ -1,8 +1,6 @@
 // WebTorrent (node) downloading from the gateway as a user's client does: the torrent's own
-// trackers (HTTP, UDP, WebSocket), the TCP peers they list, and the torrent's web seeds. No
-// DHT, LSD, PEX, UPnP, NAT-PMP or STUN servers. uTP is off: the gateway's peer speaks TCP only,
-// and WebTorrent's default (uTP first) reaches it over TCP only once its uTP attempts (5 s
-// each, retried after 1, 5 and 15 s) have timed out, about 40 s.
+// trackers (HTTP, UDP, WebSocket), the peers they list (its default: uTP first, then TCP), and
+// the torrent's web seeds. No DHT, LSD, PEX, UPnP, NAT-PMP or STUN servers.
 //
 //   node webtorrent_download.mjs SOURCE OUT_DIR [webseeds|no-webseeds] [TIMEOUT_S]
 //   SOURCE: a .torrent file or a magnet link
@@ -13,7 +11,7 @@ import WebTorrent from 'webtorrent'
 
 const [source, outDir, webSeedsArg, timeoutArg] = process.argv.slice(2)
 const client = new WebTorrent({
-  dht: false, lsd: false, utPex: false, natUpnp: false, natPmp: false, utp: false,
+  dht: false, lsd: false, utPex: false, natUpnp: false, natPmp: false,
   webSeeds: webSeedsArg !== 'no-webseeds',
   tracker: { rtcConfig: { iceServers: [] } }
 })
