@@ -311,3 +311,17 @@ async def test_web_page(gw: RunningGateway) -> None:
     assert r.headers.getRawHeaders("content-type") == ["text/html; charset=utf-8"]
     body = await treq.content(r)
     assert b"/api/upload" in body and b"<form" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_webseed_answers_on_the_url_list_entry_itself(gw: RunningGateway) -> None:
+    """WebTorrent fetches a single-file torrent's url-list entry as it is, without appending the
+    name (BEP 19 says to append it; aria2 and libtorrent do)."""
+    data = bytes(range(256)) * 400
+    r, f = await upload(gw, data, "w.bin")
+    base = gw.url(f"/api/webseed/{f['info_hash']}/")
+    assert f["urls"]["webseed"].startswith(base)
+    r = await http.get(base, headers={"Range": "bytes=100-299"})
+    assert r.code == 206 and await treq.content(r) == data[100:300]
+    r = await http.get(base)
+    assert hashlib.sha256(await treq.content(r)).hexdigest() == f["sha256"]

@@ -377,7 +377,10 @@ class GatewayApi:
         await send_file(request, self.store.reader, f, disposition="attachment")
 
     @app.route("/api/webseed/<info_hash>", methods=["GET", "HEAD"])
+    @app.route("/api/webseed/<info_hash>/", methods=["GET", "HEAD"])
     async def webseed_bare(self, request: Any, info_hash: str) -> None:
+        # The url-list entry itself: WebTorrent fetches a single-file torrent's webseed URL as
+        # it is, without appending the name (BEP 19 says to).
         await self.webseed(request, info_hash, "")
 
     @app.route("/api/webseed/<info_hash>/<path:name>", methods=["GET", "HEAD"])
