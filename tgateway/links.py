@@ -6,14 +6,27 @@ announcements and Blossom descriptors all build links here.
 
 from __future__ import annotations
 
+import mimetypes
+import re
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from tgateway import bencode
 from tgateway.storage.model import StoredFile
 
 CREATED_BY = "tgateway/0.1"
+_EXTENSION = re.compile(r"^[A-Za-z0-9]{1,10}$")
+
+
+def blob_extension(name: str, mime: str) -> str:
+    """The extension of a blob's ``blossom:`` URI (BUD-10 requires one): the file name's when it
+    has a short alphanumeric one, else the usual one for its type, else ``bin``."""
+    _, dot, ext = name.rpartition(".")
+    if dot and _EXTENSION.match(ext):
+        return ext.lower()
+    guessed = mimetypes.guess_extension(mime.split(";", 1)[0].strip().lower() or "x/x")
+    return guessed[1:] if guessed else "bin"
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,14 @@ class Links:
         if not self.blossom_url:
             return None
         return f"{self.blossom_url}/{f.sha256}"
+
+    def blossom_uri(self, f: StoredFile) -> str | None:
+        """BUD-10: ``blossom:<sha256>.<ext>?xs=<server>&sz=<size>``; the server hint is the full
+        base URL (the scheme and port matter on a server that is not https on 443)."""
+        if not self.blossom_url:
+            return None
+        query = urlencode({"xs": self.blossom_url, "sz": f.size})
+        return f"blossom:{f.sha256}.{blob_extension(f.name, f.mime)}?{query}"
 
     def magnet(self, f: StoredFile) -> str:
         parts = [
@@ -96,6 +117,7 @@ class Links:
         blossom = self.blossom(f)
         if blossom:
             out["urls"]["blossom"] = blossom  # type: ignore[index]
+            out["urls"]["blossom_uri"] = self.blossom_uri(f)  # type: ignore[index]
         if f.meta:
             out["meta"] = f.meta
         return out
