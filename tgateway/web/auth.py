@@ -17,7 +17,9 @@ Routes (:class:`AuthApi`): ``GET /api/auth/challenge`` (a challenge, and the URL
 must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``u`` tag),
 ``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway, see
 :mod:`tgateway.nostr.login`; or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
-NIP-46 login that is waiting for the user's approval at ``auth_url``), ``POST /api/auth/logout``
+NIP-46 login that is waiting for the user's approval at ``auth_url``, or ``event``: a login event
+signed by a NIP-46 signer the web page reached itself through ``nostrconnect://``, checked like a
+NIP-07 one), ``POST /api/auth/logout``
 and ``GET /api/auth/session``. Login attempts are rate limited per IP (``rate_limiting.auth``).
 """
 
@@ -214,6 +216,9 @@ class AuthApi:
         self._limit(self.login_limiter, request)
         if auth_type == "nip07":
             return await self._nip07(request, body)
+        if auth_type == "nip46" and "event" in body and "bunker_url" not in body:
+            # signed by a NIP-46 signer the page reached itself (nostrconnect://)
+            return await self._nip07(request, body, method="nip46")
         if auth_type == "nip46":
             return await self._nip46_start(request, body)
         raise BadRequest("auth_type must be nip07 or nip46", code="invalid_auth_type")
@@ -234,7 +239,7 @@ class AuthApi:
             },
         )
 
-    async def _nip07(self, request: Any, body: dict[str, Any]) -> bytes:
+    async def _nip07(self, request: Any, body: dict[str, Any], method: str = "nip07") -> bytes:
         event = body.get("event", body.get("signed_event"))
         if isinstance(event, str):
             try:
@@ -251,7 +256,7 @@ class AuthApi:
         except Unauthorized as e:
             code = e.code if e.code != Unauthorized.code else "invalid_login"
             raise Unauthorized(e.message, code=code) from None
-        return await self._session_answer(request, checked.pubkey, "nip07")
+        return await self._session_answer(request, checked.pubkey, method)
 
     async def _nip46_start(self, request: Any, body: dict[str, Any]) -> bytes:
         if self.nip46 is None:
