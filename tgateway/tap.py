@@ -310,7 +310,14 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     )
     gw.parts["api"] = api
     gw.parts["root"] = root
-    users.mount(root, api.app.resource())  # /api/auth, /api/users, /api/nostr, announcements
+    from tgateway.web.ui import build_ui
+
+    ui = build_ui(config=config, store=gw.store, links=gw.links, auth=users.auth,
+                  components=gw.components, max_upload=api.max_upload, tracker=tracker)
+    ui.mount(root)  # /, /f/<sha256>, /me, /static, /api/config
+    gw.parts["ui"] = ui
+    # /api/auth, /api/users, /api/nostr, announcements; the web interface's file routes
+    users.mount(root, ui.files_split(api.app.resource()))
     gw.parts["users"] = users
     gw.sites["gateway"] = site
     endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
@@ -357,6 +364,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
             resource, users.users_api.app.resource()))
         gw.parts["api"].extra_status["transcode"] = transcoder.health
         gw.parts["stream"] = stream
+        gw.parts["ui"].set_transcoding(stream.describe)  # GET /api/files/<sha256>/transcoding
 
 
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:

@@ -6,12 +6,10 @@ render JSON; every error is an ApiError rendered by ``tgateway.web.errors``.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -42,11 +40,6 @@ from .send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, parse_hex, send_file,
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 MAX_FIELD = 16 * 1024
 HEAD_BYTES = 4096
-
-
-@functools.lru_cache(maxsize=1)
-def _index_html() -> bytes:
-    return (resources.files("tgateway.web") / "static" / "index.html").read_bytes()
 
 
 class Authenticator(Protocol):
@@ -422,14 +415,6 @@ class GatewayApi:
         f = await self._file(sha256)
         set_headers(request, CORS_HEADERS)
         return json_response(request, self.links.describe(f))
-
-    # web page -------------------------------------------------------------------------
-
-    @app.route("/", methods=["GET", "HEAD"])
-    def index(self, request: Any) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"content-security-policy", b"default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-        return _index_html()
 
     # health ---------------------------------------------------------------------------
 
