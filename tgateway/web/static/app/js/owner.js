@@ -21,6 +21,12 @@ export function setupOwner (file) {
     show(section)
     if ((file.mime_type || '').startsWith('video/')) transcodeStatus(file)
   }
+  // the player reads the public status as the transcode goes on
+  document.addEventListener('tg:transcode', ({ detail }) => {
+    if (section.hidden) return
+    if (detail.state === 'failed') transcodeStatus(file) // the owner's route has the error
+    else $('#owner-transcode').textContent = describeTranscode(detail)
+  })
   session.onChange(check)
   check()
   $('#owner-announce').addEventListener('click', async (e) => {

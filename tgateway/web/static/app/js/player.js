@@ -4,7 +4,8 @@
 // choice; while it is queued or running, the original (/api/stream/<sha256>?original=true) with
 // the transcode's live progress, switching to HLS at the same position when it is done; when
 // there is no transcode, /api/stream/<sha256> (the original). The <video> says what it plays in
-// data-source: "original", "hls" or "stream".
+// data-source ("original", "hls", "transcoded", "stream", "webtorrent") and, with HLS, the
+// rendition playing in data-quality.
 import { h, show } from './dom.js'
 import { api } from './api.js'
 import { config } from './config.js'
@@ -52,7 +53,7 @@ class VideoPlayer {
     let status = { state: 'disabled' }
     if (config.features.transcode) {
       try {
-        status = await api(`/api/files/${this.file.sha256}/transcoding`, { auth: false })
+        status = await this.fetchStatus()
       } catch {}
     }
     if (status.state === 'done' && status.hls) return this.playHls(status)
@@ -63,6 +64,13 @@ class VideoPlayer {
     }
     this.play(`/api/stream/${this.file.sha256}`, 'stream')
     if (status.state === 'failed') this.status.textContent = 'The transcode failed: playing the original.'
+  }
+
+  // the public status; the page's other parts (the owner's panel) hear of it too
+  async fetchStatus () {
+    const status = await api(`/api/files/${this.file.sha256}/transcoding`, { auth: false })
+    document.dispatchEvent(new CustomEvent('tg:transcode', { detail: status }))
+    return status
   }
 
   play (src, source) {
@@ -83,7 +91,7 @@ class VideoPlayer {
     render(status)
     let unknown = 0
     poll(async () => {
-      const s = await api(`/api/files/${this.file.sha256}/transcoding`, { auth: false })
+      const s = await this.fetchStatus()
       if (s.state === 'unknown' && ++unknown > UNKNOWN_POLLS) s.state = 'not_video'
       if (s.state === 'done' && s.hls) {
         show(this.bar, false)
@@ -101,7 +109,7 @@ class VideoPlayer {
 
   async playHls (status, { resume = false } = {}) {
     const video = this.video
-    const at = resume ? video.currentTime : 0
+    const at = resume && !video.ended ? video.currentTime : 0
     const wasPlaying = resume && !video.paused && !video.ended
     const url = status.hls
     const restore = () => {
@@ -117,9 +125,15 @@ class VideoPlayer {
       this.hls = hls
       video.dataset.source = 'hls'
       hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
-        this.listQualities(data.levels.map((level, i) => ({ value: String(i), label: `${level.height}p` })),
+        const levels = data.levels.map((level, i) => ({ value: String(i), label: `${level.height}p`, height: level.height }))
+        this.listQualities(levels.sort((a, b) => b.height - a.height),
           (value) => { hls.currentLevel = Number(value) })
         if (wasPlaying) video.play().catch(() => {})
+      })
+      hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+        const level = hls.levels[data.level]
+        if (level) video.dataset.quality = `${level.height}p`
+        this.quality.options[0].textContent = level ? `Auto (${level.height}p)` : 'Auto'
       })
       hls.on(Hls.Events.ERROR, (_, data) => {
         if (data.fatal) this.status.textContent = `The stream failed (${data.details}).`
