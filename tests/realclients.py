@@ -424,11 +424,11 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @contextlib.contextmanager
-def chromium_browser(**launch: Any) -> Iterator[Any]:
+def chromium_browser(extra_args: Sequence[str] = (), **launch: Any) -> Iterator[Any]:
     """Debian's ``/usr/bin/chromium`` (package ``chromium``), headless, driven by Playwright's sync
     API; yields the Playwright ``Browser`` and closes it afterwards. Nothing is downloaded
     (``playwright install`` is never needed), and the flags keep it off the network: only the
-    pages a test opens are fetched.
+    pages a test opens are fetched. ``extra_args`` are added to those flags.
 
     The sync API blocks: call it from a plain (non-reactor) test, with the server in another
     process (``tests.gateway_process.GatewayProcess``), or from a thread.
@@ -440,7 +440,8 @@ def chromium_browser(**launch: Any) -> Iterator[Any]:
                 "(scripts/setup-venv test)")
     path = which("chromium", "chromium")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS), **launch)
+        browser = p.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args],
+                                    **launch)
         try:
             yield browser
         finally:

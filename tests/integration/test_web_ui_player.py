@@ -1,0 +1,110 @@
+"""The file page's player in Chromium (issue 19, point 2): a video uploaded through the page plays
+from the original while it is transcoded, with the transcode's live progress, then from HLS
+(hls.js, the vendored build) with the quality choice listed; an image shows, audio gets a player.
+
+FFmpeg is the real one (Debian's), reached through a wrapper on PATH that waits 3 s before the
+encode starts: on 2 shared cores a short clip transcodes in a second or two, and the page must be
+seen playing the original first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_process import GatewayProcess
+from tests.realclients import chromium_browser, ffmpeg
+from tests.webui import open_page, web_config
+
+pytestmark = pytest.mark.integration
+
+PLAYING = """([source, after]) => {
+  const v = document.querySelector('#media video')
+  return v && v.dataset.source === source && !v.paused && v.currentTime > after
+}"""
+
+
+def slow_ffmpeg(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "ffmpeg"
+    # only the encode waits (the HLS segmenting after it copies streams)
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *libx264*) sleep 3;; esac\nexec {ffmpeg()} "$@"\n')
+    wrapper.chmod(0o755)
+    return folder
+
+
+def make_clip(path: Path) -> Path:
+    subprocess.run([ffmpeg(), "-v", "error", "-y",
+                    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=10:duration=20",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=20",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10",
+                    "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart", str(path)],
+                   check=True, timeout=60)
+    return path
+
+
+def test_video_plays_the_original_then_hls_with_qualities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = make_clip(tmp_path / "clip.mp4")
+    monkeypatch.setenv("PATH", f"{slow_ffmpeg(tmp_path / 'bin')}:{os.environ['PATH']}")
+    cfg = web_config(tmp_path / "data", transcoding={
+        "enabled": True, "min_file_size": 0, "preset": "ultrafast", "concurrent_jobs": 1,
+        "hls_segment_duration": "1s", "work_dir": str(tmp_path / "data" / "work"),
+        "profiles": [{"name": "360p", "height": 360, "video_bitrate": "500k", "audio_bitrate": "64k"},
+                     {"name": "240p", "height": 240, "video_bitrate": "250k", "audio_bitrate": "48k"}]})
+    with GatewayProcess(cfg, tmp_path / "gw") as gw, chromium_browser() as browser:
+        context, page, watched = open_page(browser, gw.url("/"))
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.set_input_files("#upload-files", [str(clip)])
+        page.get_by_role("link", name="Open file page").click()
+        video = page.locator("#media video[data-source]")
+        video.wait_for()
+        assert video.get_attribute("data-source") == "original"
+        page.evaluate("() => { const v = document.querySelector('#media video'); v.muted = true; v.play() }")
+        page.wait_for_function(PLAYING, arg=["original", 0.5])
+        status = page.locator(".player-status").inner_text()
+        assert "playing the original meanwhile" in status, status
+
+        page.wait_for_function(PLAYING, arg=["hls", 0], timeout=60_000)
+        switched_at = page.evaluate("() => document.querySelector('#media video').currentTime")
+        page.wait_for_function(PLAYING, arg=["hls", switched_at + 0.5])
+        assert switched_at > 0.5  # it went on from where the original was, not from the start
+        quality = page.get_by_label("Quality")
+        assert quality.locator("option").all_inner_texts()[1:] == ["360p", "240p"]
+        for height in ("360p", "240p"):  # the choice switches the rendition that plays
+            quality.select_option(label=height)
+            page.wait_for_function("(q) => document.querySelector('#media video').dataset.quality === q",
+                                   arg=height)
+        assert page.locator(".player-status").inner_text() == "Streaming in 360p, 240p"
+        assert any(u.endswith("/playlist.m3u8") for u in requested)
+        assert any(u.endswith(".ts") for u in requested)
+        assert any("/static/vendor/hls-" in u for u in requested)
+        watched.check()
+
+
+def test_image_shows_and_audio_gets_a_player(tmp_path: Path) -> None:
+    png, ogg = tmp_path / "pic.png", tmp_path / "tone.ogg"
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48",
+                    "-frames:v", "1", str(png)], check=True)
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1",
+                    "-c:a", "libvorbis", str(ogg)], check=True)
+    cfg = web_config(tmp_path / "data")
+    with GatewayProcess(cfg, tmp_path / "gw") as gw, chromium_browser() as browser:
+        shas = {}
+        for path, ctype in ((png, "image/png"), (ogg, "audio/ogg")):
+            request = urllib.request.Request(gw.url("/api/upload"), data=path.read_bytes(), method="PUT",
+                                             headers={"X-Filename": path.name, "Content-Type": ctype})
+            with urllib.request.urlopen(request, timeout=30) as r:
+                shas[path.name] = json.loads(r.read())["sha256"]
+        context, page, watched = open_page(browser, gw.url(f"/f/{shas['pic.png']}"))
+        image = page.get_by_role("img", name="Preview of pic.png")
+        image.wait_for()
+        page.wait_for_function("() => document.querySelector('#media img').naturalWidth === 64")
+        page.goto(gw.url(f"/f/{shas['tone.ogg']}"))
+        page.wait_for_function("() => { const a = document.querySelector('#media audio'); return a && a.duration > 0.5 }")
+        watched.check()
