@@ -3,7 +3,7 @@
 A connection's idle timeout is reset by every byte, so a client that sends one header byte
 every few seconds could hold a connection (and a descriptor, a parser, a Request) for ever. Every
 HTTP server the gateway runs (the twisted.web sites of ``gateway.port`` and ``blossom_server.port``
-through ``tgateway.web.body.StreamingSite``, and the tracker's dedicated ``tracker.http_port``)
+through ``tgateway.http.site.StreamingSite``, and the tracker's dedicated ``tracker.http_port``)
 therefore gives each request head :data:`HEAD_TIMEOUT` seconds from its first byte to its final
 empty line; then it answers 408 and closes. Waiting for that first byte is the idle timeout's job.
 Time comes from the ``call_later`` the server passes in, so tests run it on a fake clock or with a

@@ -1,6 +1,6 @@
 """The one API error type.
 
-Handlers raise :class:`ApiError` (or a subclass); the HTTP boundaries (``tgateway.web.errors``,
+Handlers raise :class:`ApiError` (or a subclass); the HTTP boundaries (``tgateway.http.errors``,
 the Blossom app) turn it into ``{"error": code, "message": message}`` with ``status``. Protocol
 front ends that have their own error format (bencoded ``failure reason``, Blossom ``X-Reason``)
 read the same fields.

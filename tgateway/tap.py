@@ -16,8 +16,8 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -28,6 +28,7 @@ from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import ContentStore
+from tgateway.uploads import Uploads
 
 log = Logger()
 
@@ -171,6 +172,7 @@ class Gateway:
     config: Config
     components: frozenset[str]
     store: ContentStore | None = None
+    uploads: Uploads | None = None  # the one upload handler (gateway API, Blossom, mirror)
     db: Database | None = None
     links: Links | None = None
     sites: dict[str, Any] = field(default_factory=dict)
@@ -198,6 +200,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db
+        limit = config.admin.default_user_storage_limit
+        gw.uploads = Uploads(store=store, quota=lambda owner: limit)
 
     tracker_urls = _tracker_urls(config, components)
     gw.links = Links(
@@ -274,8 +278,9 @@ def _tracker_urls(config: Config, components: frozenset[str]) -> tuple[str, ...]
 
 
 def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Random) -> None:
-    from tgateway.web.api import MULTIPART_SLACK, GatewayApi
-    from tgateway.web.root import build_site
+    from tgateway.http.root import build_site
+    from tgateway.http.upload import MULTIPART_SLACK
+    from tgateway.web.api import GatewayApi
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
@@ -284,14 +289,15 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
                               clock=reactor, nostr=gw.parts.get("nostr"))
     users.service().setServiceParent(top)
-    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth)
+    api = GatewayApi(config=config, store=gw.store, links=gw.links, clock=reactor, auth=users.auth,
+                     uploads=gw.uploads)
     if "nostr" in gw.parts:
         api.extra_status["nostr"] = gw.parts["nostr"].status
     tracker = gw.parts.get("tracker")
     mounts = {"/announce": tracker.resource, "/scrape": tracker.resource} if tracker else {}
     dht = gw.parts.get("dht")
     if dht is not None:
-        from tgateway.web.status import JsonStatus
+        from tgateway.http.status import JsonStatus
 
         mounts["/api/dht/status"] = JsonStatus(dht.status)
         api.extra_status["dht"] = lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")}
@@ -347,12 +353,11 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["transcode"] = transcoder
     root, users = gw.parts.get("root"), gw.parts.get("users")
     if root is not None and users is not None:
-        from tgateway.web.root import PathSplit
+        from tgateway.http.root import PathSplit
         from tgateway.web.stream import StreamApi
 
         sc = config.rate_limiting.stream
-        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth,
-                           admin_pubkeys=config.admin.pubkeys, clock=reactor,
+        stream = StreamApi(store=gw.store, transcoder=transcoder, auth=users.auth, clock=reactor,
                            requests_per_second=sc.requests_per_second, burst_size=sc.burst_size,
                            max_concurrent=sc.max_concurrent)
         resource = stream.app.resource()
@@ -370,13 +375,13 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
 def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
+    from tgateway.http.site import StreamingSite
     from tgateway.storage.blossom import BlossomStore
-    from tgateway.web.body import StreamingSite
 
     config = gw.config
     assert gw.store is not None and gw.links is not None
     blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
-                            links=gw.links, clock=reactor)
+                            links=gw.links, clock=reactor, uploads=gw.uploads)
     site = StreamingSite(
         blossom.app.resource(),
         streaming_routes=[(b"PUT", b"/upload")],

@@ -11,12 +11,12 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from tgateway.blossom.server import BlossomServer
 from tgateway.config import parse_config
+from tgateway.http.site import StreamingSite
 from tgateway.links import Links
 from tgateway.storage.blossom import BlossomStore
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import ContentStore
-from tgateway.web.body import StreamingSite
 
 
 def sha(data: bytes) -> str:

@@ -1,6 +1,6 @@
 """The range producer's lifecycle: however a range ends, it unregisters from its consumer exactly
 once and settles ``done`` once (the real-socket descriptor count is in
-tests/web/test_send_lifecycle.py)."""
+tests/http/test_send_lifecycle.py)."""
 
 from __future__ import annotations
 

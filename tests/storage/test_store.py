@@ -18,6 +18,7 @@ from tgateway.config import StorageConfig
 from tgateway.errors import InsufficientStorage, PayloadTooLarge
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
+from tgateway.storage.ingest import HEAD_BYTES
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore, EmptyUpload, build_info, choose_mime, clean_name
 
@@ -153,6 +154,27 @@ def test_bytes_received_into_reserved_space(store: ContentStore, size: int) -> N
     assert bencode.decode(f.info)[b"pieces"] == reference_pieces(data, CS)
     assert read_all(store, f) == data
     assert tmp_entries(store) == []
+
+
+@pytest.mark.parametrize("size", [8, HEAD_BYTES - 1, HEAD_BYTES, CS + 1, THRESHOLD + 1])
+@pytest.mark.parametrize("fed", [False, True], ids=["write", "feed"])
+def test_the_type_is_sniffed_from_the_head_the_ingest_keeps(store: ContentStore, size: int,
+                                                           fed: bool) -> None:
+    """The ingest keeps the first HEAD_BYTES bytes of every upload, whichever way they came
+    (the reactor's ``write``, a body thread's ``feed``, in any piece sizes): no caller captures
+    them, and a file with neither a declared type nor a telling name is sniffed from them."""
+    data = (b"\x89PNG\r\n\x1a\n" + os.urandom(size))[:size]
+    ingest = store.begin_upload(size_hint=size, max_size=1 << 40)
+    for i in range(0, size, 3):  # a head that arrives in tiny pieces
+        (ingest.feed if fed else ingest.write)(data[i:i + 3])
+    result = result_of(ingest.finish())
+    assert result.head == data[:HEAD_BYTES]
+    result_of(ingest.abort())
+
+    ingest = store.begin_upload(size_hint=size, max_size=1 << 40)
+    (ingest.feed if fed else ingest.write)(data)
+    f = result_of(store.commit(ingest, UploadContext(name="no-extension"))).file
+    assert f.mime == "image/png"
 
 
 def test_empty_upload_is_refused_and_leaves_nothing(store: ContentStore) -> None:

@@ -244,6 +244,29 @@ async def test_size_limits() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_form_cannot_stream_more_than_the_limit_in_dropped_fields() -> None:
+    """A chunked form (no Content-Length for the Site to check) is cut off once the body goes
+    beyond the upload limit plus the form's envelope, whatever part the bytes are in."""
+    g = RunningGateway(small_config(temp_data_dir(), gateway={"max_upload_size": 50_000}))
+    try:
+        body, ctype = multipart({"junk": "j" * 200_000}, "small.bin", b"tiny file")
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 8192]), body[i:i + 8192])
+                          for i in range(0, len(body), 8192)) + b"0\r\n\r\n"
+        head = (b"POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: " + ctype.encode() + b"\r\n\r\n")
+        out = await raw_request(g.port, head + chunks)
+        assert out.startswith(b"HTTP/1.1 413"), out[:300]
+        assert b"payload_too_large" in out
+        await assert_nothing_stored(g)
+        # the same form with a field that fits is stored
+        body, ctype = multipart({"junk": "j" * 1000}, "small.bin", b"tiny file")
+        r = await http.post(g.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+        assert r.code == 201, await r.text()
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_client_disconnect_mid_upload_leaves_nothing(gw: RunningGateway) -> None:
     head = b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
     await raw_request(gw.port, head + os.urandom(3_000_000), read=False)

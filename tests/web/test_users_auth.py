@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.errors import Unauthorized
+from tgateway.http.auth import Principal, Proof
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.sessions import SessionStore, hash_token
@@ -108,7 +109,8 @@ class AuthenticatorTests(SynchronousTestCase):
         token, _ = self.successResultOf(Deferred.fromCoroutine(
             self.sessions.create(PUB, "nip07", self.clock.seconds())))
         ok = FakeRequest(b"GET", b"/x", {b"Authorization": b"Bearer " + token.encode()})
-        self.assertEqual(self.successResultOf(self.authenticate(ok)), PUB)
+        self.assertEqual(self.successResultOf(self.authenticate(ok)),
+                         Principal(pubkey=PUB, admin=False, proof=Proof.SESSION))
         self.assertIn("sign in again", self.refused(FakeRequest(b"GET", b"/x", {b"Authorization": b"Bearer zzz"})))
         self.assertIn("empty", self.refused(FakeRequest(b"GET", b"/x", {b"Authorization": b"Bearer "})))
         self.assertIn("unsupported", self.refused(FakeRequest(b"GET", b"/x", {b"Authorization": b"Basic eA=="})))
@@ -118,7 +120,7 @@ class AuthenticatorTests(SynchronousTestCase):
         body = b'{"a": 1}'
         header = nip98("https://gw.example/api/thing?q=1", "POST", now, body)
         request = FakeRequest(b"POST", b"/api/thing?q=1", {b"Authorization": header}, body)
-        self.assertEqual(self.successResultOf(self.authenticate(request)), PUB)
+        self.assertEqual(self.successResultOf(self.authenticate(request)).pubkey, PUB)
         self.assertIn("already used", self.refused(
             FakeRequest(b"POST", b"/api/thing?q=1", {b"Authorization": header}, body)))
         other = nip98("https://gw.example/api/thing?q=1", "POST", now, body)
@@ -132,9 +134,11 @@ class AuthenticatorTests(SynchronousTestCase):
         now = int(self.clock.seconds())
         header = nip98("https://gw.example/api/upload", "PUT", now, b"file bytes")
         request = FakeRequest(b"PUT", b"/api/upload", {b"Authorization": header}, streamed=True)
-        self.assertEqual(self.successResultOf(self.authenticate(request)), PUB)
-        self.assertEqual(request.nip98_event.first_tag("payload"),  # type: ignore[attr-defined]
+        principal = self.successResultOf(self.authenticate(request))
+        self.assertEqual((principal.pubkey, principal.proof), (PUB, Proof.NIP98))
+        self.assertEqual(principal.event.first_tag("payload"),
                          hashlib.sha256(b"file bytes").hexdigest())
+        self.assertFalse(hasattr(request, "nip98_event"))  # nothing is left on the request
 
     def test_nip98_u_is_never_taken_from_the_host_header(self) -> None:
         """An event signed for another server is not made valid by sending that server's name
@@ -154,7 +158,25 @@ class AuthenticatorTests(SynchronousTestCase):
         ours = nip98("http://127.0.0.1:9877/api/users/me/stats", "GET", now)
         request = FakeRequest(b"GET", b"/api/users/me/stats",
                               {b"Authorization": ours, b"Host": b"files.example:8080"})
-        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(auth.authenticate(request))), PUB)
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(auth.authenticate(request))).pubkey, PUB)
+
+    def test_admin_keys_make_admin_principals(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        auth = RequestAuthenticator(sessions=self.sessions, clock=self.clock,
+                                    base_url="https://gw.example", admins=[PUB.upper()])
+        token, _ = self.successResultOf(Deferred.fromCoroutine(
+            self.sessions.create(PUB, "nip07", self.clock.seconds())))
+        bearer = FakeRequest(b"GET", b"/x", {b"Authorization": b"Bearer " + token.encode()})
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(auth.authenticate(bearer))),
+                         Principal(pubkey=PUB, admin=True, proof=Proof.SESSION))
+        header = nip98("https://gw.example/x", "GET", int(self.clock.seconds()))
+        signed = FakeRequest(b"GET", b"/x", {b"Authorization": header})
+        principal = self.successResultOf(Deferred.fromCoroutine(auth.authenticate(signed)))
+        self.assertEqual((principal.admin, principal.proof), (True, Proof.NIP98))
+        self.assertFalse(self.successResultOf(self.authenticate(FakeRequest(
+            b"GET", b"/x", {b"Authorization": b"Bearer " + token.encode()}))).admin)
 
     def test_nip98_time_window(self) -> None:
         now = int(self.clock.seconds())

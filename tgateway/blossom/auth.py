@@ -19,8 +19,10 @@ purpose (blossom-client-sdk sends the same upload token to ``HEAD /upload`` and 
 and keeps tokens for reuse); the ``x`` and ``server`` scopes and a short expiration are what
 limit a leaked token.
 
-Everything here is a function of its arguments (``now`` is passed in); no I/O, no reactor.
+:func:`check_token` is a function of its arguments (``now`` is passed in); no I/O, no reactor.
 Failures raise :class:`AuthError`, a 401 whose message is also sent as ``X-Reason``.
+:class:`BlossomAuthenticator` is the Blossom routes' :class:`~tgateway.http.auth.Authenticator`:
+a verified token becomes a :class:`~tgateway.http.auth.Principal` scoped to its ``x`` tags.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from tgateway.errors import Unauthorized
+from twisted.internet.interfaces import IReactorTime
+
+from tgateway.errors import ApiError, Unauthorized
+from tgateway.http.auth import Principal, Proof
 from tgateway.nostr.event import Event, EventError, parse_event
 
 KIND = 24242
@@ -181,7 +187,7 @@ def check_token(
     return BlossomAuth(event=event, verb=verb, hashes=hashes, expiration=expiration)
 
 
-def require_hash_match(auth: BlossomAuth, sha256: str) -> None:
+def require_hash_match(auth: BlossomAuth | Principal, sha256: str) -> None:
     """Raise AuthError unless the token's ``x`` tags cover ``sha256``."""
     if not auth.allows(sha256):
         raise AuthError(
@@ -189,9 +195,42 @@ def require_hash_match(auth: BlossomAuth, sha256: str) -> None:
         )
 
 
+#: the token verb each route scope needs (a mirror is an upload: BUD-04)
+SCOPE_VERBS = {"mirror": "upload"}
+
+
+class BlossomAuthenticator:
+    """``Authorization: Nostr <kind 24242 token>`` -> :class:`Principal` for a route's scope (the
+    verb the token must name, see :data:`SCOPE_VERBS`), checked against this server's name
+    (``domain``: never the request's Host) at the clock's time."""
+
+    def __init__(self, *, clock: IReactorTime, domain: str, admins: Iterable[str] = ()) -> None:
+        self.clock = clock
+        self.domain = domain
+        self.admins = frozenset(k.lower() for k in admins)
+
+    @staticmethod
+    def verb(scope: str) -> str:
+        return SCOPE_VERBS.get(scope, scope)
+
+    async def authenticate(self, request: Any, scope: str = "") -> Principal | None:
+        header = request.getHeader(b"authorization")
+        if header is None:
+            return None
+        token = check_token(header, verb=self.verb(scope), now=self.clock.seconds(),
+                            domains={self.domain})
+        return Principal(pubkey=token.pubkey, admin=token.pubkey.lower() in self.admins,
+                         proof=Proof.BLOSSOM, event=token.event, hashes=token.hashes)
+
+    def missing(self, scope: str = "") -> ApiError:
+        return AuthError(f"authorization required to {self.verb(scope)}", code="auth_required")
+
+
 __all__ = [
     "AuthError",
     "BlossomAuth",
+    "BlossomAuthenticator",
+    "SCOPE_VERBS",
     "KIND",
     "check_token",
     "decode_token",

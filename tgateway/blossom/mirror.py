@@ -11,18 +11,20 @@ address: the request URI is built here (:func:`request_uri`) because treq's, thr
 ``to_uri``, IDNA-encodes every host and fails on an IPv6 literal (``InvalidCodepoint``,
 python-hyper/hyperlink#68).
 
-:func:`fetch_into` streams the response body into a sink (the content store's ingest) with
-backpressure; nothing holds the whole blob in memory.
+:func:`fetch_into` streams the response body into a sink (the upload handler's, which feeds the
+content store's ingest) with backpressure; nothing holds the whole blob in memory.
+:class:`MirrorSource` is a mirror as a source of the one upload handler (:mod:`tgateway.uploads`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from hyperlink import URL
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent, ResponseDone
@@ -31,6 +33,7 @@ from twisted.web.http_headers import Headers
 
 from tgateway.errors import ApiError, BadRequest, Forbidden
 from tgateway.netguard import AddressRefused, NetGuardError, OutgoingGuard, Resolver
+from tgateway.uploads import Facts, OpenSink
 
 MAX_URL = 4096
 CONNECT_TIMEOUT = 10.0
@@ -137,7 +140,8 @@ class _BodySink(Protocol):
     """
 
     def __init__(
-        self, write: Callable[[bytes], None], clock: Any = None, idle_timeout: float = 30.0
+        self, write: Callable[[bytes], None], clock: IReactorTime | None = None,
+        idle_timeout: float = 30.0,
     ) -> None:
         self._write = write
         self.done: Deferred[None] = Deferred()
@@ -209,13 +213,13 @@ async def fetch_into(
     max_size: int,
     begin: Callable[[int | None, str | None], Any],
     timeout: float = 30.0,
-    clock: Any = None,
+    clock: IReactorTime | None = None,
 ) -> None:
     """GET ``url`` with ``agent`` (:func:`guarded_agent`) and stream the body to
     ``begin(content_length, content_type)``'s result.
 
     ``begin`` returns an object with ``write(bytes)`` and ``set_flow_control(pause, resume)``
-    (an :class:`~tgateway.storage.ingest.Ingest`); it may raise (size, quota) before any body
+    (an upload's :class:`~tgateway.uploads.Sink`); it may raise (size, quota) before any body
     byte is read. ``timeout``: for the response headers, and (with ``clock``) for each silence
     of the origin while the body is read. Raises MirrorError (502) for network errors, non-200
     answers and stalls, PayloadTooLarge for a declared or actual size above ``max_size``.
@@ -223,7 +227,9 @@ async def fetch_into(
     from tgateway.errors import PayloadTooLarge
 
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = cast(IReactorTime, reactor)
     request: Deferred[Any] = agent.request(
         b"GET", request_uri(url), Headers({b"accept": [b"*/*"], b"user-agent": [b"tgateway"]}))
     request.addTimeout(timeout, clock)
@@ -267,9 +273,43 @@ async def fetch_into(
     await sink.done
 
 
+class MirrorSource:
+    """The blob at ``url`` as an upload source: the origin's Content-Length and Content-Type
+    are known once it answers (``length``: what the client declared in ``X-Content-Length``).
+    Failures other than an ApiError become a 502 :class:`MirrorError`."""
+
+    def __init__(self, agent: Any, url: str, *, max_size: int, clock: IReactorTime,
+                 length: int | None = None, timeout: float = 30.0) -> None:
+        self.agent = agent
+        self.url = url
+        self.max_size = max_size
+        self.clock = clock
+        self.length = length
+        self.timeout = timeout
+
+    async def pour(self, open_sink: OpenSink) -> Facts:
+        declared: list[str | None] = [None]
+
+        def begin(length: int | None, content_type: str | None) -> Any:
+            declared[0] = content_type
+            return open_sink(length)
+
+        try:
+            await fetch_into(self.agent, self.url, max_size=self.max_size, begin=begin,
+                             timeout=self.timeout, clock=self.clock)
+        except ApiError:
+            raise
+        except CancelledError:
+            raise MirrorError("the mirror download timed out") from None
+        except BaseException as e:
+            raise MirrorError(f"mirror failed: {type(e).__name__}") from None
+        return Facts(declared_type=declared[0])
+
+
 __all__ = [
     "GuardedEndpointFactory",
     "MirrorError",
+    "MirrorSource",
     "fetch_into",
     "guarded_agent",
     "parse_mirror_url",

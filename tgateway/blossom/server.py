@@ -3,20 +3,22 @@
 Endpoints (all at the root, BUD-01):
 
 - ``GET``/``HEAD /<sha256>[.ext]`` (BUD-01): any stored file, blob or chunked, through the
-  shared :func:`~tgateway.web.send.send_file` (single ranges, ETag, CORS, backpressure);
+  shared :func:`~tgateway.http.send.send_file` (single ranges, ETag, CORS, backpressure);
 - ``PUT /upload`` (BUD-02): the body is streamed into the content store as it arrives and is
-  never modified; ``X-SHA-256`` is checked against the bytes before the file becomes visible;
+  never modified, through the one upload handler (:mod:`tgateway.uploads`): ``X-SHA-256`` and
+  the token's ``x`` tags are checked against the bytes before the file becomes visible;
   201 for a new blob, 200 when it was already stored; ``HEAD /upload`` (BUD-06) answers the
   same checks from ``X-SHA-256``/``X-Content-Length``/``X-Content-Type`` without a body;
 - ``GET /list/<pubkey>`` (``since``, ``until``, ``cursor``, ``limit``), ``DELETE /<sha256>``
   (drops the caller's ownership; the bytes go with the last owner);
-- ``PUT /mirror`` (BUD-04), ``PUT /report`` (BUD-09, stored for the admin, bounded: see
-  :meth:`BlossomServer.report`);
+- ``PUT /mirror`` (BUD-04: an upload whose bytes come from a URL, same handler), ``PUT /report``
+  (BUD-09, stored for the admin, bounded: see :meth:`BlossomServer.report`);
 - ``OPTIONS`` anywhere: the CORS preflight.
 
 Every response carries ``Access-Control-Allow-Origin: *``; every error is the JSON
-``{"error", "message"}`` with the message repeated in ``X-Reason``. Authorization tokens are
-checked by :func:`tgateway.blossom.auth.check_token`; which verbs need one is
+``{"error", "message"}`` with the message repeated in ``X-Reason``. Each route declares its
+auth (:func:`tgateway.http.auth.authorized`); tokens are checked by
+:class:`~tgateway.blossom.auth.BlossomAuthenticator`; which verbs need one is
 ``blossom_server.require_auth`` (``delete`` always does: it acts on the caller's ownership).
 A token's ``server`` tags must name this server: the host of ``blossom_server.public_url``, or
 of the listening address when it is empty; the request's ``Host`` header is never trusted for it.
@@ -25,17 +27,12 @@ of the listening address when it is empty; the request's ``Host`` header is neve
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from klein import Klein
-from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.exceptions import NotFound as RouteNotFound
 
 from tgateway.config import Config
 from tgateway.errors import (
@@ -49,29 +46,33 @@ from tgateway.errors import (
     PayloadTooLarge,
     TooManyRequests,
 )
+from tgateway.http.app import new_app
+from tgateway.http.auth import Need, Principal, authorized
+from tgateway.http.converters import parse_hex
+from tgateway.http.headers import (
+    CORS_HEADERS,
+    CORS_PREFLIGHT,
+    answer_preflight,
+    client_ip,
+    set_headers,
+)
+from tgateway.http.jsonio import json_response
+from tgateway.http.send import send_file
+from tgateway.http.upload import RawBody, streamed_body
 from tgateway.links import Links
-from tgateway.nostr.event import EventError, parse_event
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
-from tgateway.storage.ingest import Ingest, IngestResult
+from tgateway.storage.ingest import IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
 from tgateway.storage.store import ContentStore
-from tgateway.web.body import BodyStream, body_error
-from tgateway.web.errors import write_error
-from tgateway.web.send import CORS_HEADERS, CORS_PREFLIGHT, client_ip, send_file, set_headers
+from tgateway.uploads import Check, Intake, Limits, Uploads
 
-from .auth import AuthError, BlossomAuth, check_token, require_hash_match, server_domain
+from .auth import AuthError, BlossomAuthenticator, require_hash_match, server_domain
 from .descriptor import descriptor
-from .mirror import MirrorError, fetch_into, guarded_agent, parse_mirror_url
+from .mirror import MirrorSource, guarded_agent, parse_mirror_url
+from .report import MAX_REPORT_BYTES, parse_report
 
-HEAD_BYTES = 4096
 LIST_MAX = 1000
-#: BUD-09 reports need no sign-in: the largest report event (JSON), its content, its x tags
-MAX_REPORT_BYTES = 16 * 1024
-MAX_REPORT_CONTENT = 4096
-MAX_REPORT_BLOBS = 16
-_BLOB_PATH = re.compile(r"^([0-9a-fA-F]{64})(\.[A-Za-z0-9._-]{1,32})?$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 BLOSSOM_PREFLIGHT = {
     **CORS_PREFLIGHT,
@@ -87,17 +88,10 @@ def _header_value(text: str) -> bytes:
     return clean.encode("latin-1", "replace")
 
 
-def _json(request: Any, body: Any, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(body).encode("utf-8")
-
-
-def _parse_sha(value: str, what: str = "sha256") -> str:
-    v = value.lower()
-    if not _HEX64.match(v):
-        raise BadRequest(f"{what} must be 64 hexadecimal characters", code="invalid_hash")
-    return v
+def _error_headers(request: Any, error: ApiError) -> None:
+    """Every Blossom error: CORS, and the message in ``X-Reason`` (BUD-01)."""
+    set_headers(request, CORS_HEADERS)
+    request.setHeader(b"x-reason", _header_value(error.message))
 
 
 def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
@@ -113,35 +107,28 @@ def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
     return value
 
 
-class _HeadTap:
-    """Feeds an Ingest, keeps the first bytes (for MIME sniffing) and, for a signed-in
-    uploader, cuts the body off as soon as it goes beyond the quota room (a body without
-    Content-Length is never stored past the quota). ``on_thread``: ``write`` is called on the
-    request body's own thread (``BodyStream.consume(threaded=True)``), not the reactor's."""
+def _policy(scope: str) -> Callable[[BlossomServer], Need]:
+    """The route's need, from ``blossom_server.require_auth`` (see :meth:`BlossomServer.need`)."""
+    return lambda server: server.need(scope)
 
-    def __init__(self, ingest: Ingest, room: int | None = None, on_thread: bool = False) -> None:
-        self.ingest = ingest
-        self.head = bytearray()
-        self.room = room
-        self.received = 0
-        self._put = ingest.feed if on_thread else ingest.write
 
-    def write(self, data: bytes) -> None:
-        self.received += len(data)
-        if self.room is not None and self.received > self.room:
-            raise PayloadTooLarge("upload exceeds your storage quota", code="quota_exceeded")
-        if len(self.head) < HEAD_BYTES:
-            self.head.extend(data[: HEAD_BYTES - len(self.head)])
-        self._put(data)
+def _token_scope(principal: Principal | None, mismatch: type[ApiError]) -> tuple[Check, ...]:
+    """The upload check that the stored bytes are among the blobs the token names."""
+    if principal is None:
+        return ()
 
-    def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        self.ingest.set_flow_control(pause, resume)
+    def check(result: IngestResult) -> None:
+        if not principal.allows(result.sha256):
+            raise mismatch(f"authorization event has no x tag for {result.sha256}",
+                           code="wrong_hash")
+
+    return (check,)
 
 
 class BlossomServer:
     """Klein routes of the Blossom server. One instance per process, built by ``tgateway.tap``."""
 
-    app = Klein()
+    app = new_app(decorate=_error_headers, not_found="no such Blossom endpoint")
     log = Logger()
 
     def __init__(
@@ -151,9 +138,9 @@ class BlossomServer:
         store: ContentStore,
         blossom_store: BlossomStore,
         links: Links,
-        clock: Any,
+        clock: IReactorTime,
+        uploads: Uploads | None = None,
         http_agent: Any = None,
-        quota: Callable[[str], int] | None = None,
         report_limits: ReportLimits | None = None,
         reports_per_minute: float = 1.0,
         report_burst: int = 10,
@@ -166,6 +153,9 @@ class BlossomServer:
         self.clock = clock
         self.base_url = bc.base_url()
         self.max_blob = int(bc.max_blob_size)
+        self.limits = Limits(self.max_blob, noun="blob")
+        limit = int(config.admin.default_user_storage_limit)
+        self.uploads = uploads or Uploads(store=store, quota=lambda owner: limit)
         self.require = frozenset(bc.require_auth)
         rate = bc.rate_limit
         self.limiter: KeyedLimiter[str] | None = (
@@ -175,8 +165,8 @@ class BlossomServer:
         # ``server`` tags are checked against this name only: the host of
         # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
         # request's Host header, which the client chooses.
-        self._domain = server_domain(self.base_url)
-        self._quota = quota or (lambda owner: int(config.admin.default_user_storage_limit))
+        self.auth = BlossomAuthenticator(clock=clock, domain=server_domain(self.base_url),
+                                         admins=config.admin.pubkeys)
         self.report_limits = report_limits or ReportLimits(max_open=bc.max_open_reports)
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
                                                               report_burst)
@@ -192,74 +182,20 @@ class BlossomServer:
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
-    def domains(self) -> set[str]:
-        """The names this server answers to, for ``server`` tags (whatever the request says)."""
-        return {self._domain}
-
-    def _auth(
-        self, request: Any, verb: str, *, required: bool, require_hash: bool | None = None
-    ) -> BlossomAuth | None:
-        header = request.getHeader(b"authorization")
-        if header is None:
-            if required:
-                raise AuthError(f"authorization required to {verb}", code="auth_required")
-            return None
-        return check_token(
-            header, verb=verb, now=self.clock.seconds(), domains=self.domains(),
-            require_hash=require_hash,
-        )
+    def need(self, scope: str) -> Need:
+        """What a route needs by ``blossom_server.require_auth``: ``get`` and ``list`` do not look
+        at credentials unless required; an upload (and a mirror, when ``upload`` or ``mirror``
+        is listed) takes an optional token otherwise."""
+        required = scope in self.require or (scope == "mirror" and "upload" in self.require)
+        if required:
+            return Need.USER
+        return Need.NONE if scope in ("get", "list") else Need.OPTIONAL
 
     def _x_sha256(self, request: Any) -> str | None:
         raw = request.getHeader(b"x-sha-256")
         if raw is None:
             return None
-        return _parse_sha(raw.decode("latin-1").strip(), "X-SHA-256")
-
-    async def _check_quota(self, owner: str | None, size: int | None) -> int | None:
-        """Refuse when ``size`` more bytes would exceed ``owner``'s quota; return the room left
-        (None for an anonymous upload)."""
-        if owner is None:
-            return None
-        limit = self._quota(owner)
-        _, used = await self.store.usage(owner)
-        if used + (size or 0) > limit:
-            raise PayloadTooLarge(
-                f"upload would exceed your storage quota ({used} of {limit} bytes used)",
-                code="quota_exceeded",
-            )
-        return max(0, limit - used)
-
-    def _check_size(self, size: int | None) -> None:
-        if size is None:
-            return
-        if size > self.max_blob:
-            raise PayloadTooLarge(
-                f"blob of {size} bytes is larger than the limit of {self.max_blob} bytes"
-            )
-        if size == 0:
-            raise BadRequest("the blob is empty", code="empty_upload")
-        if size > self.store.free_space():
-            raise InsufficientStorage("not enough disk space for this blob")
-
-    def _result_check(
-        self, expected: str | None, auth: BlossomAuth | None, mismatch: type[ApiError]
-    ) -> Callable[[IngestResult], None]:
-        def check(result: IngestResult) -> None:
-            if expected is not None and result.sha256 != expected:
-                raise Conflict(
-                    f"the body's sha256 is {result.sha256}, X-SHA-256 said {expected}",
-                    code="hash_mismatch",
-                )
-            if auth is not None and not auth.allows(result.sha256):
-                raise mismatch(
-                    f"authorization event has no x tag for {result.sha256}", code="wrong_hash"
-                )
-
-        return check
-
-    def _quota_of(self, owner: str | None) -> int | None:
-        """The quota the store's commit enforces (atomically with the owner's reference)."""
-        return self._quota(owner) if owner is not None else None
+        return parse_hex(raw.decode("latin-1").strip(), 64, "X-SHA-256")
 
     async def _after_store(
         self, request: Any, event: StoredEvent, owner: str | None
@@ -269,37 +205,28 @@ class BlossomServer:
             event.file, base_url=self.base_url, links=self.links,
             uploaded=uploaded if uploaded is not None else self.clock.seconds(),
         )
-        return _json(request, body, 201 if event.new else 200)
+        return json_response(request, body, 201 if event.new else 200)
 
     # preflight and root ------------------------------------------------------------
 
     @app.route("/", methods=["OPTIONS"])
     @app.route("/<path:rest>", methods=["OPTIONS"])
     def preflight(self, request: Any, **kw: Any) -> bytes:
-        set_headers(request, BLOSSOM_PREFLIGHT)
-        request.setResponseCode(204)
-        return b""
+        return answer_preflight(request, BLOSSOM_PREFLIGHT)
 
     @app.route("/", methods=["GET", "HEAD"])
     def root(self, request: Any) -> bytes:
         self._gate(request)
-        return _json(request, {"server": "tgateway", "protocol": "blossom",
-                               "buds": [1, 2, 4, 6, 8, 9, 11]})
+        return json_response(request, {"server": "tgateway", "protocol": "blossom",
+                                       "buds": [1, 2, 4, 6, 8, 9, 11]})
 
     # BUD-01 ------------------------------------------------------------------------
 
-    @app.route("/<name>", methods=["GET", "HEAD"])
-    async def get_blob(self, request: Any, name: str) -> None:
-        self._gate(request)
-        m = _BLOB_PATH.match(name)
-        if not m:
-            raise NotFound("not a blob address (/<sha256>[.ext])", code="not_found")
-        sha = m.group(1).lower()
-        if "get" in self.require:
-            auth = self._auth(request, "get", required=True)
-            assert auth is not None
-            if auth.hashes and not auth.allows(sha):
-                require_hash_match(auth, sha)
+    @authorized(app, "/<blob:sha>", methods=["GET", "HEAD"], need=_policy("get"), scope="get",
+                before=_gate)
+    async def get_blob(self, request: Any, principal: Principal | None, sha: str) -> None:
+        if principal is not None:
+            require_hash_match(principal, sha)
         f = await self.store.get(sha)
         if f is None:
             raise NotFound(f"blob {sha} not found", code="blob_not_found")
@@ -307,32 +234,21 @@ class BlossomServer:
 
     # BUD-02 ------------------------------------------------------------------------
 
-    @app.route("/upload", methods=["PUT"])
-    async def upload(self, request: Any) -> bytes:
-        self._gate(request)
-        body: BodyStream | None = getattr(request, "body_stream", None)
-        if body is None:
-            raise ApiError("upload body is not streamed", status=500, code="internal")
+    @authorized(app, "/upload", methods=["PUT"], need=_policy("upload"), scope="upload",
+                before=_gate)
+    async def upload(self, request: Any, principal: Principal | None) -> bytes:
+        body = streamed_body(request)
         expected = self._x_sha256(request)
-        auth = self._auth(request, "upload", required="upload" in self.require)
-        if auth is not None and expected is not None:
-            require_hash_match(auth, expected)
-        owner = auth.pubkey if auth is not None else None
-        self._check_size(body.length)
-        room = await self._check_quota(owner, body.length)
+        if principal is not None and expected is not None:
+            require_hash_match(principal, expected)
+        owner = principal.pubkey if principal is not None else None
         ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
-        ctx = UploadContext(owner=owner, name=self._filename(request), source="blossom")
-        ingest = self.store.begin_upload(size_hint=body.length, max_size=self.max_blob)
-        tap = _HeadTap(ingest, room, on_thread=True)
-        try:
-            await body.consume(tap.write, threaded=True, into=ingest.reserve)
-        except BaseException as e:
-            await ingest.abort()
-            raise body_error(e) from None
-        event = await self.store.commit(
-            ingest, ctx, declared_type=ctype, head=bytes(tap.head),
-            check=self._result_check(expected, auth, AuthError), quota=self._quota_of(owner),
+        intake = Intake(
+            context=UploadContext(owner=owner, name=self._filename(request), source="blossom"),
+            limits=self.limits, declared_type=ctype, expected_sha256=expected,
+            checks=_token_scope(principal, AuthError),
         )
+        event = await self.uploads.receive(intake, RawBody(body))
         return await self._after_store(request, event, owner)
 
     @staticmethod
@@ -340,10 +256,10 @@ class BlossomServer:
         raw = request.getHeader(b"x-filename")
         return unquote(raw.decode("utf-8", "replace")) if raw else None
 
-    @app.route("/upload", methods=["HEAD"])
-    async def upload_check(self, request: Any) -> bytes:
+    @authorized(app, "/upload", methods=["HEAD"], need=_policy("upload"), scope="upload",
+                before=_gate)
+    async def upload_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-06: would this upload be accepted? Answers from headers alone."""
-        self._gate(request)
         expected = self._x_sha256(request)
         raw_len = request.getHeader(b"x-content-length")
         if raw_len is None:
@@ -354,28 +270,24 @@ class BlossomServer:
                 raise ValueError
         except ValueError:
             raise BadRequest("X-Content-Length must be a byte count", code="invalid_field") from None
-        auth = self._auth(request, "upload", required="upload" in self.require)
-        if auth is not None and expected is not None:
-            require_hash_match(auth, expected)
-        self._check_size(size)
-        await self._check_quota(auth.pubkey if auth is not None else None, size)
+        if principal is not None and expected is not None:
+            require_hash_match(principal, expected)
+        owner = principal.pubkey if principal is not None else None
+        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
+                                 size)
         request.setResponseCode(200)
         return b""
 
-    @app.route("/list/<pubkey>", methods=["GET", "HEAD"])
-    async def list_blobs(self, request: Any, pubkey: str) -> bytes:
-        self._gate(request)
-        owner = _parse_sha(pubkey, "pubkey")
-        if "list" in self.require:
-            auth = self._auth(request, "list", required=True)
-            assert auth is not None
-            if auth.pubkey != owner:
-                raise Forbidden("you can only list your own blobs", code="forbidden")
+    @authorized(app, "/list/<pubkey:owner>", methods=["GET", "HEAD"], need=_policy("list"),
+                scope="list", before=_gate)
+    async def list_blobs(self, request: Any, principal: Principal | None, owner: str) -> bytes:
+        if principal is not None and principal.pubkey != owner:
+            raise Forbidden("you can only list your own blobs", code="forbidden")
         since = _int_arg(request, "since", 0, 2**53)
         until = _int_arg(request, "until", 0, 2**53)
         limit = _int_arg(request, "limit", 1, LIST_MAX) or LIST_MAX
         raw_cursor = request.args.get(b"cursor", [None])[0]
-        cursor = _parse_sha(raw_cursor.decode("latin-1"), "cursor") if raw_cursor else None
+        cursor = parse_hex(raw_cursor.decode("latin-1"), 64, "cursor") if raw_cursor else None
         rows = await self.bstore.list_blobs(
             owner, since=since, until=until, cursor=cursor, limit=limit
         )
@@ -383,73 +295,43 @@ class BlossomServer:
             descriptor(r.file, base_url=self.base_url, links=self.links, uploaded=r.uploaded)
             for r in rows
         ]
-        return _json(request, out)
+        return json_response(request, out)
 
-    @app.route("/<name>", methods=["DELETE"])
-    async def delete_blob(self, request: Any, name: str) -> bytes:
-        self._gate(request)
-        m = _BLOB_PATH.match(name)
-        if not m:
-            raise NotFound("not a blob address (/<sha256>[.ext])", code="not_found")
-        sha = m.group(1).lower()
-        auth = self._auth(request, "delete", required=True)
-        assert auth is not None
-        require_hash_match(auth, sha)
+    @authorized(app, "/<blob:sha>", methods=["DELETE"], need=Need.USER, scope="delete",
+                before=_gate)
+    async def delete_blob(self, request: Any, principal: Principal, sha: str) -> bytes:
+        require_hash_match(principal, sha)
         try:
-            gone = await self.store.remove_owner(sha, auth.pubkey)
+            gone = await self.store.remove_owner(sha, principal.pubkey)
         except KeyError:
             raise NotFound(f"you have no blob {sha}", code="blob_not_found") from None
-        return _json(request, {"sha256": sha, "deleted": True, "bytes_removed": gone is not None})
+        return json_response(request, {"sha256": sha, "deleted": True,
+                                       "bytes_removed": gone is not None})
 
     # BUD-04 ------------------------------------------------------------------------
 
-    @app.route("/mirror", methods=["PUT"])
-    async def mirror(self, request: Any) -> bytes:
-        self._gate(request)
+    @authorized(app, "/mirror", methods=["PUT"], need=_policy("mirror"), scope="mirror",
+                before=_gate)
+    async def mirror(self, request: Any, principal: Principal | None) -> bytes:
         try:
             data = json.loads(request.content.read() or b"null")
         except ValueError:
             raise BadRequest("mirror body must be JSON", code="invalid_json") from None
         url = parse_mirror_url(data.get("url") if isinstance(data, dict) else None)
         expected = self._x_sha256(request)
-        required = "upload" in self.require or "mirror" in self.require
-        auth = self._auth(request, "upload", required=required)
-        if auth is not None and expected is not None:
-            require_hash_match(auth, expected)
-        owner = auth.pubkey if auth is not None else None
+        if principal is not None and expected is not None:
+            require_hash_match(principal, expected)
+        owner = principal.pubkey if principal is not None else None
         raw_len = request.getHeader(b"x-content-length")
-        if raw_len is not None and raw_len.strip().isdigit():
-            self._check_size(int(raw_len))
-            await self._check_quota(owner, int(raw_len))
-
+        declared = int(raw_len) if raw_len is not None and raw_len.strip().isdigit() else None
         name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or None
-        taps: list[_HeadTap] = []
-        ctypes: list[str | None] = []
-
-        def begin(length: int | None, ctype: str | None) -> _HeadTap:
-            self._check_size(length)
-            ingest = self.store.begin_upload(size_hint=length, max_size=self.max_blob)
-            taps.append(_HeadTap(ingest, room))
-            ctypes.append(ctype)
-            return taps[0]
-
-        room = await self._check_quota(owner, 1)  # refuse at once when the quota is used up
-        try:
-            await fetch_into(self.http, url, max_size=self.max_blob, begin=begin,
-                             clock=self.clock)
-        except BaseException as e:
-            if taps:
-                await taps[0].ingest.abort()
-            if isinstance(e, ApiError):
-                raise
-            if isinstance(e, CancelledError):
-                raise MirrorError("the mirror download timed out") from None
-            raise MirrorError(f"mirror failed: {type(e).__name__}") from None
-        ctx = UploadContext(owner=owner, name=name, source="mirror")
-        event = await self.store.commit(
-            taps[0].ingest, ctx, declared_type=ctypes[0], head=bytes(taps[0].head),
-            check=self._result_check(expected, auth, Conflict), quota=self._quota_of(owner),
+        intake = Intake(
+            context=UploadContext(owner=owner, name=name, source="mirror"),
+            limits=self.limits, expected_sha256=expected, checks=_token_scope(principal, Conflict),
         )
+        source = MirrorSource(self.http, url, max_size=self.max_blob, clock=self.clock,
+                              length=declared)
+        event = await self.uploads.receive(intake, source)
         return await self._after_store(request, event, owner)
 
     # BUD-09 ------------------------------------------------------------------------
@@ -467,29 +349,7 @@ class BlossomServer:
         if len(raw) > MAX_REPORT_BYTES:
             raise PayloadTooLarge(f"a report event is at most {MAX_REPORT_BYTES} bytes",
                                   code="report_too_large")
-        try:
-            obj = json.loads(raw or b"null")
-        except ValueError:
-            raise BadRequest("report body must be a JSON event", code="invalid_json") from None
-        try:
-            event = parse_event(obj)
-        except EventError as e:
-            raise BadRequest(f"report event {e.message}", code="invalid_event") from None
-        if event.kind != 1984:
-            raise BadRequest("a report must be a kind 1984 event", code="invalid_event")
-        if len(event.content.encode("utf-8")) > MAX_REPORT_CONTENT:
-            raise PayloadTooLarge(f"a report's content is at most {MAX_REPORT_CONTENT} bytes",
-                                  code="report_too_large")
-        blobs: dict[str, str] = {}
-        for tag in event.tags:
-            if len(tag) >= 2 and tag[0] == "x":
-                sha = _parse_sha(tag[1], "x tag")
-                blobs.setdefault(sha, tag[2][:64] if len(tag) > 2 else "")
-        if not blobs:
-            raise BadRequest("a report needs at least one x tag", code="invalid_event")
-        if len(blobs) > MAX_REPORT_BLOBS:
-            raise BadRequest(f"a report names at most {MAX_REPORT_BLOBS} blobs",
-                             code="invalid_event")
+        event, blobs = parse_report(raw)
         wait = self.report_limiter.take(client_ip(request), self.clock.seconds())
         if wait:
             raise TooManyRequests("too many reports from this address; retry later",
@@ -503,7 +363,7 @@ class BlossomServer:
             raise _report_error(e) from None
         self.log.info("blob report {id} about {n} blob(s), new={new}",
                       id=event.id, n=len(blobs), new=new)
-        return _json(request, {"id": event.id, "received": True}, 200)
+        return json_response(request, {"id": event.id, "received": True}, 200)
 
     # fallbacks ---------------------------------------------------------------------
 
@@ -511,39 +371,6 @@ class BlossomServer:
     def not_found(self, request: Any, rest: str) -> bytes:
         self._gate(request)
         raise NotFound("no such Blossom endpoint", code="not_found")
-
-    # errors: JSON body, X-Reason, CORS ------------------------------------------------
-
-    @app.handle_errors(ApiError)
-    def _api_error(self, request: Any, failure: Failure) -> bytes:
-        return _write_blossom_error(request, failure.value)  # type: ignore[arg-type]
-
-    @app.handle_errors(RouteNotFound)
-    def _route_not_found(self, request: Any, failure: Failure) -> bytes:
-        return _write_blossom_error(request, NotFound("no such Blossom endpoint"))
-
-    @app.handle_errors(MethodNotAllowed)
-    def _not_allowed(self, request: Any, failure: Failure) -> bytes:
-        allowed = getattr(failure.value, "valid_methods", None) or []
-        err = ApiError("method not allowed", status=405, code="method_not_allowed",
-                       headers={"Allow": ", ".join(allowed)} if allowed else None)
-        return _write_blossom_error(request, err)
-
-    @app.handle_errors(HTTPException)
-    def _http_exception(self, request: Any, failure: Failure) -> bytes:
-        exc: Any = failure.value
-        return _write_blossom_error(request, ApiError(
-            exc.description or exc.name, status=exc.code or 400,
-            code=(exc.name or "error").lower().replace(" ", "_")))
-
-    @app.handle_errors(Exception)
-    def _unexpected(self, request: Any, failure: Failure) -> bytes | None:
-        if failure.check(CancelledError):  # type: ignore[no-untyped-call]
-            return None  # the client went away
-        self.log.failure("unhandled error on {method} {uri}", failure,
-                         method=request.method, uri=request.uri)
-        return _write_blossom_error(request, ApiError("internal server error", status=500,
-                                                      code="internal"))
 
 
 def _report_error(refused: ReportRefused) -> ApiError:
@@ -553,13 +380,6 @@ def _report_error(refused: ReportRefused) -> ApiError:
         return InsufficientStorage(refused.message, code="reports_full")
     # the open reports of this key or blob: more are taken once the operator handled some
     return ApiError(refused.message, status=429, code="too_many_reports")
-
-
-def _write_blossom_error(request: Any, error: ApiError) -> bytes:
-    set_headers(request, CORS_HEADERS)
-    request.setHeader(b"x-reason", _header_value(error.message))
-    return write_error(request, error)
-
 
 
 __all__ = ["BLOSSOM_PREFLIGHT", "BlossomServer"]

@@ -12,7 +12,7 @@ worker makes the chunk files durable while the upload goes on.
 The assembler runs either
 
 - on the thread that reads the body (:meth:`Ingest.feed`, used by the HTTP upload routes, whose
-  body is read off the reactor: see ``tgateway.web.body``): it waits there for a free buffer,
+  body is read off the reactor: see ``tgateway.http.body``): it waits there for a free buffer,
   which is the backpressure; or
 - on the upload's *feeder* worker, for bytes the reactor thread hands over with
   :meth:`Ingest.write` (mirrors, transcoder outputs, bodies the reactor reads): when more than
@@ -54,6 +54,7 @@ MAX_IN_FLIGHT = 8 << 20  # bytes handed to the feeder and not yet taken by it
 LANES = 2
 POOL = LANES + 4  # chunk buffers per upload: one filling, the others being hashed and written
 ALIGN = 4096  # O_DIRECT buffer, offset and length alignment
+HEAD_BYTES = 4096  # the first bytes of an upload, kept for MIME sniffing (IngestResult.head)
 
 
 # --------------------------------------------------------------------------- workers
@@ -405,6 +406,7 @@ class IngestResult:
     chunks: tuple[tuple[str, int], ...]  # (sha256, size) per chunk
     tmp: Path
     chunked_files: bool  # True: tmp/<i> per chunk, False: tmp/blob
+    head: bytes = b""  # the first HEAD_BYTES bytes (fewer for a shorter file)
 
     def chunk_file(self, index: int) -> Path:
         return self.tmp / str(index)
@@ -469,6 +471,7 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
         chunks=result.chunks,
         tmp=result.tmp,
         chunked_files=want_chunked,
+        head=result.head,
     )
 
 
@@ -561,6 +564,7 @@ class Ingest:
         self._feeder = workers("tgateway-feed")
         self._syncer = workers("tgateway-fsync")
         self._assembler = _Assembler(self._pool, self._store_chunk)
+        self._head = b""  # the first bytes, taken from chunk 0 (assembler's thread)
 
     # flow control ---------------------------------------------------------
 
@@ -668,6 +672,8 @@ class Ingest:
     def _store_chunk(self, index: int, buffer: mmap.mmap, size: int) -> None:
         """(assembler's thread) A full chunk buffer goes to the SHA-256 chain and to its lane
         at once (both only read it); it returns to the pool when both are done."""
+        if index == 0:
+            self._head = bytes(buffer[:min(size, HEAD_BYTES)])
         left = [2]
         chain, lane = self._chain, self._lane_states[index % LANES]
 
@@ -778,6 +784,7 @@ class Ingest:
             chunks=tuple((self._chain.chunks[i], n) for i, (n, _) in enumerate(ordered)),
             tmp=self.tmp,
             chunked_files=self.chunked_files,
+            head=self._head,
         )
 
     def abort(self) -> Deferred[None]:

@@ -502,11 +502,13 @@ class ContentStore:
         context: UploadContext,
         *,
         declared_type: str | None = None,
-        head: bytes = b"",
         check: Callable[[IngestResult], None] | None = None,
         quota: int | None = None,
     ) -> StoredEvent:
         """Finish the ingest and make the file visible. Raises EmptyUpload for 0 bytes.
+
+        The MIME type is ``declared_type`` when it is specific, else the name's, else sniffed
+        from the first bytes the ingest kept (``IngestResult.head``).
 
         ``check`` sees the finished bytes' hashes before anything becomes visible (an expected
         SHA-256, an auth token's scope); if it raises, nothing is stored and its error propagates.
@@ -527,12 +529,12 @@ class ContentStore:
                 raise EmptyUpload("the upload is empty")
             if check is not None:
                 check(result)
-            return await self._commit_result(result, context, declared_type, head, quota)
+            return await self._commit_result(result, context, declared_type, quota)
         finally:
             await ingest.abort()  # removes what is left of the temp folder
 
     async def _commit_result(
-        self, result: IngestResult, ctx: UploadContext, declared_type: str | None, head: bytes,
+        self, result: IngestResult, ctx: UploadContext, declared_type: str | None,
         quota: int | None,
     ) -> StoredEvent:
         await self._lock.acquire()
@@ -546,7 +548,7 @@ class ContentStore:
                 if quota is not None and ctx.owner:  # refuse before placing anything
                     await self.db.run(_check_quota_txn, ctx.owner, result.sha256, result.size,
                                       quota)
-                f = self._describe(result, ctx, declared_type, head, now)
+                f = self._describe(result, ctx, declared_type, now)
                 placed = await self._in_thread(self._place, result, f)
                 try:
                     # durable: an acknowledged upload survives a power cut too
@@ -570,7 +572,6 @@ class ContentStore:
         result: IngestResult,
         ctx: UploadContext,
         declared_type: str | None,
-        head: bytes,
         now: float,
     ) -> StoredFile:
         name = ctx.name or result.sha256  # cleaned by commit
@@ -587,7 +588,7 @@ class ContentStore:
             sha256=result.sha256,
             size=result.size,
             name=name,
-            mime=choose_mime(declared_type, name, head),
+            mime=choose_mime(declared_type, name, result.head),
             storage="chunked" if chunked else "blob",
             piece_length=pl,
             info_hash=hashlib.sha1(info).hexdigest(),

@@ -1,6 +1,6 @@
 """Sign-in on ``gateway.port``: the one request authenticator and the ``/api/auth/*`` routes.
 
-:class:`RequestAuthenticator` turns a request into the caller's hex pubkey:
+:class:`RequestAuthenticator` turns a request into the caller:
 
 - ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.sessions``);
 - ``Authorization: Nostr <base64 kind 27235 event>`` (NIP-98): ``u`` must equal the external URL
@@ -9,9 +9,12 @@
   event signed for another server by sending that server's name; behind a reverse proxy, set
   ``gateway.public_url``. ``method`` must be the request method, ``created_at`` within 60 s,
   and the event must not have been used before. A ``payload`` tag is checked against the body's
-  SHA-256; for streamed uploads the body is only known at the end, so the event is left on the
-  request as ``request.nip98_event`` and the upload route checks it before the file is stored;
+  SHA-256; for streamed uploads the body is only known at the end, so the principal carries the
+  event and the upload checks it before the file becomes visible (:func:`nip98_payload_check`);
 - no ``Authorization`` header: anonymous (None). Anything else: 401 saying what was wrong.
+
+The caller comes out as a :class:`~tgateway.http.auth.Principal` (``admin`` for the keys in
+``admin.pubkeys``); routes declare what they need with :func:`tgateway.http.auth.authorized`.
 
 Routes (:class:`AuthApi`): ``GET /api/auth/challenge`` (a challenge, and the URLs a login event
 must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``u`` tag),
@@ -27,46 +30,51 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import CancelledError, TimeoutError
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tgateway.errors import ApiError, BadRequest, ServiceUnavailable, TooManyRequests, Unauthorized
+from tgateway.http.app import new_app
+from tgateway.http.auth import AUTH_HELP, Need, Principal, Proof, authorized, sign_in_required
+from tgateway.http.headers import answer_preflight, client_ip
+from tgateway.http.jsonio import json_body, read_json
+from tgateway.nostr.event import Event
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, LoginBinding, verify_login_event
 from tgateway.nostr.nip46 import Nip46Error
 from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
-from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, verify_http_auth
+from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, check_payload, verify_http_auth
 from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.ingest import IngestResult
 from tgateway.storage.sessions import SessionStore
 
-from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, client_ip, json_body, set_headers
-
-__all__ = ["AuthApi", "RequestAuthenticator", "require_user"]
+__all__ = ["AuthApi", "RequestAuthenticator", "nip98_payload_check", "wants_payload_check"]
 
 POLL_WAIT = 25.0  # a poll of a NIP-46 login waits this long for the end before answering 202
-AUTH_HELP = "send Authorization: Bearer <session token> or Authorization: Nostr <NIP-98 event>"
 
 
 class RequestAuthenticator:
-    """Session bearer tokens and NIP-98 headers -> hex pubkey (the ``Authenticator`` of
-    ``tgateway.web.api``)."""
+    """Session bearer tokens and NIP-98 headers -> :class:`Principal` (the gateway's
+    :class:`~tgateway.http.auth.Authenticator`)."""
 
     def __init__(
         self,
         *,
         sessions: SessionStore,
-        clock: Any,
+        clock: IReactorTime,
         base_url: str,
+        admins: Iterable[str] = (),
         window: float = DEFAULT_WINDOW,
         replay: ReplayCache | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.base_url = base_url.rstrip("/")
+        self.admins = frozenset(k.lower() for k in admins)
         self.window = window
         self.replay = replay if replay is not None else ReplayCache(ttl=2 * window + 5)
 
@@ -76,7 +84,10 @@ class RequestAuthenticator:
         uri: str = request.uri.decode("latin-1")
         return self.base_url + uri
 
-    async def authenticate(self, request: Any) -> str | None:
+    def missing(self, scope: str = "") -> ApiError:
+        return sign_in_required(scope)
+
+    async def authenticate(self, request: Any, scope: str = "") -> Principal | None:
         header = request.getHeader(b"authorization")
         if header is None:
             return None
@@ -91,7 +102,11 @@ class RequestAuthenticator:
             f"unsupported Authorization scheme: {AUTH_HELP}", code="unsupported_auth_scheme"
         )
 
-    async def _session(self, token: str) -> str:
+    def _principal(self, pubkey: str, proof: Proof, event: Event | None = None) -> Principal:
+        return Principal(pubkey=pubkey, admin=pubkey.lower() in self.admins, proof=proof,
+                         event=event)
+
+    async def _session(self, token: str) -> Principal:
         if not token:
             raise Unauthorized("the Bearer session token is empty", code="invalid_session")
         session = await self.sessions.lookup(token, self.clock.seconds())
@@ -100,9 +115,9 @@ class RequestAuthenticator:
                 "the session token is unknown, expired or revoked: sign in again",
                 code="invalid_session",
             )
-        return str(session.pubkey)
+        return self._principal(str(session.pubkey), Proof.SESSION)
 
-    def _nip98(self, request: Any, header: str) -> str:
+    def _nip98(self, request: Any, header: str) -> Principal:
         streamed = getattr(request, "body_stream", None) is not None
         body_sha256 = None if streamed else _body_sha256(request)
         try:
@@ -117,9 +132,34 @@ class RequestAuthenticator:
             )
         except Unauthorized as e:
             raise Unauthorized(e.message, code="invalid_nip98") from None
-        if streamed and event.first_tag("payload") is not None:
-            request.nip98_event = event  # checked by the upload route once the body is in
-        return event.pubkey
+        # a streamed body's payload tag is checked once the body is in (nip98_payload_check)
+        return self._principal(event.pubkey, Proof.NIP98, event)
+
+
+def wants_payload_check(principal: Principal | None) -> bool:
+    """Whether ``principal`` came with a NIP-98 event whose ``payload`` tag names the body."""
+    return (principal is not None and principal.proof is Proof.NIP98
+            and principal.event is not None and principal.event.first_tag("payload") is not None)
+
+
+def nip98_payload_check(
+    principal: Principal | None, body_sha256: Callable[[IngestResult], str]
+) -> Callable[[IngestResult], None] | None:
+    """The upload check (run before the file becomes visible) that refuses a streamed body the
+    NIP-98 ``payload`` tag does not name (401 ``invalid_nip98``); None when there is nothing to
+    check. ``body_sha256``: the SHA-256 of the request body, given the ingest's result."""
+    if not wants_payload_check(principal):
+        return None
+    assert principal is not None and principal.event is not None
+    event = principal.event
+
+    def check(result: IngestResult) -> None:
+        try:
+            check_payload(event, body_sha256(result))
+        except Unauthorized as e:
+            raise Unauthorized(e.message, code="invalid_nip98") from None
+
+    return check
 
 
 def _body_sha256(request: Any) -> str:
@@ -132,34 +172,10 @@ def _body_sha256(request: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def require_user(auth: Any, request: Any) -> str:
-    """The caller's pubkey; 401 ``auth_required`` for an anonymous request."""
-    pubkey: str | None = await auth.authenticate(request)
-    if pubkey is None:
-        raise Unauthorized(f"sign in first: {AUTH_HELP}", code="auth_required")
-    return pubkey
-
-
-def read_json(request: Any) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400."""
-    content = getattr(request, "content", None)
-    raw = b""
-    if content is not None:
-        content.seek(0)
-        raw = content.read()
-    try:
-        body = json.loads(raw.decode("utf-8")) if raw.strip() else None
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object", code="invalid_json")
-    return body
-
-
 class AuthApi:
     """``/api/auth/*``. ``nip46`` is None when the Nostr component is not running."""
 
-    app = Klein()
+    app = new_app()
     log = Logger()
 
     def __init__(
@@ -167,7 +183,7 @@ class AuthApi:
         *,
         auth: RequestAuthenticator,
         sessions: SessionStore,
-        clock: Any,
+        clock: IReactorTime,
         login_attempts_per_minute: float,
         login_burst: int,
         binding: LoginBinding,
@@ -315,20 +331,16 @@ class AuthApi:
             raise Unauthorized("the session token is unknown or already ended", code="invalid_session")
         return json_body(request, {"status": "ok", "logged_out": True})
 
-    @app.route("/api/auth/session", methods=["GET"])
-    async def session(self, request: Any) -> bytes:
-        pubkey = await require_user(self.auth, request)
+    @authorized(app, "/api/auth/session", methods=["GET"], need=Need.USER)
+    async def session(self, request: Any, principal: Principal) -> bytes:
+        pubkey = principal.pubkey
         return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey)})
 
     @app.route("/api/auth/", branch=True, methods=["OPTIONS"])
     def preflight(self, request: Any) -> bytes:
-        set_headers(request, CORS_PREFLIGHT)
-        request.setResponseCode(204)
-        return b""
+        return answer_preflight(request)
 
     @app.route("/api/auth/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 
-
-install_error_handlers(AuthApi.app)

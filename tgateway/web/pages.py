@@ -27,10 +27,9 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from klein import Klein
 from twisted.logger import Logger
 
-from .errors import install_error_handlers
+from tgateway.http.app import new_app
 
 __all__ = ["Pages", "Section", "SECTIONS", "format_size"]
 
@@ -105,7 +104,7 @@ class Pages:
     """Klein routes of the pages. ``public`` is the page configuration
     (:func:`tgateway.web.ui_config.public_config`), ``csp`` the pages' policy."""
 
-    app = Klein()
+    app = new_app(not_found="no such page")
     log = Logger()
 
     def __init__(self, *, store: Any, links: Any, public: dict[str, Any], csp: bytes,
@@ -191,5 +190,3 @@ class Pages:
         return self._page(request, page="file", title=titled.title if titled and titled.title else f.name,
                           main=main)
 
-
-install_error_handlers(Pages.app)

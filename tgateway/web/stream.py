@@ -24,15 +24,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from klein import Klein
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, TooManyRequests
+from tgateway.http.app import new_app
+from tgateway.http.auth import Authenticator, Need, Principal, authorized
+from tgateway.http.headers import answer_preflight
+from tgateway.http.jsonio import json_body
+from tgateway.http.send import send_file
 from tgateway.ratelimit import KeyedLimiter
-
-from .auth import require_user
-from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, json_body, parse_hex, send_file, set_headers
+from tgateway.storage.model import StoredFile
+from tgateway.storage.store import ContentStore
 
 __all__ = ["StreamApi"]
 
@@ -49,22 +52,21 @@ def _flag(request: Any, name: str) -> bool:
 
 
 class StreamApi:
-    app = Klein()
+    app = new_app()
     log = Logger()
 
-    def __init__(self, *, store: Any, transcoder: Any, auth: Any, admin_pubkeys: tuple[str, ...],
-                 clock: Any, requests_per_second: float = 10.0, burst_size: int = 20,
+    def __init__(self, *, store: ContentStore, transcoder: Any, auth: Authenticator,
+                 clock: IReactorTime, requests_per_second: float = 10.0, burst_size: int = 20,
                  max_concurrent: int = 50) -> None:
         self.store = store
         self.transcoder = transcoder
         self.auth = auth
-        self.admins = frozenset(k.lower() for k in admin_pubkeys)
         self.clock = clock
         self.limiter: KeyedLimiter[str] = KeyedLimiter(requests_per_second, burst_size)
         self.max_concurrent = max_concurrent
         self.streaming = 0
 
-    async def _file(self, sha: str) -> Any:
+    async def _file(self, sha: str) -> StoredFile:
         f = await self.store.get(sha)
         if f is None:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
@@ -84,9 +86,8 @@ class StreamApi:
 
     # progressive -----------------------------------------------------------------------
 
-    @app.route("/api/stream/<sha256>", methods=["GET", "HEAD"])
-    async def stream(self, request: Any, sha256: str) -> None:
-        sha = parse_hex(sha256, 64, "sha256")
+    @app.route("/api/stream/<sha256:sha>", methods=["GET", "HEAD"])
+    async def stream(self, request: Any, sha: str) -> None:
         original = _flag(request, "original")
         transcoded = _flag(request, "transcoded")
         quality = request.args.get(b"quality", [b""])[0].decode("latin-1").strip()
@@ -128,9 +129,8 @@ class StreamApi:
 
     # HLS -------------------------------------------------------------------------------
 
-    @app.route("/api/stream/<sha256>/playlist.m3u8", methods=["GET", "HEAD"])
-    async def master(self, request: Any, sha256: str) -> None:
-        sha = parse_hex(sha256, 64, "sha256")
+    @app.route("/api/stream/<sha256:sha>/playlist.m3u8", methods=["GET", "HEAD"])
+    async def master(self, request: Any, sha: str) -> None:
         self._limit(sha)
         await self._file(sha)
         results = await self._results(sha)
@@ -139,13 +139,19 @@ class StreamApi:
         master = await self._file(results["master"])
         await send_file(request, self.store.reader, master, content_type=MPEGURL)
 
-    @app.route("/api/stream/<sha256>/<name>", methods=["GET", "HEAD"])
-    async def hls_part(self, request: Any, sha256: str, name: str) -> None:
-        sha = parse_hex(sha256, 64, "sha256")
-        part, dot, ext = name.partition(".")
-        if ext not in ("m3u8", "ts"):
-            raise NotFound("no such stream resource", code="not_found")
-        part = parse_hex(part, 64, "sha256")
+    @app.route("/api/stream/<sha256:sha>/<sha256:part>.m3u8", methods=["GET", "HEAD"])
+    async def hls_playlist(self, request: Any, sha: str, part: str) -> None:
+        await self._hls_part(request, sha, part, "m3u8")
+
+    @app.route("/api/stream/<sha256:sha>/<sha256:part>.ts", methods=["GET", "HEAD"])
+    async def hls_segment(self, request: Any, sha: str, part: str) -> None:
+        await self._hls_part(request, sha, part, "ts")
+
+    @app.route("/api/stream/<sha256:sha>/<name>", methods=["GET", "HEAD"])
+    def not_hls(self, request: Any, sha: str, name: str) -> None:
+        raise NotFound("no such stream resource", code="not_found")
+
+    async def _hls_part(self, request: Any, sha: str, part: str, ext: str) -> None:
         results = await self._results(sha)
         if results is None:
             raise NotFound("this file has no HLS playlist (yet)", code="not_transcoded")
@@ -163,20 +169,19 @@ class StreamApi:
 
     # status and admin --------------------------------------------------------------------
 
-    @app.route("/api/users/me/files/<sha256>/transcoding-status", methods=["GET"])
-    async def transcoding_status(self, request: Any, sha256: str) -> bytes:
-        pubkey = await require_user(self.auth, request)
-        sha = parse_hex(sha256, 64, "sha256")
+    @authorized(app, "/api/users/me/files/<sha256:sha>/transcoding-status", methods=["GET"],
+                need=Need.USER)
+    async def transcoding_status(self, request: Any, principal: Principal, sha: str) -> bytes:
         owners = await self.store.owners(sha)
         if not owners:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
-        if not any(o.owner == pubkey for o in owners):
+        if not any(o.owner == principal.pubkey for o in owners):
             raise Forbidden("only an owner of this file can see its transcoding",
                             code="not_owner")
         f = await self._file(sha)
         return json_body(request, await self.describe(f))
 
-    async def describe(self, f: Any) -> dict[str, Any]:
+    async def describe(self, f: StoredFile) -> dict[str, Any]:
         """The transcoding status of a stored file (also used by tests and the admin)."""
         sha = f.sha256
         job = await self.transcoder.job(sha) if self.transcoder is not None else None
@@ -215,12 +220,9 @@ class StreamApi:
             out["master_sha256"] = job.results.get("master")
         return out
 
-    @app.route("/api/admin/transcode/<sha256>/retry", methods=["POST"])
-    async def retry(self, request: Any, sha256: str) -> bytes:
-        pubkey = await require_user(self.auth, request)
-        if pubkey.lower() not in self.admins:
-            raise Forbidden("administrators only", code="not_admin")
-        sha = parse_hex(sha256, 64, "sha256")
+    @authorized(app, "/api/admin/transcode/<sha256:sha>/retry", methods=["POST"],
+                need=Need.ADMIN)
+    async def retry(self, request: Any, principal: Principal, sha: str) -> bytes:
         priority = None
         raw = request.content.read() if getattr(request, "content", None) is not None else b""
         if raw.strip():
@@ -242,14 +244,10 @@ class StreamApi:
     @app.route("/api/stream/", branch=True, methods=["OPTIONS"])
     @app.route("/api/admin/transcode/", branch=True, methods=["OPTIONS"])
     def preflight(self, request: Any, **kw: Any) -> bytes:
-        set_headers(request, CORS_PREFLIGHT)
-        request.setResponseCode(204)
-        return b""
+        return answer_preflight(request)
 
     @app.route("/api/stream/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     @app.route("/api/admin/transcode/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 
-
-install_error_handlers(StreamApi.app)

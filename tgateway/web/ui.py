@@ -15,10 +15,11 @@ from typing import Any
 from twisted.web.resource import IResource
 
 from tgateway.config import Config
+from tgateway.http.auth import Authenticator
+from tgateway.http.root import MountRoot, PathSplit
 from tgateway.links import Links
 
 from .pages import Pages
-from .root import PathSplit
 from .static_files import StaticFiles
 from .ui_api import UI_FILE_ROUTES, UiApi
 from .ui_config import content_security_policy, public_config
@@ -38,7 +39,7 @@ class WebUi:
         return PathSplit(lambda path: len(path) == 4 and path[3] in UI_FILE_ROUTES,
                          self.api.app.resource(), files_api)
 
-    def mount(self, root: Any) -> None:
+    def mount(self, root: MountRoot) -> None:
         pages = self.pages.app.resource()
         for path in ("/", "/f", "/me"):
             root.mount_app(path, pages)
@@ -55,7 +56,7 @@ def build_ui(
     config: Config,
     store: Any,
     links: Links,
-    auth: Any,
+    auth: Authenticator,
     components: frozenset[str],
     max_upload: int,
     tracker: Any = None,

@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from klein import Klein
 from twisted.logger import Logger
 
 from tgateway.errors import NotFound, ServiceUnavailable
-
-from .auth import require_user
-from .errors import install_error_handlers
-from .send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
+from tgateway.http.app import new_app
+from tgateway.http.auth import Authenticator, Need, Principal, authorized
+from tgateway.http.headers import answer_preflight
+from tgateway.http.jsonio import json_body
 
 __all__ = ["UiApi", "UI_FILE_ROUTES"]
 
@@ -37,14 +36,14 @@ PRIVATE_TRANSCODE_FIELDS = ("error", "attempts", "priority", "created_at", "star
 
 
 class UiApi:
-    app = Klein()
+    app = new_app()
     log = Logger()
 
     def __init__(
         self,
         *,
         store: Any,
-        auth: Any,
+        auth: Authenticator,
         public: dict[str, Any],
         swarm: Callable[[bytes], tuple[int, int, int]] | None = None,
     ) -> None:
@@ -57,8 +56,7 @@ class UiApi:
         self.swarm = swarm
         self.transcoding: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
 
-    async def _file(self, sha256: str) -> Any:
-        sha = parse_hex(sha256, 64, "sha256")
+    async def _file(self, sha: str) -> Any:
         f = await self.store.get(sha)
         if f is None:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
@@ -68,9 +66,9 @@ class UiApi:
     def config(self, request: Any) -> bytes:
         return json_body(request, self.public)
 
-    @app.route("/api/files/<sha256>/swarm", methods=["GET"])
-    async def file_swarm(self, request: Any, sha256: str) -> bytes:
-        f = await self._file(sha256)
+    @app.route("/api/files/<sha256:sha>/swarm", methods=["GET"])
+    async def file_swarm(self, request: Any, sha: str) -> bytes:
+        f = await self._file(sha)
         if self.swarm is None:
             raise ServiceUnavailable("the tracker is not running", code="tracker_unavailable")
         complete, downloaded, incomplete = self.swarm(bytes.fromhex(f.info_hash))
@@ -83,9 +81,9 @@ class UiApi:
             "webseed": True,  # every stored file is served by the gateway's BEP 19 webseed
         })
 
-    @app.route("/api/files/<sha256>/transcoding", methods=["GET"])
-    async def file_transcoding(self, request: Any, sha256: str) -> bytes:
-        f = await self._file(sha256)
+    @app.route("/api/files/<sha256:sha>/transcoding", methods=["GET"])
+    async def file_transcoding(self, request: Any, sha: str) -> bytes:
+        f = await self._file(sha)
         if self.transcoding is None:
             return json_body(request, {"sha256": f.sha256, "state": "disabled", "progress": 0.0,
                                        "profiles": []})
@@ -94,11 +92,10 @@ class UiApi:
             status.pop(key, None)
         return json_body(request, status)
 
-    @app.route("/api/files/<sha256>/ownership", methods=["GET"])
-    async def ownership(self, request: Any, sha256: str) -> bytes:
-        pubkey = await require_user(self.auth, request)
-        f = await self._file(sha256)
-        mine = [o for o in await self.store.owners(f.sha256) if o.owner == pubkey]
+    @authorized(app, "/api/files/<sha256:sha>/ownership", methods=["GET"], need=Need.USER)
+    async def ownership(self, request: Any, principal: Principal, sha: str) -> bytes:
+        f = await self._file(sha)
+        mine = [o for o in await self.store.owners(f.sha256) if o.owner == principal.pubkey]
         out: dict[str, Any] = {"sha256": f.sha256, "owner": bool(mine)}
         if mine:
             out.update({"uploaded_at": int(mine[0].created_at), "name": mine[0].name,
@@ -106,11 +103,6 @@ class UiApi:
         return json_body(request, out)
 
     @app.route("/api/config", methods=["OPTIONS"])
-    @app.route("/api/files/<sha256>/<what>", methods=["OPTIONS"])
+    @app.route("/api/files/<sha>/<what>", methods=["OPTIONS"])
     def preflight(self, request: Any, **kw: Any) -> bytes:
-        set_headers(request, CORS_PREFLIGHT)
-        request.setResponseCode(204)
-        return b""
-
-
-install_error_handlers(UiApi.app)
+        return answer_preflight(request)

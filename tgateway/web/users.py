@@ -19,27 +19,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from klein import Klein
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.http.app import new_app
+from tgateway.http.auth import Authenticator, Need, Principal, authorized
+from tgateway.http.headers import answer_preflight
+from tgateway.http.jsonio import json_body
+from tgateway.http.root import MountRoot, PathSplit
+from tgateway.links import Links
 from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
+from tgateway.storage.db import Database
 from tgateway.storage.model import UploadContext
 from tgateway.storage.sessions import SessionStore
+from tgateway.storage.store import ContentStore
 
-from .auth import AuthApi, RequestAuthenticator, require_user
-from .errors import install_error_handlers
-from .root import PathSplit
-from .send import CORS_PREFLIGHT, json_body, parse_hex, set_headers
+from .auth import AuthApi, RequestAuthenticator
+
+if TYPE_CHECKING:
+    from tgateway.nostr.service import NostrService
 
 __all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
 
@@ -61,17 +69,17 @@ def _int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
 
 
 class UsersApi:
-    app = Klein()
+    app = new_app()
     log = Logger()
 
     def __init__(
         self,
         *,
-        store: Any,
-        links: Any,
-        auth: Any,
+        store: ContentStore,
+        links: Links,
+        auth: Authenticator,
         quota: Callable[[str], int],
-        nostr: Any = None,
+        nostr: NostrService | None = None,
     ) -> None:
         self.store = store
         self.links = links
@@ -81,9 +89,9 @@ class UsersApi:
 
     # users ------------------------------------------------------------------------------
 
-    @app.route("/api/users/me/stats", methods=["GET"])
-    async def stats(self, request: Any) -> bytes:
-        pubkey = await require_user(self.auth, request)
+    @authorized(app, "/api/users/me/stats", methods=["GET"], need=Need.USER)
+    async def stats(self, request: Any, principal: Principal) -> bytes:
+        pubkey = principal.pubkey
         files, used = await self.store.usage(pubkey)
         quota = self.quota(pubkey)
         return json_body(
@@ -98,9 +106,9 @@ class UsersApi:
             },
         )
 
-    @app.route("/api/users/me/files", methods=["GET"])
-    async def files(self, request: Any) -> bytes:
-        pubkey = await require_user(self.auth, request)
+    @authorized(app, "/api/users/me/files", methods=["GET"], need=Need.USER)
+    async def files(self, request: Any, principal: Principal) -> bytes:
+        pubkey = principal.pubkey
         limit = _int_arg(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         offset = _int_arg(request, "offset", 0, 0, 2**31)
         if b"cursor" in request.args:
@@ -129,12 +137,10 @@ class UsersApi:
             },
         )
 
-    @app.route("/api/users/me/files/<sha256>", methods=["DELETE"])
-    async def delete(self, request: Any, sha256: str) -> bytes:
-        pubkey = await require_user(self.auth, request)
-        sha = parse_hex(sha256, 64, "sha256")
+    @authorized(app, "/api/users/me/files/<sha256:sha>", methods=["DELETE"], need=Need.USER)
+    async def delete(self, request: Any, principal: Principal, sha: str) -> bytes:
         try:
-            gone = await self.store.remove_owner(sha, pubkey)
+            gone = await self.store.remove_owner(sha, principal.pubkey)
         except KeyError:
             raise NotFound("you do not own a file with this sha256", code="file_not_found") from None
         return json_body(
@@ -144,7 +150,7 @@ class UsersApi:
 
     # nostr ------------------------------------------------------------------------------
 
-    def _nostr(self) -> Any:
+    def _nostr(self) -> NostrService:
         if self.nostr is None:
             raise ServiceUnavailable("the Nostr component is not running", code="nostr_unavailable")
         return self.nostr
@@ -153,19 +159,17 @@ class UsersApi:
     def identity(self, request: Any) -> bytes:
         return json_body(request, self._nostr().identity())
 
-    @app.route("/api/files/<sha256>/announcements", methods=["GET"])
-    async def announcements(self, request: Any, sha256: str) -> bytes:
-        sha = parse_hex(sha256, 64, "sha256")
+    @app.route("/api/files/<sha256:sha>/announcements", methods=["GET"])
+    async def announcements(self, request: Any, sha: str) -> bytes:
         nostr = self._nostr()
         rows = await nostr.announcer.announcements(sha)
         if not rows and await self.store.get(sha) is None:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
         return json_body(request, {"sha256": sha, "announcements": rows})
 
-    @app.route("/api/files/<sha256>/announce", methods=["POST"])
-    async def announce(self, request: Any, sha256: str) -> bytes:
-        pubkey = await require_user(self.auth, request)
-        sha = parse_hex(sha256, 64, "sha256")
+    @authorized(app, "/api/files/<sha256:sha>/announce", methods=["POST"], need=Need.USER)
+    async def announce(self, request: Any, principal: Principal, sha: str) -> bytes:
+        pubkey = principal.pubkey
         nostr = self._nostr()
         owners = await self.store.owners(sha)
         if not owners:
@@ -191,20 +195,16 @@ class UsersApi:
 
     @app.route("/api/users/", branch=True, methods=["OPTIONS"])
     @app.route("/api/nostr/", branch=True, methods=["OPTIONS"])
-    @app.route("/api/files/<sha256>/announce", methods=["OPTIONS"])
-    @app.route("/api/files/<sha256>/announcements", methods=["OPTIONS"])
+    @app.route("/api/files/<sha>/announce", methods=["OPTIONS"])
+    @app.route("/api/files/<sha>/announcements", methods=["OPTIONS"])
     def preflight(self, request: Any, **kw: Any) -> bytes:
-        set_headers(request, CORS_PREFLIGHT)
-        request.setResponseCode(204)
-        return b""
+        return answer_preflight(request)
 
     @app.route("/api/users/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
     @app.route("/api/nostr/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 
-
-install_error_handlers(UsersApi.app)
 
 
 @dataclass
@@ -215,7 +215,7 @@ class UserRoutes:
     users_api: UsersApi
     nip46: Nip46Logins | None
 
-    def mount(self, root: Any, files_api: IResource) -> None:
+    def mount(self, root: MountRoot, files_api: IResource) -> None:
         """Attach the routes to the gateway port's ``MountRoot``; ``files_api`` is the Klein
         resource of the file API (it keeps ``/api/files/<sha256>``)."""
         users = self.users_api.app.resource()
@@ -245,17 +245,18 @@ class UserRoutes:
 def build_user_routes(
     *,
     config: Config,
-    db: Any,
-    store: Any,
-    links: Any,
-    clock: Any,
-    nostr: Any = None,
+    db: Database,
+    store: ContentStore,
+    links: Links,
+    clock: IReactorTime,
+    nostr: NostrService | None = None,
     quota: Callable[[str], int] | None = None,
 ) -> UserRoutes:
     """Everything sign-in and users' files need, built from the configuration."""
     sessions = SessionStore(db, ttl=config.nostr.session_ttl)
     base_url = config.gateway.base_url()  # public_url, or the listening address; never Host
-    auth = RequestAuthenticator(sessions=sessions, clock=clock, base_url=base_url)
+    auth = RequestAuthenticator(sessions=sessions, clock=clock, base_url=base_url,
+                                admins=config.admin.pubkeys)
     binding = LoginBinding(base_url)
     nip46 = None
     if nostr is not None:

@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tgateway.errors import BadRequest
-from tgateway.web import multipart as mp
-from tgateway.web.multipart import MAX_HEADERS, MAX_PARTS, MultipartReader
+from tgateway.http import multipart as mp
+from tgateway.http.multipart import MAX_HEADERS, MAX_PARTS, MultipartReader
 
 BOUNDARY = b"----tgw7MA4YWxkTrZu0gW"
 

@@ -21,14 +21,15 @@ from twisted.internet.threads import deferToThread
 
 from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
 from tests.web.test_api import assert_nothing_stored, http, multipart
-from tgateway.web import body as body_mod
+from tgateway.http import body as body_mod
+from tgateway.http import body_thread as thread_mod
 
 
 @pytest.fixture
 def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Records which way each threaded body was read: 'socket' or 'queue'."""
     seen: list[str] = []
-    real_socket, real_queue = body_mod._BodyThread._read_socket, body_mod._BodyThread._read_queue
+    real_socket, real_queue = thread_mod.BodyThread._read_socket, thread_mod.BodyThread._read_queue
 
     def read_socket(self: Any, buffered: list[bytes]) -> None:
         seen.append("socket")
@@ -38,8 +39,8 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         seen.append("queue")
         real_queue(self)
 
-    monkeypatch.setattr(body_mod._BodyThread, "_read_socket", read_socket)
-    monkeypatch.setattr(body_mod._BodyThread, "_read_queue", read_queue)
+    monkeypatch.setattr(thread_mod.BodyThread, "_read_socket", read_socket)
+    monkeypatch.setattr(thread_mod.BodyThread, "_read_queue", read_queue)
     yield seen
 
 
@@ -136,7 +137,7 @@ async def test_multipart_read_on_the_socket_thread(
     assert r.code == 201, j
     assert j["sha256"] == hashlib.sha256(data).hexdigest() and j["title"] == "a title"
     assert paths == ["socket"]
-    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + body_mod.THREAD_READ
+    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + thread_mod.THREAD_READ
     assert await download(gw, j["sha256"]) == data
 
 
@@ -164,7 +165,7 @@ async def test_client_gone_while_the_thread_reads(gw: RunningGateway, paths: lis
 
 @pytest_twisted.ensureDeferred
 async def test_idle_client_gets_408(gw: RunningGateway, paths: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(body_mod, "IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(thread_mod, "IDLE_TIMEOUT", 0.5)
     req = put_request(os.urandom(5_000_000))[:3_000_000]  # then nothing more
     out = await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2)
     assert out.startswith(b"HTTP/1.1 408"), out[:300]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
 
-from .body import StreamingSite
+from .site import StreamingSite
 
 
 class MountRoot(Resource):
@@ -74,7 +75,7 @@ def build_site(
     streaming_routes: list[tuple[bytes, bytes]],
     max_request_body: int,
     max_stream_body: int | None = None,
-    clock: Any,
+    clock: IReactorTime,
 ) -> tuple[StreamingSite, MountRoot]:
     root = MountRoot(api_resource)
     for path, resource in (mounts or {}).items():

@@ -33,9 +33,9 @@ from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from tgateway.http.site import IO_SIZE
 from tgateway.tracker.core import SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
-from tgateway.web.body import IO_SIZE
 
 MB = 1 << 20
 # A transport pauses its producer once its buffer is over bufferSize (IO_SIZE on the twisted.web

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tgateway.errors import RangeNotSatisfiable
-from tgateway.web.ranges import parse_range
+from tgateway.http.ranges import parse_range
 
 
 @pytest.mark.parametrize(

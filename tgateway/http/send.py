@@ -16,36 +16,16 @@ headers only govern documents.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError
 
-from tgateway.errors import BadRequest
 from tgateway.storage.model import StoredFile
 from tgateway.storage.reader import ChunkReader
 
+from .headers import CORS_HEADERS, set_headers
 from .ranges import parse_range
-
-CORS_HEADERS = {
-    b"access-control-allow-origin": b"*",
-    b"access-control-expose-headers": (
-        b"Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition, X-Reason"
-    ),
-}
-CORS_PREFLIGHT = {
-    **CORS_HEADERS,
-    b"access-control-allow-methods": b"GET, HEAD, PUT, POST, DELETE, OPTIONS",
-    b"access-control-allow-headers": (
-        b"Range, Authorization, Content-Type, X-Filename, X-SHA-256, X-Content-Length, "
-        b"X-Content-Type, If-None-Match, If-Range"
-    ),
-    b"access-control-max-age": b"86400",
-}
-
-_HEX = set("0123456789abcdef")
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 ACTIVE_CONTENT_CSP = b"sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -61,28 +41,6 @@ def is_passive_type(content_type: str) -> bool:
     if major in ("image", "video", "audio") and minor:
         return "xml" not in minor and "svg" not in minor
     return False
-
-
-def parse_hex(value: str, length: int, what: str) -> str:
-    """Lowercase hex of the given length, or a 400 ``invalid_hash``."""
-    v = value.lower()
-    if len(v) != length or not set(v) <= _HEX:
-        raise BadRequest(f"{what} must be {length} hexadecimal characters", code="invalid_hash")
-    return v
-
-
-def json_body(request: Any, body: Any, status: int = 200) -> bytes:
-    """A JSON answer that is not cached and is readable cross-origin."""
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    set_headers(request, CORS_HEADERS)
-    return json.dumps(body).encode("utf-8")
-
-
-def set_headers(request: Any, headers: dict[bytes, bytes]) -> None:
-    for k, v in headers.items():
-        request.setHeader(k, v)
 
 
 def content_disposition(kind: str, name: str) -> bytes:
@@ -103,36 +61,6 @@ def if_none_match_hits(header: bytes, etag: bytes) -> bool:
             tag = tag[2:]
         if tag == etag:
             return True
-    return False
-
-
-def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
-    """The peer address; X-Forwarded-For is honoured only from a trusted proxy."""
-    addr = request.getClientAddress()
-    host = getattr(addr, "host", None) or "unknown"
-    if trusted_proxies and _in_networks(host, trusted_proxies):
-        xff = request.getHeader(b"x-forwarded-for")
-        if xff:
-            candidate = xff.decode("latin-1").split(",")[-1].strip()
-            try:
-                ipaddress.ip_address(candidate)
-                return candidate
-            except ValueError:
-                pass
-    return str(host)
-
-
-def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for n in networks:
-        try:
-            if ip in ipaddress.ip_network(n, strict=False):
-                return True
-        except ValueError:
-            continue
     return False
 
 
