@@ -19,7 +19,8 @@ from twisted.internet import reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.gateway_harness import RunningGateway, serving_config, small_config, temp_data_dir
-from tgateway.nostr.event import EventTemplate, sign
+from tgateway.nostr.event import EventTemplate, public_key_hex, sign
+from tgateway.web.pages import SECTIONS, Pages, Section
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 USER = bytes.fromhex("c3" * 32)
@@ -226,3 +227,24 @@ async def test_ownership_says_whether_the_caller_owns_the_file(gw: RunningGatewa
     assert json.loads(body)["sha256"] == mine["sha256"]
     r, body = await get(gw.url(f"/api/files/{mine['sha256']}/announcements"))
     assert r.code == 200 and json.loads(body)["announcements"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_session_says_whether_the_user_is_an_admin() -> None:
+    """The navigation shows sections marked for admins (Section.needs) from this flag."""
+    g = RunningGateway(small_config(temp_data_dir(), admin={"pubkeys": [public_key_hex(USER)]}))
+    try:
+        for secret, admin in ((USER, True), (bytes.fromhex("d4" * 32), False)):
+            token = await sign_in(g, secret)
+            r, body = await get(g.url("/api/auth/session"), headers={"Authorization": f"Bearer {token}"})
+            assert json.loads(body)["admin"] is admin
+    finally:
+        await g.stop()
+
+
+def test_admin_sections_are_rendered_hidden() -> None:
+    pages = Pages(store=None, links=None, public={"app": "/static/app-x"}, csp=b"",
+                  sections=(*SECTIONS, Section("admin", "/admin", "Admin", needs="admin")))
+    nav = pages._nav("me")
+    assert '<li><a href="/me" aria-current="page">My files</a></li>' in nav
+    assert '<li hidden data-needs="admin"><a href="/admin">Admin</a></li>' in nav

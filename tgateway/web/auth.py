@@ -334,7 +334,8 @@ class AuthApi:
     @authorized(app, "/api/auth/session", methods=["GET"], need=Need.USER)
     async def session(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
-        return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey)})
+        return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey),
+                                   "admin": principal.admin})
 
     @app.route("/api/auth/", branch=True, methods=["OPTIONS"])
     def preflight(self, request: Any) -> bytes:
