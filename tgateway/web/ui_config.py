@@ -102,7 +102,7 @@ def content_security_policy(public: dict[str, Any]) -> bytes:
         f"img-src {sources(gateway, blossom, 'data:', 'blob:')}",
         f"media-src {sources(gateway, blossom, 'blob:')}",
         f"connect-src {sources(gateway, blossom, ws, *relays)}",
-        "worker-src 'self' blob:",
+        "worker-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
