@@ -16,6 +16,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def test_upload_two_files_cancel_one_and_download_them(tmp_path: Path) -> None:
     with GatewayProcess(cfg, tmp_path / "gw") as gw, chromium_browser() as browser:
         context, page, watched = open_page(browser, gw.url("/"), accept_downloads=True)
         throttle_upload(context, page, 2_000_000)
+        puts: dict[str, dict[str, str]] = {}
+        page.on("request", lambda r: r.method == "PUT" and puts.__setitem__(
+            urllib.parse.unquote(r.headers["x-filename"]), r.headers))
         page.evaluate(RECORD)
         page.set_input_files("#upload-files", [str(tmp_path / n) for n in files])
         cancel_row = page.locator(".task", has_text="cancel-me.bin")
@@ -79,6 +83,10 @@ def test_upload_two_files_cancel_one_and_download_them(tmp_path: Path) -> None:
         page.wait_for_selector(".task-cancelled")
         assert cancel_row.locator(".task-meta").inner_text() == "Cancelled"
 
+        # the next file with a title and off the DHT
+        page.get_by_text("Title, description and DHT").click()
+        page.get_by_label("Title").fill("Read me first")
+        page.get_by_label("Keep off the DHT").check()
         page.evaluate(DROP, [dropped[0], base64.b64encode(dropped[1]).decode(), "text/plain"])
         page.wait_for_function("() => document.querySelectorAll('.card').length === 2", timeout=30_000)
 
@@ -113,6 +121,13 @@ def test_upload_two_files_cancel_one_and_download_them(tmp_path: Path) -> None:
             qr.click()
             card.get_by_role("img", name="QR code of the Magnet link").wait_for()
             assert qr.get_attribute("aria-expanded") == "true"
+
+        # the File itself was the body (no multipart), with the options as headers
+        assert puts["readme.txt"]["x-announce-dht"] == "false"
+        assert urllib.parse.unquote(puts["readme.txt"]["x-title"]) == "Read me first"
+        assert puts["readme.txt"]["content-type"] == "text/plain"
+        assert "x-announce-dht" not in puts["video-notes.bin"] and "x-title" not in puts["video-notes.bin"]
+        assert page.locator(".card h3", has_text="Read me first").count() == 1
 
         cancelled = hashlib.sha256(files["cancel-me.bin"]).hexdigest()
         assert api_json(gw.url(f"/api/files/{cancelled}"))[0] == 404

@@ -72,7 +72,7 @@ class StaticFiles(Resource):
     isLeaf = True
 
     def __init__(self, folder: Traversable | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._folder = folder or resources.files("tgateway.web") / "static"
         self._cache: dict[str, StaticFile] = {}
         app = _walk(self._folder / "app")
