@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -64,13 +65,20 @@ def test_video_plays_the_original_then_hls_with_qualities(tmp_path: Path, monkey
         page.get_by_role("link", name="Open file page").click()
         video = page.locator("#media video[data-source]")
         video.wait_for()
+        page.evaluate("""() => { window.statuses = []
+          new MutationObserver(() => window.statuses.push(document.querySelector('.player-status').textContent))
+            .observe(document.querySelector('.player-status'), { childList: true, characterData: true, subtree: true }) }""")
         assert video.get_attribute("data-source") == "original"
         page.evaluate("() => { const v = document.querySelector('#media video'); v.muted = true; v.play() }")
         page.wait_for_function(PLAYING, arg=["original", 0.5])
-        status = page.locator(".player-status").inner_text()
-        assert "playing the original meanwhile" in status, status
+        # queued, then running with its progress (first "Playing the original" while the upload
+        # is not probed yet)
+        page.wait_for_function("""() => /^(Preparing streams: \\d+ %|Streams are queued for transcoding) · playing the original meanwhile$/
+            .test(document.querySelector('.player-status').textContent)""")
 
         page.wait_for_function(PLAYING, arg=["hls", 0], timeout=60_000)
+        statuses = page.evaluate("() => window.statuses")
+        assert any(re.match(r"Preparing streams: \d+ % · playing the original meanwhile", t) for t in statuses), statuses
         switched_at = page.evaluate("() => document.querySelector('#media video').currentTime")
         page.wait_for_function(PLAYING, arg=["hls", switched_at + 0.5])
         assert switched_at > 0.5  # it went on from where the original was, not from the start
