@@ -5,7 +5,7 @@ the x86 SHA extensions (see its source). It is an accelerator only: without a C 
 on another CPU, the build goes on without it and the gateway hashes with hashlib.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -24,6 +24,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
+    # twisted/plugins has no __init__.py (it is Twisted's namespace for plugins), so find: in
+    # setup.cfg cannot see it; listed here, a regular (non-editable) install ships the plugin.
+    packages=find_packages(include=["tgateway", "tgateway.*"]) + ["twisted.plugins"],
     ext_modules=[
         Extension(
             "tgateway.storage._sha256x2",

@@ -6,7 +6,8 @@ Everything here is installed by ``scripts/install-test-deps`` (``make test`` run
   bittorrent-dht, create-torrent, parse-torrent, nostr-tools, blossom-client-sdk, ws);
 - Debian's ``/usr/bin/python3`` with ``libtorrent`` (python3-libtorrent imports only there, never in
   the project's virtualenv);
-- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``;
+- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``,
+  ``systemd-analyze`` (systemd), ``openssl``;
 - ``nostr-relay`` 1.14 in its own virtualenv, ``.tools/nostr-relay-venv``;
 - Debian's ``chromium``, driven by Playwright for Python (the ``test`` extras): see
   ``chromium_browser`` (Playwright never downloads a browser here).

@@ -138,6 +138,9 @@ def _is_power_of_two_16k(v: int) -> bool:
 
 MODES = ("unified", "gateway-only", "blossom-only", "dht-only")
 
+# Keys that moved: a config still using the old place is told where the key went.
+MOVED_KEYS = {"tracker.trusted_proxies": "trusted_proxies"}
+
 
 # --------------------------------------------------------------------------- sections
 
@@ -277,11 +280,6 @@ class TrackerConfig:
     ws_announce_interval: Duration = field(default=Duration(120), metadata=_positive())
     max_peers_per_torrent: int = field(default=5000, metadata=_positive())
     max_torrents: int = field(default=100000, metadata=_positive())
-    # Addresses or CIDR blocks whose X-Forwarded-For / ip= are trusted.
-    trusted_proxies: tuple[str, ...] = field(
-        default=(),
-        metadata=_check(lambda v: all(_is_network(n) for n in v), "a list of IP addresses or CIDR blocks"),
-    )
 
 
 def _is_ip_or_empty(value: str, version: int) -> bool:
@@ -429,6 +427,12 @@ class Config:
     )
     # The data folder; --data-dir moves it and every path key that lies under it.
     data_dir: str = "./data"
+    # Reverse proxies in front of the HTTP ports (gateway, Blossom, tracker): addresses or CIDR
+    # blocks whose X-Forwarded-For names the client (rate limits, the tracker's peer address).
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_check(lambda v: all(_is_network(n) for n in v), "a list of IP addresses or CIDR blocks"),
+    )
     gateway: GatewayConfig = GatewayConfig()
     blossom_server: BlossomServerConfig = BlossomServerConfig()
     dht: DhtConfig = DhtConfig()
@@ -533,6 +537,8 @@ def _parse_section(cls: type, data: Any, path: str) -> Any:
     for key in data:
         if key not in known:
             name = f"{path}.{key}" if path else str(key)
+            if name in MOVED_KEYS:
+                raise ConfigError(f"{name}: this key moved to {MOVED_KEYS[name]}")
             raise ConfigError(
                 f"{name}: unknown key (known keys here: {', '.join(sorted(known))})"
             )

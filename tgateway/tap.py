@@ -214,7 +214,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
         from tgateway.tracker.service import build_tracker
 
         tracker = build_tracker(config.tracker, config.gateway.base_url(), reactor, rng,
-                                gw.store.has_info_hash if gw.store is not None else None)
+                                gw.store.has_info_hash if gw.store is not None else None,
+                                trusted_proxies=config.trusted_proxies)
         tracker.services.setName("tracker")
         tracker.services.setServiceParent(top)
         gw.parts["tracker"] = tracker  # _build_gateway mounts tracker.resource

@@ -15,6 +15,14 @@ same machine, same run.
 * Memory: ``bench/tracker/memory.py`` (100,000 peers across 10,000 torrents).
 
 Prints every RESULT line and a table of ratios measured in this run.
+
+Quiet or not: the machine's load average is printed at the start and at the end. While a round
+runs, the load average counts the benchmark itself (a busy server and a busy generator: about 2),
+so each measurement also reports the *other load*: the CPU time the whole machine spent
+(``/proc/stat``: user, nice, system, irq, softirq) minus what the three servers' process groups
+and the generator spent, over the wall time, in cores, which is the unit of the load average. A
+round in which it exceeds 0.5 (or that starts with a load average above 0.5 before the benchmark
+has run anything) is marked ``NOISY``, and so are its ratios in the summary.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -37,6 +46,44 @@ LOADGEN = Path(os.environ.get("LOADGEN", "/work/shared/loadgen"))
 NODE_MODULES = ROOT / "tests" / "clients" / "node_modules"
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 SERVER_CPU, GEN_CPU = "0", "1"
+#: Other load (cores used by everything but the benchmark) above which a round is noisy.
+NOISY = 0.5
+
+
+def loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min)"
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class OtherLoad:
+    """CPU used by everything but the benchmark's servers and generators, in cores."""
+
+    def __init__(self, servers: dict[str, Server]) -> None:
+        self.servers = servers
+        self.t = time.monotonic()
+        self.busy = machine_busy()
+        self.ours = self._ours()
+
+    def _ours(self) -> float:
+        return sum(s.cpu_seconds() for s in self.servers.values()) + children_cpu()
+
+    def cores(self) -> float:
+        wall = time.monotonic() - self.t
+        other = (machine_busy() - self.busy) - (self._ours() - self.ours)
+        return max(other, 0.0) / max(wall, 1e-6)
 
 
 def free_port() -> int:
@@ -117,10 +164,11 @@ def result(text: str) -> dict[str, str]:
 
 
 def gen(argv: list[str], label: str, env: dict[str, str] | None = None, timeout: float = 120,
-        server: Server | None = None) -> dict[str, str]:
+        server: Server | None = None, servers: dict[str, Server] | None = None) -> dict[str, str]:
     """Run a generator on GEN_CPU. With ``server``, also measure the server's CPU time per good
     reply (warm-up included), which depends much less than throughput on what else the machine
-    is doing."""
+    is doing. With ``servers``, also the other load during the run (see the module docstring)."""
+    other = OtherLoad(servers) if servers else None
     cpu0 = server.cpu_seconds() if server else 0.0
     proc = subprocess.run(["taskset", "-c", GEN_CPU, *argv], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
@@ -130,6 +178,9 @@ def gen(argv: list[str], label: str, env: dict[str, str] | None = None, timeout:
         ok = int(r.get("ok", "0"))
         r["cpu_us"] = f"{(server.cpu_seconds() - cpu0) / max(ok, 1) * 1e6:.1f}"
         line += f" server_cpu_us_per_reply={r['cpu_us']}"
+    if other:
+        r["other_load"] = f"{other.cores():.2f}"
+        line += f" other_load={r['other_load']}" + (" NOISY" if float(r["other_load"]) > NOISY else "")
     print(f"  {label}: {line}", flush=True)
     return r
 
@@ -155,6 +206,9 @@ def main() -> None:
     args = ap.parse_args()
     only = set(args.only.split(","))
     secs = args.secs
+    start_load = os.getloadavg()[0]
+    print(f"load average at start: {loadavg()}"
+          + (f"  -- above {NOISY}: the machine is not quiet" if start_load > NOISY else ""), flush=True)
     build()
     pool = str(OUT / "pool.txt")
     node_env = {"NODE_PATH": str(NODE_MODULES)}
@@ -167,16 +221,21 @@ def main() -> None:
     servers = {
         "bittorrent-tracker": Server("bittorrent-tracker", ["node", str(ROOT / "bench/tracker/bt_server.mjs"), str(bt_port), str(NODE_MODULES)], bt_port),
         "opentracker": Server("opentracker", [shutil.which("opentracker") or "/usr/bin/opentracker", "-i", "127.0.0.1", "-p", str(ot_port), "-P", str(ot_port), "-w", pool], ot_port),
-        "tgateway": Server("tgateway", [PY, str(ROOT / "bench/tracker/serve.py"), "--udp", str(ours["udp"]), "--http", str(ours["http"]), "--site", str(ours["site"])], ours["http"]),
+        # this checkout's tgateway, whatever the interpreter has installed
+        "tgateway": Server("tgateway", [PY, str(ROOT / "bench/tracker/serve.py"), "--udp", str(ours["udp"]), "--http", str(ours["http"]), "--site", str(ours["site"])], ours["http"],
+                           env={"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}),
     }
+    noisy: list[bool] = []
+    others: list[float] = []
     try:
         for rnd in range(args.rounds):
-            print(f"--- round {rnd + 1}/{args.rounds}", flush=True)
+            print(f"--- round {rnd + 1}/{args.rounds} (load average {loadavg()})", flush=True)
+            round_load = OtherLoad(servers)
             if "udp" in only:
                 print("UDP announce (udp_announce_load -c 64 -S 4 -P 1000)", flush=True)
                 for name, port in (("bittorrent-tracker", bt_port), ("opentracker", ot_port), ("tgateway", ours["udp"])):
                     r = gen([str(OUT / "udp_announce_load"), "-h", "127.0.0.1", "-p", str(port), "-t", str(secs), "-w", "2",
-                             "-c", "64", "-S", "4", "-P", "1000", "--label", name], name, server=servers[name])
+                             "-c", "64", "-S", "4", "-P", "1000", "--label", name], name, server=servers[name], servers=servers)
                     samples.setdefault(("udp", name), []).append(float(r["rps"]))
                     cpu.setdefault(("udp", name), []).append(float(r["cpu_us"]))
             if "http" in only:
@@ -186,7 +245,8 @@ def main() -> None:
                 for name, url in targets:
                     gen(["wrk", "-t1", "-c64", "-d2s", "-s", str(LOADGEN / "http_announce.lua"), url, "--", f"pool={pool}"], name + " warm-up")
                     r = gen(["wrk", "-t1", "-c64", f"-d{secs}s", "-s", str(LOADGEN / "http_announce.lua"), url, "--",
-                             f"pool={pool}", f"label={name}"], name, server=servers[name.replace("-site", "")])
+                             f"pool={pool}", f"label={name}"], name, server=servers[name.replace("-site", "")],
+                            servers=servers)
                     samples.setdefault(("http", name), []).append(float(r["rps"]))
                     cpu.setdefault(("http", name), []).append(float(r["cpu_us"]))
             if "ws" in only:
@@ -196,9 +256,14 @@ def main() -> None:
                 for name, url in targets:
                     r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
                              "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env,
-                            server=servers[name.replace("-site", "")])
+                            server=servers[name.replace("-site", "")], servers=servers)
                     samples.setdefault(("ws", name), []).append(float(r["rps"]))
                     cpu.setdefault(("ws", name), []).append(float(r["cpu_us"]))
+            other = round_load.cores()
+            others.append(other)
+            noisy.append(other > NOISY or (rnd == 0 and start_load > NOISY))
+            print(f"--- round {rnd + 1}: other load {other:.2f} cores, load average {loadavg()}"
+                  + ("  NOISY" if noisy[-1] else "  quiet"), flush=True)
         rss = {name: s.rss_kib() for name, s in servers.items()}
     finally:
         for s in servers.values():
@@ -235,7 +300,7 @@ def main() -> None:
                 if ref_v:
                     ratios = [a / b for a, b in zip(ours_v, ref_v, strict=False)]
                     print(f"  {proto:4} {name:14} / {ref:18} median x{statistics.median(ratios):.2f}  rounds "
-                          + " ".join(f"x{r:.2f}" for r in ratios))
+                          + " ".join(f"x{r:.2f}" + ("(NOISY)" if n else "") for r, n in zip(ratios, noisy, strict=False)))
     print(f"\nSummary (replies/s, median of {args.rounds} interleaved round(s); ratios from this run)")
     for (proto, name), v in sorted(samples.items()):
         print(f"  {proto:4} {name:18} median {statistics.median(v):9.0f}/s  runs " + " ".join(f"{x:.0f}" for x in v))
@@ -250,6 +315,11 @@ def main() -> None:
             if ot:
                 line += f"  x{v / ot:.2f} opentracker ({ot:.0f}/s)"
             print(line)
+    print("\nOther load per round (cores used by everything but the benchmark): "
+          + " ".join(f"{o:.2f}" + (" NOISY" if n else "") for o, n in zip(others, noisy, strict=True)))
+    print(f"{sum(noisy)} of {len(noisy)} round(s) noisy (other load above {NOISY}"
+          + (f", or a load average of {start_load:.2f} at the start" if start_load > NOISY else "") + ")")
+    print(f"load average at end: {loadavg()}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import struct
 from typing import Any
 from urllib.parse import quote_from_bytes
@@ -306,9 +307,8 @@ class FakeHandle:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send_text(self, text: str) -> None:
-        text.encode("ascii")
-        self.sent.append(json.loads(text))
+    def send_json(self, payload: bytes) -> None:
+        self.sent.append(json.loads(payload.decode("utf-8")))
 
 
 IHS = IH.decode("latin-1")
@@ -418,34 +418,72 @@ HANDSHAKE = (b"GET /announce HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r
 
 
 class TcpLikeTransport(StringTransport):
-    """Like tcp.Connection, unregistering without a producer is allowed (autobahn does it)."""
+    """Like tcp.Connection, unregistering without a producer is allowed (autobahn does it).
+    ``writes`` counts the calls to ``write``."""
+
+    writes = 0
 
     def unregisterProducer(self) -> None:
         self.producer = None
 
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
 
-class WsProtocolTests(SynchronousTestCase):
-    """The autobahn protocol with the fast frame parser, over the dedicated port's HTTP handoff."""
 
-    def connect(self) -> tuple[Any, TcpLikeTransport]:
+def read_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the unmasked frames the server wrote."""
+    frames = []
+    while data:
+        opcode, n = data[0] & 0x0F, data[1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[2:10], "big"), 10
+        frames.append((opcode, data[head:head + n]))
+        data = data[head + n:]
+    return frames
+
+
+class _WsConnections(SynchronousTestCase):
+    """WebSocket connections to one tracker, over the dedicated port's HTTP handoff."""
+
+    def setUp(self) -> None:
         from tgateway.tracker.ws import WsTrackerFactory
 
-        clock = Clock()
+        self.clock = clock = Clock()
         store = make_store()
         ws_factory = WsTrackerFactory(WsTracker(store, clock, interval=120))
-        factory = TrackerHTTPFactory(http_tracker(store, clock), clock, ws_factory)
+        self.factory = TrackerHTTPFactory(http_tracker(store, clock), clock, ws_factory)
+
+    def connect(self) -> tuple[Any, TcpLikeTransport]:
+        factory = self.factory
         transport = TcpLikeTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
         http = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         http.makeConnection(transport)
         http.dataReceived(HANDSHAKE)
         self.assertIn(b"101 Switching Protocols", transport.value())
         transport.clear()
+        transport.writes = 0
         proto = transport.protocol
         self.assertIsNot(proto, http)
         # autobahn's timers (handshake timeout, auto-ping) live on the global reactor: the
         # connection's end cancels them.
         self.addCleanup(proto.connectionLost, Failure(ConnectionDone()))
         return proto, transport
+
+    def announce_frame(self, peer_id: str, offers: int = 0, info_hash: str = IHS) -> bytes:
+        msg: dict[str, Any] = {"action": "announce", "info_hash": info_hash, "peer_id": peer_id,
+                               "left": 10, "event": "started"}
+        if offers:
+            msg["offers"] = [{"offer": {"type": "offer", "sdp": f"sdp {n}"}, "offer_id": f"{n:020d}"}
+                             for n in range(offers)]
+        return ws_frame(json.dumps(msg, ensure_ascii=False).encode())
+
+
+class WsProtocolTests(_WsConnections):
+    """The autobahn protocol with the fast frame parser and the per-turn writes."""
 
     def test_announce_over_frames_split_anywhere(self) -> None:
         proto, transport = self.connect()
@@ -454,15 +492,71 @@ class WsProtocolTests(SynchronousTestCase):
         data = ws_frame(msg) + ws_frame(msg)
         for i in range(0, len(data), 5):
             proto.dataReceived(data[i:i + 5])
+        self.assertEqual(transport.value(), b"")  # replies wait for the end of the reactor turn
+        self.clock.advance(0)
         out = transport.value()
         self.assertEqual(out.count(b'"action":"announce"'), 2)
         self.assertEqual(out[0], 0x81)
         # a ping (control frame) goes to autobahn, which pongs; then the fast path resumes
         transport.clear()
         proto.dataReceived(ws_frame(b"hi", opcode=0x9) + ws_frame(msg))
+        self.clock.advance(0)
         out = transport.value()
         self.assertTrue(out.startswith(b"\x8a\x02hi"))
         self.assertIn(b'"complete":1', out)
+
+    def test_what_a_turn_queues_for_a_socket_goes_out_in_one_write(self) -> None:
+        proto, transport = self.connect()
+        proto.dataReceived(b"".join(self.announce_frame("A" * 20) for _ in range(3)))
+        self.assertEqual((transport.value(), transport.writes), (b"", 0))
+        self.clock.advance(0)
+        self.assertEqual(transport.writes, 1)
+        frames = read_frames(transport.value())
+        self.assertEqual([op for op, _ in frames], [1, 1, 1])
+        self.assertEqual([json.loads(p)["incomplete"] for _, p in frames], [1, 1, 1])
+        # nothing left for the next turn; a connection that is gone gets nothing written
+        self.clock.advance(0)
+        self.assertEqual(transport.writes, 1)
+        proto.dataReceived(self.announce_frame("A" * 20))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(0)
+        self.assertEqual(transport.writes, 1)
+
+    def test_a_big_turn_is_written_before_it_ends(self) -> None:
+        from tgateway.tracker.ws import FLUSH_SIZE
+
+        proto, transport = self.connect()
+        scrape = ws_frame(json.dumps({"action": "scrape", "info_hash": [IHS] * 20}).encode())
+        reply = 0
+        while transport.writes == 0:
+            proto.dataReceived(scrape)
+            reply += 1
+        self.assertGreater(len(transport.value()), FLUSH_SIZE)
+        self.assertLess(len(transport.value()), FLUSH_SIZE + 2048)
+        self.assertEqual(len(read_frames(transport.value())), reply)
+
+    def test_binary_strings_and_offers_reach_the_other_peer_unchanged(self) -> None:
+        """Every latin-1 code point in info_hash, peer_id and offer_id, and the offer object as
+        the client wrote it, arrive at the other peer as the same characters (JSON text in a
+        text frame: UTF-8, as bittorrent-tracker writes it)."""
+        a, ta = self.connect()
+        b, tb = self.connect()
+        for start in range(0, 256, 20):
+            text = "".join(chr((start + i) % 256) for i in range(20))
+            b.dataReceived(self.announce_frame("B" * 20, info_hash=text))
+            offer = b'{"type": "offer",  "sdp": "v=0\\r\\n\xc3\xa9"}'
+            msg = (b'{"action":"announce","info_hash":%b,"peer_id":%b,"offers":[{"offer":%b,"offer_id":%b}]}'
+                   % (json.dumps(text).encode(), json.dumps(text, ensure_ascii=False).encode(), offer,
+                      json.dumps(text).encode()))
+            a.dataReceived(ws_frame(msg))
+            self.clock.advance(0)
+            (opcode, payload), = read_frames(tb.value())[-1:]
+            self.assertEqual(opcode, 1)
+            self.assertIn(b'"offer":' + offer + b',', payload)  # verbatim
+            got = json.loads(payload.decode("utf-8"))
+            self.assertEqual((got["info_hash"], got["peer_id"], got["offer_id"]), (text, text, text))
+            self.assertEqual(got["offer"], {"type": "offer", "sdp": "v=0\r\n\u00e9"})
+            tb.clear()
 
     @given(st.binary(max_size=200))
     @settings(max_examples=150)
@@ -472,6 +566,53 @@ class WsProtocolTests(SynchronousTestCase):
         proto.dataReceived(ws_frame(data))
         proto.dataReceived(ws_frame(b'{"action":"announce"' + data))
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class AutobahnContractTests(_WsConnections):
+    """What the tracker's WebSocket protocol relies on in autobahn besides its public API.
+    If an autobahn release changes one of these, these tests fail (and the fast paths in
+    tgateway/tracker/ws.py need a look):
+
+    * ``state`` and ``STATE_OPEN``; ``data`` (the bytes autobahn's parser holds) and
+      ``current_frame`` (None between frames), read to decide whether a read may skip
+      autobahn's parser;
+    * ``sendData`` is the one way autobahn writes (handshake reply, pong, close), so messages
+      queued by ``send_json`` can be written before anything autobahn writes;
+    * ``dropConnection(abort=True)`` and ``wasNotCleanReason``.
+    """
+
+    def test_parser_state_between_frames(self) -> None:
+        from autobahn.twisted.websocket import WebSocketServerProtocol
+
+        proto, transport = self.connect()
+        self.assertEqual(proto.state, WebSocketServerProtocol.STATE_OPEN)
+        self.assertEqual((proto.data, proto.current_frame), (b"", None))
+        # half a ping: autobahn's parser holds it, so the next text frame waits behind it
+        ping = ws_frame(b"hello", opcode=0x9)
+        proto.dataReceived(ping[:8])
+        self.assertTrue(proto.data or proto.current_frame is not None)
+        proto.dataReceived(ping[8:] + self.announce_frame("A" * 20))
+        self.clock.advance(0)
+        self.assertEqual([op for op, _ in read_frames(transport.value())], [0xA, 1])
+        self.assertEqual((proto.data, proto.current_frame), (b"", None))
+
+    def test_autobahn_writes_come_after_queued_messages(self) -> None:
+        proto, transport = self.connect()
+        # an announce (its reply is queued), a ping, another announce, then a close
+        proto.dataReceived(self.announce_frame("A" * 20) + ws_frame(b"p", opcode=0x9)
+                           + self.announce_frame("A" * 20) + ws_frame(b"\x03\xe8", opcode=0x8))
+        self.clock.advance(0)
+        self.assertEqual([op for op, _ in read_frames(transport.value())], [1, 0xA, 1, 0x8])
+
+    def test_drop_connection(self) -> None:
+        proto, transport = self.connect()
+        proto.wasNotCleanReason = "test"
+        proto.dropConnection(abort=True)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.wasNotCleanReason, "test")
+        proto.outbox.send_json(b"{}")  # closed: nothing is queued or written
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"")
 
 
 class WsSlowReaderTests(SynchronousTestCase):
@@ -521,6 +662,7 @@ class WsSlowReaderTests(SynchronousTestCase):
             msg["offers"] = [{"offer": {"type": "offer", "sdp": "v=0 " + "x" * 2000},
                               "offer_id": f"{n:020d}"} for n in range(offers)]
         proto.dataReceived(ws_frame(json.dumps(msg).encode()))
+        self.clock.advance(0)  # the reactor turn ends: what it queued is written
 
     def flood(self, on_site: bool) -> None:
         from tgateway.tracker.ws import SEND_HIGH, SEND_STALL
@@ -564,14 +706,57 @@ class WsSlowReaderTests(SynchronousTestCase):
         self.flood(on_site=True)
 
     def test_replies_to_a_congested_socket_are_limited(self) -> None:
-        from tgateway.tracker.ws import SEND_HIGH, SEND_LIMIT
+        from tgateway.tracker.ws import FLUSH_SIZE, SEND_HIGH, SEND_LIMIT
 
         proto, tr = self.connect(False, 6000)
         self.announce(proto, "A" * 20)
         scrape = ws_frame(json.dumps({"action": "scrape", "info_hash": [IHS] * 10}).encode())
-        # what one read may hold: many requests that each get a reply, none of them read
+        # what one read may hold: many requests that each get a reply, none of them read; in
+        # one reactor turn, so replies reach the transport FLUSH_SIZE bytes at a time
         while not tr.aborted:
             proto.dataReceived(scrape)
-            self.assertLessEqual(tr.most_queued, SEND_HIGH + SEND_LIMIT + 1024)
-        self.assertGreater(tr.most_queued, SEND_HIGH + SEND_LIMIT - 1024)
+            self.assertLessEqual(tr.most_queued, SEND_HIGH + FLUSH_SIZE + SEND_LIMIT + 1024)
+        self.assertGreater(tr.most_queued, SEND_HIGH + SEND_LIMIT - FLUSH_SIZE - 1024)
         self.assertEqual(self.ws_factory.dropped_slow, 1)
+
+
+class SendInPlaceTests(SynchronousTestCase):
+    """send_in_place writes to the socket itself only for a plain TCP connection."""
+
+    def connection(self) -> tuple[Any, socket.socket]:
+        from twisted.internet import tcp
+        from twisted.internet.protocol import Protocol, ServerFactory
+
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        port = tcp.Port(0, ServerFactory(), reactor=MemoryReactorClock())
+        conn = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), port, 1, MemoryReactorClock())
+        return conn, theirs
+
+    def test_plain_tcp_is_sent_at_once(self) -> None:
+        from tgateway.tracker.http import send_in_place
+
+        conn, theirs = self.connection()
+        send_in_place(conn, b"hello")
+        self.assertEqual(theirs.recv(100), b"hello")
+
+    def test_a_wrapping_transport_gets_the_bytes(self) -> None:
+        """TLS (TLSMemoryBIOProtocol is a ProtocolWrapper) must encrypt what is written: its
+        ``socket`` attribute is the wrapped connection's, and must not be used."""
+        from twisted.internet.protocol import Protocol
+        from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+        from tgateway.tracker.http import send_in_place
+
+        conn, theirs = self.connection()
+        wrapper = ProtocolWrapper(WrappingFactory(None), Protocol())
+        wrapper.makeConnection(conn)
+        self.assertIs(wrapper.socket, conn.socket)  # what made the old check send in place
+        written: list[bytes] = []
+        wrapper.write = written.append  # type: ignore[method-assign]
+        send_in_place(wrapper, b"secret")
+        self.assertEqual(written, [b"secret"])
+        with self.assertRaises(BlockingIOError):
+            theirs.recv(100)

@@ -60,6 +60,7 @@ from tgateway.http.jsonio import json_response
 from tgateway.http.send import send_file
 from tgateway.http.upload import RawBody, streamed_body
 from tgateway.links import Links
+from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
 from tgateway.storage.ingest import IngestResult
@@ -171,6 +172,7 @@ class BlossomServer:
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
                                                               report_burst)
         self.http = http_agent or guarded_agent(clock, allow_private=bc.mirror_allow_private)
+        self.proxies = ProxyPolicy(config.trusted_proxies)
 
     # helpers ---------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class BlossomServer:
         """CORS on every response, then the per-IP rate limit."""
         set_headers(request, CORS_HEADERS)
         if self.limiter is not None:
-            wait = self.limiter.take(client_ip(request), self.clock.seconds())
+            wait = self.limiter.take(client_ip(request, self.proxies), self.clock.seconds())
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
@@ -350,7 +352,7 @@ class BlossomServer:
             raise PayloadTooLarge(f"a report event is at most {MAX_REPORT_BYTES} bytes",
                                   code="report_too_large")
         event, blobs = parse_report(raw)
-        wait = self.report_limiter.take(client_ip(request), self.clock.seconds())
+        wait = self.report_limiter.take(client_ip(request, self.proxies), self.clock.seconds())
         if wait:
             raise TooManyRequests("too many reports from this address; retry later",
                                   retry_after=wait)

@@ -3,8 +3,9 @@ other origins) and the client's address (for rate limits)."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
+
+from tgateway.proxies import NO_PROXIES, ProxyPolicy
 
 CORS_HEADERS = {
     b"access-control-allow-origin": b"*",
@@ -35,34 +36,9 @@ def answer_preflight(request: Any, headers: dict[bytes, bytes] = CORS_PREFLIGHT)
     return b""
 
 
-def client_ip(request: Any, trusted_proxies: tuple[str, ...] = ()) -> str:
-    """The peer address; X-Forwarded-For is honoured only from a trusted proxy."""
-    addr = request.getClientAddress()
-    host = getattr(addr, "host", None) or "unknown"
-    if trusted_proxies and _in_networks(host, trusted_proxies):
-        xff = request.getHeader(b"x-forwarded-for")
-        if xff:
-            candidate = xff.decode("latin-1").split(",")[-1].strip()
-            try:
-                ipaddress.ip_address(candidate)
-                return str(candidate)
-            except ValueError:
-                pass
-    return str(host)
-
-
-def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for n in networks:
-        try:
-            if ip in ipaddress.ip_network(n, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+def client_ip(request: Any, proxies: ProxyPolicy = NO_PROXIES) -> str:
+    """The client's address: the peer's, or the one a trusted proxy names (``trusted_proxies``)."""
+    return proxies.request_client(request)
 
 
 __all__ = ["CORS_HEADERS", "CORS_PREFLIGHT", "answer_preflight", "client_ip", "set_headers"]

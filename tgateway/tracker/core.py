@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any, Protocol
 
 __all__ = [
@@ -58,7 +59,8 @@ EVENT_COMPLETED = 1
 EVENT_STARTED = 2
 EVENT_STOPPED = 3
 
-#: How many forwarded-but-unanswered offers a WebSocket session remembers.
+#: How many forwarded-but-unanswered offers a WebSocket session remembers (at least half as many:
+#: the older half is forgotten when it is full).
 MAX_PENDING_OFFERS = 256
 #: Upper bound on offers forwarded for one announce (bittorrent-tracker uses 50 as well).
 MAX_WS_OFFERS = 50
@@ -139,8 +141,10 @@ class WsSession:
 
     ``handle`` is the adapter's object (the protocol); the store never calls it.
     ``entries`` maps (info_hash, peer_id) of the swarms this socket is in; ``pending`` maps
-    (offering peer_id, offer_id) -> (info_hash, recipient peer_id) for offers forwarded to it,
-    so that only answers to offers the tracker really forwarded are routed.
+    offering peer_id + offer_id -> info_hash (as latin-1 text) + recipient peer_id for offers
+    forwarded to it, so that only answers to offers the tracker really forwarded are routed.
+    (Strings, not tuples: they are not tracked by the garbage collector, and a busy socket holds
+    hundreds. peer_ids and offer_ids are 20 characters, so the concatenations are unambiguous.)
     ``congested`` is set by the adapter while the socket does not take what is written to it:
     offers and answers are best effort, and none is sent to a congested socket.
     """
@@ -150,7 +154,7 @@ class WsSession:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.entries: dict[tuple[bytes, str], None] = {}
-        self.pending: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.pending: dict[str, str] = {}
         self.closed = False
         self.congested = False
 
@@ -527,23 +531,38 @@ class SwarmStore:
             if event == EVENT_COMPLETED:
                 swarm.downloaded += 1
         targets: list[WsSession] = []
-        n = min(len(offer_ids), MAX_WS_OFFERS)
+        n = len(offer_ids)
         if n:
-            picked = self._pick(
-                swarm, info_hash, wseeds, wleech, None, None, seed, peer_id, n, None, 0
-            )
-            for to_id in picked:
-                target = (wseeds.get(to_id) or wleech[to_id]).session
-                if target.congested:
-                    self.ws_dropped += 1
+            if n > MAX_WS_OFFERS:
+                n = MAX_WS_OFFERS
+            # _pick for WebSocket peers (no local peers): the other kind first, then the same.
+            first, second = (wleech, wseeds) if seed else (wseeds, wleech)
+            ih_text = info_hash.decode("latin-1")
+            for d in (first, second):
+                if not d:
                     continue
-                pending = target.pending
-                if len(pending) >= MAX_PENDING_OFFERS:
-                    del pending[next(iter(pending))]
-                pending[(peer_id, offer_ids[len(targets)])] = (info_hash, to_id)
-                targets.append(target)
-        complete = swarm.seeders() + len(self.local.get(info_hash, _EMPTY))
-        return complete, swarm.leechers(), targets
+                for to_id in self._sample(swarm, info_hash, d, None, n, peer_id):
+                    target = d[to_id].session
+                    n -= 1
+                    if target.congested:
+                        self.ws_dropped += 1
+                        continue
+                    pending = target.pending
+                    if len(pending) >= MAX_PENDING_OFFERS:
+                        # Forget the older half at once. (One at a time, each next(iter())
+                        # walks past the holes that earlier deletions left at the front.)
+                        target.pending = pending = dict(
+                            islice(pending.items(), MAX_PENDING_OFFERS // 2, None)
+                        )
+                    pending[peer_id + offer_ids[len(targets)]] = ih_text + to_id
+                    targets.append(target)
+                if n <= 0:
+                    break
+        local = self.local.get(info_hash) if self.local else None
+        complete = len(swarm.seeds4) + len(swarm.seeds6) + len(wseeds)
+        if local:
+            complete += len(local)
+        return complete, len(swarm.leech4) + len(swarm.leech6) + len(wleech), targets
 
     def ws_answer(
         self, session: WsSession, info_hash: bytes, peer_id: str, to_peer_id: str, offer_id: str
@@ -551,11 +570,11 @@ class SwarmStore:
         """Where an answer goes: the offering peer's session, if this session really received
         that offer (same info-hash, same recipient peer_id) and the offerer is still there and
         not congested."""
-        key = (to_peer_id, offer_id)
-        forwarded = session.pending.get(key)
-        if forwarded is None or forwarded[0] != info_hash or forwarded[1] != peer_id:
+        key = to_peer_id + offer_id
+        pending = session.pending
+        if pending.get(key) != info_hash.decode("latin-1") + peer_id:
             return None
-        del session.pending[key]
+        del pending[key]
         swarm = self.swarms.get(info_hash)
         if swarm is None:
             return None

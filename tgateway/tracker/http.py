@@ -10,16 +10,16 @@
 
 Errors are bencoded ``failure reason`` dicts with HTTP 200, as clients expect. The client
 address comes from the connection; ``X-Forwarded-For`` and ``ip=`` count only when the
-connection comes from ``tracker.trusted_proxies``.
+connection comes from one of the ``trusted_proxies`` (:mod:`tgateway.proxies`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -28,6 +28,7 @@ from twisted.web.server import Request
 
 from tgateway.bencode import DecodeError
 from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
+from tgateway.proxies import ProxyPolicy
 from tgateway.tracker.core import SwarmStore, TrackerError, peer_id_of
 from tgateway.tracker.wire import (
     decode_announce_query,
@@ -73,46 +74,6 @@ def unpack_ip(packed: bytes) -> bytes:
     """Text form of a packed address, as bytes (for the non-compact reply)."""
     family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
     return socket.inet_ntop(family, packed).encode("ascii")
-
-
-class ProxyPolicy:
-    """Which connections may name the client address (X-Forwarded-For, ``ip=``)."""
-
-    def __init__(self, trusted: Sequence[str]) -> None:
-        self._nets = [ipaddress.ip_network(n, strict=False) for n in trusted]
-        self._cache: dict[str, bool] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._nets)
-
-    def trusts(self, host: str) -> bool:
-        hit = self._cache.get(host)
-        if hit is None:
-            try:
-                addr = ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                hit = False
-            else:
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-                    addr = addr.ipv4_mapped
-                hit = any(addr in net for net in self._nets)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[host] = hit
-        return hit
-
-    def client(self, peer_host: str, forwarded_for: bytes | None, ip_param: bytes | None) -> str:
-        """The address to record for a request arriving from ``peer_host``."""
-        if not self._nets or not self.trusts(peer_host):
-            return peer_host
-        if forwarded_for:
-            for hop in reversed(forwarded_for.decode("latin-1").split(",")):
-                hop = hop.strip()
-                if hop and not self.trusts(hop):
-                    return hop
-        if ip_param:
-            return ip_param.decode("latin-1")
-        return peer_host
 
 
 class HttpTracker:
@@ -330,7 +291,7 @@ class TrackerHTTPProtocol(Protocol):
 
     def _reply(self, status: int, body: bytes, close: bool) -> None:
         head = _RESPONSE % (status, _REASONS[status], len(body), b"Connection: close\r\n" if close else b"")
-        _send(self.transport, head + body)
+        send_in_place(self.transport, head + body)
         if close:
             self._close()
 
@@ -423,16 +384,18 @@ class TrackerHTTPProtocol(Protocol):
         proto.dataReceived(data)
 
 
-def _send(transport: Any, data: bytes) -> None:
+def send_in_place(transport: Any, data: bytes) -> None:
     """Write ``data``, trying the socket at once when nothing is queued before it.
 
     A reply is ~100 bytes and the socket buffer is nearly always free, so sending in place saves
     the writable-event round trip through the reactor, which costs as much as the announce. On a
     partial send, or on a transport that is not plain TCP, the rest goes through ``write``.
+    (Plain TCP is a ``tcp.Connection`` itself: a wrapper such as TLS's ``TLSMemoryBIOProtocol``
+    hands unknown attributes, ``socket`` among them, to the connection it wraps, and its bytes
+    must go through its own ``write``.)
     """
-    sock = getattr(transport, "socket", None)
     if (
-        sock is not None
+        isinstance(transport, tcp.Connection)
         and transport.TLS is False
         and not transport._tempDataLen
         and transport.offset == len(transport.dataBuffer)
@@ -440,7 +403,7 @@ def _send(transport: Any, data: bytes) -> None:
         and not transport.disconnecting
     ):
         try:
-            sent = sock.send(data)
+            sent = transport.socket.send(data)
         except OSError:
             sent = 0  # would block, or an error that write()/doWrite will report properly
         if sent == len(data):

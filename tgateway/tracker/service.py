@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,13 +120,15 @@ def build_tracker(
     is_known_info_hash: Callable[[bytes], bool] | None = None,
     reactor: Any = None,
     scorer: PeerScorer | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> Tracker:
     """Build the store, the three front ends and their (not yet started) services.
 
     ``clock`` provides ``seconds()``/``callLater``; ``reactor`` (default: ``clock``) is used for
     listening. ``is_known_info_hash`` answers synchronously whether the gateway stores a file
     with that info-hash (``mode: gateway-only``). ``scorer`` ranks peers (proximity, measured
-    speed) instead of the default random choice among equals.
+    speed) instead of the default random choice among equals. ``trusted_proxies`` (the config's
+    top-level key) may name the client in ``X-Forwarded-For``.
     """
     if rng is None:
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -153,7 +155,7 @@ def build_tracker(
         default_numwant=config.default_numwant,
         max_numwant=config.max_numwant,
         full_scrape=config.full_scrape,
-        trusted_proxies=config.trusted_proxies,
+        trusted_proxies=trusted_proxies,
     )
     ws = WsTracker(store, clock, interval=int(config.ws_announce_interval),
                    full_scrape=config.full_scrape)

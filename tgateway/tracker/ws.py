@@ -12,18 +12,23 @@ A socket that does not read what it is sent is bounded (:class:`~tgateway.backpr
 above ``SEND_HIGH`` queued bytes it is *congested*: it gets no offers and no answers (they are
 best effort; the offering client re-offers on its next announce) and nothing more is read from
 it. It is dropped when more than ``SEND_LIMIT`` further bytes (replies to its own requests) would
-be queued, or when it stays congested for ``SEND_STALL`` seconds.
+be queued, or when it stays congested for ``SEND_STALL`` seconds. Messages wait for the end of
+the reactor turn in the connection (:meth:`Outbox.send_json`), at most ``FLUSH_SIZE``
+bytes and one message before they are written to the transport, where the bound sees them.
+
+Offers and answers are forwarded as the JSON text the client sent (:func:`~.wire.decode_ws`
+keeps them raw), and replies are UTF-8 JSON, as ``bittorrent-tracker`` sends them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from json.encoder import encode_basestring_ascii as _jstr
 from typing import Any
 
+import msgspec
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,20 +36,17 @@ from twisted.python.failure import Failure
 from tgateway.backpressure import SendBound
 from tgateway.bencode import DecodeError
 from tgateway.tracker.core import SwarmStore, TrackerError, WsSession
+from tgateway.tracker.http import send_in_place
 from tgateway.tracker.wire import WsAnnounce, decode_ws
 
 _log = Logger()
 _OPEN = WebSocketServerProtocol.STATE_OPEN
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-# The C encoder, built once (JSONEncoder.encode builds one per call). No circular-reference
-# check: the values it encodes come from json decoding, which cannot make cycles.
-_c_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, None, _jstr, None, ":", ",", False, False, True
-)
-
-
-def _encode_obj(obj: Any) -> str:
-    return "".join(_c_encode(obj, 0))
+#: JSON as UTF-8 bytes. Strings: ``"``, ``\\`` and control characters escaped, everything else
+#: as UTF-8, as ``JSON.stringify`` does; the latin-1 binary strings (info_hash, peer_id, offer_id)
+#: arrive as text from the decoder, so they go back out as the same characters.
+_json: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+#: Frame heads of unmasked, final text frames with payloads of 0..125 bytes.
+_SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
 
 
 #: Largest WebSocket message accepted (an announce with 10 offers of 2 KiB SDP is ~25 KiB).
@@ -56,6 +58,9 @@ SEND_HIGH = 64 * 1024
 SEND_LIMIT = 256 * 1024
 #: Seconds a socket may stay congested before it is dropped.
 SEND_STALL = 30.0
+#: Bytes queued for one socket within a reactor turn above which they are written at once (so
+#: the transport, and the send bound with it, sees them before the turn ends).
+FLUSH_SIZE = 8 * 1024
 
 
 def _unmask(data: bytes, mask: bytes) -> bytes:
@@ -88,58 +93,61 @@ class WsTracker:
         try:
             msg = decode_ws(payload)
         except DecodeError as e:
-            session.handle.send_text(_dumps({"failure reason": str(e)}))
+            session.handle.send_json(_json({"failure reason": str(e)}))
             return
         if isinstance(msg, WsAnnounce):
-            if msg.answer is not None:
-                self._answer(session, msg)
+            answer = msg.answer
+            if answer is not None:
+                self._answer(session, msg, answer)
             else:
                 self._announce(session, msg)
         else:
             self._scrape(session, msg.info_hashes)
 
     def _announce(self, session: WsSession, msg: WsAnnounce) -> None:
-        offers = msg.offers
         try:
             complete, incomplete, targets = self.store.ws_announce(
                 session, msg.info_hash_bytes, msg.peer_id, msg.seed, msg.event,
-                [o[1] for o in offers], self._seconds(),
+                msg.offer_ids, self._seconds(),
             )
         except TrackerError as e:
-            session.handle.send_text(
-                _dumps({"action": "announce", "failure reason": e.message, "info_hash": msg.info_hash})
+            session.handle.send_json(
+                _json({"action": "announce", "failure reason": e.message, "info_hash": msg.info_hash})
             )
             return
-        info_hash = _jstr(msg.info_hash)
-        session.handle.send_text(
-            '{"action":"announce","interval":%d,"info_hash":%s,"complete":%d,"incomplete":%d}'  # noqa: UP031
+        info_hash = _json(msg.info_hash)
+        session.handle.send_json(
+            b'{"action":"announce","interval":%d,"info_hash":%b,"complete":%d,"incomplete":%d}'
             % (self.interval, info_hash, complete, incomplete)
         )
         if targets:
-            tail = ',"peer_id":%s,"info_hash":%s}' % (  # noqa: UP031
-                _jstr(msg.peer_id), info_hash)
-            for target, (offer, offer_id) in zip(targets, offers, strict=False):
-                target.handle.send_text(
-                    '{"action":"announce","offer":%s,"offer_id":%s%s'  # noqa: UP031
-                    % (_encode_obj(offer), _jstr(offer_id), tail)
+            # Each target gets its own offer (as bittorrent-tracker does: offer i to peer i),
+            # forwarded as the JSON text the announcing client sent.
+            tail = b',"peer_id":%b,"info_hash":%b}' % (_json(msg.peer_id), info_hash)
+            offers = msg.offers
+            offer_ids = msg.offer_ids
+            for i, target in enumerate(targets):
+                target.handle.send_json(
+                    b'{"action":"announce","offer":%b,"offer_id":%b%b'
+                    % (offers[i], _json(offer_ids[i]), tail)
                 )
 
-    def _answer(self, session: WsSession, msg: WsAnnounce) -> None:
+    def _answer(self, session: WsSession, msg: WsAnnounce, answer: bytes) -> None:
         target = self.store.ws_answer(
             session, msg.info_hash_bytes, msg.peer_id, msg.to_peer_id, msg.offer_id
         )
         if target is None:
             return
-        target.handle.send_text(
-            '{"action":"announce","answer":%s,"offer_id":%s,"peer_id":%s,"info_hash":%s}'  # noqa: UP031
-            % (_encode_obj(msg.answer), _jstr(msg.offer_id), _jstr(msg.peer_id), _jstr(msg.info_hash))
+        target.handle.send_json(
+            b'{"action":"announce","answer":%b,"offer_id":%b,"peer_id":%b,"info_hash":%b}'
+            % (answer, _json(msg.offer_id), _json(msg.peer_id), _json(msg.info_hash))
         )
 
     def _scrape(self, session: WsSession, info_hashes: list[str]) -> None:
         if not info_hashes:
             if not self.full_scrape:
-                session.handle.send_text(
-                    _dumps({"action": "scrape", "failure reason": "full scrape is disabled"})
+                session.handle.send_json(
+                    _json({"action": "scrape", "failure reason": "full scrape is disabled"})
                 )
                 return
             stats = [
@@ -149,8 +157,8 @@ class WsTracker:
             raw = self.store.scrape([h.encode("latin-1") for h in info_hashes])
             stats = [(h, c, d, i) for h, (c, d, i) in zip(info_hashes, raw, strict=True)]
         files = {h: {"complete": c, "incomplete": i, "downloaded": d} for h, c, d, i in stats}
-        session.handle.send_text(
-            _dumps({"action": "scrape", "files": files, "flags": {"min_request_interval": self.interval}})
+        session.handle.send_json(
+            _json({"action": "scrape", "files": files, "flags": {"min_request_interval": self.interval}})
         )
 
     def on_close(self, session: WsSession) -> None:
@@ -160,16 +168,26 @@ class WsTracker:
 class WsTrackerProtocol(WebSocketServerProtocol):
     """One WebTorrent connection.
 
-    Outgoing messages are written as single unmasked text frames straight to the transport:
-    autobahn's general ``sendMessage`` path (fragmentation, compression, statistics) costs more
-    than the announce itself. Parsing of incoming frames, the handshake, pings and the closing
-    handshake stay with autobahn. (``log`` is autobahn's own txaio logger: do not shadow it, or
-    every debug call of autobahn becomes a real log event.)
+    Outgoing messages are single unmasked text frames, queued per connection in its
+    :class:`Outbox` (the session's handle) and written when the reactor turn ends
+    (:meth:`WsTrackerFactory.flush`): one announce makes messages for up
+    to ``numwant`` other sockets, and a turn handles many announces, so a socket often gets
+    several messages in one turn. They go out in one ``send``, tried in place (a socket's buffer
+    is nearly always free), which saves the transport's write bookkeeping and two epoll
+    changes per socket and turn. autobahn's general ``sendMessage`` path (fragmentation,
+    compression, statistics) is not used; autobahn's own writes (handshake, pongs, close
+    frames) all go through :meth:`sendData`, which writes what is queued before them, so they
+    never overtake a message. Parsing of unusual incoming frames, the handshake, pings and the
+    closing handshake stay with autobahn. (``log`` is autobahn's own txaio logger: do not
+    shadow it, or every debug call of autobahn becomes a real log event.)
     """
+
+    factory: WsTrackerFactory
 
     def __init__(self) -> None:
         super().__init__()
-        self.session = WsSession(self)
+        self.outbox = Outbox(self)
+        self.session = WsSession(self.outbox)
         self.bound: SendBound | None = None
 
     def connectionMade(self) -> None:
@@ -177,9 +195,11 @@ class WsTrackerProtocol(WebSocketServerProtocol):
         self.bound = SendBound(self, self.factory.tracker.clock, high=SEND_HIGH,
                                limit=SEND_LIMIT, stall=SEND_STALL)
         self.bound.attach(self.transport)
+        self.outbox.connected(self.factory, self.bound)
         self.factory.connections += 1
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.outbox.disconnected()
         if self.bound is not None:
             self.bound.detach()
             self.bound = None
@@ -269,26 +289,81 @@ class WsTrackerProtocol(WebSocketServerProtocol):
         if not self.session.closed:
             self.factory.tracker.on_close(self.session)
 
-    def send_text(self, text: str) -> None:
-        """Send one text message (``text`` is ASCII JSON)."""
-        if self.state != _OPEN:
-            return
-        payload = text.encode("ascii")
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """autobahn's one way to the transport: queued messages go first."""
+        if self.outbox.frames is not None:
+            self.outbox.flush()
+        super().sendData(data, sync, chopsize)
+
+
+class Outbox:
+    """What one connection is sent during a reactor turn; the handle of its session.
+
+    Its own small object (slots), not attributes of the protocol: autobahn's protocol instances
+    carry a hundred-odd attributes, and this is touched for every message sent."""
+
+    __slots__ = ("proto", "factory", "bound", "frames", "size")
+
+    def __init__(self, proto: WsTrackerProtocol) -> None:
+        self.proto = proto
+        self.factory: WsTrackerFactory | None = None
+        self.bound: SendBound | None = None
+        self.frames: list[bytes] | None = None  # queued in this reactor turn
+        self.size = 0
+
+    def connected(self, factory: WsTrackerFactory, bound: SendBound) -> None:
+        self.factory = factory
+        self.bound = bound
+
+    def disconnected(self) -> None:
+        self.frames = None
+        self.bound = None
+
+    def send_json(self, payload: bytes) -> None:
+        """Queue one text message (``payload``: UTF-8 JSON) for the end of this reactor turn.
+
+        While the transport is over the send bound's ``high`` mark the message is counted
+        against its ``limit`` first (the bound may drop the connection instead). What is queued
+        for a connection that is not open when it is flushed is dropped."""
         n = len(payload)
         if n < 126:
-            head = bytes((0x81, n))
+            head = _SHORT_HEADS[n]
         elif n < 65536:
             head = b"\x81\x7e" + n.to_bytes(2, "big")
         else:
             head = b"\x81\x7f" + n.to_bytes(8, "big")
         bound = self.bound
-        if bound is not None and bound.paused and not bound.wrote(n + len(head)):
+        if bound is None:
+            return  # not connected, or no longer
+        if bound.paused and not bound.wrote(n + len(head)):
             return
-        self.transport.write(head + payload)  # type: ignore[union-attr]
+        frames = self.frames
+        if frames is None:
+            self.frames = [head, payload]
+            self.size = n
+            self.factory.queue(self)  # type: ignore[union-attr]  # set with bound
+        else:
+            frames.append(head)
+            frames.append(payload)
+            self.size += n
+            if self.size > FLUSH_SIZE:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the frames queued for this connection."""
+        frames = self.frames
+        if frames is None:
+            return
+        self.frames = None
+        proto = self.proto
+        if proto.state == _OPEN and proto.transport is not None:
+            send_in_place(proto.transport, b"".join(frames))
 
 
 class WsTrackerFactory(WebSocketServerFactory):
-    protocol = WsTrackerProtocol
+    """Builds :class:`WsTrackerProtocol` and writes what they queued once per reactor turn."""
+
+    protocol = WsTrackerProtocol  # type: ignore[assignment]
     noisy = False
 
     def __init__(self, tracker: WsTracker, url: str | None = None) -> None:
@@ -296,6 +371,8 @@ class WsTrackerFactory(WebSocketServerFactory):
         self.tracker = tracker
         self.connections = 0  # open WebSocket connections
         self.dropped_slow = 0  # connections dropped for not reading
+        self._queued: list[Outbox] = []
+        self._flush_call: IDelayedCall | None = None
         self.setProtocolOptions(
             maxMessagePayloadSize=MAX_MESSAGE,
             maxFramePayloadSize=MAX_MESSAGE,
@@ -305,3 +382,21 @@ class WsTrackerFactory(WebSocketServerFactory):
             closeHandshakeTimeout=3,
             perMessageCompressionAccept=lambda offers: None,
         )
+
+    def queue(self, outbox: Outbox) -> None:
+        """``outbox`` has messages queued: flush it when this reactor turn ends."""
+        self._queued.append(outbox)
+        if self._flush_call is None:
+            self._flush_call = self.tracker.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write what every connection queued (called with ``callLater(0)``: it runs right
+        after the reactor has handled the events of this turn)."""
+        self._flush_call = None
+        queued = self._queued
+        self._queued = []
+        for outbox in queued:
+            try:
+                outbox.flush()
+            except Exception:
+                _log.failure("WebSocket tracker write failed")

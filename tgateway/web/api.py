@@ -27,6 +27,7 @@ from tgateway.http.jsonio import json_response
 from tgateway.http.send import content_disposition, send_file
 from tgateway.http.upload import MULTIPART_SLACK, MultipartBody, RawBody, streamed_body, truthy
 from tgateway.links import Links
+from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.model import StoredFile, UploadContext
 from tgateway.storage.store import ContentStore
@@ -78,6 +79,7 @@ class GatewayApi:
         self.links = links
         self.clock = clock
         self.auth: Authenticator = auth or AnonymousOnly()
+        self.proxies = ProxyPolicy(config.trusted_proxies)
         rl = config.rate_limiting
         self.limits = ApiLimits(
             upload=KeyedLimiter(rl.upload.requests_per_second, rl.upload.burst_size),
@@ -91,7 +93,7 @@ class GatewayApi:
     # helpers ---------------------------------------------------------------------
 
     def _limit(self, limiter: KeyedLimiter[str], request: Any, what: str) -> None:
-        wait = limiter.take(client_ip(request), self.clock.seconds())
+        wait = limiter.take(client_ip(request, self.proxies), self.clock.seconds())
         if wait:
             raise TooManyRequests(f"too many {what} requests; retry later", retry_after=wait)
 

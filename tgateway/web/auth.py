@@ -48,6 +48,7 @@ from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, LoginBinding, veri
 from tgateway.nostr.nip46 import Nip46Error
 from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, check_payload, verify_http_auth
+from tgateway.proxies import NO_PROXIES, ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.ingest import IngestResult
 from tgateway.storage.sessions import SessionStore
@@ -190,8 +191,10 @@ class AuthApi:
         nip46: Nip46Logins | None = None,
         challenges: ChallengeStore | None = None,
         login_window: float = 300.0,
+        proxies: ProxyPolicy = NO_PROXIES,
     ) -> None:
         self.auth = auth
+        self.proxies = proxies
         self.sessions = sessions
         self.clock = clock
         self.binding = binding
@@ -203,7 +206,7 @@ class AuthApi:
         self.challenge_limiter: KeyedLimiter[str] = KeyedLimiter(rate, login_burst)
 
     def _limit(self, limiter: KeyedLimiter[str], request: Any) -> None:
-        wait = limiter.take(client_ip(request), self.clock.seconds())
+        wait = limiter.take(client_ip(request, self.proxies), self.clock.seconds())
         if wait:
             raise TooManyRequests("too many login attempts; retry later", retry_after=wait)
 

@@ -39,6 +39,7 @@ from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
+from tgateway.proxies import ProxyPolicy
 from tgateway.storage.db import Database
 from tgateway.storage.model import UploadContext
 from tgateway.storage.sessions import SessionStore
@@ -276,6 +277,7 @@ def build_user_routes(
         login_burst=rl.burst_size,
         binding=binding,
         nip46=nip46,
+        proxies=ProxyPolicy(config.trusted_proxies),
     )
     limit = config.admin.default_user_storage_limit
     users_api = UsersApi(
