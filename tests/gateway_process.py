@@ -54,7 +54,10 @@ class GatewayProcess:
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.port = int(config["gateway"]["port"])
-        self.base = f"http://127.0.0.1:{self.port}"
+        # The address the gateway listens on (a specific one, e.g. in a NetworkNamespace).
+        host = str(config["gateway"].get("host") or "127.0.0.1")
+        self.host = "127.0.0.1" if host == "0.0.0.0" else host
+        self.base = f"http://{self.host}:{self.port}"
         self.log_path = workdir / "twistd.log"
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,7 +71,7 @@ class GatewayProcess:
         )
         log.close()
         try:
-            wait_for_tcp("127.0.0.1", self.port, timeout=timeout)
+            wait_for_tcp(self.host, self.port, timeout=timeout)
         except Exception:
             self.kill()
             raise AssertionError("gateway did not start:\n" + self.log()) from None

@@ -8,9 +8,14 @@ Everything here is installed by ``scripts/install-test-deps`` (``make test`` run
   the project's virtualenv);
 - ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``,
   ``systemd-analyze`` (systemd), ``openssl``;
+- the BitTorrent daemons ``qbittorrent-nox``, ``transmission-daemon`` and ``deluged`` (with
+  ``deluge-console``), driven through their own interfaces (``start_qbittorrent`` and friends);
 - ``nostr-relay`` 1.14 in its own virtualenv, ``.tools/nostr-relay-venv``;
 - Debian's ``chromium``, driven by Playwright for Python (the ``test`` extras): see
   ``chromium_browser`` (Playwright never downloads a browser here).
+
+``NetworkNamespace`` gives a test addresses of its own (10.99.x) in a network namespace where
+nothing reaches another host (root only): for clients that refuse loopback peers.
 
 When a client is missing the test FAILS with a message naming the client and the command that
 installs it. With ``TGATEWAY_ALLOW_MISSING_CLIENTS=1`` in the environment it is skipped instead, with
@@ -424,23 +429,36 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run")
 
 
+def chromium() -> str:
+    return which("chromium", "chromium")
+
+
 @contextlib.contextmanager
 def chromium_browser(extra_args: Sequence[str] = (), **launch: Any) -> Iterator[Any]:
     """Debian's ``/usr/bin/chromium`` (package ``chromium``), headless, driven by Playwright's sync
     API; yields the Playwright ``Browser`` and closes it afterwards. Nothing is downloaded
     (``playwright install`` is never needed), and the flags keep it off the network: only the
-    pages a test opens are fetched. ``extra_args`` are added to those flags.
+    pages a test opens are fetched; ``extra_args`` are added to those flags. Chromium writes its
+    config and crash reports under HOME:
+    unless ``launch`` has an ``env``, HOME and the XDG folders are a temporary folder, removed
+    afterwards. It runs in the calling thread's network namespace (``NetworkNamespace``).
 
     The sync API blocks: call it from a plain (non-reactor) test, with the server in another
     process (``tests.gateway_process.GatewayProcess``), or from a thread.
     """
+    import tempfile
+
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("playwright", "the Python package, in the `test` extras of setup.cfg "
                 "(scripts/setup-venv test)")
-    path = which("chromium", "chromium")
-    with sync_playwright() as p:
+    path = chromium()
+    with contextlib.ExitStack() as stack:
+        if "env" not in launch:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="tgateway-chromium-"))
+            launch["env"] = private_home_env(Path(home))
+        p = stack.enter_context(sync_playwright())
         browser = p.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args],
                                     **launch)
         try:
@@ -1047,3 +1065,601 @@ def start_opentracker(
         process.stop()
         raise
     return OpenTracker(process, host, port, directory)
+
+
+# --- a network namespace of the test's own -------------------------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+
+
+def ip_command() -> str:
+    """``ip`` from iproute2."""
+    return which("ip", "iproute2")
+
+
+def _libc_call(name: str, *args: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{name}: {os.strerror(errno)}")
+
+
+class NetworkNamespace:
+    """A network namespace of the test's own: loopback up, plus ``addresses`` on ``device``.
+
+    Some clients refuse loopback peers (Transmission drops 127.x and ::1 from tracker replies as
+    "martian"); inside a namespace the test made, addresses such as 10.99.0.1 and 10.99.0.2 are
+    local to that namespace alone, and a server bound to one is reachable from a client bound to
+    the other. Nothing inside can reach another host: no link leaves the namespace.
+
+    ``device``: where the addresses go; "lo", or the name of a veth pair made for them inside
+    the namespace (both ends stay there: a link to nowhere). Chromium's WebRTC never finishes
+    gathering ICE candidates on a host whose only IPv4 interface is loopback: give it a veth.
+
+    ``with ns.inside():`` moves the calling thread into the namespace: sockets it opens and
+    processes it starts (``subprocess``, ``ClientProcess``, ``GatewayProcess``) live there, and
+    keep living there after the block; the thread goes back to its own namespace at the end. Use
+    it from plain (blocking) test code only, never around code that runs the reactor.
+
+    The namespace exists while a process inside it runs or this object is open: stop the
+    processes, then ``close()``. Needs root (CAP_SYS_ADMIN); otherwise the test fails (or skips,
+    with TGATEWAY_ALLOW_MISSING_CLIENTS=1) through ``missing``.
+    """
+
+    def __init__(self, addresses: Sequence[str] = (), device: str = "lo") -> None:
+        ip = ip_command()
+        self.addresses = tuple(addresses)
+        self.device = device
+        self._fd = -1
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            try:
+                _libc_call("unshare", _CLONE_NEWNET)
+            except OSError as e:
+                missing("a network namespace", f"{e}; run the tests as root")
+            try:
+                self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+                run([ip, "link", "set", "lo", "up"], timeout=10)
+                if device != "lo":
+                    # Both ends of the pair stay in the namespace: a link to nowhere.
+                    run([ip, "link", "add", device, "type", "veth", "peer", "name", device + "p"],
+                        timeout=10)
+                    for name in (device, device + "p"):
+                        run([ip, "link", "set", name, "up"], timeout=10)
+                for address in self.addresses:
+                    prefix = 128 if ":" in address else 32
+                    run([ip, "addr", "add", f"{address}/{prefix}", "dev", device], timeout=10)
+            except BaseException:
+                self.close()
+                raise
+            finally:
+                _libc_call("setns", home, _CLONE_NEWNET)
+        finally:
+            os.close(home)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    @contextlib.contextmanager
+    def inside(self) -> Iterator[NetworkNamespace]:
+        """The calling thread is in the namespace for the ``with`` block."""
+        if self.closed:
+            raise ValueError("the network namespace is closed")
+        back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _libc_call("setns", self._fd, _CLONE_NEWNET)
+            try:
+                yield self
+            finally:
+                _libc_call("setns", back, _CLONE_NEWNET)
+        finally:
+            os.close(back)
+
+    def close(self) -> None:
+        """Let the namespace go (it disappears once the last process inside has exited)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> NetworkNamespace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- BitTorrent daemons: qBittorrent, Transmission, Deluge ---------------------------------------
+#
+# Each runs in the foreground as a ClientProcess with every file of its own (config, state, HOME,
+# XDG folders) under the test's folder, DHT, LSD, PEX, UPnP and NAT-PMP off, and is driven the way
+# its users drive it: qBittorrent through its Web API, Transmission through its RPC, Deluge with
+# deluge-console. They share one interface (``TorrentDaemon``) so a test can run the same scenario
+# on each. Start them inside a ``NetworkNamespace`` (Transmission refuses loopback peers).
+
+
+def qbittorrent_nox() -> str:
+    return which("qbittorrent-nox", "qbittorrent-nox")
+
+
+def transmission_daemon() -> str:
+    return which("transmission-daemon", "transmission-daemon")
+
+
+def deluged() -> str:
+    return which("deluged", "deluged")
+
+
+def deluge_console() -> str:
+    return which("deluge-console", "deluge-console")
+
+
+def private_home_env(directory: Path) -> dict[str, str]:
+    """Our environment with HOME and the XDG folders inside ``directory`` (created): a client
+    that writes to its home (qBittorrent, Deluge, Chromium) leaves nothing in the real one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    home = directory / "home"
+    for name, sub in (("HOME", ""), ("XDG_CONFIG_HOME", ".config"),
+                      ("XDG_DATA_HOME", ".local/share"), ("XDG_CACHE_HOME", ".cache")):
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    return env
+
+
+@dataclass(frozen=True)
+class TorrentState:
+    """One look at a torrent in a daemon: ``done`` once every piece is verified."""
+
+    done: bool
+    progress: float
+    state: str
+    error: str = ""
+
+
+class TorrentDaemon:
+    """A running BitTorrent daemon (see ``start_qbittorrent``, ``start_transmission``,
+    ``start_deluge``). ``host``/``port``: where it accepts BitTorrent connections."""
+
+    name = "torrent daemon"
+
+    def __init__(self, process: ClientProcess, host: str, port: int, directory: Path) -> None:
+        self.process = process
+        self.host = host
+        self.port = port
+        self.directory = directory
+        self.version = ""
+
+    def add_torrent(self, data: bytes, save_dir: Path) -> None:
+        raise NotImplementedError
+
+    def add_magnet(self, uri: str, save_dir: Path) -> None:
+        raise NotImplementedError
+
+    def state(self, info_hash: str) -> TorrentState | None:
+        """The torrent's state, or None while the daemon does not list it."""
+        raise NotImplementedError
+
+    def remove(self, info_hash: str) -> None:
+        """Remove the torrent and its data; returns once the daemon no longer lists it."""
+        raise NotImplementedError
+
+    def wait_done(self, info_hash: str, timeout: float = 60.0, interval: float = 0.25) -> TorrentState:
+        """Block until the torrent is complete; ClientFailed on a client error or if the daemon
+        exits, TimeoutError after ``timeout`` seconds (with the states seen and the output)."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            if self.process.poll() is not None:
+                raise ClientFailed(f"{self.name} exited\n{self.process.describe()}")
+            state = self.state(info_hash)
+            if state is not None:
+                note = f"{state.state} {state.progress:.3f}"
+                if not seen or seen[-1] != note:
+                    seen.append(note)
+                if state.error:
+                    raise ClientFailed(f"{self.name}: {state.error}\n{self.process.describe()}")
+                if state.done:
+                    return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {info_hash} not complete within {timeout}s; "
+                                   f"states: {seen}\n{self.process.describe()}")
+            time.sleep(interval)
+
+    def _wait_gone(self, info_hash: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.state(info_hash) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} still lists {info_hash} after {timeout}s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> TorrentDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _http(url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None,
+          timeout: float = 20.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request with urllib; ``(status, headers, body)`` also for 4xx/5xx answers."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}),
+                                     method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers.items()), e.read()
+
+
+def _multipart(fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "tgateway" + os.urandom(12).hex()
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    for name, (filename, content) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: application/x-bittorrent\r\n\r\n'
+                     .encode() + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class QBittorrent(TorrentDaemon):
+    """``qbittorrent-nox`` driven through its Web API (v2) on 127.0.0.1, where the profile lets
+    local clients in without a password."""
+
+    name = "qbittorrent-nox"
+
+    def __init__(self, process: ClientProcess, host: str, port: int, directory: Path,
+                 webui_port: int) -> None:
+        super().__init__(process, host, port, directory)
+        self.api = f"http://127.0.0.1:{webui_port}/api/v2/"
+
+    def call(self, method: str, fields: Mapping[str, str] | None = None,
+             files: Mapping[str, tuple[str, bytes]] | None = None) -> bytes:
+        """GET ``method`` (no fields), or POST it as a form (multipart when ``files`` is given)."""
+        from urllib.parse import urlencode
+
+        if files is not None:
+            body, kind = _multipart(fields or {}, files)
+            status, _, answer = _http(self.api + method, body, {"Content-Type": kind})
+        elif fields is not None:
+            status, _, answer = _http(self.api + method, urlencode(fields).encode(),
+                                      {"Content-Type": "application/x-www-form-urlencoded"})
+        else:
+            status, _, answer = _http(self.api + method)
+        if status != 200:
+            raise ClientFailed(f"{self.name}: {method} answered {status}: {answer[:300]!r}")
+        return answer
+
+    def add_torrent(self, data: bytes, save_dir: Path) -> None:
+        answer = self.call("torrents/add", {"savepath": str(save_dir)},
+                           {"torrents": ("file.torrent", data)})
+        if answer.strip() != b"Ok.":
+            raise ClientFailed(f"{self.name} refused the torrent: {answer!r}")
+
+    def add_magnet(self, uri: str, save_dir: Path) -> None:
+        answer = self.call("torrents/add", {"urls": uri, "savepath": str(save_dir)}, {})
+        if answer.strip() != b"Ok.":
+            raise ClientFailed(f"{self.name} refused the magnet link: {answer!r}")
+
+    def state(self, info_hash: str) -> TorrentState | None:
+        found = json.loads(self.call(f"torrents/info?hashes={info_hash}"))
+        if not found:
+            return None
+        t = found[0]
+        error = t["state"] if t["state"] in ("error", "missingFiles") else ""
+        done = t["progress"] == 1 and t["amount_left"] == 0 and t["state"] in (
+            "uploading", "stalledUP", "pausedUP", "queuedUP", "forcedUP")
+        return TorrentState(done, float(t["progress"]), t["state"], error)
+
+    def remove(self, info_hash: str) -> None:
+        self.call("torrents/delete", {"hashes": info_hash, "deleteFiles": "true"})
+        self._wait_gone(info_hash)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.call("app/shutdown", {})
+                self.process.proc.wait(10)
+            except (OSError, ClientFailed, subprocess.TimeoutExpired):
+                pass
+        self.process.stop()
+
+
+def start_qbittorrent(directory: str | os.PathLike[str], *, host: str = "127.0.0.1",
+                      timeout: float = 30.0) -> QBittorrent:
+    """Start ``qbittorrent-nox`` with a profile in ``directory``, BitTorrent on ``host``.
+
+    The profile accepts the legal notice, turns DHT, PEX, LSD and UPnP/NAT-PMP off and lets
+    Web API clients on 127.0.0.1 in without a password. Returns once the Web API answers.
+    """
+    exe = qbittorrent_nox()
+    directory = Path(directory)
+    config_dir = directory / "profile" / "qBittorrent" / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    webui_port = free_tcp_port("127.0.0.1")
+    port = free_tcp_udp_port(host)
+    (config_dir / "qBittorrent.conf").write_text("\n".join([
+        "[LegalNotice]", "Accepted=true", "",
+        "[BitTorrent]",
+        f"Session\\Port={port}", "Session\\Interface=lo", "Session\\InterfaceName=lo",
+        f"Session\\InterfaceAddress={host}",
+        "Session\\DHTEnabled=false", "Session\\PeXEnabled=false", "Session\\LSDEnabled=false",
+        f"Session\\DefaultSavePath={directory / 'downloads'}", "Session\\TempPathEnabled=false",
+        "Session\\QueueingSystemEnabled=false", "",
+        "[Preferences]",
+        "WebUI\\Address=127.0.0.1", f"WebUI\\Port={webui_port}", "WebUI\\LocalHostAuth=false",
+        "Connection\\UPnP=false",
+        "Connection\\ResolvePeerCountries=false", "General\\Locale=en", "",
+    ]))
+    process = ClientProcess([exe, f"--profile={directory / 'profile'}"],
+                            env=private_home_env(directory), cwd=directory, name="qbittorrent-nox")
+    daemon = QBittorrent(process, host, port, directory, webui_port)
+    try:
+        wait_for_tcp("127.0.0.1", webui_port, timeout=timeout, process=process)
+        daemon.version = daemon.call("app/version").decode().strip()
+    except BaseException:
+        process.stop()
+        raise
+    return daemon
+
+
+class Transmission(TorrentDaemon):
+    """``transmission-daemon`` driven through its JSON RPC on 127.0.0.1."""
+
+    name = "transmission-daemon"
+
+    def __init__(self, process: ClientProcess, host: str, port: int, directory: Path,
+                 rpc_port: int) -> None:
+        super().__init__(process, host, port, directory)
+        self.rpc_url = f"http://127.0.0.1:{rpc_port}/transmission/rpc"
+        self._session_id = ""
+
+    def rpc(self, method: str, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Call ``method``; its ``arguments``. ClientFailed unless the result is "success"."""
+        body = json.dumps({"method": method, "arguments": dict(arguments or {})}).encode()
+        for _ in range(3):
+            status, headers, answer = _http(self.rpc_url, body, {
+                "Content-Type": "application/json", "X-Transmission-Session-Id": self._session_id})
+            if status == 409:  # the CSRF handshake: retry with the id it gives
+                self._session_id = {k.lower(): v for k, v in headers.items()}[
+                    "x-transmission-session-id"]
+                continue
+            break
+        if status != 200:
+            raise ClientFailed(f"{self.name}: {method} answered {status}: {answer[:300]!r}")
+        reply = json.loads(answer)
+        if reply.get("result") != "success":
+            raise ClientFailed(f"{self.name}: {method}: {reply.get('result')}")
+        result: dict[str, Any] = reply.get("arguments", {})
+        return result
+
+    def _add(self, arguments: dict[str, Any], save_dir: Path) -> None:
+        added = self.rpc("torrent-add", {**arguments, "download-dir": str(save_dir), "paused": False})
+        if "torrent-added" not in added:
+            raise ClientFailed(f"{self.name} did not add the torrent: {added}")
+
+    def add_torrent(self, data: bytes, save_dir: Path) -> None:
+        self._add({"metainfo": base64.b64encode(data).decode()}, save_dir)
+
+    def add_magnet(self, uri: str, save_dir: Path) -> None:
+        self._add({"filename": uri}, save_dir)
+
+    def state(self, info_hash: str) -> TorrentState | None:
+        fields = ["hashString", "status", "percentDone", "leftUntilDone", "metadataPercentComplete",
+                  "error", "errorString"]
+        found = self.rpc("torrent-get", {"ids": [info_hash], "fields": fields})["torrents"]
+        if not found:
+            return None
+        t = found[0]
+        # status: 0 stopped, 1/2 (waiting to) check, 3/4 (waiting to) download, 5/6 (waiting to) seed.
+        # error 3 is a local error; 1 and 2 are tracker warnings and errors, which a torrent
+        # with several trackers or a web seed can live with.
+        done = t["metadataPercentComplete"] == 1 and t["leftUntilDone"] == 0 and t["status"] in (5, 6)
+        error = t["errorString"] if t["error"] == 3 else ""
+        return TorrentState(done, float(t["percentDone"]), str(t["status"]), error)
+
+    def remove(self, info_hash: str) -> None:
+        self.rpc("torrent-remove", {"ids": [info_hash], "delete-local-data": True})
+        self._wait_gone(info_hash)
+
+
+def start_transmission(directory: str | os.PathLike[str], *, host: str = "127.0.0.1",
+                       timeout: float = 30.0) -> Transmission:
+    """Start ``transmission-daemon -f`` with its config folder in ``directory``, peers on
+    ``host`` (not a loopback address: Transmission drops 127.x peers as "martian"; use a
+    NetworkNamespace), RPC on 127.0.0.1 without authentication. Returns once the RPC answers."""
+    exe = transmission_daemon()
+    directory = Path(directory)
+    config_dir = directory / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    rpc_port = free_tcp_port("127.0.0.1")
+    port = free_tcp_udp_port(host)
+    settings = {
+        "rpc-enabled": True, "rpc-bind-address": "127.0.0.1", "rpc-port": rpc_port,
+        "rpc-authentication-required": False, "rpc-whitelist-enabled": True,
+        "rpc-whitelist": "127.0.0.1", "rpc-host-whitelist-enabled": False,
+        "bind-address-ipv4": host, "peer-port": port, "peer-port-random-on-start": False,
+        "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+        "port-forwarding-enabled": False, "blocklist-enabled": False,
+        "download-dir": str(directory / "downloads"), "incomplete-dir-enabled": False,
+        "watch-dir-enabled": False, "start-added-torrents": True, "message-level": 2,
+        "ratio-limit-enabled": False, "idle-seeding-limit-enabled": False,
+    }
+    (config_dir / "settings.json").write_text(json.dumps(settings, indent=1))
+    env = private_home_env(directory)
+    env["TRANSMISSION_HOME"] = str(config_dir)
+    process = ClientProcess([exe, "-f", "-g", str(config_dir)], env=env, cwd=directory,
+                            name="transmission-daemon")
+    daemon = Transmission(process, host, port, directory, rpc_port)
+    try:
+        wait_for_tcp("127.0.0.1", rpc_port, timeout=timeout, process=process)
+        daemon.version = str(daemon.rpc("session-get", {"fields": ["version"]})["version"])
+    except BaseException:
+        process.stop()
+        raise
+    return daemon
+
+
+class Deluge(TorrentDaemon):
+    """``deluged`` driven with ``deluge-console`` (one command line per call)."""
+
+    name = "deluged"
+
+    def __init__(self, process: ClientProcess, host: str, port: int, directory: Path,
+                 daemon_port: int, password: str) -> None:
+        super().__init__(process, host, port, directory)
+        self.daemon_port = daemon_port
+        self.password = password
+
+    def console(self, command: str, timeout: float = 30.0) -> str:
+        """Run ``deluge-console`` connected to the daemon; its output."""
+        argv = [deluge_console(), "-c", str(self.directory / "console"), "-d", "127.0.0.1",
+                "-p", str(self.daemon_port), "-U", "localclient", "-P", self.password, command]
+        result = run(argv, timeout=timeout, env=private_home_env(self.directory))
+        out = result.stdout + result.stderr
+        if "Failed to connect" in out or "Connection refused" in out:
+            raise ClientFailed(f"deluge-console could not connect: {out}")
+        return result.stdout
+
+    def _add(self, source: str, save_dir: Path) -> None:
+        out = self.console(f'add -p "{save_dir}" "{source}"')
+        if "Torrent added!" not in out:
+            raise ClientFailed(f"{self.name} did not add {source[:80]}: {out}")
+
+    def add_torrent(self, data: bytes, save_dir: Path) -> None:
+        path = self.directory / f"add-{os.urandom(4).hex()}.torrent"
+        path.write_bytes(data)
+        self._add(str(path), save_dir)
+
+    def add_magnet(self, uri: str, save_dir: Path) -> None:
+        self._add(uri, save_dir)
+
+    def state(self, info_hash: str) -> TorrentState | None:
+        out = self.console(f"info -v {info_hash}")
+        fields = dict(re.findall(r"^(State|Progress): (.*)$", out, re.M))
+        if "State" not in fields:
+            return None
+        state = fields["State"].split()[0]
+        # "Progress:" is printed until the torrent is finished.
+        progress = 1.0
+        if "Progress" in fields:
+            progress = float(fields["Progress"].split("%")[0]) / 100
+        done = state == "Seeding" and "Progress" not in fields
+        error = fields["State"] if state == "Error" else ""
+        return TorrentState(done, progress, state, error)
+
+    def remove(self, info_hash: str) -> None:
+        self.console(f"rm --confirm --remove_data {info_hash}")
+        self._wait_gone(info_hash)
+
+
+def start_deluge(directory: str | os.PathLike[str], *, host: str = "127.0.0.1",
+                 timeout: float = 30.0) -> Deluge:
+    """Start ``deluged -d`` with its config folder in ``directory``, BitTorrent on ``host``, the
+    daemon's RPC on 127.0.0.1 for ``deluge-console``. Returns once the RPC port accepts."""
+    exe = deluged()
+    deluge_console()
+    directory = Path(directory)
+    config_dir = directory / "config"
+    (directory / "console").mkdir(parents=True, exist_ok=True)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    daemon_port = free_tcp_port("127.0.0.1")
+    port = free_tcp_udp_port(host)
+    password = os.urandom(8).hex()
+    (config_dir / "auth").write_text(f"localclient:{password}:10\n")
+    (config_dir / "auth").chmod(0o600)
+    core = {
+        "daemon_port": daemon_port, "allow_remote": False, "listen_ports": [port, port],
+        "random_port": False, "listen_interface": host, "outgoing_interface": "",
+        "dht": False, "upnp": False, "natpmp": False, "utpex": False, "lsd": False,
+        "new_release_check": False, "send_info": False, "enabled_plugins": [],
+        "download_location": str(directory / "downloads"), "move_completed": False,
+        "torrentfiles_location": str(directory / "torrents"), "copy_torrent_file": False,
+        "pre_allocate_storage": False, "geoip_db_location": str(directory / "no-geoip.dat"),
+        "stop_seed_at_ratio": False, "queue_new_to_top": False,
+        "plugins_location": str(config_dir / "plugins"),
+    }
+    # Deluge's config files are two JSON objects: the file format version, then the values.
+    (config_dir / "core.conf").write_text(json.dumps({"file": 1, "format": 1})
+                                          + json.dumps(core, indent=1))
+    process = ClientProcess(
+        [exe, "-d", "-c", str(config_dir), "-L", "warning", "-u", "127.0.0.1",
+         "-p", str(daemon_port), "-i", host],
+        env=private_home_env(directory), cwd=directory, name="deluged")
+    daemon = Deluge(process, host, port, directory, daemon_port, password)
+    try:
+        wait_for_tcp("127.0.0.1", daemon_port, timeout=timeout, process=process)
+        out = run([deluge_console(), "-c", str(directory / "console"), "--version"],
+                  env=private_home_env(directory), check=False)
+        match = re.search(r"deluge-console (\S+)", out.stdout + out.stderr)
+        daemon.version = match.group(1) if match else ""
+    except BaseException:
+        process.stop()
+        raise
+    return daemon
+
+
+# --- pages for the browser ------------------------------------------------------------------------
+
+BROWSER_DIR = CLIENTS_DIR / "browser"
+
+
+class StaticFiles:
+    """A loopback HTTP server (a thread) serving a fixed set of files: ``url(name)``."""
+
+    TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+             ".map": "application/json"}
+
+    def __init__(self, files: Mapping[str, str | os.PathLike[str]], host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        table = {"/" + name.lstrip("/"): Path(path) for name, path in files.items()}
+        types = self.TYPES
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = table.get(self.path.split("?", 1)[0])
+                if path is None:
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", types.get(path.suffix, "application/octet-stream"))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.host = host
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port}/{name.lstrip('/')}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> StaticFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

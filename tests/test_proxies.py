@@ -53,7 +53,8 @@ def senders(g: RunningGateway) -> dict[str, Callable[[str], Awaitable[Any]]]:
     return {
         "upload": lambda c: http.put(g.url("/api/upload"), data=c.encode(), headers=h(c)),
         "challenge": lambda c: http.get(g.url("/api/auth/challenge"), headers=h(c)),
-        "blossom": lambda c: http.get(blossom_base + "/" + "ab" * 32, headers=h(c)),
+        # /list is in Blossom's costly class (blossom_server.rate_limit); reads are in the download class
+        "blossom": lambda c: http.get(blossom_base + "/list/" + "ab" * 32, headers=h(c)),
     }
 
 

@@ -22,7 +22,7 @@ from tgateway.errors import (
 )
 from tgateway.storage.ingest import IngestResult
 from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 from tgateway.uploads import Facts, Intake, Limits, OpenSink, Uploads
 
 OWNER = "ab" * 32
@@ -53,22 +53,22 @@ class Pieces:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ContentStore:
+def store(tmp_path: Path) -> LocalContentStore:
     return make_store(tmp_path)
 
 
 @pytest.fixture
-def events(store: ContentStore) -> list[StoredEvent]:
+def events(store: LocalContentStore) -> list[StoredEvent]:
     out: list[StoredEvent] = []
     store.subscribe_stored(out.append)
     return out
 
 
-def settle(store: ContentStore) -> None:
+def settle(store: LocalContentStore) -> None:
     store._reactor.advance(0)  # the store fires its events on the next reactor turn
 
 
-def handler(store: ContentStore, *checks: Any) -> Uploads:
+def handler(store: LocalContentStore, *checks: Any) -> Uploads:
     return Uploads(store=store, quota=lambda owner: QUOTA, checks=checks)
 
 
@@ -88,7 +88,7 @@ def refused(uploads: Uploads, i: Intake, source: Pieces, error: type[ApiError]) 
 
 
 def test_an_accepted_upload_is_stored_with_what_the_source_learnt(
-        store: ContentStore, events: list[StoredEvent]) -> None:
+        store: LocalContentStore, events: list[StoredEvent]) -> None:
     data = b"\x89PNG\r\n\x1a\n" + os.urandom(30_000)
     facts = Facts(name="pic", title="A title", announce_dht=False)
     event = receive(handler(store), intake(OWNER), Pieces(data, facts=facts))
@@ -102,7 +102,7 @@ def test_an_accepted_upload_is_stored_with_what_the_source_learnt(
 
 @pytest.mark.parametrize("case", ["over the limit", "empty", "no disk space", "over quota",
                                   "quota used up, length unknown"])
-def test_refused_before_any_byte_is_read(store: ContentStore, events: list[StoredEvent],
+def test_refused_before_any_byte_is_read(store: LocalContentStore, events: list[StoredEvent],
                                          case: str) -> None:
     uploads = handler(store)
     source = Pieces(os.urandom(1000))
@@ -128,7 +128,7 @@ def test_refused_before_any_byte_is_read(store: ContentStore, events: list[Store
     assert events == [] and tmp_entries(store) == []
 
 
-def test_the_envelope_counts_towards_the_length_not_the_file(store: ContentStore) -> None:
+def test_the_envelope_counts_towards_the_length_not_the_file(store: LocalContentStore) -> None:
     """A form may declare its file's limit plus the envelope; the quota counts the file."""
     uploads = handler(store)
     i = intake(OWNER, limits=Limits(QUOTA, envelope=10_000))
@@ -138,7 +138,7 @@ def test_the_envelope_counts_towards_the_length_not_the_file(store: ContentStore
 
 
 @pytest.mark.parametrize("length", [None, 100], ids=["unknown length", "understated length"])
-def test_a_body_is_cut_off_at_the_quota(store: ContentStore, events: list[StoredEvent],
+def test_a_body_is_cut_off_at_the_quota(store: LocalContentStore, events: list[StoredEvent],
                                         length: int | None) -> None:
     e = refused(handler(store), intake(OWNER), Pieces(os.urandom(QUOTA + 5000), length=length),
                 PayloadTooLarge)
@@ -147,7 +147,7 @@ def test_a_body_is_cut_off_at_the_quota(store: ContentStore, events: list[Stored
     assert events == [] and tmp_entries(store) == []
 
 
-def test_a_file_over_the_limit_is_cut_off_while_it_arrives(store: ContentStore,
+def test_a_file_over_the_limit_is_cut_off_while_it_arrives(store: LocalContentStore,
                                                            events: list[StoredEvent]) -> None:
     refused(handler(store), intake(limits=Limits(10_000)), Pieces(os.urandom(20_000), length=None),
             PayloadTooLarge)
@@ -155,7 +155,7 @@ def test_a_file_over_the_limit_is_cut_off_while_it_arrives(store: ContentStore,
     assert events == [] and tmp_entries(store) == []
 
 
-def test_a_source_that_fails_leaves_nothing(store: ContentStore, events: list[StoredEvent]) -> None:
+def test_a_source_that_fails_leaves_nothing(store: LocalContentStore, events: list[StoredEvent]) -> None:
     source = Pieces(os.urandom(30_000), fail=ConnectionError("gone"))
     with pytest.raises(ConnectionError):
         receive(handler(store), intake(), source)
@@ -163,7 +163,7 @@ def test_a_source_that_fails_leaves_nothing(store: ContentStore, events: list[St
     assert events == [] and tmp_entries(store) == [] and result_of(store.stats())["files"] == 0
 
 
-def test_checks_run_before_the_file_is_visible_in_order(store: ContentStore,
+def test_checks_run_before_the_file_is_visible_in_order(store: LocalContentStore,
                                                         events: list[StoredEvent]) -> None:
     """The expected SHA-256, then the intake's checks, then the handler's: the first that
     raises refuses the file, which is never visible and fires no event."""
@@ -196,7 +196,7 @@ def test_checks_run_before_the_file_is_visible_in_order(store: ContentStore,
     assert events == [event]
 
 
-def test_a_check_added_to_the_handler_applies_to_every_intake(store: ContentStore) -> None:
+def test_a_check_added_to_the_handler_applies_to_every_intake(store: LocalContentStore) -> None:
     uploads = handler(store)
     refuse_all: list[Any] = []
 
@@ -211,7 +211,7 @@ def test_a_check_added_to_the_handler_applies_to_every_intake(store: ContentStor
     assert len(refuse_all) == 3
 
 
-def test_a_source_that_opens_nothing_is_an_empty_upload(store: ContentStore) -> None:
+def test_a_source_that_opens_nothing_is_an_empty_upload(store: LocalContentStore) -> None:
     class Nothing:
         length = None
 

@@ -5,7 +5,8 @@ reads ``configs/config.yaml`` (or any file), rejects unknown keys and bad values
 :class:`ConfigError` naming the key, the value and what was expected, and returns a
 :class:`Config`. Sizes accept ``10GB``, ``100MB``, ``2MiB`` or plain bytes (decimal units are
 powers of 1000, binary units powers of 1024); durations accept ``900s``, ``15m``, ``2h``, ``90d``
-or plain seconds.
+or plain seconds. Values and sections are parsed by :mod:`tgateway.configparse`; this module holds
+the sections, their defaults and the checks across them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,21 @@ import dataclasses
 import ipaddress
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tgateway.configparse import (
+    ConfigError,
+    Duration,
+    Size,
+    parse_duration,
+    parse_section,
+    parse_size,
+)
 
 __all__ = [
     "ConfigError",
@@ -32,79 +42,6 @@ __all__ = [
     "Duration",
     "MODES",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid. The message is one line."""
-
-
-class Size(int):
-    """A byte count parsed from ``10GB``/``2MiB``/``1048576``."""
-
-
-class Duration(float):
-    """Seconds parsed from ``900s``/``15m``/``90d``/``1800``."""
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-
-SIZE_EXPECTED = "a size such as 10GB, 100MB, 2MiB or a number of bytes"
-DURATION_EXPECTED = "a duration such as 900s, 15m, 90d or a number of seconds"
-
-
-def parse_size(value: object) -> int:
-    """Parse a size; raise ValueError on anything that is not one."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(value)
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    if not isinstance(value, str):
-        raise ValueError(value)
-    m = _SIZE_RE.match(value)
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(value)
-    number = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
-
-
-def parse_duration(value: object) -> float:
-    """Parse a duration into seconds; raise ValueError on anything that is not one."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(value)
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(value)
-    m = _DURATION_RE.match(value)
-    if not m:
-        raise ValueError(value)
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
 def _check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
@@ -172,8 +109,11 @@ class GatewayConfig:
 
 @dataclass(frozen=True)
 class RateConfig:
+    """Blossom's costly requests (uploads, media, mirrors, deletes, reports, lists) per client
+    address: a token bucket of ``burst_size`` requests refilled at ``requests_per_minute``."""
+
     requests_per_minute: float = field(default=100.0, metadata=_non_negative())
-    burst_size: int = field(default=20, metadata=_positive())
+    burst_size: int = field(default=120, metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -184,12 +124,12 @@ class BlossomServerConfig:
     public_url: str = ""
     max_blob_size: Size = field(default=Size(100 * 1000**2), metadata=_positive())
     rate_limit: RateConfig = RateConfig()
-    # Verbs that need a kind 24242 authorization event.
+    # Verbs that need a kind 24242 authorization event (mirror and media follow upload).
     require_auth: tuple[str, ...] = field(
         default=("upload", "delete"),
         metadata=_check(
-            lambda v: set(v) <= {"upload", "list", "delete", "get", "mirror", "report"},
-            "a list of: upload, list, delete, get, mirror, report",
+            lambda v: set(v) <= {"upload", "list", "delete", "get", "mirror", "media", "report"},
+            "a list of: upload, list, delete, get, mirror, media, report",
         ),
     )
     mirror_allow_private: bool = False
@@ -395,8 +335,10 @@ class UploadRateConfig:
 
 @dataclass(frozen=True)
 class DownloadRateConfig:
-    requests_per_second: float = field(default=50.0, metadata=_non_negative())
-    burst_size: int = field(default=100, metadata=_positive())
+    """Reads per client address (gateway downloads and webseed, Blossom GET/HEAD), per port."""
+
+    requests_per_second: float = field(default=200.0, metadata=_non_negative())
+    burst_size: int = field(default=500, metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -475,123 +417,6 @@ class Config:
 # --------------------------------------------------------------------------- parsing
 
 
-def _describe(tp: Any) -> str:
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "a whole number"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if tp is Size:
-        return SIZE_EXPECTED
-    if tp is Duration:
-        return DURATION_EXPECTED
-    if typing.get_origin(tp) is tuple:
-        return "a list of strings"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping of keys"
-    return str(tp)
-
-
-def _convert(tp: Any, value: Any) -> Any:
-    """Convert a YAML value to the field type; raise ValueError if it is not one."""
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(value)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(value)
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ValueError(value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(value)
-    if tp is Size:
-        return Size(parse_size(value))
-    if tp is Duration:
-        return Duration(parse_duration(value))
-    if typing.get_origin(tp) is tuple:
-        if value is None:
-            return ()
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ValueError(value)
-    raise TypeError(f"unsupported config type {tp!r}")
-
-
-def _parse_section(cls: type, data: Any, path: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        where = path or "the top level"
-        raise ConfigError(f"{where}: got {_short(data)}, expected {_describe(cls)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            name = f"{path}.{key}" if path else str(key)
-            if name in MOVED_KEYS:
-                raise ConfigError(f"{name}: this key moved to {MOVED_KEYS[name]}")
-            raise ConfigError(
-                f"{name}: unknown key (known keys here: {', '.join(sorted(known))})"
-            )
-    values: dict[str, Any] = {}
-    for name, f in known.items():
-        key_path = f"{path}.{name}" if path else name
-        tp = hints[name]
-        if name not in data:
-            continue
-        raw = data[name]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            values[name] = _parse_section(tp, raw, key_path)
-            continue
-        item_tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
-        if isinstance(item_tp, type) and dataclasses.is_dataclass(item_tp):
-            if not isinstance(raw, list) or not raw:
-                raise ConfigError(f"{key_path}: got {_short(raw)}, expected a non-empty list of mappings")
-            values[name] = tuple(
-                _parse_section(item_tp, item, f"{key_path}[{i}]") for i, item in enumerate(raw)
-            )
-            continue
-        try:
-            value = _convert(tp, raw)
-        except ValueError:
-            raise ConfigError(
-                f"{key_path}: got {_short(raw)}, expected {_describe(tp)}"
-            ) from None
-        check = f.metadata.get("check")
-        if check is not None and not check(value):
-            raise ConfigError(
-                f"{key_path}: got {_short(raw)}, expected {f.metadata['expected']}"
-            )
-        values[name] = value
-    return cls(**values)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _as_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple):
-        return [_as_dict(v) for v in obj]
-    if isinstance(obj, Size):
-        return int(obj)
-    if isinstance(obj, Duration):
-        return float(obj)
-    return obj
-
-
 def _cross_checks(config: Config) -> None:
     st = config.storage
     if st.blob_threshold < st.chunk_size:
@@ -623,7 +448,7 @@ def _cross_checks(config: Config) -> None:
 
 def parse_config(data: Any) -> Config:
     """Validate a mapping (parsed YAML) into a Config; raise ConfigError naming the bad key."""
-    config = _parse_section(Config, data, "")
+    config = parse_section(Config, data, "", MOVED_KEYS)
     _cross_checks(config)
     return typing.cast(Config, config)
 

@@ -1,32 +1,63 @@
 """Public URLs of a stored file: download, torrent, webseed, Blossom, magnet; and .torrent bytes.
 
 Pure functions of the configured public base URLs and tracker URLs. The web API, Nostr
-announcements and Blossom descriptors all build links here.
+announcements and Blossom descriptors all build links here; the torrent formats themselves
+(``.torrent`` bytes, magnet links) come from :mod:`tgateway.metainfo`.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import re
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlsplit
 
-from tgateway import bencode
+from tgateway.metainfo import magnet_uri, torrent_bytes
 from tgateway.storage.model import StoredFile
 
-CREATED_BY = "tgateway/0.1"
-_EXTENSION = re.compile(r"^[A-Za-z0-9]{1,10}$")
+_EXT = re.compile(r"\.([A-Za-z0-9]{1,10})\Z")
+_PUBKEY = re.compile(r"[0-9a-f]{64}\Z")
+# mimetypes picks odd first extensions for a few common types
+_PREFERRED = {
+    "image/jpeg": ".jpg",
+    "audio/mpeg": ".mp3",
+    "video/quicktime": ".mov",
+    "text/plain": ".txt",
+    "application/octet-stream": ".bin",
+    "video/mp4": ".mp4",
+    "audio/mp4": ".m4a",
+}
 
 
-def blob_extension(name: str, mime: str) -> str:
-    """The extension of a blob's ``blossom:`` URI (BUD-10 requires one): the file name's when it
-    has a short alphanumeric one, else the usual one for its type, else ``bin``."""
-    _, dot, ext = name.rpartition(".")
-    if dot and _EXTENSION.match(ext):
-        return ext.lower()
-    guessed = mimetypes.guess_extension(mime.split(";", 1)[0].strip().lower() or "x/x")
-    return guessed[1:] if guessed else "bin"
+def extension(f: StoredFile) -> str:
+    """A blob's file extension: from the MIME type, else the name, else ``.bin`` (BUD-02 URLs,
+    BUD-10 URIs)."""
+    ext = _PREFERRED.get(f.mime) or mimetypes.guess_extension(f.mime, strict=False)
+    if ext:
+        return ext
+    m = _EXT.search(f.name)
+    return "." + m.group(1).lower() if m else ".bin"
+
+
+def server_hint(base_url: str) -> str:
+    """A BUD-10 ``xs`` value for a server at ``base_url``: its domain, with the port when it
+    is not the scheme's default (a hint without it would send clients to another port)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def blossom_uri(f: StoredFile, *, server: str | None, authors: Iterable[str] = ()) -> str:
+    """The BUD-10 ``blossom:<sha256>.<ext>`` URI of a stored file, with ``xs`` (this Blossom
+    server, when one runs), ``as`` (each hex pubkey among ``authors``) and ``sz`` (its size)."""
+    params = [f"xs={quote(server_hint(server), safe=':[]')}"] if server else []
+    params += [f"as={a}" for a in dict.fromkeys(authors) if _PUBKEY.match(a)]
+    params.append(f"sz={f.size}")
+    return f"blossom:{f.sha256}{extension(f)}?" + "&".join(params)
 
 
 @dataclass(frozen=True)
@@ -59,40 +90,21 @@ class Links:
             return None
         return f"{self.blossom_url}/{f.sha256}"
 
-    def blossom_uri(self, f: StoredFile) -> str | None:
-        """BUD-10: ``blossom:<sha256>.<ext>?xs=<server>&sz=<size>``; the server hint is the full
-        base URL (the scheme and port matter on a server that is not https on 443)."""
-        if not self.blossom_url:
-            return None
-        query = urlencode({"xs": self.blossom_url, "sz": f.size})
-        return f"blossom:{f.sha256}.{blob_extension(f.name, f.mime)}?{query}"
-
     def magnet(self, f: StoredFile) -> str:
-        parts = [
-            f"xt=urn:btih:{f.info_hash}",
-            f"dn={quote(f.name, safe='')}",
-            f"xl={f.size}",
-        ]
-        parts += [f"tr={quote(t, safe='')}" for t in self.tracker_urls]
-        parts.append(f"ws={quote(self.webseed(f), safe='')}")
-        return "magnet:?" + "&".join(parts)
+        return magnet_uri(f.info_hash, f.name, self.tracker_urls, [self.webseed(f)], f.size)
 
     def torrent_bytes(self, f: StoredFile, *, webseed: bool = True) -> bytes:
         """The .torrent file; the stored info dict bytes are spliced in verbatim."""
-        outer: dict[bytes, object] = {
-            b"created by": CREATED_BY.encode(),
-            b"creation date": int(f.created_at or time.time()),
-            b"info": _Raw(f.info),
-        }
-        if self.tracker_urls:
-            outer[b"announce"] = self.tracker_urls[0].encode()
-            outer[b"announce-list"] = [[t.encode()] for t in self.tracker_urls]
-        if webseed:
-            outer[b"url-list"] = [self.webseed_base(f).encode()]
-        return encode_with_raw(outer)
+        return torrent_bytes(f.info, created_at=f.created_at, trackers=self.tracker_urls,
+                             webseed_base=self.webseed_base(f) if webseed else None)
 
-    def describe(self, f: StoredFile) -> dict[str, object]:
-        """The JSON description used by upload responses and GET /api/files/<sha256>."""
+    def blossom_uri(self, f: StoredFile, authors: Iterable[str] = ()) -> str:
+        """BUD-10: ``blossom:<sha256>.<ext>?xs=<this Blossom server>&as=<author>&sz=<size>``."""
+        return blossom_uri(f, server=self.blossom_url, authors=authors)
+
+    def describe(self, f: StoredFile, authors: Iterable[str] = ()) -> dict[str, object]:
+        """The JSON description used by upload responses and GET /api/files/<sha256>;
+        ``authors``: the owners' pubkeys, for the BUD-10 URI's ``as`` hints."""
         out: dict[str, object] = {
             "sha256": f.sha256,
             "size": f.size,
@@ -113,28 +125,12 @@ class Links:
                 "stream": self.stream(f),
             },
             "trackers": list(self.tracker_urls),
+            "blossom_uri": self.blossom_uri(f, authors),
         }
         blossom = self.blossom(f)
         if blossom:
             out["urls"]["blossom"] = blossom  # type: ignore[index]
-            out["urls"]["blossom_uri"] = self.blossom_uri(f)  # type: ignore[index]
         if f.meta:
             out["meta"] = f.meta
         return out
 
-
-class _Raw:
-    """Already-bencoded bytes to splice into an encoded dict."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def encode_with_raw(d: dict[bytes, object]) -> bytes:
-    parts = [b"d"]
-    for key in sorted(d):
-        value = d[key]
-        parts.append(bencode.encode(key))
-        parts.append(value.data if isinstance(value, _Raw) else bencode.encode(value))
-    parts.append(b"e")
-    return b"".join(parts)

@@ -23,11 +23,12 @@ from twisted.python import usage
 
 from tgateway import __version__
 from tgateway.config import MODES, Config, ConfigError, load_config
+from tgateway.endpoints import tcp_server
 from tgateway.links import Links
 from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 from tgateway.uploads import Uploads
 
 log = Logger()
@@ -93,13 +94,6 @@ def components_for(config: Config) -> frozenset[str]:
     return frozenset(c for c in wanted if enabled.get(c, True))
 
 
-def endpoint_string(port: int, host: str) -> str:
-    desc = f"tcp:{port}"
-    if host:
-        desc += ":interface=" + host.replace(":", "\\:")
-    return desc
-
-
 class GatewayService(MultiService):
     """The top of the tree: children start in the order they were added and stop in reverse,
     one after the other, so that every component has finished with the content store and the
@@ -139,7 +133,7 @@ class StorageService(Service):
 
     name = "storage"
 
-    def __init__(self, db: Database, store: ContentStore) -> None:
+    def __init__(self, db: Database, store: LocalContentStore) -> None:
         self.db = db
         self.store = store
         self._check: Deferred[Any] | None = None
@@ -171,7 +165,7 @@ class Gateway:
 
     config: Config
     components: frozenset[str]
-    store: ContentStore | None = None
+    store: LocalContentStore | None = None
     uploads: Uploads | None = None  # the one upload handler (gateway API, Blossom, mirror)
     db: Database | None = None
     links: Links | None = None
@@ -195,8 +189,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     if components & NEEDS_STORAGE:
         db = Database(reactor, config.storage.metadata_db)
         layout = DiskLayout(config.storage.blob_storage, config.storage.chunk_storage)
-        store = ContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
-                             crash_points=CrashPoints.from_environ(os.environ))
+        store = LocalContentStore(reactor=reactor, db=db, layout=layout, config=config.storage,
+                                  crash_points=CrashPoints.from_environ(os.environ))
         StorageService(db, store).setServiceParent(top)
         gw.store = store
         gw.db = db
@@ -284,7 +278,7 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     from tgateway.web.api import GatewayApi
 
     config = gw.config
-    assert gw.store is not None and gw.links is not None
+    assert gw.store is not None and gw.db is not None and gw.links is not None
     from tgateway.web.users import build_user_routes
 
     users = build_user_routes(config=config, db=gw.db, store=gw.store, links=gw.links,
@@ -327,7 +321,7 @@ def _build_gateway(top: MultiService, gw: Gateway, reactor: Any, rng: random.Ran
     users.mount(root, ui.files_split(api.app.resource()))
     gw.parts["users"] = users
     gw.sites["gateway"] = site
-    endpoint = serverFromString(reactor, endpoint_string(config.gateway.port, config.gateway.host))
+    endpoint = serverFromString(reactor, tcp_server(config.gateway.port, config.gateway.host))
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("gateway-http")
     svc.setServiceParent(top)
@@ -339,6 +333,7 @@ def _build_transcode(top: MultiService, gw: Gateway, reactor: Any) -> None:
     from tgateway.transcode.tools import find_ffmpeg
 
     config = gw.config
+    assert gw.store is not None and gw.db is not None and gw.links is not None
     announcer = None
     nostr = gw.parts.get("nostr")
     if nostr is not None and config.nostr.publish_nip71 and config.nostr.video_relays:
@@ -377,15 +372,16 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     """The Blossom server on ``blossom_server.port``: its own site, the same content store."""
     from tgateway.blossom.server import BlossomServer
     from tgateway.http.site import StreamingSite
-    from tgateway.storage.blossom import BlossomStore
+    from tgateway.storage.blossom_reports import BlossomStore
 
     config = gw.config
-    assert gw.store is not None and gw.links is not None
-    blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.store.db),
-                            links=gw.links, clock=reactor, uploads=gw.uploads)
+    assert gw.store is not None and gw.db is not None and gw.links is not None
+    blossom = BlossomServer(config=config, store=gw.store, blossom_store=BlossomStore(gw.db),
+                            links=gw.links, clock=reactor, uploads=gw.uploads,
+                            media=_media_optimizer(gw, reactor))
     site = StreamingSite(
         blossom.app.resource(),
-        streaming_routes=[(b"PUT", b"/upload")],
+        streaming_routes=[(b"PUT", b"/upload"), (b"PUT", b"/media")],
         max_request_body=64 * 1024,  # /mirror and /report bodies are small JSON
         clock=reactor,
     )
@@ -393,7 +389,32 @@ def _build_blossom(top: MultiService, gw: Gateway, reactor: Any) -> None:
     gw.parts["blossom"] = blossom
     gw.sites["blossom"] = site
     bc = config.blossom_server
-    endpoint = serverFromString(reactor, endpoint_string(bc.port, bc.host))
+    endpoint = serverFromString(reactor, tcp_server(bc.port, bc.host))
     svc = StreamServerEndpointService(endpoint, site)
     svc.setName("blossom-http")
     svc.setServiceParent(top)
+
+
+def _media_optimizer(gw: Gateway, reactor: Any) -> Any:
+    """BUD-05 ``/media``: FFmpeg with the transcoding settings, when transcoding is on and FFmpeg
+    is there (the transcoder's, else looked up); None otherwise (``/media`` answers 503)."""
+    tc = gw.config.transcoding
+    if not tc.enabled:
+        return None
+    transcoder = gw.parts.get("transcode")
+    if transcoder is not None:
+        tools = transcoder.tools
+    else:
+        from tgateway.transcode.tools import find_ffmpeg
+
+        tools = find_ffmpeg()
+    if tools is None:
+        return None
+    from tgateway.blossom.media import MediaOptimizer
+    from tgateway.transcode.argv import Profile
+
+    return MediaOptimizer(
+        reactor=reactor, tools=tools, work_dir=tc.work_dir, preset=tc.preset,
+        segment=float(tc.hls_segment_duration),
+        profiles=[Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
+                  for p in tc.profiles])

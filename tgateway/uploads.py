@@ -35,12 +35,11 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from tgateway.errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge
-from tgateway.storage.ingest import Ingest, IngestResult
+from tgateway.storage.api import ContentStore, Received, Upload
 from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore
 
 #: refuses a finished upload (by raising an ApiError) before it becomes visible
-Check = Callable[[IngestResult], None]
+Check = Callable[[Received], None]
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class Sink:
     download). One upload uses one of the two ways.
     """
 
-    def __init__(self, ingest: Ingest, room: int | None) -> None:
+    def __init__(self, ingest: Upload, room: int | None) -> None:
         self.ingest = ingest
         self.room = room
         self.received = 0
@@ -111,7 +110,7 @@ class Sink:
         self.ingest.feed(data)
 
     def reserve(self) -> memoryview:
-        """(the body's thread) Where the next bytes may be received (see ``Ingest.reserve``)."""
+        """(the body's thread) Where the next bytes may be received (see ``Upload.reserve``)."""
         return self.ingest.reserve()
 
     def write(self, data: bytes) -> None:
@@ -221,7 +220,7 @@ class Uploads:
             quota=self.quota(owner) if owner else None,
         )
 
-    def _run_checks(self, intake: Intake, result: IngestResult) -> None:
+    def _run_checks(self, intake: Intake, result: Received) -> None:
         expected = intake.expected_sha256
         if expected is not None and result.sha256 != expected:
             raise Conflict(f"the body's sha256 is {result.sha256}, X-SHA-256 said {expected}",

@@ -8,7 +8,7 @@ Builds a store in a fresh folder: ``--chunked`` chunked files of ``--chunks-per-
 each and ``--blobs`` blobs (rows written straight into the database; on disk each blob and
 chunk is an empty file at its content address: the check looks at names, not contents), plus
 ``--orphans`` unreferenced chunks and as many unreferenced blobs. Then runs
-``ContentStore.check()`` on the real reactor with the threaded store and database, while a
+``LocalContentStore.check()`` on the real reactor with the threaded store and database, while a
 10 ms LoopingCall measures the reactor's lag (how late each tick fires). Prints one JSON line:
 files on disk, seconds, orphans removed, lag (max, p99), peak RSS growth.
 """
@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred
 from tgateway.config import StorageConfig
 from tgateway.storage.db import Database
 from tgateway.storage.disk import DiskLayout
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 
 
 def name(*parts: object) -> str:
@@ -85,9 +85,9 @@ def build(folder: Path, chunked: int, per_file: int, blobs: int, orphans: int) -
 async def measure(folder: Path) -> dict[str, Any]:
     db = Database(reactor, str(folder / "metadata.db"))
     db.open()
-    store = ContentStore(reactor=reactor, db=db,
-                         layout=DiskLayout(folder / "blobs", folder / "chunks"),
-                         config=StorageConfig())
+    store = LocalContentStore(reactor=reactor, db=db,
+                              layout=DiskLayout(folder / "blobs", folder / "chunks"),
+                              config=StorageConfig())
     store.start()
     lags: list[float] = []
     last = [time.monotonic()]

@@ -3,7 +3,7 @@
     python bench/tracker/memory.py [PEERS] [TORRENTS]
 
 Peers are IPv4 HTTP/UDP peers with distinct addresses (75% seeders, as the load generators use),
-announced through ``SwarmStore.announce`` exactly as the front ends do. Prints bytes per peer
+announced through ``MemorySwarmStore.announce`` exactly as the front ends do. Prints bytes per peer
 from tracemalloc (Python objects only) and from the process's RSS growth.
 """
 
@@ -15,7 +15,8 @@ import random
 import sys
 import tracemalloc
 
-from tgateway.tracker.core import EVENT_STARTED, SwarmStore
+from tgateway.tracker.core import EVENT_STARTED
+from tgateway.tracker.memory import MemorySwarmStore
 
 
 def rss() -> int:
@@ -29,8 +30,8 @@ def main() -> None:
     rng = random.Random(1)
     hashes = [rng.randbytes(20) for _ in range(torrents)]
     lefts = [0 if rng.random() < 0.75 else 1000 for _ in range(peers)]
-    def fill() -> SwarmStore:
-        store = SwarmStore(rng, max_peers_per_torrent=100_000, max_torrents=1_000_000)
+    def fill() -> MemorySwarmStore:
+        store = MemorySwarmStore(rng, max_peers_per_torrent=100_000, max_torrents=1_000_000)
         for i in range(peers):
             # key and peer_id are fresh objects, as when they come off the wire
             key = (167772160 + i).to_bytes(4, "big") + (6881 + i % 1000).to_bytes(2, "big")

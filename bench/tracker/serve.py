@@ -49,7 +49,7 @@ def main() -> None:
     if os.environ.get("TRACKER_PEERS_REPORT"):
         reactor.addSystemEventTrigger(
             "before", "shutdown",
-            lambda: print("peers", tracker.store.peer_count(), "swarms", len(tracker.store.swarms),
+            lambda: print("peers", tracker.store.peer_count(), "swarms", tracker.store.swarm_count(),
                           file=sys.stderr),
         )
     reactor.run()

@@ -13,10 +13,10 @@ from tgateway.blossom.server import BlossomServer
 from tgateway.config import parse_config
 from tgateway.http.site import StreamingSite
 from tgateway.links import Links
-from tgateway.storage.blossom import BlossomStore
+from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 
 
 def sha(data: bytes) -> str:
@@ -49,8 +49,8 @@ class Loopback:
         self.db = SyncDatabase()
         self.db.open()
         layout = DiskLayout(storage["blob_storage"], storage["chunk_storage"])
-        self.store = ContentStore(reactor=_reactor, db=self.db, layout=layout,
-                                  config=self.config.storage, threaded=False)
+        self.store = LocalContentStore(reactor=_reactor, db=self.db, layout=layout,
+                                       config=self.config.storage, threaded=False)
         self.store.start()
         self.bstore = BlossomStore(self.db)
         self.links = Links(base_url="http://127.0.0.1:1", tracker_urls=("udp://127.0.0.1:1",),

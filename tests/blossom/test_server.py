@@ -21,7 +21,7 @@ from twisted.web.static import Data
 
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import ReportLimits
+from tgateway.storage.blossom_reports import ReportLimits
 
 from .helpers import Loopback, sha
 from .tokens import SECRET, bad_signature, encode, header, make_event
@@ -247,10 +247,15 @@ class SmallLimits(BlossomRoutes):
                 "Authorization": header("upload", hashes=(sha(data),))})
             self.assertEqual(r.code, 413)
             self.assertEqual((await self.stored())["files"], 1)
-            r = await self.http.get(self.lb.url + "/")
+            # four uploads: the burst of blossom_server.rate_limit is spent
+            r = await self.upload(b"v" * 10)
             self.assertEqual(r.code, 429)
             self.assertTrue(r.headers.getRawHeaders("retry-after"))
             self.assertTrue(r.headers.getRawHeaders("x-reason"))
+            # reads count in the download class, not in the class of costly requests
+            for path in ("/", "/" + sha(b"y" * 900), "/" + sha(b"y" * 900) + ".bin"):
+                r = await self.http.get(self.lb.url + path)
+                self.assertEqual(r.code, 200, path)
 
         return d(go())
 

@@ -22,7 +22,7 @@ from tests.web.test_upload_names import CLEAN, HOSTILE
 from tests.web.test_upload_quota import HeldBody, concurrently, http
 from tgateway.nostr.event import public_key_hex
 from tgateway.storage.model import UploadContext
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 from tgateway.tap import makeService
 
 from .helpers import sha
@@ -35,7 +35,7 @@ QUOTA = 100_000
 @dataclass
 class Blossom:
     base: str
-    store: ContentStore
+    store: LocalContentStore
 
 
 @pytest_twisted.async_yield_fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.dht.sim import SimNetwork
-from tgateway.dht.node import LookupResult
+from tgateway.dht.lookup import LookupResult
 
 N = 200
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tgateway.bencode import decode, encode
 from tgateway.config import DhtConfig
 from tgateway.dht import bep42
-from tgateway.dht.service import DhtService, build_dht, parse_host_port
+from tgateway.dht.service import DhtService, build_dht
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 
 
@@ -278,12 +278,3 @@ class ServiceTests(SynchronousTestCase):
     def test_get_peers_when_stopped_fails(self) -> None:
         svc = build_dht(config(), str(self.state), self.reactor, random.Random(1), 6881)
         self.failureResultOf(svc.get_peers(b"x" * 20), RuntimeError)
-
-    def test_parse_host_port(self) -> None:
-        self.assertEqual(
-            parse_host_port("router.bittorrent.com:6881"), ("router.bittorrent.com", 6881)
-        )
-        self.assertEqual(parse_host_port("[::1]:7"), ("::1", 7))
-        self.assertEqual(parse_host_port("1.2.3.4"), ("1.2.3.4", 6881))
-        for bad in ("x:0", ":5", "x:70000", "x:y"):
-            self.assertRaises(ValueError, parse_host_port, bad)

@@ -47,16 +47,16 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 @pytest.fixture
 def ingests(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Every Ingest the store begins (to see how many bytes were copied into chunk buffers)."""
-    from tgateway.storage.store import ContentStore
+    from tgateway.storage.store import LocalContentStore
 
     made: list[Any] = []
-    real = ContentStore.begin_upload
+    real = LocalContentStore.begin_upload
 
     def begin_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
         made.append(real(self, *args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(ContentStore, "begin_upload", begin_upload)
+    monkeypatch.setattr(LocalContentStore, "begin_upload", begin_upload)
     yield made
 
 

@@ -22,8 +22,8 @@ from twisted.internet.threads import deferToThread
 
 from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
 from tgateway.deadlines import HEAD_TIMEOUT
-from tgateway.tracker.core import SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
+from tgateway.tracker.memory import MemorySwarmStore
 
 DEADLINE = 0.5
 PATIENCE = 6.0  # how long the dripping client keeps going before it gives up
@@ -135,7 +135,7 @@ async def test_idle_keep_alive_and_a_head_in_pieces_are_served(gw: RunningGatewa
 
 @pytest_twisted.ensureDeferred
 async def test_tracker_port_closes_a_dripping_head() -> None:
-    tracker = HttpTracker(SwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
+    tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
                           default_numwant=50, max_numwant=100)
     factory = TrackerHTTPFactory(tracker, reactor)
     default = getattr(factory, "head_timeout", None)

@@ -34,8 +34,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
 from tgateway.http.site import IO_SIZE
-from tgateway.tracker.core import SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
+from tgateway.tracker.memory import MemorySwarmStore
 
 MB = 1 << 20
 # A transport pauses its producer once its buffer is over bufferSize (IO_SIZE on the twisted.web
@@ -144,7 +144,7 @@ async def test_pipelined_answers_wait_for_the_reader(gw: RunningGateway) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_tracker_port_stops_reading_a_client_that_does_not_read() -> None:
-    tracker = HttpTracker(SwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
+    tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
                           default_numwant=50, max_numwant=100)
     factory = TrackerHTTPFactory(tracker, reactor)
     protocols = record_connections(factory)

@@ -27,7 +27,7 @@ from tgateway.nostr.event import EventTemplate, sign
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import RelayPool
 from tgateway.storage.db import Database
-from tgateway.storage.outbox import OutboxStore
+from tgateway.storage.nostr_outbox import OutboxStore
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor, task
 
 from tests import realclients
 from tgateway import bencode
-from tgateway.peer.announce import Announcer, UdpAnnounceClient, http_announce_url
+from tgateway.peer.announce import TrackerAnnouncer, UdpAnnounceClient, http_announce_url
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ async def test_announcer_lists_and_unlists_the_gateway(tmp_path: Path, scheme: s
         def remove_local_peer(self, info_hash: bytes, ip: str, port: int) -> None:
             local.append(("remove", info_hash, ip, port))
 
-    ann = Announcer(clock=reactor, peer_id=b"-TG0010-" + b"x" * 12, port=our_port, interval=3600,
+    ann = TrackerAnnouncer(clock=reactor, peer_id=b"-TG0010-" + b"x" * 12, port=our_port, interval=3600,
                     local=Local(), local_ips=("127.0.0.1",), urls=(url,), http_get=treq.get,
                     udp=udp, resolve=reactor.resolve)
     try:

@@ -16,7 +16,8 @@ from tests.peer.test_core import THEIR_ID, FakeTorrent
 from tests.peer.test_protocol import FakeReader
 from tgateway.peer import wire
 from tgateway.peer.core import SessionConfig
-from tgateway.peer.protocol import SEND_BUFFER, WRITE_BATCH, PeerFactory
+from tgateway.peer.factory import PeerFactory
+from tgateway.peer.protocol import SEND_BUFFER, WRITE_BATCH
 
 pytestmark = pytest.mark.integration
 

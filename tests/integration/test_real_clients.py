@@ -166,3 +166,56 @@ def test_client_process_json_deferred() -> Any:
         proc.stop()
     assert obj == {"ready": True, "port": 1}
     assert proc.poll() is not None
+
+
+@pytest.mark.parametrize(
+    ("finder", "expect"),
+    [
+        ("qbittorrent_nox", r"qBittorrent v4\.\d+"),
+        ("transmission_daemon", r"transmission-daemon 3\.\d+"),
+        ("deluged", r"deluged 2\.\d+"),
+        ("deluge_console", r"deluge-console 2\.\d+"),
+        ("chromium", r"Chromium \d+\."),
+    ],
+)
+def test_torrent_daemons_and_chromium_run(finder: str, expect: str, tmp_path: Path) -> None:
+    exe = getattr(realclients, finder)()
+    # HOME and the XDG folders in tmp_path: qBittorrent and Deluge write their config even for
+    # --version.
+    result = realclients.run([exe, "--version"], check=False, timeout=60,
+                             env=realclients.private_home_env(tmp_path))
+    assert re.search(expect, result.stdout + result.stderr), result
+
+
+def test_playwright_drives_debian_chromium() -> None:
+    with realclients.chromium_browser() as browser:
+        assert browser.version.split(".")[0].isdigit()
+        page = browser.new_page()
+        page.set_content("<p id=x>tgateway</p>")
+        assert page.evaluate("document.getElementById('x').textContent") == "tgateway"
+        assert page.evaluate("typeof RTCPeerConnection") == "function"
+
+
+def test_network_namespace_has_its_own_addresses() -> None:
+    ns = realclients.NetworkNamespace(["10.99.0.1", "10.99.0.2"])
+    try:
+        with ns.inside():
+            with socket.socket() as server:
+                server.bind(("10.99.0.1", 0))
+                server.listen()
+                port = server.getsockname()[1]
+                with socket.socket() as client:
+                    client.bind(("10.99.0.2", 0))
+                    client.connect(("10.99.0.1", port))
+                # A child process started inside is in the namespace too.
+                out = realclients.run([realclients.ip_command(), "-brief", "address"]).stdout
+                assert "10.99.0.1/32" in out and "10.99.0.2/32" in out
+        # Back outside: those addresses are not ours.
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("10.99.0.1", 0))
+    finally:
+        ns.close()
+    assert ns.closed
+    with pytest.raises(ValueError):
+        with ns.inside():
+            pass

@@ -494,3 +494,21 @@ async def test_identity_and_announce_without_relays(gw: RunningGateway) -> None:
     assert (code, body["error"]) == (403, "not_owner")
     code, body, _ = await call("GET", gw.url(f"/api/files/{'0' * 64}/announcements"))
     assert (code, body["error"]) == (404, "file_not_found")
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_event_in_auth_event_as_string_or_object(gw: RunningGateway) -> None:
+    """The seed's API reference sends ``{"auth_type": "nip07", "auth_event": "<event JSON>"}``:
+    the event as a JSON string or as an object, beside ``event``/``signed_event``."""
+    for wrap in (json.dumps, lambda e: e):
+        c = await challenge(gw)
+        [event] = await sign(ALICE, bound(gw, 22242, c))
+        status, body, _ = await call("POST", gw.url("/api/auth/login"),
+                                     json={"auth_type": "nip07", "auth_event": wrap(event)})
+        assert (status, body["pubkey"]) == (200, public_key_hex(bytes.fromhex(ALICE))), body
+    status, body, _ = await call("POST", gw.url("/api/auth/login"),
+                                 json={"auth_type": "nip07", "auth_event": "{not json"})
+    assert (status, body["error"]) == (401, "invalid_login"), body
+    status, body, _ = await call("POST", gw.url("/api/auth/login"), json={"auth_type": "nip07"})
+    assert (status, body["error"]) == (400, "missing_event"), body
+    assert "auth_event" in body["message"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tgateway.metainfo import magnet_uri
 from tgateway.nostr.event import parse_event, sign
-from tgateway.nostr.nip35 import TorrentInfo, magnet_uri, torrent_event_template
+from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
 
 IH = "ab" * 20
 SHA = "cd" * 32

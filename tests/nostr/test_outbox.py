@@ -11,9 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import PublishResult, RelayTimeout
-from tgateway.storage import outbox as store_mod
+from tgateway.storage import nostr_outbox as store_mod
 from tgateway.storage.db import SyncDatabase
-from tgateway.storage.outbox import OutboxStore
+from tgateway.storage.nostr_outbox import OutboxStore
 
 KEY = b"\x11" * 32
 A, B, C = "ws://a.test", "ws://b.test", "ws://c.test"

@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.slowreader import QueueingTransport
 from tgateway.nostr.event import Event, EventTemplate, sign
-from tgateway.nostr.relay import SEND_HIGH, SEND_STALL, RelayClientFactory, RelaySession
+from tgateway.nostr.relay import SEND_HIGH, SEND_STALL, RelayClientFactory
+from tgateway.nostr.relay_session import RelaySession
 
 from .fakerelay import NO_TIMERS
 

@@ -4,6 +4,10 @@
         -> prints {"ok", "seconds", "bytes", "name", "rate"} when the download is complete
     python3 lt_client.py seed TORRENT_FILE SAVE_DIR LISTEN_PORT
         -> prints {"listening": port} and seeds until killed
+    python3 lt_client.py webseed TORRENT_FILE SAVE_DIR TIMEOUT
+        -> downloads from the torrent's web seeds (BEP 19 url-list) alone, no peer; prints
+           {"ok", "seconds", "bytes", "rate", "url_seed_errors"} (every url_seed_alert: an HTTP
+           error such as 429 from the web seed)
 
 No DHT, LSD, UPnP, NAT-PMP or uTP; loopback only. Encryption: ``LT_ENCRYPTION`` (on/off/forced). Leechers connect straight to the given peer.
 """
@@ -70,6 +74,35 @@ def leech(src: str, save: str, peer: str, timeout: float) -> None:
                       "rate": ti.total_size() / dt}))
 
 
+def webseed(torrent: str, save: str, timeout: float) -> None:
+    s = session()
+    s.apply_settings({"alert_mask": s.get_settings()["alert_mask"]
+                      | lt.alert.category_t.peer_notification})
+    p = lt.add_torrent_params()
+    p.ti = lt.torrent_info(torrent)
+    p.save_path = save
+    h = s.add_torrent(p)
+    errors = []
+    start = time.time()
+    while not h.status().is_seeding:
+        if time.time() - start > timeout:
+            st = h.status()
+            print(json.dumps({"ok": False, "error": "timeout", "progress": st.progress,
+                              "url_seed_errors": errors}))
+            sys.exit(2)
+        for a in s.pop_alerts():
+            if isinstance(a, lt.url_seed_alert):
+                errors.append(a.message())
+        time.sleep(0.02)
+    dt = time.time() - start
+    for a in s.pop_alerts():
+        if isinstance(a, lt.url_seed_alert):
+            errors.append(a.message())
+    size = h.torrent_file().total_size()
+    print(json.dumps({"ok": True, "seconds": dt, "bytes": size, "rate": size / dt,
+                      "url_seed_errors": errors}))
+
+
 def seed(torrent: str, save: str, port: int) -> None:
     s = session(port)
     p = lt.add_torrent_params()
@@ -86,5 +119,7 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "leech":
         leech(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    elif mode == "webseed":
+        webseed(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
         seed(sys.argv[2], sys.argv[3], int(sys.argv[4]))

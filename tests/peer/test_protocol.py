@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.slowreader import QueueingTransport
 from tgateway.peer import wire
 from tgateway.peer.core import UT_METADATA_ID, SessionConfig
-from tgateway.peer.protocol import SEND_BUFFER, SEND_OVER, SEND_STALL, PeerFactory, PeerProtocol
+from tgateway.peer.factory import PeerFactory
+from tgateway.peer.protocol import SEND_BUFFER, SEND_OVER, SEND_STALL, PeerProtocol
 
 from .test_core import PIECE_LENGTH, THEIR_ID, FakeTorrent, ext, req
 

@@ -13,15 +13,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.config import PeerConfig, parse_config
 from tgateway.peer.announce import (
-    Announcer,
-    decode_udp_reply,
-    encode_udp_announce,
-    encode_udp_connect,
+    TrackerAnnouncer,
     http_announce_url,
 )
 from tgateway.peer.service import PeerService, announce_ips, make_peer_id
 from tgateway.tap import makeService
-from tgateway.tracker import wire as tracker_wire
 
 
 class WiringTests(SynchronousTestCase):
@@ -127,7 +123,7 @@ class AnnouncerTests(SynchronousTestCase):
             urls.append(url)
             return succeed(FakeResponse(b"d8:intervali1800e5:peers0:e"))
 
-        a = Announcer(clock=clock, peer_id=b"-TG0010-" + b"a" * 12, port=6881, interval=100,
+        a = TrackerAnnouncer(clock=clock, peer_id=b"-TG0010-" + b"a" * 12, port=6881, interval=100,
                       local=local, local_ips=("127.0.0.1", "::1"),
                       urls=("http://t.example/announce",), http_get=get)
         ih1, ih2 = b"\x01" * 20, b"\x02" * 20
@@ -156,22 +152,12 @@ class AnnouncerTests(SynchronousTestCase):
         from twisted.internet.defer import succeed
         from twisted.internet.task import Clock
 
-        a = Announcer(clock=Clock(), peer_id=b"x" * 20, port=1, interval=100,
+        a = TrackerAnnouncer(clock=Clock(), peer_id=b"x" * 20, port=1, interval=100,
                       urls=("http://t/announce",),
                       http_get=lambda url, timeout: succeed(
                           FakeResponse(b"d14:failure reason4:nopee")))
         a.start([b"\x03" * 20])
         self.assertEqual(a.results["http://t/announce"], "nope")
-
-    def test_udp_packets_match_the_tracker_codec(self) -> None:
-        packet = encode_udp_connect(77)
-        self.assertEqual(tracker_wire.decode_udp(packet), (0, 77))
-        ih, pid = b"\x05" * 20, b"-TG0010-" + b"b" * 12
-        packet = encode_udp_announce(0x1234, 78, ih, pid, "started", 99, 6881)
-        self.assertEqual(len(packet), 98)
-        self.assertEqual(tracker_wire.decode_udp(packet),
-                         (1, 78, 0x1234, ih, pid, 0, 0, 0, 2, 0, 99, 0, 6881))
-        self.assertEqual(decode_udp_reply(tracker_wire.encode_udp_connect(5, 42))[:2], (0, 5))
 
     def test_http_url(self) -> None:
         url = http_announce_url("http://t/announce?key=1", b"\xff" * 20, b"p" * 20, 6881, 0, "")

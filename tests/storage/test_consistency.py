@@ -15,7 +15,7 @@ from tgateway.storage.consistency import CheckReport, StorageCheck
 from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import SyncDatabase, transaction
 from tgateway.storage.model import UploadContext
-from tgateway.storage.store import ContentStore
+from tgateway.storage.store import LocalContentStore
 
 from .test_store import CS, THRESHOLD, make_store, put, read_all, result_of
 
@@ -23,11 +23,11 @@ OWNER = "a" * 64
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ContentStore:
+def store(tmp_path: Path) -> LocalContentStore:
     return make_store(tmp_path)
 
 
-def plant_chunk(store: ContentStore, data: bytes) -> str:
+def plant_chunk(store: LocalContentStore, data: bytes) -> str:
     name = hashlib.sha256(data).hexdigest()
     path = store.layout.chunk_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def plant_chunk(store: ContentStore, data: bytes) -> str:
     return name
 
 
-def plant_blob(store: ContentStore, data: bytes) -> str:
+def plant_blob(store: LocalContentStore, data: bytes) -> str:
     name = hashlib.sha256(data).hexdigest()
     path = store.layout.blob_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def plant_blob(store: ContentStore, data: bytes) -> str:
     return name
 
 
-def on_disk(store: ContentStore) -> set[str]:
+def on_disk(store: LocalContentStore) -> set[str]:
     """Every blob and chunk file name on disk (temporary folders excluded)."""
     out = set()
     for root in (store.layout.blob_dir, store.layout.chunk_dir):
@@ -53,7 +53,7 @@ def on_disk(store: ContentStore) -> set[str]:
     return out
 
 
-def referenced(store: ContentStore) -> set[str]:
+def referenced(store: LocalContentStore) -> set[str]:
     def txn(conn: Any) -> set[str]:
         names = {r[0] for r in conn.execute("SELECT chunk_sha256 FROM file_chunks")}
         names |= {r[0] for r in conn.execute("SELECT sha256 FROM files WHERE storage = 'blob'")}
@@ -72,12 +72,12 @@ def held_until(gate: Deferred[None], d: Deferred[Any]) -> Deferred[Any]:
     return Deferred.fromCoroutine(wait())
 
 
-def check(store: ContentStore, remove: bool = True) -> CheckReport:
+def check(store: LocalContentStore, remove: bool = True) -> CheckReport:
     report: CheckReport = result_of(store.check(remove=remove))
     return report
 
 
-def forget_row(store: ContentStore, sha256: str) -> None:
+def forget_row(store: LocalContentStore, sha256: str) -> None:
     """What a crash right after a deletion's commit leaves: the row gone, every byte still there."""
     store.db.run_sync(lambda conn: conn.execute("DELETE FROM files WHERE sha256 = ?", (sha256,)))
 
@@ -85,7 +85,7 @@ def forget_row(store: ContentStore, sha256: str) -> None:
 # --------------------------------------------------------------------------- orphans
 
 
-def test_planted_orphans_are_removed_and_what_is_used_stays(store: ContentStore) -> None:
+def test_planted_orphans_are_removed_and_what_is_used_stays(store: LocalContentStore) -> None:
     common = os.urandom(3 * CS)
     live = put(store, common + os.urandom(2 * CS), ctx=UploadContext(owner=OWNER)).file
     small = put(store, os.urandom(500), ctx=UploadContext(owner=OWNER)).file
@@ -129,7 +129,7 @@ def test_planted_orphans_are_removed_and_what_is_used_stays(store: ContentStore)
     assert again.stray.count == 1 and not again.clean
 
 
-def test_a_dry_run_reports_and_removes_nothing(store: ContentStore) -> None:
+def test_a_dry_run_reports_and_removes_nothing(store: LocalContentStore) -> None:
     put(store, os.urandom(THRESHOLD + 1), ctx=UploadContext(owner=OWNER))
     planted = {plant_chunk(store, os.urandom(100)), plant_blob(store, os.urandom(100))}
     before = on_disk(store)
@@ -152,7 +152,7 @@ def test_names_are_capped_counts_are_not(tmp_path: Path) -> None:
     assert report.orphan_chunks.bytes == 300
 
 
-def test_a_live_upload_keeps_its_temporary_folder(store: ContentStore) -> None:
+def test_a_live_upload_keeps_its_temporary_folder(store: LocalContentStore) -> None:
     data = os.urandom(THRESHOLD * 2)
     ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
     ingest.write(data[:THRESHOLD])
@@ -171,7 +171,7 @@ def test_a_live_upload_keeps_its_temporary_folder(store: ContentStore) -> None:
 # --------------------------------------------------------------------------- missing bytes
 
 
-def test_rows_whose_bytes_were_deleted_by_hand_are_reported_not_touched(store: ContentStore) -> None:
+def test_rows_whose_bytes_were_deleted_by_hand_are_reported_not_touched(store: LocalContentStore) -> None:
     blob = put(store, os.urandom(300), ctx=UploadContext(owner=OWNER)).file
     chunked = put(store, os.urandom(4 * CS), ctx=UploadContext(owner=OWNER)).file
     ok = put(store, os.urandom(200), ctx=UploadContext(owner=OWNER)).file
@@ -195,7 +195,7 @@ def test_rows_whose_bytes_were_deleted_by_hand_are_reported_not_touched(store: C
 # --------------------------------------------------------------------------- races
 
 
-def test_a_chunk_an_upload_is_placing_is_never_removed(store: ContentStore,
+def test_a_chunk_an_upload_is_placing_is_never_removed(store: LocalContentStore,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The check runs while an upload has renamed its chunks into place but not yet committed
     its row: the check sees them without a row, waits for the store's lock, looks again and
@@ -258,7 +258,7 @@ def test_an_orphan_reused_by_an_upload_during_the_check_stays(tmp_path: Path) ->
     assert read_all(store, f) == data
 
 
-def test_stop_ends_a_run_early(store: ContentStore) -> None:
+def test_stop_ends_a_run_early(store: LocalContentStore) -> None:
     gate: Deferred[None] = Deferred()
     real_in_thread = store._in_thread
 
@@ -279,7 +279,7 @@ def test_stop_ends_a_run_early(store: ContentStore) -> None:
 
 
 def test_a_crash_between_a_deletions_row_and_its_bytes_leaves_only_unreferenced_bytes(
-    store: ContentStore, monkeypatch: pytest.MonkeyPatch
+    store: LocalContentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     common = os.urandom(2 * CS)
     keep = put(store, common + os.urandom(3 * CS), ctx=UploadContext(owner=OWNER)).file
@@ -343,7 +343,7 @@ def test_crash_points_are_off_unless_named() -> None:
     CrashPoints().reach("place:all")  # not armed: nothing happens
 
 
-def test_the_check_is_a_reusable_piece(store: ContentStore) -> None:
+def test_the_check_is_a_reusable_piece(store: LocalContentStore) -> None:
     """Retention builds its own run over the same folders and lock (dry run, then for real)."""
     planted = plant_chunk(store, b"x" * 10)
     run = StorageCheck(db=store.db, layout=store.layout, lock=store._lock,

@@ -20,7 +20,7 @@ from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.ingest import HEAD_BYTES
 from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore, EmptyUpload, build_info, choose_mime, clean_name
+from tgateway.storage.store import EmptyUpload, LocalContentStore
 
 CS = 16384
 THRESHOLD = 4 * CS
@@ -35,11 +35,11 @@ def result_of(coro: Any) -> Any:
     return out[0]
 
 
-def make_store(tmp_path: Path, direct_io: bool = True, db: SyncDatabase | None = None) -> ContentStore:
+def make_store(tmp_path: Path, direct_io: bool = True, db: SyncDatabase | None = None) -> LocalContentStore:
     if db is None:
         db = SyncDatabase()
         db.open()
-    s = ContentStore(
+    s = LocalContentStore(
         reactor=Clock(),
         db=db,
         layout=DiskLayout(tmp_path / "blobs", tmp_path / "chunks"),
@@ -53,17 +53,17 @@ def make_store(tmp_path: Path, direct_io: bool = True, db: SyncDatabase | None =
 
 @pytest.fixture(params=[(True, True), (False, True), (True, False)],
                 ids=["direct-io", "page-cache", "direct-io-hashlib-only"])
-def store(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ContentStore:
+def store(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> LocalContentStore:
     """Both write paths, and the hashlib-only SHA-256 chain (no ``_sha256x2`` extension)."""
     direct_io, pair = request.param
     if not pair:
-        import tgateway.storage.ingest as ingest_mod
+        import tgateway.storage.stages as stages_mod
 
-        monkeypatch.setattr(ingest_mod, "pair_available", lambda: False)
+        monkeypatch.setattr(stages_mod, "pair_available", lambda: False)
     return make_store(tmp_path, direct_io)
 
 
-def put(store: ContentStore, data: bytes, *, hint: int | None = -1, step: int = 5000,
+def put(store: LocalContentStore, data: bytes, *, hint: int | None = -1, step: int = 5000,
         ctx: UploadContext | None = None) -> StoredEvent:
     ingest = store.begin_upload(size_hint=len(data) if hint == -1 else hint, max_size=1 << 40)
     for i in range(0, len(data), step):
@@ -75,15 +75,15 @@ def reference_pieces(data: bytes, pl: int) -> bytes:
     return b"".join(hashlib.sha1(data[i : i + pl]).digest() for i in range(0, len(data), pl))
 
 
-def read_all(store: ContentStore, f: Any) -> bytes:
+def read_all(store: LocalContentStore, f: Any) -> bytes:
     return b"".join(result_of(_block(store, f, i)) for i in range(f.piece_count))
 
 
-async def _block(store: ContentStore, f: Any, i: int) -> bytes:
+async def _block(store: LocalContentStore, f: Any, i: int) -> bytes:
     return await store.reader.read_block(f, i)
 
 
-def tmp_entries(store: ContentStore) -> list[str]:
+def tmp_entries(store: LocalContentStore) -> list[str]:
     return sorted(os.listdir(store.layout.blob_tmp)) + sorted(os.listdir(store.layout.chunk_tmp))
 
 
@@ -91,7 +91,7 @@ def tmp_entries(store: ContentStore) -> list[str]:
     "size",
     [1, CS - 1, CS, CS + 1, 3 * CS + 7, THRESHOLD - 1, THRESHOLD, THRESHOLD + 1, 10 * CS, 10 * CS + 1],
 )
-def test_boundaries(store: ContentStore, size: int) -> None:
+def test_boundaries(store: LocalContentStore, size: int) -> None:
     data = os.urandom(size)
     ev = put(store, data)
     f = ev.file
@@ -121,7 +121,7 @@ def test_boundaries(store: ContentStore, size: int) -> None:
 
 
 @pytest.mark.parametrize("size", [1, CS - 1, CS, CS + 1, 3 * CS + 7, THRESHOLD + 1, 10 * CS + 1])
-def test_bytes_received_into_reserved_space(store: ContentStore, size: int) -> None:
+def test_bytes_received_into_reserved_space(store: LocalContentStore, size: int) -> None:
     """How a body thread feeds: receive into ``reserve()`` and feed that prefix (not copied),
     mixed with copied pieces, views of the reserve that do not start at it, and reserves left
     unused; the file, its chunks and pieces come out the same."""
@@ -158,7 +158,7 @@ def test_bytes_received_into_reserved_space(store: ContentStore, size: int) -> N
 
 @pytest.mark.parametrize("size", [8, HEAD_BYTES - 1, HEAD_BYTES, CS + 1, THRESHOLD + 1])
 @pytest.mark.parametrize("fed", [False, True], ids=["write", "feed"])
-def test_the_type_is_sniffed_from_the_head_the_ingest_keeps(store: ContentStore, size: int,
+def test_the_type_is_sniffed_from_the_head_the_ingest_keeps(store: LocalContentStore, size: int,
                                                            fed: bool) -> None:
     """The ingest keeps the first HEAD_BYTES bytes of every upload, whichever way they came
     (the reactor's ``write``, a body thread's ``feed``, in any piece sizes): no caller captures
@@ -177,7 +177,7 @@ def test_the_type_is_sniffed_from_the_head_the_ingest_keeps(store: ContentStore,
     assert f.mime == "image/png"
 
 
-def test_empty_upload_is_refused_and_leaves_nothing(store: ContentStore) -> None:
+def test_empty_upload_is_refused_and_leaves_nothing(store: LocalContentStore) -> None:
     with pytest.raises(EmptyUpload):
         put(store, b"")
     assert tmp_entries(store) == []
@@ -185,7 +185,7 @@ def test_empty_upload_is_refused_and_leaves_nothing(store: ContentStore) -> None
 
 
 @pytest.mark.parametrize("hint", [None, 10, THRESHOLD * 4])
-def test_wrong_or_missing_size_hint_is_recut(store: ContentStore, hint: int | None) -> None:
+def test_wrong_or_missing_size_hint_is_recut(store: LocalContentStore, hint: int | None) -> None:
     for size in (CS + 5, THRESHOLD + 5):
         data = os.urandom(size)
         f = put(store, data, hint=hint).file
@@ -194,7 +194,7 @@ def test_wrong_or_missing_size_hint_is_recut(store: ContentStore, hint: int | No
     assert tmp_entries(store) == []
 
 
-def test_identical_content_is_stored_once(store: ContentStore) -> None:
+def test_identical_content_is_stored_once(store: LocalContentStore) -> None:
     data = os.urandom(THRESHOLD + 100)
     a = put(store, data, ctx=UploadContext(owner="a" * 64, name="one.bin"))
     b = put(store, data, ctx=UploadContext(owner="b" * 64, name="two.bin"))
@@ -208,7 +208,7 @@ def test_identical_content_is_stored_once(store: ContentStore) -> None:
     assert len([p for p in chunk_files if p.is_file() and ".tmp" not in p.parts]) == len(a.file.chunks)
 
 
-def test_chunks_shared_between_files_survive_deletion_of_one(store: ContentStore) -> None:
+def test_chunks_shared_between_files_survive_deletion_of_one(store: LocalContentStore) -> None:
     common = os.urandom(4 * CS)
     f1 = put(store, common + b"x" * CS, ctx=UploadContext(owner="a" * 64)).file
     f2 = put(store, common + b"y" * CS, ctx=UploadContext(owner="a" * 64)).file
@@ -226,7 +226,7 @@ def test_chunks_shared_between_files_survive_deletion_of_one(store: ContentStore
     assert not store.has_info_hash(bytes.fromhex(f1.info_hash))
 
 
-def test_bytes_go_only_with_the_last_owner(store: ContentStore) -> None:
+def test_bytes_go_only_with_the_last_owner(store: LocalContentStore) -> None:
     data = os.urandom(1000)
     f = put(store, data, ctx=UploadContext(owner="a" * 64)).file
     put(store, data, ctx=UploadContext(owner="b" * 64))
@@ -239,7 +239,7 @@ def test_bytes_go_only_with_the_last_owner(store: ContentStore) -> None:
     assert result_of(store.get(f.sha256)) is None
 
 
-def test_usage_and_owner_files(store: ContentStore) -> None:
+def test_usage_and_owner_files(store: LocalContentStore) -> None:
     owner = "c" * 64
     sizes = [100, 200, THRESHOLD + 1]
     for n in sizes:
@@ -251,7 +251,7 @@ def test_usage_and_owner_files(store: ContentStore) -> None:
     assert len(page2) == 1
 
 
-def test_events_are_raised_after_commit(store: ContentStore) -> None:
+def test_events_are_raised_after_commit(store: LocalContentStore) -> None:
     seen: list[Any] = []
     deleted: list[Any] = []
     store.subscribe_stored(seen.append)
@@ -265,7 +265,7 @@ def test_events_are_raised_after_commit(store: ContentStore) -> None:
     assert [f.sha256 for f in deleted] == [ev.file.sha256]
 
 
-def test_a_failing_subscriber_does_not_break_the_others(store: ContentStore) -> None:
+def test_a_failing_subscriber_does_not_break_the_others(store: LocalContentStore) -> None:
     seen: list[Any] = []
 
     def boom(ev: Any) -> None:
@@ -278,7 +278,7 @@ def test_a_failing_subscriber_does_not_break_the_others(store: ContentStore) -> 
     assert len(seen) == 1
 
 
-def test_abort_removes_temporary_files(store: ContentStore) -> None:
+def test_abort_removes_temporary_files(store: LocalContentStore) -> None:
     ingest = store.begin_upload(size_hint=THRESHOLD * 2, max_size=1 << 40)
     ingest.write(os.urandom(THRESHOLD + 10))
     assert tmp_entries(store) != []
@@ -291,7 +291,7 @@ async def _await(d: Any) -> Any:
     return await d
 
 
-def test_size_limit_while_streaming(store: ContentStore) -> None:
+def test_size_limit_while_streaming(store: LocalContentStore) -> None:
     ingest = store.begin_upload(size_hint=None, max_size=1000)
     ingest.write(b"x" * 600)
     with pytest.raises(PayloadTooLarge):
@@ -300,10 +300,10 @@ def test_size_limit_while_streaming(store: ContentStore) -> None:
     assert tmp_entries(store) == []
 
 
-def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tgateway.storage.ingest as ingest_mod
+def test_disk_full_is_507_and_leaves_nothing(store: LocalContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tgateway.storage.directio as directio_mod
 
-    real_write, real_pwrite = ingest_mod._write_all, ingest_mod._pwrite_all
+    real_write, real_pwrite = directio_mod.write_all, directio_mod.pwrite_all
     calls = {"n": 0}
 
     def full() -> None:
@@ -319,8 +319,8 @@ def test_disk_full_is_507_and_leaves_nothing(store: ContentStore, monkeypatch: p
         full()
         real_pwrite(fd, view, offset)
 
-    monkeypatch.setattr(ingest_mod, "_write_all", write)
-    monkeypatch.setattr(ingest_mod, "_pwrite_all", pwrite)
+    monkeypatch.setattr(directio_mod, "write_all", write)
+    monkeypatch.setattr(directio_mod, "pwrite_all", pwrite)
     ingest = store.begin_upload(size_hint=THRESHOLD * 3, max_size=1 << 40)
     with pytest.raises(InsufficientStorage):
         for _ in range(40):
@@ -341,7 +341,7 @@ def test_leftovers_of_a_crash_are_removed_at_start(tmp_path: Path) -> None:
     assert list(layout.chunk_tmp.iterdir()) == [] and list(layout.blob_tmp.iterdir()) == []
 
 
-def test_a_row_is_only_committed_after_the_bytes_are_placed(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_row_is_only_committed_after_the_bytes_are_placed(store: LocalContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(*a: Any) -> None:
         raise OSError(errno.EIO, "I/O error")
 
@@ -352,7 +352,7 @@ def test_a_row_is_only_committed_after_the_bytes_are_placed(store: ContentStore,
     assert tmp_entries(store) == []
 
 
-def test_placed_files_have_every_folder_above_them_fsynced(store: ContentStore,
+def test_placed_files_have_every_folder_above_them_fsynced(store: LocalContentStore,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A blob in new shard folders: its folder, both shards and the blob folder are fsynced; a
     chunked file: each chunk's shard and the chunk folder, each once (several at a time)."""
@@ -392,11 +392,11 @@ def test_restart_keeps_files_and_index(tmp_path: Path) -> None:
     dbfile = str(tmp_path / "m.db")
     cfg = StorageConfig(blob_threshold=THRESHOLD, chunk_size=CS)
 
-    def open_store() -> ContentStore:
+    def open_store() -> LocalContentStore:
         db = SyncDatabase(dbfile)
         db.open()
-        s = ContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
-                         config=cfg, threaded=False)
+        s = LocalContentStore(reactor=Clock(), db=db, layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
+                              config=cfg, threaded=False)
         s.start()
         return s
 
@@ -409,41 +409,13 @@ def test_restart_keeps_files_and_index(tmp_path: Path) -> None:
     assert read_all(s2, result_of(s2.get(f.sha256))) == data
 
 
-@pytest.mark.parametrize(
-    "given, expected",
-    [
-        ("../../etc/passwd", "passwd"),
-        ("a\\b\\c.txt", "c.txt"),
-        ("bad\x00name\n.mp4", "bad_name_.mp4"),
-        ("", "FALLBACK"),
-        ("..", "FALLBACK"),
-        ("x" * 300, "x" * 240),
-    ],
-)
-def test_clean_name(given: str, expected: str) -> None:
-    assert clean_name(given, "FALLBACK") == expected
-
-
-def test_mime_choice() -> None:
-    assert choose_mime("video/webm", "x.bin", b"") == "video/webm"
-    assert choose_mime("application/octet-stream", "a.mp4", b"") == "video/mp4"
-    assert choose_mime(None, "noext", b"\x00\x00\x00\x18ftypisom") == "video/mp4"
-    assert choose_mime(None, "noext", b"\x1a\x45\xdf\xa3") == "video/webm"
-    assert choose_mime("garbage", "noext", b"") == "application/octet-stream"
-    assert choose_mime(None, "noext", b"\x89PNG\r\n\x1a\nxxxx") == "image/png"
-
-
-def test_build_info_is_canonical() -> None:
-    info = build_info("n", 5, CS, b"\x01" * 20)
-    assert bencode.encode(bencode.decode(info)) == info
-
 
 def test_direct_io_falls_back_to_the_page_cache_where_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A filesystem that refuses O_DIRECT (tmpfs: EINVAL at open) gets buffered writes; one that
     refuses an O_DIRECT write (EINVAL at write) gets that write through the page cache."""
-    import tgateway.storage.ingest as ingest_mod
+    import tgateway.storage.directio as directio_mod
 
     store = make_store(tmp_path)
     real_open = os.open
@@ -455,14 +427,14 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 
     data = os.urandom(3 * CS + 123)
     with monkeypatch.context() as m:
-        m.setattr(ingest_mod.os, "open", no_direct_open)
+        m.setattr(directio_mod.os, "open", no_direct_open)
         ingest = store.begin_upload(size_hint=len(data), max_size=1 << 40)
         assert ingest.direct_io is False
         ingest.write(data)
         f = result_of(store.commit(ingest, UploadContext(name="a.bin"))).file
     assert read_all(store, f) == data
 
-    real_pwrite = ingest_mod._pwrite_all
+    real_pwrite = directio_mod.pwrite_all
     refused = {"n": 0}
 
     def refuse_direct(fd: int, view: memoryview, offset: int) -> None:
@@ -473,7 +445,7 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 
     data2 = os.urandom(5 * CS + 1)
     with monkeypatch.context() as m:
-        m.setattr(ingest_mod, "_pwrite_all", refuse_direct)
+        m.setattr(directio_mod, "pwrite_all", refuse_direct)
         ingest = store.begin_upload(size_hint=len(data2), max_size=1 << 40)
         direct = ingest.direct_io
         ingest.write(data2)
@@ -486,7 +458,7 @@ def test_direct_io_falls_back_to_the_page_cache_where_refused(
 # --------------------------------------------------------------------------- quota
 
 
-def test_quota_counts_bytes_already_stored_by_others(store: ContentStore) -> None:
+def test_quota_counts_bytes_already_stored_by_others(store: LocalContentStore) -> None:
     """Deduplication saves disk, not quota: files another owner stored count in full."""
     from tgateway.storage.store import QuotaExceeded
 
@@ -515,7 +487,7 @@ def test_quota_counts_bytes_already_stored_by_others(store: ContentStore) -> Non
     assert len(seen) == 2  # only the accepted uploads fired the event
 
 
-def test_a_new_file_over_quota_leaves_no_bytes_no_row_and_no_event(store: ContentStore) -> None:
+def test_a_new_file_over_quota_leaves_no_bytes_no_row_and_no_event(store: LocalContentStore) -> None:
     from tgateway.storage.store import QuotaExceeded
 
     seen: list[Any] = []
@@ -537,48 +509,7 @@ def test_a_new_file_over_quota_leaves_no_bytes_no_row_and_no_event(store: Conten
 # --------------------------------------------------------------------------- names
 
 
-BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-
-
-@pytest.mark.parametrize(
-    "given, expected",
-    [
-        ("invoice\u202eFDP.exe", "invoiceFDP.exe"),
-        ("a" + BIDI + "b.txt", "ab.txt"),
-        ("zero\u200bwidth\ufeff\u00ad.bin", "zerowidth.bin"),
-        ("c1\x85\x9fctl.bin", "c1__ctl.bin"),
-        ("line\u2028para\u2029.bin", "line_para_.bin"),
-        ("\u202e.hidden. ", "hidden"),
-        ("e\u200d\u0301.txt", "\u00e9.txt"),  # what a dropped character joins is NFC again
-        ("\u202e\u2066", "FALLBACK"),
-        ("caf\u00e9 \u65e5\u672c.mp4", "caf\u00e9 \u65e5\u672c.mp4"),
-        ("\U0001f600 ok.png", "\U0001f600 ok.png"),
-    ],
-)
-def test_clean_name_drops_bidi_and_format_characters(given: str, expected: str) -> None:
-    assert clean_name(given, "FALLBACK") == expected
-
-
-def test_clean_name_is_idempotent_and_bounded() -> None:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    @settings(max_examples=2000, deadline=None)
-    @given(st.text(max_size=300) | st.text(alphabet=st.sampled_from(
-        "ae. /\\\x00\x85\u0301\u200d\u202e\u2028\u00e9\u1100\u1161"), max_size=300))
-    def check(raw: str) -> None:
-        import unicodedata
-
-        name = clean_name(raw, "F")
-        assert clean_name(name, "F") == name
-        assert len(name.encode("utf-8")) <= 240 and unicodedata.is_normalized("NFC", name)
-        assert not any(c in "/\\" or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
-                       for c in name)
-
-    check()
-
-
-def test_the_upload_name_is_cleaned_once_for_every_output(store: ContentStore) -> None:
+def test_the_upload_name_is_cleaned_once_for_every_output(store: LocalContentStore) -> None:
     raw = "report\u202efdp.exe"
     ev = put(store, b"%PDF-1.4 x", ctx=UploadContext(owner="a" * 64, name=raw))
     assert ev.file.name == "reportfdp.exe" and ev.context.name == "reportfdp.exe"
@@ -589,7 +520,7 @@ def test_the_upload_name_is_cleaned_once_for_every_output(store: ContentStore) -
     assert page[0][1].name == "reportfdp.exe"
 
 
-def test_names_stored_before_the_rule_are_cleaned_when_read(store: ContentStore) -> None:
+def test_names_stored_before_the_rule_are_cleaned_when_read(store: LocalContentStore) -> None:
     f = put(store, b"old bytes", ctx=UploadContext(owner="a" * 64, name="old.bin")).file
     raw = "old\u202egpj.exe\x9b"
     store.db.run_sync(lambda c: c.execute("UPDATE files SET name = ?", (raw,)))
@@ -597,3 +528,74 @@ def test_names_stored_before_the_rule_are_cleaned_when_read(store: ContentStore)
     store._records.clear()
     assert result_of(store.get(f.sha256)).name == "oldgpj.exe_"
     assert [o.name for o in result_of(store.owners(f.sha256))] == ["oldgpj.exe_"]
+
+
+# --------------------------------------------------------------------------- FFmpeg input
+
+
+def _ffmpeg_reads(url: str) -> bytes:
+    """The bytes FFmpeg reads from ``url`` (as raw 8-bit audio, copied out unchanged)."""
+    import subprocess
+
+    from tgateway.transcode.tools import find_ffmpeg
+
+    tools = find_ffmpeg()
+    if tools is None:
+        pytest.skip("no FFmpeg on this machine")
+    return subprocess.run([tools.ffmpeg, "-v", "error", "-f", "u8", "-ar", "8000", "-ac", "1",
+                           "-i", url, "-c", "copy", "-f", "u8", "-"],
+                          check=True, capture_output=True, timeout=60).stdout
+
+
+def test_ffmpeg_reads_a_blob_where_it_is(store: LocalContentStore) -> None:
+    data = os.urandom(3 * CS + 11)
+    f = put(store, data).file
+    assert f.storage == "blob"
+
+    async def use() -> tuple[str, bytes]:
+        async with store.ffmpeg_input(f) as url:
+            return url, _ffmpeg_reads(url)
+
+    url, read = result_of(use())
+    assert url == "file:" + str(store.layout.blob_path(f.sha256))
+    assert read == data
+    assert tmp_entries(store) == []
+
+
+def test_ffmpeg_reads_a_chunked_file_through_a_list_the_store_writes_and_removes(
+    store: LocalContentStore,
+) -> None:
+    """The chunks in order, through a ``concatf:`` list in the store's temporary folder: the
+    storage check leaves it alone while FFmpeg uses it, and it is gone after the block."""
+    data = os.urandom(THRESHOLD + 3 * CS + 5)
+    f = put(store, data).file
+    assert f.storage == "chunked"
+    seen: dict[str, Any] = {}
+
+    async def use() -> None:
+        async with store.ffmpeg_input(f) as url:
+            listing = Path(url.removeprefix("concatf:"))
+            seen["url"], seen["listing"] = url, listing
+            seen["lines"] = listing.read_text(encoding="utf-8").splitlines()
+            seen["report"] = await store.check()
+            seen["kept"] = listing.exists()
+            seen["read"] = _ffmpeg_reads(url)
+
+    result_of(use())
+    assert seen["url"].startswith("concatf:")
+    assert seen["lines"] == [f"file:{store.layout.chunk_path(c.sha256)}" for c in f.chunks]
+    assert seen["kept"] and seen["report"].temp_leftovers.count == 0
+    assert seen["read"] == data
+    assert not seen["listing"].exists() and tmp_entries(store) == []
+
+
+def test_the_ffmpeg_list_is_removed_when_the_block_fails(store: LocalContentStore) -> None:
+    f = put(store, os.urandom(THRESHOLD + 1)).file
+
+    async def use() -> None:
+        async with store.ffmpeg_input(f):
+            raise RuntimeError("ffmpeg failed")
+
+    with pytest.raises(RuntimeError):
+        result_of(use())
+    assert tmp_entries(store) == []

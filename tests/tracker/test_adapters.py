@@ -25,6 +25,7 @@ from tgateway import bencode
 from tgateway.config import TrackerConfig
 from tgateway.tracker.core import ConnectionIds, SwarmStore, WsSession
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
+from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.service import build_tracker
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker
@@ -40,8 +41,8 @@ def q(b: bytes) -> str:
     return quote_from_bytes(b)
 
 
-def make_store(**kw: Any) -> SwarmStore:
-    return SwarmStore(random.Random(2), interval=1800, grace=300, **kw)
+def make_store(**kw: Any) -> MemorySwarmStore:
+    return MemorySwarmStore(random.Random(2), interval=1800, grace=300, **kw)
 
 
 class FakeUdpTransport:

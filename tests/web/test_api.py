@@ -166,6 +166,30 @@ async def test_torrent_and_webseed(gw: RunningGateway) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_webseed_as_webtorrent_requests_it(gw: RunningGateway) -> None:
+    """WebTorrent (node and browser) fetches a single-file torrent's web seed at the url-list URL
+    as it is, trailing slash included, and a browser's WebTorrent sends Cache-Control with each
+    range request, so the CORS preflight must allow it."""
+    data = os.urandom(3 * CS + 5)
+    _, j = await upload(gw, data, "data.bin")
+    t = bencode.decode(await treq.content(await http.get(gw.url(f"/api/torrent/{j['sha256']}"))))
+    url = t[b"url-list"][0].decode()
+    assert url.endswith(f"/api/webseed/{j['info_hash']}/")
+    r = await http.request("OPTIONS", url, headers={
+        "Origin": "http://127.0.0.1:1", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "cache-control,range"})
+    assert r.code == 204
+    allowed = {h.strip().lower() for h in r.headers.getRawHeaders("access-control-allow-headers")[0].split(",")}
+    assert {"cache-control", "range"} <= allowed
+    r = await http.get(url, headers={"Range": f"bytes={CS}-{2 * CS + 2}", "Cache-Control": "no-store",
+                                     "Origin": "http://127.0.0.1:1"})
+    assert r.code == 206 and await treq.content(r) == data[CS : 2 * CS + 3]
+    assert r.headers.getRawHeaders("access-control-allow-origin") == ["*"]
+    r = await http.get(url.rstrip("/"), headers={"Range": "bytes=0-9"})
+    assert r.code == 206 and await treq.content(r) == data[:10]
+
+
+@pytest_twisted.ensureDeferred
 async def test_errors_have_one_shape(gw: RunningGateway) -> None:
     cases = [
         ("GET", "/api/download/xyz", 400, "invalid_hash"),
@@ -334,17 +358,3 @@ async def test_web_page(gw: RunningGateway) -> None:
     assert r.headers.getRawHeaders("content-type") == ["text/html; charset=utf-8"]
     body = await treq.content(r)
     assert b"/api/upload" in body and b"<form" in body
-
-
-@pytest_twisted.ensureDeferred
-async def test_webseed_answers_on_the_url_list_entry_itself(gw: RunningGateway) -> None:
-    """WebTorrent fetches a single-file torrent's url-list entry as it is, without appending the
-    name (BEP 19 says to append it; aria2 and libtorrent do)."""
-    data = bytes(range(256)) * 400
-    r, f = await upload(gw, data, "w.bin")
-    base = gw.url(f"/api/webseed/{f['info_hash']}/")
-    assert f["urls"]["webseed"].startswith(base)
-    r = await http.get(base, headers={"Range": "bytes=100-299"})
-    assert r.code == 206 and await treq.content(r) == data[100:300]
-    r = await http.get(base)
-    assert hashlib.sha256(await treq.content(r)).hexdigest() == f["sha256"]

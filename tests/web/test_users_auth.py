@@ -14,8 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tgateway.errors import Unauthorized
 from tgateway.http.auth import Principal, Proof
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
+from tgateway.storage.auth_sessions import SessionStore, hash_token
 from tgateway.storage.db import SyncDatabase
-from tgateway.storage.sessions import SessionStore, hash_token
 from tgateway.web.auth import RequestAuthenticator
 
 KEY = b"\x42" * 32

@@ -24,14 +24,16 @@ from urllib.parse import urlsplit
 
 from hyperlink import URL
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
-from tgateway.errors import ApiError, BadRequest, Forbidden
+from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound
+from tgateway.http.converters import parse_blob_address
 from tgateway.netguard import AddressRefused, NetGuardError, OutgoingGuard, Resolver
 from tgateway.uploads import Facts, OpenSink
 
@@ -306,10 +308,69 @@ class MirrorSource:
         return Facts(declared_type=declared[0])
 
 
+@implementer(IConsumer)
+class _SinkConsumer:
+    """A stored file's range producer writing into an upload's sink (reactor side)."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.sink.set_flow_control(producer.pauseProducing, producer.resumeProducing)
+
+    def unregisterProducer(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
+
+
+class StoredBlobSource:
+    """A mirror of a URL of this very server (``<our public URL>/<sha256>[.ext]``): the bytes
+    are read from the content store instead of fetched over HTTP from ourselves (which the
+    outgoing-connection guard refuses anyway when this server has a private or loopback
+    address). They still go through the upload handler: hashed again, the token's ``x`` tags,
+    size, quota, checks."""
+
+    def __init__(self, store: Any, f: Any) -> None:
+        self.store = store
+        self.file = f
+        self.length: int | None = f.size
+
+    async def pour(self, open_sink: OpenSink) -> Facts:
+        sink = open_sink(self.length)
+        await self.store.reader.producer(self.file, 0, self.file.size,
+                                         _SinkConsumer(sink)).start()
+        return Facts(declared_type=self.file.mime, name=self.file.name)
+
+
+def own_blob(url: str, base_url: str) -> str | None:
+    """The SHA-256 that ``url`` names when it is a blob URL of the server at ``base_url``
+    (same scheme, host and port; path ``/<sha256>[.ext]``), else None."""
+    try:
+        u, b = urlsplit(url), urlsplit(base_url)
+        same = (u.scheme, (u.hostname or "").rstrip("."), u.port or _DEFAULT_PORT[u.scheme]) == (
+            b.scheme, (b.hostname or "").rstrip("."), b.port or _DEFAULT_PORT[b.scheme])
+    except (ValueError, KeyError):
+        return None
+    prefix = b.path.rstrip("/") + "/"
+    if not same or not u.path.startswith(prefix):
+        return None
+    try:
+        return parse_blob_address(u.path[len(prefix):])
+    except NotFound:
+        return None
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
 __all__ = [
     "GuardedEndpointFactory",
     "MirrorError",
     "MirrorSource",
+    "StoredBlobSource",
+    "own_blob",
     "fetch_into",
     "guarded_agent",
     "parse_mirror_url",

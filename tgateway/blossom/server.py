@@ -3,31 +3,46 @@
 Endpoints (all at the root, BUD-01):
 
 - ``GET``/``HEAD /<sha256>[.ext]`` (BUD-01): any stored file, blob or chunked, through the
-  shared :func:`~tgateway.http.send.send_file` (single ranges, ETag, CORS, backpressure);
+  shared :func:`~tgateway.http.send.send_file` (single ranges, ETag, CORS, backpressure), with a
+  ``Sunset`` date when retention will remove it (:func:`sunset`);
 - ``PUT /upload`` (BUD-02): the body is streamed into the content store as it arrives and is
   never modified, through the one upload handler (:mod:`tgateway.uploads`): ``X-SHA-256`` and
   the token's ``x`` tags are checked against the bytes before the file becomes visible;
   201 for a new blob, 200 when it was already stored; ``HEAD /upload`` (BUD-06) answers the
-  same checks from ``X-SHA-256``/``X-Content-Length``/``X-Content-Type`` without a body;
-- ``GET /list/<pubkey>`` (``since``, ``until``, ``cursor``, ``limit``), ``DELETE /<sha256>``
-  (drops the caller's ownership; the bytes go with the last owner);
-- ``PUT /mirror`` (BUD-04: an upload whose bytes come from a URL, same handler), ``PUT /report``
-  (BUD-09, stored for the admin, bounded: see :meth:`BlossomServer.report`);
+  same checks from ``X-SHA-256`` (required: 400 without), ``X-Content-Length`` (411 without)
+  and ``X-Content-Type`` without a body;
+- ``PUT /media``, ``HEAD /media`` (BUD-05): the upload is optimised with FFmpeg
+  (:mod:`tgateway.blossom.media`) and the optimised file is stored as a new blob through the
+  upload handler; the token (``t`` = ``media``) and ``X-SHA-256`` name the original;
+- ``GET /list/<pubkey>`` (BUD-12: ``cursor``, ``limit``; ``since``, ``until``),
+  ``DELETE /<sha256>`` (drops the caller's ownership; the bytes go with the last owner);
+- ``PUT /mirror`` (BUD-04: an upload whose bytes come from a URL, same handler; a URL of this
+  server is read from the store), ``PUT /report`` (BUD-09, stored for the admin, bounded: see
+  :meth:`BlossomServer.report`);
 - ``OPTIONS`` anywhere: the CORS preflight.
 
-Every response carries ``Access-Control-Allow-Origin: *``; every error is the JSON
-``{"error", "message"}`` with the message repeated in ``X-Reason``. Each route declares its
-auth (:func:`tgateway.http.auth.authorized`); tokens are checked by
+Every descriptor carries the BUD-08 ``nip94`` tags (``magnet`` and ``i``: the blob's torrent)
+and a BUD-10 ``blossom_uri``. Every response carries ``Access-Control-Allow-Origin: *``; every
+error is the JSON ``{"error", "message"}`` with the message repeated in ``X-Reason``. Each route
+declares its auth (:func:`tgateway.http.auth.authorized`); tokens (BUD-11) are checked by
 :class:`~tgateway.blossom.auth.BlossomAuthenticator`; which verbs need one is
-``blossom_server.require_auth`` (``delete`` always does: it acts on the caller's ownership).
-A token's ``server`` tags must name this server: the host of ``blossom_server.public_url``, or
-of the listening address when it is empty; the request's ``Host`` header is never trusted for it.
+``blossom_server.require_auth`` (``delete`` always does: it acts on the caller's ownership;
+``mirror`` and ``media`` follow ``upload``). A token's ``server`` tags must name this server:
+the host of ``blossom_server.public_url``, or of the listening address when it is empty; the
+request's ``Host`` header is never trusted for it.
+
+Rate limits, per client address: reads (``GET``/``HEAD`` of blobs, the ``HEAD`` preflights)
+count in the download class (``rate_limiting.download``, requests a second), what costs the
+server (uploads, media, mirrors, deletes, reports, lists) in ``blossom_server.rate_limit``
+(requests a minute); reports have their own bucket on top.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -44,10 +59,13 @@ from tgateway.errors import (
     LengthRequired,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     TooManyRequests,
+    UnsupportedMediaType,
 )
 from tgateway.http.app import new_app
 from tgateway.http.auth import Need, Principal, authorized
+from tgateway.http.body import body_error
 from tgateway.http.converters import parse_hex
 from tgateway.http.headers import (
     CORS_HEADERS,
@@ -62,15 +80,15 @@ from tgateway.http.upload import RawBody, streamed_body
 from tgateway.links import Links
 from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.blossom import BlossomStore, ReportLimits, ReportRefused
-from tgateway.storage.ingest import IngestResult
-from tgateway.storage.model import StoredEvent, UploadContext
-from tgateway.storage.store import ContentStore
+from tgateway.storage.api import ContentStore, Received
+from tgateway.storage.blossom_reports import BlossomStore, ReportLimits, ReportRefused
+from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.uploads import Check, Intake, Limits, Uploads
 
 from .auth import AuthError, BlossomAuthenticator, require_hash_match, server_domain
 from .descriptor import descriptor
-from .mirror import MirrorSource, guarded_agent, parse_mirror_url
+from .media import BodyFile, LocalFile, MediaOptimizer, accepts_type, plan_for
+from .mirror import MirrorSource, StoredBlobSource, guarded_agent, own_blob, parse_mirror_url
 from .report import MAX_REPORT_BYTES, parse_report
 
 LIST_MAX = 1000
@@ -81,6 +99,19 @@ BLOSSOM_PREFLIGHT = {
         b"access-control-allow-headers"],
     b"access-control-allow-methods": b"GET, HEAD, PUT, DELETE, OPTIONS",
 }
+#: the BUDs this server implements (``GET /``)
+BUDS = [1, 2, 4, 5, 6, 8, 9, 10, 11, 12]
+
+
+def sunset(f: StoredFile, config: Config) -> float | None:
+    """When retention will remove ``f`` (RFC 8594 ``Sunset``): ``admin.max_file_age`` after it
+    was stored, when ``admin.auto_cleanup`` is on; None otherwise. The date comes from the
+    configuration alone: every file is removed at that age at the latest, whatever else the
+    cleanup does earlier."""
+    admin = config.admin
+    if not admin.auto_cleanup:
+        return None
+    return float(f.created_at) + float(admin.max_file_age)
 
 
 def _header_value(text: str) -> bytes:
@@ -108,6 +139,10 @@ def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
     return value
 
 
+def _owner(principal: Principal | None) -> str | None:
+    return principal.pubkey if principal is not None else None
+
+
 def _policy(scope: str) -> Callable[[BlossomServer], Need]:
     """The route's need, from ``blossom_server.require_auth`` (see :meth:`BlossomServer.need`)."""
     return lambda server: server.need(scope)
@@ -118,7 +153,7 @@ def _token_scope(principal: Principal | None, mismatch: type[ApiError]) -> tuple
     if principal is None:
         return ()
 
-    def check(result: IngestResult) -> None:
+    def check(result: Received) -> None:
         if not principal.allows(result.sha256):
             raise mismatch(f"authorization event has no x tag for {result.sha256}",
                            code="wrong_hash")
@@ -145,6 +180,7 @@ class BlossomServer:
         report_limits: ReportLimits | None = None,
         reports_per_minute: float = 1.0,
         report_burst: int = 10,
+        media: MediaOptimizer | None = None,
     ) -> None:
         bc = config.blossom_server
         self.config = config
@@ -159,10 +195,18 @@ class BlossomServer:
         self.uploads = uploads or Uploads(store=store, quota=lambda owner: limit)
         self.require = frozenset(bc.require_auth)
         rate = bc.rate_limit
+        # what costs the server: uploads, media, mirrors, deletes, reports, lists
         self.limiter: KeyedLimiter[str] | None = (
             KeyedLimiter(rate.requests_per_minute / 60.0, rate.burst_size)
             if rate.requests_per_minute > 0 else None
         )
+        # reads: the download class, as the gateway's downloads and webseed
+        reads = config.rate_limiting.download
+        self.read_limiter: KeyedLimiter[str] | None = (
+            KeyedLimiter(reads.requests_per_second, reads.burst_size)
+            if reads.requests_per_second > 0 else None
+        )
+        self.media = media
         # ``server`` tags are checked against this name only: the host of
         # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
         # request's Host header, which the client chooses.
@@ -177,10 +221,17 @@ class BlossomServer:
     # helpers ---------------------------------------------------------------------
 
     def _gate(self, request: Any) -> None:
-        """CORS on every response, then the per-IP rate limit."""
+        """CORS on every response, then the per-address limit of costly requests."""
+        self._limit(request, self.limiter)
+
+    def _gate_read(self, request: Any) -> None:
+        """CORS on every response, then the per-address limit of reads (the download class)."""
+        self._limit(request, self.read_limiter)
+
+    def _limit(self, request: Any, limiter: KeyedLimiter[str] | None) -> None:
         set_headers(request, CORS_HEADERS)
-        if self.limiter is not None:
-            wait = self.limiter.take(client_ip(request, self.proxies), self.clock.seconds())
+        if limiter is not None:
+            wait = limiter.take(client_ip(request, self.proxies), self.clock.seconds())
             if wait:
                 raise TooManyRequests("too many requests; retry later", retry_after=wait)
 
@@ -188,7 +239,8 @@ class BlossomServer:
         """What a route needs by ``blossom_server.require_auth``: ``get`` and ``list`` do not look
         at credentials unless required; an upload (and a mirror, when ``upload`` or ``mirror``
         is listed) takes an optional token otherwise."""
-        required = scope in self.require or (scope == "mirror" and "upload" in self.require)
+        required = scope in self.require or (scope in ("mirror", "media")
+                                             and "upload" in self.require)
         if required:
             return Need.USER
         return Need.NONE if scope in ("get", "list") else Need.OPTIONAL
@@ -200,12 +252,13 @@ class BlossomServer:
         return parse_hex(raw.decode("latin-1").strip(), 64, "X-SHA-256")
 
     async def _after_store(
-        self, request: Any, event: StoredEvent, owner: str | None
+        self, request: Any, event: StoredEvent, owner: str | None, original: str | None = None
     ) -> bytes:
         uploaded = await self.bstore.uploaded_at(event.file.sha256, owner or "")
         body = descriptor(
             event.file, base_url=self.base_url, links=self.links,
             uploaded=uploaded if uploaded is not None else self.clock.seconds(),
+            authors=[owner] if owner else (), original=original,
         )
         return json_response(request, body, 201 if event.new else 200)
 
@@ -218,21 +271,23 @@ class BlossomServer:
 
     @app.route("/", methods=["GET", "HEAD"])
     def root(self, request: Any) -> bytes:
-        self._gate(request)
+        self._gate_read(request)
         return json_response(request, {"server": "tgateway", "protocol": "blossom",
-                                       "buds": [1, 2, 4, 6, 8, 9, 11]})
+                                       "buds": BUDS, "media": self.media is not None})
 
     # BUD-01 ------------------------------------------------------------------------
 
     @authorized(app, "/<blob:sha>", methods=["GET", "HEAD"], need=_policy("get"), scope="get",
-                before=_gate)
+                before=_gate_read)
     async def get_blob(self, request: Any, principal: Principal | None, sha: str) -> None:
         if principal is not None:
             require_hash_match(principal, sha)
         f = await self.store.get(sha)
         if f is None:
             raise NotFound(f"blob {sha} not found", code="blob_not_found")
-        await send_file(request, self.store.reader, f)
+        end = sunset(f, self.config)
+        extra = {b"sunset": formatdate(end, usegmt=True).encode()} if end is not None else None
+        await send_file(request, self.store.reader, f, extra_headers=extra)
 
     # BUD-02 ------------------------------------------------------------------------
 
@@ -243,7 +298,7 @@ class BlossomServer:
         expected = self._x_sha256(request)
         if principal is not None and expected is not None:
             require_hash_match(principal, expected)
-        owner = principal.pubkey if principal is not None else None
+        owner = _owner(principal)
         ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
         intake = Intake(
             context=UploadContext(owner=owner, name=self._filename(request), source="blossom"),
@@ -259,10 +314,17 @@ class BlossomServer:
         return unquote(raw.decode("utf-8", "replace")) if raw else None
 
     @authorized(app, "/upload", methods=["HEAD"], need=_policy("upload"), scope="upload",
-                before=_gate)
+                before=_gate_read)
     async def upload_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-06: would this upload be accepted? Answers from headers alone."""
-        expected = self._x_sha256(request)
+        await self._preflight(request, principal)
+        request.setResponseCode(200)
+        return b""
+
+    async def _preflight(self, request: Any, principal: Principal | None) -> str | None:
+        """The checks of ``HEAD /upload`` and ``HEAD /media``: ``X-Content-Length`` (411
+        without, 413 over the limit or the quota), ``X-SHA-256`` (400 without or malformed, 401
+        when the token does not name it). Returns ``X-Content-Type``."""
         raw_len = request.getHeader(b"x-content-length")
         if raw_len is None:
             raise LengthRequired("X-Content-Length header is missing")
@@ -272,13 +334,94 @@ class BlossomServer:
                 raise ValueError
         except ValueError:
             raise BadRequest("X-Content-Length must be a byte count", code="invalid_field") from None
-        if principal is not None and expected is not None:
+        expected = self._x_sha256(request)
+        if expected is None:
+            raise BadRequest("X-SHA-256 header is missing: the blob's sha256 in hex",
+                             code="missing_sha256")
+        if principal is not None:
             require_hash_match(principal, expected)
-        owner = principal.pubkey if principal is not None else None
-        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
-                                 size)
+        await self.uploads.admit(
+            Intake(context=UploadContext(owner=_owner(principal)), limits=self.limits), size)
+        raw_type = request.getHeader(b"x-content-type")
+        return raw_type.decode("latin-1").strip() if raw_type else None
+
+    # BUD-05 ------------------------------------------------------------------------
+
+    def _media(self) -> MediaOptimizer:
+        if self.media is None:
+            raise ServiceUnavailable("media optimisation is off here (transcoding.enabled, or no "
+                                     "FFmpeg): use PUT /upload", code="media_unavailable")
+        return self.media
+
+    @authorized(app, "/media", methods=["HEAD"], need=_policy("media"), scope="media",
+                before=_gate_read)
+    async def media_check(self, request: Any, principal: Principal | None) -> bytes:
+        """BUD-05 preflight, as ``HEAD /upload`` (BUD-06), and 415 for a type that is neither an
+        image this server re-encodes nor a video."""
+        self._media()
+        ctype = await self._preflight(request, principal)
+        if ctype and not accepts_type(ctype):
+            raise UnsupportedMediaType(f"/media takes images and videos, not {ctype}",
+                                       code="unsupported_media")
         request.setResponseCode(200)
         return b""
+
+    @authorized(app, "/media", methods=["PUT"], need=_policy("media"), scope="media",
+                before=_gate)
+    async def media_upload(self, request: Any, principal: Principal | None) -> bytes:
+        """BUD-05: optimise the body (:mod:`tgateway.blossom.media`) and store the result as a
+        new blob; answers its descriptor (``nip94`` ``ox``: the original's sha256). The token's
+        ``x`` tags and ``X-SHA-256`` name the body as sent (409 when ``X-SHA-256`` differs)."""
+        media = self._media()
+        body = streamed_body(request)
+        expected = self._x_sha256(request)
+        if principal is not None and expected is not None:
+            require_hash_match(principal, expected)
+        owner = _owner(principal)
+        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
+                                 body.length)
+        media.reserve()
+        try:
+            return await self._optimise(request, principal, media, body, expected)
+        finally:
+            media.release()
+
+    async def _optimise(self, request: Any, principal: Principal | None, media: MediaOptimizer,
+                        body: Any, expected: str | None) -> bytes:
+        owner = _owner(principal)
+        folder = await media.folder()
+        try:
+            received = BodyFile(os.path.join(folder, "input"), self.max_blob)
+            try:
+                await body.consume(received.feed, threaded=True)
+            except BaseException as e:
+                raise body_error(e) from None
+            finally:
+                received.close()
+            if received.size == 0:
+                raise BadRequest("the media is empty", code="empty_upload")
+            if expected is not None and received.sha256 != expected:
+                raise Conflict(f"the body's sha256 is {received.sha256}, X-SHA-256 said "
+                               f"{expected}", code="hash_mismatch")
+            if principal is not None:
+                require_hash_match(principal, received.sha256)
+            ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
+            plan = plan_for(received.head, ctype)
+            if plan is None:
+                raise UnsupportedMediaType("/media takes images (JPEG, PNG, GIF, WebP, BMP, "
+                                           "TIFF) and videos", code="unsupported_media")
+            out = await media.optimise(received.path, plan, folder)
+            size = os.path.getsize(out)
+            stem = os.path.splitext(self._filename(request) or received.sha256)[0]
+            intake = Intake(
+                context=UploadContext(owner=owner, name=stem + plan.extension, source="media"),
+                limits=self.limits, declared_type=plan.mime,
+            )
+            event = await self.uploads.receive(intake, LocalFile(out, size, self.clock,
+                                                                 plan.mime))
+        finally:
+            await media.discard(folder)
+        return await self._after_store(request, event, owner, original=received.sha256)
 
     @authorized(app, "/list/<pubkey:owner>", methods=["GET", "HEAD"], need=_policy("list"),
                 scope="list", before=_gate)
@@ -290,11 +433,16 @@ class BlossomServer:
         limit = _int_arg(request, "limit", 1, LIST_MAX) or LIST_MAX
         raw_cursor = request.args.get(b"cursor", [None])[0]
         cursor = parse_hex(raw_cursor.decode("latin-1"), 64, "cursor") if raw_cursor else None
+        if cursor is not None and await self.bstore.uploaded_at(cursor, owner) is None:
+            # BUD-12: the cursor is the last blob of the previous page; a page after a blob
+            # this key does not have would silently start over
+            raise BadRequest(f"cursor {cursor} is not a blob of {owner}", code="invalid_cursor")
         rows = await self.bstore.list_blobs(
             owner, since=since, until=until, cursor=cursor, limit=limit
         )
         out = [
-            descriptor(r.file, base_url=self.base_url, links=self.links, uploaded=r.uploaded)
+            descriptor(r.file, base_url=self.base_url, links=self.links, uploaded=r.uploaded,
+                       authors=[owner])
             for r in rows
         ]
         return json_response(request, out)
@@ -323,7 +471,7 @@ class BlossomServer:
         expected = self._x_sha256(request)
         if principal is not None and expected is not None:
             require_hash_match(principal, expected)
-        owner = principal.pubkey if principal is not None else None
+        owner = _owner(principal)
         raw_len = request.getHeader(b"x-content-length")
         declared = int(raw_len) if raw_len is not None and raw_len.strip().isdigit() else None
         name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or None
@@ -331,8 +479,16 @@ class BlossomServer:
             context=UploadContext(owner=owner, name=name, source="mirror"),
             limits=self.limits, expected_sha256=expected, checks=_token_scope(principal, Conflict),
         )
-        source = MirrorSource(self.http, url, max_size=self.max_blob, clock=self.clock,
-                              length=declared)
+        source: MirrorSource | StoredBlobSource
+        ours = own_blob(url, self.base_url)
+        if ours is not None:
+            f = await self.store.get(ours)
+            if f is None:
+                raise NotFound(f"this server has no blob {ours}", code="blob_not_found")
+            source = StoredBlobSource(self.store, f)
+        else:
+            source = MirrorSource(self.http, url, max_size=self.max_blob, clock=self.clock,
+                                  length=declared)
         event = await self.uploads.receive(intake, source)
         return await self._after_store(request, event, owner)
 
@@ -371,7 +527,7 @@ class BlossomServer:
 
     @app.route("/<path:rest>", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"])
     def not_found(self, request: Any, rest: str) -> bytes:
-        self._gate(request)
+        self._gate_read(request)
         raise NotFound("no such Blossom endpoint", code="not_found")
 
 

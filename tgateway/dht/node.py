@@ -7,30 +7,22 @@ Inputs are method calls with ``now``: :meth:`DhtNode.datagram_received`, :meth:`
 :meth:`DhtNode.timeout` when it fires). Randomness (transaction ids, secrets, samples) comes from an
 injected ``random.Random``.
 
-Queries served: ``ping``, ``find_node``, ``get_peers`` (``values`` when we hold peers, always the
-closest ``nodes`` and a ``token``), ``announce_peer`` (token checked, ``implied_port``, ports 0 and
-1 refused) and ``sample_infohashes`` (BEP 51). BEP 32: an IPv6 node answers with ``nodes6``; ``want``
-(``n4``/``n6``) is honoured when a sibling node of the other family is attached. Tokens are the
-first 8 bytes of SHA-1(secret + requester IP); the secret rotates every 5 minutes and the previous
-one stays valid. The peer store is bounded (``max_torrents``, ``max_peers_per_torrent``) and
-entries expire after 30 minutes. Queries are rate-limited per source IP and our own outgoing
-queries are capped (``max_outstanding``).
-
-Lookups are iterative: at most α = 3 queries in flight, converging on the K closest nodes that
-answered; a get_peers lookup collects peers and tokens, and an announce sends ``announce_peer`` to
-the K closest nodes that gave a token.
+Its parts: the queries it answers (:class:`~tgateway.dht.answers.QueryAnswers`, mixed in), the
+tokens of its ``get_peers`` replies (:mod:`tgateway.dht.tokens`), the peers announced to it
+(:mod:`tgateway.dht.peer_store`: bounded, expiring after 30 minutes), and its iterative lookups
+(:mod:`tgateway.dht.lookup`). Queries are rate-limited per source IP and our own outgoing queries
+are capped (``max_outstanding``).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tgateway.dht import bep42
+from tgateway.dht.answers import MAX_VALUES, QueryAnswers
 from tgateway.dht.krpc import (
     METHOD_UNKNOWN,
     PROTOCOL_ERROR,
@@ -39,43 +31,24 @@ from tgateway.dht.krpc import (
     ProtocolError,
     Query,
     Response,
-    arg_bytes,
-    arg_id20,
-    arg_port,
     decode_message,
     encode_error,
     encode_query,
     encode_response,
     pack_addr,
     unpack_addr,
-    unpack_nodes,
-    unpack_peers,
 )
-from tgateway.dht.routing import ID_SPACE, K, RoutingTable
+from tgateway.dht.lookup import Addr, Lookup, LookupResult
+from tgateway.dht.peer_store import PeerStore
+from tgateway.dht.routing import K, RoutingTable
+from tgateway.dht.tokens import TokenManager
 from tgateway.ratelimit import KeyedLimiter
 
-__all__ = [
-    "ALPHA",
-    "Output",
-    "PeerStore",
-    "TokenManager",
-    "LookupResult",
-    "DhtNode",
-]
+__all__ = ["DhtNode", "Output", "QUERY_TIMEOUT"]
 
-ALPHA = 3
 QUERY_TIMEOUT = 4.0
-TOKEN_ROTATE = 5 * 60.0
-PEER_TTL = 30 * 60.0
-MAX_VALUES = 50  # peers per get_peers reply (fits one UDP datagram)
-SAMPLE_COUNT = 20  # info-hashes per sample_infohashes reply
-SAMPLE_INTERVAL = 300  # seconds a sample stays the same
-MAX_LOOKUP_QUERIES = 200
 PROBE_AGAIN_AFTER = 300.0
 EXTERNAL_IP_VOTES = 5
-
-Addr = tuple[str, int]
-
 
 class Output(Protocol):
     """What the core asks of its adapter."""
@@ -85,276 +58,6 @@ class Output(Protocol):
     def set_timer(self, tid: bytes, delay: float) -> None: ...
 
     def cancel_timer(self, tid: bytes) -> None: ...
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-class TokenManager:
-    """Tokens bound to the requester's IP: SHA-1(secret + ip)[:8], secrets rotated every 5 min."""
-
-    def __init__(self, rng: random.Random, now: float, rotate_every: float = TOKEN_ROTATE):
-        self._rng = rng
-        self.rotate_every = rotate_every
-        self._secret = rng.randbytes(16)
-        self._previous = self._secret
-        self._rotate_at = now + rotate_every
-        self._cache: dict[str, bytes] = {}
-
-    def rotate(self, now: float) -> None:
-        """Rotate the secret if its 5 minutes are up (also done lazily on use)."""
-        if now >= self._rotate_at:
-            # More than two periods of silence: the previous secret is stale too.
-            stale = now >= self._rotate_at + self.rotate_every
-            self._previous = self._rng.randbytes(16) if stale else self._secret
-            self._secret = self._rng.randbytes(16)
-            self._rotate_at = now + self.rotate_every
-            self._cache.clear()
-
-    @staticmethod
-    def _make(secret: bytes, ip: str) -> bytes:
-        return hashlib.sha1(secret + ip.encode()).digest()[:8]
-
-    def token(self, ip: str, now: float) -> bytes:
-        if now >= self._rotate_at:
-            self.rotate(now)
-        tok = self._cache.get(ip)
-        if tok is None:
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            tok = self._cache[ip] = self._make(self._secret, ip)
-        return tok
-
-    def valid(self, token: bytes, ip: str, now: float) -> bool:
-        if token == self.token(ip, now):
-            return True
-        return token == self._make(self._previous, ip)
-
-
-# --------------------------------------------------------------------------- peer store
-
-
-class PeerStore:
-    """Peers announced to us: info-hash -> {compact peer: expiry}, bounded and expiring."""
-
-    def __init__(self, max_torrents: int, max_peers: int, ttl: float = PEER_TTL):
-        self.max_torrents = max_torrents
-        self.max_peers = max_peers
-        self.ttl = ttl
-        # Insertion order is expiry order (one ttl for everyone; a re-announce moves to the end).
-        self._t: dict[bytes, dict[bytes, float]] = {}
-
-    def add(self, info_hash: bytes, peer: bytes, now: float) -> bool:
-        """Store a peer. False if the store is full of other torrents."""
-        d = self._t.get(info_hash)
-        if d is None:
-            if len(self._t) >= self.max_torrents:
-                self.expire(now)
-                if len(self._t) >= self.max_torrents:
-                    return False
-            d = self._t[info_hash] = {}
-        d.pop(peer, None)
-        d[peer] = now + self.ttl
-        while len(d) > self.max_peers:
-            del d[next(iter(d))]
-        return True
-
-    def _live(self, info_hash: bytes, now: float) -> dict[bytes, float] | None:
-        d = self._t.get(info_hash)
-        if d is None:
-            return None
-        while d:
-            first = next(iter(d))
-            if d[first] > now:
-                break
-            del d[first]
-        if not d:
-            del self._t[info_hash]
-            return None
-        return d
-
-    def get(self, info_hash: bytes, now: float, count: int, rng: random.Random) -> list[bytes]:
-        d = self._live(info_hash, now)
-        if d is None:
-            return []
-        if len(d) <= count:
-            return list(d)
-        return rng.sample(list(d), count)
-
-    def expire(self, now: float) -> None:
-        for ih in list(self._t):
-            self._live(ih, now)
-
-    def info_hashes(self) -> list[bytes]:
-        return list(self._t)
-
-    def __contains__(self, info_hash: bytes) -> bool:
-        return info_hash in self._t
-
-    @property
-    def torrent_count(self) -> int:
-        return len(self._t)
-
-    @property
-    def peer_count(self) -> int:
-        return sum(len(d) for d in self._t.values())
-
-
-# --------------------------------------------------------------------------- lookups
-
-
-@dataclass
-class LookupResult:
-    target: bytes
-    peers: list[Addr] = field(default_factory=list)
-    # (node id, address, token) of the closest nodes that answered, closest first.
-    nodes: list[tuple[bytes, Addr, bytes | None]] = field(default_factory=list)
-    queries: int = 0
-
-
-_NEW, _INFLIGHT, _DONE, _FAILED = 0, 1, 2, 3
-
-
-class _Candidate:
-    __slots__ = ("id", "addr", "key", "state", "token")
-
-    def __init__(self, node_id: bytes | None, addr: Addr, key: int):
-        self.id = node_id
-        self.addr = addr
-        self.key = key
-        self.state = _NEW
-        self.token: bytes | None = None
-
-
-class Lookup:
-    """One iterative find_node / get_peers lookup."""
-
-    def __init__(
-        self,
-        node: DhtNode,
-        target: bytes,
-        method: bytes,
-        on_done: Callable[[LookupResult], None],
-    ):
-        self.node = node
-        self.target = target
-        self.t_int = int.from_bytes(target, "big")
-        self.method = method
-        self.on_done = on_done
-        self.cands: dict[Any, _Candidate] = {}
-        self.order: list[_Candidate] = []
-        self.in_flight = 0
-        self.peers: dict[Addr, None] = {}
-        self.queries = 0
-        self.finished = False
-        self._anon = 0
-        self._dirty = True
-
-    def add(self, node_id: bytes | None, addr: Addr) -> None:
-        key: Any
-        if node_id is None:
-            key = (addr, None)
-            if key in self.cands:
-                return
-            self._anon += 1
-            c = _Candidate(None, addr, ID_SPACE + self._anon)
-        else:
-            if node_id in self.cands or node_id == self.node.node_id:
-                return
-            key = node_id
-            c = _Candidate(node_id, addr, int.from_bytes(node_id, "big") ^ self.t_int)
-        self.cands[key] = c
-        self.order.append(c)
-        self._dirty = True
-
-    def step(self, now: float) -> None:
-        if self.finished:
-            return
-        if self._dirty:
-            self.order.sort(key=lambda c: c.key)
-            self._dirty = False
-        k = self.node.k
-        seen = 0
-        for c in self.order:
-            if self.in_flight >= ALPHA:
-                break
-            if c.state == _FAILED:
-                continue
-            if seen >= k:
-                break
-            seen += 1
-            if c.state != _NEW:
-                continue
-            if self.queries >= MAX_LOOKUP_QUERIES:
-                break
-            args: dict[bytes, Any]
-            if self.method == b"get_peers":
-                args = {b"info_hash": self.target}
-            else:
-                args = {b"target": self.target}
-            sent = self.node._send_query(
-                c.addr,
-                self.method,
-                args,
-                now,
-                functools.partial(self._answer, c),
-                node_id=c.id,
-            )
-            if not sent:
-                self.node._stalled[self] = None  # retried when a query slot frees up
-                return
-            c.state = _INFLIGHT
-            self.in_flight += 1
-            self.queries += 1
-        if self.in_flight == 0:
-            self._finish()
-
-    def _answer(self, c: _Candidate, msg: Response | None, now: float) -> None:
-        self.in_flight -= 1
-        if msg is None or msg.sender == self.node.node_id:
-            c.state = _FAILED  # silent, an error, or ourselves (our address in a bootstrap list)
-        else:
-            c.state = _DONE
-            if c.id is None:
-                # A bootstrap address: now we know its id.
-                c.id = msg.sender
-                c.key = int.from_bytes(msg.sender, "big") ^ self.t_int
-                self._dirty = True
-            elif c.id != msg.sender:
-                c.id = msg.sender
-                c.key = int.from_bytes(msg.sender, "big") ^ self.t_int
-                self._dirty = True
-            v = msg.values
-            tok = v.get(b"token")
-            if type(tok) is bytes and len(tok) <= 64:
-                c.token = tok
-            key = b"nodes6" if self.node.ipv6 else b"nodes"
-            raw = v.get(key)
-            if raw is not None:
-                try:
-                    for nid, ip, port in unpack_nodes(raw, self.node.ipv6):
-                        self.add(nid, (ip, port))
-                except (ProtocolError, ValueError):
-                    pass
-            if self.method == b"get_peers" and b"values" in v:
-                try:
-                    for p in unpack_peers(v[b"values"]):
-                        self.peers[p] = None
-                except (ProtocolError, ValueError):
-                    pass
-        self.step(now)
-
-    def _finish(self) -> None:
-        self.finished = True
-        self.node._stalled.pop(self, None)
-        self.node._lookups.discard(self)
-        result = LookupResult(self.target, list(self.peers), [], self.queries)
-        for c in self.order:
-            if c.state == _DONE and c.id is not None:
-                result.nodes.append((c.id, c.addr, c.token))
-                if len(result.nodes) >= self.node.k:
-                    break
-        self.on_done(result)
 
 
 # --------------------------------------------------------------------------- the node
@@ -381,7 +84,7 @@ class _Pending:
     sent_at: float
 
 
-class DhtNode:
+class DhtNode(QueryAnswers):
     def __init__(
         self,
         node_id: bytes,
@@ -554,101 +257,6 @@ class DhtNode:
             lookup = next(iter(self._stalled))
             del self._stalled[lookup]
             lookup.step(now)
-
-    # ------------------------------------------------------------------ queries we answer
-
-    def _q_ping(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
-        return {b"id": self.node_id}
-
-    def _nodes_fields(self, target: bytes, args: dict[bytes, Any], out: dict[bytes, Any]) -> None:
-        want = args.get(b"want")
-        own_key = b"nodes6" if self.ipv6 else b"nodes"
-        if type(want) is list and want:
-            want4, want6 = b"n4" in want, b"n6" in want
-            for w, key in ((want4, b"nodes"), (want6, b"nodes6")):
-                if not w:
-                    continue
-                if key == own_key:
-                    out[key] = self.closest_compact(target)
-                elif self.sibling is not None:
-                    out[key] = self.sibling.closest_compact(target)
-            if b"nodes" in out or b"nodes6" in out:
-                return
-        out[own_key] = self.closest_compact(target)
-
-    def closest_compact(self, target: bytes) -> bytes:
-        """The compact K closest good nodes to ``target`` (cached until the table changes)."""
-        table = self.table
-        cache = self._closest_cache
-        if self._closest_version != table.version or len(cache) > 4096:
-            cache.clear()
-            self._closest_version = table.version
-        got = cache.get(target)
-        if got is None:
-            got = cache[target] = b"".join(e.compact for e in table.closest(target))
-        return got
-
-    def _q_find_node(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
-        target = arg_id20(q.args, b"target")
-        out: dict[bytes, Any] = {b"id": self.node_id}
-        self._nodes_fields(target, q.args, out)
-        return out
-
-    def _q_get_peers(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
-        info_hash = arg_id20(q.args, b"info_hash")
-        out: dict[bytes, Any] = {b"id": self.node_id, b"token": self.tokens.token(addr[0], now)}
-        if info_hash in self.store._t:
-            peers = self.store.get(info_hash, now, MAX_VALUES, self.rng)
-            if peers:
-                out[b"values"] = peers
-        self._nodes_fields(info_hash, q.args, out)
-        return out
-
-    def _q_announce_peer(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
-        a = q.args
-        info_hash = arg_id20(a, b"info_hash")
-        token = arg_bytes(a, b"token", 64)
-        implied = a.get(b"implied_port")
-        if implied is not None and type(implied) is not int:
-            raise ProtocolError("implied_port must be an integer")
-        if implied:
-            port = addr[1]
-            if port < 2:
-                raise ProtocolError("port must be from 2 to 65535")
-        else:
-            port = arg_port(a, b"port")
-        if not self.tokens.valid(token, addr[0], now):
-            raise ProtocolError("bad token")
-        try:
-            peer = pack_addr(addr[0], port)
-        except ValueError:
-            raise ProtocolError("bad address") from None
-        if not self.store.add(info_hash, peer, now):
-            raise ProtocolError("peer store full", code=202)
-        return {b"id": self.node_id}
-
-    def _q_sample_infohashes(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
-        target = arg_id20(q.args, b"target")
-        at, samples, num = self._sample
-        if at < 0 or now - at >= SAMPLE_INTERVAL:
-            hashes = set(self.store.info_hashes())
-            hashes.update(h for h in self.known_info_hashes() if len(h) == 20)
-            num = len(hashes)
-            pick = (
-                sorted(hashes)
-                if num <= SAMPLE_COUNT
-                else self.rng.sample(sorted(hashes), SAMPLE_COUNT)
-            )
-            samples = b"".join(pick)
-            self._sample = (now, samples, num)
-        out: dict[bytes, Any] = {
-            b"id": self.node_id,
-            b"interval": SAMPLE_INTERVAL,
-            b"num": num,
-            b"samples": samples,
-        }
-        self._nodes_fields(target, q.args, out)
-        return out
 
     # ------------------------------------------------------------------ queries we send
 

@@ -12,9 +12,6 @@ node id are saved so a restart rejoins at once.
 from __future__ import annotations
 
 import bisect
-import ipaddress
-import json
-import os
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -23,21 +20,21 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from tgateway.config import DhtConfig
-from tgateway.dht import bep42
-from tgateway.dht.node import DhtNode, LookupResult
+from tgateway.dht.bootstrap import is_ip, parse_host_port, resolve_host
+from tgateway.dht.lookup import LookupResult
+from tgateway.dht.node import DhtNode
 from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
+from tgateway.dht.state import STATE_FILE, load_state, save_state
 from tgateway.storage.model import StoredEvent
 
-__all__ = ["DhtService", "build_dht", "parse_host_port"]
+__all__ = ["DhtService", "build_dht"]
 
-STATE_FILE = "dht.json"
 TICK = 1.0  # announce scheduler and rate sampling
 MAINTENANCE = 5.0  # routing table maintenance
 SAVE_EVERY = 600.0
@@ -45,30 +42,6 @@ KNOWN_REFRESH = 60.0  # re-read a callable list of stored info-hashes
 MAX_CONCURRENT_ANNOUNCES = 4
 
 InfoHashes = Iterable[bytes | str] | Callable[[], Iterable[bytes | str]]
-
-
-def parse_host_port(text: str, default_port: int = 6881) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port``, ``v4`` or ``host``. Raises ValueError."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = int(p)
-    else:
-        host, port = text, default_port
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"bad host:port {text!r}")
-    return host, port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _to_bytes(h: bytes | str) -> bytes | None:
@@ -252,7 +225,7 @@ class DhtService(service.Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         now = self.clock.seconds()
-        ids, saved = self._load_state()
+        ids, saved = load_state(self.state_dir / STATE_FILE, self.rng)
         self._epoch = now
         c = self.config
         hosts = [c.host] + ([c.host6] if c.host6 else [])
@@ -319,7 +292,7 @@ class DhtService(service.Service):
                 loop.stop()
         self._loops.clear()
         try:
-            self._save_state()
+            self._save()
         except OSError:
             self.log.failure("saving DHT state failed")
         ds = []
@@ -352,7 +325,7 @@ class DhtService(service.Service):
         if now - self._last_save >= SAVE_EVERY:
             self._last_save = now
             try:
-                self._save_state()
+                self._save()
             except OSError:
                 self.log.failure("saving DHT state failed")
 
@@ -405,6 +378,9 @@ class DhtService(service.Service):
             return None
         return host
 
+    def _save(self) -> None:
+        save_state(self.state_dir / STATE_FILE, [f.node for f in self.families])
+
     def _on_id_change(self, node_id: bytes) -> None:
         # Each family has its own BEP 42 id (it depends on that family's external address).
         self.log.info("DHT node id changed to {node_id} (BEP 42)", node_id=node_id.hex())
@@ -421,11 +397,11 @@ class DhtService(service.Service):
                     except ValueError:
                         self.log.warn("bad DHT bootstrap node {entry!r}", entry=entry)
                         continue
-                    if _is_ip(host):
+                    if is_ip(host):
                         if (":" in host) == f.node.ipv6:
                             addrs.append((host, port))
                         continue
-                    for ip in await self._resolve(host, f.node.ipv6):
+                    for ip in await resolve_host(self.reactor, host, f.node.ipv6):
                         addrs.append((ip, port))
                 if not self.families or f not in self.families:
                     return
@@ -433,107 +409,6 @@ class DhtService(service.Service):
                     f.node.bootstrap(addrs, self.clock.seconds())
 
         return Deferred.fromCoroutine(run())
-
-    async def _resolve(self, host: str, ipv6: bool) -> list[str]:
-        resolver = getattr(self.reactor, "nameResolver", None)
-        if resolver is None:
-            return []
-        found: list[str] = []
-        done: Deferred[None] = Deferred()
-
-        class Receiver:
-            def resolutionBegan(self, resolution: Any) -> None:
-                pass
-
-            def addressResolved(self, address: Any) -> None:
-                if isinstance(address, (IPv4Address, IPv6Address)) and address.host not in found:
-                    found.append(address.host)
-
-            def resolutionComplete(self) -> None:
-                done.callback(None)
-
-        from twisted.internet.interfaces import IResolutionReceiver
-        from zope.interface import directlyProvides
-
-        receiver = Receiver()
-        directlyProvides(receiver, IResolutionReceiver)
-        try:
-            resolver.resolveHostName(receiver, host, 0, [IPv6Address if ipv6 else IPv4Address])
-            await done
-        except Exception:
-            self.log.failure("resolving DHT bootstrap node {host} failed", host=host)
-        return found[:4]
-
-    # ------------------------------------------------------------------ state
-
-    def _state_path(self) -> Path:
-        return self.state_dir / STATE_FILE
-
-    def _load_state(
-        self,
-    ) -> tuple[dict[bool, tuple[bytes, str | None]], list[tuple[bytes, str, int]]]:
-        """Per family (ipv6: bool) the node id and external address; the saved nodes.
-
-        State file: ``node_id``/``external_ip`` for the IPv4 node, ``node_id6``/``external_ip6``
-        for the IPv6 one (the IPv4 id when absent), ``nodes``: ``[id hex, ip, port]`` of both.
-        """
-        path = self._state_path()
-        data: dict[str, Any] = {}
-        nodes: list[tuple[bytes, str, int]] = []
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            for h, ip, port in data.get("nodes", []):
-                nid = bytes.fromhex(h)
-                if len(nid) == 20 and _is_ip(ip) and 0 < int(port) < 65536:
-                    nodes.append((nid, ip, int(port)))
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError):
-            self.log.warn("ignoring unreadable DHT state {path}", path=str(path))
-            data, nodes = {}, []
-        ids: dict[bool, tuple[bytes, str | None]] = {}
-        for ipv6, suffix in ((False, ""), (True, "6")):
-            node_id: bytes | None = None
-            try:
-                raw = data.get("node_id" + suffix) or data.get("node_id")
-                node_id = bytes.fromhex(raw) if isinstance(raw, str) else None
-            except ValueError:
-                node_id = None
-            if node_id is not None and len(node_id) != 20:
-                node_id = None
-            external = data.get("external_ip" + suffix)
-            if not (isinstance(external, str) and _is_ip(external) and (":" in external) == ipv6):
-                external = None
-            if external and node_id and not bep42.id_matches_ip(node_id, external):
-                node_id = None
-            if node_id is None:
-                node_id = (
-                    bep42.node_id_for_ip(external, self.rng) if external else self.rng.randbytes(20)
-                )
-            ids[ipv6] = (node_id, external)
-        return ids, nodes
-
-    def _save_state(self) -> None:
-        if not self.families:
-            return
-        nodes: list[list[Any]] = []
-        data: dict[str, Any] = {}
-        for f in self.families:
-            suffix = "6" if f.node.ipv6 else ""
-            data["node_id" + suffix] = f.node.node_id.hex()
-            data["external_ip" + suffix] = f.node.external_ip
-            nodes.extend([nid.hex(), ip, port] for nid, ip, port in f.node.export_nodes())
-        data["nodes"] = nodes
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._state_path()
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
 
 def build_dht(

@@ -10,15 +10,17 @@ from tgateway.proxies import NO_PROXIES, ProxyPolicy
 CORS_HEADERS = {
     b"access-control-allow-origin": b"*",
     b"access-control-expose-headers": (
-        b"Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition, X-Reason"
+        b"Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition, X-Reason, Sunset"
     ),
 }
 CORS_PREFLIGHT = {
     **CORS_HEADERS,
     b"access-control-allow-methods": b"GET, HEAD, PUT, POST, DELETE, OPTIONS",
+    # Cache-Control: WebTorrent in a browser sends "Cache-Control: no-store" with every web seed
+    # range request; without it here the browser refuses the response after the preflight.
     b"access-control-allow-headers": (
         b"Range, Authorization, Content-Type, X-Filename, X-SHA-256, X-Content-Length, "
-        b"X-Content-Type, If-None-Match, If-Range"
+        b"X-Content-Type, If-None-Match, If-Range, Cache-Control"
     ),
     b"access-control-max-age": b"86400",
 }

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError
 
+from tgateway.storage.api import BlockReader
 from tgateway.storage.model import StoredFile
-from tgateway.storage.reader import ChunkReader
 
 from .headers import CORS_HEADERS, set_headers
 from .ranges import parse_range
@@ -66,7 +66,7 @@ def if_none_match_hits(header: bytes, etag: bytes) -> bool:
 
 async def send_file(
     request: Any,
-    reader: ChunkReader,
+    reader: BlockReader,
     f: StoredFile,
     *,
     content_type: str | None = None,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tgateway.errors import ApiError, BadRequest, PayloadTooLarge
-from tgateway.storage.ingest import IngestResult
+from tgateway.storage.api import Received
 from tgateway.uploads import Facts, OpenSink, Sink
 
 from .body import BodyStream, body_error
@@ -64,7 +64,7 @@ class RawBody:
             raise body_error(e) from None
         return Facts()
 
-    def body_sha256(self, result: IngestResult) -> str:
+    def body_sha256(self, result: Received) -> str:
         return result.sha256
 
 
@@ -182,7 +182,7 @@ class MultipartBody:
         except BaseException as e:
             raise body_error(e) from None
 
-    def body_sha256(self, result: IngestResult) -> str:
+    def body_sha256(self, result: Received) -> str:
         if self._hasher is None:
             raise RuntimeError("the form's body was not hashed (hash_body=False)")
         return self._hasher.hexdigest()

@@ -1,10 +1,10 @@
 """NIP-35 announcements of stored files: build, sign with the gateway key, hand to the outbox.
 
-:class:`Announcer` is subscribed to the content store's "file stored" event at wiring time. When
+:class:`TorrentAnnouncer` is subscribed to the content store's "file stored" event at wiring time. When
 ``nostr.publish_nip35`` and ``nostr.auto_publish`` are on and relays are configured, a new file
 gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, topics, category,
 magnet, webseed, Blossom URL, MIME type; the uploader's description as content). A file that
-already has an announcement is not announced again automatically; :meth:`Announcer.announce`
+already has an announcement is not announced again automatically; :meth:`TorrentAnnouncer.announce`
 (``POST /api/files/<sha256>/announce``) publishes a fresh event on demand.
 """
 
@@ -20,10 +20,11 @@ from twisted.logger import Logger
 from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
 from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
-from tgateway.storage.model import StoredFile, UploadContext
-from tgateway.storage.outbox import Delivery
+from tgateway.nostr.publisher import Publisher
+from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.nostr_outbox import Delivery
 
-__all__ = ["Announcer", "torrent_info_for"]
+__all__ = ["TorrentAnnouncer", "torrent_info_for"]
 
 
 def _category(mime: str) -> str | None:
@@ -50,8 +51,8 @@ def torrent_info_for(f: StoredFile, context: UploadContext | None, links: Links)
     )
 
 
-class Announcer:
-    """Publishes NIP-35 events for stored files through the outbox."""
+class TorrentAnnouncer:
+    """Publishes NIP-35 torrent events for stored files through the publisher (the outbox)."""
 
     log = Logger()
 
@@ -59,7 +60,7 @@ class Announcer:
         self,
         *,
         key: PrivateKey,
-        outbox: Any,
+        outbox: Publisher,
         links: Links,
         relays: Sequence[str],
         clock: IReactorTime,
@@ -80,13 +81,13 @@ class Announcer:
         )
         return sign(template, self.key)
 
-    async def on_stored(self, stored: Any) -> None:
+    async def on_stored(self, stored: StoredEvent) -> None:
         """The content store's "file stored" subscriber (a ``StoredEvent``)."""
         if not self.auto_publish or not self.relays:
             return
         if stored.context.source == "transcode":
             return  # renditions, HLS segments and playlists: announced by NIP-71, not as torrents
-        f: StoredFile = stored.file
+        f = stored.file
         if await self.outbox.deliveries_for_ref(f.sha256):
             return  # announced before (same bytes uploaded again)
         await self._publish(f, stored.context)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
 
+from tgateway.metainfo import magnet_uri
 from tgateway.nostr.event import EventTemplate
 
-__all__ = ["TORRENT_KIND", "TorrentInfo", "magnet_uri", "torrent_event_template"]
+__all__ = ["TORRENT_KIND", "TorrentInfo", "torrent_event_template"]
 
 TORRENT_KIND = 2003
 MAX_FILES = 500  # keeps the event well under common relay size limits (64 KiB)
@@ -43,22 +43,6 @@ class TorrentInfo:
     mime: str | None = None
     include_magnet: bool = True
     magnet: str | None = None  # used as is when given (else built from the fields above)
-
-
-def magnet_uri(
-    info_hash_v1: str,
-    name: str,
-    trackers: Sequence[str] = (),
-    webseeds: Sequence[str] = (),
-    size: int | None = None,
-) -> str:
-    """``magnet:?xt=urn:btih:<hash>&dn=<name>&tr=...&ws=...`` (``xl`` when ``size`` is known)."""
-    parts = [f"xt=urn:btih:{info_hash_v1}", f"dn={quote(name, safe='')}"]
-    if size is not None:
-        parts.append(f"xl={size}")
-    parts += [f"tr={quote(t, safe='')}" for t in trackers]
-    parts += [f"ws={quote(w, safe='')}" for w in webseeds]
-    return "magnet:?" + "&".join(parts)
 
 
 def _unique(values: Sequence[str]) -> list[str]:

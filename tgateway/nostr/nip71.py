@@ -17,9 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tgateway.nostr.event import Event, EventTemplate
+from tgateway.nostr.publisher import Publisher
 
 __all__ = ["VideoAnnouncer", "VideoInfo", "VideoVariant", "video_event_template", "REF_PREFIX"]
 
@@ -98,12 +100,12 @@ def video_event_template(info: VideoInfo, created_at: int) -> EventTemplate:
 
 
 class VideoAnnouncer:
-    """Signs NIP-71 events and queues them in the Nostr outbox for the video relays."""
+    """Signs NIP-71 events and hands them to the publisher (the outbox) for the video relays."""
 
     log = Logger()
 
-    def __init__(self, *, sign: Callable[[EventTemplate], Event], outbox: Any,
-                 relays: Sequence[str], clock: Any) -> None:
+    def __init__(self, *, sign: Callable[[EventTemplate], Event], outbox: Publisher,
+                 relays: Sequence[str], clock: IReactorTime) -> None:
         self.sign = sign
         self.outbox = outbox
         self.relays = tuple(relays)

@@ -97,7 +97,7 @@ def parse_authorization_header(value: str | None) -> Event:
 def check_payload(event: Event, body_sha256: str) -> None:
     """Check the ``payload`` tag (if any) against the body's hex SHA-256, once it is known.
 
-    For streamed uploads the body hash is only known at the end: call this then.
+    For an upload read as it arrives, the body hash is only known at the end: call this then.
     Raises :class:`Unauthorized` on a mismatch.
     """
     payload = event.first_tag("payload")

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from tgateway.nostr.event import Event, EventError, parse_event
 from tgateway.nostr.pool import PublishResult
-from tgateway.storage.outbox import (
+from tgateway.storage.nostr_outbox import (
     ACCEPTED,
     FAILED,
     PENDING,
@@ -42,11 +42,11 @@ from tgateway.storage.outbox import (
     OutboxStore,
 )
 
-__all__ = ["Outbox", "Publisher"]
+__all__ = ["Outbox", "RelaySender"]
 
 
-class Publisher(Protocol):
-    """What the outbox needs from the relay pool."""
+class RelaySender(Protocol):
+    """What the outbox needs from the relay pool: one event to one relay, and its answer."""
 
     async def publish(
         self, event: Event, relay_url: str, timeout: float = ...
@@ -54,14 +54,15 @@ class Publisher(Protocol):
 
 
 class Outbox(Service):
-    """Delivers stored events to relays; see the module docstring."""
+    """Delivers stored events to relays; see the module docstring. Implements the publisher
+    seam (:class:`~tgateway.nostr.publisher.Publisher`)."""
 
     log = Logger()
 
     def __init__(
         self,
         store: OutboxStore,
-        pool: Publisher,
+        pool: RelaySender,
         clock: IReactorTime,
         *,
         publish_timeout: float = 15.0,
@@ -85,7 +86,7 @@ class Outbox(Service):
         self._again = False
         self._inflight: dict[tuple[str, str], Deferred[None]] = {}
 
-    # -- the publisher seam ----------------------------------------------------------------------
+    # -- the publisher seam (tgateway.nostr.publisher) ----------------------------------------------------------------------
 
     async def publish(self, event: Event, relays: Sequence[str], ref: str | None = None) -> int:
         """Store ``event`` for delivery to ``relays`` and return the number of new deliveries.

@@ -1,6 +1,6 @@
 """The relay pool: one reconnecting WebSocket connection per relay URL.
 
-Each relay gets a :class:`~tgateway.nostr.relay.RelaySession` (pending work that survives
+Each relay gets a :class:`~tgateway.nostr.relay_session.RelaySession` (pending work that survives
 reconnects) and a ``ClientService`` (``retryPolicy=backoffPolicy(...)``: capped exponential
 backoff with jitter, ``clock`` injected). The backoff counts attempts that did not end with an
 open WebSocket (the session's ``failed_attempts``), so a relay that accepts TCP and then fails the
@@ -35,7 +35,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IReactorTime, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,7 +43,8 @@ from zope.interface import implementer
 
 from tgateway.netguard import NetGuardError
 from tgateway.nostr.event import Event, EventTemplate, sign
-from tgateway.nostr.relay import RelayClientFactory, RelaySession
+from tgateway.nostr.relay import RelayClientFactory
+from tgateway.nostr.relay_session import RelaySession
 
 __all__ = [
     "EndpointFactory",
@@ -118,7 +119,7 @@ def parse_relay_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, tls
 
 
-def default_endpoint_factory(reactor: Any) -> EndpointFactory:
+def default_endpoint_factory(reactor: IReactorTCP) -> EndpointFactory:
     """Direct connections: ``HostnameEndpoint``, wrapped in TLS for ``wss://``."""
 
     def make(host: str, port: int, tls: bool) -> IStreamClientEndpoint:
@@ -177,6 +178,10 @@ class _Relay(NamedTuple):
     service: ClientService
 
 
+class IRelayReactor(IReactorTime, IReactorTCP):
+    """What the pool needs of the reactor: a clock, and TCP for the default endpoints."""
+
+
 class RelayPool(MultiService):
     """Relay connections by URL, created on first use, started and stopped with the pool.
 
@@ -189,7 +194,7 @@ class RelayPool(MultiService):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IRelayReactor,
         *,
         private_key: PrivateKey | None = None,
         endpoint_factory: EndpointFactory | None = None,

@@ -22,12 +22,13 @@ from twisted.logger import Logger
 
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
-from tgateway.nostr.announce import Announcer
+from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
 from tgateway.nostr.outbox import Outbox
-from tgateway.nostr.pool import EndpointFactory, RelayPool, parse_relay_url
-from tgateway.storage.outbox import OutboxStore
+from tgateway.nostr.pool import EndpointFactory, IRelayReactor, RelayPool, parse_relay_url
+from tgateway.storage.api import ContentStore, Db
+from tgateway.storage.nostr_outbox import OutboxStore
 
 __all__ = ["NostrService"]
 
@@ -49,10 +50,10 @@ class NostrService(MultiService):
         config: NostrConfig,
         *,
         data_dir: str,
-        db: Any,
+        db: Db,
         links: Links,
-        reactor: Any,
-        store: Any = None,
+        reactor: IRelayReactor,
+        store: ContentStore | None = None,
         endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -66,7 +67,7 @@ class NostrService(MultiService):
         self.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.outbox = Outbox(OutboxStore(db), self.pool, reactor)
         self.outbox.setServiceParent(self)  # type: ignore[no-untyped-call]
-        self.announcer = Announcer(
+        self.announcer = TorrentAnnouncer(
             key=self.key,
             outbox=self.outbox,
             links=links,

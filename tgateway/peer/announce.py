@@ -7,30 +7,39 @@
   added, a plain announce every ``interval`` seconds, ``stopped`` when a file is deleted and for
   every torrent when the service stops (bounded by a short timeout).
 
-The packet codec of BEP 15 is pure (``encode_udp_connect``/``encode_udp_announce``/
-``decode_udp_reply``); the rest is a thin Twisted layer.
+The UDP packets are the tracker's own BEP 15 codec (:mod:`tgateway.tracker.bep15`); the rest is a
+thin Twisted layer.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from tgateway import bencode
 from tgateway.bencode import DecodeError
+from tgateway.tracker.bep15 import (
+    ACTION_ANNOUNCE,
+    ACTION_CONNECT,
+    ACTION_ERROR,
+    decode_announce_interval,
+    decode_connection_id,
+    decode_reply,
+    encode_announce_request,
+    encode_connect_request,
+)
+from tgateway.tracker.core import LocalPeers
 
-__all__ = ["Announcer", "UdpAnnounceClient", "http_announce_url"]
+__all__ = ["TrackerAnnouncer", "UdpAnnounceClient", "http_announce_url"]
 
-EVENTS = {"": 0, "completed": 1, "started": 2, "stopped": 3}
-UDP_MAGIC = 0x41727101980
 TIMEOUT = 15.0
 
 
@@ -46,34 +55,13 @@ def http_announce_url(url: str, info_hash: bytes, peer_id: bytes, port: int, siz
     return url + sep + q
 
 
-# --------------------------------------------------------------------------- BEP 15 codec
-
-
-def encode_udp_connect(tid: int) -> bytes:
-    return struct.pack(">QII", UDP_MAGIC, 0, tid)
-
-
-def encode_udp_announce(conn_id: int, tid: int, info_hash: bytes, peer_id: bytes, event: str,
-                        key: int, port: int) -> bytes:
-    return struct.pack(">QII20s20sQQQIIIiH", conn_id, 1, tid, info_hash, peer_id, 0, 0, 0,
-                       EVENTS[event], 0, key, 0, port)
-
-
-def decode_udp_reply(data: bytes) -> tuple[int, int, bytes]:
-    """(action, transaction id, rest); raise DecodeError."""
-    if len(data) < 8:
-        raise DecodeError("short UDP tracker reply")
-    action, tid = struct.unpack_from(">II", data)
-    return action, tid, bytes(data[8:])
-
-
 class UdpAnnounceClient(DatagramProtocol):
     """BEP 15 client: one socket, requests matched by transaction id, connection ids cached."""
 
     log = Logger()
     noisy = False
 
-    def __init__(self, clock: Any, rand: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, clock: IReactorTime, rand: Callable[[int], bytes] = os.urandom) -> None:
         self.clock = clock
         self.rand = rand
         self.pending: dict[int, tuple[defer.Deferred[tuple[int, bytes]], Any]] = {}
@@ -81,7 +69,7 @@ class UdpAnnounceClient(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         try:
-            action, tid, rest = decode_udp_reply(data)
+            action, tid, rest = decode_reply(data)
         except DecodeError:
             return
         entry = self.pending.pop(tid, None)
@@ -117,22 +105,29 @@ class UdpAnnounceClient(DatagramProtocol):
         now = self.clock.seconds()
         cached = self.conn_ids.get(addr)
         if cached is None or now - cached[1] > 60:
-            action, rest = await self._request(encode_udp_connect, addr)
-            if action != 0 or len(rest) < 8:
-                raise OSError(f"udp tracker {addr}: bad connect reply")
-            conn_id = struct.unpack_from(">Q", rest)[0]
+            action, rest = await self._request(encode_connect_request, addr)
+            try:
+                if action != ACTION_CONNECT:
+                    raise DecodeError("not a connect reply")
+                conn_id = decode_connection_id(rest)
+            except DecodeError:
+                raise OSError(f"udp tracker {addr}: bad connect reply") from None
             self.conn_ids[addr] = (conn_id, now)
         else:
             conn_id = cached[0]
         action, rest = await self._request(
-            lambda tid: encode_udp_announce(conn_id, tid, info_hash, peer_id, event, key, port),
+            lambda tid: encode_announce_request(conn_id, tid, info_hash, peer_id, event, key,
+                                                port),
             addr)
-        if action == 3:
+        if action == ACTION_ERROR:
             self.conn_ids.pop(addr, None)
             raise OSError(f"udp tracker {addr}: {rest[:200].decode('utf-8', 'replace')}")
-        if action != 1 or len(rest) < 12:
-            raise OSError(f"udp tracker {addr}: bad announce reply")
-        return int(struct.unpack_from(">I", rest)[0])
+        try:
+            if action != ACTION_ANNOUNCE:
+                raise DecodeError("not an announce reply")
+            return decode_announce_interval(rest)
+        except DecodeError:
+            raise OSError(f"udp tracker {addr}: bad announce reply") from None
 
     def stopProtocol(self) -> None:
         for d, timer in self.pending.values():
@@ -142,7 +137,7 @@ class UdpAnnounceClient(DatagramProtocol):
         self.pending.clear()
 
 
-class Announcer:
+class TrackerAnnouncer:
     """Keeps the gateway's peer announced for every torrent (see the module docstring)."""
 
     log = Logger()
@@ -150,11 +145,11 @@ class Announcer:
     def __init__(
         self,
         *,
-        clock: Any,
+        clock: IReactorTime,
         peer_id: bytes,
         port: int,
         interval: float,
-        local: Any = None,  # the built-in Tracker (add_local_peer/remove_local_peer), or None
+        local: LocalPeers | None = None,  # the built-in tracker, or None
         local_ips: tuple[str, ...] = (),
         urls: tuple[str, ...] = (),
         http_get: Callable[..., Any] | None = None,  # treq.get

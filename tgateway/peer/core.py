@@ -1,5 +1,5 @@
-"""The gateway's BitTorrent peer, sans I/O: one :class:`PeerSession` per connection, one
-:class:`Choker` per listener.
+"""The gateway's BitTorrent peer, sans I/O: one :class:`PeerSession` per connection (the upload
+slots are :class:`~tgateway.peer.choker.Choker`'s).
 
 The gateway is a seed of every stored file, so a session only uploads: it answers the handshake
 (BEP 3, with the BEP 6 fast and BEP 10 extension bits), announces every piece (``have_all`` to
@@ -17,7 +17,6 @@ accepts data, so nothing is queued beyond the bounded request queue.
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from tgateway.bencode import DecodeError
 from . import wire
 from .wire import Request
 
-__all__ = ["Choker", "Output", "PeerSession", "SessionConfig", "Torrent"]
+__all__ = ["Output", "PeerSession", "SessionConfig", "Torrent"]
 
 UT_METADATA_ID = 3  # our local id for ut_metadata (BEP 10 "m")
 
@@ -422,98 +421,3 @@ class PeerSession:
             return
         if now - self.last_sent >= cfg.keepalive_interval:
             self._send(wire.KEEP_ALIVE, now)
-
-
-class Choker:
-    """Upload slots: the ``max_uploads`` interested peers we upload to fastest stay unchoked,
-    plus one optimistic unchoke that rotates every ``optimistic_interval`` seconds.
-
-    A peer becoming interested takes a free slot at once; ``rechoke`` (every ``interval``
-    seconds) re-ranks by the bytes sent to each peer during the last round.
-    """
-
-    def __init__(
-        self,
-        max_uploads: int,
-        rng: random.Random,
-        *,
-        interval: float = 10.0,
-        optimistic_interval: float = 30.0,
-    ) -> None:
-        self.max_uploads = max_uploads
-        self.rng = rng
-        self.interval = interval
-        self.optimistic_interval = optimistic_interval
-        self.peers: dict[PeerSession, None] = {}
-        self.optimistic: PeerSession | None = None
-        self.optimistic_since = float("-inf")
-
-    def _regular(self) -> int:
-        return sum(1 for p in self.peers if not p.am_choking and p is not self.optimistic)
-
-    def add(self, peer: PeerSession) -> None:
-        self.peers[peer] = None
-
-    def remove(self, peer: PeerSession, now: float) -> None:
-        self.peers.pop(peer, None)
-        if peer is self.optimistic:
-            self.optimistic = None
-            peer.optimistic = False
-        if not peer.am_choking:
-            peer.am_choking = True  # gone: its slot is free
-        self._fill(now)
-
-    def interest_changed(self, peer: PeerSession, now: float) -> None:
-        if peer not in self.peers:
-            return
-        if peer.peer_interested:
-            if peer.am_choking and self._regular() < self.max_uploads:
-                peer.set_choked(False, now)
-        elif not peer.am_choking:
-            if peer is self.optimistic:
-                self.optimistic = None
-                peer.optimistic = False
-            peer.set_choked(True, now)
-            self._fill(now)
-
-    def _fill(self, now: float) -> None:
-        """Give free regular slots to waiting interested peers (fastest first)."""
-        free = self.max_uploads - self._regular()
-        if free <= 0:
-            return
-        waiting = [p for p in self.peers if p.am_choking and p.peer_interested and not p.closed]
-        waiting.sort(key=lambda p: p.round_uploaded, reverse=True)
-        for p in waiting[:free]:
-            p.set_choked(False, now)
-
-    def rechoke(self, now: float) -> None:
-        """One choking round."""
-        live = [p for p in self.peers if not p.closed]
-        interested = [p for p in live if p.peer_interested]
-        self.rng.shuffle(interested)  # ties broken at random
-        interested.sort(key=lambda p: p.round_uploaded, reverse=True)
-        regular = interested[: self.max_uploads]
-        rest = interested[self.max_uploads :]
-        opt = self.optimistic
-        if (
-            opt is None
-            or opt not in self.peers
-            or opt.closed
-            or not opt.peer_interested
-            or opt in regular
-            or now - self.optimistic_since >= self.optimistic_interval
-        ):
-            if opt is not None:
-                opt.optimistic = False
-            choices = [p for p in rest if p is not opt] or rest
-            opt = self.rng.choice(choices) if choices else None
-            self.optimistic = opt
-            self.optimistic_since = now
-            if opt is not None:
-                opt.optimistic = True
-        unchoke = set(regular)
-        if opt is not None:
-            unchoke.add(opt)
-        for p in live:
-            p.set_choked(p not in unchoke, now)
-            p.round_uploaded = 0

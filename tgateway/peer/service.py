@@ -17,14 +17,18 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
 from tgateway.config import PeerConfig
+from tgateway.endpoints import tcp_server
+from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredEvent, StoredFile
+from tgateway.tracker.core import LocalPeers
 
-from .announce import Announcer, UdpAnnounceClient
+from .announce import TrackerAnnouncer, UdpAnnounceClient
 from .core import SessionConfig
-from .protocol import PeerFactory
+from .factory import PeerFactory
 
 __all__ = ["PeerService", "build_peer", "make_peer_id", "announce_ips"]
 
@@ -34,15 +38,6 @@ PEER_ID_PREFIX = b"-TG0010-"
 def make_peer_id(rng: random.Random) -> bytes:
     alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return PEER_ID_PREFIX + bytes(rng.choice(alphabet) for _ in range(12))
-
-
-def _endpoint(port: int, host: str) -> str:
-    if ":" in host:
-        escaped = host.replace(":", "\\:")
-        return f"tcp6:{port}:interface={escaped}"
-    if host in ("", "0.0.0.0"):
-        return f"tcp:{port}"
-    return f"tcp:{port}:interface={host}"
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -81,6 +76,11 @@ def announce_ips(config: PeerConfig, gateway_base_url: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+class IPeerReactor(IReactorTime, IReactorTCP, IReactorUDP, IReactorCore):
+    """What the peer needs of the reactor: its clock, TCP to listen on, UDP for the BEP 15
+    client, and ``resolve`` for tracker host names."""
+
+
 class PeerService(MultiService):
     log = Logger()
     name = "peer"
@@ -89,9 +89,9 @@ class PeerService(MultiService):
         self,
         config: PeerConfig,
         factory: PeerFactory,
-        announcer: Announcer,
+        announcer: TrackerAnnouncer,
         known_info_hashes: Callable[[], Any],
-        reactor: Any,
+        reactor: IPeerReactor,
         udp: UdpAnnounceClient | None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -102,7 +102,7 @@ class PeerService(MultiService):
         self.reactor = reactor
         self.udp = udp
         self._udp_port: Any = None
-        endpoint = serverFromString(reactor, _endpoint(config.port, config.host))  # type: ignore[no-untyped-call]
+        endpoint = serverFromString(reactor, tcp_server(config.port, config.host))  # type: ignore[no-untyped-call]
         self.listener = StreamServerEndpointService(endpoint, factory)  # type: ignore[no-untyped-call]
         self.listener.setName("peer-tcp")  # type: ignore[no-untyped-call]
         self.listener.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -124,7 +124,7 @@ class PeerService(MultiService):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         if self.udp is not None:
-            self._udp_port = self.reactor.listenUDP(0, self.udp)
+            self._udp_port = self.reactor.listenUDP(0, self.udp, "", 8192)
         d = getattr(self.listener, "_waitingForPort", None)
 
         def listening(_: Any = None) -> Any:
@@ -177,10 +177,10 @@ def _with_port(cfg: SessionConfig, port: int) -> SessionConfig:
 def build_peer(
     config: PeerConfig,
     *,
-    store: Any,
-    reactor: Any,
+    store: ContentStore,
+    reactor: IPeerReactor,
     rng: random.Random,
-    tracker: Any = None,
+    tracker: LocalPeers | None = None,
     gateway_base_url: str = "http://127.0.0.1",
     http_get: Callable[..., Any] | None = None,
     dht_port: int = 0,
@@ -208,7 +208,7 @@ def build_peer(
         import treq
 
         http_get = treq.get
-    announcer = Announcer(
+    announcer = TrackerAnnouncer(
         clock=reactor,
         peer_id=peer_id,
         port=config.port,

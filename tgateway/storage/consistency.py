@@ -43,6 +43,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock
 
+from .api import Db
 from .disk import DiskLayout
 
 SHARDS = tuple(f"{i:02x}" for i in range(256))
@@ -246,7 +247,7 @@ class StorageCheck:
     def __init__(
         self,
         *,
-        db: Any,
+        db: Db,
         layout: DiskLayout,
         lock: DeferredLock,
         in_thread: Callable[..., Deferred[Any]],

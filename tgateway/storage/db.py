@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -143,7 +144,7 @@ class Database:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, path: str) -> None:
+    def __init__(self, reactor: IReactorFromThreads, path: str) -> None:
         self._reactor = reactor
         self.path = path
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tgateway-db")

@@ -1,4 +1,4 @@
-"""SHA-256 of a byte stream and of its chunks, computed together.
+"""SHA-256 of an upload's bytes and of its chunks, computed together.
 
 Every upload is addressed by the SHA-256 of the whole file, and each of its chunks by its own
 SHA-256. Chunk boundaries fall on 64-byte block boundaries of the file (the chunk size is a
@@ -44,7 +44,7 @@ def _digest(state: bytearray, tail: bytes, length: int) -> str:
 class Sha256Pair:
     """The SHA-256 of everything written (``whole_hexdigest``) and of everything written since
     the last ``end_chunk`` (which returns that chunk's digest). ``end_chunk`` may only be
-    called on a 64-byte boundary of the stream, except for the last chunk."""
+    called on a 64-byte boundary of the bytes, except for the last chunk."""
 
     def __init__(self) -> None:
         if not pair_available():

@@ -1,4 +1,4 @@
-"""Streaming ingest: hash and write an upload as its bytes arrive.
+"""The ingest: hash and write an upload as its bytes arrive.
 
 One *assembler* takes the bytes in order, on one thread at a time, and gathers them in the
 current chunk's page-aligned buffer (copying them, or only counting them when the body reader
@@ -19,6 +19,8 @@ The assembler runs either
   ``MAX_IN_FLIGHT`` bytes wait for it the source is paused (TCP backpressure).
 
 The hashing releases the GIL, so these threads run in parallel with the reactor and each other.
+The threads are :mod:`tgateway.storage.workers`, the stages :mod:`tgateway.storage.stages`, the
+writes :mod:`tgateway.storage.directio`; this module is the state machine that drives them.
 Memory per upload is bounded (``POOL`` chunk buffers, plus what waits in flight). Nothing is
 read twice. ``finish`` returns an :class:`IngestResult` whose temporary files are fsynced but
 not yet placed; the store places them and commits the row. ``abort`` removes the temporary
@@ -27,13 +29,9 @@ folder.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
-import hashlib
 import mmap
 import os
-import queue
 import shutil
 import threading
 from collections.abc import Callable
@@ -47,350 +45,26 @@ from twisted.python.failure import Failure
 
 from tgateway.errors import ApiError, InsufficientStorage, PayloadTooLarge
 
-from .hashing import Sha256Pair, pair_available
+from . import directio
+from .stages import Assembler, BufferPool, Lane, Sha256Chain
+from .workers import Worker, WorkerFactory, call_inline
+
+__all__ = [
+    "BATCH",
+    "HEAD_BYTES",
+    "Ingest",
+    "IngestResult",
+    "LANES",
+    "MAX_IN_FLIGHT",
+    "POOL",
+    "convert_layout",
+]
 
 BATCH = 1 << 20  # bytes the reactor gathers before handing them to the feeder
 MAX_IN_FLIGHT = 8 << 20  # bytes handed to the feeder and not yet taken by it
 LANES = 2
 POOL = LANES + 4  # chunk buffers per upload: one filling, the others being hashed and written
-ALIGN = 4096  # O_DIRECT buffer, offset and length alignment
 HEAD_BYTES = 4096  # the first bytes of an upload, kept for MIME sniffing (IngestResult.head)
-
-
-# --------------------------------------------------------------------------- workers
-
-
-class SerialWorker:
-    """Runs queued functions one after another on its own thread.
-
-    ``submit`` reports the result to the reactor through a Deferred; ``post`` does not (the
-    function reports what matters itself), which spares the reactor a wake-up per job.
-    """
-
-    log = Logger()
-
-    def __init__(self, reactor: Any, name: str) -> None:
-        self._reactor = reactor
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Deferred[Any] | None] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, d = item
-            try:
-                result = fn()
-            except BaseException:
-                f = Failure()
-                if d is None:
-                    self._reactor.callFromThread(self.log.failure, "worker job failed", f)
-                else:
-                    self._reactor.callFromThread(d.errback, f)
-            else:
-                if d is not None:
-                    self._reactor.callFromThread(d.callback, result)
-
-    def submit(self, fn: Callable[[], Any]) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self._queue.put((fn, d))
-        return d
-
-    def post(self, fn: Callable[[], Any]) -> None:
-        """Queue ``fn`` (thread-safe: workers post to each other); no result comes back."""
-        self._queue.put((fn, None))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-
-class InlineWorker:
-    """Runs submitted functions at once, in the calling thread (tests)."""
-
-    log = Logger()
-
-    def submit(self, fn: Callable[[], Any]) -> Deferred[Any]:
-        from twisted.internet.defer import fail, succeed
-
-        try:
-            return succeed(fn())
-        except BaseException:
-            return fail()
-
-    def post(self, fn: Callable[[], Any]) -> None:
-        try:
-            fn()
-        except Exception:
-            self.log.failure("worker job failed")
-
-    def stop(self) -> None:
-        pass
-
-
-WorkerFactory = Callable[[str], Any]
-
-
-# --------------------------------------------------------------------------- thread-side state
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _pwrite_direct(fd: int, view: memoryview, offset: int) -> None:
-    """Write an aligned buffer with O_DIRECT; a filesystem that refuses it (EINVAL) gets the
-    same bytes through the page cache instead."""
-    try:
-        _pwrite_all(fd, view, offset)
-    except OSError as e:
-        if e.errno != errno.EINVAL:
-            raise
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-        _pwrite_all(fd, view, offset)
-
-
-class _BufferPool:
-    """Page-aligned chunk buffers of one upload (anonymous mmaps: a page costs memory only once
-    it is touched, so a small upload uses what it fills). ``take`` waits while all ``count``
-    buffers are out; any thread may ``give`` one back."""
-
-    def __init__(self, size: int, count: int) -> None:
-        self.size = size
-        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._made = 0
-        self._count = count
-        self._all: list[mmap.mmap] = []
-
-    def take(self) -> mmap.mmap:
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if self._made < self._count:
-                self._made += 1
-                buf = mmap.mmap(-1, self.size)
-                self._all.append(buf)
-                return buf
-        return self._free.get()
-
-    def give(self, buf: mmap.mmap) -> None:
-        self._free.put(buf)
-
-    def close(self) -> None:
-        """Free the buffers (once every lane job has run)."""
-        with self._lock:
-            bufs, self._all = self._all, []
-        for buf in bufs:
-            try:
-                buf.close()
-            except BufferError:  # a view still exported: the garbage collector frees it
-                pass
-
-
-def _address(buffer: Any) -> int | None:
-    """Where a writable buffer's first byte is in memory (None for read-only or empty ones)."""
-    try:
-        anchor = ctypes.c_char.from_buffer(buffer)
-    except (TypeError, ValueError):
-        return None
-    try:
-        return ctypes.addressof(anchor)
-    finally:
-        del anchor
-
-
-class _Assembler:
-    """The upload's bytes in order (one thread at a time: the body reader or the feeder),
-    gathered in chunk buffers; a full buffer is handed to ``hand_off(index, buffer, size)``.
-    Nothing else happens on this thread: for an HTTP upload it is the thread that reads the
-    socket, the one step that cannot be spread over cores.
-
-    ``write`` copies, except for bytes that were received straight into the space ``reserve``
-    handed out: those are only counted in.
-    """
-
-    def __init__(self, pool: _BufferPool, hand_off: Callable[[int, mmap.mmap, int], None]) -> None:
-        self._pool = pool
-        self._hand_off_to = hand_off
-        self._index = 0
-        self._buffer: mmap.mmap | None = None
-        self._fill = 0
-        self._reserved: tuple[int, int] | None = None  # (address, length) handed out by reserve
-        self.copied = 0  # bytes that came through a copy (the rest were received in place)
-
-    def reserve(self) -> memoryview:
-        """The free end of the current chunk buffer, to receive the next bytes into; they are
-        then passed to ``write`` as (a prefix of) this view."""
-        if self._buffer is None:
-            self._buffer = self._pool.take()
-            self._fill = 0
-        view = memoryview(self._buffer)[self._fill:]
-        address = _address(view)
-        self._reserved = None if address is None else (address, len(view))
-        return view
-
-    def write(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
-        reserved, self._reserved = self._reserved, None
-        if reserved is not None and len(view):
-            address = _address(view)
-            if address == reserved[0] and len(view) <= reserved[1]:
-                self._fill += len(view)  # already in place
-                if self._fill == self._pool.size:
-                    self._hand_off()
-                return
-            if address is not None and reserved[0] < address < reserved[0] + reserved[1]:
-                view = memoryview(bytes(view))  # would overlap where it is copied to
-        size = self._pool.size
-        self.copied += len(view)
-        while view:
-            buffer = self._buffer
-            if buffer is None:
-                buffer = self._buffer = self._pool.take()
-                self._fill = 0
-            fill = self._fill
-            take = min(len(view), size - fill)
-            buffer[fill:fill + take] = view[:take]
-            self._fill = fill + take
-            view = view[take:]
-            if self._fill == size:
-                self._hand_off()
-
-    def _hand_off(self) -> None:
-        buffer, self._buffer = self._buffer, None
-        if buffer is None:
-            return
-        index, self._index = self._index, self._index + 1
-        self._hand_off_to(index, buffer, self._fill)
-
-    def close(self) -> None:
-        """Hand off the last, shorter chunk."""
-        self._reserved = None
-        self._hand_off()
-
-    def discard(self) -> None:
-        self._reserved = None
-        if self._buffer is not None:
-            self._pool.give(self._buffer)
-            self._buffer = None
-
-
-HASH_STEP = 256 * 1024  # two hashlib passes per step: the second reads from the cache
-
-
-class _Sha256Chain:
-    """SHA-256 of the whole file and of each chunk, chunk after chunk in order (its own
-    thread). With the ``_sha256x2`` extension both come from one pass (see
-    :mod:`tgateway.storage.hashing`); otherwise from two hashlib passes over each step."""
-
-    def __init__(self) -> None:
-        self._pair = Sha256Pair() if pair_available() else None
-        self._whole = hashlib.sha256()
-        self.chunks: dict[int, str] = {}
-
-    def chunk(self, index: int, buffer: mmap.mmap, size: int) -> None:
-        with memoryview(buffer) as view:
-            if self._pair is not None:
-                self._pair.update(view[:size])
-                self.chunks[index] = self._pair.end_chunk()
-                return
-            chunk = hashlib.sha256()
-            for start in range(0, size, HASH_STEP):
-                part = view[start:min(size, start + HASH_STEP)]
-                self._whole.update(part)
-                chunk.update(part)
-            self.chunks[index] = chunk.hexdigest()
-
-    def close(self) -> str:
-        if self._pair is not None:
-            return self._pair.whole_hexdigest()
-        return self._whole.hexdigest()
-
-
-class _Lane:
-    """Chunks ``i % LANES == k`` of one upload (lane k's thread only): the chunk's SHA-1
-    (piece i) and its write.
-
-    In chunked mode chunk i goes to ``<tmp>/<i>``; in blob mode to ``blob_fd`` at offset
-    ``i * piece_length``. With ``direct`` (the folder takes O_DIRECT) the buffer goes straight to
-    the disk: no page-cache copy, no page-cache growth, and the fsync has only metadata left to
-    do; the last, shorter chunk is written padded to the alignment and truncated to its size.
-    Otherwise it is written through the page cache. A finished chunk file's descriptor is
-    returned to be fsynced and closed off this thread.
-    """
-
-    def __init__(self, tmp: Path, piece_length: int, blob_fd: int | None, direct: bool) -> None:
-        self.tmp = tmp
-        self.piece_length = piece_length
-        self.blob_fd = blob_fd
-        self.direct = direct
-        self.done: dict[int, tuple[int, bytes]] = {}  # index -> (size, sha1)
-
-    def store(self, index: int, buffer: mmap.mmap, size: int) -> list[int]:
-        with memoryview(buffer) as whole:
-            sha1 = hashlib.sha1(whole[:size]).digest()
-            fds: list[int] = []
-            if self.direct:
-                padded = -(-size // ALIGN) * ALIGN
-                if padded > size:
-                    buffer[size:padded] = bytes(padded - size)
-                data = whole[:padded]
-            else:
-                data = whole[:size]
-            try:
-                if self.blob_fd is not None:
-                    # a padded last chunk: the blob is truncated to the upload's size at the end
-                    write = _pwrite_direct if self.direct else _pwrite_all
-                    write(self.blob_fd, data, index * self.piece_length)
-                else:
-                    fd = open_temp(self.tmp / str(index), self.direct)[0]
-                    fds.append(fd)
-                    if self.direct:
-                        _pwrite_direct(fd, data, 0)
-                        if len(data) != size:
-                            os.ftruncate(fd, size)
-                    else:
-                        _pwrite_all(fd, data, 0)
-            except BaseException:
-                for fd in fds:
-                    os.close(fd)
-                raise
-            finally:
-                data.release()
-        self.done[index] = (size, sha1)
-        return fds
-
-
-def _fsync_close(fds: list[int], drop_cache: bool = False) -> None:
-    """fsync and close; with ``drop_cache`` the file's pages then leave the page cache.
-
-    A finished chunk is not read back by the upload, so its pages are handed back at once and
-    the next chunks reuse them: the page cache does not grow by the size of every upload (which
-    would evict what downloads are reading), and the kernel recycles warm pages instead of
-    faulting in fresh ones (on a VM with a free-page-reporting balloon a fresh page costs a
-    host fault; see docs/benchmarks.md, Storage)."""
-    for fd in fds:
-        try:
-            os.fsync(fd)
-            if drop_cache:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 # --------------------------------------------------------------------------- results
@@ -416,21 +90,6 @@ class IngestResult:
         return self.tmp / "blob"
 
 
-def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
-    """Kernel-side copy (no hashing, no Python buffers)."""
-    done = 0
-    while done < length:
-        try:
-            n = os.copy_file_range(src, dst, length - done, offset + done)
-        except OSError:
-            os.lseek(src, offset + done, os.SEEK_SET)
-            buf = os.read(src, min(length - done, 1 << 20))
-            n = len(buf)
-            _write_all(dst, memoryview(buf))
-        if n == 0:
-            raise OSError("unexpected end of file while copying")
-        done += n
-
 
 def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
     """Re-cut the temp files (blob <-> chunks) with kernel copies; hashes stay as computed."""
@@ -443,7 +102,7 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
             for i, (_, size) in enumerate(result.chunks):
                 dst = os.open(result.chunk_file(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
-                    _copy_range(src, dst, offset, size)
+                    directio.copy_range(src, dst, offset, size)
                     os.fsync(dst)
                 finally:
                     os.close(dst)
@@ -457,7 +116,7 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
             for i, (_, size) in enumerate(result.chunks):
                 src = os.open(result.chunk_file(i), os.O_RDONLY)
                 try:
-                    _copy_range(src, dst, 0, size)
+                    directio.copy_range(src, dst, 0, size)
                 finally:
                     os.close(src)
                 result.chunk_file(i).unlink()
@@ -476,37 +135,6 @@ def convert_layout(result: IngestResult, want_chunked: bool) -> IngestResult:
 
 
 # --------------------------------------------------------------------------- the ingest
-
-
-def open_temp(path: Path, direct: bool) -> tuple[int, bool]:
-    """Create a temporary file for writing, with O_DIRECT when asked and the filesystem takes
-    it; returns the fd and whether it is O_DIRECT."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    if direct:
-        try:
-            return os.open(path, flags | os.O_DIRECT, 0o644), True
-        except OSError as e:
-            if e.errno != errno.EINVAL:  # tmpfs and some others refuse O_DIRECT
-                raise
-    return os.open(path, flags, 0o644), False
-
-
-def takes_direct_io(folder: Path) -> bool:
-    """Whether files in ``folder`` can be written with O_DIRECT (the store asks once at start)."""
-    probe = folder / ".direct"
-    try:
-        fd, direct = open_temp(probe, True)
-    except OSError:
-        return False
-    os.close(fd)
-    probe.unlink(missing_ok=True)
-    return direct
-
-
-def call_inline(fn: Callable[..., Any], *args: Any) -> None:
-    fn(*args)
-
-
 
 
 class Ingest:
@@ -552,18 +180,18 @@ class Ingest:
         self._stopped = False
         self.chunked_files = chunked
         self._blob_fd: int | None = None
-        direct = direct_io and piece_length % ALIGN == 0
+        direct = direct_io and piece_length % directio.ALIGN == 0
         if not chunked:
-            self._blob_fd, direct = open_temp(tmp / "blob", direct)
+            self._blob_fd, direct = directio.open_temp(tmp / "blob", direct)
         self.direct_io = direct
-        self._pool = _BufferPool(piece_length, POOL)
-        self._lane_states = [_Lane(tmp, piece_length, self._blob_fd, direct) for _ in range(LANES)]
+        self._pool = BufferPool(piece_length, POOL)
+        self._lane_states = [Lane(tmp, piece_length, self._blob_fd, direct) for _ in range(LANES)]
         self._lanes = [workers(f"tgateway-lane{k}") for k in range(LANES)]
-        self._chain = _Sha256Chain()
+        self._chain = Sha256Chain()
         self._hasher = workers("tgateway-sha256")
         self._feeder = workers("tgateway-feed")
         self._syncer = workers("tgateway-fsync")
-        self._assembler = _Assembler(self._pool, self._store_chunk)
+        self._assembler = Assembler(self._pool, self._store_chunk)
         self._head = b""  # the first bytes, taken from chunk 0 (assembler's thread)
 
     # flow control ---------------------------------------------------------
@@ -720,7 +348,7 @@ class Ingest:
         """(any thread) fsync and close finished chunk files on the fsync worker."""
         if fds:
             drop = self.chunked_files and not self.direct_io  # O_DIRECT left nothing cached
-            self._syncer.post(self._job(lambda: _fsync_close(fds, drop)))
+            self._syncer.post(self._job(lambda: directio.fsync_close(fds, drop)))
 
     def _thread_failed(self, failure: Failure) -> None:
         with self._lock:
@@ -749,7 +377,7 @@ class Ingest:
 
     # end --------------------------------------------------------------------
 
-    def _drain(self, workers: list[Any]) -> Deferred[Any]:
+    def _drain(self, workers: list[Worker]) -> Deferred[Any]:
         """Fires when every job queued so far on ``workers`` has run (they are FIFO)."""
         from twisted.internet.defer import DeferredList
 

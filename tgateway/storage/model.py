@@ -64,3 +64,18 @@ class StoredEvent:
     file: StoredFile
     context: UploadContext
     new: bool
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """One owner's reference to a stored file (a row of ``file_owners``)."""
+
+    sha256: str
+    owner: str  # '' for anonymous
+    name: str
+    title: str | None
+    description: str | None
+    announce_dht: bool
+    source: str
+    created_at: float
+

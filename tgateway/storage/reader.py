@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -92,7 +92,7 @@ class ChunkReader:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         layout: DiskLayout,
         cache: BlockCache,
         pool: ThreadPool | None = None,

@@ -11,6 +11,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .api import Db
+
 __all__ = ["Job", "JobStore"]
 
 
@@ -123,7 +125,7 @@ def _counts_txn(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 class JobStore:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def add(self, sha256: str, duration: float, probe: dict[str, Any], priority: int,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -29,7 +29,7 @@ from twisted.web.server import Request
 from tgateway.bencode import DecodeError
 from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
 from tgateway.proxies import ProxyPolicy
-from tgateway.tracker.core import SwarmStore, TrackerError, peer_id_of
+from tgateway.tracker.core import SwarmStore, TrackerError
 from tgateway.tracker.wire import (
     decode_announce_query,
     decode_scrape_query,
@@ -82,7 +82,7 @@ class HttpTracker:
     def __init__(
         self,
         store: SwarmStore,
-        clock: Any,
+        clock: IReactorTime,
         *,
         interval: int,
         min_interval: int,
@@ -135,22 +135,13 @@ class HttpTracker:
                 b"".join(p4), b"".join(p6) if p6 else b"", warning,
             )
         peers = []
-        ids = self._peer_ids(q.info_hash) if not q.no_peer_id else None
+        ids = self.store.peer_ids(q.info_hash) if not q.no_peer_id else None
         for key in p4 + p6:
             peer_id = ids.get(key, b"\x00" * 20) if ids is not None else None
             peers.append((unpack_ip(key[:-2]), int.from_bytes(key[-2:], "big"), peer_id))
         return encode_announce_dict(
             complete, incomplete, downloaded, self.interval, self.min_interval, peers, warning
         )
-
-    def _peer_ids(self, info_hash: bytes) -> dict[bytes, bytes]:
-        swarm = self.store.swarms.get(info_hash)
-        ids: dict[bytes, bytes] = {}
-        if swarm is not None:
-            for d in (swarm.seeds4, swarm.leech4, swarm.seeds6, swarm.leech6):
-                for k, v in d.items():
-                    ids[k] = peer_id_of(v)
-        return ids
 
     def scrape(self, qs: bytes) -> bytes:
         """The reply body for ``GET /scrape?<qs>``. Never raises."""
@@ -434,7 +425,7 @@ class TrackerHTTPFactory(Factory):
     protocol = TrackerHTTPProtocol  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, tracker: HttpTracker, clock: Any, ws_factory: Any = None,
+    def __init__(self, tracker: HttpTracker, clock: IReactorTime, ws_factory: Any = None,
                  idle_timeout: float = 120.0, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.tracker = tracker
         self.clock = clock

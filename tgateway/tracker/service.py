@@ -16,23 +16,18 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 
 from tgateway.config import Config, TrackerConfig
+from tgateway.endpoints import tcp_server
 from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
+from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
 __all__ = ["Tracker", "build_tracker", "announce_urls", "tracker_urls"]
-
-
-def _endpoint(port: int, host: str) -> str:
-    if ":" in host:
-        return "tcp6:{}:interface={}".format(port, host.replace(":", "\\:"))
-    if host in ("", "0.0.0.0"):
-        return f"tcp:{port}"
-    return f"tcp:{port}:interface={host}"
 
 
 class Tracker:
@@ -75,7 +70,7 @@ class Tracker:
         """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
         return {
             "status": "ok",
-            "swarms": len(self.store.swarms),
+            "swarms": self.store.swarm_count(),
             "ws_connections": self.ws_factory.connections,
             "ws_offers_dropped": self.store.ws_dropped,  # not sent to congested sockets
             "ws_dropped_slow": self.ws_factory.dropped_slow,  # sockets dropped for not reading
@@ -115,7 +110,7 @@ def announce_urls(config: Config) -> list[str]:
 def build_tracker(
     config: TrackerConfig,
     gateway_base_url: str,
-    clock: Any,
+    clock: IReactorTime,
     rng: random.Random | None = None,
     is_known_info_hash: Callable[[bytes], bool] | None = None,
     reactor: Any = None,
@@ -134,7 +129,7 @@ def build_tracker(
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
     if reactor is None:
         reactor = clock
-    store = SwarmStore(
+    store = MemorySwarmStore(
         rng,
         interval=config.announce_interval,
         ws_interval=config.ws_announce_interval,
@@ -178,7 +173,7 @@ def build_tracker(
         udp_service.setName("tracker-udp")
         udp_service.setServiceParent(services)
     if config.http_port:
-        endpoint = serverFromString(reactor, _endpoint(config.http_port, config.host))
+        endpoint = serverFromString(reactor, tcp_server(config.http_port, config.host))
         http_service = StreamServerEndpointService(
             endpoint, TrackerHTTPFactory(http, clock, ws_factory)
         )

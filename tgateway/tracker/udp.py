@@ -1,4 +1,5 @@
-"""BEP 15 UDP tracker adapter: decode a datagram, call the swarm store, write the reply.
+"""BEP 15 UDP tracker adapter: decode a datagram, call the swarm store, write the reply (the
+packets are :mod:`tgateway.tracker.bep15`'s).
 
 Connection ids come from :class:`~tgateway.tracker.core.ConnectionIds` (stateless, bound to the
 client's address and port, valid 2 minutes). A request with a bad or expired connection id gets
@@ -12,19 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from tgateway.tracker.bep15 import (
+    UdpDecodeError,
+    decode_request,
+    encode_announce_reply,
+    encode_connect_reply,
+    encode_error_reply,
+    encode_scrape_reply,
+)
 from tgateway.tracker.core import ConnectionIds, SwarmStore, TrackerError
 from tgateway.tracker.http import AddressBook
-from tgateway.tracker.wire import (
-    UdpDecodeError,
-    decode_udp,
-    encode_udp_announce,
-    encode_udp_connect,
-    encode_udp_error,
-    encode_udp_scrape,
-)
 
 
 class UdpTracker(DatagramProtocol):
@@ -35,7 +37,7 @@ class UdpTracker(DatagramProtocol):
         self,
         store: SwarmStore,
         connection_ids: ConnectionIds,
-        clock: Any,
+        clock: IReactorTime,
         *,
         interval: int,
         default_numwant: int,
@@ -80,11 +82,11 @@ class UdpTracker(DatagramProtocol):
     def handle(self, datagram: bytes, host: str, port: int) -> bytes | None:
         """The reply to one datagram from (host, port), or None to stay silent."""
         try:
-            req = decode_udp(datagram)
+            req = decode_request(datagram)
         except UdpDecodeError as e:
             if e.transaction_id is None:
                 return None
-            return encode_udp_error(e.transaction_id, str(e))
+            return encode_error_reply(e.transaction_id, str(e))
         try:
             packed = self.addresses.pack(host)
         except ValueError:
@@ -95,7 +97,7 @@ class UdpTracker(DatagramProtocol):
         if action == 1:
             (_, tid, cid, ih, pid, _down, left, _up, event, _ip, _key, numwant, peer_port) = req
             if not self.ids.check(cid, client, now):
-                return encode_udp_error(tid, "connection id expired, connect again")
+                return encode_error_reply(tid, "connection id expired, connect again")
             if numwant < 0:
                 numwant = self.default_numwant
             elif numwant > self.max_numwant:
@@ -107,14 +109,14 @@ class UdpTracker(DatagramProtocol):
                     not v6, v6,
                 )
             except TrackerError as e:
-                return encode_udp_error(tid, e.message)
-            return encode_udp_announce(
+                return encode_error_reply(tid, e.message)
+            return encode_announce_reply(
                 tid, self.interval, incomplete, complete, b"".join(p6 if v6 else p4)
             )
         if action == 0:
-            return encode_udp_connect(req[1], self.ids.issue(client, now))
+            return encode_connect_reply(req[1], self.ids.issue(client, now))
         # scrape
         tid, cid, hashes = req[1], req[2], req[3]
         if not self.ids.check(cid, client, now):
-            return encode_udp_error(tid, "connection id expired, connect again")
-        return encode_udp_scrape(tid, self.store.scrape(hashes))
+            return encode_error_reply(tid, "connection id expired, connect again")
+        return encode_scrape_reply(tid, self.store.scrape(hashes))

@@ -16,7 +16,7 @@ be queued, or when it stays congested for ``SEND_STALL`` seconds. Messages wait 
 the reactor turn in the connection (:meth:`Outbox.send_json`), at most ``FLUSH_SIZE``
 bytes and one message before they are written to the transport, where the bound sees them.
 
-Offers and answers are forwarded as the JSON text the client sent (:func:`~.wire.decode_ws`
+Offers and answers are forwarded as the JSON text the client sent (:func:`~.ws_wire.decode_ws`
 keeps them raw), and replies are UTF-8 JSON, as ``bittorrent-tracker`` sends them.
 """
 
@@ -37,7 +37,7 @@ from tgateway.backpressure import SendBound
 from tgateway.bencode import DecodeError
 from tgateway.tracker.core import SwarmStore, TrackerError, WsSession
 from tgateway.tracker.http import send_in_place
-from tgateway.tracker.wire import WsAnnounce, decode_ws
+from tgateway.tracker.ws_wire import WsAnnounce, decode_ws
 
 _log = Logger()
 _OPEN = WebSocketServerProtocol.STATE_OPEN

@@ -27,6 +27,8 @@ __all__ = [
     "avc_codecs",
     "encode_argv",
     "hls_argv",
+    "IMAGE_OUTPUTS",
+    "image_argv",
     "master_playlist",
     "plan_variants",
 ]
@@ -228,3 +230,30 @@ def rewrite_media_playlist(text: str, names: dict[str, str]) -> str:
             line = names.get(line, line)
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+#: still-image outputs of :func:`image_argv`: (FFmpeg encoder, muxer, MIME type, extension)
+IMAGE_OUTPUTS = {
+    "jpeg": ("mjpeg", "image2", "image/jpeg", ".jpg"),
+    "png": ("png", "image2", "image/png", ".png"),
+    "gif": ("gif", "gif", "image/gif", ".gif"),
+}
+
+
+def image_argv(ffmpeg: str, source: str, out: str, fmt: str) -> list[str]:
+    """Re-encode an image as ``fmt`` (a key of :data:`IMAGE_OUTPUTS`) without its metadata.
+
+    FFmpeg applies an EXIF orientation while decoding, so the pixels come out upright and the
+    output needs no EXIF; ``-map_metadata -1`` and the bit-exact flags leave out every tag and
+    encoder comment (location, camera, software). JPEG and PNG keep the first frame; a GIF keeps
+    its frames (an animation stays one).
+    """
+    encoder, muxer, _, _ = IMAGE_OUTPUTS[fmt]
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-v", "error", "-i", source,
+            "-map", "0:v:0", "-map_metadata", "-1", "-map_chapters", "-1",
+            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-c:v", encoder]
+    if fmt == "jpeg":
+        argv += ["-q:v", "3", "-pix_fmt", "yuvj420p", "-frames:v", "1"]
+    elif fmt == "png":
+        argv += ["-pred", "mixed", "-frames:v", "1"]
+    return [*argv, "-f", muxer, out]

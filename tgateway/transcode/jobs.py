@@ -24,14 +24,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from tgateway.config import TranscodingConfig
+from tgateway.links import Links
+from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.transcode_jobs import Job, JobStore
 
@@ -47,22 +50,36 @@ from .argv import (
     plan_variants,
     rewrite_media_playlist,
 )
+from .outputs import read_head, read_text, store_file, write_text
 from .probe import (
     ProbeError,
     ProbeResult,
     looks_like_video,
-    parse_ffmpeg_info,
-    parse_ffprobe_json,
-    probe_argv,
 )
-from .process import FFmpegCancelled, FFmpegFailed, FFmpegRun, Progress, run_ffmpeg
+from .probing import Prober
+from .process import (
+    FFmpegCancelled,
+    FFmpegFailed,
+    FFmpegRun,
+    IFFmpegReactor,
+    Progress,
+    run_ffmpeg,
+)
 from .tools import FFmpegTools
+
+if TYPE_CHECKING:
+    from tgateway.nostr.nip71 import VideoAnnouncer
 
 __all__ = ["OWNER_PREFIX", "Transcoder"]
 
 OWNER_PREFIX = "transcode:"
 PLAYLIST_MIME = "application/vnd.apple.mpegurl"
 PROGRESS_SAVE_INTERVAL = 1.0
+
+
+class ITranscoderReactor(IFFmpegReactor, IReactorThreads):
+    """What the transcoder needs of the reactor: FFmpeg runs, and its thread pool for file
+    work (a reactor without one runs that work inline: tests)."""
 
 
 class _Stopped(Exception):
@@ -77,12 +94,12 @@ class Transcoder(Service):
         self,
         *,
         config: TranscodingConfig,
-        store: Any,
-        db: Any,
-        links: Any,
-        reactor: Any,
+        store: ContentStore,
+        db: Db,
+        links: Links,
+        reactor: ITranscoderReactor,
         tools: FFmpegTools | None,
-        announcer: Any = None,
+        announcer: VideoAnnouncer | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -94,7 +111,7 @@ class Transcoder(Service):
         self.profiles = [Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
                          for p in config.profiles]
         self.work_dir = os.path.abspath(config.work_dir)
-        self._probes = DeferredSemaphore(2)
+        self._prober = Prober(store, reactor, tools) if tools is not None else None
         self._runs: dict[str, FFmpegRun] = {}  # sha256 -> the FFmpeg run of a running job
         self._running: dict[str, Deferred[None]] = {}  # sha256 -> the job's coroutine
         self._progress: dict[str, float] = {}
@@ -102,7 +119,6 @@ class Transcoder(Service):
         self._deleted: set[str] = set()
         self._outputs: dict[str, list[str]] = {}  # outputs stored so far by a running job
         self._tasks: set[Deferred[Any]] = set()
-        self._probe_runs: set[FFmpegRun] = set()
         self._kicking = False
         self._kick_again = False
         self._stopping = False
@@ -138,8 +154,10 @@ class Transcoder(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         self._stopping = True
-        for run in list(self._runs.values()) + list(self._probe_runs):
+        for run in self._runs.values():
             run.cancel()
+        if self._prober is not None:
+            self._prober.cancel_all()
         pending = list(self._running.values()) + list(self._tasks)
         return DeferredList(pending, consumeErrors=True)
 
@@ -170,7 +188,8 @@ class Transcoder(Service):
         if not looks_like_video(head[:4096], f.mime):
             return
         try:
-            probe = await self._probes.run(lambda: Deferred.fromCoroutine(self.probe(f)))
+            assert self._prober is not None  # on_stored does nothing without FFmpeg
+            probe = await self._prober.probe_soon(f)
         except ProbeError as e:
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
             await self.store.set_meta(f.sha256, video_error=str(e))
@@ -188,26 +207,8 @@ class Transcoder(Service):
 
     async def probe(self, f: StoredFile) -> ProbeResult:
         """Probe a stored file (raises ProbeError)."""
-        assert self.tools is not None
-        folder = os.path.join(self.work_dir, "probe-" + f.sha256)
-        try:
-            argv = probe_argv(self.tools.ffmpeg, self.tools.ffprobe, await self._source(f, folder))
-            run = run_ffmpeg(self.reactor, argv, keep_stdout=True, stderr_tail=256 * 1024)
-            self._probe_runs.add(run)
-            run.protocol.ended.addBoth(lambda r: (self._probe_runs.discard(run), r)[1])
-            try:
-                out = await run.done
-            except FFmpegCancelled:
-                raise ProbeError("the gateway is stopping") from None
-            except FFmpegFailed as e:
-                if self.tools.ffprobe:
-                    raise ProbeError(e.message) from None
-                return parse_ffmpeg_info(run.protocol.stderr_tail())
-            if self.tools.ffprobe:
-                return parse_ffprobe_json(out)
-            return parse_ffmpeg_info(run.protocol.stderr_tail())
-        finally:
-            await self._thread(shutil.rmtree, folder, True)
+        assert self._prober is not None
+        return await self._prober.probe(f)
 
     async def enqueue(self, sha256: str, probe: ProbeResult, priority: int = 0) -> bool:
         added = await self.jobs.add(sha256, probe.duration, probe.to_json(), priority,
@@ -283,7 +284,8 @@ class Transcoder(Service):
             f = await self.store.get(sha256)
             if f is None or "video" not in f.meta:
                 return None
-            await self.enqueue(sha256, ProbeResult.from_json(f.meta["video"]), priority or 0)
+            video = cast(dict[str, Any], f.meta["video"])  # a ProbeResult.to_json() dict
+            await self.enqueue(sha256, ProbeResult.from_json(video), priority or 0)
             return await self.jobs.get(sha256)
         if job.state == "running":
             return job
@@ -392,20 +394,6 @@ class Transcoder(Service):
                 return fail()
         return deferToThreadPool(self.reactor, pool(), fn, *args)
 
-    async def _source(self, f: StoredFile, folder: str) -> str:
-        """The FFmpeg input URL of a stored file: its blob, or its chunks one after the other.
-
-        Chunks go through the ``concatf:`` protocol and a list file written in ``folder``
-        (FFmpeg limits a URL to 4096 bytes: ``concat:a|b|...`` would fail past some forty
-        chunks)."""
-        layout = self.store.layout
-        if f.storage == "blob":
-            return "file:" + str(layout.blob_path(f.sha256))
-        lines = "".join(f"file:{layout.chunk_path(c.sha256)}\n" for c in f.chunks)
-        path = os.path.join(folder, f"{f.sha256}.chunks")
-        await self._thread(_write_list, folder, path, lines)
-        return "concatf:" + path
-
     async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
         assert self.tools is not None
         sha = job.sha256
@@ -417,9 +405,10 @@ class Transcoder(Service):
         await self._thread(shutil.rmtree, work, True)
         await self._thread(os.makedirs, work, 0o755, True)
         segment = float(self.config.hls_segment_duration)
-        argv = encode_argv(self.tools.ffmpeg, await self._source(f, work), probe, variants, work,
-                           preset=self.config.preset, segment=segment)
-        await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
+        async with self.store.ffmpeg_input(f) as source:
+            argv = encode_argv(self.tools.ffmpeg, source, probe, variants, work,
+                               preset=self.config.preset, segment=segment)
+            await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
         for i, v in enumerate(variants):
             hls_dir = os.path.join(work, "hls_" + v.name)
             await self._thread(os.makedirs, hls_dir, 0o755, True)
@@ -439,10 +428,10 @@ class Transcoder(Service):
             self._check(sha)
             mp4 = await self._put(sha, os.path.join(work, v.filename), f"{base} {v.name}.mp4",
                                   "video/mp4", dht=True)
-            head = await self._thread(_read_head, os.path.join(work, v.filename), 1 << 20)
+            head = await self._thread(read_head, os.path.join(work, v.filename), 1 << 20)
             codecs = avc_codecs(head, v.has_audio)
             hls_dir = os.path.join(work, "hls_" + v.name)
-            text = await self._thread(_read_text, os.path.join(hls_dir, "index.m3u8"))
+            text = await self._thread(read_text, os.path.join(hls_dir, "index.m3u8"))
             segments = parse_media_playlist(text)
             names: dict[str, str] = {}
             seg_shas = []
@@ -457,7 +446,7 @@ class Transcoder(Service):
                     peak = max(peak, int(seg.size * 8 / duration))
             playlist_text = rewrite_media_playlist(text, names)
             playlist_path = os.path.join(hls_dir, "playlist.m3u8")
-            await self._thread(_write_text, playlist_path, playlist_text)
+            await self._thread(write_text, playlist_path, playlist_text)
             playlist = await self._put(sha, playlist_path, f"{base} {v.name}.m3u8",
                                        PLAYLIST_MIME, dht=False)
             average = int(mp4.size * 8 / probe.duration) if probe.duration else 0
@@ -471,7 +460,7 @@ class Transcoder(Service):
                 "codecs": codecs, "playlist": playlist.sha256, "segments": seg_shas,
             })
         master_path = os.path.join(work, "master.m3u8")
-        await self._thread(_write_text, master_path, master_playlist(entries))
+        await self._thread(write_text, master_path, master_playlist(entries))
         master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME, dht=False)
         results = {"variants": out_variants, "master": master.sha256,
                    "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
@@ -490,35 +479,9 @@ class Transcoder(Service):
         """Store one output file under the owner ``transcode:<sha>``."""
         ctx = UploadContext(owner=OWNER_PREFIX + sha, name=name, source="transcode",
                             announce_dht=dht)
-        size = await self._thread(os.path.getsize, path)
-        ingest = self.store.begin_upload(size_hint=size, max_size=max(1, size))
-        waiting: list[Deferred[None]] = []
-
-        def pause() -> None:
-            waiting.append(Deferred())
-
-        def resume() -> None:
-            while waiting:
-                waiting.pop().callback(None)
-
-        ingest.set_flow_control(pause, resume)
-        fh = await self._thread(open, path, "rb")
-        try:
-            while True:
-                data = await self._thread(fh.read, 1 << 20)
-                if not data:
-                    break
-                ingest.write(data)
-                if waiting:
-                    await waiting[-1]
-        except BaseException:
-            await ingest.abort()
-            raise
-        finally:
-            fh.close()
-        event = await self.store.commit(ingest, ctx, declared_type=mime)
-        self._outputs.setdefault(sha, []).append(event.file.sha256)
-        return event.file
+        f = await store_file(self.store, path, ctx, mime, self._thread)
+        self._outputs.setdefault(sha, []).append(f.sha256)
+        return f
 
     # NIP-71 ------------------------------------------------------------------------------
 
@@ -526,6 +489,8 @@ class Transcoder(Service):
                         variants: list[dict[str, Any]] | None) -> None:
         from tgateway.nostr.nip71 import VideoInfo, VideoVariant
 
+        if self.announcer is None:
+            return
         owners = [o for o in await self.store.owners(f.sha256)
                   if not o.owner.startswith(OWNER_PREFIX)]
         title = next((o.title for o in owners if o.title), None) or os.path.splitext(f.name)[0]
@@ -559,24 +524,3 @@ class Transcoder(Service):
             await self.announcer.publish(f.sha256, info)
         except Exception:
             self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
-
-
-def _write_list(folder: str, path: str, text: str) -> None:
-    os.makedirs(folder, 0o755, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def _read_head(path: str, size: int) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(size)
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)

@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.internet import error
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
@@ -27,6 +28,7 @@ __all__ = [
     "FFmpegCancelled",
     "FFmpegFailed",
     "FFmpegRun",
+    "IFFmpegReactor",
     "Progress",
     "ProgressParser",
     "run_ffmpeg",
@@ -170,8 +172,13 @@ class FFmpegProtocol(ProcessProtocol):
             self.ended.callback(reason)
 
 
+class IFFmpegReactor(IReactorTime, IReactorProcess):
+    """What running FFmpeg needs of the reactor: spawning processes, and a clock for the
+    progress, reap and kill timers."""
+
+
 class FFmpegRun:
-    def __init__(self, clock: Any, protocol: FFmpegProtocol, kill_after: float) -> None:
+    def __init__(self, clock: IReactorTime, protocol: FFmpegProtocol, kill_after: float) -> None:
         self.clock = clock
         self.protocol = protocol
         self.kill_after = kill_after
@@ -229,7 +236,7 @@ class FFmpegRun:
 
 
 def run_ffmpeg(
-    reactor: Any,
+    reactor: IFFmpegReactor,
     argv: Sequence[str],
     *,
     duration: float = 0.0,

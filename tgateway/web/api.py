@@ -29,8 +29,8 @@ from tgateway.http.upload import MULTIPART_SLACK, MultipartBody, RawBody, stream
 from tgateway.links import Links
 from tgateway.proxies import ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile, UploadContext
-from tgateway.storage.store import ContentStore
 from tgateway.uploads import Intake, Limits, Uploads
 
 from .auth import nip98_payload_check, wants_payload_check
@@ -142,7 +142,7 @@ class GatewayApi:
         event = await self.uploads.receive(Intake(
             context=context, limits=limits, declared_type=declared,
             checks=(payload,) if payload is not None else ()), source)
-        out = self.links.describe(event.file)
+        out = self.links.describe(event.file, authors=[owner] if owner else ())
         out["new"] = event.new
         if event.context.title:
             out["title"] = event.context.title
@@ -158,11 +158,11 @@ class GatewayApi:
         f = await self._file(sha)
         await send_file(request, self.store.reader, f, disposition="attachment")
 
+    # The torrents' url-list names ".../<info_hash>/": BEP 19 clients append the file name, but
+    # WebTorrent requests a single-file torrent's web seed URL as it is, slash and all.
     @app.route("/api/webseed/<info_hash:ih>", methods=["GET", "HEAD"])
     @app.route("/api/webseed/<info_hash:ih>/", methods=["GET", "HEAD"])
     async def webseed_bare(self, request: Any, ih: str) -> None:
-        # The url-list entry itself: WebTorrent fetches a single-file torrent's webseed URL as
-        # it is, without appending the name (BEP 19 says to).
         await self.webseed(request, ih, "")
 
     @app.route("/api/webseed/<info_hash:ih>/<path:name>", methods=["GET", "HEAD"])
@@ -198,7 +198,9 @@ class GatewayApi:
     async def metadata(self, request: Any, sha: str) -> bytes:
         f = await self._file(sha)
         set_headers(request, CORS_HEADERS)
-        return json_response(request, self.links.describe(f))
+        # the owners' keys are the BUD-10 URI's author hints (as=)
+        owners = [o.owner for o in await self.store.owners(sha)]
+        return json_response(request, self.links.describe(f, authors=owners))
 
     # health ---------------------------------------------------------------------------
 

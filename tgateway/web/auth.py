@@ -2,7 +2,7 @@
 
 :class:`RequestAuthenticator` turns a request into the caller:
 
-- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.sessions``);
+- ``Authorization: Bearer <session token>``: a live session (``tgateway.storage.auth_sessions``);
 - ``Authorization: Nostr <base64 kind 27235 event>`` (NIP-98): ``u`` must equal the external URL
   of the request: the gateway's public URL (``gateway.public_url``, or the listening address when
   it is empty) + path and query. Never the ``Host`` header: a client could otherwise replay an
@@ -18,11 +18,12 @@ The caller comes out as a :class:`~tgateway.http.auth.Principal` (``admin`` for 
 
 Routes (:class:`AuthApi`): ``GET /api/auth/challenge`` (a challenge, and the URLs a login event
 must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``u`` tag),
-``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway, see
+``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway in
+``auth_event``, ``event`` or ``signed_event``, an object or a JSON string, see
 :mod:`tgateway.nostr.login`; or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
-NIP-46 login that is waiting for the user's approval at ``auth_url``, or ``event``: a login event
-signed by a NIP-46 signer the web page reached itself through ``nostrconnect://``, checked like a
-NIP-07 one), ``POST /api/auth/logout``
+NIP-46 login that is waiting for the user's approval at ``auth_url``, or the login event itself
+(same fields as ``nip07``), signed by a NIP-46 signer the web page reached through
+``nostrconnect://`` and checked like a NIP-07 one), ``POST /api/auth/logout``
 and ``GET /api/auth/session``. Login attempts are rate limited per IP (``rate_limiting.auth``).
 """
 
@@ -50,12 +51,15 @@ from tgateway.nostr.nip46_login import Nip46Attempt, Nip46Busy, Nip46Logins
 from tgateway.nostr.nip98 import DEFAULT_WINDOW, ReplayCache, check_payload, verify_http_auth
 from tgateway.proxies import NO_PROXIES, ProxyPolicy
 from tgateway.ratelimit import KeyedLimiter
-from tgateway.storage.ingest import IngestResult
-from tgateway.storage.sessions import SessionStore
+from tgateway.storage.api import Received
+from tgateway.storage.auth_sessions import SessionStore
 
 __all__ = ["AuthApi", "RequestAuthenticator", "nip98_payload_check", "wants_payload_check"]
 
 POLL_WAIT = 25.0  # a poll of a NIP-46 login waits this long for the end before answering 202
+#: where a nip07 login body may carry the signed event, first found wins (``auth_event``: the
+#: seed's API reference)
+LOGIN_EVENT_FIELDS = ("auth_event", "event", "signed_event")
 
 
 class RequestAuthenticator:
@@ -144,8 +148,8 @@ def wants_payload_check(principal: Principal | None) -> bool:
 
 
 def nip98_payload_check(
-    principal: Principal | None, body_sha256: Callable[[IngestResult], str]
-) -> Callable[[IngestResult], None] | None:
+    principal: Principal | None, body_sha256: Callable[[Received], str]
+) -> Callable[[Received], None] | None:
     """The upload check (run before the file becomes visible) that refuses a streamed body the
     NIP-98 ``payload`` tag does not name (401 ``invalid_nip98``); None when there is nothing to
     check. ``body_sha256``: the SHA-256 of the request body, given the ingest's result."""
@@ -154,7 +158,7 @@ def nip98_payload_check(
     assert principal is not None and principal.event is not None
     event = principal.event
 
-    def check(result: IngestResult) -> None:
+    def check(result: Received) -> None:
         try:
             check_payload(event, body_sha256(result))
         except Unauthorized as e:
@@ -235,7 +239,8 @@ class AuthApi:
         self._limit(self.login_limiter, request)
         if auth_type == "nip07":
             return await self._nip07(request, body)
-        if auth_type == "nip46" and "event" in body and "bunker_url" not in body:
+        if auth_type == "nip46" and "bunker_url" not in body and any(
+                body.get(k) is not None for k in LOGIN_EVENT_FIELDS):
             # signed by a NIP-46 signer the page reached itself (nostrconnect://)
             return await self._nip07(request, body, method="nip46")
         if auth_type == "nip46":
@@ -259,14 +264,17 @@ class AuthApi:
         )
 
     async def _nip07(self, request: Any, body: dict[str, Any], method: str = "nip07") -> bytes:
-        event = body.get("event", body.get("signed_event"))
+        # ``auth_event`` is the name the seed's API reference uses (a JSON string, as a NIP-07
+        # extension's signEvent result is usually passed on, or the object itself)
+        event = next((body[k] for k in LOGIN_EVENT_FIELDS if body.get(k) is not None), None)
         if isinstance(event, str):
             try:
                 event = json.loads(event)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise Unauthorized("login event is not valid JSON", code="invalid_login") from None
         if not isinstance(event, dict):
-            raise BadRequest("nip07 login needs 'event': the signed event", code="missing_event")
+            raise BadRequest("nip07 login needs 'auth_event' (or 'event'): the signed event, as "
+                             "an object or a JSON string", code="missing_event")
         try:
             checked = verify_login_event(
                 event, challenges=self.challenges, binding=self.binding,

@@ -79,8 +79,8 @@ def faces(described: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
     if urls.get("blossom"):
         out.append(("blossom", "Blossom URL", urls["blossom"]))
-    if urls.get("blossom_uri"):
-        out.append(("blossom_uri", "blossom: URI (BUD-10)", urls["blossom_uri"]))
+    if described.get("blossom_uri"):
+        out.append(("blossom_uri", "blossom: URI (BUD-10)", described["blossom_uri"]))
     out.append(("metadata", "Metadata (JSON)", urls["metadata"]))
     return out
 
@@ -163,8 +163,8 @@ class Pages:
                 heading="No such file",
                 message=html.escape("No file with this SHA-256 is stored here (or it was deleted)."))
             return self._page(request, page="error", title="Not found", main=main, status=404)
-        described = self.links.describe(f)
         owners = await self.store.owners(f.sha256)
+        described = self.links.describe(f, authors=[o.owner for o in owners])
         titled = next((o for o in owners if o.title), None)
         described_by = next((o for o in owners if o.description), None)
         e = functools.partial(html.escape, quote=True)

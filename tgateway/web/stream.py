@@ -34,8 +34,8 @@ from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
 from tgateway.http.send import send_file
 from tgateway.ratelimit import KeyedLimiter
+from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile
-from tgateway.storage.store import ContentStore
 
 __all__ = ["StreamApi"]
 

@@ -40,10 +40,10 @@ from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
 from tgateway.proxies import ProxyPolicy
+from tgateway.storage.api import ContentStore
+from tgateway.storage.auth_sessions import SessionStore
 from tgateway.storage.db import Database
 from tgateway.storage.model import UploadContext
-from tgateway.storage.sessions import SessionStore
-from tgateway.storage.store import ContentStore
 
 from .auth import AuthApi, RequestAuthenticator
 

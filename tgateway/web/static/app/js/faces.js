@@ -16,7 +16,7 @@ export function faceList (file) {
     ['stream', 'Stream', urls.stream]
   ]
   if (urls.blossom) out.push(['blossom', 'Blossom URL', urls.blossom])
-  if (urls.blossom_uri) out.push(['blossom_uri', 'blossom: URI (BUD-10)', urls.blossom_uri])
+  if (file.blossom_uri) out.push(['blossom_uri', 'blossom: URI (BUD-10)', file.blossom_uri])
   out.push(['metadata', 'Metadata (JSON)', urls.metadata])
   return out.map(([key, label, url]) => ({ key, label, url }))
 }

@@ -1,4 +1,5 @@
-"""The Nostr outbox tables: events stored before they are sent, and per-relay delivery status.
+"""The Nostr outbox tables, ``nostr_outbox_events`` and ``nostr_outbox_deliveries``: events stored
+before they are sent, and per-relay delivery status.
 
 The publisher (``tgateway.nostr.outbox``) calls these; SQL lives only here. Events are kept as
 opaque signed JSON (the storage layer imports nothing of Nostr). Each ``_txn`` function runs on
@@ -11,6 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .api import Db
 
 __all__ = [
     "ACCEPTED",
@@ -219,7 +222,7 @@ class OutboxStore:
     ``db`` is a ``tgateway.storage.db.Database`` (or ``SyncDatabase`` in tests).
     """
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     async def enqueue(

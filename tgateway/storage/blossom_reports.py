@@ -1,8 +1,10 @@
-"""SQL for the Blossom server: the per-owner blob listing (BUD-02 ``/list``) and BUD-09 reports.
+"""SQL of the Blossom reports tables (BUD-09): ``blossom_reports`` and ``blossom_report_blobs``
+(schema ``020_blossom_reports.sql``, ``021_blossom_report_limits.sql``).
 
-The listing reads the content store's ``file_owners``/``files`` tables; it returns the same
-:class:`~tgateway.storage.model.StoredFile` records as the store. Reports live in
-``blossom_reports`` (schema ``020_blossom_reports.sql``).
+:class:`BlossomStore` is what the Blossom server asks of the database: these reports, and the
+per-owner blob listing (BUD-02 ``/list``), whose SQL is the content store's
+(:mod:`tgateway.storage.files`) and returns the same :class:`~tgateway.storage.model.StoredFile`
+records as the store.
 
 Reports need no sign-in, so what they may store is bounded (:class:`ReportLimits`), checked in
 the same transaction as the insert: every reported blob must be stored here, and a report is
@@ -18,14 +20,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .model import StoredFile
-from .store import _get_txn
-
-
-@dataclass(frozen=True)
-class ListedBlob:
-    file: StoredFile
-    uploaded: float  # when this owner stored it
+from .api import Db
+from .files import ListedBlob, _list_txn, _uploaded_txn
 
 
 @dataclass(frozen=True)
@@ -38,50 +34,6 @@ class Report:
     blobs: tuple[tuple[str, str], ...]  # (sha256, type)
     received_at: float
     status: str
-
-
-def _list_txn(
-    conn: sqlite3.Connection,
-    owner: str,
-    since: int | None,
-    until: int | None,
-    cursor: str | None,
-    limit: int,
-) -> list[ListedBlob]:
-    """Newest first; ``cursor`` is the sha256 of the last blob of the previous page."""
-    where = ["o.owner = ?"]
-    args: list[Any] = [owner]
-    if since is not None:
-        where.append("o.created_at >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("o.created_at < ?")
-        args.append(until + 1)
-    if cursor is not None:
-        row = conn.execute(
-            "SELECT created_at FROM file_owners WHERE owner = ? AND sha256 = ?", (owner, cursor)
-        ).fetchone()
-        if row is not None:
-            where.append("(o.created_at < ? OR (o.created_at = ? AND o.sha256 > ?))")
-            args += [row[0], row[0], cursor]
-    rows = conn.execute(
-        "SELECT o.sha256, o.created_at FROM file_owners o JOIN files f ON f.sha256 = o.sha256"
-        f" WHERE {' AND '.join(where)} ORDER BY o.created_at DESC, o.sha256 LIMIT ?",
-        (*args, limit),
-    ).fetchall()
-    out = []
-    for sha, created in rows:
-        f = _get_txn(conn, "sha256", sha)
-        if f is not None:
-            out.append(ListedBlob(file=f, uploaded=created))
-    return out
-
-
-def _uploaded_txn(conn: sqlite3.Connection, sha256: str, owner: str) -> float | None:
-    row = conn.execute(
-        "SELECT created_at FROM file_owners WHERE sha256 = ? AND owner = ?", (sha256, owner)
-    ).fetchone()
-    return float(row[0]) if row else None
 
 
 @dataclass(frozen=True)
@@ -200,7 +152,7 @@ def _set_report_status_txn(conn: sqlite3.Connection, report_id: str, status: str
 class BlossomStore:
     """Blossom's own queries, on the gateway's one database (``await db.run(txn, ...)``)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def list_blobs(

@@ -1,4 +1,5 @@
-"""Sign-in sessions: random bearer tokens, stored hashed (SHA-256) with an expiry.
+"""Sign-in sessions (table ``auth_sessions``, ``schema/011_auth_sessions.sql``): random bearer
+tokens, stored hashed (SHA-256) with an expiry.
 
 ``SessionStore.create`` returns the token once (the caller hands it to the user); only its hash
 is written, so the database alone cannot be used to sign in. ``lookup`` answers the pubkey of a
@@ -14,7 +15,8 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from .api import Db
 
 __all__ = ["Session", "SessionStore", "hash_token"]
 
@@ -74,7 +76,7 @@ class SessionStore:
 
     def __init__(
         self,
-        db: Any,
+        db: Db,
         *,
         ttl: float,
         random_bytes: Callable[[int], bytes] = os.urandom,

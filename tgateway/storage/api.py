@@ -1,0 +1,184 @@
+"""The storage seams: what components may ask of the content store and of the database.
+
+Every component holds the store as :class:`ContentStore` and the database as :class:`Db`, never
+as the classes that implement them today (:class:`~tgateway.storage.store.LocalContentStore`:
+SQLite and local folders; :class:`~tgateway.storage.db.Database`), so that another backend (say
+PostgreSQL and object storage) implements the same faces and nothing else changes.
+
+The content store, seen from outside:
+
+- put bytes: ``begin_upload`` returns an :class:`Upload` that takes the bytes in order; then
+  ``commit(upload, context, check=..., quota=...)`` makes the file visible, or refuses it and
+  leaves nothing (no file, no event);
+- read: ``get`` by SHA-256, ``get_by_info_hash``; ``reader`` reads pieces and writes byte ranges
+  to a consumer (a producer honouring backpressure); ``ffmpeg_input`` is what FFmpeg reads a
+  file from (blobs and chunked files look the same from outside; no caller builds a data path);
+- delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
+- events: ``subscribe_stored`` / ``subscribe_deleted`` (called on a later reactor turn, once the
+  file is visible, or gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IReactorFromThreads, IReactorTime
+
+from .model import Ownership, StoredEvent, StoredFile, UploadContext
+
+__all__ = [
+    "BlockReader",
+    "ByteRangeProducer",
+    "ContentStore",
+    "Db",
+    "DeletedCallback",
+    "IStorageReactor",
+    "Received",
+    "StoredCallback",
+    "Upload",
+]
+
+T = TypeVar("T")
+
+StoredCallback = Callable[[StoredEvent], Any]
+DeletedCallback = Callable[[StoredFile], Any]
+
+
+class IStorageReactor(IReactorTime, IReactorFromThreads):
+    """What storage needs of the reactor: a clock (events go out on a later turn) that its
+    worker threads can call back into."""
+
+
+class Db(Protocol):
+    """The metadata database: ``fn(conn, *args)`` runs in one transaction (committed when it
+    returns, rolled back when it raises) on the database's thread."""
+
+    def run(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> Deferred[T]:
+        """Run on the database thread; ``durable``: the commit is on disk before this fires."""
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run now, blocking (start-up only, before anything serves)."""
+
+
+class Received(Protocol):
+    """What a commit ``check`` sees of an upload's finished bytes."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+class Upload(Protocol):
+    """An upload in progress: its bytes, in order, from the reactor (``write``) or from the one
+    thread that reads the body (``reserve``/``feed``), never both in one upload."""
+
+    size: int  # bytes taken so far
+
+    def write(self, data: bytes) -> None:
+        """(reactor) Take bytes; raises PayloadTooLarge or a stored worker error."""
+
+    def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """The source's pause/resume: ``write`` pauses it while the workers catch up."""
+
+    def reserve(self) -> memoryview:
+        """(body thread) Space to receive the next bytes into (then ``feed`` them)."""
+
+    def feed(self, data: Any) -> None:
+        """(body thread) Take bytes; waits while every buffer is busy (backpressure)."""
+
+    def abort(self) -> Deferred[None]:
+        """Stop and remove everything of this upload."""
+
+
+class ByteRangeProducer(Protocol):
+    """Writes a byte range of a stored file to a consumer, honouring pause/resume."""
+
+    def start(self) -> Deferred[None]:
+        """Fires once every byte was written; fails when a read fails or the consumer stops."""
+
+    def stopProducing(self) -> None: ...
+
+
+class CacheStats(Protocol):
+    def stats(self) -> dict[str, int]: ...
+
+
+class BlockReader(Protocol):
+    """Reads stored files: block ``i`` is BitTorrent piece ``i``."""
+
+    def read_block(self, f: StoredFile, index: int) -> Deferred[bytes]: ...
+
+    def producer(self, f: StoredFile, start: int, end: int,
+                 consumer: IConsumer) -> ByteRangeProducer:
+        """Bytes ``start`` to ``end`` (exclusive) of ``f`` to ``consumer``; call ``start()``."""
+
+    @property
+    def cache(self) -> CacheStats: ...
+
+
+class ContentStore(Protocol):
+    """The one place that stores, finds, reads and deletes files (see the module docstring)."""
+
+    @property
+    def reader(self) -> BlockReader: ...
+
+    def begin_upload(self, *, size_hint: int | None, max_size: int) -> Upload:
+        """Start an upload; ``size_hint``: exact or upper bound of the size, if known."""
+
+    async def commit(
+        self,
+        upload: Upload,
+        context: UploadContext,
+        *,
+        declared_type: str | None = None,
+        check: Callable[[Received], None] | None = None,
+        quota: int | None = None,
+    ) -> StoredEvent:
+        """Finish the upload and make the file visible, then fire "stored" (its type: the declared
+        one if specific, else the name's, else sniffed from the first bytes). ``check`` (the
+        finished bytes' hashes) and ``quota`` (the owner's bytes, this file included, checked
+        atomically with the owner's reference) refuse it first: then nothing is stored and no
+        event fires. Raises EmptyUpload, QuotaExceeded, or what ``check`` raises."""
+
+    async def get(self, sha256: str) -> StoredFile | None: ...
+
+    async def get_by_info_hash(self, info_hash_hex: str) -> StoredFile | None: ...
+
+    def has_info_hash(self, info_hash: bytes) -> bool:
+        """Synchronous: is this v1 info-hash one of ours?"""
+
+    def info_hashes(self) -> frozenset[bytes]: ...
+
+    async def owners(self, sha256: str) -> list[Ownership]: ...
+
+    async def owner_files(
+        self, owner: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, Ownership]], int]: ...
+
+    async def usage(self, owner: str) -> tuple[int, int]:
+        """(files, bytes) owned by ``owner``."""
+
+    async def set_meta(self, sha256: str, **updates: Any) -> None:
+        """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone."""
+
+    async def stats(self) -> dict[str, int]: ...
+
+    async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
+        """Drop ``owner``'s reference (None: all); returns the file if it is gone (then
+        "deleted" fires). Raises KeyError when ``owner`` does not own ``sha256``."""
+
+    def free_space(self) -> int: ...
+
+    def subscribe_stored(self, callback: StoredCallback) -> None: ...
+
+    def subscribe_deleted(self, callback: DeletedCallback) -> None: ...
+
+    def ffmpeg_input(self, f: StoredFile) -> AbstractAsyncContextManager[str]:
+        """``async with store.ffmpeg_input(f) as url``: an FFmpeg input URL for the file's
+        bytes, valid inside the block (a blob's ``file:`` URL, or a ``concatf:`` list of its
+        chunks that the store writes and removes)."""
