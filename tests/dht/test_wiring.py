@@ -36,14 +36,14 @@ class WiringTests(SynchronousTestCase):
     def test_dht_only(self) -> None:
         top = makeService({"config": self.config(mode="dht-only")}, reactor=MemoryReactorClock())
         (dht,) = [s for s in top if isinstance(s, DhtService)]
-        self.assertIs(top.gateway.parts["dht"], dht)  # type: ignore[attr-defined]
+        self.assertIs(top.gateway.components.dht, dht)  # type: ignore[attr-defined]
         self.assertEqual(dht.state_dir, Path(self.dir) / "dht")
         self.assertEqual(dht.announce_port, 6881)
 
     def test_unified_subscribes_to_the_store(self) -> None:
         top = makeService({"config": self.config()}, reactor=MemoryReactorClock())
         gw = top.gateway  # type: ignore[attr-defined]
-        dht = gw.parts["dht"]
+        dht = gw.components.dht
         self.assertIn(dht.on_file_stored, gw.store._on_stored)
         self.assertIsNotNone(dht._known_source)
 
@@ -51,4 +51,4 @@ class WiringTests(SynchronousTestCase):
         top = makeService(
             {"config": self.config(dht={"enabled": False})}, reactor=MemoryReactorClock()
         )
-        self.assertNotIn("dht", top.gateway.parts)  # type: ignore[attr-defined]
+        self.assertIsNone(top.gateway.components.dht)  # type: ignore[attr-defined]

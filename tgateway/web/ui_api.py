@@ -45,16 +45,17 @@ class UiApi:
         store: Any,
         auth: Authenticator,
         public: dict[str, Any],
-        swarm: Callable[[bytes], tuple[int, int, int]] | None = None,
+        swarm: Callable[[bytes], tuple[int, int, int] | None],
+        transcoding: Callable[[Any], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         """``swarm(info_hash)`` answers ``(complete, downloaded, incomplete)`` like a scrape
-        (None when the tracker is not running). ``transcoding`` is set when the transcoder
-        runs: an async function of a stored file giving its status (``StreamApi.describe``)."""
+        (None when the tracker is not running). ``transcoding``, when the transcoder runs: an
+        async function of a stored file giving its status (``StreamApi.describe``)."""
         self.store = store
         self.auth = auth
         self.public = public
         self.swarm = swarm
-        self.transcoding: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
+        self.transcoding = transcoding
 
     async def _file(self, sha: str) -> Any:
         f = await self.store.get(sha)
@@ -69,9 +70,10 @@ class UiApi:
     @app.route("/api/files/<sha256:sha>/swarm", methods=["GET"])
     async def file_swarm(self, request: Any, sha: str) -> bytes:
         f = await self._file(sha)
-        if self.swarm is None:
+        scraped = self.swarm(bytes.fromhex(f.info_hash))
+        if scraped is None:
             raise ServiceUnavailable("the tracker is not running", code="tracker_unavailable")
-        complete, downloaded, incomplete = self.swarm(bytes.fromhex(f.info_hash))
+        complete, downloaded, incomplete = scraped
         return json_body(request, {
             "sha256": f.sha256,
             "info_hash": f.info_hash,

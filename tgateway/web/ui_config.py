@@ -50,13 +50,13 @@ def public_config(
     config: Config,
     links: Links,
     *,
-    components: frozenset[str],
+    nostr: bool,
+    transcode: bool,
     max_upload: int,
     app_prefix: str,
     vendor: dict[str, str],
 ) -> dict[str, Any]:
     ws_tracker = next((u for u in links.tracker_urls if u.startswith(("ws://", "wss://"))), None)
-    nostr = "nostr" in components
     relays = [r for r in config.nostr.relays if origin_of(r, ("ws", "wss"))] if nostr else []
     return {
         "version": __version__,
@@ -70,8 +70,8 @@ def public_config(
         "features": {
             "nostr": nostr,
             "nip46": nostr,  # bunker:// logins run on the gateway's relay pool
-            "transcode": "transcode" in components and config.transcoding.enabled,
-            "tracker": "tracker" in components,
+            "transcode": transcode,
+            "tracker": bool(links.tracker_urls),
             "blossom": links.blossom_url is not None,
         },
         # nostrconnect:// codes name these relays; the page talks to them itself
