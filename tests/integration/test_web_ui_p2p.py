@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.gateway_process import GatewayProcess
-from tests.realclients import NetworkNamespace, chromium_browser, ip_command
+from tests.realclients import NetworkNamespace, chromium_browser
 from tests.webui import open_page, web_config
 
 pytestmark = pytest.mark.integration
@@ -35,10 +35,25 @@ STATS = "() => ({ ...document.getElementById('p2p-stats').dataset })"
 
 
 def test_webtorrent_in_the_page_from_the_webseed_then_from_a_peer(tmp_path: Path) -> None:
-    with NetworkNamespace(["10.99.19.1"], device="tgw19") as ns, ns.inside():
-        # Chromium gathers host candidates on the interface of the default route only
-        subprocess.run([ip_command(), "route", "add", "default", "dev", "tgw19"], check=True, timeout=10)
+    with NetworkNamespace(["10.99.19.1"], device="tgw19", default_route=True) as ns, ns.inside():
         _download_twice(tmp_path)
+
+
+def _swarm(gw: GatewayProcess, sha256: str) -> dict[str, int]:
+    with urllib.request.urlopen(gw.url(f"/api/files/{sha256}/swarm"), timeout=30) as r:
+        return {k: int(v) for k, v in json.loads(r.read()).items() if k in ("seeders", "leechers", "completed")}
+
+
+def _wait_for_swarm(gw: GatewayProcess, sha256: str, members: int, completed: int) -> dict[str, int]:
+    """The tracker's numbers once it has ``members`` peers (seeders + leechers) and ``completed``
+    downloads: WebTorrent announces "completed" after the page has seen "done"."""
+    deadline = time.monotonic() + 30
+    while True:
+        swarm = _swarm(gw, sha256)
+        if swarm["seeders"] + swarm["leechers"] == members and swarm["completed"] == completed:
+            return swarm
+        assert time.monotonic() < deadline, swarm
+        time.sleep(0.1)
 
 
 def _download_twice(tmp_path: Path) -> None:
@@ -59,8 +74,15 @@ def _download_twice(tmp_path: Path) -> None:
         first.wait_for_selector('#p2p-stats[data-done="true"]')
         stats = first.evaluate(STATS)
         assert int(stats["webseedBytes"]) == len(data) and int(stats["peersBytes"]) == 0, stats
-        assert first.locator(".p2p-check").get_attribute("data-verified") == "true"
+        # the SHA-256 check runs once the copy is in a Blob: wait for its verdict
+        assert first.wait_for_selector(".p2p-check[data-verified]").get_attribute("data-verified") == "true"
         assert first.get_by_role("link", name="Save the downloaded copy").get_attribute("href").startswith("blob:")
+
+        # The first page is in the swarm and completed it. (Seeder or leecher: WebTorrent sends
+        # its "started" announce, delayed by making WebRTC offers, after "completed" when the
+        # webseed was that fast; its next announce says left=0 again.)
+        members = before["seeders"] + before["leechers"] + 1
+        expected = _wait_for_swarm(gw, f["sha256"], members, completed=1)
 
         context, second, watched_second = open_page(browser, "")
         rewritten: list[str] = []
@@ -74,20 +96,17 @@ def _download_twice(tmp_path: Path) -> None:
         webseed_requests: list[str] = []
         second.on("request", lambda r: "/api/webseed/" in r.url and webseed_requests.append(r.url))
         second.goto(page_url)
+        # the page shows the tracker's numbers
         swarm = {k: int(second.locator(f'[data-stat="{k}"]').inner_text())
                  for k in ("seeders", "leechers", "completed")}
-        # The first page is in the swarm and completed it. (Seeder or leecher: WebTorrent sends
-        # its "started" announce, delayed by making WebRTC offers, after "completed" when the
-        # webseed was that fast; its next announce says left=0 again.)
-        assert swarm["seeders"] + swarm["leechers"] == before["seeders"] + before["leechers"] + 1, swarm
-        assert swarm["completed"] == 1, swarm
+        assert swarm["seeders"] + swarm["leechers"] == members and swarm["completed"] == 1, (swarm, expected)
         second.get_by_role("button", name="Download with WebTorrent").click()
         second.wait_for_selector('#p2p-stats[data-done="true"]', timeout=60_000)
         stats = second.evaluate(STATS)
         assert int(stats["peersBytes"]) == len(data) and int(stats["webseedBytes"]) == 0, stats
         assert int(stats["peers"]) >= 1
         assert rewritten and not webseed_requests, (rewritten, webseed_requests)
-        assert second.locator(".p2p-check").get_attribute("data-verified") == "true"
+        assert second.wait_for_selector(".p2p-check[data-verified]").get_attribute("data-verified") == "true"
         split = second.locator(".p2p-split").inner_text()
         assert split.startswith("From peers: 1.5 MB (100 %)"), split
         watched_first.check()
