@@ -2,9 +2,9 @@
 from the original while it is transcoded, with the transcode's live progress, then from HLS
 (hls.js, the vendored build) with the quality choice listed; an image shows, audio gets a player.
 
-FFmpeg is the real one (Debian's), reached through a wrapper on PATH that waits 3 s before the
-encode starts: on 2 shared cores a short clip transcodes in a second or two, and the page must be
-seen playing the original first.
+FFmpeg is the real one (Debian's), reached through a wrapper on PATH whose encode waits until the
+test opens a gate: the page must be seen playing the original, with the transcode running, before
+the transcode can finish (on 2 cores a short clip transcodes in a second or two).
 """
 
 from __future__ import annotations
@@ -30,11 +30,15 @@ PLAYING = """([source, after]) => {
 }"""
 
 
-def slow_ffmpeg(folder: Path) -> Path:
+def gated_ffmpeg(folder: Path, gate: Path) -> Path:
+    """A folder with an ``ffmpeg`` whose encodes wait until ``gate`` exists, two minutes at most
+    (the HLS segmenting after an encode copies streams and does not wait)."""
     folder.mkdir(parents=True, exist_ok=True)
     wrapper = folder / "ffmpeg"
-    # only the encode waits (the HLS segmenting after it copies streams)
-    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *libx264*) sleep 3;; esac\nexec {ffmpeg()} "$@"\n')
+    wrapper.write_text(
+        '#!/bin/sh\n'
+        f'case "$*" in *libx264*) i=0; while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done;; esac\n'
+        f'exec {ffmpeg()} "$@"\n')
     wrapper.chmod(0o755)
     return folder
 
@@ -51,7 +55,8 @@ def make_clip(path: Path) -> Path:
 
 def test_video_plays_the_original_then_hls_with_qualities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
-    monkeypatch.setenv("PATH", f"{slow_ffmpeg(tmp_path / 'bin')}:{os.environ['PATH']}")
+    gate = tmp_path / "encode"
+    monkeypatch.setenv("PATH", f"{gated_ffmpeg(tmp_path / 'bin', gate)}:{os.environ['PATH']}")
     cfg = web_config(tmp_path / "data", transcoding={
         "enabled": True, "min_file_size": 0, "preset": "ultrafast", "concurrent_jobs": 1,
         "hls_segment_duration": "1s", "work_dir": str(tmp_path / "data" / "work"),
@@ -72,9 +77,10 @@ def test_video_plays_the_original_then_hls_with_qualities(tmp_path: Path, monkey
         page.evaluate("() => { const v = document.querySelector('#media video'); v.muted = true; v.play() }")
         page.wait_for_function(PLAYING, arg=["original", 0.5])
         # queued, then running with its progress (first "Playing the original" while the upload
-        # is not probed yet)
-        page.wait_for_function("""() => /^(Preparing streams: \\d+ %|Streams are queued for transcoding) · playing the original meanwhile$/
+        # is not probed yet); the encode waits at the gate meanwhile
+        page.wait_for_function("""() => /^Preparing streams: \\d+ % · playing the original meanwhile$/
             .test(document.querySelector('.player-status').textContent)""")
+        gate.touch()
 
         page.wait_for_function(PLAYING, arg=["hls", 0], timeout=60_000)
         statuses = page.evaluate("() => window.statuses")
