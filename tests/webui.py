@@ -25,6 +25,9 @@ from tests.realclients import free_tcp_port
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
 DESKTOP = {"width": 1280, "height": 860}
+# how long a step in a page may take (ms): well under a second on a quiet machine, but the tests
+# share two cores with others
+STEP_TIMEOUT = 20_000
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS_ENV = "TGATEWAY_SCREENSHOTS"
 
@@ -72,7 +75,7 @@ def open_page(browser: Any, url: str, *, viewport: dict[str, int] | None = None,
     """A new page (in a new context unless one is given) at ``url``, watched."""
     if context is None:
         context = browser.new_context(viewport=viewport or DESKTOP, **context_options)
-        context.set_default_timeout(20_000)  # every step here takes well under a second
+        context.set_default_timeout(STEP_TIMEOUT)
     page = context.new_page()
     watched = Watched()
 
@@ -87,6 +90,16 @@ def open_page(browser: Any, url: str, *, viewport: dict[str, int] | None = None,
     if url:
         page.goto(url)
     return context, page, watched
+
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect`` (its assertions retry until they hold, or fail) with the patience
+    of a step, ``STEP_TIMEOUT``, instead of its 5 s."""
+    from playwright.sync_api import Expect
+
+    assertions = Expect()
+    assertions.set_options(timeout=STEP_TIMEOUT)
+    return assertions(target)
 
 
 def install_nip07(page: Any, secret: bytes) -> str:

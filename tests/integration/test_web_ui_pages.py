@@ -21,7 +21,16 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.realclients import chromium_browser, ffmpeg
-from tests.webui import DESKTOP, PHONE, fits_width, install_nip07, open_page, screenshot, web_config
+from tests.webui import (
+    DESKTOP,
+    PHONE,
+    expect,
+    fits_width,
+    install_nip07,
+    open_page,
+    screenshot,
+    web_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,17 +84,17 @@ def test_pages_at_desktop_and_phone_width_by_keyboard_and_without_javascript(tmp
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
         page.keyboard.press("Enter")
-        assert page.evaluate("() => document.activeElement.id") == "main"
+        page.wait_for_function("() => document.activeElement.id === 'main'")
         signin = page.locator("#account").get_by_role("button", name="Sign in")
         signin.focus()
         page.keyboard.press("Enter")
         dialog = page.get_by_role("dialog", name="Sign in with Nostr")
-        assert dialog.is_visible()
+        expect(dialog).to_be_visible()
         assert page.evaluate("() => !!document.activeElement.closest('dialog')")
         check_page(page, "signin", "desktop", shots)
         page.keyboard.press("Escape")
-        assert not dialog.is_visible()
-        assert page.evaluate("() => document.activeElement.id") == "signin-open"
+        expect(dialog).to_be_hidden()
+        page.wait_for_function("() => document.activeElement.id === 'signin-open'")
         signin.click()
         dialog.get_by_role("button", name="Sign in with extension").click()
         page.locator(".who").wait_for()
@@ -116,8 +125,7 @@ def test_pages_at_desktop_and_phone_width_by_keyboard_and_without_javascript(tmp
             v.play() })""")
         page.locator('[data-stat="seeders"]').wait_for()
         owner = page.locator("#owner-transcode")
-        page.wait_for_function("() => document.getElementById('owner-transcode').textContent.startsWith('Streams ready')")
-        assert owner.inner_text() == "Streams ready: 540p, 360p"
+        expect(owner).to_have_text("Streams ready: 540p, 360p")
         check_page(page, "file", "desktop", shots)
 
         page.goto(gw.url("/me"))

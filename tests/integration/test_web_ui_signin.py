@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.realclients import chromium_browser
-from tests.webui import install_nip07, open_page, web_config
+from tests.webui import expect, install_nip07, open_page, web_config
 from tgateway.nostr.keys import npub_encode
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def test_nip07_sign_in_my_files_and_delete(tmp_path: Path) -> None:
         dialog.get_by_role("button", name="Sign in with extension").click()
         page.locator(".who").wait_for()
         assert page.locator(".who").get_attribute("title") == npub
-        assert not dialog.is_visible()
+        expect(dialog).to_be_hidden()
         event = page.nip07_signed[-1]
         assert event["kind"] == 22242 and ["relay", gw.base] in event["tags"]
         token = page.evaluate("() => JSON.parse(localStorage.getItem('tgateway.session')).token")
@@ -80,15 +81,16 @@ def test_nip07_sign_in_my_files_and_delete(tmp_path: Path) -> None:
         page.get_by_role("link", name="My files").click()
         page.wait_for_url(gw.url("/me"))
         rows = page.locator(".file-row")
-        rows.nth(1).wait_for()
-        assert rows.count() == 2
-        assert page.locator("#quota-text").inner_text().startswith("1.5 MB of 3.0 MB used · 2 files")
-        assert page.locator("#quota-bar").get_attribute("aria-valuenow") == "50"
-        assert rows.first.locator(".file-row-name").inner_text() == "notes.bin"  # newest first
+        expect(rows).to_have_count(2)
+        # the usage comes from its own request, beside the list's
+        expect(page.locator("#quota-text")).to_have_text(re.compile(r"^1\.5 MB of 3\.0 MB used · 2 files"))
+        expect(page.locator("#quota-bar")).to_have_attribute("aria-valuenow", "50")
+        expect(rows.first.locator(".file-row-name")).to_have_text("notes.bin")  # newest first
         page.select_option("#me-sort", "big")
-        assert rows.first.locator(".file-row-name").inner_text() == "Holiday clip"
+        expect(rows.first.locator(".file-row-name")).to_have_text("Holiday clip")
         page.fill("#me-search", "holiday")
-        assert rows.count() == 1 and page.locator("#me-count").inner_text() == "1 of 2 files match"
+        expect(rows).to_have_count(1)
+        expect(page.locator("#me-count")).to_have_text("1 of 2 files match")
         page.fill("#me-search", "")
         # the file's Nostr and transcode badges are filled in (Nostr is off here: no relays)
         page.wait_for_function("""() => [...document.querySelectorAll('[data-status=nostr]')]
@@ -98,18 +100,18 @@ def test_nip07_sign_in_my_files_and_delete(tmp_path: Path) -> None:
         sha = holiday.get_attribute("data-sha256")
         holiday.get_by_role("link", name="Holiday clip", exact=True).click()  # the file page, as its owner
         page.get_by_role("heading", name="Your upload").wait_for()
-        assert page.get_by_role("button", name="Delete").is_visible()
+        expect(page.get_by_role("button", name="Delete")).to_be_visible()
         page.go_back()
 
         page.once("dialog", lambda d: d.accept())
         rows.filter(has_text="Holiday clip").get_by_role("button", name="Delete Holiday clip").click()
-        page.wait_for_function("() => document.querySelectorAll('.file-row').length === 1")
-        page.wait_for_function("() => document.getElementById('quota-text').textContent.startsWith('500 kB')")
+        expect(rows).to_have_count(1)
+        expect(page.locator("#quota-text")).to_have_text(re.compile(r"^500 kB"))
         assert status_of(gw.url(f"/api/files/{sha}")) == 404
 
         page.get_by_role("button", name="Sign out").click()
         page.locator("#account").get_by_role("button", name="Sign in").wait_for()
-        assert page.locator("#me-signed-out").is_visible()
+        expect(page.locator("#me-signed-out")).to_be_visible()
         assert status_of(gw.url("/api/auth/session"), token) == 401
         watched.check()
 
@@ -121,7 +123,7 @@ def test_sign_in_without_an_extension_says_how(tmp_path: Path) -> None:
         page.get_by_role("button", name="Sign in").first.click()
         page.get_by_role("button", name="Sign in with extension").click()
         alert = page.get_by_role("alert")
-        assert "No Nostr extension (NIP-07)" in alert.inner_text()
+        expect(alert).to_contain_text("No Nostr extension (NIP-07)")
         # a bunker URL that is not one: the gateway's message, shown as it is
         page.fill("#bunker-url", "bunker://nothing")
         page.get_by_role("button", name="Connect", exact=True).click()
@@ -130,7 +132,7 @@ def test_sign_in_without_an_extension_says_how(tmp_path: Path) -> None:
         status, body = _login(gw.url("/api/auth/login"), {"auth_type": "nip46", "bunker_url": "bunker://nothing"})
         assert message == body["message"], (message, body)
         page.keyboard.press("Escape")
-        assert not page.get_by_role("dialog").is_visible()
+        expect(page.get_by_role("dialog")).to_be_hidden()
         watched.check()
 
 
