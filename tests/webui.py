@@ -3,7 +3,7 @@
 The gateway runs in its own process (``GatewayProcess``: Playwright's sync API blocks), with the
 faces the page shows switched on: Blossom on its own port, the tracker on the gateway port
 (WebSocket tracker at ``/announce``), no DHT. Chromium is Debian's, through
-``tests.realclients.chromium_browser``.
+``harness.tools.chromium_browser``.
 
 Every page a test opens is watched: uncaught errors and Content-Security-Policy violations are
 collected in :class:`Watched` and a test asserts there were none (:meth:`Watched.check`).
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.gateway_process import gateway_config
-from tests.realclients import free_tcp_port
+from harness.ports import free_tcp_port
+from harness.twistd import gateway_config
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
 DESKTOP = {"width": 1280, "height": 860}

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess
-from tests.realclients import ClientProcess, NostrRelay, chromium_browser, start_nostr_relay
+from harness.procs import ClientProcess
+from harness.servers import NostrRelay, start_nostr_relay
+from harness.tools import chromium_browser
+from harness.twistd import GatewayProcess
 from tests.webui import open_page, web_config
 from tgateway.nostr.event import public_key_hex
 from tgateway.nostr.keys import npub_encode

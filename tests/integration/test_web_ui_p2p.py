@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_process import GatewayProcess
-from tests.realclients import NetworkNamespace, chromium_browser
+from harness.netns import NetworkNamespace
+from harness.tools import chromium_browser
+from harness.twistd import GatewayProcess
 from tests.webui import open_page, web_config
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess
-from tests.realclients import chromium_browser, ffmpeg
+from harness.tools import chromium_browser, ffmpeg
+from harness.twistd import GatewayProcess
 from tests.webui import open_page, web_config
 
 pytestmark = pytest.mark.integration

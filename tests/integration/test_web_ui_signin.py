@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess
-from tests.realclients import chromium_browser
+from harness.tools import chromium_browser
+from harness.twistd import GatewayProcess
 from tests.webui import expect, install_nip07, open_page, web_config
 from tgateway.nostr.keys import npub_encode
 

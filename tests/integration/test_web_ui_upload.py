@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess
-from tests.realclients import chromium_browser
+from harness.tools import chromium_browser
+from harness.twistd import GatewayProcess
 from tests.webui import open_page, throttle_upload, web_config
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.realclients import node
+from harness.tools import node
 
 HERE = Path(__file__).resolve().parent / "js"
 

@@ -12,7 +12,7 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, small_config, temp_data_dir
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))

@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.realclients import NODE_MODULES
+from harness.tools import NODE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "tgateway" / "web" / "static" / "vendor"
