@@ -38,6 +38,9 @@ class NetworkNamespace:
     ``device``: where the addresses go; "lo", or the name of a veth pair made for them inside
     the namespace (both ends stay there: a link to nowhere). Chromium's WebRTC never finishes
     gathering ICE candidates on a host whose only IPv4 interface is loopback: give it a veth.
+    ``default_route``: the default route goes through ``device`` (still nowhere: the pair's other
+    end is in the namespace too). Chromium gathers WebRTC host candidates on the default route's
+    interface only: two pages that must connect to each other over WebRTC need it.
 
     ``with ns.inside():`` moves the calling thread into the namespace: sockets it opens and
     processes it starts (``subprocess``, ``ClientProcess``, ``GatewayProcess``) live there, and
@@ -49,7 +52,8 @@ class NetworkNamespace:
     with TGATEWAY_ALLOW_MISSING_CLIENTS=1) through ``missing``.
     """
 
-    def __init__(self, addresses: Sequence[str] = (), device: str = "lo") -> None:
+    def __init__(self, addresses: Sequence[str] = (), device: str = "lo",
+                 default_route: bool = False) -> None:
         ip = ip_command()
         self.addresses = tuple(addresses)
         self.device = device
@@ -72,6 +76,8 @@ class NetworkNamespace:
                 for address in self.addresses:
                     prefix = 128 if ":" in address else 32
                     run([ip, "addr", "add", f"{address}/{prefix}", "dev", device], timeout=10)
+                if default_route:
+                    run([ip, "route", "add", "default", "dev", device], timeout=10)
             except BaseException:
                 self.close()
                 raise

@@ -9,11 +9,9 @@ caller's NIP-98 ``payload`` tag, if any, is one of the upload's checks.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,11 +35,6 @@ from tgateway.storage.model import StoredFile, UploadContext
 from tgateway.uploads import Intake, Limits, Uploads
 
 from .auth import nip98_payload_check, wants_payload_check
-
-
-@functools.lru_cache(maxsize=1)
-def _index_html() -> bytes:
-    return (resources.files("tgateway.web") / "static" / "index.html").read_bytes()
 
 
 def _arg(request: Any, name: str) -> str | None:
@@ -210,14 +203,6 @@ class GatewayApi:
         # the owners' keys are the BUD-10 URI's author hints (as=)
         owners = [o.owner for o in await self.store.owners(sha)]
         return json_response(request, self.links.describe(f, authors=owners))
-
-    # web page -------------------------------------------------------------------------
-
-    @app.route("/", methods=["GET", "HEAD"])
-    def index(self, request: Any) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"content-security-policy", b"default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-        return _index_html()
 
     # health ---------------------------------------------------------------------------
 

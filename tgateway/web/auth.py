@@ -24,7 +24,9 @@ must name: ``relay`` for a kind 22242 ``relay`` tag, ``url`` for a kind 27235 ``
 ``POST /api/auth/login`` (``auth_type`` ``nip07`` with a signed event bound to this gateway in
 ``auth_event``, ``event`` or ``signed_event``, an object or a JSON string, see
 :mod:`tgateway.nostr.login`; or ``nip46`` with a ``bunker://`` URL, or ``login_id`` to poll a
-NIP-46 login that is waiting for the user's approval at ``auth_url``), ``POST /api/auth/logout``
+NIP-46 login that is waiting for the user's approval at ``auth_url``, or the login event itself
+(same fields as ``nip07``), signed by a NIP-46 signer the web page reached through
+``nostrconnect://`` and checked like a NIP-07 one), ``POST /api/auth/logout``
 and ``GET /api/auth/session``. Login attempts are rate limited per IP (``rate_limiting.auth``).
 """
 
@@ -252,6 +254,10 @@ class AuthApi:
         self._limit(self.login_limiter, request)
         if auth_type == "nip07":
             return await self._nip07(request, body)
+        if auth_type == "nip46" and "bunker_url" not in body and any(
+                body.get(k) is not None for k in LOGIN_EVENT_FIELDS):
+            # signed by a NIP-46 signer the page reached itself (nostrconnect://)
+            return await self._nip07(request, body, method="nip46")
         if auth_type == "nip46":
             return await self._nip46_start(request, body)
         raise BadRequest("auth_type must be nip07 or nip46", code="invalid_auth_type")
@@ -273,7 +279,7 @@ class AuthApi:
             },
         )
 
-    async def _nip07(self, request: Any, body: dict[str, Any]) -> bytes:
+    async def _nip07(self, request: Any, body: dict[str, Any], method: str = "nip07") -> bytes:
         # ``auth_event`` is the name the seed's API reference uses (a JSON string, as a NIP-07
         # extension's signEvent result is usually passed on, or the object itself)
         event = next((body[k] for k in LOGIN_EVENT_FIELDS if body.get(k) is not None), None)
@@ -293,7 +299,7 @@ class AuthApi:
         except Unauthorized as e:
             code = e.code if e.code != Unauthorized.code else "invalid_login"
             raise Unauthorized(e.message, code=code) from None
-        return await self._session_answer(request, checked.pubkey, "nip07")
+        return await self._session_answer(request, checked.pubkey, method)
 
     async def _nip46_start(self, request: Any, body: dict[str, Any]) -> bytes:
         if self.nip46 is None:
@@ -355,7 +361,8 @@ class AuthApi:
     @authorized(app, "/api/auth/session", methods=["GET"], need=Need.USER)
     async def session(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
-        return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey)})
+        return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey),
+                                   "admin": principal.admin})
 
     @app.route("/api/auth/", branch=True, methods=["OPTIONS"])
     def preflight(self, request: Any) -> bytes:

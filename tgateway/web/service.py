@@ -2,8 +2,9 @@
 
 The file API (:class:`~tgateway.web.api.GatewayApi`, the site's default: upload, download,
 webseed, torrent, metadata, ``/api/health``), sign-in and users' files
-(:mod:`tgateway.web.users`), and, when the transcoder runs, the video routes
-(:mod:`tgateway.web.stream`) mounted beside them. Other components mount their own resources on
+(:mod:`tgateway.web.users`), when the transcoder runs, the video routes
+(:mod:`tgateway.web.stream`), and the web interface (:mod:`tgateway.web.ui`: ``/``, ``/f``,
+``/me``, ``/static``) mounted beside them. Other components mount their own resources on
 this site (the tracker's ``/announce``, the DHT's status, the admin's ``/api/admin``).
 ``/api/health`` reads every component's ``status()``. Its authenticator refuses banned keys
 (``Deps.blocks``) and the users' stats show each one's own storage limit (the upload handler's
@@ -25,6 +26,7 @@ from tgateway.http.upload import MULTIPART_SLACK
 
 from .api import GatewayApi
 from .stream import StreamApi
+from .ui import WebUi, build_ui
 from .users import UserRoutes, build_user_routes
 
 __all__ = ["GatewayWeb", "build"]
@@ -37,6 +39,7 @@ class GatewayWeb:
     api: GatewayApi
     users: UserRoutes
     stream: StreamApi | None  # None when the transcoder does not run
+    ui: WebUi
 
 
 def _stream_mounts(stream: StreamApi) -> list[Mount]:
@@ -67,6 +70,9 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
                            clock=reactor, requests_per_second=sc.requests_per_second,
                            burst_size=sc.burst_size, max_concurrent=sc.max_concurrent)
         mounts += _stream_mounts(stream)
+    ui = build_ui(deps=deps, auth=users.auth, max_upload=api.max_upload,
+                  transcoding=stream.describe if stream is not None else None)
+    mounts += ui.mounts()
     site, root = build_site(
         api.app.resource(),
         streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
@@ -78,7 +84,7 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
         serverFromString(reactor, tcp_server(section.port, section.host)), site)
     listener.setName("gateway-http")
     return Component(
-        name="gateway", part=GatewayWeb(api, users, stream),
+        name="gateway", part=GatewayWeb(api, users, stream, ui),
         services=[users.service(), listener], sites=[Site("gateway", site, root)], mounts=mounts,
         provides=Provided(authenticator=users.auth),
     )

@@ -2,7 +2,9 @@
 // Usage: node nostr_bunker_signer.mjs <relay-url> <signer-secret-hex> <user-secret-hex> [mode] [secret]
 //   mode: normal (default) | silent (never answers) | auth_url (first sign_event answers auth_url,
 //         then the real result 1 s later) | rebind (signs with the relay tag changed to
-//         another server, as a signer tricked by a hostile relay would)
+//         another server, as a signer tricked by a hostile relay would) | connect (a phone
+//         signer that scanned a nostrconnect:// code: `secret` is that URI; once subscribed it
+//         answers the client's key with the URI's secret, then serves requests as in normal)
 // Prints {"ready": true, "signer": <pubkey>, "user": <pubkey>} once subscribed, then one
 // {"request": <method>} line per request handled ({"request": "sign_event", "tags": [...]} with
 // the template's tags). Runs until killed.
@@ -37,7 +39,7 @@ async function answer (request, clientPk, body) {
 function result (req) {
   switch (req.method) {
     case 'connect':
-      if (req.params[0] !== signerPk || (secret && req.params[1] !== secret)) {
+      if (req.params[0] !== signerPk || (secret && mode !== 'connect' && req.params[1] !== secret)) {
         return { id: req.id, result: '', error: 'bad secret' }
       }
       return { id: req.id, result: 'ack' }
@@ -82,5 +84,14 @@ relay.subscribe([{ kinds: [24133], '#p': [signerPk], since: Math.floor(Date.now(
     }
     await answer(req, event.pubkey, result(req))
   },
-  oneose () { print({ ready: true, signer: signerPk, user: userPk }) }
+  async oneose () {
+    if (mode === 'connect') {
+      // nostrconnect://<client pubkey>?relay=...&secret=...: the signer speaks first (NIP-46)
+      const uri = new URL(secret)
+      const clientPk = uri.hostname || uri.pathname.replace(/^\/+/, '')
+      await answer(null, clientPk, { id: Math.random().toString(36).slice(2), result: uri.searchParams.get('secret') })
+      print({ connected: clientPk })
+    }
+    print({ ready: true, signer: signerPk, user: userPk })
+  }
 })

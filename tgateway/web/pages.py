@@ -1,0 +1,192 @@
+"""The web interface's HTML pages on ``gateway.port``: ``/`` (upload), ``/f/<sha256>`` (a file
+with every face), ``/me`` (my files).
+
+Pages are rendered here from ``templates/`` (``string.Template``; every value is HTML-escaped)
+inside one layout: header with the navigation and the account button, the sign-in dialog, the
+page's ``<main>``, and the public configuration as a JSON data block (not a script: the CSP
+allows no inline script). The page's behaviour is in ES modules under ``static/app/js/``
+(``main.js`` picks the page's module from ``<body data-page>``).
+
+What a person needs without JavaScript is in the HTML: the file page carries the facts and every
+link (download, ``.torrent``, magnet, webseed, Blossom, ``blossom:`` URI); the upload form posts
+one file to ``/api/upload``.
+
+Navigation is a list of :class:`Section`; a section with ``needs="admin"`` is rendered hidden
+and shown by the page when the session says the user is an admin (``GET /api/auth/session``
+answering ``"admin": true``). The admin pages slot in as one more section and page here.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+from typing import Any
+
+from twisted.logger import Logger
+
+from tgateway.http.app import new_app
+
+__all__ = ["Pages", "Section", "SECTIONS", "format_size"]
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    path: str
+    label: str
+    needs: str | None = None  # "admin": shown only to admins
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("upload", "/", "Upload"),
+    Section("me", "/me", "My files"),
+)
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@functools.cache
+def _template(name: str) -> Template:
+    return Template((resources.files("tgateway.web") / "templates" / name).read_text("utf-8"))
+
+
+def format_size(n: int) -> str:
+    """Bytes in SI units, as the page shows them (``format.js`` does the same)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 1000 or unit == "PB":
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def faces(described: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(key, label, url)`` of every way to get a file, in the order the page shows them."""
+    urls = described["urls"]
+    out = [
+        ("magnet", "Magnet link", described["magnet"]),
+        ("torrent", ".torrent file", urls["torrent"]),
+        ("download", "Direct download", urls["download"]),
+        ("webseed", "Webseed (BEP 19)", urls["webseed"]),
+        ("stream", "Stream", urls["stream"]),
+    ]
+    if urls.get("blossom"):
+        out.append(("blossom", "Blossom URL", urls["blossom"]))
+    if described.get("blossom_uri"):
+        out.append(("blossom_uri", "blossom: URI (BUD-10)", described["blossom_uri"]))
+    out.append(("metadata", "Metadata (JSON)", urls["metadata"]))
+    return out
+
+
+def _faces_html(described: dict[str, Any]) -> str:
+    e = functools.partial(html.escape, quote=True)
+    return "\n".join(
+        f'      <li class="face" data-face="{e(key)}"><span class="face-label">{e(label)}</span>'
+        f' <a class="face-url" href="{e(url)}">{e(url)}</a></li>'
+        for key, label, url in faces(described)
+    )
+
+
+def _json_block(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block: ``<`` escaped, so no ``</script>``
+    in a file name can end the block."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+class Pages:
+    """Klein routes of the pages. ``public`` is the page configuration
+    (:func:`tgateway.web.ui_config.public_config`), ``csp`` the pages' policy."""
+
+    app = new_app(not_found="no such page")
+    log = Logger()
+
+    def __init__(self, *, store: Any, links: Any, public: dict[str, Any], csp: bytes,
+                 sections: tuple[Section, ...] = SECTIONS) -> None:
+        self.store = store
+        self.links = links
+        self.public = public
+        self.csp = csp
+        self.sections = sections
+        self._config_json = _json_block(public)
+
+    # rendering ------------------------------------------------------------------------
+
+    def _nav(self, current: str) -> str:
+        items = []
+        for s in self.sections:
+            attrs = ' aria-current="page"' if s.key == current else ""
+            hidden = f' hidden data-needs="{html.escape(s.needs)}"' if s.needs else ""
+            items.append(f'      <li{hidden}><a href="{html.escape(s.path)}"{attrs}>'
+                         f"{html.escape(s.label)}</a></li>")
+        return "\n".join(items)
+
+    def _page(self, request: Any, *, page: str, title: str, main: str, status: int = 200) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"content-security-policy", self.csp)
+        request.setHeader(b"referrer-policy", b"same-origin")
+        request.setHeader(b"cache-control", b"no-cache")
+        body = _template("layout.html").substitute(
+            title=html.escape(title), app=html.escape(self.public["app"]), page=page,
+            config_json=self._config_json, nav=self._nav(page), main=main)
+        return body.encode("utf-8")
+
+    # pages ------------------------------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    def upload(self, request: Any) -> bytes:
+        limit = self.public["upload"]["max_size"]
+        main = _template("upload.html").substitute(
+            limit=html.escape(f"up to {format_size(limit)} each"),
+            anonymous_hint=html.escape(
+                "Anyone may upload here; sign in to keep a list of your files and delete them."
+                if self.public["upload"]["anonymous"] else "Sign in to upload."))
+        return self._page(request, page="upload", title="Upload", main=main)
+
+    @app.route("/me", methods=["GET"])
+    def me(self, request: Any) -> bytes:
+        return self._page(request, page="me", title="My files", main=_template("me.html").substitute())
+
+    @app.route("/f/<sha256>", methods=["GET"])
+    async def file(self, request: Any, sha256: str) -> bytes:
+        sha = sha256.lower()
+        f = await self.store.get(sha) if len(sha) == 64 and set(sha) <= _HEX else None
+        if f is None:
+            main = _template("error.html").substitute(
+                heading="No such file",
+                message=html.escape("No file with this SHA-256 is stored here (or it was deleted)."))
+            return self._page(request, page="error", title="Not found", main=main, status=404)
+        owners = await self.store.owners(f.sha256)
+        described = self.links.describe(f, authors=[o.owner for o in owners])
+        titled = next((o for o in owners if o.title), None)
+        described_by = next((o for o in owners if o.description), None)
+        e = functools.partial(html.escape, quote=True)
+        uploaded = time.gmtime(f.created_at)
+        main = _template("file.html").substitute(
+            sha256=e(f.sha256),
+            info_hash=e(f.info_hash),
+            heading=e(titled.title if titled and titled.title else f.name),
+            subtitle=e(f"{format_size(f.size)} · {f.mime}"),
+            description=e(described_by.description if described_by and described_by.description else ""),
+            name=e(f.name),
+            size=e(format_size(f.size)),
+            size_bytes=e(str(f.size)),
+            mime=e(f.mime),
+            uploaded_iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", uploaded),
+            uploaded=time.strftime("%Y-%m-%d %H:%M UTC", uploaded),
+            download=e(described["urls"]["download"]),
+            torrent=e(described["urls"]["torrent"]),
+            magnet=e(described["magnet"]),
+            faces=_faces_html(described),
+            file_json=_json_block(described),
+        )
+        return self._page(request, page="file", title=titled.title if titled and titled.title else f.name,
+                          main=main)
+

@@ -1,0 +1,42 @@
+// The header's account area: "Sign in", or the signed-in key with "Sign out". On load the stored
+// session is checked with the gateway (GET /api/auth/session); an expired one is dropped.
+// Navigation entries marked data-needs="admin" (tgateway/web/pages.py Section.needs) are shown
+// when the session says the user is an admin.
+import { $, $$, h, show } from './dom.js'
+import { api } from './api.js'
+import { session } from './session.js'
+import { shortKey } from './format.js'
+import { openSignin } from './signin.js'
+import { toast } from './toast.js'
+
+export function setupAccount () {
+  session.onChange(render)
+  render(session.get())
+  if (session.get()) {
+    api('/api/auth/session')
+      .then((s) => session.update({ npub: s.npub, admin: Boolean(s.admin) }))
+      .catch(() => {}) // a 401 already dropped the session (api.js)
+  }
+}
+
+function render (s) {
+  const area = $('#account')
+  area.replaceChildren()
+  for (const item of $$('[data-needs="admin"]')) show(item, Boolean(s && s.admin))
+  if (!s) {
+    area.append(h('button', { type: 'button', class: 'btn', id: 'signin-open', onclick: openSignin }, 'Sign in'))
+    return
+  }
+  const who = s.npub || s.pubkey
+  area.append(
+    h('span', { class: 'who', title: who }, h('span', { class: 'sr-only' }, 'Signed in as '), shortKey(who, 9, 4)),
+    h('button', { type: 'button', class: 'btn', id: 'signout', onclick: signOut }, 'Sign out'))
+}
+
+async function signOut () {
+  try {
+    await api('/api/auth/logout', { method: 'POST' })
+  } catch {} // an unknown session is signed out anyway
+  session.clear()
+  toast('Signed out')
+}
