@@ -272,6 +272,10 @@ class NostrConfig:
     publish_nip35: bool = True
     publish_nip71: bool = True
     auto_publish: bool = True
+    # NIP-71 as addressable events (kinds 34235/34236, ``d`` = the video's SHA-256): published
+    # as soon as the video is probed, replaced once its renditions are ready. Off: regular kinds
+    # 21/22, published once, when the video is ready.
+    nip71_addressable: bool = False
     private_key: str = ""
     # Sign-in sessions (bearer tokens) last this long.
     session_ttl: Duration = field(default=Duration(7 * 86400), metadata=_positive())

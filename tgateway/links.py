@@ -146,7 +146,16 @@ class Links:
         return [self.webseed(f), *([onion.webseed(f)] if onion else [])]
 
     def stream(self, f: StoredFile) -> str:
+        """The best rendition once transcoded, the original until then."""
         return f"{self.base_url}/api/stream/{f.sha256}"
+
+    def transcoded(self, f: StoredFile) -> str:
+        """The best rendition only (202 with Retry-After while its transcode is under way)."""
+        return f"{self.base_url}/api/stream/{f.sha256}?transcoded=true"
+
+    def hls(self, f: StoredFile) -> str:
+        """The HLS master playlist of a video (202 with Retry-After while it is transcoded)."""
+        return f"{self.base_url}/api/stream/{f.sha256}/playlist.m3u8"
 
     def blossom(self, f: StoredFile) -> str | None:
         if not self.blossom_url:

@@ -47,6 +47,7 @@ class AnnounceTests(TestCase):
             reactor=reactor,
             store=store,
         )
+        store.subscribe_stored(svc.announcer.on_stored)  # as tap subscribes the component
         svc.startService()
         self.addCleanup(svc.stopService)
 

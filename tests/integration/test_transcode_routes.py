@@ -234,7 +234,7 @@ class TranscodeRoutesTests(TestCase):
         self.assertIn("m video/webm", imeta)
         self.assertIn("dim 720x1280", imeta)
         self.assertIn(f"url {gw.base}/api/stream/{sha}", imeta)
-        self.assertIn(f"fallback {gw.base}/api/download/{sha}", imeta)
+        self.assertIn(f"fallback {f['urls']['webseed']}", imeta)
         self.assertTrue(any(e.startswith("duration 2") for e in imeta), imeta)
         tags = {t[0]: t[1] for t in event["tags"] if t[0] != "imeta"}
         self.assertEqual((tags["title"], tags["i"]), ("Tall clip", f["info_hash"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
 import pytest
 
@@ -117,11 +118,12 @@ def test_nip71_variants_name_the_onion_urls_as_fallbacks() -> None:
     links, f = _links(), stored()
     announcer = VideoAnnouncer(sign=None, outbox=None, relays=(), clock=Clock(), links=links,  # type: ignore[arg-type]
                                store=None)  # type: ignore[arg-type]
+    webseed = f"/api/webseed/{f.info_hash}/{quote(f.name, safe='')}"
     assert announcer._variant(f, 1280, 720, 1000, 2.0).fallbacks == [
-        f"http://bl/{f.sha256}", f"http://gw/api/download/{f.sha256}"]
+        f"http://bl/{f.sha256}", f"http://gw{webseed}"]
     links.onion_origin.publish(Origins(gateway=f"http://{SID}.onion", blossom=f"http://{SID}.onion:8082",
                                        onion=f"{SID}.onion"))
     assert announcer._variant(f, 1280, 720, 1000, 2.0).fallbacks == [
-        f"http://bl/{f.sha256}", f"http://gw/api/download/{f.sha256}",
+        f"http://bl/{f.sha256}", f"http://gw{webseed}",
         f"http://{SID}.onion/api/stream/{f.sha256}", f"http://{SID}.onion:8082/{f.sha256}",
-        f"http://{SID}.onion/api/download/{f.sha256}"]
+        f"http://{SID}.onion{webseed}"]
