@@ -5,7 +5,6 @@ documents say what the declarations say (converters, auth, rate limits, errors).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +30,11 @@ def _result(d: Deferred[Any]) -> Any:
     return out[0]
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Any:
-    """Every component that serves HTTP: tracker, DHT, transcoder, Blossom, retention."""
-    config = serving_config(str(tmp_path), tracker={"enabled": True},
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Every component that serves HTTP: tracker, DHT, transcoder, Blossom, retention (built
+    once: the tests only read what was built)."""
+    config = serving_config(str(tmp_path_factory.mktemp("openapi")), tracker={"enabled": True},
                             dht={"enabled": True, "bootstrap_nodes": []},
                             transcoding={"enabled": True})
     return tap.makeService({"config": config}, reactor=MemoryReactorClock()).gateway
@@ -126,6 +126,8 @@ def test_documents_are_served(gateway: Any) -> None:
         assert r.code == 200 and r.headers.getRawHeaders("content-type") == ["application/json"]
         doc = json.loads(_result(r.content()))
         assert doc["openapi"] == "3.1.0" and path in doc["paths"]
+        r = _result(client.post(f"http://gw.test{path}", data=b"{}"))
+        assert r.code == 405 and json.loads(_result(r.content()))["error"] == "method_not_allowed"
 
 
 def test_the_documents_are_valid_openapi(gateway: Any) -> None:

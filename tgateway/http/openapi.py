@@ -322,7 +322,7 @@ def _operation(found: _Found, op_id: str) -> dict[str, Any]:
         out["requestBody"] = body
     if declared.authorized:
         need = declared.need
-        security = [{s: []} for s in found.schemes]
+        security: list[dict[str, list[str]]] = [{s: []} for s in found.schemes]
         if need is Need.NONE:
             security = []
         elif need in (Need.USER, Need.ADMIN):
@@ -437,7 +437,7 @@ class OpenApiResource(Resource):
     isLeaf = True
 
     def __init__(self, root: Callable[[], MountRoot], **info: Any) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._root = root
         self._info = info
         self._body: bytes | None = None
@@ -456,6 +456,14 @@ class OpenApiResource(Resource):
 
     def render_HEAD(self, request: Any) -> bytes:
         return self.render_GET(request)
+
+    def render(self, request: Any) -> bytes:
+        if request.method in (b"GET", b"HEAD"):
+            return super().render(request)  # type: ignore[no-untyped-call, no-any-return]
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, HEAD")
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"error": "method_not_allowed", "message": "method not allowed"}).encode()
 
 
 OPENAPI_OP = Op("This port's OpenAPI 3.1 document", tags=("meta",), name="openapi",
