@@ -216,10 +216,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
 
     if "dht" in components:
         from tgateway.dht.service import build_dht
+        from tgateway.peer.service import announce_ips
 
-        # Announce the gateway's BitTorrent peer port (config peer.port once the peer issue lands).
-        peer_port = getattr(getattr(config, "peer", None), "port", 6881)
-        dht = build_dht(config.dht, os.path.join(config.data_dir, "dht"), reactor, rng, peer_port)
+        # The gateway's BitTorrent peer, at the addresses the tracker lists it under.
+        dht = build_dht(config.dht, os.path.join(config.data_dir, "dht"), reactor, rng,
+                        config.peer.port, announce_ips=announce_ips(config.peer,
+                                                                    config.gateway.base_url()))
         if gw.store is not None:
             dht.set_known_info_hashes(gw.store.info_hashes)
             gw.store.subscribe_stored(dht.on_file_stored)

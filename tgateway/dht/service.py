@@ -1,12 +1,20 @@
 """The DHT as a Twisted service: state on disk, bootstrap, periodic maintenance and announces.
 
-``build_dht(config, state_dir, clock, rng, announce_port)`` returns a :class:`DhtService`. On start it
+``build_dht(config, state_dir, clock, rng, announce_port, announce_ips=...)`` returns a
+:class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
 the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
 ``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
 ``dht.announce_interval``, spread evenly over the interval (each info-hash has its own phase), and a
 newly stored file is announced at once when its upload asked for it. On stop the routing table and
 node id are saved so a restart rejoins at once.
+
+The node also lists the gateway's peer in its own peer store for every info-hash it announces, so a
+node that asks the gateway directly (one bootstrapped from it alone) finds the gateway. The address
+comes from ``announce_ips``, the same addresses the built-in tracker lists for the peer
+(:func:`tgateway.peer.service.announce_ips`: ``peer.external_ip``, else the peer's listening host,
+else the host of ``gateway.public_url``); else the DHT's own host when it is a specific address;
+else the external address the DHT's nodes report (BEP 42 votes), once they agree.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +84,7 @@ class DhtService(service.Service):
         rng: random.Random,
         announce_port: int,
         reactor: Any = None,
+        announce_ips: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.state_dir = Path(state_dir)
@@ -83,6 +92,7 @@ class DhtService(service.Service):
         self.reactor: Any = reactor if reactor is not None else clock
         self.rng = rng
         self.announce_port = announce_port
+        self.announce_ips = tuple(announce_ips)
         self.families: list[_Family] = []
         self._known_source: Callable[[], Iterable[bytes | str]] | None = None
         self._known: set[bytes] = set()
@@ -371,12 +381,15 @@ class DhtService(service.Service):
         )
         self.clock.callLater(0, self._pump)
 
-    @staticmethod
-    def _local_ip(f: _Family) -> str | None:
-        host = f.host
-        if host in ("", "0.0.0.0", "::"):
+    def _local_ip(self, f: _Family) -> str | None:
+        """The gateway's address in this family: the peer's announced address, else the DHT's
+        own host when specific, else None (the node falls back to its voted external address)."""
+        for ip in self.announce_ips:
+            if (":" in ip) == f.node.ipv6:
+                return ip
+        if f.host in ("", "0.0.0.0", "::"):
             return None
-        return host
+        return f.host
 
     def _save(self) -> None:
         save_state(self.state_dir / STATE_FILE, [f.node for f in self.families])
@@ -418,7 +431,10 @@ def build_dht(
     rng: random.Random,
     announce_port: int,
     reactor: Any = None,
+    announce_ips: Sequence[str] = (),
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
-    resolves bootstrap host names."""
-    return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor)
+    resolves bootstrap host names; ``announce_ips``: the addresses of the gateway's peer (IPv4
+    and/or IPv6), as :func:`tgateway.peer.service.announce_ips` gives them to the tracker."""
+    return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor,
+                      announce_ips=announce_ips)
