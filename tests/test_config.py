@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from tgateway.config import (
+    MODES,
     ConfigError,
     load_config,
     parse_config,
 )
-from tgateway.tap import MODE_COMPONENTS, Options, build_config, components_for, makeService
+from tgateway.tap import COMPONENTS, Options, build_config, components_for, makeService
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "README.md"
@@ -120,11 +121,11 @@ def test_paths_outside_the_data_dir_stay(tmp_path: Path) -> None:
     assert config.storage.chunk_storage == "/srv/gw/chunks"
 
 
-@pytest.mark.parametrize("mode", sorted(MODE_COMPONENTS))
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_mode_override(mode: str) -> None:
     config = build_config(None, None, mode)
     assert config.mode == mode
-    assert components_for(config) <= MODE_COMPONENTS[mode]
+    assert components_for(config) <= {spec.name for spec in COMPONENTS if mode in spec.modes}
 
 
 def test_disabled_components_are_not_started() -> None:

@@ -63,7 +63,7 @@ def blossom_uri(f: StoredFile, *, server: str | None, authors: Iterable[str] = (
 @dataclass(frozen=True)
 class Links:
     base_url: str  # e.g. http://127.0.0.1:9877 (no trailing slash)
-    tracker_urls: tuple[str, ...] = ()  # HTTP, UDP, WebSocket announce URLs, in that order
+    tracker_urls: tuple[str, ...] = ()  # announce URLs in the order clients try them (tracker_urls)
     blossom_url: str | None = None
 
     def download(self, f: StoredFile) -> str:

@@ -83,7 +83,7 @@ async def through_gateway(reactor, clip: str, preset: str, segment: float) -> fl
         with open(clip, "rb") as fh:
             r = await treq.put(gw.url("/api/upload"), data=fh, headers={"X-Filename": "bench.mp4"})
         sha = json.loads(await r.text())["sha256"]
-        transcoder = gw.gateway.parts["transcode"]
+        transcoder = gw.gateway.components.transcode
         while True:
             job = await transcoder.job(sha)
             if job is not None and job.state in ("done", "failed"):

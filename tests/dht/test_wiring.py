@@ -36,14 +36,14 @@ class WiringTests(SynchronousTestCase):
     def test_dht_only(self) -> None:
         top = makeService({"config": self.config(mode="dht-only")}, reactor=MemoryReactorClock())
         (dht,) = [s for s in top if isinstance(s, DhtService)]
-        self.assertIs(top.gateway.parts["dht"], dht)  # type: ignore[attr-defined]
+        self.assertIs(top.gateway.components.dht, dht)  # type: ignore[attr-defined]
         self.assertEqual(dht.state_dir, Path(self.dir) / "dht")
         self.assertEqual(dht.announce_port, 6881)
 
     def test_unified_subscribes_to_the_store(self) -> None:
         top = makeService({"config": self.config()}, reactor=MemoryReactorClock())
         gw = top.gateway  # type: ignore[attr-defined]
-        dht = gw.parts["dht"]
+        dht = gw.components.dht
         self.assertIn(dht.on_file_stored, gw.store._on_stored)
         self.assertIsNotNone(dht._known_source)
 
@@ -51,22 +51,22 @@ class WiringTests(SynchronousTestCase):
         top = makeService(
             {"config": self.config(dht={"enabled": False})}, reactor=MemoryReactorClock()
         )
-        self.assertNotIn("dht", top.gateway.parts)  # type: ignore[attr-defined]
+        self.assertIsNone(top.gateway.components.dht)  # type: ignore[attr-defined]
 
     def test_the_peers_address_as_the_tracker_lists_it(self) -> None:
         # DHT and peer on any address: the public URL's host, as the tracker lists the peer.
         top = makeService({"config": self.config(
             dht={"bootstrap_nodes": [], "host": "0.0.0.0"}, peer={"host": "0.0.0.0"},
             gateway={"public_url": "http://198.51.100.4:9877"})}, reactor=MemoryReactorClock())
-        parts = top.gateway.parts  # type: ignore[attr-defined]
-        self.assertEqual(parts["dht"].announce_ips, ("198.51.100.4",))
+        parts = top.gateway.components  # type: ignore[attr-defined]
+        self.assertEqual(parts.dht.announce_ips, ("198.51.100.4",))
         # the very addresses the peer lists itself under on the built-in tracker
-        self.assertEqual(parts["dht"].announce_ips, parts["peer"].announcer.local_ips)
+        self.assertEqual(parts.dht.announce_ips, parts.peer.announcer.local_ips)
         # peer.external_ip comes first, as for the tracker.
         top = makeService({"config": self.config(
             dht={"bootstrap_nodes": [], "host": "0.0.0.0"},
             peer={"host": "0.0.0.0", "external_ip": "203.0.113.9"},
             gateway={"public_url": "http://198.51.100.4:9877"})}, reactor=MemoryReactorClock())
-        parts = top.gateway.parts  # type: ignore[attr-defined]
-        self.assertEqual(parts["dht"].announce_ips, ("203.0.113.9",))
-        self.assertEqual(parts["dht"].announce_ips, parts["peer"].announcer.local_ips)
+        parts = top.gateway.components  # type: ignore[attr-defined]
+        self.assertEqual(parts.dht.announce_ips, ("203.0.113.9",))
+        self.assertEqual(parts.dht.announce_ips, parts.peer.announcer.local_ips)

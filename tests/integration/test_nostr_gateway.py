@@ -58,7 +58,7 @@ class Gateway:
     def __init__(self, config: Config) -> None:
         self.service = makeService({"config": config}, reactor)
         self.gateway = self.service.gateway  # type: ignore[attr-defined]
-        self.nostr = self.gateway.parts["nostr"]
+        self.nostr = self.gateway.components.nostr
         outbox = self.nostr.outbox
         outbox.publish_timeout, outbox.retry_initial, outbox.retry_max = 2.0, 0.5, 2.0
         self.nostr.pool._retry_policy = backoffPolicy(

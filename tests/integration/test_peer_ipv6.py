@@ -35,6 +35,8 @@ class FakeStore:
     def info_hashes(self) -> frozenset[bytes]:
         return frozenset({self.t.info_hash_bytes})
 
+    announced_info_hashes = info_hashes
+
 
 class Local:
     def __init__(self) -> None:

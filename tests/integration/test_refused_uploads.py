@@ -107,7 +107,7 @@ class RefusedUploadTests(TestCase):
         stored: list[Any] = []
         g.store.subscribe_stored(stored.append)
         listed: list[bytes] = []  # info-hashes the tracker was ever told the gateway seeds
-        tracker, dht = g.parts["tracker"], g.parts["dht"]
+        tracker, dht = g.components.tracker, g.components.dht
         add_local_peer, dht_announce = tracker.add_local_peer, dht.announce
 
         def record_listed(ih: bytes, ip: str, port: int) -> None:
@@ -125,7 +125,7 @@ class RefusedUploadTests(TestCase):
         refused: dict[str, tuple[str, str]] = {}  # case -> (sha256, info-hash)
 
         # 1. over quota, found at commit: both uploads pass the early checks
-        token, _ = await g.parts["users"].sessions.create(ALICE, "test", time.time())
+        token, _ = await g.components.gateway.users.sessions.create(ALICE, "test", time.time())
         files = [os.urandom(SIZE), os.urandom(SIZE)]
 
         def send(body: HeldBody) -> Deferred[Any]:
@@ -205,7 +205,7 @@ class RefusedUploadTests(TestCase):
         # no NIP-35 event for a refused file reached the relay
         answer = await run_node_json_deferred(
             reactor, "nostr_relay_read.mjs", relay.url,
-            json.dumps({"kinds": [2003], "authors": [g.parts["nostr"].pubkey]}), timeout=60)
+            json.dumps({"kinds": [2003], "authors": [g.components.nostr.pubkey]}), timeout=60)
         announced = {t[1] for e in answer["events"] for t in e["tags"] if t[0] == "x"}
         self.assertEqual(announced, set(kept.values()))
         self.assertEqual(answer["verified"], [True] * len(kept))
@@ -215,7 +215,7 @@ class RefusedUploadTests(TestCase):
         kept_ih = {bytes.fromhex(h) for h in kept.values()}
         self.assertEqual(set(dht_queued), kept_ih)
         self.assertEqual(set(listed), kept_ih)
-        peer = g.parts["peer"]
+        peer = g.components.peer
         ours = b"\x7f\x00\x00\x01" + peer.port.to_bytes(2, "big")
         self.assertEqual(set(tracker.store.local), kept_ih)
         self.assertEqual(set(peer.announcer.torrents), kept_ih)

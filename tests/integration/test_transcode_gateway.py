@@ -100,7 +100,7 @@ class TranscodeGatewayTests(TestCase):
         return json.loads(body)
 
     async def wait_job(self, gw: RunningGateway, sha: str, timeout: float = 150.0) -> tuple[Any, list[float]]:
-        transcoder = gw.gateway.parts["transcode"]
+        transcoder = gw.gateway.components.transcode
         seen: list[float] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -237,7 +237,7 @@ class TranscodeGatewayTests(TestCase):
         with open(bad, "wb") as fh:
             fh.write(bytes(data))
         b = await self.upload(gw, bad, "bad.webm")
-        transcoder = gw.gateway.parts["transcode"]
+        transcoder = gw.gateway.components.transcode
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             f = await gw.store.get(b["sha256"])

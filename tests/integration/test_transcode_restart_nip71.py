@@ -82,7 +82,7 @@ class Nip71Tests(TestCase):
                          "work_dir": os.path.join(data, "work"), "hls_segment_duration": "1s"})
         gw = RunningGateway(config)
         self.addCleanup(gw.stop)
-        nostr = gw.gateway.parts["nostr"]
+        nostr = gw.gateway.components.nostr
         nostr.outbox.publish_timeout, nostr.outbox.retry_initial = 2.0, 0.5
         clip = make_clip(os.path.join(self.dir, "land.webm"), "webm")
         with open(clip, "rb") as fh:
@@ -94,7 +94,7 @@ class Nip71Tests(TestCase):
         self.assertEqual(answer["verified"], [True])
         [event] = answer["events"]
         self.assertEqual(event["kind"], 21)
-        job = await gw.gateway.parts["transcode"].job(f["sha256"])
+        job = await gw.gateway.components.transcode.job(f["sha256"])
         imeta = [t for t in event["tags"] if t[0] == "imeta"]
         self.assertEqual(len(imeta), len(job.results["variants"]))
         self.assertEqual(len(imeta), 2)

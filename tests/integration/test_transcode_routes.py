@@ -204,7 +204,7 @@ class TranscodeRoutesTests(TestCase):
 
         again = RunningGateway(gw.config)
         self.addCleanup(again.stop)
-        transcoder = again.gateway.parts["transcode"]
+        transcoder = again.gateway.components.transcode
         job = await self.job_end(transcoder, f["sha256"])
         self.assertEqual((job.state, job.attempts), ("done", 2))
         code, body, _ = await call("GET", again.url(f"/api/stream/{f['sha256']}/playlist.m3u8"))
@@ -215,7 +215,7 @@ class TranscodeRoutesTests(TestCase):
         self.addCleanup(relay.stop)
         gw = self.start(transcoding={"enabled": False},
                         nostr={"video_relays": [relay.url], "publish_nip71": True})
-        nostr = gw.gateway.parts["nostr"]
+        nostr = gw.gateway.components.nostr
         nostr.outbox.publish_timeout, nostr.outbox.retry_initial = 2.0, 0.5
         bob = await session_for(gw, BOB)
         clip = make_clip(os.path.join(self.dir, "portrait.webm"), "portrait")
@@ -242,7 +242,7 @@ class TranscodeRoutesTests(TestCase):
         video = json.loads(meta)["meta"]["video"]
         self.assertEqual((video["display_width"], video["display_height"]), (720, 1280))
         self.assertLess(abs(video["duration"] - 2.0), 0.1, video)
-        self.assertIsNone(await gw.gateway.parts["transcode"].job(sha))
+        self.assertIsNone(await gw.gateway.components.transcode.job(sha))
         code, body = await self.status(gw, sha, bob)
         self.assertEqual((code, body["state"]), (200, "not_queued"))
         code, body = await self.retry(gw, sha, bob)
@@ -280,7 +280,7 @@ class TranscodeRoutesTests(TestCase):
         code, meta, _ = await call("GET", gw.url(f"/api/files/{f['sha256']}"))
         self.assertEqual(code, 200)
         self.assertNotIn("video", json.loads(meta).get("meta", {}))
-        self.assertIsNone(await gw.gateway.parts["transcode"].job(f["sha256"]))
+        self.assertIsNone(await gw.gateway.components.transcode.job(f["sha256"]))
         with open(clip, "rb") as fh:
             original = fh.read()
         for path in (f"/api/stream/{f['sha256']}", f"/api/download/{f['sha256']}"):
@@ -313,7 +313,7 @@ class TranscodeRoutesTests(TestCase):
             self.fail("never probed")
 
         gw = self.start(transcoding={"enabled": True, "min_file_size": size + 1})
-        self.assertEqual(gw.gateway.parts["transcode"].health()["ffmpeg"], "imageio-ffmpeg")
+        self.assertEqual(gw.gateway.components.transcode.health()["ffmpeg"], "imageio-ffmpeg")
         f = await self.upload(gw, clip, "land.webm")
         meta = await probed(gw, f["sha256"])
         video = meta["video"]
@@ -321,7 +321,7 @@ class TranscodeRoutesTests(TestCase):
                           video["audio_codec"]), (1280, 720, "vp9", "opus"))
         self.assertLess(abs(video["duration"] - 2.0), 0.1, video)
         await sleep(0.3)
-        self.assertIsNone(await gw.gateway.parts["transcode"].job(f["sha256"]))
+        self.assertIsNone(await gw.gateway.components.transcode.job(f["sha256"]))
         await gw.stop()
 
         shutil.rmtree(os.path.join(self.dir, "gw"))
@@ -329,7 +329,7 @@ class TranscodeRoutesTests(TestCase):
         f = await self.upload(gw, clip, "land.webm")
         await probed(gw, f["sha256"])
         await sleep(0.3)
-        transcoder = gw.gateway.parts["transcode"]
+        transcoder = gw.gateway.components.transcode
         self.assertIsNone(await transcoder.job(f["sha256"]))
         # an admin queues it
         job = await transcoder.retry(f["sha256"], 3)
@@ -352,7 +352,7 @@ class TranscodeRoutesTests(TestCase):
         f = await self.upload(gw, clip, "many.mp4")
         stored = await gw.store.get(f["sha256"])
         self.assertGreater(len(stored.chunks), 60)
-        transcoder = gw.gateway.parts["transcode"]
+        transcoder = gw.gateway.components.transcode
         job = await self.job_end(transcoder, f["sha256"])
         self.assertEqual(job.state, "done", job.error)
         self.assertEqual((job.probe["width"], job.probe["height"]), (640, 360))
@@ -369,7 +369,7 @@ class TranscodeRoutesTests(TestCase):
         f = await self.upload(gw, path, "notes.bin")
         code, body = await self.retry(gw, f["sha256"], alice)
         self.assertEqual((code, body["error"]), (404, "job_not_found"))
-        self.assertIsNone(await gw.gateway.parts["transcode"].job(f["sha256"]))
+        self.assertIsNone(await gw.gateway.components.transcode.job(f["sha256"]))
         code, body = await self.retry(gw, f["sha256"], alice, b"\xff\xfe")
         self.assertEqual((code, body["error"]), (400, "invalid_json"))
         code, _, _ = await call("GET", gw.url(f"/api/download/{f['sha256']}"))

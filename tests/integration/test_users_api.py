@@ -476,7 +476,7 @@ async def test_quota_without_content_length() -> None:
 async def test_identity_and_announce_without_relays(gw: RunningGateway) -> None:
     code, ident, _ = await call("GET", gw.url("/api/nostr/identity"))
     assert code == 200
-    nostr = gw.gateway.parts["nostr"]
+    nostr = gw.gateway.components.nostr
     assert (ident["pubkey"], ident["npub"]) == (nostr.pubkey, nostr.npub)
 
     alice = await session_for(gw, ALICE)

@@ -85,6 +85,7 @@ class ServiceTests(SynchronousTestCase):
             reactor=self.clock,
             store=self.store,
         )
+        self.store.subscribe_stored(svc.announcer.on_stored)  # as tap subscribes the component
         return svc
 
     def deliveries(self, svc: NostrService, sha: str = SHA) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -38,17 +39,18 @@ class NostrWiringTests(SynchronousTestCase):
         top = self.build()
         gw = top.gateway
         (nostr,) = [s for s in top if isinstance(s, NostrService)]
-        self.assertIs(gw.parts["nostr"], nostr)
+        self.assertIs(gw.components.nostr, nostr)
         self.assertIs(gw.db, nostr.outbox._store._db)
-        self.assertIs(gw.db, gw.parts["users"].sessions.db)
+        self.assertIs(gw.db, gw.components.gateway.users.sessions.db)
         self.assertIn(nostr.announcer.on_stored, gw.store._on_stored)
         self.assertEqual(nostr.announcer.relays, ("wss://relay.example",))
         self.assertTrue(nostr.announcer.auto_publish)
-        api = gw.parts["api"]
+        api = gw.components.gateway.api
         self.assertIsInstance(api.auth, RequestAuthenticator)
-        self.assertIs(api.auth, gw.parts["users"].auth)
-        self.assertIsNotNone(gw.parts["users"].nip46)
-        self.assertEqual(api.extra_status["nostr"](),
+        self.assertIs(api.auth, gw.components.gateway.users.auth)
+        self.assertIsNotNone(gw.components.gateway.users.nip46)
+        (component,) = [c for c in api.components if c.name == "nostr"]  # /api/health reads it
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(component.status())),
                          {"status": "ok", "npub": nostr.npub, "relays": {"wss://relay.example": False}})
         names = [s.name for s in top]
         # storage first; the sign-in service stops before the Nostr one (NIP-46 logins first)
@@ -57,12 +59,12 @@ class NostrWiringTests(SynchronousTestCase):
 
     def test_switches_honoured(self) -> None:
         gw = self.build(auto_publish=False).gateway
-        self.assertFalse(gw.parts["nostr"].announcer.auto_publish)
+        self.assertFalse(gw.components.nostr.announcer.auto_publish)
         gw = self.build(publish_nip35=False).gateway
-        self.assertEqual(gw.parts["nostr"].announcer.relays, ())
+        self.assertEqual(gw.components.nostr.announcer.relays, ())
 
     def test_npub_logged_at_start(self) -> None:
-        nostr = self.build().gateway.parts["nostr"]
+        nostr = self.build().gateway.components.nostr
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for child in (nostr.pool, nostr.outbox):  # only the log line is under test here
             child.startService = lambda: None

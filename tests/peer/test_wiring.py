@@ -40,12 +40,12 @@ class WiringTests(SynchronousTestCase):
         top = makeService({"config": self.config(peer={"port": 7001, "max_uploads": 3})},
                           reactor=MemoryReactorClock())
         gw = top.gateway  # type: ignore[attr-defined]
-        peer = gw.parts["peer"]
+        peer = gw.components.peer
         self.assertIsInstance(peer, PeerService)
         self.assertIn(peer, list(top))
         self.assertIn(peer.on_file_stored, gw.store._on_stored)
         self.assertIn(peer.on_file_deleted, gw.store._on_deleted)
-        self.assertIs(peer.announcer.local, gw.parts["tracker"])
+        self.assertIs(peer.announcer.local, gw.components.tracker)
         self.assertEqual(peer.announcer.local_ips, ("127.0.0.1",))
         self.assertEqual(peer.factory.choker.max_uploads, 3)
         self.assertEqual(peer.config.port, 7001)
@@ -54,10 +54,10 @@ class WiringTests(SynchronousTestCase):
     def test_disabled_and_modes(self) -> None:
         top = makeService({"config": self.config(peer={"enabled": False})},
                           reactor=MemoryReactorClock())
-        self.assertNotIn("peer", top.gateway.parts)  # type: ignore[attr-defined]
+        self.assertIsNone(top.gateway.components.peer)  # type: ignore[attr-defined]
         top = makeService({"config": self.config(mode="blossom-only")},
                           reactor=MemoryReactorClock())
-        self.assertNotIn("peer", top.gateway.parts)  # type: ignore[attr-defined]
+        self.assertIsNone(top.gateway.components.peer)  # type: ignore[attr-defined]
 
 
 class AnnounceIpTests(SynchronousTestCase):

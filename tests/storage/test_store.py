@@ -599,3 +599,32 @@ def test_the_ffmpeg_list_is_removed_when_the_block_fails(store: LocalContentStor
     with pytest.raises(RuntimeError):
         result_of(use())
     assert tmp_entries(store) == []
+
+
+def test_derived_files_are_stored_but_not_announced(tmp_path: Path) -> None:
+    """A file only derived owners hold (transcode outputs) is stored and found, but is not among
+    the torrents the gateway announces, before and after a restart; an upload of the same bytes
+    by a user makes it one, and it stops being one when only derived owners are left."""
+    db = SyncDatabase(str(tmp_path / "m.db"))
+    db.open()
+    s = make_store(tmp_path, db=db)
+    derived = UploadContext(owner="transcode:" + "ab" * 32, name="seg.ts", source="transcode")
+    assert derived.derived and not UploadContext().derived
+    seg = put(s, b"segment bytes", ctx=derived).file
+    mine = put(s, b"an upload", ctx=UploadContext(owner="c" * 64, name="up.bin")).file
+    seg_ih, mine_ih = seg.info_hash_bytes, mine.info_hash_bytes
+    assert s.info_hashes() == {seg_ih, mine_ih}
+    assert s.announced_info_hashes() == {mine_ih}
+    assert s.has_info_hash(seg_ih) and result_of(s.get(seg.sha256)) == seg
+    db.close()
+
+    db = SyncDatabase(str(tmp_path / "m.db"))
+    db.open()
+    s = make_store(tmp_path, db=db)
+    assert s.announced_info_hashes() == {mine_ih}
+    assert all(o.derived for o in result_of(s.owners(seg.sha256)))
+    put(s, b"segment bytes", ctx=UploadContext(owner="d" * 64, name="seg.ts"))  # a user's too
+    assert s.announced_info_hashes() == {mine_ih, seg_ih}
+    assert result_of(s.remove_owner(seg.sha256, "d" * 64)) is None  # the derived owner is left
+    assert s.announced_info_hashes() == {mine_ih}
+    assert s.has_info_hash(seg_ih)

@@ -121,7 +121,7 @@ async def test_if_none_match_is_a_weak_comparison(gw: RunningGateway) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_head_of_the_challenge_issues_none(gw: RunningGateway) -> None:
-    challenges = gw.gateway.parts["users"].auth_api.challenges
+    challenges = gw.gateway.components.gateway.users.auth_api.challenges
     before = len(challenges)
     for _ in range(3):
         r = await http.head(gw.url("/api/auth/challenge"))

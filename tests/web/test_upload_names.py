@@ -36,7 +36,7 @@ def no_format_chars(text: str) -> bool:
 async def test_every_output_shows_the_cleaned_name(how: str) -> None:
     g = RunningGateway(small_config(temp_data_dir()))
     try:
-        token, _ = await g.gateway.parts["users"].sessions.create("a1" * 32, "test", time.time())
+        token, _ = await g.gateway.components.gateway.users.sessions.create("a1" * 32, "test", time.time())
         auth = {"Authorization": f"Bearer {token}"}
         data = os.urandom(5000)
         if how == "multipart":

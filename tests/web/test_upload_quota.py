@@ -81,7 +81,7 @@ async def test_concurrent_uploads_of_files_others_stored_respect_the_quota() -> 
                                headers={"Content-Type": "application/octet-stream"})
             assert r.code == 201, await r.text()
         alice = "a1" * 32
-        token, _ = await g.gateway.parts["users"].sessions.create(alice, "test", time.time())
+        token, _ = await g.gateway.components.gateway.users.sessions.create(alice, "test", time.time())
 
         def send(body: HeldBody) -> Deferred[Any]:
             return http.put(g.url("/api/upload"), data=body, headers={

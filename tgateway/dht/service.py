@@ -1,5 +1,9 @@
 """The DHT as a Twisted service: state on disk, bootstrap, periodic maintenance and announces.
 
+:func:`build` (the component) runs it with its state in ``<data_dir>/dht``, announcing the
+gateway's peer port for every stored torrent (not for derived files: see
+``ContentStore.announced_info_hashes``), subscribed to the store's "stored" event, with its full
+status at ``GET /api/dht/status`` on the gateway's port and a summary in ``/api/health``.
 ``build_dht(config, state_dir, clock, rng, announce_port, announce_ips=...)`` returns a
 :class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
@@ -33,6 +37,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from tgateway.component import Component, Deps, Mount, Provided
 from tgateway.config import DhtConfig
 from tgateway.dht.bootstrap import is_ip, parse_host_port, resolve_host
 from tgateway.dht.lookup import LookupResult
@@ -41,7 +46,7 @@ from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.dht.state import STATE_FILE, load_state, save_state
 from tgateway.storage.model import StoredEvent
 
-__all__ = ["DhtService", "build_dht"]
+__all__ = ["DhtService", "build", "build_dht"]
 
 TICK = 1.0  # announce scheduler and rate sampling
 MAINTENANCE = 5.0  # routing table maintenance
@@ -155,7 +160,7 @@ class DhtService(service.Service):
     def on_file_stored(self, event: StoredEvent) -> None:
         """Subscriber for the content store's "file stored" event."""
         ih = _to_bytes(event.file.info_hash)
-        if ih is None or not event.context.announce_dht:
+        if ih is None or not event.context.announce_dht or event.context.derived:
             return
         if ih not in self._known:
             self._known.add(ih)
@@ -438,3 +443,23 @@ def build_dht(
     and/or IPv6), as :func:`tgateway.peer.service.announce_ips` gives them to the tracker."""
     return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor,
                       announce_ips=announce_ips)
+
+
+def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
+    from tgateway.http.status import JsonStatus
+    from tgateway.peer.service import announce_ips
+
+    config = deps.config
+    # the gateway's BitTorrent peer, at the addresses the tracker lists it under
+    dht = build_dht(section, str(Path(config.data_dir) / "dht"), deps.reactor, deps.rng,
+                    config.peer.port,
+                    announce_ips=announce_ips(config.peer, config.gateway.base_url()))
+    if deps.store is not None:
+        dht.set_known_info_hashes(deps.store.announced_info_hashes)
+    return Component(
+        name="dht", part=dht, services=[dht],
+        mounts=[Mount("gateway", "/api/dht/status", JsonStatus(dht.status))],
+        report=lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")},
+        on_stored=dht.on_file_stored,
+        provides=Provided(dht=dht),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -10,33 +10,40 @@ from twisted.web.resource import IResource, Resource
 
 from .site import StreamingSite
 
+Chosen = Callable[[Sequence[bytes]], bool]
+
 
 class MountRoot(Resource):
     """Dispatches on leading path segments to mounted resources; everything else goes to
-    ``default`` with the path untouched (Klein routes see the full path)."""
+    ``default`` with the path untouched (Klein routes see the full path).
+
+    The longest mounted prefix that matches wins; a mount with a ``when`` takes only requests
+    whose path segments (all of them, empty ones dropped) satisfy it, the others go on to a
+    shorter prefix or the default (two apps sharing ``/api/files``: the one that has
+    ``/api/files/<sha256>/announce`` and the file API)."""
 
     def __init__(self, default: IResource) -> None:
         super().__init__()
         self._default = default
-        self._mounts: dict[tuple[bytes, ...], tuple[IResource, bool]] = {}
+        self._mounts: dict[tuple[bytes, ...], list[tuple[IResource, bool, Chosen | None]]] = {}
+        self._prefixes: list[tuple[bytes, ...]] = []  # longest first
 
-    def mount(self, path: str, resource: IResource) -> None:
-        """Mount ``resource`` at ``/a/b``: it sees the rest of the path as its postpath."""
-        self._mounts[self._segments(path)] = (resource, True)
-
-    def mount_app(self, path: str, resource: IResource) -> None:
-        """Send requests under ``/a/b`` to a Klein app whose routes carry the full path."""
-        self._mounts[self._segments(path)] = (resource, False)
-
-    @staticmethod
-    def _segments(path: str) -> tuple[bytes, ...]:
-        return tuple(s.encode() for s in path.strip("/").split("/"))
+    def mount(self, path: str, resource: IResource, *, whole_path: bool = False,
+              when: Chosen | None = None) -> None:
+        """Mount ``resource`` at ``/a/b``. ``whole_path``: a Klein app whose routes carry the
+        full path; otherwise it sees the rest of the path as its postpath."""
+        prefix = tuple(s.encode() for s in path.strip("/").split("/"))
+        self._mounts.setdefault(prefix, []).append((resource, not whole_path, when))
+        self._prefixes = sorted(self._mounts, key=len, reverse=True)
 
     def getChildWithDefault(self, name: bytes, request: Any) -> IResource:
         segments = (name, *request.postpath)
-        for prefix in sorted(self._mounts, key=len, reverse=True):
-            if segments[: len(prefix)] == prefix:
-                resource, consume = self._mounts[prefix]
+        for prefix in self._prefixes:
+            if segments[: len(prefix)] != prefix:
+                continue
+            for resource, consume, when in self._mounts[prefix]:
+                if when is not None and not when([s for s in segments if s]):
+                    continue
                 if consume:
                     for _ in prefix[1:]:
                         request.prepath.append(request.postpath.pop(0))
@@ -50,36 +57,15 @@ class MountRoot(Resource):
         return self._default.render(request)
 
 
-class PathSplit(Resource):
-    """One mount point shared by two Klein apps (both see the full path): a request whose path
-    segments (after the mount point, empty ones dropped) satisfy ``chosen`` goes to ``when``,
-    the rest to ``otherwise``."""
-
-    isLeaf = True
-
-    def __init__(self, chosen: Callable[[list[bytes]], bool], when: IResource, otherwise: IResource) -> None:
-        super().__init__()
-        self._chosen = chosen
-        self._when = when
-        self._otherwise = otherwise
-
-    def render(self, request: Any) -> Any:
-        path = [p for p in request.postpath if p]
-        return (self._when if self._chosen(path) else self._otherwise).render(request)
-
-
 def build_site(
     api_resource: IResource,
     *,
-    mounts: dict[str, IResource] | None = None,
     streaming_routes: list[tuple[bytes, bytes]],
     max_request_body: int,
     max_stream_body: int | None = None,
     clock: IReactorTime,
 ) -> tuple[StreamingSite, MountRoot]:
     root = MountRoot(api_resource)
-    for path, resource in (mounts or {}).items():
-        root.mount(path, resource)
     site = StreamingSite(
         root,
         streaming_routes=streaming_routes,

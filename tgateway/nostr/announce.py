@@ -1,6 +1,7 @@
 """NIP-35 announcements of stored files: build, sign with the gateway key, hand to the outbox.
 
-:class:`TorrentAnnouncer` is subscribed to the content store's "file stored" event at wiring time. When
+:class:`TorrentAnnouncer` is subscribed to the content store's "file stored" event at wiring time
+(derived files, such as transcode outputs, are not torrents and are not announced). When
 ``nostr.publish_nip35`` and ``nostr.auto_publish`` are on and relays are configured, a new file
 gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, topics, category,
 magnet, webseed, Blossom URL, MIME type; the uploader's description as content). A file that
@@ -85,8 +86,8 @@ class TorrentAnnouncer:
         """The content store's "file stored" subscriber (a ``StoredEvent``)."""
         if not self.auto_publish or not self.relays:
             return
-        if stored.context.source == "transcode":
-            return  # renditions, HLS segments and playlists: announced by NIP-71, not as torrents
+        if stored.context.derived:
+            return  # renditions, HLS segments and playlists: served over HTTP, not torrents
         f = stored.file
         if await self.outbox.deliveries_for_ref(f.sha256):
             return  # announced before (same bytes uploaded again)

@@ -6,13 +6,17 @@ NIP-92 ``imeta`` tag per variant (space-separated ``key value`` entries: ``url``
 the uploaded file: ``magnet`` and ``i`` (its BitTorrent v1 info-hash). ``content`` is the
 description.
 
-:func:`video_event_template` is pure. :class:`VideoAnnouncer` signs with the gateway key and hands
-the event to the outbox for ``nostr.video_relays`` (ref ``nip71:<sha256>``; a video that already
-has a NIP-71 event in the outbox is not announced again).
+:func:`video_event_template` is pure. :class:`VideoAnnouncer` is the transcoder's
+:class:`~tgateway.transcode.api.VideoListener`: it turns the results it hands over (the original,
+its probe, the renditions) into a :class:`VideoInfo` with the gateway's links (stream URL, Blossom
+and download fallbacks, the original's magnet), signs the event with the gateway key and hands it
+to the outbox for ``nostr.video_relays`` (ref ``nip71:<sha256>``; a video that already has a
+NIP-71 event in the outbox is not announced again).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +24,12 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.links import Links
 from tgateway.nostr.event import Event, EventTemplate
 from tgateway.nostr.publisher import Publisher
+from tgateway.storage.api import ContentStore
+from tgateway.storage.model import StoredFile
+from tgateway.transcode.api import VideoResults
 
 __all__ = ["VideoAnnouncer", "VideoInfo", "VideoVariant", "video_event_template", "REF_PREFIX"]
 
@@ -100,29 +108,59 @@ def video_event_template(info: VideoInfo, created_at: int) -> EventTemplate:
 
 
 class VideoAnnouncer:
-    """Signs NIP-71 events and hands them to the publisher (the outbox) for the video relays."""
+    """Signs NIP-71 events of the videos the transcoder hands over and gives them to the
+    publisher (the outbox) for the video relays."""
 
     log = Logger()
 
     def __init__(self, *, sign: Callable[[EventTemplate], Event], outbox: Publisher,
-                 relays: Sequence[str], clock: IReactorTime) -> None:
+                 relays: Sequence[str], clock: IReactorTime, links: Links,
+                 store: ContentStore) -> None:
         self.sign = sign
         self.outbox = outbox
         self.relays = tuple(relays)
         self.clock = clock
+        self.links = links
+        self.store = store
 
-    async def publish(self, sha256: str, info: VideoInfo, *, again: bool = False) -> Event | None:
+    async def video_ready(self, video: VideoResults) -> Event | None:
         """Queue the event; None when no relay is configured or it was announced before."""
+        sha256 = video.original.sha256
         if not self.relays:
             return None
         ref = REF_PREFIX + sha256
-        if not again and await self.outbox.deliveries_for_ref(ref):
+        if await self.outbox.deliveries_for_ref(ref):
             return None
+        info = await self.video_info(video)
         event = self.sign(video_event_template(info, int(self.clock.seconds())))
         await self.outbox.publish(event, self.relays, ref=ref)
         self.log.info("video {sha256} announced as kind {kind} event {id} to {n} relays",
                       sha256=sha256, kind=event.kind, id=event.id, n=len(self.relays))
         return event
+
+    async def video_info(self, video: VideoResults) -> VideoInfo:
+        """The event's content: the uploaders' title and description, one variant per rendition
+        (or the original alone), every URL from the gateway's links."""
+        f, probe = video.original, video.probe
+        owners = [o for o in await self.store.owners(f.sha256) if not o.derived]
+        title = next((o.title for o in owners if o.title), None) or os.path.splitext(f.name)[0]
+        description = next((o.description for o in owners if o.description), None) or ""
+        variants = [self._variant(r.file, r.width, r.height, r.bitrate, probe.duration)
+                    for r in video.renditions]
+        if not variants:
+            variants = [self._variant(f, probe.display_width, probe.display_height,
+                                      probe.bitrate, probe.duration)]
+        return VideoInfo(title=title, published_at=int(f.created_at), duration=probe.duration,
+                         width=probe.display_width, height=probe.display_height,
+                         variants=variants, description=description, info_hash=f.info_hash,
+                         magnet=self.links.magnet(f))
+
+    def _variant(self, f: StoredFile, width: int, height: int, bitrate: int,
+                 duration: float) -> VideoVariant:
+        blossom = self.links.blossom(f)
+        return VideoVariant(url=self.links.stream(f), mime=f.mime, sha256=f.sha256, width=width,
+                            height=height, duration=duration, bitrate=bitrate, size=f.size,
+                            fallbacks=[*([blossom] if blossom else []), self.links.download(f)])
 
     async def announcements(self, sha256: str) -> list[dict[str, Any]]:
         rows = await self.outbox.deliveries_for_ref(REF_PREFIX + sha256)

@@ -1,10 +1,9 @@
 """The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer.
 
-Wiring (``tap.py``), after the storage service so that the database opens first and closes last::
-
-    nostr = NostrService(config.nostr, data_dir=config.data_dir, db=db, links=gw.links,
-                         reactor=reactor, store=gw.store)
-    nostr.setServiceParent(top)
+:func:`build` (the component, built after storage so that the database opens first and closes
+last) subscribes the NIP-35 announcer to the store's "stored" event (through ``tap``: the service
+subscribes nothing itself), and offers the NIP-71 :class:`~tgateway.nostr.nip71.VideoAnnouncer`
+to the transcoder when ``nostr.publish_nip71`` is on and video relays are configured.
 
 Construction loads (or creates) the key, so a bad ``nostr.private_key`` or relay URL raises
 ``ConfigError`` before the reactor starts. Children start in order pool, outbox and stop in
@@ -20,17 +19,19 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
+from tgateway.component import Component, Deps, Provided
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
 from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
+from tgateway.nostr.nip71 import VideoAnnouncer
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import EndpointFactory, IRelayReactor, RelayPool, parse_relay_url
 from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.nostr_outbox import OutboxStore
 
-__all__ = ["NostrService"]
+__all__ = ["NostrService", "build"]
 
 
 def _check_relays(key: str, urls: tuple[str, ...]) -> None:
@@ -76,8 +77,6 @@ class NostrService(MultiService):
             auto_publish=config.auto_publish,
             get_file=store.get if store is not None else None,
         )
-        if store is not None:
-            store.subscribe_stored(self.announcer.on_stored)
 
     def startService(self) -> None:
         self.log.info("Nostr identity {npub}", npub=self.npub)
@@ -108,3 +107,17 @@ class NostrService(MultiService):
     def sign(self, template: EventTemplate) -> Event:
         """Sign with the gateway key (NIP-71 and other events built elsewhere)."""
         return sign(template, self.key)
+
+
+def build(section: NostrConfig, deps: Deps) -> Component[NostrService]:
+    if deps.db is None or deps.store is None:
+        raise RuntimeError("Nostr needs the storage component")
+    nostr = NostrService(section, data_dir=deps.config.data_dir, db=deps.db, links=deps.links,
+                         reactor=deps.reactor, store=deps.store)
+    videos = None
+    if section.publish_nip71 and section.video_relays:
+        videos = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox, relays=section.video_relays,
+                                clock=deps.reactor, links=deps.links, store=deps.store)
+    return Component(name="nostr", part=nostr, services=[nostr], report=nostr.status,
+                     on_stored=nostr.announcer.on_stored,
+                     provides=Provided(nostr=nostr, videos=videos))

@@ -1,7 +1,10 @@
-"""Wiring of the peer: listener(s), timers, announcer; built by ``tap.py`` with :func:`build_peer`.
+"""The peer component: listener(s), timers, announcer.
 
-``tap.py`` subscribes :meth:`PeerService.on_file_stored` / :meth:`PeerService.on_file_deleted` to
-the content store; at start the service announces every stored info-hash.
+:func:`build` (the component) subscribes :meth:`PeerService.on_file_stored` /
+:meth:`PeerService.on_file_deleted` to the content store and lists the peer on the built-in
+tracker (its :class:`~tgateway.tracker.core.LocalPeers` face); at start the service announces
+every stored torrent (``ContentStore.announced_info_hashes``: derived files are not torrents).
+:func:`build_peer` builds the service alone (tests).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
+from tgateway.component import Component, Deps
 from tgateway.config import PeerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.storage.api import ContentStore
@@ -30,7 +34,7 @@ from .announce import TrackerAnnouncer, UdpAnnounceClient
 from .core import SessionConfig
 from .factory import PeerFactory
 
-__all__ = ["PeerService", "build_peer", "make_peer_id", "announce_ips"]
+__all__ = ["PeerService", "build", "build_peer", "make_peer_id", "announce_ips"]
 
 PEER_ID_PREFIX = b"-TG0010-"
 
@@ -153,6 +157,8 @@ class PeerService(MultiService):
     # store events ----------------------------------------------------------------
 
     def on_file_stored(self, event: StoredEvent) -> None:
+        if event.context.derived:
+            return  # served over HTTP; not a torrent the gateway announces
         self.factory.add_file(event.file)
         self.announcer.add(event.file.info_hash_bytes)
 
@@ -221,4 +227,14 @@ def build_peer(
         resolve=getattr(reactor, "resolve", None),
         key=rng.getrandbits(32),
     )
-    return PeerService(config, factory, announcer, store.info_hashes, reactor, udp)
+    return PeerService(config, factory, announcer, store.announced_info_hashes, reactor, udp)
+
+
+def build(section: PeerConfig, deps: Deps) -> Component[PeerService]:
+    if deps.store is None:
+        raise RuntimeError("the peer needs the storage component")
+    peer = build_peer(section, store=deps.store, reactor=deps.reactor, rng=deps.rng,
+                      tracker=deps.local_peers, gateway_base_url=deps.config.gateway.base_url(),
+                      dht_port=deps.dht.config.port if deps.dht is not None else 0)
+    return Component(name="peer", part=peer, services=[peer], report=peer.status,
+                     on_stored=peer.on_file_stored, on_deleted=peer.on_file_deleted)

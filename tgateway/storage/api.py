@@ -15,7 +15,9 @@ The content store, seen from outside:
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
 - events: ``subscribe_stored`` / ``subscribe_deleted`` (called on a later reactor turn, once the
-  file is visible, or gone).
+  file is visible, or gone); a "stored" event of a derived file (``event.context.derived``:
+  made by the gateway from another file) is never announced as a torrent by a subscriber, and
+  ``announced_info_hashes`` leaves derived files out.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ class ContentStore(Protocol):
         """Synchronous: is this v1 info-hash one of ours?"""
 
     def info_hashes(self) -> frozenset[bytes]: ...
+
+    def announced_info_hashes(self) -> frozenset[bytes]:
+        """The torrents the gateway announces: every stored file but those only derived from
+        other files (``UploadContext.derived``: transcode outputs, served over HTTP only)."""
 
     async def owners(self, sha256: str) -> list[Ownership]: ...
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.logger import Logger
 
 from .api import Db
 from .disk import DiskLayout
@@ -426,4 +427,28 @@ def _remove_trees(paths: list[Path], remove: bool) -> list[tuple[str, int]]:
     return done
 
 
-__all__ = ["CheckReport", "Found", "MissingBytes", "StorageCheck"]
+def log_report(log: Logger, report: CheckReport) -> None:
+    """Log what a storage check found (the store's logger: its namespace stays)."""
+    verb = "removed" if report.removed else "found"
+    log.info(
+        "storage check {state} in {seconds:.1f} s: {blobs} blobs and {chunks} chunks seen;"
+        " {verb} {ob} unreferenced blobs, {oc} unreferenced chunks, {ot} temporary leftovers"
+        " ({bytes} bytes); {stray} stray files; {missing} files with missing bytes",
+        state="finished" if report.complete else "stopped", seconds=report.seconds,
+        blobs=report.blobs_seen, chunks=report.chunks_seen, verb=verb,
+        ob=report.orphan_blobs.count, oc=report.orphan_chunks.count,
+        ot=report.temp_leftovers.count, bytes=report.orphan_bytes, stray=report.stray.count,
+        missing=report.missing_files, report=report.to_json(),
+    )
+    for m in report.missing:
+        log.error(
+            "stored file {sha256} ({storage}) is missing {count} of its bytes' files: {names}",
+            sha256=m.sha256, storage=m.storage, count=len(m.missing),
+            names=", ".join(m.missing[:8]) + (" ..." if len(m.missing) > 8 else ""),
+        )
+    if report.stray.count:
+        log.warn("{n} files in the data folders are not content addresses (left alone):"
+                 " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
+
+
+__all__ = ["CheckReport", "Found", "MissingBytes", "StorageCheck", "log_report"]

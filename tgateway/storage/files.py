@@ -17,7 +17,7 @@ from typing import Any
 
 from tgateway.errors import PayloadTooLarge
 
-from .model import Chunk, Ownership, StoredFile, UploadContext
+from .model import DERIVED_SOURCES, Chunk, Ownership, StoredFile, UploadContext
 from .naming import clean_name
 
 __all__ = ["ListedBlob", "QuotaExceeded"]
@@ -210,6 +210,27 @@ def _usage_txn(conn: sqlite3.Connection, owner: str) -> tuple[int, int]:
 
 def _all_info_hashes_txn(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT info_hash FROM files")]
+
+
+def _derived_placeholders() -> str:
+    return ", ".join("?" * len(DERIVED_SOURCES))
+
+
+def _announced_info_hashes_txn(conn: sqlite3.Connection) -> list[str]:
+    """Info-hashes of the files at least one owner did not derive (see DERIVED_SOURCES)."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT f.info_hash FROM files f JOIN file_owners o ON o.sha256 = f.sha256"
+        f" WHERE o.source NOT IN ({_derived_placeholders()})", tuple(DERIVED_SOURCES))]
+
+
+def _only_derived_txn(conn: sqlite3.Connection, sha256: str) -> str | None:
+    """The info-hash of ``sha256`` when it is stored and every owner left derived it."""
+    row = conn.execute("SELECT info_hash FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None or conn.execute(
+            f"SELECT 1 FROM file_owners WHERE sha256 = ? AND source NOT IN"
+            f" ({_derived_placeholders()}) LIMIT 1", (sha256, *DERIVED_SOURCES)).fetchone():
+        return None
+    return str(row[0])
 
 
 def _set_meta_txn(conn: sqlite3.Connection, sha256: str, updates: dict[str, Any]) -> None:

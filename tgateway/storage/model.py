@@ -7,6 +7,12 @@ from typing import Literal
 
 StorageKind = Literal["blob", "chunked"]
 
+# Where files the gateway made from other stored files come from (transcode outputs: MP4
+# renditions, HLS playlists and segments). Such a "derived" file is served over HTTP (stream
+# routes, downloads, Blossom) but never announced as a torrent: not listed by the tracker, not
+# announced by the peer or the DHT, not published on Nostr (NIP-35). The original is the torrent.
+DERIVED_SOURCES = frozenset({"transcode"})
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -56,6 +62,11 @@ class UploadContext:
     source: str = "api"  # api | blossom | transcode | mirror
     tags: tuple[str, ...] = ()
 
+    @property
+    def derived(self) -> bool:
+        """Made by the gateway from another stored file: never announced (DERIVED_SOURCES)."""
+        return self.source in DERIVED_SOURCES
+
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -78,4 +89,8 @@ class Ownership:
     announce_dht: bool
     source: str
     created_at: float
+
+    @property
+    def derived(self) -> bool:
+        return self.source in DERIVED_SOURCES
 

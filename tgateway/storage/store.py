@@ -43,16 +43,18 @@ from tgateway.errors import BadRequest
 from tgateway.metainfo import build_info
 
 from .api import Db, DeletedCallback, IStorageReactor, Received, StoredCallback, Upload
-from .consistency import CheckReport, StorageCheck
+from .consistency import CheckReport, StorageCheck, log_report
 from .crashpoints import CrashPoints
 from .directio import takes_direct_io
 from .disk import DiskLayout, fsync_dirs, place
 from .files import (
     QuotaExceeded,
     _all_info_hashes_txn,
+    _announced_info_hashes_txn,
     _check_quota_txn,
     _get_txn,
     _insert_txn,
+    _only_derived_txn,
     _owner_files_txn,
     _owners_txn,
     _remove_owner_txn,
@@ -102,6 +104,7 @@ class LocalContentStore:
         self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool)
         self._lock = DeferredLock()
         self._info_hashes: set[bytes] = set()
+        self._announced: set[bytes] = set()  # of files some owner did not derive
         # Stored files never change: their records are cached (dropped on delete).
         self._records: OrderedDict[str, StoredFile] = OrderedDict()
         self._by_info_hash: dict[str, str] = {}
@@ -131,6 +134,7 @@ class LocalContentStore:
             self._io_pool.start()
         hashes = self.db.run_sync(_all_info_hashes_txn)
         self._info_hashes = {bytes.fromhex(h) for h in hashes}
+        self._announced = {bytes.fromhex(h) for h in self.db.run_sync(_announced_info_hashes_txn)}
 
     def stop(self) -> None:
         if self._io_pool is not None and self._io_pool.started:
@@ -253,6 +257,8 @@ class LocalContentStore:
                     raise
                 self._info_hashes.add(f.info_hash_bytes)
                 event = StoredEvent(file=f, context=ctx, new=new)
+            if not ctx.derived:
+                self._announced.add(f.info_hash_bytes)
         finally:
             self._lock.release()
         self.log.info(
@@ -384,6 +390,11 @@ class LocalContentStore:
     def info_hashes(self) -> frozenset[bytes]:
         return frozenset(self._info_hashes)
 
+    def announced_info_hashes(self) -> frozenset[bytes]:
+        """The stored files that are torrents the gateway announces: all but those only derived
+        from other files (transcode outputs, :data:`~tgateway.storage.model.DERIVED_SOURCES`)."""
+        return frozenset(self._announced)
+
     async def owners(self, sha256: str) -> list[Ownership]:
         return await self.db.run(_owners_txn, sha256)
 
@@ -418,9 +429,14 @@ class LocalContentStore:
             # bytes after: a crash in between leaves unreferenced bytes, which the storage check
             # removes, never a row without bytes.
             f, unused = await self.db.run(_remove_owner_txn, sha256, owner, durable=True)
-            if f is not None:
+            if f is None:  # still stored: is it still announced?
+                ih = await self.db.run(_only_derived_txn, sha256)
+                if ih is not None:
+                    self._announced.discard(bytes.fromhex(ih))
+            else:
                 self._forget(f)
                 self._info_hashes.discard(f.info_hash_bytes)
+                self._announced.discard(f.info_hash_bytes)
                 self.reader.cache.discard_file(f.sha256)
                 paths = (
                     [self.layout.chunk_path(c) for c in unused]
@@ -463,35 +479,13 @@ class LocalContentStore:
         finally:
             self._check = None
             self._check_lock.release()
-        self._log_check(report)
+        log_report(self.log, report)
         return report
 
     def stop_check(self) -> None:
         """Make a running check stop after its current shard."""
         if self._check is not None:
             self._check.stop()
-
-    def _log_check(self, report: CheckReport) -> None:
-        verb = "removed" if report.removed else "found"
-        self.log.info(
-            "storage check {state} in {seconds:.1f} s: {blobs} blobs and {chunks} chunks seen;"
-            " {verb} {ob} unreferenced blobs, {oc} unreferenced chunks, {ot} temporary leftovers"
-            " ({bytes} bytes); {stray} stray files; {missing} files with missing bytes",
-            state="finished" if report.complete else "stopped", seconds=report.seconds,
-            blobs=report.blobs_seen, chunks=report.chunks_seen, verb=verb,
-            ob=report.orphan_blobs.count, oc=report.orphan_chunks.count,
-            ot=report.temp_leftovers.count, bytes=report.orphan_bytes, stray=report.stray.count,
-            missing=report.missing_files, report=report.to_json(),
-        )
-        for m in report.missing:
-            self.log.error(
-                "stored file {sha256} ({storage}) is missing {count} of its bytes' files: {names}",
-                sha256=m.sha256, storage=m.storage, count=len(m.missing),
-                names=", ".join(m.missing[:8]) + (" ..." if len(m.missing) > 8 else ""),
-            )
-        if report.stray.count:
-            self.log.warn("{n} files in the data folders are not content addresses (left alone):"
-                          " {names}", n=report.stray.count, names=", ".join(report.stray.names[:8]))
 
 
 __all__ = ["EmptyUpload", "LocalContentStore", "Ownership", "QuotaExceeded"]

@@ -1,7 +1,9 @@
-"""Wiring of the tracker: one swarm store, three front ends, the services that run them.
+"""The tracker component: one swarm store, three front ends, the services that run them.
 
-``tap.py`` calls :func:`build_tracker`, mounts ``tracker.resource`` at ``/announce`` and
-``/scrape`` on the gateway's Site, and adds ``tracker.services`` to its MultiService.
+:func:`build` (the component) puts ``tracker.resource`` at ``/announce`` and ``/scrape`` on the
+gateway's port, runs ``tracker.services`` (UDP, the dedicated HTTP+WebSocket port, expiry) and
+offers the gateway's peer a place in every swarm (:class:`~tgateway.tracker.core.LocalPeers`).
+:func:`build_tracker` builds the tracker alone (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
+from tgateway.component import Component, Deps, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
@@ -28,7 +31,7 @@ from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.udp import UdpTracker
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
-__all__ = ["Tracker", "build_tracker", "announce_urls", "tracker_urls"]
+__all__ = ["Tracker", "build", "build_tracker", "announce_urls", "tracker_urls"]
 
 
 class Tracker:
@@ -208,3 +211,17 @@ def build_tracker(
     sweep.setName("tracker-expiry")
     sweep.setServiceParent(services)
     return Tracker(config, gateway_base_url, store, http, udp, ws, ws_factory, resource, services)
+
+
+def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
+    config = deps.config
+    tracker = build_tracker(section, config.gateway.base_url(), deps.reactor, deps.rng,
+                            deps.store.has_info_hash if deps.store is not None else None,
+                            trusted_proxies=config.trusted_proxies)
+    tracker.services.setName("tracker")
+    return Component(
+        name="tracker", part=tracker, services=[tracker.services],
+        mounts=[Mount("gateway", "/announce", tracker.resource),
+                Mount("gateway", "/scrape", tracker.resource)],
+        report=tracker.status, provides=Provided(local_peers=tracker),
+    )

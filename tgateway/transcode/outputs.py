@@ -1,6 +1,6 @@
 """Storing what FFmpeg wrote: a file of the work folder into the content store, read off the
-reactor and paused while the store's workers catch up; and the small file reads and writes of
-a job (playlists, the head of an MP4)."""
+reactor and paused while the store's workers catch up; the small file reads and writes of a job
+(playlists, the head of an MP4), and the reactor's thread pool to run them in."""
 
 from __future__ import annotations
 
@@ -8,14 +8,27 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
 
 from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile, UploadContext
 
-__all__ = ["read_head", "read_text", "store_file", "write_text"]
+__all__ = ["in_thread", "read_head", "read_text", "store_file", "write_text"]
 
 Thread = Callable[..., Deferred[Any]]  # run a blocking function off the reactor
+
+
+def in_thread(reactor: IReactorFromThreads, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """``fn(*args)`` in the reactor's thread pool; inline for a reactor without one (tests)."""
+    pool = getattr(reactor, "getThreadPool", None)
+    if pool is None:
+        try:
+            return succeed(fn(*args))
+        except Exception:
+            return fail()
+    return deferToThreadPool(reactor, pool(), fn, *args)
 
 
 async def store_file(store: ContentStore, path: str, context: UploadContext, mime: str,

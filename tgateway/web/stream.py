@@ -36,6 +36,7 @@ from tgateway.http.send import send_file
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile
+from tgateway.transcode.api import Transcoding
 
 __all__ = ["StreamApi"]
 
@@ -55,7 +56,7 @@ class StreamApi:
     app = new_app()
     log = Logger()
 
-    def __init__(self, *, store: ContentStore, transcoder: Any, auth: Authenticator,
+    def __init__(self, *, store: ContentStore, transcoder: Transcoding | None, auth: Authenticator,
                  clock: IReactorTime, requests_per_second: float = 10.0, burst_size: int = 20,
                  max_concurrent: int = 50) -> None:
         self.store = store

@@ -11,8 +11,8 @@ Routes (:class:`UsersApi`; every ``/api/users/me/*`` route needs a session or a 
 - ``GET /api/files/<sha256>/announcements``: per-relay status of the file's NIP-35 events;
 - ``POST /api/files/<sha256>/announce``: publish a fresh NIP-35 event (owners only).
 
-:func:`build_user_routes` builds the session store, the authenticator, the auth routes and these,
-and :meth:`UserRoutes.mount` attaches them to the port's ``MountRoot``.
+:func:`build_user_routes` builds the session store, the authenticator, the auth routes and these;
+:meth:`UserRoutes.mounts` says where they go on the gateway's port.
 """
 
 from __future__ import annotations
@@ -25,24 +25,22 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.resource import IResource
 
+from tgateway.component import Mount
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
 from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
-from tgateway.http.root import MountRoot, PathSplit
 from tgateway.links import Links
 from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LoginBinding
 from tgateway.nostr.nip46_login import Nip46Logins
 from tgateway.proxies import ProxyPolicy
-from tgateway.storage.api import ContentStore
+from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.auth_sessions import SessionStore
-from tgateway.storage.db import Database
 from tgateway.storage.model import UploadContext
 
 from .auth import AuthApi, RequestAuthenticator
@@ -216,16 +214,17 @@ class UserRoutes:
     users_api: UsersApi
     nip46: Nip46Logins | None
 
-    def mount(self, root: MountRoot, files_api: IResource) -> None:
-        """Attach the routes to the gateway port's ``MountRoot``; ``files_api`` is the Klein
-        resource of the file API (it keeps ``/api/files/<sha256>``)."""
+    def mounts(self) -> list[Mount]:
+        """Where the routes go on the gateway's port; ``/api/files/<sha256>/announcements`` and
+        ``/announce`` here, the rest of ``/api/files`` stays with the file API (the default)."""
         users = self.users_api.app.resource()
-        root.mount_app("/api/auth", self.auth_api.app.resource())
-        root.mount_app("/api/users", users)
-        root.mount_app("/api/nostr", users)
-        # /api/files/<sha256>/announcements|announce here, the rest of /api/files in the file API
-        root.mount_app("/api/files", PathSplit(
-            lambda path: len(path) == 4 and path[3] in (b"announcements", b"announce"), users, files_api))
+        return [
+            Mount("gateway", "/api/auth", self.auth_api.app.resource(), whole_path=True),
+            Mount("gateway", "/api/users", users, whole_path=True),
+            Mount("gateway", "/api/nostr", users, whole_path=True),
+            Mount("gateway", "/api/files", users, whole_path=True,
+                  when=lambda path: len(path) == 4 and path[3] in (b"announcements", b"announce")),
+        ]
 
     def service(self) -> Service:
         """A service whose stop cancels NIP-46 logins still running (their timers included)."""
@@ -246,7 +245,7 @@ class UserRoutes:
 def build_user_routes(
     *,
     config: Config,
-    db: Database,
+    db: Db,
     store: ContentStore,
     links: Links,
     clock: IReactorTime,

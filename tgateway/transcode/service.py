@@ -1,22 +1,29 @@
-"""The transcoding service: probe every video upload, queue jobs, run FFmpeg, store the outputs.
+"""The transcoding component: probe every video upload, queue jobs, run FFmpeg, store the outputs.
 
-Subscribed (by ``tap``) to the content store's "file stored" and "file deleted" events:
+:func:`build` (the component) subscribes the :class:`Transcoder` to the content store's "file
+stored" and "file deleted" events and offers its :class:`~tgateway.transcode.api.Transcoding` face
+to the gateway's stream routes and Blossom's ``/media``:
 
 - stored: a file whose MIME type or first bytes look like video is probed (ffprobe, or
   ``ffmpeg -i`` with the imageio-ffmpeg wheel) whenever FFmpeg was found, transcoding on or
   off; the result goes to the file's metadata (``meta.video``). With ``transcoding.enabled``,
   ``auto_transcode`` and the file at least ``min_file_size`` bytes, a job is queued (SQLite,
-  ``tgateway.storage.transcode_jobs``); otherwise the NIP-71 event is published at once with
-  the original only. Without FFmpeg nothing is probed, queued or announced as a video.
+  ``tgateway.storage.transcode_jobs``); otherwise the video is handed to the
+  :class:`~tgateway.transcode.api.VideoListener` (NIP-71) at once with the original only.
+  Without FFmpeg nothing is probed, queued or announced as a video.
 - deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
   ``transcode:<sha256>`` (their bytes go when nobody else owns them).
 
 At most ``concurrent_jobs`` jobs run at once, in the order priority, shorter first, older first.
 A job is one FFmpeg run that writes every rendition as MP4 (:mod:`tgateway.transcode.argv`), then
 one stream-copy run per rendition for its HLS playlist and segments; every output (MP4s,
-segments, playlists, the master playlist) is stored in the content store as a file of its own
-(``source="transcode"``: not announced on Nostr as torrents, segments not on the DHT). Jobs found
-running at start-up were interrupted (crash, kill) and run again from the start.
+segments, playlists, the master playlist) is stored in the content store as a file of its own,
+owned by ``transcode:<sha256>`` with ``source="transcode"``: a *derived* file
+(``UploadContext.derived``), served over HTTP (stream routes, downloads, Blossom) and never
+announced as a torrent (no tracker listing, peer or DHT announce, NIP-35 event): a torrent per
+HLS segment would be noise, and no client fetches HLS over BitTorrent; the original upload is
+the torrent. Once done, the renditions go to the video listener (NIP-71). Jobs found running at
+start-up were interrupted (crash, kill) and run again from the start.
 """
 
 from __future__ import annotations
@@ -24,20 +31,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from tgateway.component import Component, Deps, Provided
 from tgateway.config import TranscodingConfig
-from tgateway.links import Links
 from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.transcode_jobs import Job, JobStore
+from tgateway.transcode import tools as ffmpeg_tools
 
+from .api import Rendition, VideoListener, VideoResults
 from .argv import (
     PlaylistEntry,
     Profile,
@@ -50,7 +58,7 @@ from .argv import (
     plan_variants,
     rewrite_media_playlist,
 )
-from .outputs import read_head, read_text, store_file, write_text
+from .outputs import in_thread, read_head, read_text, store_file, write_text
 from .probe import (
     ProbeError,
     ProbeResult,
@@ -67,10 +75,7 @@ from .process import (
 )
 from .tools import FFmpegTools
 
-if TYPE_CHECKING:
-    from tgateway.nostr.nip71 import VideoAnnouncer
-
-__all__ = ["OWNER_PREFIX", "Transcoder"]
+__all__ = ["OWNER_PREFIX", "Transcoder", "build"]
 
 OWNER_PREFIX = "transcode:"
 PLAYLIST_MIME = "application/vnd.apple.mpegurl"
@@ -96,18 +101,16 @@ class Transcoder(Service):
         config: TranscodingConfig,
         store: ContentStore,
         db: Db,
-        links: Links,
         reactor: ITranscoderReactor,
         tools: FFmpegTools | None,
-        announcer: VideoAnnouncer | None = None,
+        videos: VideoListener | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.jobs = JobStore(db)
-        self.links = links
         self.reactor = reactor
         self.tools = tools
-        self.announcer = announcer
+        self.videos = videos
         self.profiles = [Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
                          for p in config.profiles]
         self.work_dir = os.path.abspath(config.work_dir)
@@ -175,7 +178,7 @@ class Transcoder(Service):
     # events ------------------------------------------------------------------------------
 
     def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
-        if event.context.source == "transcode" or self.tools is None or self._stopping:
+        if event.context.derived or self.tools is None or self._stopping:
             # no FFmpeg: nothing can be probed (nor announced as a video: no size, no duration)
             return None
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
@@ -202,8 +205,8 @@ class Transcoder(Service):
                       d=probe.duration)
         if self.active and self.config.auto_transcode and f.size >= self.config.min_file_size:
             await self.enqueue(f.sha256, probe)
-        elif self.announcer is not None:
-            await self._announce(f, probe, None)
+        else:
+            await self._video_ready(VideoResults(f, probe))
 
     async def probe(self, f: StoredFile) -> ProbeResult:
         """Probe a stored file (raises ProbeError)."""
@@ -384,15 +387,7 @@ class Transcoder(Service):
             pass
 
     def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        pool = getattr(self.reactor, "getThreadPool", None)
-        if pool is None:
-            try:
-                return succeed(fn(*args))
-            except Exception:
-                from twisted.internet.defer import fail
-
-                return fail()
-        return deferToThreadPool(self.reactor, pool(), fn, *args)
+        return in_thread(self.reactor, fn, *args)
 
     async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
         assert self.tools is not None
@@ -423,11 +418,12 @@ class Transcoder(Service):
         sha = f.sha256
         base = os.path.splitext(f.name)[0] or sha
         out_variants = []
+        renditions = []
         entries = []
         for v in variants:
             self._check(sha)
             mp4 = await self._put(sha, os.path.join(work, v.filename), f"{base} {v.name}.mp4",
-                                  "video/mp4", dht=True)
+                                  "video/mp4")
             head = await self._thread(read_head, os.path.join(work, v.filename), 1 << 20)
             codecs = avc_codecs(head, v.has_audio)
             hls_dir = os.path.join(work, "hls_" + v.name)
@@ -439,7 +435,7 @@ class Transcoder(Service):
             for duration, uri in segments:
                 self._check(sha)
                 seg = await self._put(sha, os.path.join(hls_dir, uri), f"{base} {v.name} {uri}",
-                                      "video/mp2t", dht=False)
+                                      "video/mp2t")
                 names[uri] = f"{seg.sha256}.ts"
                 seg_shas.append(seg.sha256)
                 if duration > 0.5:
@@ -448,7 +444,7 @@ class Transcoder(Service):
             playlist_path = os.path.join(hls_dir, "playlist.m3u8")
             await self._thread(write_text, playlist_path, playlist_text)
             playlist = await self._put(sha, playlist_path, f"{base} {v.name}.m3u8",
-                                       PLAYLIST_MIME, dht=False)
+                                       PLAYLIST_MIME)
             average = int(mp4.size * 8 / probe.duration) if probe.duration else 0
             peak = max(peak, average)
             entries.append(PlaylistEntry(uri=f"{playlist.sha256}.m3u8", bandwidth=peak,
@@ -459,9 +455,10 @@ class Transcoder(Service):
                 "sha256": mp4.sha256, "size": mp4.size, "bitrate": average, "bandwidth": peak,
                 "codecs": codecs, "playlist": playlist.sha256, "segments": seg_shas,
             })
+            renditions.append(Rendition(v.name, mp4, v.width, v.height, average))
         master_path = os.path.join(work, "master.m3u8")
         await self._thread(write_text, master_path, master_playlist(entries))
-        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME, dht=False)
+        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME)
         results = {"variants": out_variants, "master": master.sha256,
                    "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
         self._set_progress(sha, 100.0)
@@ -470,57 +467,34 @@ class Transcoder(Service):
             "variants": [{k: v[k] for k in ("name", "width", "height", "sha256", "mode")}
                          for v in out_variants],
         })
-        if self.announcer is not None:
-            self._check(sha)
-            await self._announce(f, probe, out_variants)
+        self._check(sha)
+        await self._video_ready(VideoResults(f, probe, tuple(renditions)))
         return results
 
-    async def _put(self, sha: str, path: str, name: str, mime: str, *, dht: bool) -> StoredFile:
-        """Store one output file under the owner ``transcode:<sha>``."""
+    async def _put(self, sha: str, path: str, name: str, mime: str) -> StoredFile:
+        """Store one output file, derived, under the owner ``transcode:<sha>``."""
         ctx = UploadContext(owner=OWNER_PREFIX + sha, name=name, source="transcode",
-                            announce_dht=dht)
+                            announce_dht=False)
         f = await store_file(self.store, path, ctx, mime, self._thread)
         self._outputs.setdefault(sha, []).append(f.sha256)
         return f
 
-    # NIP-71 ------------------------------------------------------------------------------
-
-    async def _announce(self, f: StoredFile, probe: ProbeResult,
-                        variants: list[dict[str, Any]] | None) -> None:
-        from tgateway.nostr.nip71 import VideoInfo, VideoVariant
-
-        if self.announcer is None:
+    async def _video_ready(self, video: VideoResults) -> None:
+        """Hand a probed (and maybe transcoded) video to the listener (NIP-71)."""
+        if self.videos is None:
             return
-        owners = [o for o in await self.store.owners(f.sha256)
-                  if not o.owner.startswith(OWNER_PREFIX)]
-        title = next((o.title for o in owners if o.title), None) or os.path.splitext(f.name)[0]
-        description = next((o.description for o in owners if o.description), None) or ""
-        base = self.links.base_url
-        blossom = getattr(self.links, "blossom_url", None)
-
-        def urls(sha: str) -> tuple[str, list[str]]:
-            fallbacks = [f"{blossom}/{sha}"] if blossom else []
-            return f"{base}/api/stream/{sha}", fallbacks + [f"{base}/api/download/{sha}"]
-
-        out = []
-        if variants:
-            for v in variants:
-                url, fb = urls(v["sha256"])
-                out.append(VideoVariant(url=url, mime="video/mp4", sha256=v["sha256"],
-                                        width=v["width"], height=v["height"],
-                                        duration=probe.duration, bitrate=v["bitrate"],
-                                        size=v["size"], fallbacks=fb))
-        else:
-            url, fb = urls(f.sha256)
-            out.append(VideoVariant(url=url, mime=f.mime, sha256=f.sha256,
-                                    width=probe.display_width, height=probe.display_height,
-                                    duration=probe.duration, bitrate=probe.bitrate,
-                                    size=f.size, fallbacks=fb))
-        info = VideoInfo(title=title, published_at=int(f.created_at), duration=probe.duration,
-                         width=probe.display_width, height=probe.display_height, variants=out,
-                         description=description, info_hash=f.info_hash,
-                         magnet=self.links.magnet(f))
         try:
-            await self.announcer.publish(f.sha256, info)
+            await self.videos.video_ready(video)
         except Exception:
-            self.log.failure("NIP-71 announcement of {sha256} failed", sha256=f.sha256)
+            self.log.failure("NIP-71 announcement of {sha256} failed",
+                             sha256=video.original.sha256)
+
+
+def build(section: TranscodingConfig, deps: Deps) -> Component[Transcoder]:
+    if deps.store is None or deps.db is None:
+        raise RuntimeError("transcoding needs the storage component")
+    transcoder = Transcoder(config=section, store=deps.store, db=deps.db, reactor=deps.reactor,
+                            tools=ffmpeg_tools.find_ffmpeg(), videos=deps.videos)
+    return Component(name="transcode", part=transcoder, services=[transcoder],
+                     report=transcoder.health, on_stored=transcoder.on_stored,
+                     on_deleted=transcoder.on_deleted, provides=Provided(transcoding=transcoder))

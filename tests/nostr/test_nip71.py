@@ -1,0 +1,110 @@
+"""The NIP-71 announcer takes what the transcoder hands over and builds every URL from Links."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.protocols import assert_implements
+from tgateway.links import Links
+from tgateway.nostr.event import Event, sign
+from tgateway.nostr.nip71 import VideoAnnouncer
+from tgateway.storage.model import Ownership, StoredFile
+from tgateway.transcode.api import Rendition, VideoListener, VideoResults
+from tgateway.transcode.probe import ProbeResult
+
+LINKS = Links(base_url="https://gw.test", tracker_urls=("udp://gw.test:6969/announce",),
+              blossom_url="https://blossom.test")
+KEY = b"\x07" * 32
+
+
+def stored(sha: str, name: str, mime: str, size: int) -> StoredFile:
+    return StoredFile(sha256=sha, size=size, name=name, mime=mime, storage="blob",
+                      piece_length=16384, info_hash=sha[:40], info=b"d4:name1:xe", created_at=5.0)
+
+
+def owner(sha: str, who: str, title: str | None, source: str) -> Ownership:
+    return Ownership(sha256=sha, owner=who, name="n", title=title, description=None,
+                     announce_dht=True, source=source, created_at=1.0)
+
+
+class FakeStore:
+    def __init__(self, owners: list[Ownership]) -> None:
+        self._owners = owners
+
+    async def owners(self, sha256: str) -> list[Ownership]:
+        return [o for o in self._owners if o.sha256 == sha256]
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.published: list[tuple[Event, tuple[str, ...], str | None]] = []
+
+    async def publish(self, event: Event, relays: Sequence[str], ref: str | None = None) -> int:
+        self.published.append((event, tuple(relays), ref))
+        return len(relays)
+
+    async def deliveries_for_ref(self, ref: str) -> list[Any]:
+        return [p for p in self.published if p[2] == ref]
+
+
+ORIGINAL = stored("aa" * 32, "holiday.webm", "video/webm", 9000)
+MP4 = stored("bb" * 32, "holiday 720p.mp4", "video/mp4", 4000)
+PROBE = ProbeResult(duration=2.5, width=1280, height=720, rotation=0, fps=10.0,
+                    video_codec="vp9", audio_codec="opus", bitrate=28800)
+
+
+class VideoAnnouncerTests(SynchronousTestCase):
+    def announcer(self, outbox: FakeOutbox) -> VideoAnnouncer:
+        store = FakeStore([owner(ORIGINAL.sha256, "c" * 64, "Holiday", "api"),
+                           owner(ORIGINAL.sha256, "transcode:x", "not this", "transcode")])
+        return VideoAnnouncer(sign=lambda t: sign(t, KEY), outbox=outbox,
+                              relays=("wss://video.test",), clock=Clock(), links=LINKS,
+                              store=store)  # type: ignore[arg-type]
+
+    def test_is_the_transcoders_video_listener(self) -> None:
+        assert_implements(VideoAnnouncer, VideoListener)
+
+    def test_renditions_with_links_and_announced_once(self) -> None:
+        outbox = FakeOutbox()
+        a = self.announcer(outbox)
+        video = VideoResults(ORIGINAL, PROBE, (Rendition("720p", MP4, 1280, 720, 12800),))
+        event = self.successResultOf(Deferred.fromCoroutine(a.video_ready(video)))
+        self.assertEqual(event.kind, 21)
+        [(sent, relays, ref)] = outbox.published
+        self.assertIs(sent, event)
+        self.assertEqual((relays, ref), (("wss://video.test",), "nip71:" + ORIGINAL.sha256))
+        [imeta] = [t for t in event.tags if t[0] == "imeta"]
+        self.assertEqual(imeta, ("imeta", f"url {LINKS.stream(MP4)}", "m video/mp4",
+                                 f"x {MP4.sha256}", "dim 1280x720", "duration 2.5",
+                                 "bitrate 12800", "size 4000", f"fallback {LINKS.blossom(MP4)}",
+                                 f"fallback {LINKS.download(MP4)}"))
+        self.assertIn(("title", "Holiday"), event.tags)  # the uploader's, not the outputs' owner
+        self.assertIn(("magnet", LINKS.magnet(ORIGINAL)), event.tags)
+        self.assertIn(("i", ORIGINAL.info_hash), event.tags)
+        # handed over again (a retried job): not announced twice
+        self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(a.video_ready(video))))
+        self.assertEqual(len(outbox.published), 1)
+
+    def test_the_original_alone(self) -> None:
+        outbox = FakeOutbox()
+        event = self.successResultOf(Deferred.fromCoroutine(
+            self.announcer(outbox).video_ready(VideoResults(ORIGINAL, PROBE))))
+        [imeta] = [t for t in event.tags if t[0] == "imeta"]
+        self.assertEqual(imeta[1:4], (f"url {LINKS.stream(ORIGINAL)}", "m video/webm",
+                                      f"x {ORIGINAL.sha256}"))
+        self.assertIn("bitrate 28800", imeta)
+
+    def test_no_relay_no_event(self) -> None:
+        outbox = FakeOutbox()
+        a = VideoAnnouncer(sign=lambda t: sign(t, KEY), outbox=outbox, relays=(), clock=Clock(),
+                           links=LINKS, store=FakeStore([]))  # type: ignore[arg-type]
+        self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(
+            a.video_ready(VideoResults(ORIGINAL, PROBE)))))
+        self.assertEqual(outbox.published, [])
+
+

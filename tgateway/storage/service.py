@@ -1,0 +1,94 @@
+"""The storage component: the metadata database, the content store and the one upload handler.
+
+It is built first and its service starts first and stops last (``tap``'s ordered stop): every
+other component has finished with the store and the database (a transcode storing its outputs,
+an outbox write) before they close. Once open, the storage check runs in the background.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from tgateway.component import Component, Deps, Provided, Status
+from tgateway.config import StorageConfig
+from tgateway.uploads import Uploads
+
+from .crashpoints import CrashPoints
+from .db import Database
+from .disk import DiskLayout
+from .store import LocalContentStore
+
+__all__ = ["Storage", "StorageService", "build"]
+
+log = Logger()
+
+
+class StorageService(Service):
+    """Opens the database and the content store first; closes them last.
+
+    Once open, the storage check runs in the background (it does not delay serving and is safe
+    against uploads and deletions meanwhile): bytes a crash left without a row are removed,
+    rows whose bytes are missing are logged. Stopping stops the check after its current shard.
+    """
+
+    name = "storage"
+
+    def __init__(self, db: Database, store: LocalContentStore) -> None:
+        self.db = db
+        self.store = store
+        self._check: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        self.db.open()
+        self.store.start()
+        super().startService()
+        check = Deferred.fromCoroutine(self.store.check())
+        check.addErrback(lambda f: log.failure("the storage check failed", f))
+        self._check = check
+
+    async def _stop(self) -> None:
+        check, self._check = self._check, None
+        if check is not None and not check.called:
+            self.store.stop_check()
+            await check
+        self.store.stop()
+        self.db.close()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What the storage component built."""
+
+    db: Database
+    store: LocalContentStore
+    uploads: Uploads
+
+    async def status(self) -> Status:
+        """For ``GET /api/health``: files, bytes, chunks, free space, the chunk cache."""
+        stats = await self.store.stats()
+        return {**stats, "free_bytes": self.store.free_space(),
+                "cache": self.store.reader.cache.stats()}
+
+
+def build(section: StorageConfig, deps: Deps) -> Component[Storage]:
+    db = Database(deps.reactor, section.metadata_db)
+    store = LocalContentStore(reactor=deps.reactor, db=db,
+                              layout=DiskLayout(section.blob_storage, section.chunk_storage),
+                              config=section, crash_points=CrashPoints.from_environ(os.environ))
+    limit = deps.config.admin.default_user_storage_limit
+    storage = Storage(db, store, Uploads(store=store, quota=lambda owner: limit))
+    return Component(
+        name="storage", part=storage, services=[StorageService(db, store)],
+        report=storage.status,
+        provides=Provided(store=store, db=db, uploads=storage.uploads),
+    )

@@ -1,0 +1,67 @@
+"""The transcoder's seams: what it offers other components, and what it hands over.
+
+- :class:`Transcoding`: the face the gateway's stream routes (jobs, progress, an admin's retry)
+  and Blossom's ``/media`` (the FFmpeg found) use;
+- :class:`VideoResults` and :class:`VideoListener`: once a video is probed (and transcoded, when
+  it is), the transcoder hands its results to a listener (NIP-71 publishing, in ``nostr/``),
+  which turns them into whatever it publishes; the transcoder builds no URL and no event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tgateway.storage.model import StoredFile
+from tgateway.storage.transcode_jobs import Job
+
+from .probe import ProbeResult
+from .tools import FFmpegTools
+
+__all__ = ["Rendition", "Transcoding", "VideoListener", "VideoResults"]
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One transcoded MP4 of a video (stored as a derived file)."""
+
+    name: str  # the profile's name: 720p ...
+    file: StoredFile
+    width: int
+    height: int
+    bitrate: int  # average bits per second
+
+
+@dataclass(frozen=True)
+class VideoResults:
+    """A probed video: the original, its probe, and its renditions (none when it was not
+    transcoded: transcoding off, or under ``min_file_size``)."""
+
+    original: StoredFile
+    probe: ProbeResult
+    renditions: tuple[Rendition, ...] = ()
+
+
+class VideoListener(Protocol):
+    def video_ready(self, video: VideoResults) -> Awaitable[object]:
+        """A video is ready to be announced (raising is logged, never fails the job)."""
+
+
+class Transcoding(Protocol):
+    @property
+    def active(self) -> bool:
+        """Transcoding is on and FFmpeg was found."""
+
+    @property
+    def tools(self) -> FFmpegTools | None:
+        """The FFmpeg found at start (None: none)."""
+
+    async def job(self, sha256: str) -> Job | None: ...
+
+    def live_progress(self, sha256: str) -> float | None:
+        """Percent done of a running job, fresher than the stored one."""
+
+    async def retry(self, sha256: str, priority: int | None = None) -> Job | None:
+        """Queue a job again (or for the first time for a probed video); None when the file is
+        not a probed video."""

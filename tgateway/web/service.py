@@ -1,0 +1,81 @@
+"""The gateway component: the HTTP API on ``gateway.port``.
+
+The file API (:class:`~tgateway.web.api.GatewayApi`, the site's default: upload, download,
+webseed, torrent, metadata, ``/api/health``), sign-in and users' files
+(:mod:`tgateway.web.users`), and, when the transcoder runs, the video routes
+(:mod:`tgateway.web.stream`) mounted beside them. Other components mount their own resources on
+this site (the tracker's ``/announce``, the DHT's status). ``/api/health`` reads every component's
+``status()``. It offers later components the authenticator (sessions, NIP-98).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+
+from tgateway.component import Component, Deps, Mount, Provided, Site
+from tgateway.config import GatewayConfig
+from tgateway.endpoints import tcp_server
+from tgateway.http.root import build_site
+from tgateway.http.upload import MULTIPART_SLACK
+
+from .api import GatewayApi
+from .stream import StreamApi
+from .users import UserRoutes, build_user_routes
+
+__all__ = ["GatewayWeb", "build"]
+
+
+@dataclass(frozen=True)
+class GatewayWeb:
+    """What the gateway component built."""
+
+    api: GatewayApi
+    users: UserRoutes
+    stream: StreamApi | None  # None when the transcoder does not run
+
+
+def _stream_mounts(stream: StreamApi) -> list[Mount]:
+    resource = stream.app.resource()
+    return [
+        Mount("gateway", "/api/stream", resource, whole_path=True),
+        Mount("gateway", "/api/admin/transcode", resource, whole_path=True),
+        # /api/users/me/files/<sha256>/transcoding-status here, the rest in the users app
+        Mount("gateway", "/api/users/me/files", resource, whole_path=True,
+              when=lambda path: path[-1] == b"transcoding-status"),
+    ]
+
+
+def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
+    config, reactor = deps.config, deps.reactor
+    if deps.store is None or deps.db is None:
+        raise RuntimeError("the gateway needs the storage component")
+    users = build_user_routes(config=config, db=deps.db, store=deps.store, links=deps.links,
+                              clock=reactor, nostr=deps.nostr)
+    api = GatewayApi(config=config, store=deps.store, links=deps.links, clock=reactor,
+                     auth=users.auth, uploads=deps.uploads, components=deps.components)
+    mounts = users.mounts()
+    stream = None
+    if deps.transcoding is not None:
+        sc = config.rate_limiting.stream
+        stream = StreamApi(store=deps.store, transcoder=deps.transcoding, auth=users.auth,
+                           clock=reactor, requests_per_second=sc.requests_per_second,
+                           burst_size=sc.burst_size, max_concurrent=sc.max_concurrent)
+        mounts += _stream_mounts(stream)
+    site, root = build_site(
+        api.app.resource(),
+        streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
+        max_request_body=section.max_request_body,
+        max_stream_body=api.max_upload + MULTIPART_SLACK,
+        clock=reactor,
+    )
+    listener = StreamServerEndpointService(
+        serverFromString(reactor, tcp_server(section.port, section.host)), site)
+    listener.setName("gateway-http")
+    return Component(
+        name="gateway", part=GatewayWeb(api, users, stream),
+        services=[users.service(), listener], sites=[Site("gateway", site, root)], mounts=mounts,
+        provides=Provided(authenticator=users.auth),
+    )
