@@ -42,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -161,6 +163,29 @@ def parallel_curl(url: str, size: int, clients: int) -> dict:
     return {"MBps": got / 1e6 / elapsed, "errors": errors, "p99_us": 0.0}
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU so far of every process in the process group ``pgid``."""
+    pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pgid: int, run: Callable[..., dict], *args: Any) -> dict:
+    """``run(*args)``'s figures plus the server's CPU seconds per GB sent (``cpu_s_per_GB``), which
+    depends much less than MB/s on what else the shared machine is doing."""
+    cpu0, t0 = group_cpu_seconds(pgid), time.perf_counter()
+    r = run(*args)
+    gb = r["MBps"] * (time.perf_counter() - t0) / 1000
+    r["cpu_s_per_GB"] = (group_cpu_seconds(pgid) - cpu0) / gb if gb else 0.0
+    return r
+
+
 def shipped_config(data_dir: Path) -> dict:
     """``configs/config.yaml`` as shipped, changed only where a benchmark on a shared machine
     must: the data folder, free loopback ports, and no DHT bootstrap nodes (nothing leaves
@@ -196,6 +221,7 @@ def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
     gw = GatewayProcess(cfg, data)
     gw.start()
     subprocess.run(["taskset", "-pc", "0", str(twistd_pid(gw))], check=True, capture_output=True)
+    gw_pgid = os.getpgid(twistd_pid(gw))
     meta = json.loads(subprocess.run(["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin",
                                       gw.url("/api/upload")], check=True, capture_output=True).stdout)
     print(f"# stored as {meta['storage']}; gateway config: "
@@ -209,6 +235,10 @@ def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
     nginx, nport = start_nginx(www, work)
     paths = {"download": f"/api/download/{meta['sha256']}",
              "webseed": f"/api/webseed/{meta['info_hash']}/big.bin"}
+    # The same bytes in the page cache for both: nginx's file was just written, the gateway's
+    # chunks were written with O_DIRECT (not cached). One whole read of each before measuring.
+    for url in (f"http://127.0.0.1:{nport}/big.bin", gw.url(paths["download"])):
+        subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", url], check=True)
     rows = []
     try:
         for kind in kinds:
@@ -216,19 +246,22 @@ def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
             for conns in conns_list:
                 for pair in range(pairs):
                     if full:
-                        ref = parallel_curl(f"http://127.0.0.1:{nport}/big.bin", size, conns)
+                        ref = measured(nginx.pid, parallel_curl, f"http://127.0.0.1:{nport}/big.bin", size, conns)
                     else:
-                        ref = wrk(f"http://127.0.0.1:{nport}", "/big.bin", size, conns, duration, False)
+                        ref = measured(nginx.pid, wrk, f"http://127.0.0.1:{nport}", "/big.bin", size, conns,
+                                       duration, False)
                     for label in routes:
                         if full:
-                            ours = parallel_curl(gw.url(paths[label]), size, conns)
+                            ours = measured(gw_pgid, parallel_curl, gw.url(paths[label]), size, conns)
                         else:
-                            ours = wrk(gw.base, paths[label], size, conns, duration, False)
+                            ours = measured(gw_pgid, wrk, gw.base, paths[label], size, conns, duration, False)
                         rows.append({"route": label, "kind": "whole file" if full else "2 MiB ranges",
                                      "conns": conns, "pair": pair + 1, "gateway_MBps": ours["MBps"],
                                      "nginx_MBps": ref["MBps"],
                                      "ratio": ours["MBps"] / ref["MBps"] if ref["MBps"] else 0.0,
                                      "errors": ours["errors"], "p99_ms": ours["p99_us"] / 1000,
+                                     "gateway_cpu_s_per_GB": ours["cpu_s_per_GB"],
+                                     "nginx_cpu_s_per_GB": ref["cpu_s_per_GB"],
                                      "loadavg": os.getloadavg()[0]})
                         print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -242,7 +275,9 @@ def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
         print(f"# {route} {kind} x{conns} connections: median ratio "
               f"{statistics.median(r['ratio'] for r in rs):.2f} (pairs: "
               + ", ".join(f"{r['gateway_MBps']:.0f}/{r['nginx_MBps']:.0f} MB/s = {r['ratio']:.2f}" for r in rs)
-              + f"), errors {sum(r['errors'] for r in rs)}", flush=True)
+              + f"), errors {sum(r['errors'] for r in rs)}; CPU per GB sent: gateway "
+              f"{statistics.median(r['gateway_cpu_s_per_GB'] for r in rs):.2f} s, nginx "
+              f"{statistics.median(r['nginx_cpu_s_per_GB'] for r in rs):.2f} s", flush=True)
     return rows
 
 
