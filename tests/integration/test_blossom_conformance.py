@@ -104,7 +104,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cfg["transcoding"]["work_dir"] = str(data / "transcoded")
     cfg["gateway"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
     cfg["blossom_server"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
-    cfg["tracker"].update(udp_port=realclients.free_udp_port(), host="127.0.0.1")
+    cfg["tracker"].update(udp_port=realclients.free_udp_port(), http_port=realclients.free_tcp_port(),
+                          host="127.0.0.1")
     cfg["peer"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
     cfg["dht"].update(enabled=False, bootstrap_nodes=[])
     with GatewayProcess(cfg, work / "gw") as gw:
