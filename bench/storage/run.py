@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.nginx import start_nginx  # noqa: E402
-from tests.gateway_process import GatewayProcess, gateway_config, random_file  # noqa: E402
+from harness.twistd import GatewayProcess, gateway_config, random_file  # noqa: E402
 
 LOADGEN = Path(os.environ.get("LOADGEN", "/work/shared/loadgen"))
 MiB = 1 << 20
@@ -192,7 +192,7 @@ def shipped_config(data_dir: Path) -> dict:
     127.0.0.1). Rate limits, cache size, mode and every other setting stay as shipped."""
     import yaml
 
-    from tests.realclients import free_tcp_port, free_udp_port
+    from harness.ports import free_tcp_port, free_udp_port
 
     cfg = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
     cfg["data_dir"] = str(data_dir)
@@ -226,7 +226,7 @@ def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
                                       gw.url("/api/upload")], check=True, capture_output=True).stdout)
     print(f"# stored as {meta['storage']}; gateway config: "
           + ("configs/config.yaml as shipped (data folder, ports, DHT bootstrap changed)" if shipped
-             else "tests.gateway_process.gateway_config"), flush=True)
+             else "harness.twistd.gateway_config"), flush=True)
     www = work / "www"
     www.mkdir(exist_ok=True)
     target = www / "big.bin"

@@ -21,8 +21,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config, random_file
+from harness import ports, procs, tools
+from harness.twistd import GatewayProcess, gateway_config, random_file
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -45,7 +45,7 @@ async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
     port = gateway.ports[0]
     ours, theirs = os.urandom(20), os.urandom(20)
     gateway.announce(ours)
-    proc = realclients.ClientProcess.node(
+    proc = procs.ClientProcess.node(
         "dht_nodes.mjs", str(port), ours.hex(), theirs.hex(), "7777"
     )
     try:
@@ -72,19 +72,19 @@ async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
 
 
 def test_a_node_bootstrapped_from_a_gateway_on_any_address_finds_its_peer(tmp_path: Path) -> None:
-    dht_port, peer_port = realclients.free_udp_port(), realclients.free_tcp_port()
+    dht_port, peer_port = ports.free_udp_port(), ports.free_tcp_port()
     cfg = gateway_config(
         tmp_path / "data", mode="unified", blossom_server={"enabled": False},
-        gateway={"port": realclients.free_tcp_port(), "host": "0.0.0.0"},
+        gateway={"port": ports.free_tcp_port(), "host": "0.0.0.0"},
         dht={"enabled": True, "host": "0.0.0.0", "port": dht_port, "bootstrap_nodes": []},
         peer={"port": peer_port, "host": "0.0.0.0"},
     )
     with GatewayProcess(cfg, tmp_path / "gw") as gw:
         src = random_file(tmp_path / "file.bin", 100_000)
-        meta = json.loads(realclients.run([realclients.curl(), "-sS", "--fail", "-T", str(src),
-                                           "-H", "X-Filename: file.bin", gw.url("/api/upload")]).stdout)
-        with realclients.ClientProcess.node("dht_nodes.mjs", str(dht_port), meta["info_hash"],
-                                            os.urandom(20).hex(), "7777") as proc:
+        meta = json.loads(procs.run([tools.curl(), "-sS", "--fail", "-T", str(src),
+                                     "-H", "X-Filename: file.bin", gw.url("/api/upload")]).stdout)
+        with procs.ClientProcess.node("dht_nodes.mjs", str(dht_port), meta["info_hash"],
+                                      os.urandom(20).hex(), "7777") as proc:
             result = proc.wait_for_json(timeout=60)
         assert result["ok"], proc.describe()
         # gateway.public_url is empty and the gateway listens on 0.0.0.0: the tracker lists the

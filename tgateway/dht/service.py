@@ -37,7 +37,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from tgateway.component import Component, Deps, Mount, Provided
+from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import DhtConfig
 from tgateway.dht.bootstrap import is_ip, parse_host_port, resolve_host
 from tgateway.dht.lookup import LookupResult
@@ -88,13 +88,13 @@ class DhtService(service.Service):
         clock: IReactorTime,
         rng: random.Random,
         announce_port: int,
-        reactor: Any = None,
+        reactor: IGatewayReactor | None = None,
         announce_ips: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.state_dir = Path(state_dir)
         self.clock = clock
-        self.reactor: Any = reactor if reactor is not None else clock
+        self.reactor: Any = reactor if reactor is not None else clock  # a Clock in unit tests
         self.rng = rng
         self.announce_port = announce_port
         self.announce_ips = tuple(announce_ips)
@@ -435,7 +435,7 @@ def build_dht(
     clock: IReactorTime,
     rng: random.Random,
     announce_port: int,
-    reactor: Any = None,
+    reactor: IGatewayReactor | None = None,
     announce_ips: Sequence[str] = (),
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
