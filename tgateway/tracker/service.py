@@ -19,7 +19,6 @@ from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
 from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
@@ -66,20 +65,11 @@ class Tracker:
             return int(self.udp.transport.getHost().port)
         return self.config.udp_port
 
-    def http_port(self) -> int:
-        """The dedicated HTTP port actually bound once listening; the config's (0: off) before."""
-        for svc in self.services:
-            if svc.name == "tracker-http":
-                d = getattr(svc, "_waitingForPort", None)
-                if d is not None and d.called and not isinstance(d.result, Failure):
-                    return int(d.result.getHost().port)
-        return self.config.http_port
-
     def announce_urls(self) -> list[str]:
         """Announce URLs for torrents and magnets: the dedicated HTTP port first (see
         :func:`tracker_urls`), then the gateway port's HTTP, the UDP and the WebSocket one."""
         return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0,
-                            self.http_port())
+                            self.config.http_port)
 
     def status(self) -> dict[str, Any]:
         """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
