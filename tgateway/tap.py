@@ -56,7 +56,7 @@ COMPONENTS = (
     Spec("nostr", "tgateway.nostr.service", "nostr", SERVING),
     Spec("transcode", "tgateway.transcode.service", "transcoding", SERVING, switch=False),
     Spec("gateway", "tgateway.web.service", "gateway", SERVING),
-    # admin (issue 17) goes here: after the gateway, whose site and authenticator it uses
+    Spec("admin", "tgateway.admin.service", "admin", SERVING),  # the gateway's site and auth
     Spec("retention", "tgateway.retention.service", "admin", SERVING | BLOBS, switch=False),
     Spec("blossom", "tgateway.blossom.service", "blossom_server", BLOBS),
     # last: it publishes the sites built above, and starts once they listen (tor.enabled: false by default)
