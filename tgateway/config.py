@@ -197,8 +197,9 @@ class TrackerConfig:
     host: str = "0.0.0.0"
     # BEP 15 UDP tracker port; 0 switches it off.
     udp_port: int = field(default=6969, metadata=_port())
-    # Optional dedicated HTTP+WebSocket tracker port (the gateway port serves /announce anyway).
-    http_port: int = field(default=0, metadata=_port())
+    # Dedicated HTTP+WebSocket tracker port, the first announce URL of every torrent and magnet
+    # (the fast path; the gateway port serves /announce too); 0 switches it off.
+    http_port: int = field(default=6969, metadata=_port())
     # open: any info-hash; gateway-only: only info-hashes of stored files.
     mode: str = field(
         default="open",

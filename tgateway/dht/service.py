@@ -4,7 +4,8 @@
 gateway's peer port for every stored torrent (not for derived files: see
 ``ContentStore.announced_info_hashes``), subscribed to the store's "stored" event, with its full
 status at ``GET /api/dht/status`` on the gateway's port and a summary in ``/api/health``.
-``build_dht(config, state_dir, clock, rng, announce_port)`` returns a :class:`DhtService`. On start it
+``build_dht(config, state_dir, clock, rng, announce_port, announce_ips=...)`` returns a
+:class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
 the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
 ``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
@@ -13,6 +14,13 @@ newly stored file is announced at once when its upload asked for it; a deleted o
 announced. Info-hashes of the gateway's block list (``refused``) are never announced, and the
 node never stores, answers or samples peers for them. On stop the routing table and node id are
 saved so a restart rejoins at once.
+
+The node also lists the gateway's peer in its own peer store for every info-hash it announces, so a
+node that asks the gateway directly (one bootstrapped from it alone) finds the gateway. The address
+comes from ``announce_ips``, the same addresses the built-in tracker lists for the peer
+(:func:`tgateway.peer.service.announce_ips`: ``peer.external_ip``, else the peer's listening host,
+else the host of ``gateway.public_url``); else the DHT's own host when it is a specific address;
+else the external address the DHT's nodes report (BEP 42 votes), once they agree.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +91,7 @@ class DhtService(service.Service):
         rng: random.Random,
         announce_port: int,
         reactor: IGatewayReactor | None = None,
+        announce_ips: Sequence[str] = (),
         refused: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.config = config
@@ -93,6 +102,7 @@ class DhtService(service.Service):
         self.reactor: Any = reactor if reactor is not None else clock  # a Clock in unit tests
         self.rng = rng
         self.announce_port = announce_port
+        self.announce_ips = tuple(announce_ips)
         self.families: list[_Family] = []
         self._known_source: Callable[[], Iterable[bytes | str]] | None = None
         self._known: set[bytes] = set()
@@ -397,12 +407,15 @@ class DhtService(service.Service):
         )
         self.clock.callLater(0, self._pump)
 
-    @staticmethod
-    def _local_ip(f: _Family) -> str | None:
-        host = f.host
-        if host in ("", "0.0.0.0", "::"):
+    def _local_ip(self, f: _Family) -> str | None:
+        """The gateway's address in this family: the peer's announced address, else the DHT's
+        own host when specific, else None (the node falls back to its voted external address)."""
+        for ip in self.announce_ips:
+            if (":" in ip) == f.node.ipv6:
+                return ip
+        if f.host in ("", "0.0.0.0", "::"):
             return None
-        return host
+        return f.host
 
     def _save(self) -> None:
         save_state(self.state_dir / STATE_FILE, [f.node for f in self.families])
@@ -444,22 +457,28 @@ def build_dht(
     rng: random.Random,
     announce_port: int,
     reactor: IGatewayReactor | None = None,
+    announce_ips: Sequence[str] = (),
     refused: Callable[[bytes], bool] | None = None,
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
-    resolves bootstrap host names. ``refused``: the gateway's block list
+    resolves bootstrap host names; ``announce_ips``: the addresses of the gateway's peer (IPv4
+    and/or IPv6), as :func:`tgateway.peer.service.announce_ips` gives them to the tracker.
+    ``refused``: the gateway's block list
     (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`)."""
     return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor,
-                      refused=refused)
+                      announce_ips=announce_ips, refused=refused)
 
 
 def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
     from tgateway.http.openapi import Op, Reply, Route
     from tgateway.http.status import JsonStatus
+    from tgateway.peer.service import announce_ips
 
     config = deps.config
+    # the gateway's BitTorrent peer, at the addresses the tracker lists it under
     dht = build_dht(section, str(Path(config.data_dir) / "dht"), deps.reactor, deps.rng,
                     config.peer.port,
+                    announce_ips=announce_ips(config.peer, config.gateway.base_url()),
                     refused=deps.blocks.is_blocked_info_hash if deps.blocks is not None else None)
     if deps.store is not None:
         dht.set_known_info_hashes(deps.store.announced_info_hashes)
