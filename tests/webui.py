@@ -161,9 +161,11 @@ UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), sele
 NO_ALT = "() => [...document.querySelectorAll('img')].filter((i) => !i.alt).map((i) => i.src)"
 
 
-def check_page(page: Any, name: str, width: str, shots: Path) -> None:
-    """Fits the width, every control named, every image described; then a screenshot."""
+def check_page(page: Any, name: str, width: str, shots: Path, *, shot: bool = True) -> None:
+    """Fits the width, every control named, every image described; then a screenshot (unless
+    ``shot`` is false)."""
     assert fits_width(page), f"{name} is wider than the {width} viewport"
     assert page.evaluate(UNNAMED) == [], name
     assert page.evaluate(NO_ALT) == [], name
-    screenshot(page, f"{name}-{width}", shots)
+    if shot:
+        screenshot(page, f"{name}-{width}", shots)
