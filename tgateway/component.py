@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from tgateway.blossom.server import BlossomServer
     from tgateway.dht.service import DhtService
     from tgateway.http.auth import Authenticator
+    from tgateway.http.openapi import Route
     from tgateway.http.root import MountRoot
     from tgateway.http.site import StreamingSite
     from tgateway.nostr.service import NostrService
@@ -97,13 +98,16 @@ class Mount:
     ``whole_path``: a Klein app whose routes carry the full path; otherwise the resource sees
     the rest of the path after ``path``. ``when``: only requests whose path segments (all of
     them, empty ones dropped) satisfy it; the others go on to a shorter mount, or the site's
-    default. A mount on a site that does not run (its component is off) is left out."""
+    default. A mount on a site that does not run (its component is off) is left out.
+    ``routes``: what a resource that is not a Klein app serves, for the port's OpenAPI document
+    (a Klein app's routes carry their own descriptions: :mod:`tgateway.http.openapi`)."""
 
     site: SiteName
     path: str
     resource: IResource
     whole_path: bool = False
     when: Callable[[Sequence[bytes]], bool] | None = None
+    routes: Sequence[Route] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

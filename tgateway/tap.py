@@ -147,7 +147,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
             metrics.register(collector)
         for m in c.mounts:
             if m.site in sites:  # else the component serving that site does not run
-                sites[m.site].root.mount(m.path, m.resource, whole_path=m.whole_path, when=m.when)
+                sites[m.site].root.mount(m.path, m.resource, whole_path=m.whole_path, when=m.when,
+                                         routes=m.routes)
         if deps.store is not None and c.on_stored is not None:
             deps.store.subscribe_stored(c.on_stored)
         if deps.store is not None and c.on_deleted is not None:

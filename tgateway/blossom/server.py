@@ -76,6 +76,18 @@ from tgateway.http.headers import (
     set_headers,
 )
 from tgateway.http.jsonio import json_response
+from tgateway.http.openapi import (
+    BLOSSOM_SCHEMES,
+    JSON,
+    Body,
+    Link,
+    Op,
+    Param,
+    Reply,
+    Schema,
+    hidden,
+    route,
+)
 from tgateway.http.send import send_file
 from tgateway.http.upload import RawBody, streamed_body
 from tgateway.links import Links
@@ -102,6 +114,44 @@ BLOSSOM_PREFLIGHT = {
 }
 #: the BUDs this server implements (``GET /``)
 BUDS = [1, 2, 4, 5, 6, 8, 9, 10, 11, 12]
+
+
+_HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_BYTES: Schema = {"type": "string", "format": "binary"}
+#: a blob descriptor (BUD-02, :func:`~tgateway.blossom.descriptor.descriptor`)
+BLOB: Schema = {
+    "type": "object",
+    "required": ["url", "sha256", "size", "type", "uploaded", "nip94"],
+    "properties": {
+        "url": {"type": "string"}, "sha256": _HEX64, "size": {"type": "integer", "minimum": 0},
+        "type": {"type": "string"}, "uploaded": {"type": "integer"},
+        "infohash": {"type": "string"}, "magnet": {"type": "string"},
+        "torrent": {"type": "string"}, "blossom_uri": {"type": ["string", "null"]},
+        "onion_url": {"type": "string"},
+        "nip94": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+_BLOB_LINKS = {
+    "get": Link("get_blob", {"sha": "$response.body#/sha256"}),
+    "delete": Link("delete_blob", {"sha": "$response.body#/sha256"}),
+}
+_STORED = {201: Reply("stored: a new blob", json=BLOB, links=_BLOB_LINKS),
+           200: Reply("the blob was stored already", json=BLOB, links=_BLOB_LINKS)}
+_X_SHA256 = Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                  description="the blob's SHA-256")
+_X_FILENAME = Param("X-Filename", "header", description="a name for the blob (percent-encoded)")
+_CHECK = [Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                required=True, description="the blob's SHA-256"),
+          Param("X-Content-Length", "header", {"type": "string", "pattern": "^[0-9]{1,15}$"},
+                required=True, description="its size"),
+          Param("X-Content-Type", "header", description="its type")]
+_CHECK_ERRORS = {400: "X-SHA-256 missing or malformed, X-Content-Length not a byte count",
+                 411: "X-Content-Length is missing",
+                 413: "larger than the blob limit or the caller's quota",
+                 507: "not enough disk space"}
+_UPLOAD_ERRORS = {400: "an empty body", 409: "the bytes do not hash to X-SHA-256",
+                  413: "larger than the blob limit or the caller's quota",
+                  507: "not enough disk space"}
 
 
 def sunset(f: StoredFile, config: Config) -> float | None:
@@ -165,7 +215,8 @@ def _token_scope(principal: Principal | None, mismatch: type[ApiError]) -> tuple
 class BlossomServer:
     """Klein routes of the Blossom server. One instance per process, built by ``tgateway.tap``."""
 
-    app = new_app(decorate=_error_headers, not_found="no such Blossom endpoint")
+    app = new_app(decorate=_error_headers, not_found="no such Blossom endpoint",
+                  schemes=BLOSSOM_SCHEMES)
     log = Logger()
 
     def __init__(
@@ -271,7 +322,13 @@ class BlossomServer:
     def preflight(self, request: Any, **kw: Any) -> bytes:
         return answer_preflight(request, BLOSSOM_PREFLIGHT)
 
-    @app.route("/", methods=["GET", "HEAD"])
+    @route(app, "/", methods=["GET", "HEAD"], op=Op(
+        "What this Blossom server implements", tags=("blossom",), limited=True,
+        replies={200: Reply("the BUDs and whether /media runs", json={
+            "type": "object", "required": ["server", "protocol", "buds", "media"],
+            "properties": {"server": {"type": "string"}, "protocol": {"const": "blossom"},
+                           "buds": {"type": "array", "items": {"type": "integer"}},
+                           "media": {"type": "boolean"}}})}))
     def root(self, request: Any) -> bytes:
         self._gate_read(request)
         return json_response(request, {"server": "tgateway", "protocol": "blossom",
@@ -280,7 +337,15 @@ class BlossomServer:
     # BUD-01 ------------------------------------------------------------------------
 
     @authorized(app, "/<blob:sha>", methods=["GET", "HEAD"], need=_policy("get"), scope="get",
-                before=_gate_read)
+                before=_gate_read, op=Op(
+                    "A blob (BUD-01)", tags=("blossom",), limited=True,
+                    params=[Param("Range", "header", description="one byte range")],
+                    replies={200: Reply("the bytes", content={"*/*": _BYTES}),
+                             206: Reply("the byte range asked for", content={"*/*": _BYTES},
+                                        headers={"Content-Range": {"type": "string",
+                                                                   "required": True}}),
+                             304: Reply("If-None-Match names the blob's ETag")},
+                    errors={404: "no such blob", 416: "the Range is outside the blob"}))
     async def get_blob(self, request: Any, principal: Principal | None, sha: str) -> None:
         if principal is not None:
             require_hash_match(principal, sha)
@@ -294,7 +359,11 @@ class BlossomServer:
     # BUD-02 ------------------------------------------------------------------------
 
     @authorized(app, "/upload", methods=["PUT"], need=_policy("upload"), scope="upload",
-                before=_gate)
+                before=_gate, op=Op(
+                    "Upload a blob (BUD-02)", tags=("blossom",), limited=True,
+                    params=[_X_SHA256, _X_FILENAME],
+                    body=Body({"application/octet-stream": _BYTES}),
+                    replies=_STORED, errors=_UPLOAD_ERRORS))
     async def upload(self, request: Any, principal: Principal | None) -> bytes:
         body = streamed_body(request)
         expected = self._x_sha256(request)
@@ -316,7 +385,10 @@ class BlossomServer:
         return unquote(raw.decode("utf-8", "replace")) if raw else None
 
     @authorized(app, "/upload", methods=["HEAD"], need=_policy("upload"), scope="upload",
-                before=_gate_read)
+                before=_gate_read, op=Op(
+                    "Would this upload be accepted? (BUD-06)", tags=("blossom",), limited=True,
+                    name="upload_check", params=_CHECK, replies={200: Reply("it would")},
+                    errors=_CHECK_ERRORS))
     async def upload_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-06: would this upload be accepted? Answers from headers alone."""
         await self._preflight(request, principal)
@@ -357,7 +429,12 @@ class BlossomServer:
         return self.media
 
     @authorized(app, "/media", methods=["HEAD"], need=_policy("media"), scope="media",
-                before=_gate_read)
+                before=_gate_read, op=Op(
+                    "Would this media upload be accepted? (BUD-05)", tags=("blossom",),
+                    limited=True, name="media_check", params=_CHECK,
+                    replies={200: Reply("it would")},
+                    errors={**_CHECK_ERRORS, 415: "neither an image nor a video",
+                            503: "media optimisation is off here"}))
     async def media_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-05 preflight, as ``HEAD /upload`` (BUD-06), and 415 for a type that is neither an
         image this server re-encodes nor a video."""
@@ -370,7 +447,13 @@ class BlossomServer:
         return b""
 
     @authorized(app, "/media", methods=["PUT"], need=_policy("media"), scope="media",
-                before=_gate)
+                before=_gate, op=Op(
+                    "Upload an image or video to be optimised (BUD-05)", tags=("blossom",),
+                    limited=True, params=[_X_SHA256, _X_FILENAME],
+                    body=Body({"application/octet-stream": _BYTES}),
+                    replies=_STORED,
+                    errors={**_UPLOAD_ERRORS, 415: "neither an image nor a video",
+                            503: "media optimisation is off here"}))
     async def media_upload(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-05: optimise the body (:mod:`tgateway.blossom.media`) and store the result as a
         new blob; answers its descriptor (``nip94`` ``ox``: the original's sha256). The token's
@@ -430,7 +513,19 @@ class BlossomServer:
         return await self._after_store(request, event, owner, original=received.sha256)
 
     @authorized(app, "/list/<pubkey:owner>", methods=["GET", "HEAD"], need=_policy("list"),
-                scope="list", before=_gate)
+                scope="list", before=_gate, op=Op(
+                    "A key's blobs, newest first (BUD-12)", tags=("blossom",), limited=True,
+                    params=[Param("since", schema={"type": "integer", "minimum": 0,
+                                                   "maximum": 2**53}),
+                            Param("until", schema={"type": "integer", "minimum": 0,
+                                                   "maximum": 2**53}),
+                            Param("limit", schema={"type": "integer", "minimum": 1,
+                                                   "maximum": LIST_MAX}),
+                            Param("cursor", schema=_HEX64,
+                                  description="the last blob of the previous page")],
+                    replies={200: Reply("the blobs", json={"type": "array", "items": BLOB})},
+                    errors={400: "a bad argument, or a cursor that is not the key's blob",
+                            403: "a token of another key"}))
     async def list_blobs(self, request: Any, principal: Principal | None, owner: str) -> bytes:
         if principal is not None and principal.pubkey != owner:
             raise Forbidden("you can only list your own blobs", code="forbidden")
@@ -454,7 +549,14 @@ class BlossomServer:
         return json_response(request, out)
 
     @authorized(app, "/<blob:sha>", methods=["DELETE"], need=Need.USER, scope="delete",
-                before=_gate)
+                before=_gate, op=Op(
+                    "Give up the caller's ownership of a blob", tags=("blossom",), limited=True,
+                    description="The bytes are deleted with the last owner.",
+                    replies={200: Reply("ownership removed", json={
+                        "type": "object", "required": ["sha256", "deleted", "bytes_removed"],
+                        "properties": {"sha256": _HEX64, "deleted": {"const": True},
+                                       "bytes_removed": {"type": "boolean"}}})},
+                    errors={404: "the caller has no such blob"}))
     async def delete_blob(self, request: Any, principal: Principal, sha: str) -> bytes:
         require_hash_match(principal, sha)
         try:
@@ -467,7 +569,18 @@ class BlossomServer:
     # BUD-04 ------------------------------------------------------------------------
 
     @authorized(app, "/mirror", methods=["PUT"], need=_policy("mirror"), scope="mirror",
-                before=_gate)
+                before=_gate, op=Op(
+                    "Store a blob from a URL (BUD-04)", tags=("blossom",), limited=True,
+                    params=[_X_SHA256, Param("X-Content-Length", "header",
+                                             {"type": "string", "pattern": "^[0-9]{1,15}$"})],
+                    body=Body({JSON: {"type": "object", "required": ["url"],
+                                      "properties": {"url": {"type": "string",
+                                                             "format": "uri"}}}}),
+                    replies=_STORED,
+                    errors={**_UPLOAD_ERRORS, 400: "not JSON, or not an http(s) URL",
+                            403: "the URL names a host the server may not reach",
+                            404: "a URL of this server names no blob here",
+                            502: "the URL could not be fetched"}))
     async def mirror(self, request: Any, principal: Principal | None) -> bytes:
         try:
             data = json.loads(request.content.read() or b"null")
@@ -500,7 +613,16 @@ class BlossomServer:
 
     # BUD-09 ------------------------------------------------------------------------
 
-    @app.route("/report", methods=["PUT"])
+    @route(app, "/report", methods=["PUT"], op=Op(
+        "Report blobs to the operator (BUD-09)", tags=("blossom",), limited=True,
+        description="A signed kind 1984 event with x tags naming blobs stored here.",
+        body=Body({JSON: {"type": "object", "required": ["id", "pubkey", "created_at", "kind",
+                                                          "tags", "content", "sig"]}}),
+        replies={200: Reply("received", json={
+            "type": "object", "required": ["id", "received"],
+            "properties": {"id": {"type": "string"}, "received": {"const": True}}})},
+        errors={400: "not a valid report event", 404: "a blob it names is not stored here",
+                413: "the event is too large", 507: "the reports are full"}))
     async def report(self, request: Any) -> bytes:
         """BUD-09. Anyone may report, so what a report may store is bounded: the event is at
         most ``MAX_REPORT_BYTES`` of JSON with ``MAX_REPORT_CONTENT`` bytes of content (413),
@@ -531,7 +653,8 @@ class BlossomServer:
 
     # fallbacks ---------------------------------------------------------------------
 
-    @app.route("/<path:rest>", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"])
+    @route(app, "/<path:rest>", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"],
+           op=hidden("404 for paths that are no Blossom endpoint"))
     def not_found(self, request: Any, rest: str) -> bytes:
         self._gate_read(request)
         raise NotFound("no such Blossom endpoint", code="not_found")

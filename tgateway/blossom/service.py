@@ -6,9 +6,11 @@ from __future__ import annotations
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 
-from tgateway.component import Component, Deps, IGatewayReactor, Site
+from tgateway import __version__
+from tgateway.component import Component, Deps, IGatewayReactor, Mount, Site
 from tgateway.config import BlossomServerConfig, TranscodingConfig
 from tgateway.endpoints import tcp_server
+from tgateway.http.openapi import BLOSSOM_SCHEMES, OPENAPI_OP, OpenApiResource, Route
 from tgateway.http.root import MountRoot
 from tgateway.http.site import StreamingSite
 from tgateway.storage.blossom_reports import BlossomStore
@@ -57,5 +59,16 @@ def build(section: BlossomServerConfig, deps: Deps) -> Component[BlossomServer]:
     listener = StreamServerEndpointService(
         serverFromString(reactor, tcp_server(section.port, section.host)), site)
     listener.setName("blossom-http")
+    openapi = OpenApiResource(lambda: root, title="tgateway Blossom server", version=__version__,
+                              schemes=BLOSSOM_SCHEMES,
+                              description="The Blossom port (BUD-01 to BUD-12). Errors are "
+                                          "{\"error\", \"message\"} with the message in "
+                                          "X-Reason.")
     return Component(name="blossom", part=blossom, services=[listener],
-                     sites=[Site("blossom", site, root)])
+                     sites=[Site("blossom", site, root)],
+                     mounts=[Mount("blossom", OPENAPI_PATH, openapi,
+                                   routes=[Route(OPENAPI_PATH, ["GET", "HEAD"], OPENAPI_OP)])])
+
+
+#: where the Blossom port serves its OpenAPI document
+OPENAPI_PATH = "/openapi.json"

@@ -454,6 +454,7 @@ def build_dht(
 
 
 def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
+    from tgateway.http.openapi import Op, Reply, Route
     from tgateway.http.status import JsonStatus
 
     config = deps.config
@@ -464,7 +465,11 @@ def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
         dht.set_known_info_hashes(deps.store.announced_info_hashes)
     return Component(
         name="dht", part=dht, services=[dht],
-        mounts=[Mount("gateway", "/api/dht/status", JsonStatus(dht.status))],
+        mounts=[Mount("gateway", "/api/dht/status", JsonStatus(dht.status), routes=[Route(
+            "/api/dht/status", ["GET", "HEAD"], Op(
+                "The DHT node's status", tags=("meta",),
+                replies={200: Reply("its id, routing table and announces",
+                                    json={"type": "object"})}))])],
         report=lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")},
         on_stored=dht.on_file_stored, on_deleted=dht.on_file_deleted,
         provides=Provided(dht=dht),

@@ -40,6 +40,8 @@ from tgateway.blocklist import Bans
 from tgateway.errors import ApiError, Forbidden, Unauthorized
 from tgateway.nostr.event import Event
 
+from .openapi import Op, describe
+
 
 class Proof(enum.Enum):
     """How a principal proved who it is."""
@@ -135,13 +137,18 @@ def authorized(
     need: NeedOf,
     scope: str = "",
     before: Callable[[Any, Any], None] | None = None,
+    op: Op | None = None,
     **route: Any,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a route of ``app`` (``path`` and ``route`` go to ``app.route``) whose handler
     ``f(self, request, principal, **path_values)`` receives the caller (see the module
-    docstring). The route owner must have ``auth`` (:class:`Guarded`)."""
+    docstring). The route owner must have ``auth`` (:class:`Guarded`). ``op``: the route's
+    description in the port's OpenAPI document (:mod:`tgateway.http.openapi`; its security,
+    401 and 403 come from ``need``); a route without one fails the test of the documents."""
 
     def deco(f: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        if op is not None:
+            describe(app, path, route.get("methods") or ["GET"], op, authorized=True, need=need)
         @functools.wraps(f)
         async def handler(self: Guarded, request: Any, **values: Any) -> Any:
             if before is not None:

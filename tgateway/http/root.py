@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
 
 from .site import StreamingSite
+
+if TYPE_CHECKING:
+    from .openapi import Route
 
 Chosen = Callable[[Sequence[bytes]], bool]
 
@@ -27,14 +30,23 @@ class MountRoot(Resource):
         self._default = default
         self._mounts: dict[tuple[bytes, ...], list[tuple[IResource, bool, Chosen | None]]] = {}
         self._prefixes: list[tuple[bytes, ...]] = []  # longest first
+        self._described: list[tuple[str, IResource, Sequence[Route]]] = []
 
     def mount(self, path: str, resource: IResource, *, whole_path: bool = False,
-              when: Chosen | None = None) -> None:
+              when: Chosen | None = None, routes: Sequence[Route] = ()) -> None:
         """Mount ``resource`` at ``/a/b``. ``whole_path``: a Klein app whose routes carry the
-        full path; otherwise it sees the rest of the path as its postpath."""
+        full path; otherwise it sees the rest of the path as its postpath. ``routes``: the
+        description of a resource that is not a Klein app (:mod:`tgateway.http.openapi`)."""
         prefix = tuple(s.encode() for s in path.strip("/").split("/"))
         self._mounts.setdefault(prefix, []).append((resource, not whole_path, when))
         self._prefixes = sorted(self._mounts, key=len, reverse=True)
+        self._described.append((path, resource, routes))
+
+    def entries(self) -> Iterator[tuple[str, IResource, Sequence[Route]]]:
+        """The default resource (at ``/``) and every mount, with the routes it was described
+        by: what the port's OpenAPI document is built from."""
+        yield "/", self._default, ()
+        yield from self._described
 
     def getChildWithDefault(self, name: bytes, request: Any) -> IResource:
         segments = (name, *request.postpath)

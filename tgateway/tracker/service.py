@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
+from tgateway.http.openapi import Op, Param, Reply, Route
 from tgateway.tracker.core import ConnectionIds, DenyList, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
@@ -193,6 +194,29 @@ def build_tracker(
     return Tracker(config, gateway_base_url, store, http, udp, ws, ws_factory, resource, services)
 
 
+_BENCODED = {200: Reply("a bencoded dictionary: the answer, or a failure reason (BEP 3)",
+                        content={"text/plain": {"type": "string"}})}
+_INFO_HASH = Param("info_hash", required=True,
+                   description="the torrent's 20-byte info-hash, percent-encoded")
+ANNOUNCE = Route("/announce", ["GET"], Op(
+    "Announce to the tracker (BEP 3, 23, 7)", tags=("tracker",), name="tracker_announce",
+    description="Also the WebTorrent tracker: a WebSocket upgrade on this path.",
+    params=[_INFO_HASH,
+            Param("peer_id", required=True, description="20 bytes, percent-encoded"),
+            Param("port", required=True, schema={"type": "integer", "minimum": 1,
+                                                 "maximum": 65535}),
+            *(Param(n, schema={"type": "integer", "minimum": 0})
+              for n in ("uploaded", "downloaded", "left", "numwant")),
+            Param("event", schema={"type": "string",
+                                   "enum": ["started", "stopped", "completed"]}),
+            Param("compact", schema={"type": "string", "enum": ["0", "1"]})],
+    replies=_BENCODED))
+SCRAPE = Route("/scrape", ["GET"], Op(
+    "Scrape the tracker (BEP 48)", tags=("tracker",), name="tracker_scrape",
+    params=[Param("info_hash", description="an info-hash, percent-encoded (repeatable)")],
+    replies=_BENCODED))
+
+
 def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
     config = deps.config
     tracker = build_tracker(section, config.gateway.base_url(), deps.reactor, deps.rng,
@@ -202,7 +226,7 @@ def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
     tracker.services.setName("tracker")
     return Component(
         name="tracker", part=tracker, services=[tracker.services],
-        mounts=[Mount("gateway", "/announce", tracker.resource),
-                Mount("gateway", "/scrape", tracker.resource)],
+        mounts=[Mount("gateway", "/announce", tracker.resource, routes=[ANNOUNCE]),
+                Mount("gateway", "/scrape", tracker.resource, routes=[SCRAPE])],
         report=tracker.status, provides=Provided(local_peers=tracker),
     )

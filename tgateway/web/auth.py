@@ -55,6 +55,7 @@ from tgateway.http.auth import (
 )
 from tgateway.http.headers import answer_preflight, client_ip
 from tgateway.http.jsonio import json_body, read_json
+from tgateway.http.openapi import JSON, Body, Op, Reply, Schema, hidden, route
 from tgateway.nostr.event import Event
 from tgateway.nostr.keys import npub_encode
 from tgateway.nostr.login import LOGIN_KINDS, ChallengeStore, LoginBinding, verify_login_event
@@ -192,6 +193,20 @@ def _body_sha256(request: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+#: who the credentials are (GET /api/auth/session)
+_WHO: Schema = {"type": "object", "required": ["pubkey", "npub"],
+                "properties": {"pubkey": _HEX64, "npub": {"type": "string"}}}
+_SESSION: Schema = {
+    "type": "object",
+    "required": ["status", "token", "token_type", "pubkey", "npub", "auth_type", "expires_at"],
+    "properties": {"status": {"const": "ok"}, "token": {"type": "string"},
+                   "token_type": {"const": "Bearer"}, "pubkey": _HEX64,
+                   "npub": {"type": "string"}, "auth_type": {"enum": ["nip07", "nip46"]},
+                   "expires_at": {"type": "integer"}},
+}
+
+
 class AuthApi:
     """``/api/auth/*``. ``nip46`` is None when the Nostr component is not running."""
 
@@ -229,7 +244,15 @@ class AuthApi:
         if wait:
             raise TooManyRequests("too many login attempts; retry later", retry_after=wait)
 
-    @app.route("/api/auth/challenge", methods=["GET"])
+    @route(app, "/api/auth/challenge", methods=["GET"], op=Op(
+        "A sign-in challenge", tags=("auth",), limited=True,
+        description="The challenge tag a login event must carry, and what its relay (kind "
+                    "22242) or u tag (kind 27235) must name.",
+        replies={200: Reply("the challenge", json={
+            "type": "object", "required": ["challenge", "expires_at", "kinds", "relay", "url"],
+            "properties": {"challenge": {"type": "string"}, "expires_at": {"type": "integer"},
+                           "kinds": {"type": "array", "items": {"type": "integer"}},
+                           "relay": {"type": "string"}, "url": {"type": "string"}}})}))
     def challenge(self, request: Any) -> bytes:
         if request.method == b"HEAD":
             # The headers a GET gets, and no challenge: HEAD has no side effects (RFC 9110 9.3.2).
@@ -245,7 +268,24 @@ class AuthApi:
             "url": self.binding.login_url,  # the u tag of a kind 27235 login event
         })
 
-    @app.route("/api/auth/login", methods=["POST"])
+    @route(app, "/api/auth/login", methods=["POST"], op=Op(
+        "Sign in: a session token", tags=("auth",), limited=True,
+        description="`auth_type` nip07 with `auth_event` (the signed kind 22242 or 27235 event "
+                    "carrying the challenge, as an object or a JSON string), or nip46 with "
+                    "`bunker_url` (then poll with `login_id` while the answer is 202).",
+        body=Body({JSON: {"type": "object", "required": ["auth_type"], "properties": {
+            "auth_type": {"type": "string", "enum": ["nip07", "nip46"]},
+            "auth_event": {"type": ["object", "string"]}, "event": {"type": ["object", "string"]},
+            "bunker_url": {"type": "string"}, "login_id": {"type": "string"}}}}),
+        replies={200: Reply("signed in", json=_SESSION),
+                 202: Reply("NIP-46: waiting for the signer's approval", json={
+                     "type": "object", "required": ["status", "login_id"],
+                     "properties": {"status": {"const": "auth_url"},
+                                    "auth_url": {"type": ["string", "null"]},
+                                    "login_id": {"type": "string"}}})},
+        errors={400: "not JSON, or a field is missing or wrong",
+                401: "the login event or NIP-46 login did not verify",
+                503: "NIP-46 needs the Nostr component"}))
     async def login(self, request: Any) -> bytes:
         body = read_json(request)
         auth_type = body.get("auth_type")
@@ -346,7 +386,13 @@ class AuthApi:
             raise Unauthorized(str(attempt.error or "NIP-46 login failed"), code="nip46_failed")
         return await self._session_answer(request, attempt.pubkey, "nip46")
 
-    @app.route("/api/auth/logout", methods=["POST"])
+    @route(app, "/api/auth/logout", methods=["POST"], op=Op(
+        "End the session", tags=("auth",),
+        description="Needs Authorization: Bearer <session token>.",
+        replies={200: Reply("the session ended", json={
+            "type": "object", "required": ["status", "logged_out"],
+            "properties": {"status": {"const": "ok"}, "logged_out": {"const": True}}})},
+        errors={401: "no Bearer token, or one that is unknown or ended"}))
     async def logout(self, request: Any) -> bytes:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
         scheme, _, token = header.partition(" ")
@@ -358,7 +404,9 @@ class AuthApi:
             raise Unauthorized("the session token is unknown or already ended", code="invalid_session")
         return json_body(request, {"status": "ok", "logged_out": True})
 
-    @authorized(app, "/api/auth/session", methods=["GET"], need=Need.USER)
+    @authorized(app, "/api/auth/session", methods=["GET"], need=Need.USER, op=Op(
+        "Who the credentials are", tags=("auth",),
+        replies={200: Reply("the caller's key", json=_WHO)}))
     async def session(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
         return json_body(request, {"pubkey": pubkey, "npub": npub_encode(pubkey),
@@ -368,7 +416,8 @@ class AuthApi:
     def preflight(self, request: Any) -> bytes:
         return answer_preflight(request)
 
-    @app.route("/api/auth/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    @route(app, "/api/auth/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+           op=hidden("404 for paths under /api/auth that are no route"))
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 
+from tgateway import __version__
 from tgateway.component import Component, Deps, Mount, Provided, Site
 from tgateway.config import GatewayConfig
 from tgateway.endpoints import tcp_server
+from tgateway.http.openapi import OPENAPI_OP, OpenApiResource, Route
 from tgateway.http.root import build_site
 from tgateway.http.upload import MULTIPART_SLACK
 
@@ -29,7 +31,10 @@ from .stream import StreamApi
 from .ui import WebUi, build_ui
 from .users import UserRoutes, build_user_routes
 
-__all__ = ["GatewayWeb", "build"]
+__all__ = ["OPENAPI_PATH", "GatewayWeb", "build"]
+
+#: where the gateway port serves its OpenAPI document
+OPENAPI_PATH = "/api/openapi.json"
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,12 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
         max_stream_body=api.max_upload + MULTIPART_SLACK,
         clock=reactor,
     )
+    openapi = OpenApiResource(lambda: root, title="tgateway", version=__version__,
+                              description="The gateway port: files, torrents, web seeds, "
+                                          "streams, sign-in, users, the tracker. Every error "
+                                          "is {\"error\", \"message\"}.")
+    mounts.append(Mount("gateway", OPENAPI_PATH, openapi,
+                        routes=[Route(OPENAPI_PATH, ["GET", "HEAD"], OPENAPI_OP)]))
     listener = StreamServerEndpointService(
         serverFromString(reactor, tcp_server(section.port, section.host)), site)
     listener.setName("gateway-http")

@@ -36,6 +36,7 @@ from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
+from tgateway.http.openapi import Op, Param, Reply, Schema, hidden, route
 from tgateway.http.send import send_file
 from tgateway.ratelimit import KeyedLimiter
 from tgateway.storage.api import ContentStore
@@ -45,6 +46,29 @@ from tgateway.transcode.api import Transcoding
 __all__ = ["StreamApi", "retry_after"]
 
 MPEGURL = "application/vnd.apple.mpegurl"
+
+
+_BYTES: Schema = {"type": "string", "format": "binary"}
+_RANGE = Param("Range", "header", description="one byte range (bytes=a-b)")
+_SENT = {200: Reply("the bytes", content={"*/*": _BYTES}),
+         206: Reply("the byte range asked for", content={"*/*": _BYTES},
+                    headers={"Content-Range": {"type": "string", "required": True}}),
+         304: Reply("If-None-Match names the file's ETag")}
+_PLAYLIST = {200: Reply("an HLS playlist", content={"application/vnd.apple.mpegurl":
+                                                    {"type": "string"}}),
+             206: Reply("a byte range of it", content={"application/vnd.apple.mpegurl":
+                                                       {"type": "string"}}),
+             304: Reply("If-None-Match names its ETag")}
+#: the answer while the file's transcode is queued or running: come back after Retry-After
+_PENDING = Reply("the transcode is queued or running", json={
+    "type": "object", "required": ["sha256", "state", "progress", "retry_after"],
+    "properties": {"sha256": {"type": "string"}, "state": {"enum": ["queued", "running"]},
+                   "progress": {"type": "number"}, "retry_after": {"type": "integer"}}},
+    headers={"Retry-After": {"type": "integer", "minimum": 0, "required": True}})
+_HLS_ERRORS = {404: "no such file, or not transcoded (yet), or not one of its playlists",
+               416: "the Range is outside the file"}
+_FLAG: Schema = {"type": "string", "enum": ["true", "false", "1", "0"]}
+_UNKNOWN = hidden("404 for paths under /api/stream and /api/admin/transcode that are no route")
 
 
 def _flag(request: Any, name: str) -> bool:
@@ -119,7 +143,20 @@ class StreamApi:
 
     # progressive -----------------------------------------------------------------------
 
-    @app.route("/api/stream/<sha256:sha>", methods=["GET", "HEAD"])
+    @route(app, "/api/stream/<sha256:sha>", methods=["GET", "HEAD"], op=Op(
+        "Play a file: its best rendition, or the one asked for", tags=("video",), limited=True,
+        params=[Param("quality", description="a rendition's name (360p...)"),
+                Param("original", schema=_FLAG, description="the file as uploaded"),
+                Param("transcoded", schema=_FLAG,
+                      description="a rendition, 202 while the transcode runs, else 404"),
+                _RANGE],
+        replies={**{k: Reply(v.description, content=v.content, headers={
+            **v.headers, **({"X-Stream-Source": {"type": "string",
+                                                 "enum": ["original", "transcoded"]}}
+                            if k != 304 else {})}) for k, v in _SENT.items()},
+            202: _PENDING},
+        errors={400: "original goes with neither transcoded nor quality",
+                404: "no such file, or no such rendition", 416: "the Range is outside the file"}))
     async def stream(self, request: Any, sha: str) -> bytes | None:
         original = _flag(request, "original")
         transcoded = _flag(request, "transcoded")
@@ -165,7 +202,9 @@ class StreamApi:
 
     # HLS -------------------------------------------------------------------------------
 
-    @app.route("/api/stream/<sha256:sha>/playlist.m3u8", methods=["GET", "HEAD"])
+    @route(app, "/api/stream/<sha256:sha>/playlist.m3u8", methods=["GET", "HEAD"], op=Op(
+        "A video's HLS master playlist", tags=("video",), limited=True, params=[_RANGE],
+        replies={**_PLAYLIST, 202: _PENDING}, errors=_HLS_ERRORS))
     async def master(self, request: Any, sha: str) -> bytes | None:
         self._limit(sha)
         await self._file(sha)
@@ -179,15 +218,21 @@ class StreamApi:
         await send_file(request, self.store.reader, master, content_type=MPEGURL)
         return None
 
-    @app.route("/api/stream/<sha256:sha>/<sha256:part>.m3u8", methods=["GET", "HEAD"])
+    @route(app, "/api/stream/<sha256:sha>/<sha256:part>.m3u8", methods=["GET", "HEAD"], op=Op(
+        "One rendition's HLS playlist", tags=("video",), params=[_RANGE],
+        replies=_PLAYLIST, errors=_HLS_ERRORS))
     async def hls_playlist(self, request: Any, sha: str, part: str) -> None:
         await self._hls_part(request, sha, part, "m3u8")
 
-    @app.route("/api/stream/<sha256:sha>/<sha256:part>.ts", methods=["GET", "HEAD"])
+    @route(app, "/api/stream/<sha256:sha>/<sha256:part>.ts", methods=["GET", "HEAD"], op=Op(
+        "An HLS segment", tags=("video",), params=[_RANGE],
+        replies={k: Reply(v.description, content={"video/mp2t": _BYTES} if v.content else {},
+                          headers=v.headers) for k, v in _SENT.items()},
+        errors=_HLS_ERRORS))
     async def hls_segment(self, request: Any, sha: str, part: str) -> None:
         await self._hls_part(request, sha, part, "ts")
 
-    @app.route("/api/stream/<sha256:sha>/<name>", methods=["GET", "HEAD"])
+    @route(app, "/api/stream/<sha256:sha>/<name>", methods=["GET", "HEAD"], op=_UNKNOWN)
     def not_hls(self, request: Any, sha: str, name: str) -> None:
         raise NotFound("no such stream resource", code="not_found")
 
@@ -210,7 +255,16 @@ class StreamApi:
     # status and admin --------------------------------------------------------------------
 
     @authorized(app, "/api/users/me/files/<sha256:sha>/transcoding-status", methods=["GET"],
-                need=Need.USER)
+                need=Need.USER, op=Op(
+                    "The transcoding of one of the caller's files", tags=("video",),
+                    errors={403: "the caller does not own the file", 404: "no such file"},
+                    replies={200: Reply("its state, progress and renditions", json={
+                        "type": "object", "required": ["sha256", "state", "progress", "profiles"],
+                        "properties": {
+                            "sha256": {"type": "string"}, "state": {"type": "string"},
+                            "progress": {"type": "number"},
+                            "profiles": {"type": "array", "items": {"type": "object"}},
+                            "hls": {"type": "string"}}})}))
     async def transcoding_status(self, request: Any, principal: Principal, sha: str) -> bytes:
         owners = await self.store.owners(sha)
         if not owners:
@@ -264,7 +318,8 @@ class StreamApi:
     def preflight(self, request: Any, **kw: Any) -> bytes:
         return answer_preflight(request)
 
-    @app.route("/api/stream/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    @route(app, "/api/stream/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+           op=_UNKNOWN)
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 

@@ -35,6 +35,7 @@ from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
+from tgateway.http.openapi import Op, Param, Reply, Schema, hidden, route
 from tgateway.links import Links
 from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
@@ -45,6 +46,7 @@ from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.auth_sessions import SessionStore
 from tgateway.storage.model import UploadContext
 
+from .api import FILE
 from .auth import AuthApi, RequestAuthenticator
 
 if TYPE_CHECKING:
@@ -69,6 +71,21 @@ def _int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+_HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_PAGE = [Param("limit", schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+         Param("offset", schema={"type": "integer", "minimum": 0, "maximum": 2**31}),
+         Param("cursor", schema={"type": "string", "pattern": "^[0-9]{1,10}$"},
+               description="next_cursor of the previous page (instead of offset)")]
+_OWN_FILE: Schema = {**FILE, "required": [*FILE["required"], "uploaded_at"],
+                     "properties": {**FILE["properties"], "uploaded_at": {"type": "number"},
+                                    "title": {"type": "string"},
+                                    "description": {"type": "string"}}}
+_DELIVERY: Schema = {"type": "object", "required": ["event_id"],
+                     "properties": {"event_id": {"type": "string"}}}
+_UNKNOWN = hidden("404 for paths under /api/users and /api/nostr that are no route")
+_NOSTR_OFF = {503: "the Nostr component is not running"}
+
+
 class UsersApi:
     app = new_app()
     log = Logger()
@@ -90,7 +107,13 @@ class UsersApi:
 
     # users ------------------------------------------------------------------------------
 
-    @authorized(app, "/api/users/me/stats", methods=["GET"], need=Need.USER)
+    @authorized(app, "/api/users/me/stats", methods=["GET"], need=Need.USER, op=Op(
+        "The caller's storage use", tags=("users",), replies={200: Reply("counts and bytes", json={
+            "type": "object",
+            "required": ["pubkey", "npub", "files", "bytes_used", "quota", "bytes_remaining"],
+            "properties": {"pubkey": _HEX64, "npub": {"type": "string"},
+                           **{k: {"type": "integer", "minimum": 0}
+                              for k in ("files", "bytes_used", "quota", "bytes_remaining")}}})}))
     async def stats(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
         files, used = await self.store.usage(pubkey)
@@ -107,7 +130,15 @@ class UsersApi:
             },
         )
 
-    @authorized(app, "/api/users/me/files", methods=["GET"], need=Need.USER)
+    @authorized(app, "/api/users/me/files", methods=["GET"], need=Need.USER, op=Op(
+        "The caller's files, newest first", tags=("users",), params=_PAGE,
+        errors={400: "a paging argument is not a whole number in range"},
+        replies={200: Reply("a page", json={
+            "type": "object", "required": ["files", "total", "limit", "offset", "next_cursor"],
+            "properties": {"files": {"type": "array", "items": _OWN_FILE},
+                           "total": {"type": "integer"}, "limit": {"type": "integer"},
+                           "offset": {"type": "integer"},
+                           "next_cursor": {"type": ["string", "null"]}}})}))
     async def files(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
         limit = _int_arg(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
@@ -138,7 +169,17 @@ class UsersApi:
             },
         )
 
-    @authorized(app, "/api/users/me/files/<sha256:sha>", methods=["DELETE"], need=Need.USER)
+    @authorized(app, "/api/users/me/files/<sha256:sha>", methods=["DELETE"], need=Need.USER,
+                op=Op("Give up the caller's ownership of a file", tags=("users",),
+                      name="delete_my_file",
+                      description="The bytes are deleted with the last owner.",
+                      errors={404: "the caller owns no such file"},
+                      replies={200: Reply("ownership removed", json={
+                          "type": "object",
+                          "required": ["status", "sha256", "ownership_removed", "file_deleted"],
+                          "properties": {"status": {"const": "ok"}, "sha256": _HEX64,
+                                         "ownership_removed": {"const": True},
+                                         "file_deleted": {"type": "boolean"}}})}))
     async def delete(self, request: Any, principal: Principal, sha: str) -> bytes:
         try:
             gone = await self.store.remove_owner(sha, principal.pubkey)
@@ -156,11 +197,25 @@ class UsersApi:
             raise ServiceUnavailable("the Nostr component is not running", code="nostr_unavailable")
         return self.nostr
 
-    @app.route("/api/nostr/identity", methods=["GET"])
+    @route(app, "/api/nostr/identity", methods=["GET"], op=Op(
+        "The gateway's Nostr identity and relays", tags=("nostr",), errors=_NOSTR_OFF,
+        replies={200: Reply("its key and relays", json={
+            "type": "object", "required": ["pubkey", "npub", "relays"],
+            "properties": {"pubkey": _HEX64, "npub": {"type": "string"},
+                           "relays": {"type": "array", "items": {"type": "string"}},
+                           "video_relays": {"type": "array", "items": {"type": "string"}},
+                           "publish_nip35": {"type": "boolean"},
+                           "publish_nip71": {"type": "boolean"}}})}))
     def identity(self, request: Any) -> bytes:
         return json_body(request, self._nostr().identity())
 
-    @app.route("/api/files/<sha256:sha>/announcements", methods=["GET"])
+    @route(app, "/api/files/<sha256:sha>/announcements", methods=["GET"], op=Op(
+        "A file's NIP-35 announcements, per relay", tags=("nostr",),
+        errors={404: "no such file", **_NOSTR_OFF},
+        replies={200: Reply("delivery status per relay", json={
+            "type": "object", "required": ["sha256", "announcements"],
+            "properties": {"sha256": _HEX64,
+                           "announcements": {"type": "array", "items": _DELIVERY}}})}))
     async def announcements(self, request: Any, sha: str) -> bytes:
         nostr = self._nostr()
         rows = await nostr.announcer.announcements(sha)
@@ -168,7 +223,14 @@ class UsersApi:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
         return json_body(request, {"sha256": sha, "announcements": rows})
 
-    @authorized(app, "/api/files/<sha256:sha>/announce", methods=["POST"], need=Need.USER)
+    @authorized(app, "/api/files/<sha256:sha>/announce", methods=["POST"], need=Need.USER, op=Op(
+        "Announce a file (NIP-35) again", tags=("nostr",), name="announce_file",
+        errors={403: "only an owner of the file can announce it", 404: "no such file",
+                503: "the Nostr component is not running, or no relay is configured"},
+        replies={202: Reply("signed and queued for the relays", json={
+            "type": "object", "required": ["sha256", "event_id", "announcements"],
+            "properties": {"sha256": _HEX64, "event_id": {"type": "string"},
+                           "announcements": {"type": "array", "items": _DELIVERY}}})}))
     async def announce(self, request: Any, principal: Principal, sha: str) -> bytes:
         pubkey = principal.pubkey
         nostr = self._nostr()
@@ -201,8 +263,10 @@ class UsersApi:
     def preflight(self, request: Any, **kw: Any) -> bytes:
         return answer_preflight(request)
 
-    @app.route("/api/users/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
-    @app.route("/api/nostr/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    @route(app, "/api/users/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+           op=_UNKNOWN)
+    @route(app, "/api/nostr/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+           op=_UNKNOWN)
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 
