@@ -1,5 +1,5 @@
 """The web interface's HTML pages on ``gateway.port``: ``/`` (upload), ``/f/<sha256>`` (a file
-with every face), ``/me`` (my files).
+with every face), ``/me`` (my files), ``/admin`` and ``/admin/<view>`` (the operator's pages).
 
 Pages are rendered here from ``templates/`` (``string.Template``; every value is HTML-escaped)
 inside one layout: header with the navigation and the account button, the sign-in dialog, the
@@ -13,7 +13,10 @@ one file to ``/api/upload``.
 
 Navigation is a list of :class:`Section`; a section with ``needs="admin"`` is rendered hidden
 and shown by the page when the session says the user is an admin (``GET /api/auth/session``
-answering ``"admin": true``). The admin pages slot in as one more section and page here.
+answering ``"admin": true``). The admin pages are that section: one page per view of
+:data:`ADMIN_VIEWS` (its own sub-navigation), filled by the browser from the admin API
+(``/api/admin/...``) with the signed-in key's session. The HTML is the same for everyone; what
+an admin sees comes only from the API, so a non-admin who opens one gets the API's 403 message.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from twisted.logger import Logger
 
 from tgateway.http.app import new_app
 
-__all__ = ["Pages", "Section", "SECTIONS", "format_size"]
+__all__ = ["ADMIN_VIEWS", "Pages", "Section", "SECTIONS", "format_size"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,19 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("upload", "/", "Upload"),
     Section("me", "/me", "My files"),
+    Section("admin", "/admin", "Admin", needs="admin"),
+)
+
+#: the admin pages: ``(view, path, label)``, in the order of their sub-navigation
+ADMIN_VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("dashboard", "/admin", "Dashboard"),
+    ("users", "/admin/users", "Users"),
+    ("files", "/admin/files", "Files"),
+    ("reports", "/admin/reports", "Reports"),
+    ("blocked", "/admin/blocked", "Block list"),
+    ("transcode", "/admin/transcode", "Transcoding"),
+    ("retention", "/admin/retention", "Retention"),
+    ("audit", "/admin/audit", "Audit log"),
 )
 
 _HEX = frozenset("0123456789abcdef")
@@ -127,7 +143,8 @@ class Pages:
                          f"{html.escape(s.label)}</a></li>")
         return "\n".join(items)
 
-    def _page(self, request: Any, *, page: str, title: str, main: str, status: int = 200) -> bytes:
+    def _page(self, request: Any, *, page: str, title: str, main: str, status: int = 200,
+              nav_current: str | None = None) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"content-security-policy", self.csp)
@@ -135,7 +152,7 @@ class Pages:
         request.setHeader(b"cache-control", b"no-cache")
         body = _template("layout.html").substitute(
             title=html.escape(title), app=html.escape(self.public["app"]), page=page,
-            config_json=self._config_json, nav=self._nav(page), main=main)
+            config_json=self._config_json, nav=self._nav(nav_current or page), main=main)
         return body.encode("utf-8")
 
     # pages ------------------------------------------------------------------------------
@@ -153,6 +170,29 @@ class Pages:
     @app.route("/me", methods=["GET"])
     def me(self, request: Any) -> bytes:
         return self._page(request, page="me", title="My files", main=_template("me.html").substitute())
+
+    @app.route("/admin", methods=["GET"])
+    def admin(self, request: Any) -> bytes:
+        return self._admin(request, "dashboard")
+
+    @app.route("/admin/<view>", methods=["GET"])
+    def admin_view(self, request: Any, view: str) -> bytes:
+        return self._admin(request, view)
+
+    def _admin(self, request: Any, view: str) -> bytes:
+        found = next((v for v in ADMIN_VIEWS if v[0] == view), None)
+        if found is None:
+            main = _template("error.html").substitute(
+                heading="No such page", message=html.escape("The admin pages are listed at /admin."))
+            return self._page(request, page="error", title="Not found", main=main, status=404)
+        items = []
+        for key, path, label in ADMIN_VIEWS:
+            current = ' aria-current="page"' if key == view else ""
+            items.append(f'    <li><a href="{html.escape(path)}"{current}>{html.escape(label)}</a></li>')
+        main = _template("admin.html").substitute(view=view, heading=html.escape(found[2]),
+                                                  subnav="\n".join(items))
+        return self._page(request, page="admin", title=f"Admin · {found[2]}", main=main,
+                          nav_current="admin")
 
     @app.route("/f/<sha256>", methods=["GET"])
     async def file(self, request: Any, sha256: str) -> bytes:
