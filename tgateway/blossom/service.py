@@ -11,6 +11,8 @@ from tgateway.config import BlossomServerConfig, TranscodingConfig
 from tgateway.endpoints import tcp_server
 from tgateway.http.root import MountRoot
 from tgateway.http.site import StreamingSite
+from tgateway.http.stats import HttpStats
+from tgateway.metrics import Collect, refusals
 from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.transcode import tools as ffmpeg_tools
 from tgateway.transcode.api import Transcoding
@@ -51,10 +53,15 @@ def build(section: BlossomServerConfig, deps: Deps) -> Component[BlossomServer]:
         streaming_routes=[(b"PUT", b"/upload"), (b"PUT", b"/media")],
         max_request_body=64 * 1024,  # /mirror and /report bodies are small JSON
         clock=reactor,
+        stats=HttpStats("blossom", served=[("/<blob", "blossom")]),
     )
     site.displayTracebacks = False
     listener = StreamServerEndpointService(
         serverFromString(reactor, tcp_server(section.port, section.host)), site)
     listener.setName("blossom-http")
+    limiters = {"blossom": blossom.limiter, "blossom_read": blossom.read_limiter,
+                "blossom_report": blossom.report_limiter}
     return Component(name="blossom", part=blossom, services=[listener],
-                     sites=[Site("blossom", site, root)])
+                     sites=[Site("blossom", site, root)],
+                     report=lambda: {"status": "ok", "http": site.stats.status()},
+                     metrics=[Collect(lambda: [*site.stats.families(), refusals(limiters)])])

@@ -50,6 +50,9 @@ class UdpTracker(DatagramProtocol):
         self.default_numwant = default_numwant
         self.max_numwant = max_numwant
         self.addresses = AddressBook()
+        # (request action bytes, reply action bytes or b"" for no reply) -> datagrams: plain
+        # counts, read by the tracker's metrics when scraped (udp_counts)
+        self.counts: dict[tuple[bytes, bytes], int] = {}
 
     _sendto: Any = None
 
@@ -68,6 +71,9 @@ class UdpTracker(DatagramProtocol):
         except Exception:
             self.log.failure("UDP tracker request from {host} failed", host=addr[0])
             return
+        counts = self.counts
+        key = (datagram[8:12], reply[:4] if reply is not None else b"")
+        counts[key] = counts.get(key, 0) + 1
         if reply is None:
             return
         sendto = self._sendto
@@ -120,3 +126,19 @@ class UdpTracker(DatagramProtocol):
         if not self.ids.check(cid, client, now):
             return encode_error_reply(tid, "connection id expired, connect again")
         return encode_scrape_reply(tid, self.store.scrape(hashes))
+
+
+_ACTIONS = {b"\x00\x00\x00\x00": "connect", b"\x00\x00\x00\x01": "announce",
+            b"\x00\x00\x00\x02": "scrape"}
+
+
+def udp_counts(counts: dict[tuple[bytes, bytes], int]) -> dict[tuple[str, str], int]:
+    """``UdpTracker.counts`` as ``{(action, result): n}``: result ``ok``, ``error`` (an error
+    reply: expired connection id, refused torrent, bad packet) or ``dropped`` (no reply)."""
+    out: dict[tuple[str, str], int] = {}
+    for (asked, answered), n in list(counts.items()):
+        action = _ACTIONS.get(asked, "other")
+        result = ("dropped" if not answered else "error" if answered == b"\x00\x00\x00\x03"
+                  else "ok")
+        out[(action, result)] = out.get((action, result), 0) + n
+    return out

@@ -1,11 +1,12 @@
 """The gateway component: the HTTP API on ``gateway.port``.
 
 The file API (:class:`~tgateway.web.api.GatewayApi`, the site's default: upload, download,
-webseed, torrent, metadata, ``/api/health``), sign-in and users' files
+webseed, torrent, metadata), sign-in and users' files
 (:mod:`tgateway.web.users`), and, when the transcoder runs, the video routes
 (:mod:`tgateway.web.stream`) mounted beside them. Other components mount their own resources on
-this site (the tracker's ``/announce``, the DHT's status). ``/api/health`` reads every component's
-``status()``. It offers later components the authenticator (sessions, NIP-98).
+this site (the tracker's ``/announce``, the DHT's status, the health component's ``/api/health``
+and ``/metrics``). Its own status is the site's HTTP signals (:mod:`tgateway.http.stats`). It
+offers later components the authenticator (sessions, NIP-98).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from tgateway.component import Component, Deps, Mount, Provided, Site
 from tgateway.config import GatewayConfig
 from tgateway.endpoints import tcp_server
 from tgateway.http.root import build_site
+from tgateway.http.stats import HttpStats
 from tgateway.http.upload import MULTIPART_SLACK
+from tgateway.metrics import Collect, refusals
 
 from .api import GatewayApi
 from .stream import StreamApi
@@ -55,7 +58,7 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
     users = build_user_routes(config=config, db=deps.db, store=deps.store, links=deps.links,
                               clock=reactor, nostr=deps.nostr)
     api = GatewayApi(config=config, store=deps.store, links=deps.links, clock=reactor,
-                     auth=users.auth, uploads=deps.uploads, components=deps.components)
+                     auth=users.auth, uploads=deps.uploads)
     mounts = users.mounts()
     stream = None
     if deps.transcoding is not None:
@@ -64,12 +67,19 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
                            clock=reactor, requests_per_second=sc.requests_per_second,
                            burst_size=sc.burst_size, max_concurrent=sc.max_concurrent)
         mounts += _stream_mounts(stream)
+    stats = HttpStats("gateway", served=[("/api/download", "download"),
+                                         ("/api/webseed", "webseed"), ("/api/stream", "stream")])
+    limiters = {"upload": api.limits.upload, "download": api.limits.download,
+                "login": users.auth_api.login_limiter,
+                "login_challenge": users.auth_api.challenge_limiter,
+                "stream": stream.limiter if stream is not None else None}
     site, root = build_site(
         api.app.resource(),
         streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
         max_request_body=section.max_request_body,
         max_stream_body=api.max_upload + MULTIPART_SLACK,
         clock=reactor,
+        stats=stats,
     )
     listener = StreamServerEndpointService(
         serverFromString(reactor, tcp_server(section.port, section.host)), site)
@@ -77,5 +87,7 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
     return Component(
         name="gateway", part=GatewayWeb(api, users, stream),
         services=[users.service(), listener], sites=[Site("gateway", site, root)], mounts=mounts,
+        report=lambda: {"status": "ok", "http": stats.status()},
+        metrics=[Collect(lambda: [*stats.families(), refusals(limiters)])],
         provides=Provided(authenticator=users.auth),
     )
