@@ -6,7 +6,7 @@ Everything here is installed by ``scripts/install-test-deps`` (``make test`` run
   bittorrent-dht, create-torrent, parse-torrent, nostr-tools, blossom-client-sdk, ws);
 - Debian's ``/usr/bin/python3`` with ``libtorrent`` (python3-libtorrent imports only there, never in
   the project's virtualenv);
-- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``,
+- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``prometheus``, ``tor``,
   ``systemd-analyze`` (systemd), ``openssl``;
 - the BitTorrent daemons ``qbittorrent-nox``, ``transmission-daemon`` and ``deluged`` (with
   ``deluge-console``), driven through their own interfaces (``start_qbittorrent`` and friends);
@@ -289,6 +289,12 @@ def opentracker() -> str:
 
 def wrk() -> str:
     return which("wrk", "wrk")
+
+
+def prometheus() -> str:
+    """Debian's Prometheus server: ``--config.file``, ``--storage.tsdb.path`` in the test's tmp
+    folder, ``--web.listen-address=127.0.0.1:PORT``; the HTTP query API is ``/api/v1/query``."""
+    return which("prometheus", "prometheus")
 
 
 def tor() -> str:
