@@ -76,7 +76,7 @@ class Tracker:
         out = {("http", *k): n for k, n in list(self.http.counts.items())}
         out.update({("ws", *k): n for k, n in list(self.ws.counts.items())})
         if self.udp is not None:
-            out.update({("udp", *k): n for k, n in udp_counts(self.udp.counts).items()})
+            out.update({("udp", *k): n for k, n in udp_counts(self.udp).items()})
         return out
 
     def families(self) -> Iterator[Metric]:
