@@ -23,11 +23,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from twisted.application.internet import StreamServerEndpointService, TimerService
-from twisted.application.service import MultiService
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site as WebSite
@@ -130,6 +131,25 @@ class Health:
         return generate_latest(self.registry)
 
 
+class _Checks(Service):
+    """Checks every ``interval``; the first one an interval after start, once the components
+    have had the time to connect (relays, DHT bootstrap): no alert for a start-up."""
+
+    def __init__(self, health: Health, interval: float, clock: IReactorTime) -> None:
+        self.interval = interval
+        self.loop = LoopingCall(health._tick)
+        self.loop.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self.loop.start(self.interval, now=False)
+
+    def stopService(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+        super().stopService()
+
+
 class MetricsPage(Resource):
     """``/metrics`` on ``metrics.port``: no auth (the port is the operator's to guard)."""
 
@@ -159,10 +179,9 @@ def build(section: HealthConfig, deps: Deps) -> Component[Health]:
                     auth=deps.authenticator, registry=deps.metrics)
     services = MultiService()
     services.setName("health")
-    timer = TimerService(float(section.check_interval), health._tick)
-    timer.clock = deps.reactor
-    timer.setName("health-checks")
-    timer.setServiceParent(services)
+    checks = _Checks(health, float(section.check_interval), deps.reactor)
+    checks.setName("health-checks")
+    checks.setServiceParent(services)
     resource = health.app.resource()
     mounts = [Mount("gateway", "/api/health", resource, whole_path=True),
               Mount("gateway", "/api/admin/diagnostics", resource, whole_path=True)]
