@@ -12,8 +12,8 @@ machine's load hits both alike. Medians over the rounds, and the ratio after/bef
   -S 4 -P 1000``; also the server's CPU time per answered announce.
 - Webseed: ``twistd tgateway`` of each tree (gateway-only, everything else off) serving a 64 MiB
   chunked file; wrk with webseed_range.lua, random 2 MiB piece reads on ``/api/webseed``, 16
-  connections. "After" serves /metrics on ``metrics.port`` and is scraped every second during
-  its runs (what a Prometheus would do, scrape cost included).
+  connections. "After" serves /metrics on ``metrics.port`` and is scraped every ``--scrape``
+  seconds (1 by default; Prometheus' default is 60, 15 is common) during its runs.
 
 The other load (CPU of everything but the benchmark, in cores) is printed per measurement; the
 machine is shared, so read the ratios with it.
@@ -121,14 +121,15 @@ def wrk(port: int, path: str, secs: int, label: str, server: Server,
 class Scraper(threading.Thread):
     """GET /metrics every second, like a Prometheus."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, every: float) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.every = every
         self.stop = threading.Event()
         self.count = 0
 
     def run(self) -> None:
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(self.every):
             with urllib.request.urlopen(self.url, timeout=10) as r:
                 r.read()
             self.count += 1
@@ -163,6 +164,8 @@ def main() -> None:
     ap.add_argument("--secs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="udp,webseed")
+    ap.add_argument("--scrape", type=float, default=1.0,
+                    help="seconds between scrapes of the 'after' gateway's /metrics; 0: none")
     args = ap.parse_args()
     only = set(args.only.split(","))
     print(f"load average at start: {loadavg()}; server core {SERVER_CPU}, generator core {GEN_CPU}",
@@ -213,8 +216,8 @@ def main() -> None:
                 if "webseed" in only:
                     key = f"webseed-{name}"
                     scraper = None
-                    if name == "after":
-                        scraper = Scraper(f"http://127.0.0.1:{metrics_port}/metrics")
+                    if name == "after" and args.scrape > 0:
+                        scraper = Scraper(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape)
                         scraper.start()
                     r2 = wrk(ports[key], paths[name], args.secs, key, servers[key], servers)
                     if scraper is not None:
