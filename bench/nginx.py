@@ -7,7 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from tests.realclients import free_tcp_port, wait_for_tcp
+from harness.ports import free_tcp_port, wait_for_tcp
 
 
 def start_nginx(root: Path, work: Path, core: int = 0) -> tuple[subprocess.Popen[bytes], int]:

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Real-client helpers live in tests/realclients.py."""
+"""Shared pytest fixtures. Real-client helpers live in harness/."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from harness.servers import start_nostr_relay  # noqa: E402
 from tests import trial_compat  # noqa: E402
-from tests.realclients import start_nostr_relay  # noqa: E402
 
 trial_compat.install()
 

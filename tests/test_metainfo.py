@@ -40,7 +40,7 @@ def test_links_build_the_magnet_and_torrent_of_a_stored_file_from_metainfo() -> 
     assert links.magnet(f) == magnet_uri(f.info_hash, f.name, links.tracker_urls, [webseed], 5)
     data = links.torrent_bytes(f)
     assert data == torrent_bytes(f.info, created_at=f.created_at, trackers=links.tracker_urls,
-                                 webseed_base=f"http://gw:9877/api/webseed/{f.info_hash}/")
+                                 webseed_bases=[f"http://gw:9877/api/webseed/{f.info_hash}/"])
     torrent = bencode.decode(data)
     assert torrent[b"announce"] == b"http://gw:9877/announce"
     assert torrent[b"announce-list"] == [[b"http://gw:9877/announce"], [b"udp://gw:6969/announce"]]

@@ -18,7 +18,7 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 from tgateway import bencode
 from tgateway.config import ConfigError, parse_config
 from tgateway.proxies import ProxyPolicy

@@ -72,7 +72,7 @@ def test_a_component_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     top = tap.makeService({"config": config}, reactor=MemoryReactorClock())
     gw = top.gateway
     assert [c.name for c in gw.components] == ["storage", "tracker", "peer", "nostr", "transcode",
-                                               "gateway", "probe", "health"]
+                                               "gateway", "probe", "health", "retention"]
     probe = gw.components.named("probe")
     # built after the gateway, with what the components before it provide
     assert probe.part.deps.authenticator is gw.components.gateway.users.auth
@@ -124,6 +124,7 @@ def test_health_is_every_components_status() -> None:
     assert body["status"] == "degraded"  # "broken" is not required: the gateway serves
     assert body["scores"] == {"storage": 100, "tracker": 100, "broken": 0}
     assert [a["name"] for a in body["alerts"]] == ["score:broken"]
+    assert body["tracker"] == {"status": "ok", "swarms": 2}  # each status under its name
     assert health.statuses == {"storage": {"status": "ok", "files": 3, "free_bytes": 10**12},
                                "tracker": {"status": "ok", "swarms": 2},
                                "broken": {"status": "error", "error": "RuntimeError: boom"}}

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from tgateway.nostr.service import NostrService
     from tgateway.peer.service import PeerService
     from tgateway.storage.service import Storage
+    from tgateway.tor.service import TorOnion
     from tgateway.tracker.core import LocalPeers
     from tgateway.tracker.service import Tracker
     from tgateway.transcode.api import Transcoding, VideoListener
@@ -216,6 +217,10 @@ class Components:
     @property
     def blossom(self) -> BlossomServer | None:
         return cast("BlossomServer | None", self._part("blossom"))
+
+    @property
+    def tor(self) -> TorOnion | None:
+        return cast("TorOnion | None", self._part("tor"))
 
 
 class GatewayService(MultiService):

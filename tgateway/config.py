@@ -272,6 +272,10 @@ class NostrConfig:
     publish_nip35: bool = True
     publish_nip71: bool = True
     auto_publish: bool = True
+    # NIP-71 as addressable events (kinds 34235/34236, ``d`` = the video's SHA-256): published
+    # as soon as the video is probed, replaced once its renditions are ready. Off: regular kinds
+    # 21/22, published once, when the video is ready.
+    nip71_addressable: bool = False
     private_key: str = ""
     # Sign-in sessions (bearer tokens) last this long.
     session_ttl: Duration = field(default=Duration(7 * 86400), metadata=_positive())
@@ -320,10 +324,31 @@ class TranscodingConfig:
 class AdminConfig:
     enabled: bool = True
     pubkeys: tuple[str, ...] = ()
+    # Retention (tgateway.retention): a run every cleanup_interval when auto_cleanup is on.
     auto_cleanup: bool = True
     cleanup_age: Duration = field(default=Duration(90 * 86400), metadata=_positive())
     max_file_age: Duration = field(default=Duration(365 * 86400), metadata=_positive())
+    cleanup_interval: Duration = field(default=Duration(3600), metadata=_positive())
+    inactive_user_age: Duration = field(default=Duration(180 * 86400), metadata=_positive())
     default_user_storage_limit: Size = field(default=Size(10 * 1000**3), metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class TorConfig:
+    """The gateway API and the Blossom server as a v3 onion service (the key in
+    ``<data_dir>/tor/onion_service``), through a tor the gateway launches or one it attaches to."""
+
+    enabled: bool = False
+    # A running tor's control port, as a client endpoint ("unix:/run/tor/control",
+    # "tcp:127.0.0.1:9051"); empty: the gateway launches its own tor.
+    control_port: str = ""
+    # The tor program launched when control_port is empty: a path, or a name found on PATH.
+    binary: str = "tor"
+    # Extra torrc lines for the launched tor ("UseBridges 1", "Bridge obfs4 ...", "DisableNetwork 1").
+    torrc: tuple[str, ...] = ()
+    # Ports of the onion address: the gateway API and the Blossom server (when they run).
+    gateway_port: int = field(default=80, metadata=_port(allow_zero=False))
+    blossom_port: int = field(default=8082, metadata=_port(allow_zero=False))
 
 
 @dataclass(frozen=True)
@@ -415,6 +440,7 @@ class Config:
     health: HealthConfig = HealthConfig()
     metrics: MetricsConfig = MetricsConfig()
     rate_limiting: RateLimitingConfig = RateLimitingConfig()
+    tor: TorConfig = TorConfig()
 
     def with_data_dir(self, data_dir: str) -> Config:
         """Move the data folder: every path key under the old one moves with it."""
@@ -471,9 +497,53 @@ def _cross_checks(config: Config) -> None:
     ):
         if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
             raise ConfigError(f"{name}: got {url!r}, expected an http:// or https:// URL")
+    _tor_checks(config)
     for i, relay in enumerate(config.nostr.relays + config.nostr.video_relays):
         if not re.match(r"^wss?://[^/\s]+", relay):
             raise ConfigError(f"nostr.relays[{i}]: got {relay!r}, expected a ws:// or wss:// URL")
+
+
+def _is_control_endpoint(description: str) -> bool:
+    """A ``unix:PATH`` or ``tcp:HOST:PORT`` client endpoint description."""
+    from twisted.internet.endpoints import clientFromString
+
+    if not re.match(r"^(unix:/\S+|tcp:\S+)$", description):
+        return False
+    try:
+        clientFromString(object(), description)  # parsed only; nothing connects
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+# torrc options the gateway sets for the tor it launches (tgateway.tor.process).
+_TOR_MANAGED = frozenset({"datadirectory", "controlport", "controlsocket", "cookieauthentication",
+                          "cookieauthfile", "__owningcontrollerprocess", "runasdaemon"})
+
+
+def _tor_checks(config: Config) -> None:
+    tor = config.tor
+    if tor.control_port:
+        if not _is_control_endpoint(tor.control_port):
+            raise ConfigError(f"tor.control_port: got {tor.control_port!r}, expected a client endpoint "
+                              "such as unix:/run/tor/control or tcp:127.0.0.1:9051")
+        # Options of the launched tor have no effect on one the gateway attaches to.
+        if tor.torrc:
+            raise ConfigError("tor.torrc: the lines are for a tor the gateway launches; with "
+                              "tor.control_port set, put them in that tor's own torrc")
+        if tor.binary != TorConfig.binary:
+            raise ConfigError("tor.binary: only used to launch tor; with tor.control_port set the "
+                              "gateway attaches to a running tor")
+    for i, line in enumerate(tor.torrc):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\s+\S.*)?$", line) or "\n" in line:
+            raise ConfigError(f"tor.torrc[{i}]: got {line!r}, expected one torrc line: an option "
+                              "name and its value")
+        if line.split(None, 1)[0].lower() in _TOR_MANAGED:
+            raise ConfigError(f"tor.torrc[{i}]: got {line!r}; the gateway sets "
+                              f"{line.split(None, 1)[0]} itself")
+    if tor.gateway_port == tor.blossom_port:
+        raise ConfigError(f"tor.blossom_port: got {tor.blossom_port}, expected a port other than "
+                          f"tor.gateway_port ({tor.gateway_port})")
 
 
 def parse_config(data: Any) -> Config:

@@ -1,8 +1,18 @@
 """Public URLs of a stored file: download, torrent, webseed, Blossom, magnet; and .torrent bytes.
 
-Pure functions of the configured public base URLs and tracker URLs. The web API, Nostr
-announcements and Blossom descriptors all build links here; the torrent formats themselves
-(``.torrent`` bytes, magnet links) come from :mod:`tgateway.metainfo`.
+Functions of the configured public base URLs and tracker URLs, and of the onion service's
+address once tor has answered. The web API, Nostr announcements and Blossom descriptors all build
+links here; the torrent formats themselves (``.torrent`` bytes, magnet links) come from
+:mod:`tgateway.metainfo`.
+
+The onion address is known only after the gateway has started (tor answers ``ADD_ONION`` some
+time after the listeners are up), so :class:`Links` does not hold it but reads it from an
+:class:`OnionOrigin` that ``tap`` makes with the links and the tor component fills
+(:meth:`OnionOrigin.publish`) and empties (:meth:`OnionOrigin.withdraw`). Every URL is built when
+a response or an event is made, so whatever is made while the onion is up carries it: the
+``.torrent`` of any file (``url-list`` lies outside the info dict, the info-hash does not change),
+descriptors, API descriptions, and the Nostr events signed from then on. Events signed before
+(a file stored while tor was starting, or before tor was enabled) keep the URLs they had.
 """
 
 from __future__ import annotations
@@ -10,7 +20,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from tgateway.metainfo import magnet_uri, torrent_bytes
@@ -61,10 +71,53 @@ def blossom_uri(f: StoredFile, *, server: str | None, authors: Iterable[str] = (
 
 
 @dataclass(frozen=True)
+class Origins:
+    """Base URLs (no trailing slash) of another way in: the gateway API, and the Blossom server
+    when it runs."""
+
+    gateway: str | None
+    blossom: str | None
+    onion: str  # the address, ``<56 base32>.onion``
+
+
+class OnionOrigin:
+    """Where the onion service is, once tor has published it: None before (tor starting, tor
+    off, tor failed) and after it is withdrawn. Written by the tor component, read by
+    :class:`Links` whenever it builds a URL."""
+
+    def __init__(self) -> None:
+        self._origins: Origins | None = None
+
+    def current(self) -> Origins | None:
+        return self._origins
+
+    def publish(self, origins: Origins) -> None:
+        self._origins = origins
+
+    def withdraw(self) -> None:
+        self._origins = None
+
+
+@dataclass(frozen=True)
 class Links:
     base_url: str  # e.g. http://127.0.0.1:9877 (no trailing slash)
     tracker_urls: tuple[str, ...] = ()  # HTTP, UDP, WebSocket announce URLs, in that order
     blossom_url: str | None = None
+    # the onion service's base URLs, once tor has answered (tgateway.tor)
+    onion_origin: OnionOrigin = field(default_factory=OnionOrigin, compare=False)
+
+    def onion(self) -> Links | None:
+        """The same links on the onion service (trackers left out: they are not published
+        there), or None while it is not up or does not serve the gateway API."""
+        origins = self.onion_origin.current()
+        if origins is None or origins.gateway is None:
+            return None
+        return Links(base_url=origins.gateway, blossom_url=origins.blossom)
+
+    def onion_blossom_url(self) -> str | None:
+        """The Blossom server's base URL on the onion service, when both are up."""
+        origins = self.onion_origin.current()
+        return origins.blossom if origins is not None else None
 
     def download(self, f: StoredFile) -> str:
         return f"{self.base_url}/api/download/{f.sha256}"
@@ -82,8 +135,27 @@ class Links:
     def webseed(self, f: StoredFile) -> str:
         return self.webseed_base(f) + quote(f.name, safe="")
 
+    def webseed_bases(self, f: StoredFile) -> list[str]:
+        """Every ``url-list`` entry: the public one, then the onion service's when it is up."""
+        onion = self.onion()
+        return [self.webseed_base(f), *([onion.webseed_base(f)] if onion else [])]
+
+    def webseeds(self, f: StoredFile) -> list[str]:
+        """Every webseed URL of the file (magnet ``ws=``, NIP-35 ``webseed`` tags)."""
+        onion = self.onion()
+        return [self.webseed(f), *([onion.webseed(f)] if onion else [])]
+
     def stream(self, f: StoredFile) -> str:
+        """The best rendition once transcoded, the original until then."""
         return f"{self.base_url}/api/stream/{f.sha256}"
+
+    def transcoded(self, f: StoredFile) -> str:
+        """The best rendition only (202 with Retry-After while its transcode is under way)."""
+        return f"{self.base_url}/api/stream/{f.sha256}?transcoded=true"
+
+    def hls(self, f: StoredFile) -> str:
+        """The HLS master playlist of a video (202 with Retry-After while it is transcoded)."""
+        return f"{self.base_url}/api/stream/{f.sha256}/playlist.m3u8"
 
     def blossom(self, f: StoredFile) -> str | None:
         if not self.blossom_url:
@@ -91,12 +163,13 @@ class Links:
         return f"{self.blossom_url}/{f.sha256}"
 
     def magnet(self, f: StoredFile) -> str:
-        return magnet_uri(f.info_hash, f.name, self.tracker_urls, [self.webseed(f)], f.size)
+        return magnet_uri(f.info_hash, f.name, self.tracker_urls, self.webseeds(f), f.size)
 
     def torrent_bytes(self, f: StoredFile, *, webseed: bool = True) -> bytes:
-        """The .torrent file; the stored info dict bytes are spliced in verbatim."""
+        """The .torrent file; the stored info dict bytes are spliced in verbatim. ``url-list``:
+        the public webseed, and the onion service's when it is up."""
         return torrent_bytes(f.info, created_at=f.created_at, trackers=self.tracker_urls,
-                             webseed_base=self.webseed_base(f) if webseed else None)
+                             webseed_bases=self.webseed_bases(f) if webseed else ())
 
     def blossom_uri(self, f: StoredFile, authors: Iterable[str] = ()) -> str:
         """BUD-10: ``blossom:<sha256>.<ext>?xs=<this Blossom server>&as=<author>&sz=<size>``."""
@@ -130,6 +203,16 @@ class Links:
         blossom = self.blossom(f)
         if blossom:
             out["urls"]["blossom"] = blossom  # type: ignore[index]
+        onion = self.onion()
+        if onion is not None:
+            out["onion_urls"] = {
+                "download": onion.download(f),
+                "torrent": onion.torrent(f),
+                "webseed": onion.webseed(f),
+                "metadata": onion.metadata(f),
+                "stream": onion.stream(f),
+                **({"blossom": b} if (b := onion.blossom(f)) else {}),
+            }
         if f.meta:
             out["meta"] = f.meta
         return out

@@ -36,11 +36,11 @@ def torrent_bytes(
     *,
     created_at: float,
     trackers: Sequence[str] = (),
-    webseed_base: str | None = None,
+    webseed_bases: Sequence[str] = (),
 ) -> bytes:
     """A ``.torrent`` file around an already-bencoded info dict (spliced in verbatim): the first
     tracker as ``announce``, all of them in ``announce-list`` (one tier each), and ``url-list``
-    (BEP 19) when ``webseed_base`` is given. ``created_at`` 0 means now."""
+    (BEP 19) when ``webseed_bases`` are given. ``created_at`` 0 means now."""
     outer: dict[bytes, object] = {
         b"created by": CREATED_BY.encode(),
         b"creation date": int(created_at or time.time()),
@@ -49,8 +49,8 @@ def torrent_bytes(
     if trackers:
         outer[b"announce"] = trackers[0].encode()
         outer[b"announce-list"] = [[t.encode()] for t in trackers]
-    if webseed_base is not None:
-        outer[b"url-list"] = [webseed_base.encode()]
+    if webseed_bases:
+        outer[b"url-list"] = [w.encode() for w in webseed_bases]
     return encode_with_raw(outer)
 
 

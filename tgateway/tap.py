@@ -60,7 +60,10 @@ COMPONENTS = (
     # health: after the gateway, whose site and authenticator it uses; it reads every component
     Spec("health", "tgateway.health.service", "health", SERVING, switch=False),
     # admin (issue 17) goes here: after the gateway, whose site and authenticator it uses
+    Spec("retention", "tgateway.retention.service", "admin", SERVING | BLOBS, switch=False),
     Spec("blossom", "tgateway.blossom.service", "blossom_server", BLOBS),
+    # last: it publishes the sites built above, and starts once they listen (tor.enabled: false by default)
+    Spec("tor", "tgateway.tor.service", "tor", SERVING | BLOBS),
 )
 assert all(spec.modes <= set(MODES) for spec in COMPONENTS)
 

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.nginx import start_nginx  # noqa: E402
-from tests.gateway_process import random_file  # noqa: E402
-from tests.realclients import free_tcp_port, wait_for_tcp  # noqa: E402
+from harness.ports import free_tcp_port, wait_for_tcp  # noqa: E402
+from harness.twistd import random_file  # noqa: E402
 
 LOADGEN = REPO.parent / "shared" / "loadgen"
 TWISTD = str(Path(sys.executable).parent / "twistd")

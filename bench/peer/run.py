@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests import realclients  # noqa: E402
-from tests.gateway_process import GatewayProcess, gateway_config, random_file  # noqa: E402
+from harness import ports, procs, tools  # noqa: E402
+from harness.twistd import GatewayProcess, gateway_config, random_file  # noqa: E402
 
 LT_CLIENT = ROOT / "tests" / "peer" / "lt_client.py"
 
@@ -50,10 +50,10 @@ def leech_round(torrent: Path, peer: str, n: int, work: Path, label: str) -> dic
         d.mkdir(parents=True)
         dirs.append(d)
         procs.append(subprocess.Popen(
-            [realclients.libtorrent_python(), str(LT_CLIENT), "leech", str(torrent), str(d), peer,
+            [tools.libtorrent_python(), str(LT_CLIENT), "leech", str(torrent), str(d), peer,
              "600"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=realclients.debian_python_env({"LT_ENCRYPTION": "off"}), start_new_session=True))
+            env=tools.debian_python_env({"LT_ENCRYPTION": "off"}), start_new_session=True))
     reports = []
     ends = []
     for p in procs:
@@ -88,7 +88,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
-    peer_port = realclients.free_tcp_port()
+    peer_port = ports.free_tcp_port()
     cfg = gateway_config(
         work / "data",
         peer={"port": peer_port, "host": "127.0.0.1", "max_connections_per_ip": 64},
@@ -115,11 +115,11 @@ def main() -> None:
         seed_dir = work / "lt-seed"
         seed_dir.mkdir()
         os.replace(src, seed_dir / info["name"])
-        lt_port = realclients.free_tcp_port()
-        seeder = realclients.ClientProcess(
-            [realclients.libtorrent_python(), str(LT_CLIENT), "seed", str(torrent), str(seed_dir),
+        lt_port = ports.free_tcp_port()
+        seeder = procs.ClientProcess(
+            [tools.libtorrent_python(), str(LT_CLIENT), "seed", str(torrent), str(seed_dir),
              str(lt_port)],
-            env=realclients.debian_python_env({"LT_ENCRYPTION": "off"}), name="libtorrent-seeder")
+            env=tools.debian_python_env({"LT_ENCRYPTION": "off"}), name="libtorrent-seeder")
         seeder.wait_for_json(timeout=30, key="listening")
         results = []
         for _ in range(args.repeat):

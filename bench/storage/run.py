@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.nginx import start_nginx  # noqa: E402
-from tests.gateway_process import GatewayProcess, gateway_config, random_file  # noqa: E402
+from harness.twistd import GatewayProcess, gateway_config, random_file  # noqa: E402
 
 LOADGEN = REPO.parent / "shared" / "loadgen"
 MiB = 1 << 20

@@ -26,7 +26,7 @@ from twisted.internet import task  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 from twisted.internet.threads import deferToThread  # noqa: E402
 
-from tests.gateway_harness import RunningGateway, small_config  # noqa: E402
+from harness.gateway import RunningGateway, small_config  # noqa: E402
 from tgateway.config import DEFAULT_PROFILES  # noqa: E402
 from tgateway.transcode.argv import Profile, encode_argv, hls_argv, plan_variants  # noqa: E402
 from tgateway.transcode.probe import parse_ffprobe_json  # noqa: E402

@@ -16,8 +16,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from tests.gateway_harness import small_config, temp_data_dir
-from tests.realclients import free_tcp_port
+from harness.gateway import small_config, temp_data_dir
+from harness.ports import free_tcp_port
 from tests.web.test_upload_names import CLEAN, HOSTILE
 from tests.web.test_upload_quota import HeldBody, concurrently, http
 from tgateway.nostr.event import public_key_hex

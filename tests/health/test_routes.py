@@ -13,8 +13,8 @@ from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
-from tests.realclients import free_tcp_port
+from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.ports import free_tcp_port
 
 ADMIN = "ad" * 32
 USER = "b0" * 32
@@ -50,7 +50,8 @@ async def test_health_gives_the_overall_state_and_scores() -> None:
         assert body["status"] == "ok" and body["alerts"] == []
         assert set(body["scores"]) >= {"storage", "gateway", "peer", "nostr"}
         assert all(v == 100 for v in body["scores"].values()), body
-        assert "components" not in body  # the detail is the admin's (diagnostics)
+        assert body["storage"]["files"] == 0  # each component's status under its name
+        assert "reasons" not in body  # why a score is what it is: the admin's (diagnostics)
     finally:
         await g.stop()
 

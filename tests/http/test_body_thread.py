@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, small_config, temp_data_dir
 from tests.web.test_api import assert_nothing_stored, http, multipart
 from tgateway.http import body as body_mod
 from tgateway.http import body_thread as thread_mod

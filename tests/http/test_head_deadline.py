@@ -20,7 +20,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.threads import deferToThread
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 from tgateway.deadlines import HEAD_TIMEOUT
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
 from tgateway.tracker.memory import MemorySwarmStore

@@ -24,7 +24,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 
 MB = 1 << 20
 ABORTS = 50

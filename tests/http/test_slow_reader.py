@@ -32,7 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 from tgateway.http.site import IO_SIZE
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
 from tgateway.tracker.memory import MemorySwarmStore

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,10 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from harness.ports import free_tcp_port
+from harness.procs import run_node_json_deferred
 from tests.blossom.helpers import Loopback
 from tests.blossom.tokens import bad_signature, encode, header, make_event
-from tests.realclients import free_tcp_port, run_node_json_deferred
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +162,7 @@ class TapWiring(TestCase):
                         "chunk_storage": str(tmp / "c")},
         })
         top = makeService({"config": config}, reactor)
-        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "storage"])
+        self.assertEqual(sorted(s.name for s in top if s.name), ["blossom-http", "retention", "storage"])
         top.startService()
         self.addCleanup(top.stopService)
         http = client()

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import realclients
+from harness import ports, procs, tools
+from harness.twistd import REPO_ROOT, GatewayProcess
 from tests.blossom.tokens import OTHER_SECRET, SECRET, make_event
-from tests.gateway_process import REPO_ROOT, GatewayProcess
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
 pytestmark = [pytest.mark.integration]
@@ -102,10 +102,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cfg["storage"].update(metadata_db=str(data / "metadata.db"),
                           blob_storage=str(data / "blobs"), chunk_storage=str(data / "chunks"))
     cfg["transcoding"]["work_dir"] = str(data / "transcoded")
-    cfg["gateway"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
-    cfg["blossom_server"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
-    cfg["tracker"].update(udp_port=realclients.free_udp_port(), host="127.0.0.1")
-    cfg["peer"].update(port=realclients.free_tcp_port(), host="127.0.0.1")
+    cfg["gateway"].update(port=ports.free_tcp_port(), host="127.0.0.1")
+    cfg["blossom_server"].update(port=ports.free_tcp_port(), host="127.0.0.1")
+    cfg["tracker"].update(udp_port=ports.free_udp_port(), host="127.0.0.1")
+    cfg["peer"].update(port=ports.free_tcp_port(), host="127.0.0.1")
     cfg["dht"].update(enabled=False, bootstrap_nodes=[])
     with GatewayProcess(cfg, work / "gw") as gw:
         c = Client(f"http://127.0.0.1:{cfg['blossom_server']['port']}", gw.base)
@@ -243,7 +243,7 @@ def test_bud04_mirror(served: Any) -> None:
 
 def oriented_jpeg(path: Path) -> bytes:
     """A 64x32 JPEG whose EXIF says "rotate 90° clockwise" and that carries a comment."""
-    realclients.run([realclients.ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
+    procs.run([tools.ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
                      "testsrc=size=64x32", "-frames:v", "1", str(path)], timeout=60)
     plain = path.read_bytes()
     tiff = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
@@ -257,7 +257,7 @@ def oriented_jpeg(path: Path) -> bytes:
 
 
 def probe(path: Path) -> dict[str, Any]:
-    out = subprocess.run([realclients.ffprobe(), "-v", "error", "-print_format", "json",
+    out = subprocess.run([tools.ffprobe(), "-v", "error", "-print_format", "json",
                           "-show_format", "-show_streams", str(path)],
                          capture_output=True, check=True).stdout
     return json.loads(out)  # type: ignore[no-any-return]
@@ -268,7 +268,7 @@ def test_bud05_media_optimises_images_and_videos(served: Any) -> None:
     # an image through blossom-client-sdk: HEAD /media, 401, a "media" token, PUT /media
     jpeg = oriented_jpeg(work / "photo.jpg")
     before = len(c.statuses)
-    answer = realclients.run_node_json("blossom_media.mjs", input=json.dumps({
+    answer = procs.run_node_json("blossom_media.mjs", input=json.dumps({
         "server": c.blossom, "secret": SECRET.hex(), "file": str(work / "photo.jpg"),
         "type": "image/jpeg"}), timeout=120)
     c.statuses.extend([200] * 3)  # the SDK's HEAD, PUT (none was a 429: it would have thrown)
@@ -289,7 +289,7 @@ def test_bud05_media_optimises_images_and_videos(served: Any) -> None:
 
     # a video (MPEG-4 Part 2 + MP3 with a title and a location) becomes H.264/AAC, no metadata
     clip = work / "clip.mp4"
-    realclients.run([realclients.ffmpeg(), "-v", "error", "-y",
+    procs.run([tools.ffmpeg(), "-v", "error", "-y",
                      "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=2",
                      "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
                      "-c:v", "mpeg4", "-c:a", "libmp3lame", "-shortest",

@@ -28,8 +28,9 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config
-from tests.realclients import chromium_browser, ffmpeg, free_tcp_port, wait_for_tcp
+from harness.ports import free_tcp_port, wait_for_tcp
+from harness.tools import chromium_browser, ffmpeg
+from harness.twistd import GatewayProcess, gateway_config
 
 pytestmark = pytest.mark.integration
 

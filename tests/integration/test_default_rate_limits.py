@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import realclients
+from harness import ports, procs
+from harness.twistd import REPO_ROOT, GatewayProcess, gateway_config, random_file
 from tests.blossom import tokens
-from tests.gateway_process import REPO_ROOT, GatewayProcess, gateway_config, random_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
     work = tmp_path_factory.mktemp("limits")
     cfg = shipped_limits(gateway_config(
         work / "data", mode="unified",
-        blossom_server={"port": realclients.free_tcp_port(), "host": "127.0.0.1"},
+        blossom_server={"port": ports.free_tcp_port(), "host": "127.0.0.1"},
         peer={"enabled": False}, tracker={"enabled": False},
         nostr={"auto_publish": False},
     ))
@@ -93,7 +93,7 @@ def test_a_1gb_libtorrent_webseed_download_is_never_answered_429(gateway: Any) -
         torrent.write_bytes(r.read())
     out = work / "lt"
     out.mkdir()
-    report = realclients.run_libtorrent(LT_CLIENT, "webseed", str(torrent), str(out), "300",
+    report = procs.run_libtorrent(LT_CLIENT, "webseed", str(torrent), str(out), "300",
                                         timeout=360).json()
     assert report["ok"], report
     assert report["url_seed_errors"] == [], report

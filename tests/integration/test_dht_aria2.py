@@ -17,7 +17,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from tests import realclients
+from harness import ports, procs, tools
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[DhtService]:
     # An unused port as the gateway's peer port: the peer itself is a later issue.
-    peer_port = realclients.free_tcp_port()
+    peer_port = ports.free_tcp_port()
     config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
     svc = build_dht(config, str(tmp_path / "dht"), reactor, random.Random(), peer_port)
     svc.startService()
@@ -37,21 +37,21 @@ def gateway(tmp_path: Path) -> Iterator[DhtService]:
 
 @pytest_twisted.ensureDeferred
 async def test_aria2c_uses_the_gateway_dht(gateway: DhtService, tmp_path: Path) -> None:
-    aria2c = realclients.aria2c()
+    aria2c = tools.aria2c()
     info_hash = os.urandom(20)
     gateway.set_known_info_hashes([info_hash])
     gateway.announce(info_hash)
-    listen = realclients.free_tcp_port()
+    listen = ports.free_tcp_port()
     dht_file = tmp_path / "dht.dat"
     dht_file.write_bytes(b"")
     log = tmp_path / "aria2.log"
-    proc = realclients.ClientProcess(
+    proc = procs.ClientProcess(
         [
             aria2c,
             "--enable-dht=true",
             f"--dht-file-path={dht_file}",
             f"--dht-entry-point=127.0.0.1:{gateway.ports[0]}",
-            f"--dht-listen-port={realclients.free_udp_port()}",
+            f"--dht-listen-port={ports.free_udp_port()}",
             f"--listen-port={listen}",
             "--bt-enable-lpd=false",
             "--enable-peer-exchange=false",

@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests import realclients
+from harness import procs
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -39,7 +39,7 @@ async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
     port = gateway.ports[0]
     ours, theirs = os.urandom(20), os.urandom(20)
     gateway.announce(ours)
-    proc = realclients.ClientProcess.node(
+    proc = procs.ClientProcess.node(
         "dht_nodes.mjs", str(port), ours.hex(), theirs.hex(), "7777"
     )
     try:

@@ -21,7 +21,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests import realclients
+from harness import procs, tools
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -129,15 +129,15 @@ async def sleep(seconds: float) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_libtorrent_session(gateway: DhtService, tmp_path: Path) -> None:
-    python = realclients.libtorrent_python()
+    python = tools.libtorrent_python()
     script = tmp_path / "lt_dht_node.py"
     script.write_text(LIBTORRENT_NODE)
     ours, theirs = os.urandom(20), os.urandom(20)
     gateway.set_known_info_hashes([ours])
     gateway.announce(ours)
-    proc = realclients.ClientProcess(
+    proc = procs.ClientProcess(
         [python, str(script), str(gateway.ports[0]), ours.hex(), theirs.hex(), str(tmp_path)],
-        env=realclients.debian_python_env(),
+        env=tools.debian_python_env(),
         name="libtorrent",
     )
     try:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config, random_file
-from tests.realclients import aria2c, curl, free_tcp_port, free_udp_port, run
+from harness.ports import free_tcp_port, free_udp_port
+from harness.procs import run
+from harness.tools import aria2c, curl
+from harness.twistd import GatewayProcess, gateway_config, random_file
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config, random_file, wait_until
-from tests.realclients import aria2c, curl, run, run_node_json
+from harness.procs import run, run_node_json
+from harness.tools import aria2c, curl
+from harness.twistd import GatewayProcess, gateway_config, random_file, wait_until
 
 pytestmark = pytest.mark.integration
 

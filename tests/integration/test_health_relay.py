@@ -13,8 +13,9 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
-from tests.realclients import free_tcp_port, start_nostr_relay
+from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.ports import free_tcp_port
+from harness.servers import start_nostr_relay
 
 
 async def until(condition: Any, timeout: float, what: str) -> None:

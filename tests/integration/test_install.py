@@ -47,8 +47,8 @@ from urllib.parse import parse_qs, quote_from_bytes, urlsplit
 import pytest
 import yaml
 
-from tests import realclients
-from tests.realclients import free_tcp_port, wait_for_tcp
+from harness import procs, tools
+from harness.ports import free_tcp_port, wait_for_tcp
 from tgateway import bencode
 from tgateway.config import load_config
 from tgateway.nostr.event import EventTemplate, sign
@@ -76,7 +76,7 @@ class Install:
 
 
 def install(*args: str | Path) -> str:
-    result = realclients.run([INSTALL, *map(str, args)], timeout=900)
+    result = procs.run([INSTALL, *map(str, args)], timeout=900)
     return result.stdout + result.stderr
 
 
@@ -97,7 +97,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def make_certificate(work: Path) -> tuple[Path, Path]:
     cert, key = work / "tls" / "cert.pem", work / "tls" / "key.pem"
     cert.parent.mkdir()
-    realclients.run([realclients.which("openssl"), "req", "-x509", "-newkey", "ec",
+    procs.run([tools.which("openssl"), "req", "-x509", "-newkey", "ec",
                      "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
                      "-subj", f"/CN={DOMAIN}", "-addext", f"subjectAltName=DNS:{DOMAIN},DNS:{BLOSSOM}",
                      "-keyout", key, "-out", cert])
@@ -106,8 +106,8 @@ def make_certificate(work: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
-    realclients.which("nginx", "nginx-light")
-    realclients.which("systemd-analyze", "systemd")
+    tools.which("nginx", "nginx-light")
+    tools.which("systemd-analyze", "systemd")
     work = tmp_path_factory.mktemp("install")
     cert, key = make_certificate(work)
     root = work / "root"
@@ -148,7 +148,7 @@ def rerun(installed: Install) -> Install:
             shutil.copy2(src, newer / src.relative_to(REPO))
     with open(newer / "tgateway" / "deploy.py", "a") as f:
         f.write("\nUPGRADE_MARKER = 1\n")
-    upgrade = realclients.run([newer / "scripts" / "install", "--root", installed.root], timeout=900)
+    upgrade = procs.run([newer / "scripts" / "install", "--root", installed.root], timeout=900)
     installed.rerun = {"before": before, "middle": middle, "after": after, "config": config_bytes,
                        "second": second, "third": third, "data": data,
                        "upgrade": upgrade.stdout + upgrade.stderr,
@@ -184,7 +184,7 @@ def test_install_lays_out_code_configuration_data_unit_and_site(installed: Insta
 
     # The installed code runs the plugin on its own (no checkout on the path).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = realclients.run([p("/opt/tgateway/venv/bin/twistd"), "tgateway", "--help"], env=env,
+    out = procs.run([p("/opt/tgateway/venv/bin/twistd"), "tgateway", "--help"], env=env,
                           cwd=installed.work)
     assert "--config" in out.stdout
 
@@ -218,11 +218,11 @@ def test_install_lays_out_code_configuration_data_unit_and_site(installed: Insta
 
 
 def test_systemd_analyze_verify_accepts_the_unit(installed: Install) -> None:
-    analyze = realclients.which("systemd-analyze", "systemd")
+    analyze = tools.which("systemd-analyze", "systemd")
     units = installed.path("/usr/lib/systemd/system")
     if not units.exists():  # verify --root wants the system's own units (sysinit.target...) there
         shutil.copytree("/usr/lib/systemd/system", units, symlinks=True)
-    verify = realclients.run([analyze, "verify", f"--root={installed.root}", "tgateway.service"],
+    verify = procs.run([analyze, "verify", f"--root={installed.root}", "tgateway.service"],
                              check=False)
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
     # ... and it does complain about what is wrong (unknown keys are only warnings: rc 0).
@@ -230,13 +230,13 @@ def test_systemd_analyze_verify_accepts_the_unit(installed: Install) -> None:
     broken.write_text(installed.path("/etc/systemd/system/tgateway.service").read_text()
                       .replace("ProtectSystem=strict", "ProtectSystm=strict"))
     try:
-        bad = realclients.run([analyze, "verify", f"--root={installed.root}",
+        bad = procs.run([analyze, "verify", f"--root={installed.root}",
                                "tgateway-broken.service"], check=False)
         assert "Unknown key" in bad.stdout + bad.stderr
     finally:
         broken.unlink()
     # The offline security review: exposure at most 4.0 of 10 (the threshold is in tenths).
-    security = realclients.run([analyze, "security", "--offline=yes", f"--root={installed.root}",
+    security = procs.run([analyze, "security", "--offline=yes", f"--root={installed.root}",
                                 "--threshold=40", "tgateway.service"], check=False)
     assert security.returncode == 0, security.stdout[-2000:]
 
@@ -264,7 +264,7 @@ def test_nginx_accepts_the_site(installed: Install) -> None:
     check = installed.work / "check"
     check.mkdir(exist_ok=True)
     conf = nginx_conf(check, installed.path("/etc/nginx/sites-enabled/*"))
-    result = realclients.run([realclients.nginx(), "-t", "-c", conf, "-p", conf.parent], check=False)
+    result = procs.run([tools.nginx(), "-t", "-c", conf, "-p", conf.parent], check=False)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
@@ -383,7 +383,7 @@ def proxied(rerun: Install) -> Iterator[Proxied]:
     site = re.sub(r"^\s*listen \[::\]:.*\n", "", site, flags=re.M)
     (work / "site.conf").write_text(site)
     conf = nginx_conf(work, work / "site.conf")
-    nginx = realclients.ClientProcess([realclients.nginx(), "-c", conf, "-p", conf.parent,
+    nginx = procs.ClientProcess([tools.nginx(), "-c", conf, "-p", conf.parent,
                                        "-g", "daemon off;"], name="nginx")
     try:
         wait_for_tcp("127.0.0.1", int(ports["gateway"]["port"]), timeout=30)
@@ -514,12 +514,12 @@ def test_websocket_tracker_announce_through_nginx(proxied: Proxied) -> None:
         "dns.lookup = function (host, options, callback) {\n"
         f"  if (host === '{DOMAIN}' || String(host).endsWith('.{DOMAIN}')) host = '127.0.0.1'\n"
         "  return lookup.call(this, host, options, callback)\n}\n")
-    env = realclients.node_env({"NODE_OPTIONS": f"--require {resolve}",
+    env = tools.node_env({"NODE_OPTIONS": f"--require {resolve}",
                                 "NODE_EXTRA_CA_CERTS": str(proxied.cert)})
-    result = realclients.run(
-        realclients.node_command("tracker_client.mjs", f"wss://{DOMAIN}:{proxied.https_port}/announce",
+    result = procs.run(
+        tools.node_command("tracker_client.mjs", f"wss://{DOMAIN}:{proxied.https_port}/announce",
                                  os.urandom(20).hex()),
-        env=env, cwd=realclients.CLIENTS_DIR, timeout=60).json()
+        env=env, cwd=tools.CLIENTS_DIR, timeout=60).json()
     assert result["ok"], result
     assert result["b_completed"] == {"complete": 2, "incomplete": 0}
     # offers went A <- B through the tracker and the answer came back over the same sockets
@@ -535,16 +535,16 @@ def test_a_port_below_1024_gets_the_one_capability(rerun: Install, tmp_path: Pat
     data["peer"]["port"] = 881
     config.write_text(yaml.safe_dump(data))
     # (with the checkout whose code is installed now: the upgrade in the ``rerun`` fixture)
-    result = realclients.run([rerun.work / "newer" / "scripts" / "install", "--root", root], timeout=900)
+    result = procs.run([rerun.work / "newer" / "scripts" / "install", "--root", root], timeout=900)
     assert "code unchanged" in result.stdout
     unit = (root / "etc/systemd/system/tgateway.service").read_text().splitlines()
     assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in unit
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit
     assert "NoNewPrivileges=yes" in unit
-    analyze = realclients.which("systemd-analyze", "systemd")
+    analyze = tools.which("systemd-analyze", "systemd")
     if not (root / "usr/lib/systemd/system").exists():
         shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    verify = realclients.run([analyze, "verify", f"--root={root}", "tgateway.service"], check=False)
+    verify = procs.run([analyze, "verify", f"--root={root}", "tgateway.service"], check=False)
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
 
 

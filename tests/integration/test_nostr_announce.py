@@ -16,8 +16,9 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from harness.procs import run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tests.nostr.test_service import LINKS, FakeStore, stored_file
-from tests.realclients import run_node_json_deferred, start_nostr_relay
 from tgateway.config import NostrConfig
 from tgateway.nostr.service import NostrService
 from tgateway.storage.db import Database
@@ -46,6 +47,7 @@ class AnnounceTests(TestCase):
             reactor=reactor,
             store=store,
         )
+        store.subscribe_stored(svc.announcer.on_stored)  # as tap subscribes the component
         svc.startService()
         self.addCleanup(svc.stopService)
 

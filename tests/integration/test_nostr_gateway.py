@@ -34,13 +34,10 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.gateway_harness import small_config
-from tests.realclients import (
-    ClientProcess,
-    free_tcp_port,
-    run_node_json_deferred,
-    start_nostr_relay,
-)
+from harness.gateway import small_config
+from harness.ports import free_tcp_port
+from harness.procs import ClientProcess, run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tgateway.config import Config
 from tgateway.nostr.event import public_key_hex
 from tgateway.tap import makeService

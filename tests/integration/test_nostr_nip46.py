@@ -16,7 +16,8 @@ from coincurve import PrivateKey
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.realclients import ClientProcess, start_nostr_relay
+from harness.procs import ClientProcess
+from harness.servers import start_nostr_relay
 from tgateway.nostr.event import EventTemplate, public_key_hex
 from tgateway.nostr.nip46 import BunkerClient, Nip46Timeout, parse_bunker_url
 from tgateway.nostr.pool import RelayPool

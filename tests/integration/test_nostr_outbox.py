@@ -21,8 +21,10 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from harness.ports import free_tcp_port
+from harness.procs import run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tests.nostr.fakerelay import FakeRelay
-from tests.realclients import free_tcp_port, run_node_json_deferred, start_nostr_relay
 from tgateway.nostr.event import EventTemplate, sign
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import RelayPool

@@ -20,8 +20,10 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from harness.ports import free_tcp_port
+from harness.procs import run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tests.nostr.fakerelay import FakeRelay
-from tests.realclients import free_tcp_port, run_node_json_deferred, start_nostr_relay
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 from tgateway.nostr.pool import RelayPool, RelayTimeout
 

@@ -14,14 +14,14 @@ import pytest_twisted
 import treq
 from twisted.internet import defer, reactor, task
 
-from tests import realclients
+from harness import servers
 from tgateway import bencode
 from tgateway.peer.announce import TrackerAnnouncer, UdpAnnounceClient, http_announce_url
 
 pytestmark = pytest.mark.integration
 
 
-async def peers_listed(tracker: realclients.OpenTracker, info_hash: bytes) -> list[tuple[str, int]]:
+async def peers_listed(tracker: servers.OpenTracker, info_hash: bytes) -> list[tuple[str, int]]:
     """Announce as another (leeching) peer and return the compact peers in the answer."""
     url = http_announce_url(tracker.http_announce, info_hash, b"-XX0001-" + os.urandom(6).hex()[:12].encode(),
                             1, 0, "")
@@ -37,7 +37,7 @@ async def peers_listed(tracker: realclients.OpenTracker, info_hash: bytes) -> li
 @pytest_twisted.ensureDeferred
 async def test_announcer_lists_and_unlists_the_gateway(tmp_path: Path, scheme: str) -> None:
     ih = os.urandom(20)
-    tracker = realclients.start_opentracker(tmp_path / "ot", [ih.hex()])
+    tracker = servers.start_opentracker(tmp_path / "ot", [ih.hex()])
     udp = UdpAnnounceClient(reactor)
     port_obj = reactor.listenUDP(0, udp, interface="127.0.0.1")
     our_port = 40000 + random.randrange(20000)

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config, random_file
+from harness import ports, procs, tools
+from harness.twistd import GatewayProcess, gateway_config, random_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def _sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     work = tmp_path_factory.mktemp("peer")
-    peer_port = realclients.free_tcp_port()
+    peer_port = ports.free_tcp_port()
     cfg = gateway_config(
         work / "data",
         tracker={"enabled": True, "udp_port": 0, "host": "127.0.0.1"},
@@ -107,14 +107,14 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         gw.stop()
 
 
-def _aria2c(seeded: Seeded, out: Path, source: str, *extra: str) -> realclients.Result:
-    return realclients.run(
+def _aria2c(seeded: Seeded, out: Path, source: str, *extra: str) -> procs.Result:
+    return procs.run(
         [
-            realclients.aria2c(),
+            tools.aria2c(),
             "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
             "--enable-peer-exchange=false", "--seed-time=0", "--summary-interval=0",
             "--file-allocation=none", "--console-log-level=warn",
-            f"--listen-port={realclients.free_tcp_port()}",
+            f"--listen-port={ports.free_tcp_port()}",
             f"--dir={out}", *extra, source,
         ],
         timeout=180,
@@ -143,7 +143,7 @@ def test_libtorrent_downloads_from_the_magnet_link(seeded: Seeded, encryption: s
     # stream), "forced" allows only RC4 streams.
     out = seeded.workdir / f"libtorrent-{encryption}"
     out.mkdir()
-    result = realclients.run_libtorrent(
+    result = procs.run_libtorrent(
         LT_CLIENT, "leech", seeded.magnet(), str(out), f"127.0.0.1:{seeded.peer_port}", "150",
         timeout=180, env={"LT_ENCRYPTION": encryption})
     report = result.json()
@@ -155,7 +155,7 @@ def test_libtorrent_downloads_from_the_magnet_link(seeded: Seeded, encryption: s
 def test_webtorrent_downloads_with_the_gateway_as_peer(seeded: Seeded) -> None:
     out = seeded.workdir / "webtorrent"
     out.mkdir()
-    report = realclients.run_node_json(
+    report = procs.run_node_json(
         "peer_webtorrent.mjs", str(seeded.torrent), f"127.0.0.1:{seeded.peer_port}", str(out),
         "150", timeout=180)
     assert report["ok"], report

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config
+from harness import ports, procs
+from harness.twistd import GatewayProcess, gateway_config
 from tgateway.peer import wire
 
 pytestmark = pytest.mark.integration
@@ -125,7 +125,7 @@ def _health(gw: GatewayProcess) -> dict[str, Any]:
 
 
 def test_silent_flood_does_not_keep_real_peers_out(tmp_path: Path) -> None:
-    peer_port = realclients.free_tcp_port()
+    peer_port = ports.free_tcp_port()
     cfg = gateway_config(tmp_path / "data", peer={"port": peer_port, "host": "127.0.0.1"},
                          nostr={"auto_publish": False})
     with GatewayProcess(cfg, tmp_path / "gw") as gw:
@@ -147,7 +147,7 @@ def test_silent_flood_does_not_keep_real_peers_out(tmp_path: Path) -> None:
             assert block == content[:16384]
             out = tmp_path / "lt"
             out.mkdir()
-            result = realclients.run_libtorrent(
+            result = procs.run_libtorrent(
                 LT_CLIENT, "leech", str(torrent), str(out), f"127.0.0.1:{peer_port}", "60",
                 timeout=90, env={"LT_ENCRYPTION": "off"})
             report = result.json()

@@ -21,8 +21,10 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
-from tests.realclients import ClientProcess, free_tcp_port, prometheus, wait_for_tcp
+from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.ports import free_tcp_port, wait_for_tcp
+from harness.procs import ClientProcess
+from harness.tools import prometheus
 
 ADMIN = "ad" * 32
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))

@@ -38,15 +38,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from harness.gateway import serving_config
+from harness.ports import free_tcp_port, free_udp_port
+from harness.procs import run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tests.blossom.tokens import header as blossom_header
-from tests.gateway_harness import serving_config
 from tests.integration.test_nostr_gateway import Gateway, call
-from tests.realclients import (
-    free_tcp_port,
-    free_udp_port,
-    run_node_json_deferred,
-    start_nostr_relay,
-)
 from tests.web.test_api import multipart
 from tests.web.test_upload_quota import HeldBody, concurrently, http
 from tgateway import bencode

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
+from harness import procs, tools
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 from tgateway import bencode
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
@@ -41,7 +41,7 @@ SECRET = bytes.fromhex("5e" * 32)
 def curl(*args: str, cwd: Path) -> tuple[int, bytes, dict[str, str]]:
     """Run curl as the seed writes it, adding only ``-s -D -`` to read the status and headers."""
     head = cwd / "headers.txt"
-    proc = subprocess.run([realclients.curl(), "-s", "-D", str(head), *args], cwd=cwd,
+    proc = subprocess.run([tools.curl(), "-s", "-D", str(head), *args], cwd=cwd,
                           capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     lines = head.read_bytes().decode("latin-1").splitlines()
@@ -58,7 +58,7 @@ def curl(*args: str, cwd: Path) -> tuple[int, bytes, dict[str, str]]:
 
 def make_clip(path: Path) -> Path:
     """A 2 s 320x240 H.264/AAC MP4 (the seed's ``example.mp4``)."""
-    realclients.run([realclients.ffmpeg(), "-v", "error", "-y",
+    procs.run([tools.ffmpeg(), "-v", "error", "-y",
                      "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=2",
                      "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
                      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",

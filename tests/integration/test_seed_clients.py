@@ -54,8 +54,8 @@ from typing import Any
 
 import pytest
 
-from tests import realclients
-from tests.gateway_process import GatewayProcess, gateway_config, random_file
+from harness import daemons, netns, ports, procs, servers, tools
+from harness.twistd import GatewayProcess, gateway_config, random_file
 from tgateway import bencode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,7 +85,7 @@ def _sha256(path: Path) -> str:
 class Site:
     """The namespace, the gateway in it and the file it serves (call the methods inside)."""
 
-    ns: realclients.NetworkNamespace
+    ns: netns.NetworkNamespace
     gateway: GatewayProcess
     meta: dict[str, Any]
     torrent: bytes  # as the gateway serves it: trackers and url-list
@@ -117,15 +117,15 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("seed-clients")
-    ns = realclients.NetworkNamespace([GATEWAY_IP, CLIENT_IP], device="tgw0")
+    ns = netns.NetworkNamespace([GATEWAY_IP, CLIENT_IP], device="tgw0")
     try:
         with ns.inside():
             cfg = gateway_config(
                 work / "data",
-                gateway={"port": realclients.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP},
+                gateway={"port": ports.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP},
                 tracker={"enabled": True, "host": GATEWAY_IP,
-                         "udp_port": realclients.free_udp_port(GATEWAY_IP)},
-                peer={"port": realclients.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP,
+                         "udp_port": ports.free_udp_port(GATEWAY_IP)},
+                peer={"port": ports.free_tcp_port(GATEWAY_IP), "host": GATEWAY_IP,
                       "external_ip": GATEWAY_IP},
                 storage={"blob_threshold": "2MiB"},
                 nostr={"auto_publish": False},
@@ -164,15 +164,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 # --- qbittorrent-nox, transmission-daemon, deluged ----------------------------------------------
 
 DAEMONS = {
-    "qbittorrent": realclients.start_qbittorrent,
-    "transmission": realclients.start_transmission,
-    "deluge": realclients.start_deluge,
+    "qbittorrent": daemons.start_qbittorrent,
+    "transmission": daemons.start_transmission,
+    "deluge": daemons.start_deluge,
 }
 
 
 @pytest.fixture(scope="module", params=sorted(DAEMONS))
 def daemon(request: pytest.FixtureRequest, site: Site,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[realclients.TorrentDaemon]:
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[daemons.TorrentDaemon]:
     work = tmp_path_factory.mktemp(request.param)
     with site.ns.inside():
         client = DAEMONS[request.param](work, host=CLIENT_IP)
@@ -184,7 +184,7 @@ def daemon(request: pytest.FixtureRequest, site: Site,
             client.stop()
 
 
-def _download(site: Site, daemon: realclients.TorrentDaemon, save: Path, *,
+def _download(site: Site, daemon: daemons.TorrentDaemon, save: Path, *,
               torrent: bytes | None = None, magnet: str | None = None) -> int:
     """Add the torrent or magnet link, wait until complete, check the bytes, remove it (and its
     data); returns the bytes the gateway's peer sent meanwhile."""
@@ -204,9 +204,9 @@ def _download(site: Site, daemon: realclients.TorrentDaemon, save: Path, *,
 
 
 @contextlib.contextmanager
-def tcp_to_the_gateway_peer(daemon: realclients.TorrentDaemon) -> Iterator[None]:
+def tcp_to_the_gateway_peer(daemon: daemons.TorrentDaemon) -> Iterator[None]:
     """Transmission without uTP for the block (see the module's docstring); others as they are."""
-    if not isinstance(daemon, realclients.Transmission):
+    if not isinstance(daemon, daemons.Transmission):
         yield
         return
     daemon.rpc("session-set", {"utp-enabled": False})
@@ -217,27 +217,27 @@ def tcp_to_the_gateway_peer(daemon: realclients.TorrentDaemon) -> Iterator[None]
 
 
 def test_daemon_downloads_the_torrent_as_served(
-        site: Site, daemon: realclients.TorrentDaemon, tmp_path: Path) -> None:
+        site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     with site.ns.inside():
         _download(site, daemon, tmp_path / "dl", torrent=site.torrent)
 
 
 def test_daemon_downloads_through_the_tracker_from_the_gateway_peer(
-        site: Site, daemon: realclients.TorrentDaemon, tmp_path: Path) -> None:
+        site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     with site.ns.inside(), tcp_to_the_gateway_peer(daemon):
         sent = _download(site, daemon, tmp_path / "dl", torrent=site.peer_only)
     assert sent >= SIZE, f"the gateway's peer sent {sent} bytes"
 
 
 def test_daemon_downloads_from_the_webseed(
-        site: Site, daemon: realclients.TorrentDaemon, tmp_path: Path) -> None:
+        site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     with site.ns.inside():
         sent = _download(site, daemon, tmp_path / "dl", torrent=site.webseed_only)
     assert sent == 0, "a torrent without trackers was served by the gateway's peer"
 
 
 def test_daemon_downloads_from_the_magnet_link(
-        site: Site, daemon: realclients.TorrentDaemon, tmp_path: Path) -> None:
+        site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     with site.ns.inside(), tcp_to_the_gateway_peer(daemon):
         sent = _download(site, daemon, tmp_path / "dl", magnet=site.meta["magnet"])
     # The info dict only exists at the gateway's peer (BEP 9); pieces from peer and web seed.
@@ -245,7 +245,7 @@ def test_daemon_downloads_from_the_magnet_link(
 
 
 def test_daemon_seeds_what_it_downloaded(
-        site: Site, daemon: realclients.TorrentDaemon, tmp_path: Path) -> None:
+        site: Site, daemon: daemons.TorrentDaemon, tmp_path: Path) -> None:
     save = tmp_path / "dl"
     save.mkdir()
     with site.ns.inside():
@@ -256,7 +256,7 @@ def test_daemon_seeds_what_it_downloaded(
             out = tmp_path / "libtorrent"
             out.mkdir()
             # A bare magnet link and the daemon as the only peer: metadata and pieces from it.
-            result = realclients.run_libtorrent(
+            result = procs.run_libtorrent(
                 LT_CLIENT, "leech", f"magnet:?xt=urn:btih:{site.info_hash}", str(out),
                 f"{daemon.host}:{daemon.port}", "60", timeout=90)
             assert result.json()["ok"], result.stdout
@@ -281,7 +281,7 @@ def test_webtorrent_node_downloads(site: Site, source: str, tmp_path: Path) -> N
         what, webseeds = str(path), "webseeds" if source == "webseed" else "no-webseeds"
     with site.ns.inside():
         before = site.peer_bytes_sent()
-        report = realclients.run_node_json("webtorrent_download.mjs", what, str(out), webseeds,
+        report = procs.run_node_json("webtorrent_download.mjs", what, str(out), webseeds,
                                            "50", timeout=60)
         sent = site.peer_bytes_sent() - before
     assert report["ok"], report
@@ -301,15 +301,15 @@ def test_webtorrent_node_downloads(site: Site, source: str, tmp_path: Path) -> N
 def test_webtorrent_in_chromium_downloads_through_the_websocket_tracker_and_the_webseed(
         site: Site) -> None:
     files = {
-        "webtorrent.html": realclients.BROWSER_DIR / "webtorrent.html",
-        "webtorrent.min.js": realclients.node_modules() / "webtorrent" / "dist" / "webtorrent.min.js",
+        "webtorrent.html": servers.BROWSER_DIR / "webtorrent.html",
+        "webtorrent.min.js": tools.node_modules() / "webtorrent" / "dist" / "webtorrent.min.js",
     }
     with site.ns.inside():
         seeders_before = site.scrape()[b"complete"]
         before = site.peer_bytes_sent()
         # Served from 127.0.0.1, a secure context (crypto.subtle), inside the namespace.
-        with realclients.StaticFiles(files) as pages, \
-                realclients.chromium_browser() as browser:
+        with servers.StaticFiles(files) as pages, \
+                tools.chromium_browser() as browser:
             page = browser.new_page()
             console: list[str] = []
             page.on("console", lambda message: console.append(message.text))

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
 
 pytestmark = pytest.mark.integration

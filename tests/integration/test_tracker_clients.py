@@ -27,7 +27,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests import realclients
+from harness import ports, procs, tools
 from tgateway.config import TrackerConfig
 from tgateway.tracker.http import TrackerHTTPFactory
 from tgateway.tracker.service import Tracker, build_tracker
@@ -82,7 +82,7 @@ def running() -> Iterator[Running]:
 
 
 def node_json(*args: str, timeout: float = 60) -> Any:
-    return realclients.run_node_deferred(reactor, *args, timeout=timeout).addCallback(realclients.last_json_line)
+    return procs.run_node_deferred(reactor, *args, timeout=timeout).addCallback(procs.last_json_line)
 
 
 # --------------------------------------------------------------------------- bittorrent-tracker
@@ -118,7 +118,7 @@ async def test_bittorrent_tracker_client(running: Running, transport: str) -> No
 
 @pytest_twisted.ensureDeferred
 async def test_two_webtorrents_find_each_other(running: Running) -> None:
-    seeder = realclients.ClientProcess.node("tracker_webtorrent.mjs", "seed", running.ws_url, "400000")
+    seeder = procs.ClientProcess.node("tracker_webtorrent.mjs", "seed", running.ws_url, "400000")
     try:
         seed = await seeder.json_deferred(reactor, timeout=30, key="torrent")
         leech = await node_json("tracker_webtorrent.mjs", "leech", running.ws_url, seed["torrent"], timeout=90)
@@ -195,12 +195,12 @@ def lt_script(tmp_path: Path) -> str:
     return str(path)
 
 
-async def start_lt_seeder(lt_script: str, announce: str, folder: Path) -> tuple[realclients.ClientProcess, dict[str, Any]]:
+async def start_lt_seeder(lt_script: str, announce: str, folder: Path) -> tuple[procs.ClientProcess, dict[str, Any]]:
     folder.mkdir()
-    port = realclients.free_tcp_udp_port()
-    seeder = realclients.ClientProcess(
-        [realclients.libtorrent_python(), lt_script, "seed", announce, str(folder), str(port), "1500000"],
-        env=realclients.debian_python_env({"LT_TIMEOUT": "120"}), name="libtorrent seeder")
+    port = ports.free_tcp_udp_port()
+    seeder = procs.ClientProcess(
+        [tools.libtorrent_python(), lt_script, "seed", announce, str(folder), str(port), "1500000"],
+        env=tools.debian_python_env({"LT_TIMEOUT": "120"}), name="libtorrent seeder")
     try:
         info = await seeder.json_deferred(reactor, timeout=30, key="torrent")
     except BaseException:
@@ -220,9 +220,9 @@ async def test_aria2c_downloads_from_libtorrent(running: Running, transport: str
         out.mkdir()
         dht_file = tmp_path / "dht.dat"
         dht_file.write_bytes(b"")
-        port = realclients.free_tcp_udp_port()
+        port = ports.free_tcp_udp_port()
         argv = [
-            realclients.aria2c(), "--dir", str(out), "--seed-time=0", "--bt-enable-lpd=false",
+            tools.aria2c(), "--dir", str(out), "--seed-time=0", "--bt-enable-lpd=false",
             "--enable-peer-exchange=false", "--listen-port", str(port), "--bt-stop-timeout=60",
             "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
             "--bt-tracker-connect-timeout=10", "--bt-tracker-timeout=10",
@@ -230,10 +230,10 @@ async def test_aria2c_downloads_from_libtorrent(running: Running, transport: str
         if transport == "udp":
             # aria2 only speaks udp:// trackers with its DHT on: an empty DHT, no entry point.
             argv += ["--enable-dht=true", f"--dht-file-path={dht_file}",
-                     f"--dht-listen-port={realclients.free_udp_port()}"]
+                     f"--dht-listen-port={ports.free_udp_port()}"]
         else:
             argv += ["--enable-dht=false"]
-        await realclients.run_deferred(reactor, [*argv, info["torrent"]], timeout=90)
+        await procs.run_deferred(reactor, [*argv, info["torrent"]], timeout=90)
     finally:
         seeder.stop()
     got = hashlib.sha256((out / "data.bin").read_bytes()).hexdigest()
@@ -252,10 +252,10 @@ async def test_libtorrent_downloads_from_libtorrent(running: Running, transport:
         leech_dir = tmp_path / "leecher"
         leech_dir.mkdir()
         (leech_dir / "t.torrent").write_bytes(Path(info["torrent"]).read_bytes())
-        port = realclients.free_tcp_udp_port()
-        result = await realclients.run_deferred(
-            reactor, [realclients.libtorrent_python(), lt_script, "leech", url, str(leech_dir), str(port)],
-            env=realclients.debian_python_env({"LT_TIMEOUT": "60"}), timeout=90)
+        port = ports.free_tcp_udp_port()
+        result = await procs.run_deferred(
+            reactor, [tools.libtorrent_python(), lt_script, "leech", url, str(leech_dir), str(port)],
+            env=tools.debian_python_env({"LT_TIMEOUT": "60"}), timeout=90)
     finally:
         seeder.stop()
     leech = result.json()

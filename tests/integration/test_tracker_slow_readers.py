@@ -43,8 +43,8 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.gateway_process import GatewayProcess, gateway_config
-from tests.realclients import free_tcp_port
+from harness.ports import free_tcp_port
+from harness.twistd import GatewayProcess, gateway_config
 from tgateway.config import TrackerConfig
 from tgateway.tracker.http import TrackerHTTPFactory
 from tgateway.tracker.service import build_tracker

@@ -25,17 +25,13 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.gateway_harness import serving_config
+from harness.gateway import serving_config
+from harness.ports import free_tcp_port, free_udp_port
+from harness.procs import read_relay_until_found, run_node_json_deferred
+from harness.servers import start_nostr_relay
 from tests.integration.test_nostr_gateway import Gateway, call
 from tests.integration.test_transcode_gateway import call as fetch
 from tests.integration.test_transcode_gateway import make_clip
-from tests.realclients import (
-    free_tcp_port,
-    free_udp_port,
-    read_relay_until_found,
-    run_node_json_deferred,
-    start_nostr_relay,
-)
 from tgateway.config import Config
 
 pytestmark = pytest.mark.integration

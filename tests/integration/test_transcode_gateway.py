@@ -27,8 +27,8 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config
-from tests.realclients import ffmpeg, ffprobe
+from harness.gateway import RunningGateway, small_config
+from harness.tools import ffmpeg, ffprobe
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 - ``twistd tgateway`` killed (SIGKILL) while FFmpeg runs, restarted with the same config: the job
   runs again and ends, and the stream serves the transcoded MP4;
 - a transcoded video is announced as kind 21 to ``nostr.video_relays``; nostr-tools reads it back,
-  ``verifyEvent`` accepts it, and it carries one ``imeta`` per rendition.
+  ``verifyEvent`` accepts it, and it carries one ``imeta`` per rendition and one for the HLS
+  master playlist.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import pytest
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.gateway_harness import RunningGateway, small_config
-from tests.gateway_process import GatewayProcess, gateway_config, wait_until
+from harness.gateway import RunningGateway, small_config
+from harness.procs import read_relay_until_found
+from harness.servers import start_nostr_relay
+from harness.twistd import GatewayProcess, gateway_config, wait_until
 from tests.integration.test_transcode_gateway import call, make_clip
-from tests.realclients import read_relay_until_found, start_nostr_relay
 
 pytestmark = pytest.mark.integration
 
@@ -96,8 +98,11 @@ class Nip71Tests(TestCase):
         self.assertEqual(event["kind"], 21)
         job = await gw.gateway.components.transcode.job(f["sha256"])
         imeta = [t for t in event["tags"] if t[0] == "imeta"]
-        self.assertEqual(len(imeta), len(job.results["variants"]))
-        self.assertEqual(len(imeta), 2)
+        # one per rendition, and one for the HLS master playlist
+        self.assertEqual(len(imeta), len(job.results["variants"]) + 1)
+        self.assertEqual(len(imeta), 3)
+        self.assertIn("m application/x-mpegURL", imeta[-1])
+        self.assertIn(f"x {job.results['master']}", imeta[-1])
         self.assertIn("dim 1280x720", imeta[0])
         self.assertIn("m video/mp4", imeta[0])
         self.assertIn(f"x {job.results['variants'][0]['sha256']}", imeta[0])

@@ -29,10 +29,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tests.gateway_harness import RunningGateway, small_config
+from harness.gateway import RunningGateway, small_config
+from harness.procs import read_relay_until_found
+from harness.servers import start_nostr_relay
+from harness.tools import ffmpeg
 from tests.integration.test_transcode_gateway import call, make_clip
 from tests.integration.test_users_api import ALICE, BOB, bearer, session_for
-from tests.realclients import ffmpeg, read_relay_until_found, start_nostr_relay
 from tgateway.nostr.event import public_key_hex
 
 pytestmark = pytest.mark.integration
@@ -232,7 +234,7 @@ class TranscodeRoutesTests(TestCase):
         self.assertIn("m video/webm", imeta)
         self.assertIn("dim 720x1280", imeta)
         self.assertIn(f"url {gw.base}/api/stream/{sha}", imeta)
-        self.assertIn(f"fallback {gw.base}/api/download/{sha}", imeta)
+        self.assertIn(f"fallback {f['urls']['webseed']}", imeta)
         self.assertTrue(any(e.startswith("duration 2") for e in imeta), imeta)
         tags = {t[0]: t[1] for t in event["tags"] if t[0] != "imeta"}
         self.assertEqual((tags["title"], tags["i"]), ("Tall clip", f["info_hash"]))

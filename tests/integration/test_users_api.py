@@ -26,8 +26,8 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
-from tests.realclients import run_node_json_deferred
+from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.procs import run_node_json_deferred
 from tgateway.nostr.event import public_key_hex
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Run ``tests/clients/js/nostr_events.mjs`` (nostr-tools) for interop checks.
 
-Blocking (``realclients.run_node_json``): only for tests that do not run the reactor. A missing
+Blocking (``harness.procs.run_node_json``): only for tests that do not run the reactor. A missing
 node or nostr-tools fails the test (or skips it with TGATEWAY_ALLOW_MISSING_CLIENTS=1), as every
 real-client test of the project does.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.realclients import run_node_json
+from harness.procs import run_node_json
 
 
 def nostr_tools(request: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.metainfo import magnet_uri
 from tgateway.nostr.event import parse_event, sign
-from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
+from tgateway.nostr.nip35 import TorrentInfo, VideoSummary, torrent_event_template
 
 IH = "ab" * 20
 SHA = "cd" * 32
@@ -47,13 +47,13 @@ class Nip35Tests(SynchronousTestCase):
                 ("file", "my video.mp4", "1234"),
                 ("tracker", "http://gw/announce"),
                 ("tracker", "udp://gw:6969/announce"),
-                ("t", "video"),
-                ("t", "music"),
-                ("i", "tcat:video,movie"),
                 ("magnet", magnet),
                 ("webseed", "http://gw/webseed/"),
                 ("blossom", f"http://gw:8082/{SHA}"),
                 ("m", "video/mp4"),
+                ("t", "video"),
+                ("t", "music"),
+                ("i", "tcat:video,movie"),
             ),
         )
         self.assertTrue(
@@ -61,6 +61,42 @@ class Nip35Tests(SynchronousTestCase):
         )
         event = sign(t, b"\x01" * 32)
         self.assertEqual(parse_event(event.to_json()), event)
+
+    def test_the_seeds_tags_for_a_probed_video(self) -> None:
+        """The seed README's example, tag for tag, beside NIP-35's own (its ``i tcat:`` form)."""
+        video = VideoSummary(stream="http://gw/api/stream/s", duration=3600.0, width=1920,
+                             height=1080, fps=29.97, codec="h264",
+                             hls="http://gw/api/stream/s/playlist.m3u8",
+                             transcoded="http://gw/api/stream/s?transcoded=true")
+        t = torrent_event_template(self.info(
+            sha256=SHA, category="video,streaming", identifiers=["imdb:tt0000001"],
+            topics=["torrent", "video", "streaming"], video=video), 1)
+        tags = [tag for tag in t.tags if tag[0] not in ("file", "tracker", "magnet", "x")]
+        self.assertEqual(tags, [
+            ("title", "My video"),
+            ("webseed", "http://gw/webseed/"),
+            ("blossom", SHA, f"http://gw:8082/{SHA}"),
+            ("stream", "http://gw/api/stream/s"),
+            ("hls", "http://gw/api/stream/s/playlist.m3u8"),
+            ("transcoded", "http://gw/api/stream/s?transcoded=true"),
+            ("duration", "3600"),
+            ("video", "1920x1080", "29.97fps", "h264"),
+            ("m", "video/mp4"),
+            ("t", "torrent"),
+            ("t", "video"),
+            ("t", "streaming"),
+            ("tcat", "video,streaming"),
+            ("i", "tcat:video,streaming"),
+            ("i", "imdb:tt0000001"),
+        ])
+        # no transcode: no HLS nor transcoded URL (they would lead nowhere)
+        t = torrent_event_template(self.info(sha256=SHA, video=VideoSummary(
+            stream="http://gw/s", duration=2.5, width=720, height=1280, fps=30.0, codec="vp9")), 1)
+        names = [tag[0] for tag in t.tags]
+        self.assertNotIn("hls", names)
+        self.assertNotIn("transcoded", names)
+        self.assertIn(("video", "720x1280", "30fps", "vp9"), t.tags)
+        self.assertIn(("duration", "2.5"), t.tags)
 
     def test_minimal_and_multi_file(self) -> None:
         t = torrent_event_template(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,11 +16,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
-from tgateway.nostr.event import parse_event
+from tgateway.nostr.event import Event, parse_event
 from tgateway.nostr.keys import KEY_FILE, decode
 from tgateway.nostr.service import NostrService
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.transcode.probe import ProbeResult
 
 SHA = "ab" * 32
 IH = "cd" * 20
@@ -75,7 +77,7 @@ class ServiceTests(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.store = FakeStore()
 
-    def service(self, **kw: Any) -> NostrService:
+    def service(self, await_video_probe: bool = False, **kw: Any) -> NostrService:
         kw.setdefault("relays", ("ws://relay.test",))
         svc = NostrService(
             NostrConfig(**kw),
@@ -84,6 +86,7 @@ class ServiceTests(SynchronousTestCase):
             links=LINKS,
             reactor=self.clock,
             store=self.store,
+            await_video_probe=await_video_probe,
         )
         self.store.subscribe_stored(svc.announcer.on_stored)  # as tap subscribes the component
         return svc
@@ -137,9 +140,10 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(event.first_tag("title"), "Clip One")
         self.assertEqual(event.first_tag("x"), IH)
         self.assertEqual(event.tag_values("tracker"), list(LINKS.tracker_urls))
-        self.assertEqual(event.tag_values("t"), ["holiday"])
+        self.assertEqual(event.tag_values("t"), ["torrent", "video", "holiday"])
         self.assertEqual(event.tag_values("i"), ["tcat:video"])
-        self.assertEqual(event.first_tag("blossom"), f"http://gw.test:8082/{SHA}")
+        self.assertEqual(event.first_tag("tcat"), "video")
+        self.assertIn(("blossom", SHA, f"http://gw.test:8082/{SHA}"), event.tags)
         self.assertEqual(event.first_tag("webseed"), LINKS.webseed(stored_file()))
         self.assertEqual(event.first_tag("magnet"), LINKS.magnet(stored_file()))
         self.assertEqual(event.first_tag("m"), "video/mp4")
@@ -154,6 +158,72 @@ class ServiceTests(SynchronousTestCase):
         self.assertIsNone(
             self.successResultOf(Deferred.fromCoroutine(svc.announcer.announce("00" * 32)))
         )
+
+    def event(self, n: int = 0) -> Event:
+        rows = self.db.run_sync(
+            lambda conn: conn.execute("SELECT event_json FROM nostr_outbox_events").fetchall())
+        return parse_event(json.loads(rows[n][0]))
+
+    def test_content_is_a_human_line_without_a_description(self) -> None:
+        svc = self.service()
+        self.successResultOf(self.store.fire(stored_file(), UploadContext(description="  ")))
+        self.assertEqual(len(self.deliveries(svc)), 1)
+        self.assertEqual(self.event().content, "New torrent: clip one.mp4")
+
+    def test_a_video_is_announced_once_examined_with_the_seeds_video_tags(self) -> None:
+        svc = self.service(await_video_probe=True)
+        video = stored_file()
+        self.successResultOf(self.store.fire(video, UploadContext(title="Clip")))
+        self.assertEqual(self.deliveries(svc), [])  # waits for the transcoder's probe
+        # a file that is not a video goes out at once
+        doc = dataclasses.replace(stored_file("ef" * 32), mime="application/pdf", name="a.pdf")
+        self.successResultOf(self.store.fire(doc, UploadContext()))
+        self.assertEqual(len(self.deliveries(svc, doc.sha256)), 1)
+        self.assertNotIn("stream", [t[0] for t in self.event(0).tags])
+        self.assertEqual(self.event(0).tag_values("t"), ["torrent"])
+
+        probe = ProbeResult(duration=3600.0, width=1920, height=1080, rotation=0, fps=30.0,
+                            video_codec="h264", audio_codec="aac", bitrate=4_000_000)
+        self.successResultOf(Deferred.fromCoroutine(
+            svc.announcer.video_found(video, probe, True)))
+        [row] = self.deliveries(svc)
+        event = self.event(1)
+        self.assertEqual(event.first_tag("title"), "Clip")  # the upload's context was kept
+        self.assertEqual(event.content, "New torrent: clip one.mp4")
+        self.assertEqual(event.first_tag("stream"), LINKS.stream(video))
+        self.assertEqual(event.first_tag("hls"), f"http://gw.test:9877/api/stream/{SHA}/playlist.m3u8")
+        self.assertEqual(event.first_tag("transcoded"),
+                         f"http://gw.test:9877/api/stream/{SHA}?transcoded=true")
+        self.assertEqual(event.first_tag("duration"), "3600")
+        self.assertIn(("video", "1920x1080", "30fps", "h264"), event.tags)
+        self.assertEqual(event.tag_values("t"), ["torrent", "video", "streaming"])
+        self.assertEqual(event.first_tag("tcat"), "video,streaming")
+        self.assertEqual(event.tag_values("i"), ["tcat:video,streaming"])
+        # reported again (a re-probe): not announced twice
+        self.successResultOf(Deferred.fromCoroutine(
+            svc.announcer.video_found(video, probe, True)))
+        self.assertEqual(len(self.deliveries(svc)), 1)
+
+    def test_a_video_not_probed_is_announced_without_video_tags(self) -> None:
+        svc = self.service(await_video_probe=True)
+        self.successResultOf(self.store.fire(stored_file(), UploadContext()))
+        self.successResultOf(Deferred.fromCoroutine(
+            svc.announcer.video_found(stored_file(), None, False)))
+        self.assertEqual(len(self.deliveries(svc)), 1)
+        names = [t[0] for t in self.event().tags]
+        for seed_video_tag in ("stream", "hls", "transcoded", "duration", "video"):
+            self.assertNotIn(seed_video_tag, names)
+        self.assertEqual(self.event().tag_values("t"), ["torrent", "video"])
+
+    def test_a_probed_video_in_the_metadata_goes_out_at_once(self) -> None:
+        svc = self.service(await_video_probe=True)
+        probe = ProbeResult(duration=2.0, width=640, height=360, rotation=0, fps=25.0,
+                            video_codec="vp9", audio_codec=None, bitrate=1000)
+        f = dataclasses.replace(stored_file(), meta={"video": probe.to_json()})
+        self.successResultOf(self.store.fire(f, UploadContext()))
+        self.assertEqual(len(self.deliveries(svc)), 1)
+        self.assertIn(("video", "640x360", "25fps", "vp9"), self.event().tags)
+        self.assertNotIn("hls", [t[0] for t in self.event().tags])  # not transcoded
 
     def test_switches(self) -> None:
         for kw in (dict(publish_nip35=False), dict(auto_publish=False), dict(relays=())):

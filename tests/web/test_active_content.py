@@ -21,7 +21,7 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 from tgateway.http.send import is_passive_type
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))

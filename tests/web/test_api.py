@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, small_config, temp_data_dir
 from tgateway import bencode
 
 CS = 16384

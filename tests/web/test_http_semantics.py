@@ -25,7 +25,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, serving_config, temp_data_dir
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 MAX_BLOB = 10_000

@@ -16,7 +16,7 @@ import treq
 from twisted.internet import reactor
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, small_config, temp_data_dir
 from tests.web.test_api import multipart
 from tgateway import bencode
 

@@ -19,7 +19,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from tests.gateway_harness import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, small_config, temp_data_dir
 
 http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -49,7 +50,7 @@ from tgateway.transcode.probe import (
     parse_ffprobe_json,
     probe_argv,
 )
-from tgateway.transcode.process import FFmpegCancelled, FFmpegFailed, run_ffmpeg
+from tgateway.transcode.process import FFmpegCancelled, FFmpegFailed, IFFmpegReactor, run_ffmpeg
 from tgateway.transcode.tools import FFmpegTools
 from tgateway.uploads import Facts, OpenSink
 
@@ -143,11 +144,15 @@ class BodyFile:
         return self._hash.hexdigest()
 
 
+class IMediaReactor(IFFmpegReactor, IReactorThreads):
+    """What the media optimiser needs of the reactor: timers, threads, FFmpeg processes."""
+
+
 class LocalFile:
     """A file on disk as a source of the upload handler (:class:`tgateway.uploads.Source`):
     read on a thread, written into the sink on the reactor, paused while the ingest catches up."""
 
-    def __init__(self, path: str, size: int, reactor: Any, declared_type: str) -> None:
+    def __init__(self, path: str, size: int, reactor: IReactorThreads, declared_type: str) -> None:
         self.path = path
         self.length: int | None = size
         self.reactor = reactor
@@ -176,7 +181,7 @@ class LocalFile:
         return Facts(declared_type=self.declared_type)
 
 
-def _thread(reactor: Any, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+def _thread(reactor: IReactorThreads, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
     pool = getattr(reactor, "getThreadPool", None)
     if pool is None:
         return succeed(fn(*args))
@@ -188,7 +193,7 @@ class MediaOptimizer:
 
     log = Logger()
 
-    def __init__(self, *, reactor: Any, tools: FFmpegTools, work_dir: str,
+    def __init__(self, *, reactor: IMediaReactor, tools: FFmpegTools, work_dir: str,
                  profiles: Sequence[Profile], preset: str = "veryfast",
                  segment: float = 4.0) -> None:
         self.reactor = reactor

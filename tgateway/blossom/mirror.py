@@ -35,6 +35,8 @@ from zope.interface import implementer
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound
 from tgateway.http.converters import parse_blob_address
 from tgateway.netguard import AddressRefused, NetGuardError, OutgoingGuard, Resolver
+from tgateway.storage.api import ContentStore
+from tgateway.storage.model import StoredFile
 from tgateway.uploads import Facts, OpenSink
 
 MAX_URL = 4096
@@ -332,7 +334,7 @@ class StoredBlobSource:
     address). They still go through the upload handler: hashed again, the token's ``x`` tags,
     size, quota, checks."""
 
-    def __init__(self, store: Any, f: Any) -> None:
+    def __init__(self, store: ContentStore, f: StoredFile) -> None:
         self.store = store
         self.file = f
         self.length: int | None = f.size

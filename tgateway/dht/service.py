@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from tgateway.component import Component, Deps, Mount, Provided
+from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import DhtConfig
 from tgateway.dht.bootstrap import is_ip, parse_host_port, resolve_host
 from tgateway.dht.lookup import LookupResult
@@ -82,12 +82,12 @@ class DhtService(service.Service):
         clock: IReactorTime,
         rng: random.Random,
         announce_port: int,
-        reactor: Any = None,
+        reactor: IGatewayReactor | None = None,
     ) -> None:
         self.config = config
         self.state_dir = Path(state_dir)
         self.clock = clock
-        self.reactor: Any = reactor if reactor is not None else clock
+        self.reactor: Any = reactor if reactor is not None else clock  # a Clock in unit tests
         self.rng = rng
         self.announce_port = announce_port
         self.families: list[_Family] = []
@@ -458,7 +458,7 @@ def build_dht(
     clock: IReactorTime,
     rng: random.Random,
     announce_port: int,
-    reactor: Any = None,
+    reactor: IGatewayReactor | None = None,
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
     resolves bootstrap host names."""

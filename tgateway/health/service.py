@@ -5,10 +5,11 @@ The one place that reads every component's ``status()`` (:class:`Health`): every
 to the core (:class:`~tgateway.health.core.HealthCore`: scores, overall state, alerts) and logs
 each alert once when it comes on and once when it goes off.
 
-- ``GET /api/health``: the overall state and the scores, for load balancers and monitors: 200
-  while the gateway serves (``ok`` or ``degraded``), 503 when a required component is down.
-- ``GET /api/admin/diagnostics`` (admin key): every component's status, the reasons behind each
-  score, the alerts and their thresholds.
+- ``GET /api/health``: the overall state, the scores and the alerts, for load balancers and
+  monitors, with each component's status under its name: 200 while the gateway serves (``ok`` or
+  ``degraded``), 503 when a required component is down.
+- ``GET /api/admin/diagnostics`` (admin key): the same with the reasons behind each score, the
+  alerts' thresholds and the check interval.
 - ``GET /metrics``: Prometheus text from ``Gateway.metrics`` (every component's collectors,
   :mod:`tgateway.metrics`), plus ``tgateway_health_score`` and ``tgateway_alert``. On
   ``metrics.port`` when set (its own listener, no auth: bind it to a private interface), else on
@@ -106,7 +107,10 @@ class Health:
     @app.route("/api/health", methods=["GET"])
     async def health(self, request: Any) -> bytes:
         result = await self.check()
-        return json_body(request, result.to_json(), 503 if result.status == "down" else 200)
+        # each component's status under its name, as before scores existed (monitors and
+        # tests read them); the reasons behind the scores are the admin's (diagnostics)
+        body = {**self.statuses, **result.to_json()}
+        return json_body(request, body, 503 if result.status == "down" else 200)
 
     @authorized(app, "/api/admin/diagnostics", methods=["GET"], need=Need.ADMIN)
     async def diagnostics(self, request: Any, principal: Principal | None) -> bytes:

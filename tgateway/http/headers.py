@@ -10,7 +10,8 @@ from tgateway.proxies import NO_PROXIES, ProxyPolicy
 CORS_HEADERS = {
     b"access-control-allow-origin": b"*",
     b"access-control-expose-headers": (
-        b"Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition, X-Reason, Sunset"
+        b"Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition, X-Reason, Sunset, "
+        b"Retry-After"
     ),
 }
 CORS_PREFLIGHT = {

@@ -3,10 +3,21 @@
 :class:`TorrentAnnouncer` is subscribed to the content store's "file stored" event at wiring time
 (derived files, such as transcode outputs, are not torrents and are not announced). When
 ``nostr.publish_nip35`` and ``nostr.auto_publish`` are on and relays are configured, a new file
-gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, topics, category,
-magnet, webseed, Blossom URL, MIME type; the uploader's description as content). A file that
-already has an announcement is not announced again automatically; :meth:`TorrentAnnouncer.announce`
-(``POST /api/files/<sha256>/announce``) publishes a fresh event on demand.
+gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, magnet, webseed, the
+Blossom reference, MIME type, topics ``torrent`` and the uploader's tags, category as ``tcat``
+and ``i tcat:``; the uploader's description as content, else a line as the seed writes it:
+``New torrent: <name>``).
+
+A video (``video/*``) is announced once the transcoder has examined it (``video_found``, when
+``await_video_probe`` is on: the transcoder is built with Nostr in every mode and reports every
+upload that looks like a video, probed or not): then its event carries the seed's ``stream``,
+``duration`` and ``video`` tags, ``hls`` and ``transcoded`` when a transcode is queued (those URLs
+answer 202 with Retry-After until it is done), topics ``video`` and ``streaming`` and the category
+``video,streaming``. A kind 2003 event is a regular event, so it goes out once, with what is known
+when the video is probed. A file that already has an announcement is not announced again
+automatically; :meth:`TorrentAnnouncer.announce` (``POST /api/files/<sha256>/announce``)
+publishes a fresh event on demand (with the probe and transcoding state kept in the file's
+metadata).
 """
 
 from __future__ import annotations
@@ -20,10 +31,11 @@ from twisted.logger import Logger
 
 from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
-from tgateway.nostr.nip35 import TorrentInfo, torrent_event_template
+from tgateway.nostr.nip35 import TorrentInfo, VideoSummary, torrent_event_template
 from tgateway.nostr.publisher import Publisher
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.nostr_outbox import Delivery
+from tgateway.transcode.api import ProbeResult
 
 __all__ = ["TorrentAnnouncer", "torrent_info_for"]
 
@@ -33,22 +45,61 @@ def _category(mime: str) -> str | None:
     return top if top in ("video", "audio", "image", "text", "application") else None
 
 
-def torrent_info_for(f: StoredFile, context: UploadContext | None, links: Links) -> TorrentInfo:
-    """The NIP-35 description of a stored file, with the gateway's own links."""
+def _probe_of(f: StoredFile) -> ProbeResult | None:
+    video = f.meta.get("video")
+    if not isinstance(video, dict):
+        return None
+    try:
+        return ProbeResult.from_json(video)
+    except TypeError:
+        return None
+
+
+def _transcoded(f: StoredFile) -> bool:
+    state = f.meta.get("transcoding")
+    return isinstance(state, dict) and state.get("state") == "done"
+
+
+def torrent_info_for(f: StoredFile, context: UploadContext | None, links: Links, *,
+                     probe: ProbeResult | None = None, transcoding: bool = False) -> TorrentInfo:
+    """The NIP-35 description of a stored file, with the gateway's own links (the onion
+    service's too while it is up: a second webseed, and its download and Blossom URLs as ``r``).
+    ``probe``: the video's probe (else the one kept in the file's metadata); ``transcoding``: a
+    transcode is queued or done (else: done, as the metadata says), so its HLS and transcoded
+    URLs lead somewhere."""
     context = context or UploadContext()
+    probe = probe or _probe_of(f)
+    transcoding = transcoding or _transcoded(f)
     category = _category(f.mime)
+    onion = links.onion()
+    references = [u for u in (onion.download(f), onion.blossom(f)) if u] if onion else []
+    topics = ["torrent"]
+    video = None
+    if probe is not None:
+        category = "video,streaming"
+        topics += ["video", "streaming"]
+        video = VideoSummary(
+            stream=links.stream(f), duration=probe.duration, width=probe.display_width,
+            height=probe.display_height, fps=probe.fps, codec=probe.video_codec,
+            hls=links.hls(f) if transcoding else None,
+            transcoded=links.transcoded(f) if transcoding else None)
+    elif category == "video":
+        topics.append("video")
     return TorrentInfo(
         title=(context.title or f.name).strip() or f.name,
         info_hash_v1=f.info_hash,
         files=[(f.name, f.size)],
-        description=context.description or "",
+        description=(context.description or "").strip() or f"New torrent: {f.name}",
         trackers=links.tracker_urls,
-        topics=context.tags,
-        identifiers=[f"tcat:{category}"] if category else [],
-        webseeds=[links.webseed(f)],
+        topics=[*topics, *context.tags],
+        webseeds=links.webseeds(f),
         blossom_url=links.blossom(f),
+        sha256=f.sha256,
         mime=f.mime,
+        references=references,
         magnet=links.magnet(f),
+        category=category,
+        video=video,
     )
 
 
@@ -67,6 +118,7 @@ class TorrentAnnouncer:
         clock: IReactorTime,
         auto_publish: bool = True,
         get_file: Callable[[str], Awaitable[StoredFile | None]] | None = None,
+        await_video_probe: bool = False,
     ) -> None:
         self.key = key
         self.outbox = outbox
@@ -74,13 +126,15 @@ class TorrentAnnouncer:
         self.relays = tuple(relays)
         self.clock = clock
         self.auto_publish = auto_publish
+        self.await_video_probe = await_video_probe
         self._get_file = get_file
+        self._contexts: dict[str, UploadContext] = {}  # videos waiting for their probe
+        self._announcing: set[str] = set()
 
-    def event_for(self, f: StoredFile, context: UploadContext | None) -> Event:
-        template = torrent_event_template(
-            torrent_info_for(f, context, self.links), int(self.clock.seconds())
-        )
-        return sign(template, self.key)
+    def event_for(self, f: StoredFile, context: UploadContext | None, *,
+                  probe: ProbeResult | None = None, transcoding: bool = False) -> Event:
+        info = torrent_info_for(f, context, self.links, probe=probe, transcoding=transcoding)
+        return sign(torrent_event_template(info, int(self.clock.seconds())), self.key)
 
     async def on_stored(self, stored: StoredEvent) -> None:
         """The content store's "file stored" subscriber (a ``StoredEvent``)."""
@@ -89,9 +143,32 @@ class TorrentAnnouncer:
         if stored.context.derived:
             return  # renditions, HLS segments and playlists: served over HTTP, not torrents
         f = stored.file
-        if await self.outbox.deliveries_for_ref(f.sha256):
-            return  # announced before (same bytes uploaded again)
-        await self._publish(f, stored.context)
+        if (self.await_video_probe and f.mime.lower().startswith("video/")
+                and "video" not in f.meta):
+            self._contexts[f.sha256] = stored.context  # announced once examined (video_found)
+            return
+        await self._publish_once(f, stored.context)
+
+    async def video_found(self, f: StoredFile, probe: ProbeResult | None,
+                          queued: bool) -> Event | None:
+        """The transcoder examined a video upload: announce it with what the probe says."""
+        context = self._contexts.pop(f.sha256, None)
+        if not self.auto_publish or not self.relays:
+            return None
+        return await self._publish_once(f, context, probe=probe, transcoding=queued)
+
+    async def _publish_once(self, f: StoredFile, context: UploadContext | None, *,
+                            probe: ProbeResult | None = None,
+                            transcoding: bool = False) -> Event | None:
+        if f.sha256 in self._announcing:
+            return None
+        self._announcing.add(f.sha256)
+        try:
+            if await self.outbox.deliveries_for_ref(f.sha256):
+                return None  # announced before (same bytes uploaded again)
+            return await self._publish(f, context, probe=probe, transcoding=transcoding)
+        finally:
+            self._announcing.discard(f.sha256)
 
     async def announce(self, sha256: str, context: UploadContext | None = None) -> Event | None:
         """Publish a fresh announcement of a stored file now; None when it is unknown or no
@@ -103,8 +180,9 @@ class TorrentAnnouncer:
             return None
         return await self._publish(f, context)
 
-    async def _publish(self, f: StoredFile, context: UploadContext | None) -> Event:
-        event = self.event_for(f, context)
+    async def _publish(self, f: StoredFile, context: UploadContext | None, *,
+                       probe: ProbeResult | None = None, transcoding: bool = False) -> Event:
+        event = self.event_for(f, context, probe=probe, transcoding=transcoding)
         await self.outbox.publish(event, self.relays, ref=f.sha256)
         self.log.info(
             "announcing {sha256} as {id} to {n} relays",

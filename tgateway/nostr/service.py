@@ -2,8 +2,10 @@
 
 :func:`build` (the component, built after storage so that the database opens first and closes
 last) subscribes the NIP-35 announcer to the store's "stored" event (through ``tap``: the service
-subscribes nothing itself), and offers the NIP-71 :class:`~tgateway.nostr.nip71.VideoAnnouncer`
-to the transcoder when ``nostr.publish_nip71`` is on and video relays are configured.
+subscribes nothing itself), and offers the :class:`~tgateway.nostr.nip71.VideoAnnouncer` to the
+transcoder as its video listener: it passes examined videos on to the NIP-35 announcer and
+publishes NIP-71 events to ``nostr.video_relays`` when ``nostr.publish_nip71`` and
+``nostr.auto_publish`` are both on (either off: no NIP-71 event goes out).
 
 Construction loads (or creates) the key, so a bad ``nostr.private_key`` or relay URL raises
 ``ConfigError`` before the reactor starts. Children start in order pool, outbox and stop in
@@ -59,6 +61,7 @@ class NostrService(MultiService):
         reactor: IRelayReactor,
         store: ContentStore | None = None,
         endpoint_factory: EndpointFactory | None = None,
+        await_video_probe: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         _check_relays("nostr.relays", tuple(config.relays))
@@ -80,6 +83,7 @@ class NostrService(MultiService):
             clock=reactor,
             auto_publish=config.auto_publish,
             get_file=store.get if store is not None else None,
+            await_video_probe=await_video_probe,
         )
 
     def startService(self) -> None:
@@ -141,12 +145,15 @@ class NostrService(MultiService):
 def build(section: NostrConfig, deps: Deps) -> Component[NostrService]:
     if deps.db is None or deps.store is None:
         raise RuntimeError("Nostr needs the storage component")
+    # The transcoder is built in every mode that builds Nostr (tap.COMPONENTS) and reports every
+    # upload that looks like a video (probed or not): NIP-35 events of videos wait for it.
     nostr = NostrService(section, data_dir=deps.config.data_dir, db=deps.db, links=deps.links,
-                         reactor=deps.reactor, store=deps.store)
-    videos = None
-    if section.publish_nip71 and section.video_relays:
-        videos = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox, relays=section.video_relays,
-                                clock=deps.reactor, links=deps.links, store=deps.store)
+                         reactor=deps.reactor, store=deps.store, await_video_probe=True)
+    nip71 = section.publish_nip71 and section.auto_publish
+    videos = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox,
+                            relays=section.video_relays if nip71 else (), clock=deps.reactor,
+                            links=deps.links, store=deps.store,
+                            addressable=section.nip71_addressable, torrents=nostr.announcer)
     return Component(name="nostr", part=nostr, services=[nostr], report=nostr.health,
                      metrics=[Collect(nostr.families)],
                      on_stored=nostr.announcer.on_stored,

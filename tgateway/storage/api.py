@@ -14,6 +14,9 @@ The content store, seen from outside:
   to a consumer (a producer honouring backpressure); ``ffmpeg_input`` is what FFmpeg reads a
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
+  ``remove_files`` drops whole files (retention), checking their use again under the store's lock;
+- upkeep: ``access`` notes every read in memory and writes them in batches (a file's last
+  access); ``check`` finds bytes no row references and rows whose bytes are missing;
 - events: ``subscribe_stored`` / ``subscribe_deleted`` (called on a later reactor turn, once the
   file is visible, or gone); a "stored" event of a derived file (``event.context.derived``:
   made by the gateway from another file) is never announced as a torrent by a subscriber, and
@@ -24,14 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorFromThreads, IReactorTime
 
 from .model import Ownership, StoredEvent, StoredFile, UploadContext
 
+if TYPE_CHECKING:
+    from .consistency import CheckReport
+    from .retention import FileUse
+
 __all__ = [
+    "Accesses",
     "BlockReader",
     "ByteRangeProducer",
     "ContentStore",
@@ -109,6 +117,19 @@ class ByteRangeProducer(Protocol):
 class CacheStats(Protocol):
     def stats(self) -> dict[str, int]: ...
 
+    def sweep(self) -> int:
+        """Drop the blocks not read since the previous sweep; how many."""
+
+
+class Accesses(Protocol):
+    """The last reads of stored files (:class:`~tgateway.storage.access.AccessLog`)."""
+
+    def touched_since(self, sha256: str, since: float) -> bool: ...
+
+    async def flush(self, *, restart_recent: bool = False) -> int:
+        """Write the reads noted in memory; ``restart_recent``: ``touched_since`` then answers
+        for the reads from now on."""
+
 
 class BlockReader(Protocol):
     """Reads stored files: block ``i`` is BitTorrent piece ``i``."""
@@ -177,6 +198,23 @@ class ContentStore(Protocol):
     async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
         """Drop ``owner``'s reference (None: all); returns the file if it is gone (then
         "deleted" fires). Raises KeyError when ``owner`` does not own ``sha256``."""
+
+    async def remove_files(
+        self, sha256s: list[str], *, still: Callable[[FileUse], bool] | None = None
+    ) -> list[StoredFile]:
+        """Remove whole files (every owner's reference), then the bytes no other file uses;
+        "deleted" fires for each. ``still``: re-checks each file's use under the store's lock
+        (False keeps it). Returns the files removed."""
+
+    @property
+    def access(self) -> Accesses: ...
+
+    async def check(self, *, remove: bool = True, keep: int = 1000) -> CheckReport:
+        """The storage check (:mod:`tgateway.storage.consistency`): bytes no row references
+        (removed unless ``remove`` is False) and rows whose bytes are missing (reported)."""
+
+    def stop_check(self) -> None:
+        """Make a running check stop after its current shard."""
 
     def free_space(self) -> int: ...
 

@@ -3,7 +3,8 @@ tokens, stored hashed (SHA-256) with an expiry.
 
 ``SessionStore.create`` returns the token once (the caller hands it to the user); only its hash
 is written, so the database alone cannot be used to sign in. ``lookup`` answers the pubkey of a
-live session, ``revoke`` ends one (logout). Expired rows are swept when sessions are created.
+live session, ``revoke`` ends one (logout). Expired rows are swept when sessions are created;
+each sign-in also records the user's last sign-in (``user_activity``), which outlives sessions.
 SQL lives here; each ``_txn`` function runs on the database thread through ``Database.run``.
 """
 
@@ -43,6 +44,12 @@ def _create_txn(
         "INSERT INTO auth_sessions (token_sha256, pubkey, method, created_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?)",
         (token_hash, pubkey, method, now, expires),
+    )
+    # the last sign-in outlives the session (retention's inactive users, 045_retention.sql)
+    conn.execute(
+        "INSERT INTO user_activity (pubkey, signed_in_at) VALUES (?, ?) ON CONFLICT (pubkey)"
+        " DO UPDATE SET signed_in_at = max(signed_in_at, excluded.signed_in_at)",
+        (pubkey, now),
     )
 
 

@@ -29,6 +29,9 @@ from twisted.python.threadpool import ThreadPool
 T = TypeVar("T")
 
 PRAGMAS = (
+    # A new database gives free pages back in steps (retention's incremental vacuum); an
+    # existing one keeps its mode (only a VACUUM changes it): this is then a no-op.
+    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",  # with WAL: durable against application crashes, fast
     "PRAGMA foreign_keys=ON",

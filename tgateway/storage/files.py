@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from tgateway.errors import PayloadTooLarge
 
 from .model import DERIVED_SOURCES, Chunk, Ownership, StoredFile, UploadContext
 from .naming import clean_name
+from .retention import FileUse, _uses_txn
 
 __all__ = ["ListedBlob", "QuotaExceeded"]
 
@@ -156,6 +158,36 @@ def _remove_owner_txn(
         ).fetchone() is None:
             unused.append(c)
     return f, unused
+
+
+def _remove_files_txn(
+    conn: sqlite3.Connection, sha256s: list[str],
+    still: Callable[[FileUse], bool] | None = None,
+) -> list[tuple[StoredFile, list[str]]]:
+    """Drop these files with every owner's reference (retention; those no longer stored are
+    skipped, and with ``still`` those whose use, read again in this transaction, it refuses).
+    Returns each file removed with the chunk hashes no file uses any more (a chunk another file
+    shares stays)."""
+    if still is not None:
+        uses = _uses_txn(conn, sha256s)
+        sha256s = [s for s in sha256s if s in uses and still(uses[s])]
+    removed: list[tuple[StoredFile, list[str]]] = []
+    for sha256 in sha256s:
+        f = _get_txn(conn, "sha256", sha256)
+        if f is None:
+            continue
+        conn.execute("DELETE FROM file_owners WHERE sha256 = ?", (sha256,))
+        conn.execute("DELETE FROM files WHERE sha256 = ?", (sha256,))
+        removed.append((f, []))
+    claimed: set[str] = set()
+    for f, unused in removed:  # once every file of the batch is gone
+        for c in sorted({c.sha256 for c in f.chunks} - claimed):
+            claimed.add(c)
+            if conn.execute(
+                "SELECT 1 FROM file_chunks WHERE chunk_sha256 = ? LIMIT 1", (c,)
+            ).fetchone() is None:
+                unused.append(c)
+    return removed
 
 
 def _ownership(row: sqlite3.Row) -> Ownership:

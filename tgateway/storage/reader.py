@@ -4,7 +4,11 @@ A stored file is a sequence of blocks of ``piece_length`` bytes (block i is BitT
 for a chunked file block i is chunk file i, for a blob it is a slice of the blob file. Blocks are
 loaded on a small thread pool (disk reads never block the reactor), kept in a byte-budgeted LRU
 cache, and shared between concurrent readers of the same block. Web downloads, webseed, Blossom
-and the BitTorrent peer all read through here.
+and the BitTorrent peer all read through here, so this is where a file's last access is noted
+(``on_read``: :meth:`tgateway.storage.access.AccessLog.touch`, a write in memory).
+
+The cache holds at most its byte budget; :meth:`BlockCache.sweep` (retention, every 10 minutes)
+also drops the blocks nobody read since the sweep before, so an idle gateway gives memory back.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class BlockCache:
         self.hits = 0
         self.misses = 0
         self._items: OrderedDict[BlockKey, bytes] = OrderedDict()
+        self._used_since_sweep: set[BlockKey] = set()
+        self.swept = 0  # blocks dropped by sweeps
 
     def get(self, key: BlockKey) -> bytes | None:
         data = self._items.get(key)
@@ -45,6 +51,7 @@ class BlockCache:
             return None
         self.hits += 1
         self._items.move_to_end(key)
+        self._used_since_sweep.add(key)
         return data
 
     def put(self, key: BlockKey, data: bytes) -> None:
@@ -54,18 +61,31 @@ class BlockCache:
         if old is not None:
             self.used -= len(old)
         self._items[key] = data
+        self._used_since_sweep.add(key)
         self.used += len(data)
         while self.used > self.budget:
-            _, evicted = self._items.popitem(last=False)
+            old_key, evicted = self._items.popitem(last=False)
+            self._used_since_sweep.discard(old_key)  # only cached blocks are in it
             self.used -= len(evicted)
+
+    def sweep(self) -> int:
+        """Drop the blocks not read (nor loaded) since the previous sweep; returns how many.
+        Called every 10 minutes, a block stays 10 to 20 minutes after its last read."""
+        idle = [k for k in self._items if k not in self._used_since_sweep]
+        for key in idle:
+            self.used -= len(self._items.pop(key))
+        self._used_since_sweep = set()
+        self.swept += len(idle)
+        return len(idle)
 
     def discard_file(self, sha256: str) -> None:
         for key in [k for k in self._items if k[0] == sha256]:
             self.used -= len(self._items.pop(key))
+            self._used_since_sweep.discard(key)
 
     def stats(self) -> dict[str, int]:
         return {"bytes": self.used, "budget": self.budget, "blocks": len(self._items),
-                "hits": self.hits, "misses": self.misses}
+                "hits": self.hits, "misses": self.misses, "swept": self.swept}
 
 
 def _read_exact(path: str, offset: int, length: int) -> bytes:
@@ -97,8 +117,10 @@ class ChunkReader:
         cache: BlockCache,
         pool: ThreadPool | None = None,
         read_block: Callable[[str, int, int], bytes] = _read_exact,
+        on_read: Callable[[str], None] | None = None,
     ) -> None:
         self._reactor = reactor
+        self._on_read = on_read  # told the sha256 of every file read (its last access)
         self.layout = layout
         self.cache = cache
         self._pool = pool
@@ -117,6 +139,8 @@ class ChunkReader:
 
     def read_block(self, f: StoredFile, index: int) -> Deferred[bytes]:
         """Block ``index`` (piece ``index``) of ``f``, from the cache or the disk."""
+        if self._on_read is not None:
+            self._on_read(f.sha256)
         key = (f.sha256, index)
         data = self.cache.get(key)
         if data is not None:
@@ -154,6 +178,8 @@ class ChunkReader:
 
     def producer(self, f: StoredFile, start: int, end: int, consumer: IConsumer) -> RangeProducer:
         """A push producer writing bytes ``start`` to ``end`` (exclusive) of ``f`` to ``consumer``."""
+        if self._on_read is not None:
+            self._on_read(f.sha256)
         return RangeProducer(self, f, start, end, consumer)
 
 

@@ -16,6 +16,7 @@ from prometheus_client.core import Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from tgateway.component import Component, Deps, Provided, Status
@@ -23,6 +24,7 @@ from tgateway.config import StorageConfig
 from tgateway.metrics import Collect, counter, gauge
 from tgateway.uploads import Uploads
 
+from .access import FLUSH_INTERVAL
 from .crashpoints import CrashPoints
 from .db import Database
 from .disk import DiskLayout
@@ -39,14 +41,17 @@ class StorageService(Service):
     Once open, the storage check runs in the background (it does not delay serving and is safe
     against uploads and deletions meanwhile): bytes a crash left without a row are removed,
     rows whose bytes are missing are logged. Stopping stops the check after its current shard.
+    The reads noted by the access log are written every ``FLUSH_INTERVAL``, and at stop.
     """
 
     name = "storage"
 
-    def __init__(self, db: Database, store: LocalContentStore) -> None:
+    def __init__(self, db: Database, store: LocalContentStore, clock: IReactorTime) -> None:
         self.db = db
         self.store = store
         self._check: Deferred[Any] | None = None
+        self._flush = LoopingCall(self._flush_access)
+        self._flush.clock = clock
 
     def startService(self) -> None:
         self.db.open()
@@ -55,12 +60,21 @@ class StorageService(Service):
         check = Deferred.fromCoroutine(self.store.check())
         check.addErrback(lambda f: log.failure("the storage check failed", f))
         self._check = check
+        self._flush.start(FLUSH_INTERVAL, now=False)
+
+    def _flush_access(self) -> Deferred[Any]:
+        d = Deferred.fromCoroutine(self.store.access.flush())
+        d.addErrback(lambda f: log.failure("writing the last reads failed", f))
+        return d
 
     async def _stop(self) -> None:
         check, self._check = self._check, None
         if check is not None and not check.called:
             self.store.stop_check()
             await check
+        if self._flush.running:
+            self._flush.stop()
+        await self._flush_access()
         self.store.stop()
         self.db.close()
 
@@ -118,7 +132,7 @@ def build(section: StorageConfig, deps: Deps) -> Component[Storage]:
     limit = deps.config.admin.default_user_storage_limit
     storage = Storage(db, store, Uploads(store=store, quota=lambda owner: limit), deps.reactor)
     return Component(
-        name="storage", part=storage, services=[StorageService(db, store)],
+        name="storage", part=storage, services=[StorageService(db, store, deps.reactor)],
         report=storage.status, metrics=[Collect(storage.families)],
         provides=Provided(store=store, db=db, uploads=storage.uploads),
     )

@@ -42,6 +42,7 @@ from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
 from tgateway.metainfo import build_info
 
+from .access import AccessLog
 from .api import Db, DeletedCallback, IStorageReactor, Received, StoredCallback, Upload
 from .consistency import CheckReport, StorageCheck, log_report
 from .crashpoints import CrashPoints
@@ -57,6 +58,7 @@ from .files import (
     _only_derived_txn,
     _owner_files_txn,
     _owners_txn,
+    _remove_files_txn,
     _remove_owner_txn,
     _set_meta_txn,
     _stats_txn,
@@ -66,6 +68,7 @@ from .ingest import Ingest, IngestResult, convert_layout
 from .model import Chunk, Ownership, StoredEvent, StoredFile, UploadContext
 from .naming import choose_mime, clean_name
 from .reader import BlockCache, ChunkReader
+from .retention import FileUse
 from .workers import InlineWorker, SerialWorker, Worker, call_inline
 
 RECORD_CACHE = 4096  # StoredFile records kept in memory
@@ -101,7 +104,9 @@ class LocalContentStore:
         self._io_pool: ThreadPool | None = (
             ThreadPool(minthreads=0, maxthreads=4, name="tgateway-io") if threaded else None
         )
-        self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool)
+        self.access = AccessLog(reactor, db)  # last reads, written in batches
+        self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool,
+                                  on_read=self.access.touch)
         self._lock = DeferredLock()
         self._info_hashes: set[bytes] = set()
         self._announced: set[bytes] = set()  # of files some owner did not derive
@@ -450,6 +455,33 @@ class LocalContentStore:
             self.log.info("deleted {sha256}", sha256=sha256)
             self._emit(self._on_deleted, f)
         return f
+
+    async def remove_files(
+        self, sha256s: list[str], *, still: Callable[[FileUse], bool] | None = None
+    ) -> list[StoredFile]:
+        """Remove these files with all their owners' references (retention), in one durable
+        transaction, then the bytes no other file uses; "deleted" fires for each. ``still``
+        sees each file's use read again under the store's lock and may keep it (an upload or a
+        read since retention decided). Returns the files removed."""
+        await self._lock.acquire()
+        try:
+            # As in remove_owner: the rows go first, durably, the bytes after.
+            removed = await self.db.run(_remove_files_txn, sha256s, still, durable=True)
+            paths: list[Path] = []
+            for f, unused in removed:
+                self._forget(f)
+                self._info_hashes.discard(f.info_hash_bytes)
+                self._announced.discard(f.info_hash_bytes)
+                self.reader.cache.discard_file(f.sha256)
+                paths += ([self.layout.chunk_path(c) for c in unused] if f.storage == "chunked"
+                          else [self.layout.blob_path(f.sha256)])
+            if paths:
+                await self._in_thread(self._remove_bytes, paths)
+        finally:
+            self._lock.release()
+        for f, _ in removed:
+            self._emit(self._on_deleted, f)
+        return [f for f, _ in removed]
 
     def _remove_bytes(self, paths: list[Path]) -> None:
         """(thread) The bytes of a file whose row is gone."""

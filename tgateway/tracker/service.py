@@ -22,7 +22,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 
-from tgateway.component import Component, Deps, Mount, Provided
+from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.metrics import Collect, counter, gauge
@@ -144,7 +144,7 @@ def build_tracker(
     clock: IReactorTime,
     rng: random.Random | None = None,
     is_known_info_hash: Callable[[bytes], bool] | None = None,
-    reactor: Any = None,
+    reactor: IGatewayReactor | None = None,
     scorer: PeerScorer | None = None,
     trusted_proxies: Sequence[str] = (),
 ) -> Tracker:
@@ -158,8 +158,7 @@ def build_tracker(
     """
     if rng is None:
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
-    if reactor is None:
-        reactor = clock
+    listener: Any = reactor if reactor is not None else clock  # a Clock in unit tests
     store = MemorySwarmStore(
         rng,
         interval=config.announce_interval,
@@ -199,12 +198,12 @@ def build_tracker(
             max_numwant=config.max_numwant,
         )
         udp_service = internet.UDPServer(
-            config.udp_port, udp, interface=config.host, reactor=reactor
+            config.udp_port, udp, interface=config.host, reactor=listener
         )
         udp_service.setName("tracker-udp")
         udp_service.setServiceParent(services)
     if config.http_port:
-        endpoint = serverFromString(reactor, tcp_server(config.http_port, config.host))
+        endpoint = serverFromString(listener, tcp_server(config.http_port, config.host))
         http_service = StreamServerEndpointService(
             endpoint, TrackerHTTPFactory(http, clock, ws_factory)
         )

@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -78,7 +78,7 @@ class WsTracker:
     def __init__(
         self,
         store: SwarmStore,
-        clock: Any,
+        clock: IReactorTime,
         *,
         interval: int,
         full_scrape: bool = False,

@@ -2,9 +2,11 @@
 
 - :class:`Transcoding`: the face the gateway's stream routes (jobs, progress, an admin's retry)
   and Blossom's ``/media`` (the FFmpeg found) use;
-- :class:`VideoResults` and :class:`VideoListener`: once a video is probed (and transcoded, when
-  it is), the transcoder hands its results to a listener (NIP-71 publishing, in ``nostr/``),
-  which turns them into whatever it publishes; the transcoder builds no URL and no event.
+- :class:`VideoResults` and :class:`VideoListener`: every new upload that looks like a video is
+  reported once it is examined (``video_found``: probed or not, a job queued or not; NIP-35
+  announcements of videos wait for it), and once a video is ready (probed, and transcoded when it
+  is) the transcoder hands its results over (``video_ready``: NIP-71). The listener (in
+  ``nostr/``) turns them into whatever it publishes; the transcoder builds no URL and no event.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tgateway.storage.transcode_jobs import Job
 from .probe import ProbeResult
 from .tools import FFmpegTools
 
-__all__ = ["Rendition", "Transcoding", "VideoListener", "VideoResults"]
+__all__ = ["ProbeResult", "Rendition", "Transcoding", "VideoListener", "VideoResults"]
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,17 @@ class VideoResults:
     original: StoredFile
     probe: ProbeResult
     renditions: tuple[Rendition, ...] = ()
+    master: StoredFile | None = None  # the HLS master playlist naming the renditions' playlists
 
 
 class VideoListener(Protocol):
+    def video_found(self, original: StoredFile, probe: ProbeResult | None,
+                    queued: bool) -> Awaitable[object]:
+        """A new upload that looks like a video (its MIME type or its first bytes) was examined:
+        ``probe`` is None when it could not be probed (no FFmpeg, not a playable video);
+        ``queued``: a transcoding job is queued for it (its HLS playlist will come). Called for
+        every such upload, before ``video_ready`` (raising is logged)."""
+
     def video_ready(self, video: VideoResults) -> Awaitable[object]:
         """A video is ready to be announced (raising is logged, never fails the job)."""
 

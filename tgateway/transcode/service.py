@@ -10,7 +10,9 @@ to the gateway's stream routes and Blossom's ``/media``:
   ``auto_transcode`` and the file at least ``min_file_size`` bytes, a job is queued (SQLite,
   ``tgateway.storage.transcode_jobs``); otherwise the video is handed to the
   :class:`~tgateway.transcode.api.VideoListener` (NIP-71) at once with the original only.
-  Without FFmpeg nothing is probed, queued or announced as a video.
+  Either way the listener hears first that the video was examined (``video_found``: the probe,
+  and whether a job was queued), which is when its NIP-35 announcement goes out.
+  Without FFmpeg nothing is probed or queued: the listener hears of the upload without a probe.
 - deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
   ``transcode:<sha256>`` (their bytes go when nobody else owns them).
 
@@ -182,8 +184,7 @@ class Transcoder(Service):
     # events ------------------------------------------------------------------------------
 
     def on_stored(self, event: StoredEvent) -> Deferred[Any] | None:
-        if event.context.derived or self.tools is None or self._stopping:
-            # no FFmpeg: nothing can be probed (nor announced as a video: no size, no duration)
+        if event.context.derived or self._stopping:
             return None
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
 
@@ -194,12 +195,16 @@ class Transcoder(Service):
         head = await self.store.reader.read_block(f, 0) if f.size else b""
         if not looks_like_video(head[:4096], f.mime):
             return
+        if self._prober is None:
+            # no FFmpeg: nothing can be probed (nor announced over NIP-71: no size, no duration)
+            await self._video_found(f, None, False)
+            return
         try:
-            assert self._prober is not None  # on_stored does nothing without FFmpeg
             probe = await self._prober.probe_soon(f)
         except ProbeError as e:
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
             await self.store.set_meta(f.sha256, video_error=str(e))
+            await self._video_found(f, None, False)
             return
         if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
             return  # deleted while it was probed
@@ -207,9 +212,12 @@ class Transcoder(Service):
         self.log.info("probed {sha256}: {w}x{h} {codec}, {d} s", sha256=f.sha256,
                       w=probe.display_width, h=probe.display_height, codec=probe.video_codec,
                       d=probe.duration)
-        if self.active and self.config.auto_transcode and f.size >= self.config.min_file_size:
-            await self.enqueue(f.sha256, probe)
-        else:
+        queued = (self.active and self.config.auto_transcode
+                  and f.size >= self.config.min_file_size)
+        if queued:
+            await self.enqueue(f.sha256, probe)  # before video_found: its HLS URL answers 202
+        await self._video_found(f, probe, queued)
+        if not queued:
             await self._video_ready(VideoResults(f, probe))
 
     async def probe(self, f: StoredFile) -> ProbeResult:
@@ -498,7 +506,7 @@ class Transcoder(Service):
                          for v in out_variants],
         })
         self._check(sha)
-        await self._video_ready(VideoResults(f, probe, tuple(renditions)))
+        await self._video_ready(VideoResults(f, probe, tuple(renditions), master))
         return results
 
     async def _put(self, sha: str, path: str, name: str, mime: str) -> StoredFile:
@@ -508,6 +516,15 @@ class Transcoder(Service):
         f = await store_file(self.store, path, ctx, mime, self._thread)
         self._outputs.setdefault(sha, []).append(f.sha256)
         return f
+
+    async def _video_found(self, f: StoredFile, probe: ProbeResult | None, queued: bool) -> None:
+        """Tell the listener a video upload was examined (NIP-35 announcements wait for it)."""
+        if self.videos is None:
+            return
+        try:
+            await self.videos.video_found(f, probe, queued)
+        except Exception:
+            self.log.failure("announcement of the video {sha256} failed", sha256=f.sha256)
 
     async def _video_ready(self, video: VideoResults) -> None:
         """Hand a probed (and maybe transcoded) video to the listener (NIP-71)."""

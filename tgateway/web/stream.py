@@ -2,9 +2,14 @@
 
 - ``GET /api/stream/<sha256>``: the best transcoded MP4 when the file's job is done, else the
   original (ranges, ETag, CORS through ``send_file``). ``?original=true`` forces the original,
-  ``?transcoded=true`` answers 404 ``not_transcoded`` rather than falling back, ``?quality=720p``
-  picks a rendition (404 ``quality_not_found`` when there is none of that name).
-- ``GET /api/stream/<sha256>/playlist.m3u8``: the HLS master playlist. It names the variant
+  ``?transcoded=true`` does not fall back: ``202`` with ``Retry-After`` while the file's job is
+  queued or running, else 404 ``not_transcoded``; ``?quality=720p`` picks a rendition (404
+  ``quality_not_found`` when there is none of that name).
+- ``GET /api/stream/<sha256>/playlist.m3u8``: the HLS master playlist; ``202`` with
+  ``Retry-After`` (and the job's state and progress as JSON) while the file's job is queued or
+  running, 404 ``not_transcoded`` when there is no job or it failed. Both URLs are in the
+  file's NIP-35 event as soon as a job is queued: a client that follows them early is told when
+  to come back instead of a bare 404. It names the variant
   playlists as ``<sha256>.m3u8`` and they name their segments ``<sha256>.ts``: relative URIs that
   resolve under ``/api/stream/<sha256>/`` here, and on a Blossom server (``/<sha256>.<ext>``).
 - ``GET /api/stream/<sha256>/<output sha256>.m3u8|.ts``: a variant playlist or a segment of that
@@ -38,7 +43,7 @@ from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile
 from tgateway.transcode.api import Transcoding
 
-__all__ = ["StreamApi"]
+__all__ = ["StreamApi", "retry_after"]
 
 MPEGURL = "application/vnd.apple.mpegurl"
 
@@ -50,6 +55,20 @@ def _flag(request: Any, name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise BadRequest(f"{name} must be true or false", code="invalid_field")
+
+
+QUEUED_RETRY_AFTER = 10  # seconds: a queued job waits for others
+MAX_RETRY_AFTER = 60
+
+
+def retry_after(state: str, progress: float, started_at: float | None, now: float) -> int:
+    """Seconds a client should wait before asking again for the output of a queued or running
+    job: for a running job, the time left at the pace so far (1 to 60 s); 10 s when queued."""
+    if state != "running" or started_at is None or progress <= 0:
+        return QUEUED_RETRY_AFTER if state == "queued" else 5
+    elapsed = max(0.0, now - started_at)
+    left = elapsed * (100.0 - progress) / progress
+    return max(1, min(MAX_RETRY_AFTER, int(left + 0.999)))
 
 
 class StreamApi:
@@ -85,10 +104,24 @@ class StreamApi:
             return None
         return job.results  # type: ignore[no-any-return]
 
+    async def _pending(self, request: Any, sha: str) -> bytes | None:
+        """A 202 with Retry-After while the file's job is queued or running, else None."""
+        job = await self.transcoder.job(sha) if self.transcoder is not None else None
+        if job is None or job.state not in ("queued", "running"):
+            return None
+        progress = job.progress
+        if job.state == "running":
+            live = self.transcoder.live_progress(sha) if self.transcoder is not None else None
+            progress = live if live is not None else job.progress
+        wait = retry_after(job.state, progress, job.started_at, self.clock.seconds())
+        request.setHeader(b"retry-after", str(wait).encode())
+        return json_body(request, {"sha256": sha, "state": job.state, "progress": progress,
+                                   "retry_after": wait}, 202)
+
     # progressive -----------------------------------------------------------------------
 
     @app.route("/api/stream/<sha256:sha>", methods=["GET", "HEAD"])
-    async def stream(self, request: Any, sha: str) -> None:
+    async def stream(self, request: Any, sha: str) -> bytes | None:
         original = _flag(request, "original")
         transcoded = _flag(request, "transcoded")
         quality = request.args.get(b"quality", [b""])[0].decode("latin-1").strip()
@@ -111,8 +144,10 @@ class StreamApi:
             elif variants:
                 chosen = max(variants, key=lambda v: v["width"] * v["height"])
             elif transcoded:
-                raise NotFound("this file has no transcoded rendition (yet)",
-                               code="not_transcoded")
+                pending = await self._pending(request, sha)
+                if pending is not None:
+                    return pending
+                raise NotFound("this file has no transcoded rendition", code="not_transcoded")
             if chosen is not None:
                 out = await self.store.get(chosen["sha256"])
                 if out is None:
@@ -127,18 +162,23 @@ class StreamApi:
                             extra_headers=extra)
         finally:
             self.streaming -= 1
+        return None
 
     # HLS -------------------------------------------------------------------------------
 
     @app.route("/api/stream/<sha256:sha>/playlist.m3u8", methods=["GET", "HEAD"])
-    async def master(self, request: Any, sha: str) -> None:
+    async def master(self, request: Any, sha: str) -> bytes | None:
         self._limit(sha)
         await self._file(sha)
         results = await self._results(sha)
         if not results or not results.get("master"):
-            raise NotFound("this file has no HLS playlist (yet)", code="not_transcoded")
+            pending = await self._pending(request, sha)
+            if pending is not None:
+                return pending
+            raise NotFound("this file has no HLS playlist", code="not_transcoded")
         master = await self._file(results["master"])
         await send_file(request, self.store.reader, master, content_type=MPEGURL)
+        return None
 
     @app.route("/api/stream/<sha256:sha>/<sha256:part>.m3u8", methods=["GET", "HEAD"])
     async def hls_playlist(self, request: Any, sha: str, part: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.realclients import free_tcp_port, wait_for_tcp
+from harness.ports import free_tcp_port, wait_for_tcp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TWISTD = str(Path(sys.executable).parent / "twistd")

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import reactor as default_reactor
 
-from tests.realclients import free_tcp_port
+from harness.ports import free_tcp_port
 from tgateway.config import Config, parse_config
 from tgateway.tap import makeService
 
