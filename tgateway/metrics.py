@@ -28,7 +28,6 @@ from prometheus_client.core import (
 __all__ = ["Collect", "Histogram", "Registry", "counter", "gauge", "histogram",
            "LATENCY_BUCKETS", "DURATION_BUCKETS"]
 
-Labels = tuple[str, ...]
 
 #: seconds, for HTTP answers (a webseed piece, an upload, a JSON route)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -52,7 +51,7 @@ class Collect:
 
 
 def counter(name: str, doc: str, labels: Sequence[str],
-            values: Mapping[Labels, float] | Iterable[tuple[Labels, float]]) -> CounterMetricFamily:
+            values: Mapping[Any, float] | Iterable[tuple[Any, float]]) -> CounterMetricFamily:
     """A counter family (``name`` without ``_total``) from ``{label values: count}``."""
     family = CounterMetricFamily(name, doc, labels=list(labels))
     for key, value in (values.items() if isinstance(values, Mapping) else values):
@@ -61,7 +60,7 @@ def counter(name: str, doc: str, labels: Sequence[str],
 
 
 def gauge(name: str, doc: str, labels: Sequence[str],
-          values: Mapping[Labels, float] | Iterable[tuple[Labels, float]]) -> GaugeMetricFamily:
+          values: Mapping[Any, float] | Iterable[tuple[Any, float]]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=list(labels))
     for key, value in (values.items() if isinstance(values, Mapping) else values):
         family.add_metric(list(key), value)
@@ -100,7 +99,7 @@ def _le(bound: float) -> str:
 
 
 def histogram(name: str, doc: str, labels: Sequence[str],
-              values: Mapping[Labels, Histogram]) -> HistogramMetricFamily:
+              values: Mapping[Any, Histogram]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=list(labels))
     for key, h in values.items():
         family.add_metric(list(key), h.cumulative(), h.sum)
@@ -135,7 +134,3 @@ def refusals(limiters: Mapping[str, Refusing | None]) -> CounterMetricFamily:
                    ("class",), {(name, ): lim.refused for name, lim in limiters.items()
                                 if lim is not None})
 
-
-def snapshot(values: Mapping[Any, int]) -> dict[str, int]:
-    """``{label: count}`` with string keys, for a status (JSON)."""
-    return {("/".join(k) if isinstance(k, tuple) else str(k)): v for k, v in values.items()}
