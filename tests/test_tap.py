@@ -72,7 +72,8 @@ def test_a_component_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     top = tap.makeService({"config": config}, reactor=MemoryReactorClock())
     gw = top.gateway
     assert [c.name for c in gw.components] == ["storage", "tracker", "peer", "nostr", "transcode",
-                                               "gateway", "probe", "health", "retention"]
+                                               "gateway", "probe", "health", "admin",
+                                               "retention"]
     probe = gw.components.named("probe")
     # built after the gateway, with what the components before it provide
     assert probe.part.deps.authenticator is gw.components.gateway.users.auth

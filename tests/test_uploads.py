@@ -166,7 +166,8 @@ def test_a_source_that_fails_leaves_nothing(store: LocalContentStore, events: li
 def test_checks_run_before_the_file_is_visible_in_order(store: LocalContentStore,
                                                         events: list[StoredEvent]) -> None:
     """The expected SHA-256, then the intake's checks, then the handler's: the first that
-    raises refuses the file, which is never visible and fires no event."""
+    raises refuses the file, which is never visible and fires no event. The handler's checks
+    also see a declared SHA-256 first, before any byte is read."""
     data = os.urandom(30_000)
     digest = hashlib.sha256(data).hexdigest()
     seen: list[str] = []
@@ -175,17 +176,22 @@ def test_checks_run_before_the_file_is_visible_in_order(store: LocalContentStore
         seen.append("intake")
         assert result.sha256 == digest and result.head == data[:4096]
 
-    def blocked(result: IngestResult) -> None:
-        seen.append("handler")
-        raise Forbidden("blocked", code="blocked")
+    def blocked(result: Any) -> None:
+        seen.append("handler " + result.sha256[:2])
+        if result.sha256 == digest:
+            raise Forbidden("blocked", code="blocked")
 
     uploads = handler(store, blocked)
     e = refused(uploads, intake(expected_sha256="00" * 32, checks=(intake_check,)), Pieces(data),
                 Conflict)
-    assert e.code == "hash_mismatch" and seen == []
+    assert e.code == "hash_mismatch" and seen == ["handler 00"]
+    # declared: refused before the body is read (no intake check ran)
     refused(uploads, intake(expected_sha256=digest, checks=(intake_check,)), Pieces(data),
             Forbidden)
-    assert seen == ["intake", "handler"]
+    assert seen == ["handler 00", "handler " + digest[:2]]
+    # not declared: the intake's checks, then the handler's, once the bytes are in
+    refused(uploads, intake(checks=(intake_check,)), Pieces(data), Forbidden)
+    assert seen[2:] == ["intake", "handler " + digest[:2]]
     settle(store)
     assert events == [] and tmp_entries(store) == []
     assert result_of(store.get(digest)) is None

@@ -46,6 +46,8 @@ from tgateway.links import Links
 from tgateway.storage.api import ContentStore, Db, DeletedCallback, StoredCallback
 
 if TYPE_CHECKING:
+    from tgateway.admin.routes import AdminApi
+    from tgateway.blocklist import BlockList
     from tgateway.blossom.server import BlossomServer
     from tgateway.dht.service import DhtService
     from tgateway.http.auth import Authenticator
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from tgateway.http.site import StreamingSite
     from tgateway.nostr.service import NostrService
     from tgateway.peer.service import PeerService
+    from tgateway.storage.policy import Policy
     from tgateway.storage.service import Storage
     from tgateway.tor.service import TorOnion
     from tgateway.tracker.core import LocalPeers
@@ -111,6 +114,8 @@ class Provided:
     store: ContentStore | None = None  # storage
     db: Db | None = None  # storage
     uploads: Uploads | None = None  # storage: the one upload handler
+    blocks: BlockList | None = None  # storage: tombstoned files and banned keys, read from memory
+    policy: Policy | None = None  # storage: the block list and users' limits, for the admin to change
     local_peers: LocalPeers | None = None  # tracker: lists the gateway's own peer
     dht: DhtService | None = None  # dht: its port is told to peers (BEP 5 PORT)
     nostr: NostrService | None = None  # nostr: identity, NIP-35 announcements, relay pool
@@ -213,6 +218,10 @@ class Components:
     @property
     def gateway(self) -> GatewayWeb | None:
         return cast("GatewayWeb | None", self._part("gateway"))
+
+    @property
+    def admin(self) -> AdminApi | None:
+        return cast("AdminApi | None", self._part("admin"))
 
     @property
     def blossom(self) -> BlossomServer | None:

@@ -59,7 +59,7 @@ COMPONENTS = (
     Spec("gateway", "tgateway.web.service", "gateway", SERVING),
     # health: after the gateway, whose site and authenticator it uses; it reads every component
     Spec("health", "tgateway.health.service", "health", SERVING, switch=False),
-    # admin (issue 17) goes here: after the gateway, whose site and authenticator it uses
+    Spec("admin", "tgateway.admin.service", "admin", SERVING),  # the gateway's site and auth
     Spec("retention", "tgateway.retention.service", "admin", SERVING | BLOBS, switch=False),
     Spec("blossom", "tgateway.blossom.service", "blossom_server", BLOBS),
     # last: it publishes the sites built above, and starts once they listen (tor.enabled: false by default)

@@ -7,7 +7,8 @@ type, an expected SHA-256, checks of their own) and *where the bytes come from* 
 :class:`Source`: a request body, a form, a download). It does the rest, the same way for each:
 
 1. before any byte is read (:meth:`Uploads.admit`): the declared size against the limit, an
-   empty upload, free disk space, the owner's quota;
+   empty upload, free disk space, the owner's quota, and the handler's checks on a declared
+   SHA-256 (so a Blossom upload of tombstoned bytes is refused before its body is read);
 2. while the bytes arrive (:class:`Sink`, fed by the source): the owner's remaining quota cuts off
    a body that goes beyond it (a body without a length is never stored past the quota), the
    ingest's ``max_size`` cuts off a file over the limit; the ingest hashes, writes and keeps the
@@ -40,6 +41,14 @@ from tgateway.storage.model import StoredEvent, UploadContext
 
 #: refuses a finished upload (by raising an ApiError) before it becomes visible
 Check = Callable[[Received], None]
+
+
+@dataclass(frozen=True)
+class Content:
+    """Content known by its hash before it is stored (what a :data:`Check` sees early)."""
+
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,8 @@ class Uploads:
         the bytes the owner's quota still has room for (None for an anonymous upload)."""
         if length is not None:
             self.check_size(intake.limits, length)
+        if intake.expected_sha256 is not None:
+            self.check_content(intake.expected_sha256, length or 0)
         owner = intake.context.owner
         if not owner:
             return None
@@ -187,6 +198,14 @@ class Uploads:
                 code="quota_exceeded",
             )
         return max(0, limit - used)
+
+    def check_content(self, sha256: str, size: int) -> None:
+        """Run the handler's own checks (the block list) on content known by its SHA-256 before
+        it is stored: a declared ``X-SHA-256``, or the original of a BUD-05 ``/media`` upload,
+        whose optimised output (other bytes) is what gets stored. Raises what a check raises."""
+        content = Content(sha256=sha256, size=size)
+        for check in self.checks:
+            check(content)
 
     # the upload ---------------------------------------------------------------------------
 
@@ -246,4 +265,4 @@ class Uploads:
             check(result)
 
 
-__all__ = ["Check", "Facts", "Intake", "Limits", "OpenSink", "Sink", "Source", "Uploads"]
+__all__ = ["Check", "Content", "Facts", "Intake", "Limits", "OpenSink", "Sink", "Source", "Uploads"]

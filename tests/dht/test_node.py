@@ -197,6 +197,42 @@ class QueryTests(SynchronousTestCase):
         reply = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.7.7.7", 1))
         self.assertEqual(reply[b"r"][b"values"], [pack_addr("10.1.1.1", 5555)])
 
+    def test_refused_info_hash_is_never_stored_answered_or_sampled(self) -> None:
+        """The gateway's block list: an announce is acknowledged but not kept, and peers stored
+        before the block (our own announce included) are no longer given out."""
+        node, out = make()
+        blocked: set[bytes] = set()
+        node.refused = blocked.__contains__
+        token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]
+        query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 5555, b"token": token})
+        reply = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.7.7.7", 1))
+        self.assertEqual(reply[b"r"][b"values"], [pack_addr("10.1.1.1", 5555)])
+        sample = query(node, out, b"sample_infohashes", {b"target": IH})
+        self.assertEqual(sample[b"r"][b"samples"], IH)
+        blocked.add(IH)
+        reply = query(node, out, b"get_peers", {b"info_hash": IH}, src=("10.7.7.7", 1), t=b"t2")
+        self.assertNotIn(b"values", reply[b"r"])
+        self.assertIn(b"nodes", reply[b"r"])
+        token = reply[b"r"][b"token"]
+        reply = query(node, out, b"announce_peer",
+                      {b"info_hash": IH, b"port": 6666, b"token": token}, src=("10.7.7.7", 1))
+        self.assertEqual(reply[b"y"], b"r")
+        self.assertEqual(node.store.get(IH, 0, 10, random.Random()),
+                         [pack_addr("10.1.1.1", 5555)])  # the new one was not kept
+        sample = query(node, out, b"sample_infohashes", {b"target": IH}, now=1000.0, t=b"t3")
+        self.assertEqual((sample[b"r"][b"samples"], sample[b"r"][b"num"]), (b"", 0))
+
+    def test_withdraw_forgets_only_our_own_address(self) -> None:
+        node, out = make()
+        node.announce(IH, 6881, 0.0, local_ip="10.0.0.9")
+        token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]
+        query(node, out, b"announce_peer", {b"info_hash": IH, b"port": 5555, b"token": token})
+        self.assertEqual(sorted(node.store.get(IH, 0, 10, random.Random())),
+                         sorted([pack_addr("10.0.0.9", 6881), pack_addr("10.1.1.1", 5555)]))
+        node.withdraw(IH, 6881, local_ip="10.0.0.9")
+        self.assertEqual(node.store.get(IH, 0, 10, random.Random()),
+                         [pack_addr("10.1.1.1", 5555)])
+
     def test_implied_port(self) -> None:
         node, out = make()
         token = query(node, out, b"get_peers", {b"info_hash": IH})[b"r"][b"token"]

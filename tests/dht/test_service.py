@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tgateway.bencode import decode, encode
 from tgateway.config import DhtConfig
 from tgateway.dht import bep42
+from tgateway.dht.krpc import pack_addr
 from tgateway.dht.service import DhtService, build_dht
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 
@@ -228,6 +229,39 @@ class ServiceTests(SynchronousTestCase):
         svc.on_file_stored(stored_event(b"\x03" * 20))
         self.assertEqual(seen, [(b"\x03" * 20, 6881, "127.0.0.1")])
         self.assertIn(b"\x03" * 20, set(node.known_info_hashes()))
+        self.successResultOf(svc.stopService())
+
+    def test_deleted_file_is_no_longer_announced_nor_served_from_our_store(self) -> None:
+        svc = self.start(announce_interval=10.0, bootstrap_nodes=())
+        node = svc.families[0].node
+        svc.on_file_stored(stored_event(b"\x05" * 20))
+        self.reactor.advance(0)
+        self.assertEqual(node.store.get(b"\x05" * 20, 0, 10, random.Random()),
+                         [pack_addr("127.0.0.1", 6881)])
+        seen: list[bytes] = []
+        node.announce = lambda ih, *a, **kw: seen.append(ih)  # type: ignore[method-assign]
+        svc.on_file_deleted(stored_event(b"\x05" * 20).file)
+        self.assertNotIn(b"\x05" * 20, set(node.known_info_hashes()))
+        self.assertEqual(node.store.get(b"\x05" * 20, 0, 10, random.Random()), [])
+        for _ in range(21):
+            self.reactor.advance(1.0)
+        self.assertEqual(seen, [])  # two intervals: never announced again
+        self.successResultOf(svc.stopService())
+
+    def test_refused_info_hashes_are_never_announced(self) -> None:
+        blocked = {b"\x06" * 20}
+        svc = build_dht(config(announce_interval=10.0, bootstrap_nodes=()), str(self.state),
+                        self.reactor, random.Random(4), 6881, refused=blocked.__contains__)
+        svc.startService()
+        node = svc.families[0].node
+        self.assertTrue(node.refused(b"\x06" * 20))
+        seen: list[bytes] = []
+        node.announce = lambda ih, *a, **kw: seen.append(ih)  # type: ignore[method-assign]
+        svc.set_known_info_hashes([b"\x06" * 20, b"\x07" * 20])
+        svc.on_file_stored(stored_event(b"\x06" * 20))
+        for _ in range(11):
+            self.reactor.advance(1.0)
+        self.assertEqual(set(seen), {b"\x07" * 20})
         self.successResultOf(svc.stopService())
 
     def test_announce_stores_the_gateway_locally_and_get_peers_fires(self) -> None:

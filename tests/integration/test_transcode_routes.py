@@ -184,6 +184,16 @@ class TranscodeRoutesTests(TestCase):
         for p in again["profiles"]:
             code, _, _ = await call("HEAD", gw.url(p["url"]))
             self.assertEqual(code, 200)
+        # the admin's view of the queue: the job, its attempts, the transcoder running
+        code, body, _ = await call("GET", gw.url("/api/admin/transcode?state=done"),
+                                   headers=bearer(alice))
+        jobs = json.loads(body)
+        self.assertEqual(code, 200, jobs)
+        self.assertEqual([(j["sha256"], j["attempts"], j["priority"]) for j in jobs["jobs"]],
+                         [(sha, 2, 5)])
+        self.assertEqual((jobs["active"], jobs["counts"]["done"]), (True, 1))
+        code, body, _ = await call("GET", gw.url("/api/admin/transcode"), headers=bearer(bob))
+        self.assertEqual((code, json.loads(body)["error"]), (403, "not_admin"))
 
     async def test_stopping_while_outputs_are_stored_then_restart(self) -> None:
         """The gateway is stopped while a job stores its outputs (the moment the first one is

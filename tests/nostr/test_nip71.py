@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -14,6 +13,7 @@ from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
 from tgateway.nostr.nip71 import VideoAnnouncer
 from tgateway.storage.model import Ownership, StoredFile
+from tgateway.storage.nostr_outbox import PENDING, Delivery
 from tgateway.transcode.api import Rendition, VideoListener, VideoResults
 from tgateway.transcode.probe import ProbeResult
 
@@ -48,8 +48,14 @@ class FakeOutbox:
         self.published.append((event, tuple(relays), ref))
         return len(relays)
 
-    async def deliveries_for_ref(self, ref: str) -> list[Any]:
-        return [p for p in self.published if p[2] == ref]
+    async def deliveries_for_ref(self, ref: str) -> list[Delivery]:
+        return [Delivery(event_id=e.id, kind=e.kind, ref=r, relay_url=url, status=PENDING,
+                         attempts=0, message="", next_attempt_at=None, updated_at=0.0,
+                         queued_at=0.0)
+                for e, relays, r in self.published if r == ref for url in relays]
+
+    async def events_for_ref(self, ref: str) -> list[Event]:
+        return []  # no NIP-09 deletion
 
 
 ORIGINAL = stored("aa" * 32, "holiday.webm", "video/webm", 9000)

@@ -20,7 +20,7 @@ from tgateway.nostr.event import Event, parse_event
 from tgateway.nostr.keys import KEY_FILE, decode
 from tgateway.nostr.service import NostrService
 from tgateway.storage.db import SyncDatabase
-from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.model import Ownership, StoredEvent, StoredFile, UploadContext
 from tgateway.transcode.probe import ProbeResult
 
 SHA = "ab" * 32
@@ -53,13 +53,25 @@ def stored_file(sha: str = SHA) -> StoredFile:
 class FakeStore:
     def __init__(self) -> None:
         self.subscribers: list[Any] = []
+        self.deleted: list[Any] = []
         self.files: dict[str, StoredFile] = {}
+        self.owned: list[Ownership] = []
 
     def subscribe_stored(self, cb: Any) -> None:
         self.subscribers.append(cb)
 
+    def subscribe_deleted(self, cb: Any) -> None:
+        self.deleted.append(cb)
+
+    def delete(self, sha256: str) -> Deferred[Any]:
+        f = self.files.pop(sha256)
+        return Deferred.fromCoroutine(self.deleted[0](f))
+
     async def get(self, sha256: str) -> StoredFile | None:
         return self.files.get(sha256)
+
+    async def owners(self, sha256: str) -> list[Ownership]:
+        return [o for o in self.owned if o.sha256 == sha256]
 
     def fire(self, f: StoredFile, context: UploadContext) -> Deferred[Any]:
         self.files[f.sha256] = f
@@ -214,6 +226,27 @@ class ServiceTests(SynchronousTestCase):
         for seed_video_tag in ("stream", "hls", "transcoded", "duration", "video"):
             self.assertNotIn(seed_video_tag, names)
         self.assertEqual(self.event().tag_values("t"), ["torrent", "video"])
+
+    def test_a_video_examined_after_a_restart_is_announced_with_its_kept_context(self) -> None:
+        # no "stored" event in this life: the store kept the uploaders' references
+        svc = self.service(await_video_probe=True)
+        video = stored_file()
+        self.store.files[video.sha256] = video
+        self.store.owned = [
+            Ownership(SHA, "transcode:" + SHA, "x.mp4", "not this", "nor this", False,
+                      "transcode", 0.5),
+            Ownership(SHA, "aa" * 32, "clip one.mp4", None, None, True, "api", 1.0),
+            Ownership(SHA, "bb" * 32, "clip.mp4", "Clip", "A clip.", True, "blossom", 2.0),
+        ]
+        self.successResultOf(Deferred.fromCoroutine(
+            svc.announcer.video_found(video, None, False)))
+        self.assertEqual(len(self.deliveries(svc)), 1)
+        self.assertEqual(self.event().first_tag("title"), "Clip")
+        self.assertEqual(self.event().content, "A clip.")
+        # reported again (the next start, before the probe is recorded): not announced twice
+        self.successResultOf(Deferred.fromCoroutine(
+            svc.announcer.video_found(video, None, False)))
+        self.assertEqual(len(self.deliveries(svc)), 1)
 
     def test_a_probed_video_in_the_metadata_goes_out_at_once(self) -> None:
         svc = self.service(await_video_probe=True)

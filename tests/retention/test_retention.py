@@ -239,7 +239,9 @@ def test_the_storage_service_writes_reads_every_minute_and_at_stop(tmp_path: Pat
     s = LocalContentStore(reactor=clock, db=db,  # type: ignore[arg-type]
                           layout=DiskLayout(tmp_path / "b", tmp_path / "c"),
                           config=StorageConfig(), threaded=False)
-    service = StorageService(db, s, clock)
+    from tgateway.storage.policy import Policy
+
+    service = StorageService(db, s, clock, Policy.build(db, clock, default_limit=0))
     flushed: list[bool] = []
     s.access.flush = lambda **kw: flushed.append(True) or _zero()  # type: ignore[method-assign]
     s.check = lambda **kw: _zero()  # type: ignore[method-assign]

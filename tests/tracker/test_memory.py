@@ -13,6 +13,7 @@ from tgateway.tracker.core import (
     EVENT_STARTED,
     EVENT_STOPPED,
     MAX_PENDING_OFFERS,
+    DenyList,
     TrackerError,
     WsSession,
 )
@@ -232,6 +233,28 @@ class AnnounceTests(SynchronousTestCase):
             s.ws_announce(WsSession(None), IH, "p" * 20, False, EVENT_STARTED, [], 0)
         self.assertEqual(s.scrape([IH]), [(0, 0, 0)])
         s.announce(IH2, pid(1), key(1), 5, EVENT_STARTED, 50, 0)
+
+    def test_block_list_and_deny_list_are_one_mechanism(self) -> None:
+        """The gateway's block list (a function answering from memory) refuses an info-hash the
+        way tracker.deny_list does, on every front end's path, from the moment it is blocked:
+        a swarm that was live already is refused too."""
+        blocked: set[bytes] = set()
+        s = store(deny_list=DenyList([IH2], blocked.__contains__))
+        ih3 = b"\x03" * 20
+        s.announce(IH, pid(1), key(1), 5, EVENT_STARTED, 50, 0)
+        session = WsSession(None)
+        s.ws_announce(session, IH, "p" * 20, False, EVENT_STARTED, [], 0)
+        self.assertEqual(s.scrape([IH]), [(0, 0, 2)])
+        blocked.add(IH)
+        for call in (lambda: s.announce(IH, pid(1), key(1), 5, EVENT_STARTED, 50, 0),
+                     lambda: s.announce(IH, pid(2), key(2), 5, EVENT_STARTED, 50, 0),
+                     lambda: s.ws_announce(session, IH, "p" * 20, False, EVENT_STARTED, [], 0),
+                     lambda: s.announce(IH2, pid(1), key(1), 5, EVENT_STARTED, 50, 0)):
+            with self.assertRaises(TrackerError) as e:
+                call()
+            self.assertEqual(e.exception.message, "info_hash is not allowed on this tracker")
+        self.assertEqual(s.scrape([IH, IH2]), [(0, 0, 0), (0, 0, 0)])
+        s.announce(ih3, pid(1), key(1), 5, EVENT_STARTED, 50, 0)  # others go on
 
     def test_gateway_only(self) -> None:
         known = {IH}

@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IReactorTime
 
+from tgateway.blocklist import Bans
 from tgateway.errors import ApiError, Unauthorized
-from tgateway.http.auth import Principal, Proof
+from tgateway.http.auth import Principal, Proof, refuse_banned
 from tgateway.nostr.event import Event, EventError, parse_event
 
 KIND = 24242
@@ -204,10 +205,12 @@ class BlossomAuthenticator:
     verb the token must name, see :data:`SCOPE_VERBS`), checked against this server's name
     (``domain``: never the request's Host) at the clock's time."""
 
-    def __init__(self, *, clock: IReactorTime, domain: str, admins: Iterable[str] = ()) -> None:
+    def __init__(self, *, clock: IReactorTime, domain: str, admins: Iterable[str] = (),
+                 bans: Bans | None = None) -> None:
         self.clock = clock
         self.domain = domain
         self.admins = frozenset(k.lower() for k in admins)
+        self.bans = bans
 
     @staticmethod
     def verb(scope: str) -> str:
@@ -219,6 +222,7 @@ class BlossomAuthenticator:
             return None
         token = check_token(header, verb=self.verb(scope), now=self.clock.seconds(),
                             domains={self.domain})
+        refuse_banned(self.bans, token.pubkey)  # 403 banned, with X-Reason
         return Principal(pubkey=token.pubkey, admin=token.pubkey.lower() in self.admins,
                          proof=Proof.BLOSSOM, event=token.event, hashes=token.hashes)
 

@@ -49,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.config import Config
 from tgateway.errors import (
     ApiError,
@@ -181,6 +182,7 @@ class BlossomServer:
         reports_per_minute: float = 1.0,
         report_burst: int = 10,
         media: MediaOptimizer | None = None,
+        bans: Bans | None = None,
     ) -> None:
         bc = config.blossom_server
         self.config = config
@@ -211,7 +213,7 @@ class BlossomServer:
         # ``blossom_server.public_url``, else of the listening address (``base_url``). Never the
         # request's Host header, which the client chooses.
         self.auth = BlossomAuthenticator(clock=clock, domain=server_domain(self.base_url),
-                                         admins=config.admin.pubkeys)
+                                         admins=config.admin.pubkeys, bans=bans)
         self.report_limits = report_limits or ReportLimits(max_open=bc.max_open_reports)
         self.report_limiter: KeyedLimiter[str] = KeyedLimiter(reports_per_minute / 60.0,
                                                               report_burst)
@@ -341,7 +343,8 @@ class BlossomServer:
         if principal is not None:
             require_hash_match(principal, expected)
         await self.uploads.admit(
-            Intake(context=UploadContext(owner=_owner(principal)), limits=self.limits), size)
+            Intake(context=UploadContext(owner=_owner(principal)), limits=self.limits,
+                   expected_sha256=expected), size)
         raw_type = request.getHeader(b"x-content-type")
         return raw_type.decode("latin-1").strip() if raw_type else None
 
@@ -378,8 +381,8 @@ class BlossomServer:
         if principal is not None and expected is not None:
             require_hash_match(principal, expected)
         owner = _owner(principal)
-        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits),
-                                 body.length)
+        await self.uploads.admit(Intake(context=UploadContext(owner=owner), limits=self.limits,
+                                        expected_sha256=expected), body.length)
         media.reserve()
         try:
             return await self._optimise(request, principal, media, body, expected)
@@ -405,6 +408,9 @@ class BlossomServer:
                                f"{expected}", code="hash_mismatch")
             if principal is not None:
                 require_hash_match(principal, received.sha256)
+            # the original is refused as an upload of it would be (the block list), though
+            # what gets stored is its optimised copy
+            self.uploads.check_content(received.sha256, received.size)
             ctype = (request.getHeader(b"content-type") or b"").decode("latin-1") or None
             plan = plan_for(received.head, ctype)
             if plan is None:

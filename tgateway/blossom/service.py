@@ -46,7 +46,8 @@ def build(section: BlossomServerConfig, deps: Deps) -> Component[BlossomServer]:
     config, reactor = deps.config, deps.reactor
     blossom = BlossomServer(config=config, store=deps.store, blossom_store=BlossomStore(deps.db),
                             links=deps.links, clock=reactor, uploads=deps.uploads,
-                            media=media_optimizer(config.transcoding, deps.transcoding, reactor))
+                            media=media_optimizer(config.transcoding, deps.transcoding, reactor),
+                            bans=deps.blocks)
     root = MountRoot(blossom.app.resource())
     site = StreamingSite(
         root,

@@ -5,7 +5,9 @@
 takes the parsed query, the sender's address and ``now``, and returns the reply's values (or
 raises ``ProtocolError``, which the node answers with a KRPC error). ``get_peers`` always gives a
 token and the closest ``nodes``, plus ``values`` when peers are stored here; ``announce_peer``
-checks the token, takes ``implied_port``, refuses ports 0 and 1. BEP 32: an IPv6 node answers with
+checks the token, takes ``implied_port``, refuses ports 0 and 1. Info-hashes the node
+``refused`` (the gateway's block list) are acknowledged but never stored, never answered with
+``values`` and never sampled. BEP 32: an IPv6 node answers with
 ``nodes6``; ``want`` (``n4``/``n6``) is honoured when a sibling node of the other family is attached.
 """
 
@@ -42,6 +44,7 @@ class QueryAnswers:
     tokens: TokenManager
     sibling: DhtNode | None
     known_info_hashes: Callable[[], Iterable[bytes]]
+    refused: Callable[[bytes], bool]
     _closest_cache: dict[bytes, bytes]
     _closest_version: int
     _sample: tuple[float, bytes, int]
@@ -86,7 +89,7 @@ class QueryAnswers:
     def _q_get_peers(self, q: Query, addr: Addr, now: float) -> dict[bytes, Any]:
         info_hash = arg_id20(q.args, b"info_hash")
         out: dict[bytes, Any] = {b"id": self.node_id, b"token": self.tokens.token(addr[0], now)}
-        if info_hash in self.store:
+        if info_hash in self.store and not self.refused(info_hash):
             peers = self.store.get(info_hash, now, MAX_VALUES, self.rng)
             if peers:
                 out[b"values"] = peers
@@ -108,6 +111,8 @@ class QueryAnswers:
             port = arg_port(a, b"port")
         if not self.tokens.valid(token, addr[0], now):
             raise ProtocolError("bad token")
+        if self.refused(info_hash):
+            return {b"id": self.node_id}  # acknowledged, not stored: never served from here
         try:
             peer = pack_addr(addr[0], port)
         except ValueError:
@@ -122,6 +127,7 @@ class QueryAnswers:
         if at < 0 or now - at >= SAMPLE_INTERVAL:
             hashes = set(self.store.info_hashes())
             hashes.update(h for h in self.known_info_hashes() if len(h) == 20)
+            hashes = {h for h in hashes if not self.refused(h)}
             num = len(hashes)
             pick = (
                 sorted(hashes)

@@ -129,6 +129,8 @@ class DhtNode(QueryAnswers):
         self.sibling: DhtNode | None = None  # the node of the other address family (BEP 32)
         # Info-hashes the gateway itself serves (for sample_infohashes).
         self.known_info_hashes: Callable[[], Iterable[bytes]] = lambda: ()
+        # Info-hashes refused (the gateway's block list): never stored, answered or sampled.
+        self.refused: Callable[[bytes], bool] = lambda info_hash: False
         self.bootstrap_addrs: list[Addr] = []
         self.external_ip: str | None = None
         self.on_id_change: Callable[[bytes], None] | None = None
@@ -386,6 +388,16 @@ class DhtNode(QueryAnswers):
                 on_done(result, sent)
 
         return self._lookup(info_hash, b"get_peers", now, done)
+
+    def withdraw(self, info_hash: bytes, port: int, local_ip: str | None = None) -> None:
+        """Undo what :meth:`announce` stored here: our own address for ``info_hash`` (we no
+        longer serve it). What other nodes stored expires there."""
+        ip = local_ip or self.external_ip
+        if ip:
+            try:
+                self.store.discard(info_hash, pack_addr(ip, port))
+            except ValueError:
+                pass
 
     def bootstrap(self, addrs: Iterable[Addr], now: float) -> Lookup:
         """Join: a find_node lookup of our own id through the given addresses and the table."""

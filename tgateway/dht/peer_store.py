@@ -38,6 +38,14 @@ class PeerStore:
             del d[next(iter(d))]
         return True
 
+    def discard(self, info_hash: bytes, peer: bytes) -> None:
+        """Forget one peer of a torrent (our own, once we stop serving it)."""
+        d = self._t.get(info_hash)
+        if d is not None:
+            d.pop(peer, None)
+            if not d:
+                del self._t[info_hash]
+
     def _live(self, info_hash: bytes, now: float) -> dict[bytes, float] | None:
         d = self._t.get(info_hash)
         if d is None:

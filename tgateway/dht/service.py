@@ -9,8 +9,10 @@ loads the node id and routing table from ``<state_dir>/dht.json`` (a new random 
 the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
 ``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
 ``dht.announce_interval``, spread evenly over the interval (each info-hash has its own phase), and a
-newly stored file is announced at once when its upload asked for it. On stop the routing table and
-node id are saved so a restart rejoins at once.
+newly stored file is announced at once when its upload asked for it; a deleted one is no longer
+announced. Info-hashes of the gateway's block list (``refused``) are never announced, and the
+node never stores, answers or samples peers for them. On stop the routing table and node id are
+saved so a restart rejoins at once.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tgateway.dht.node import DhtNode
 from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.dht.state import STATE_FILE, load_state, save_state
 from tgateway.metrics import Collect, counter, gauge
-from tgateway.storage.model import StoredEvent
+from tgateway.storage.model import StoredEvent, StoredFile
 
 __all__ = ["DhtService", "build", "build_dht"]
 
@@ -83,8 +85,11 @@ class DhtService(service.Service):
         rng: random.Random,
         announce_port: int,
         reactor: IGatewayReactor | None = None,
+        refused: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.config = config
+        # the gateway's block list: never announced, stored, answered or sampled
+        self.refused: Callable[[bytes], bool] = refused or (lambda info_hash: False)
         self.state_dir = Path(state_dir)
         self.clock = clock
         self.reactor: Any = reactor if reactor is not None else clock  # a Clock in unit tests
@@ -149,6 +154,21 @@ class DhtService(service.Service):
     def _known_list(self) -> Iterable[bytes]:
         return self._known
 
+    def on_file_deleted(self, f: StoredFile) -> None:
+        """Subscriber for the content store's "deleted" event: the info-hash is no longer
+        announced (the DHT forgets us there once our last announce expires)."""
+        ih = _to_bytes(f.info_hash)
+        if ih is None:
+            return
+        if ih in self._known:
+            self._known.discard(ih)
+            self._schedule_dirty = True
+        if ih in self._queued:
+            self._queued.discard(ih)
+            self._queue.remove(ih)
+        for fam in self.families:
+            fam.node.withdraw(ih, self.announce_port, local_ip=self._local_ip(fam))
+
     def on_file_stored(self, event: StoredEvent) -> None:
         """Subscriber for the content store's "file stored" event."""
         ih = _to_bytes(event.file.info_hash)
@@ -161,7 +181,7 @@ class DhtService(service.Service):
 
     def announce(self, info_hash: bytes) -> None:
         """Queue an announce of ``announce_port`` for ``info_hash`` (at most 4 run at once)."""
-        if len(info_hash) != 20 or info_hash in self._queued:
+        if len(info_hash) != 20 or info_hash in self._queued or self.refused(info_hash):
             return
         self._queued.add(info_hash)
         self._queue.append(info_hash)
@@ -288,6 +308,7 @@ class DhtService(service.Service):
                 secret_rng=random.SystemRandom(),
             )
             node.known_info_hashes = self._known_list
+            node.refused = self.refused
             node.on_id_change = self._on_id_change
             node.external_ip = external_ip
             proto.node = node
@@ -459,10 +480,13 @@ def build_dht(
     rng: random.Random,
     announce_port: int,
     reactor: IGatewayReactor | None = None,
+    refused: Callable[[bytes], bool] | None = None,
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
-    resolves bootstrap host names."""
-    return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor)
+    resolves bootstrap host names. ``refused``: the gateway's block list
+    (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`)."""
+    return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor,
+                      refused=refused)
 
 
 def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
@@ -470,13 +494,14 @@ def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
 
     config = deps.config
     dht = build_dht(section, str(Path(config.data_dir) / "dht"), deps.reactor, deps.rng,
-                    config.peer.port)
+                    config.peer.port,
+                    refused=deps.blocks.is_blocked_info_hash if deps.blocks is not None else None)
     if deps.store is not None:
         dht.set_known_info_hashes(deps.store.announced_info_hashes)
     return Component(
         name="dht", part=dht, services=[dht],
         mounts=[Mount("gateway", "/api/dht/status", JsonStatus(dht.status))],
         report=dht.health, metrics=[Collect(dht.families_metrics)],
-        on_stored=dht.on_file_stored,
+        on_stored=dht.on_file_stored, on_deleted=dht.on_file_deleted,
         provides=Provided(dht=dht),
     )

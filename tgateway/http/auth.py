@@ -16,6 +16,9 @@ for an anonymous caller where the route allows one. Nothing is left on the reque
   still refused (401), never ignored;
 - ``Need.NONE``: credentials are not looked at; the handler gets None.
 
+A banned key (the block list's :class:`~tgateway.blocklist.Bans`) never becomes a principal: the
+authenticators refuse it with 403 ``banned`` (:func:`refuse_banned`), whatever the route needs.
+
 ``need`` may also be a function of the route owner, for a need that comes from configuration
 (Blossom's ``require_auth``, the gateway's ``allow_anonymous_uploads``). ``scope`` names what the
 credentials must be for: the verb of a Blossom token (``upload``, ``delete``...); the gateway's
@@ -33,6 +36,7 @@ from typing import Any, Protocol
 
 from klein import Klein
 
+from tgateway.blocklist import Bans
 from tgateway.errors import ApiError, Forbidden, Unauthorized
 from tgateway.nostr.event import Event
 
@@ -108,6 +112,19 @@ def sign_in_required(scope: str = "") -> Unauthorized:
     return Unauthorized(message, code="auth_required")
 
 
+class Banned(Forbidden):
+    """Credentials of a banned key (403 ``banned``): refused for sign-in and for every request."""
+
+    code = "banned"
+
+
+def refuse_banned(bans: Bans | None, pubkey: str) -> None:
+    """Raise :class:`Banned` when ``pubkey`` is banned: every authenticator calls this before it
+    hands out a principal, and sign-in before it creates a session."""
+    if bans is not None and bans.is_banned(pubkey):
+        raise Banned("this key is banned from this gateway", code="banned")
+
+
 NeedOf = Need | Callable[[Any], Need]
 
 
@@ -156,11 +173,13 @@ __all__ = [
     "AUTH_HELP",
     "AnonymousOnly",
     "Authenticator",
+    "Banned",
     "Guarded",
     "Need",
     "Principal",
     "Proof",
     "authorized",
     "caller",
+    "refuse_banned",
     "sign_in_required",
 ]

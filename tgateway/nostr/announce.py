@@ -6,7 +6,7 @@
 gets one kind 2003 event (title, v1 info-hash, file, the gateway's trackers, magnet, webseed, the
 Blossom reference, MIME type, topics ``torrent`` and the uploader's tags, category as ``tcat``
 and ``i tcat:``; the uploader's description as content, else a line as the seed writes it:
-``New torrent: <name>``).
+``New torrent: <name>``), unless its uploader is banned.
 
 A video (``video/*``) is announced once the transcoder has examined it (``video_found``, when
 ``await_video_probe`` is on: the transcoder is built with Nostr in every mode and reports every
@@ -14,26 +14,33 @@ upload that looks like a video, probed or not): then its event carries the seed'
 ``duration`` and ``video`` tags, ``hls`` and ``transcoded`` when a transcode is queued (those URLs
 answer 202 with Retry-After until it is done), topics ``video`` and ``streaming`` and the category
 ``video,streaming``. A kind 2003 event is a regular event, so it goes out once, with what is known
-when the video is probed. A file that already has an announcement is not announced again
-automatically; :meth:`TorrentAnnouncer.announce` (``POST /api/files/<sha256>/announce``)
-publishes a fresh event on demand (with the probe and transcoding state kept in the file's
-metadata).
+when the video is probed. The upload's context (title, description) waits in memory; a video
+examined after a restart (the transcoder examines at start the uploads a stop or crash left
+unprobed) has none there, and its context is rebuilt from what the store kept of its uploaders
+(``file_owners``: the first uploader's, with the first title and description given). A file
+that already has an announcement (not retracted by NIP-09, see :mod:`tgateway.nostr.nip09`) is
+not announced again automatically; :meth:`TorrentAnnouncer.announce`
+(``POST /api/files/<sha256>/announce``) publishes a fresh event on demand (with the probe and
+transcoding state kept in the file's metadata).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from coincurve import PrivateKey
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.links import Links
 from tgateway.nostr.event import Event, sign
+from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.nip35 import TorrentInfo, VideoSummary, torrent_event_template
 from tgateway.nostr.publisher import Publisher
-from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.model import Ownership, StoredEvent, StoredFile, UploadContext
 from tgateway.storage.nostr_outbox import Delivery
 from tgateway.transcode.api import ProbeResult
 
@@ -118,7 +125,9 @@ class TorrentAnnouncer:
         clock: IReactorTime,
         auto_publish: bool = True,
         get_file: Callable[[str], Awaitable[StoredFile | None]] | None = None,
+        get_owners: Callable[[str], Awaitable[list[Ownership]]] | None = None,
         await_video_probe: bool = False,
+        bans: Bans | None = None,
     ) -> None:
         self.key = key
         self.outbox = outbox
@@ -128,8 +137,10 @@ class TorrentAnnouncer:
         self.auto_publish = auto_publish
         self.await_video_probe = await_video_probe
         self._get_file = get_file
+        self._get_owners = get_owners
         self._contexts: dict[str, UploadContext] = {}  # videos waiting for their probe
         self._announcing: set[str] = set()
+        self.bans = bans
 
     def event_for(self, f: StoredFile, context: UploadContext | None, *,
                   probe: ProbeResult | None = None, transcoding: bool = False) -> Event:
@@ -142,6 +153,9 @@ class TorrentAnnouncer:
             return
         if stored.context.derived:
             return  # renditions, HLS segments and playlists: served over HTTP, not torrents
+        owner = stored.context.owner
+        if owner and self.bans is not None and self.bans.is_banned(owner):
+            return  # the gateway publishes nothing for a banned key
         f = stored.file
         if (self.await_video_probe and f.mime.lower().startswith("video/")
                 and "video" not in f.meta):
@@ -151,11 +165,30 @@ class TorrentAnnouncer:
 
     async def video_found(self, f: StoredFile, probe: ProbeResult | None,
                           queued: bool) -> Event | None:
-        """The transcoder examined a video upload: announce it with what the probe says."""
+        """The transcoder examined a video upload: announce it with what the probe says (and the
+        upload's context: kept since it was stored, else rebuilt from the store)."""
         context = self._contexts.pop(f.sha256, None)
         if not self.auto_publish or not self.relays:
             return None
+        if context is None:
+            context = await self.stored_context(f.sha256)
+            owner = context.owner if context is not None else None
+            if owner and self.bans is not None and self.bans.is_banned(owner):
+                return None  # the gateway publishes nothing for a banned key
         return await self._publish_once(f, context, probe=probe, transcoding=queued)
+
+    async def stored_context(self, sha256: str) -> UploadContext | None:
+        """The upload's context as the store kept it: its first uploader's (not a derived
+        owner), with the first title and description any uploader gave; None if unknown."""
+        if self._get_owners is None:
+            return None
+        owners = [o for o in await self._get_owners(sha256) if not o.derived]
+        if not owners:
+            return None
+        return replace(
+            owners[0].context(),
+            title=next((o.title for o in owners if o.title), None),
+            description=next((o.description for o in owners if o.description), None))
 
     async def _publish_once(self, f: StoredFile, context: UploadContext | None, *,
                             probe: ProbeResult | None = None,
@@ -164,8 +197,8 @@ class TorrentAnnouncer:
             return None
         self._announcing.add(f.sha256)
         try:
-            if await self.outbox.deliveries_for_ref(f.sha256):
-                return None  # announced before (same bytes uploaded again)
+            if await live_events(self.outbox, f.sha256):
+                return None  # announced before (same bytes uploaded again), and not retracted
             return await self._publish(f, context, probe=probe, transcoding=transcoding)
         finally:
             self._announcing.discard(f.sha256)

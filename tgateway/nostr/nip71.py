@@ -35,9 +35,11 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.links import Links
 from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate
+from tgateway.nostr.nip09 import live_events
 from tgateway.nostr.publisher import Publisher
 from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredFile
@@ -140,7 +142,7 @@ class VideoAnnouncer:
     def __init__(self, *, sign: Callable[[EventTemplate], Event], outbox: Publisher,
                  relays: Sequence[str], clock: IReactorTime, links: Links,
                  store: ContentStore, addressable: bool = False,
-                 torrents: TorrentAnnouncer | None = None) -> None:
+                 torrents: TorrentAnnouncer | None = None, bans: Bans | None = None) -> None:
         self.sign = sign
         self.outbox = outbox
         self.relays = tuple(relays)
@@ -149,6 +151,7 @@ class VideoAnnouncer:
         self.store = store
         self.addressable = addressable
         self.torrents = torrents
+        self.bans = bans
         self._created_at: dict[str, int] = {}  # sha256 -> created_at of its last event
 
     async def video_found(self, original: StoredFile, probe: ProbeResult | None,
@@ -164,18 +167,31 @@ class VideoAnnouncer:
         if not (self.addressable and queued and probe is not None and self.relays):
             return None  # regular events go out once, when the video is ready
         sha256 = original.sha256
-        if (await self.outbox.deliveries_for_ref(REF_PREFIX + sha256)
-                or await self.outbox.deliveries_for_ref(REF_PREFIX + sha256 + FIRST_VERSION)):
+        if await self._all_uploaders_banned(sha256):
+            return None
+        if (await live_events(self.outbox, sha256, REF_PREFIX)
+                or await live_events(self.outbox, sha256, REF_PREFIX, FIRST_VERSION)):
             return None
         return await self._publish(VideoResults(original, probe),
                                    REF_PREFIX + sha256 + FIRST_VERSION)
 
+    async def _all_uploaders_banned(self, sha256: str) -> bool:
+        """Every uploader of it is banned (an anonymous upload has no key to ban)."""
+        if self.bans is None:
+            return False
+        owners = [o.owner for o in await self.store.owners(sha256) if not o.derived]
+        return bool(owners) and all(o and self.bans.is_banned(o) for o in owners)
+
     async def video_ready(self, video: VideoResults) -> Event | None:
-        """Queue the event; None when no relay is configured or it was announced before."""
+        """Queue the event; None when no relay is configured, it was announced before (and not
+        retracted by NIP-09), or every uploader of it is banned."""
+        sha256 = video.original.sha256
         if not self.relays:
             return None
-        ref = REF_PREFIX + video.original.sha256
-        if await self.outbox.deliveries_for_ref(ref):
+        if await self._all_uploaders_banned(sha256):
+            return None
+        ref = REF_PREFIX + sha256
+        if await live_events(self.outbox, sha256, REF_PREFIX):
             return None
         return await self._publish(video, ref)
 

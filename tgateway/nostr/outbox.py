@@ -122,6 +122,16 @@ class Outbox(Service):
     async def deliveries_for_event(self, event_id: str) -> list[Delivery]:
         return await self._store.deliveries_for_event(event_id)
 
+    async def events_for_ref(self, ref: str) -> list[Event]:
+        """Every event published about ``ref``, oldest first (as signed)."""
+        out = []
+        for raw in await self._store.events_for_ref(ref):
+            try:
+                out.append(parse_event(json.loads(raw)))
+            except (ValueError, EventError):
+                self.log.warn("a stored event about {ref} is broken", ref=ref)
+        return out
+
     # -- service ---------------------------------------------------------------------------------
 
     def startService(self) -> None:

@@ -23,3 +23,6 @@ class Publisher(Protocol):
 
     def deliveries_for_ref(self, ref: str) -> Awaitable[list[Delivery]]:
         """Per-relay status of every event published about ``ref``."""
+
+    def events_for_ref(self, ref: str) -> Awaitable[list[Event]]:
+        """Every event published about ``ref``, oldest first."""

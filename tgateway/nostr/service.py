@@ -1,11 +1,14 @@
-"""The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer.
+"""The gateway's Nostr side as one service: identity, relay pool, outbox, NIP-35 announcer and
+NIP-09 retractor.
 
 :func:`build` (the component, built after storage so that the database opens first and closes
-last) subscribes the NIP-35 announcer to the store's "stored" event (through ``tap``: the service
-subscribes nothing itself), and offers the :class:`~tgateway.nostr.nip71.VideoAnnouncer` to the
-transcoder as its video listener: it passes examined videos on to the NIP-35 announcer and
-publishes NIP-71 events to ``nostr.video_relays`` when ``nostr.publish_nip71`` and
-``nostr.auto_publish`` are both on (either off: no NIP-71 event goes out).
+last) subscribes the NIP-35 announcer to the store's "stored" event and the NIP-09 retractor to
+its "deleted" event (through ``tap``: the service subscribes nothing itself), hands both
+announcers the block list (nothing is published for a banned key), and offers the
+:class:`~tgateway.nostr.nip71.VideoAnnouncer` to the transcoder as its video listener: it passes
+examined videos on to the NIP-35 announcer and publishes NIP-71 events to ``nostr.video_relays``
+when ``nostr.publish_nip71`` and ``nostr.auto_publish`` are both on (either off: no NIP-71 event
+goes out).
 
 Construction loads (or creates) the key, so a bad ``nostr.private_key`` or relay URL raises
 ``ConfigError`` before the reactor starts. Children start in order pool, outbox and stop in
@@ -23,6 +26,7 @@ from prometheus_client.core import Metric
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.component import Component, Deps, Provided
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
@@ -30,6 +34,7 @@ from tgateway.metrics import Collect, counter, gauge
 from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
+from tgateway.nostr.nip09 import Retractor
 from tgateway.nostr.nip71 import VideoAnnouncer
 from tgateway.nostr.outbox import Outbox
 from tgateway.nostr.pool import EndpointFactory, IRelayReactor, RelayPool, parse_relay_url
@@ -62,6 +67,7 @@ class NostrService(MultiService):
         store: ContentStore | None = None,
         endpoint_factory: EndpointFactory | None = None,
         await_video_probe: bool = False,
+        bans: Bans | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         _check_relays("nostr.relays", tuple(config.relays))
@@ -83,8 +89,12 @@ class NostrService(MultiService):
             clock=reactor,
             auto_publish=config.auto_publish,
             get_file=store.get if store is not None else None,
+            get_owners=store.owners if store is not None else None,
             await_video_probe=await_video_probe,
+            bans=bans,
         )
+        # NIP-09: a deleted file's events are retracted on the relays that got them
+        self.retractor = Retractor(sign=self.sign, outbox=self.outbox, clock=reactor)
 
     def startService(self) -> None:
         self.log.info("Nostr identity {npub}", npub=self.npub)
@@ -148,13 +158,15 @@ def build(section: NostrConfig, deps: Deps) -> Component[NostrService]:
     # The transcoder is built in every mode that builds Nostr (tap.COMPONENTS) and reports every
     # upload that looks like a video (probed or not): NIP-35 events of videos wait for it.
     nostr = NostrService(section, data_dir=deps.config.data_dir, db=deps.db, links=deps.links,
-                         reactor=deps.reactor, store=deps.store, await_video_probe=True)
+                         reactor=deps.reactor, store=deps.store, await_video_probe=True,
+                         bans=deps.blocks)
     nip71 = section.publish_nip71 and section.auto_publish
     videos = VideoAnnouncer(sign=nostr.sign, outbox=nostr.outbox,
                             relays=section.video_relays if nip71 else (), clock=deps.reactor,
                             links=deps.links, store=deps.store,
-                            addressable=section.nip71_addressable, torrents=nostr.announcer)
+                            addressable=section.nip71_addressable, torrents=nostr.announcer,
+                            bans=deps.blocks)
     return Component(name="nostr", part=nostr, services=[nostr], report=nostr.health,
                      metrics=[Collect(nostr.families)],
-                     on_stored=nostr.announcer.on_stored,
+                     on_stored=nostr.announcer.on_stored, on_deleted=nostr.retractor.on_deleted,
                      provides=Provided(nostr=nostr, videos=videos))

@@ -4,6 +4,8 @@
 :meth:`PeerService.on_file_deleted` to the content store and lists the peer on the built-in
 tracker (its :class:`~tgateway.tracker.core.LocalPeers` face); at start the service announces
 every stored torrent (``ContentStore.announced_info_hashes``: derived files are not torrents).
+A handshake for a torrent on the block list is refused as one for a torrent the gateway does
+not have; a deleted file's connections are closed (an admin's deletion is a deletion too).
 :func:`build_peer` builds the service alone (tests).
 """
 
@@ -204,16 +206,28 @@ def build_peer(
     gateway_base_url: str = "http://127.0.0.1",
     http_get: Callable[..., Any] | None = None,
     dht_port: int = 0,
+    refused: Callable[[bytes], bool] | None = None,
 ) -> PeerService:
     """The peer service for ``makeService``: reads through ``store.reader``, lists itself on
     ``tracker`` (the built-in one, or None) and on ``config.trackers``; ``dht_port``: the
-    gateway's DHT node, told to peers that support the DHT (0: none)."""
+    gateway's DHT node, told to peers that support the DHT (0: none); ``refused``: the
+    gateway's block list (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`): a
+    handshake for such a torrent is refused as for one the gateway does not have."""
     peer_id = make_peer_id(rng)
+    has_info_hash: Callable[[bytes], bool] = store.has_info_hash
+    if refused is not None:
+        is_refused = refused
+
+        def ours_and_allowed(info_hash: bytes) -> bool:
+            return store.has_info_hash(info_hash) and not is_refused(info_hash)
+
+        has_info_hash = ours_and_allowed
+
     factory = PeerFactory(
         clock=reactor,
         reader=store.reader,
         session_config=SessionConfig(peer_id=peer_id, dht_port=dht_port),
-        has_info_hash=store.has_info_hash,
+        has_info_hash=has_info_hash,
         get_by_info_hash=lambda h: defer.Deferred.fromCoroutine(store.get_by_info_hash(h)),
         max_connections=config.max_connections,
         max_connections_per_ip=config.max_connections_per_ip,
@@ -249,7 +263,8 @@ def build(section: PeerConfig, deps: Deps) -> Component[PeerService]:
         raise RuntimeError("the peer needs the storage component")
     peer = build_peer(section, store=deps.store, reactor=deps.reactor, rng=deps.rng,
                       tracker=deps.local_peers, gateway_base_url=deps.config.gateway.base_url(),
-                      dht_port=deps.dht.config.port if deps.dht is not None else 0)
+                      dht_port=deps.dht.config.port if deps.dht is not None else 0,
+                      refused=deps.blocks.is_blocked_info_hash if deps.blocks is not None else None)
     return Component(name="peer", part=peer, services=[peer], report=peer.status,
                      metrics=[Collect(peer.families)],
                      on_stored=peer.on_file_stored, on_deleted=peer.on_file_deleted)

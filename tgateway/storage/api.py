@@ -10,11 +10,13 @@ The content store, seen from outside:
 - put bytes: ``begin_upload`` returns an :class:`Upload` that takes the bytes in order; then
   ``commit(upload, context, check=..., quota=...)`` makes the file visible, or refuses it and
   leaves nothing (no file, no event);
-- read: ``get`` by SHA-256, ``get_by_info_hash``; ``reader`` reads pieces and writes byte ranges
+- read: ``get`` by SHA-256, ``get_by_info_hash``, ``search`` (the admin's listing); ``reader`` reads pieces and writes byte ranges
   to a consumer (a producer honouring backpressure); ``ffmpeg_input`` is what FFmpeg reads a
   file from (blobs and chunked files look the same from outside; no caller builds a data path);
 - delete: ``remove_owner`` drops one owner's reference; the bytes go with the last one;
   ``remove_files`` drops whole files (retention), checking their use again under the store's lock;
+- examine: ``unexamined_videos`` lists, page by page, the uploaded videos whose probe (or its
+  error) never reached ``meta`` (``set_meta``);
 - upkeep: ``access`` notes every read in memory and writes them in batches (a file's last
   access); ``check`` finds bytes no row references and rows whose bytes are missing;
 - events: ``subscribe_stored`` / ``subscribe_deleted`` (called on a later reactor turn, once the
@@ -190,10 +192,27 @@ class ContentStore(Protocol):
     async def usage(self, owner: str) -> tuple[int, int]:
         """(files, bytes) owned by ``owner``."""
 
+    async def unexamined_videos(
+        self, *, after: tuple[float, str] | None = None, limit: int = 100
+    ) -> list[StoredFile]:
+        """Uploaded videos never examined: a file that looked like a video when stored (its
+        type or first bytes, :func:`~tgateway.storage.naming.looks_like_video`) that an uploader owns (not only
+        derived) with neither ``video`` nor ``video_error`` in its ``meta`` (a stop or crash came
+        between storing and probing). At most ``limit``, in the order (``created_at``,
+        ``sha256``), from after ``after`` (the last page's last file's); an indexed query."""
+
     async def set_meta(self, sha256: str, **updates: Any) -> None:
-        """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone."""
+        """Merge per-file facts (probe results...) into the file's ``meta``; KeyError if gone.
+        Writing ``video`` or ``video_error`` marks a video examined."""
 
     async def stats(self) -> dict[str, int]: ...
+
+    async def search(
+        self, q: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+        """Files for the admin, newest first, each with its owners, and how many match: ``q``
+        (empty: every file) matches the start of a SHA-256, an info-hash or an owner's pubkey
+        when it is hex, and anywhere in a file's name or an owner's name or title."""
 
     async def remove_owner(self, sha256: str, owner: str | None) -> StoredFile | None:
         """Drop ``owner``'s reference (None: all); returns the file if it is gone (then

@@ -111,9 +111,7 @@ def _add_report_txn(
     return True
 
 
-def _reports_txn(
-    conn: sqlite3.Connection, status: str | None, sha256: str | None, limit: int, offset: int
-) -> list[Report]:
+def _report_filter(status: str | None, sha256: str | None) -> tuple[str, list[Any]]:
     where, args = [], []
     if status is not None:
         where.append("r.status = ?")
@@ -121,12 +119,10 @@ def _reports_txn(
     if sha256 is not None:
         where.append("r.id IN (SELECT report_id FROM blossom_report_blobs WHERE sha256 = ?)")
         args.append(sha256)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT * FROM blossom_reports r {clause} ORDER BY r.received_at DESC, r.id"
-        " LIMIT ? OFFSET ?",
-        (*args, limit, offset),
-    ).fetchall()
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+
+def _build_reports(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Report]:
     out = []
     for r in rows:
         blobs = tuple(
@@ -144,9 +140,47 @@ def _reports_txn(
     return out
 
 
+def _reports_txn(
+    conn: sqlite3.Connection, status: str | None, sha256: str | None, limit: int, offset: int
+) -> list[Report]:
+    clause, args = _report_filter(status, sha256)
+    rows = conn.execute(
+        f"SELECT * FROM blossom_reports r {clause} ORDER BY r.received_at DESC, r.id"
+        " LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    ).fetchall()
+    return _build_reports(conn, rows)
+
+
 def _set_report_status_txn(conn: sqlite3.Connection, report_id: str, status: str) -> bool:
     cur = conn.execute("UPDATE blossom_reports SET status = ? WHERE id = ?", (status, report_id))
     return cur.rowcount > 0
+
+
+def _report_txn(conn: sqlite3.Connection, report_id: str) -> Report | None:
+    rows = conn.execute("SELECT * FROM blossom_reports WHERE id = ?", (report_id,)).fetchall()
+    return _build_reports(conn, rows)[0] if rows else None
+
+
+def _count_reports_txn(conn: sqlite3.Connection, status: str | None, sha256: str | None) -> int:
+    where, args = _report_filter(status, sha256)
+    (n,) = conn.execute(f"SELECT count(*) FROM blossom_reports r {where}", args).fetchone()
+    return int(n)
+
+
+def _report_counts_txn(conn: sqlite3.Connection) -> dict[str, int]:
+    counts = {"open": 0, "dismissed": 0, "actioned": 0}
+    for status, n in conn.execute("SELECT status, count(*) FROM blossom_reports GROUP BY status"):
+        counts[status] = int(n)
+    return counts
+
+
+def _close_reports_about_txn(conn: sqlite3.Connection, sha256: str, status: str) -> int:
+    """Mark the open reports that name ``sha256`` as ``status``; how many."""
+    cur = conn.execute(
+        "UPDATE blossom_reports SET status = ? WHERE status = 'open' AND id IN"
+        " (SELECT report_id FROM blossom_report_blobs WHERE sha256 = ?)", (status, sha256))
+    return cur.rowcount
 
 
 class BlossomStore:
@@ -202,6 +236,25 @@ class BlossomStore:
     async def set_report_status(self, report_id: str, status: str) -> bool:
         changed: bool = await self.db.run(_set_report_status_txn, report_id, status)
         return changed
+
+    async def report(self, report_id: str) -> Report | None:
+        found: Report | None = await self.db.run(_report_txn, report_id)
+        return found
+
+    async def count_reports(self, *, status: str | None = "open",
+                            sha256: str | None = None) -> int:
+        n: int = await self.db.run(_count_reports_txn, status, sha256)
+        return n
+
+    async def report_counts(self) -> dict[str, int]:
+        """How many reports are open, dismissed and actioned."""
+        counts: dict[str, int] = await self.db.run(_report_counts_txn)
+        return counts
+
+    async def close_reports_about(self, sha256: str, status: str = "actioned") -> int:
+        """Mark the open reports naming ``sha256`` as handled (the blob was deleted)."""
+        n: int = await self.db.run(_close_reports_about_txn, sha256, status)
+        return n
 
 
 __all__ = ["BlossomStore", "ListedBlob", "Report", "ReportLimits", "ReportRefused"]

@@ -2,7 +2,8 @@
 
 ``files`` holds one row per stored file (its metainfo and where its bytes are: one blob, or the
 ``file_chunks`` in order); ``file_owners`` one row per owner's reference (name, title, quota
-accounting). Every function is a ``_txn`` function ``fn(conn, ...)`` run on the database thread
+accounting). Uploaded videos not examined yet (no probe result or error in ``meta``) are marked
+in ``files.unexamined_video`` and listed by :func:`_unexamined_videos_txn` (``schema/002``). Every function is a ``_txn`` function ``fn(conn, ...)`` run on the database thread
 by ``Database.run``; :class:`~tgateway.storage.store.LocalContentStore` and Blossom's listing
 (:class:`~tgateway.storage.blossom_reports.BlossomStore`) call them. Schema:
 ``schema/001_files.sql``.
@@ -92,9 +93,11 @@ def _check_quota_txn(conn: sqlite3.Connection, owner: str, sha256: str, size: in
 
 def _insert_txn(
     conn: sqlite3.Connection, f: StoredFile, ctx: UploadContext, now: float,
-    quota: int | None = None,
+    quota: int | None = None, video: bool = False,
 ) -> tuple[StoredFile, bool]:
-    """Insert the file (unless present) and the owner row. Returns (file, new).
+    """Insert the file (unless present) and the owner row. Returns (file, new). ``video``: the
+    file looks like a video (its type or first bytes): an uploader's reference marks it
+    unexamined until its probe or probe error is recorded.
 
     With ``quota`` (bytes), the owner's usage is checked in the same transaction, so that
     concurrent uploads by one owner cannot all pass the check (the store's commits run one at
@@ -126,7 +129,40 @@ def _insert_txn(
          1 if ctx.announce_dht else 0, ctx.source, now),
     )
     assert existing is not None
+    if video and not ctx.derived:
+        _mark_unexamined_txn(conn, f.sha256)
     return existing, new
+
+
+# What the transcoder reports on (probe result or error) in ``files.meta``: a file that looks
+# like a video, uploaded by someone, with neither key is marked ``unexamined_video`` (schema/002).
+EXAMINED_KEYS = ("video", "video_error")
+
+
+def _mark_unexamined_txn(conn: sqlite3.Connection, sha256: str) -> None:
+    """Mark the video ``sha256`` as never examined unless it was (an uploader's reference was
+    just added: derived files are never examined)."""
+    conn.execute(
+        "UPDATE files SET unexamined_video = 1 WHERE sha256 = ? AND unexamined_video IS NULL"
+        " AND json_extract(meta, '$.video') IS NULL AND json_extract(meta, '$.video_error') IS NULL",
+        (sha256,),
+    )
+
+
+def _unexamined_videos_txn(
+    conn: sqlite3.Connection, after: tuple[float, str] | None, limit: int
+) -> list[StoredFile]:
+    """The marked files (see :func:`_mark_unexamined_txn`) in the order (created_at, sha256),
+    from after ``after``; at most ``limit``. Reads only the partial index's rows."""
+    where = "unexamined_video = 1"
+    args: tuple[Any, ...] = ()
+    if after is not None:
+        where += " AND (created_at > ? OR (created_at = ? AND sha256 > ?))"
+        args = (after[0], after[0], after[1])
+    rows = conn.execute(
+        f"SELECT * FROM files INDEXED BY files_unexamined_videos WHERE {where}"
+        " ORDER BY created_at, sha256 LIMIT ?", (*args, limit)).fetchall()
+    return [_row_to_file(conn, r) for r in rows]
 
 
 def _remove_owner_txn(
@@ -146,6 +182,11 @@ def _remove_owner_txn(
         raise KeyError(sha256)
     left = conn.execute("SELECT count(*) FROM file_owners WHERE sha256 = ?", (sha256,)).fetchone()[0]
     if left:
+        if conn.execute(
+                f"SELECT 1 FROM file_owners WHERE sha256 = ? AND source NOT IN"
+                f" ({_derived_placeholders()}) LIMIT 1", (sha256, *DERIVED_SOURCES)).fetchone() is None:
+            # only derived now: not a video anyone uploaded, never examined
+            conn.execute("UPDATE files SET unexamined_video = NULL WHERE sha256 = ?", (sha256,))
         return None, []
     f = _get_txn(conn, "sha256", sha256)
     if f is None:
@@ -272,12 +313,48 @@ def _set_meta_txn(conn: sqlite3.Connection, sha256: str, updates: dict[str, Any]
     meta = json.loads(row[0] or "{}")
     meta.update(updates)
     conn.execute("UPDATE files SET meta = ? WHERE sha256 = ?", (json.dumps(meta), sha256))
+    if any(k in meta for k in EXAMINED_KEYS):
+        conn.execute("UPDATE files SET unexamined_video = NULL WHERE sha256 = ?"
+                     " AND unexamined_video IS NOT NULL", (sha256,))
 
 
 def _stats_txn(conn: sqlite3.Connection) -> dict[str, int]:
     files, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM files").fetchone()
     chunks = conn.execute("SELECT count(DISTINCT chunk_sha256) FROM file_chunks").fetchone()[0]
     return {"files": int(files), "bytes": int(size), "chunks": int(chunks)}
+
+
+def _search_txn(conn: sqlite3.Connection, q: str, limit: int,
+                offset: int) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+    """Files for the admin, newest first: ``q`` (empty: every file) matches the start of a
+    SHA-256, an info-hash or an owner's pubkey when it is hex, and anywhere in a file's name or
+    an owner's name or title. Each file comes with its owners."""
+    text = q.strip()
+    where = ""
+    args: list[Any] = []
+    if text:
+        hexq = text.lower() if all(c in "0123456789abcdefABCDEF" for c in text) else None
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = (
+            "WHERE (? IS NOT NULL AND (substr(f.sha256, 1, length(?)) = ?"
+            " OR substr(f.info_hash, 1, length(?)) = ?"
+            " OR EXISTS (SELECT 1 FROM file_owners o WHERE o.sha256 = f.sha256"
+            " AND substr(o.owner, 1, length(?)) = ?)))"
+            " OR f.name LIKE ? ESCAPE '\\'"
+            " OR EXISTS (SELECT 1 FROM file_owners o WHERE o.sha256 = f.sha256"
+            " AND (o.name LIKE ? ESCAPE '\\' OR o.title LIKE ? ESCAPE '\\'))"
+        )
+        args = [hexq, hexq, hexq, hexq, hexq, hexq, hexq, like, like, like]
+    (total,) = conn.execute(f"SELECT count(*) FROM files f {where}", args).fetchone()
+    rows = conn.execute(
+        f"SELECT f.sha256 FROM files f {where} ORDER BY f.created_at DESC, f.sha256"
+        " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+    out = []
+    for (sha,) in rows:
+        f = _get_txn(conn, "sha256", sha)
+        if f is not None:
+            out.append((f, _owners_txn(conn, sha)))
+    return out, int(total)
 
 
 # --------------------------------------------------------------------------- listings

@@ -60,6 +60,9 @@ class UploadContext:
     description: str | None = None
     announce_dht: bool = True
     source: str = "api"  # api | blossom | transcode | mirror
+    # Topics for the NIP-35 event. Not kept in ``file_owners`` (no upload route takes them
+    # yet): a way in that sets them must store them, or an announcement rebuilt after a
+    # restart (Ownership.context) goes out without them.
     tags: tuple[str, ...] = ()
 
     @property
@@ -93,4 +96,10 @@ class Ownership:
     @property
     def derived(self) -> bool:
         return self.source in DERIVED_SOURCES
+
+    def context(self) -> UploadContext:
+        """What this owner said when uploading, as kept (an upload's context rebuilt)."""
+        return UploadContext(owner=self.owner or None, name=self.name, title=self.title,
+                             description=self.description, announce_dht=self.announce_dht,
+                             source=self.source)
 

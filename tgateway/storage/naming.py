@@ -11,7 +11,7 @@ import mimetypes
 import re
 import unicodedata
 
-__all__ = ["NAME_MAX_BYTES", "choose_mime", "clean_name", "sniff_mime"]
+__all__ = ["NAME_MAX_BYTES", "choose_mime", "clean_name", "looks_like_video", "sniff_mime"]
 
 NAME_MAX_BYTES = 240
 _EDGES = re.compile(r"\A[\s.]+|[\s.]+\Z")
@@ -97,3 +97,26 @@ def choose_mime(declared: str | None, name: str, head: bytes) -> str:
     if guessed:
         return guessed
     return sniff_mime(head) or "application/octet-stream"
+
+
+_VIDEO_MAGIC = (
+    (4, b"ftyp"),  # MP4 / QuickTime / 3GP
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
+    (0, b"FLV\x01"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"),  # ASF / WMV
+    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
+    (0, b"\x00\x00\x01\xb3"),  # MPEG-1/2 video
+)
+
+
+def looks_like_video(head: bytes, mime: str = "") -> bool:
+    """A cheap first filter: a video MIME type or a video container's magic bytes."""
+    if mime.lower().startswith("video/"):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return True
+    if len(head) > 376 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return True  # MPEG-TS
+    if head[4:8] == b"ftyp" and head[8:11] == b"M4A":
+        return False
+    return any(head[o : o + len(m)] == m for o, m in _VIDEO_MAGIC)

@@ -209,6 +209,12 @@ def event_json_txn(conn: sqlite3.Connection, event_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def events_for_ref_txn(conn: sqlite3.Connection, ref: str) -> list[str]:
+    """The signed JSON of every event stored about ``ref``, oldest first."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT event_json FROM nostr_outbox_events WHERE ref = ? ORDER BY queued_at, id", (ref,))]
+
+
 def count_pending_txn(conn: sqlite3.Connection) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM nostr_outbox_deliveries WHERE status = 'pending'"
@@ -284,6 +290,10 @@ class OutboxStore:
 
     async def event_json(self, event_id: str) -> str | None:
         result: str | None = await self._db.run(event_json_txn, event_id)
+        return result
+
+    async def events_for_ref(self, ref: str) -> list[str]:
+        result: list[str] = await self._db.run(events_for_ref_txn, ref)
         return result
 
     async def count_pending(self) -> int:

@@ -1,8 +1,15 @@
-"""The storage component: the metadata database, the content store and the one upload handler.
+"""The storage component: the metadata database, the content store, the one upload handler, and
+what admins decided (:mod:`tgateway.storage.policy`: the block list, users' limits and bans).
 
 It is built first and its service starts first and stops last (``tap``'s ordered stop): every
 other component has finished with the store and the database (a transcode storing its outputs,
-an outbox write) before they close. Once open, the storage check runs in the background.
+an outbox write) before they close. Once open, the policy is read (before anything serves) and
+the storage check runs in the background.
+
+It offers the block list to every later component (``blocks``: the tracker, DHT and peer refuse
+tombstoned info-hashes, Nostr publishes nothing for a banned key, the authenticators refuse a
+banned key), and the upload handler it builds refuses tombstoned bytes and applies each user's
+own storage limit, on every way in. The admin component changes the policy (``policy``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .access import FLUSH_INTERVAL
 from .crashpoints import CrashPoints
 from .db import Database
 from .disk import DiskLayout
+from .policy import Policy
 from .store import LocalContentStore
 
 __all__ = ["Storage", "StorageService", "build"]
@@ -36,7 +44,7 @@ log = Logger()
 
 
 class StorageService(Service):
-    """Opens the database and the content store first; closes them last.
+    """Opens the database and the content store first, and reads the policy; closes them last.
 
     Once open, the storage check runs in the background (it does not delay serving and is safe
     against uploads and deletions meanwhile): bytes a crash left without a row are removed,
@@ -46,9 +54,11 @@ class StorageService(Service):
 
     name = "storage"
 
-    def __init__(self, db: Database, store: LocalContentStore, clock: IReactorTime) -> None:
+    def __init__(self, db: Database, store: LocalContentStore, clock: IReactorTime,
+                 policy: Policy) -> None:
         self.db = db
         self.store = store
+        self.policy = policy
         self._check: Deferred[Any] | None = None
         self._flush = LoopingCall(self._flush_access)
         self._flush.clock = clock
@@ -56,6 +66,7 @@ class StorageService(Service):
     def startService(self) -> None:
         self.db.open()
         self.store.start()
+        self.policy.load()
         super().startService()
         check = Deferred.fromCoroutine(self.store.check())
         check.addErrback(lambda f: log.failure("the storage check failed", f))
@@ -90,6 +101,7 @@ class Storage:
     db: Database
     store: LocalContentStore
     uploads: Uploads
+    policy: Policy
     clock: IReactorTime
 
     async def status(self) -> Status:
@@ -129,10 +141,14 @@ def build(section: StorageConfig, deps: Deps) -> Component[Storage]:
     store = LocalContentStore(reactor=deps.reactor, db=db,
                               layout=DiskLayout(section.blob_storage, section.chunk_storage),
                               config=section, crash_points=CrashPoints.from_environ(os.environ))
-    limit = deps.config.admin.default_user_storage_limit
-    storage = Storage(db, store, Uploads(store=store, quota=lambda owner: limit), deps.reactor)
+    policy = Policy.build(db, deps.reactor,
+                          default_limit=int(deps.config.admin.default_user_storage_limit))
+    # every way in: the user's own storage limit, and tombstoned bytes refused at commit
+    uploads = Uploads(store=store, quota=policy.users.quota, checks=[policy.blocks.check_upload])
+    storage = Storage(db, store, uploads, policy, deps.reactor)
     return Component(
-        name="storage", part=storage, services=[StorageService(db, store, deps.reactor)],
+        name="storage", part=storage, services=[StorageService(db, store, deps.reactor, policy)],
         report=storage.status, metrics=[Collect(storage.families)],
-        provides=Provided(store=store, db=db, uploads=storage.uploads),
+        provides=Provided(store=store, db=db, uploads=uploads, blocks=policy.blocks,
+                          policy=policy),
     )

@@ -60,13 +60,15 @@ from .files import (
     _owners_txn,
     _remove_files_txn,
     _remove_owner_txn,
+    _search_txn,
     _set_meta_txn,
     _stats_txn,
+    _unexamined_videos_txn,
     _usage_txn,
 )
 from .ingest import Ingest, IngestResult, convert_layout
 from .model import Chunk, Ownership, StoredEvent, StoredFile, UploadContext
-from .naming import choose_mime, clean_name
+from .naming import choose_mime, clean_name, looks_like_video
 from .reader import BlockCache, ChunkReader
 from .retention import FileUse
 from .workers import InlineWorker, SerialWorker, Worker, call_inline
@@ -246,7 +248,9 @@ class LocalContentStore:
             existing = await self.db.run(_get_txn, "sha256", result.sha256)
             now = time.time()
             if existing is not None:
-                f, _ = await self.db.run(_insert_txn, existing, ctx, now, quota, durable=True)
+                f, _ = await self.db.run(_insert_txn, existing, ctx, now, quota,
+                                         looks_like_video(result.head[:4096], existing.mime),
+                                         durable=True)
                 event = StoredEvent(file=f, context=ctx, new=False)
             else:
                 if quota is not None and ctx.owner:  # refuse before placing anything
@@ -256,7 +260,9 @@ class LocalContentStore:
                 placed = await self._in_thread(self._place, result, f)
                 try:
                     # durable: an acknowledged upload survives a power cut too
-                    f, new = await self.db.run(_insert_txn, f, ctx, now, quota, durable=True)
+                    f, new = await self.db.run(_insert_txn, f, ctx, now, quota,
+                                               looks_like_video(result.head[:4096], f.mime),
+                                               durable=True)
                 except BaseException:
                     await self._in_thread(self._unplace, placed)
                     raise
@@ -412,6 +418,11 @@ class LocalContentStore:
         """(files, bytes) owned by ``owner``."""
         return await self.db.run(_usage_txn, owner)
 
+    async def unexamined_videos(
+        self, *, after: tuple[float, str] | None = None, limit: int = 100
+    ) -> list[StoredFile]:
+        return await self.db.run(_unexamined_videos_txn, after, limit)
+
     async def set_meta(self, sha256: str, **updates: Any) -> None:
         await self.db.run(_set_meta_txn, sha256, updates)
         cached = self._records.pop(sha256, None)
@@ -420,6 +431,11 @@ class LocalContentStore:
 
     async def stats(self) -> dict[str, int]:
         return await self.db.run(_stats_txn)
+
+    async def search(
+        self, q: str, limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[StoredFile, list[Ownership]]], int]:
+        return await self.db.run(_search_txn, q, limit, offset)
 
     # deletion ------------------------------------------------------------------
 

@@ -119,6 +119,22 @@ def _delete_txn(conn: sqlite3.Connection, sha256: str) -> Job | None:
     return job
 
 
+def _page_txn(conn: sqlite3.Connection, state: str | None, limit: int,
+              offset: int) -> tuple[list[Job], int]:
+    """Jobs for the admin: running first, then queued in the order they will run, then the
+    ended ones, newest first."""
+    where, args = ("WHERE state = ?", [state]) if state is not None else ("", [])
+    (total,) = conn.execute(f"SELECT count(*) FROM transcode_jobs {where}", args).fetchone()
+    rows = conn.execute(
+        f"SELECT * FROM transcode_jobs {where} ORDER BY"
+        " CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
+        " CASE WHEN state = 'queued' THEN -priority ELSE 0 END,"
+        " CASE WHEN state = 'queued' THEN duration ELSE 0 END,"
+        " coalesce(finished_at, created_at) DESC, sha256 LIMIT ? OFFSET ?",
+        (*args, limit, offset)).fetchall()
+    return [_job(r) for r in rows], int(total)
+
+
 def _counts_txn(conn: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in
             conn.execute("SELECT state, count(*) FROM transcode_jobs GROUP BY state")}
@@ -169,3 +185,6 @@ class JobStore:
     async def queue(self) -> tuple[int, float | None]:
         """Jobs waiting, and when the oldest of them was queued."""
         return await self.db.run(_queue_txn)
+
+    async def page(self, state: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+        return await self.db.run(_page_txn, state, limit, offset)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "SwarmStore",
     "LocalPeers",
     "ConnectionIds",
+    "DenyList",
 ]
 
 # BEP 15 numbering; HTTP's "paused" (BEP 21) and "" map to EVENT_NONE.
@@ -60,6 +61,28 @@ class TrackerError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class DenyList:
+    """The info-hashes the tracker refuses, one mechanism for every front end: the static
+    ``tracker.deny_list`` and the gateway's block list (``blocked``, a function answering from
+    memory, see :mod:`tgateway.blocklist`). ``info_hash in deny`` is what the swarm store asks on
+    every announce and scrape; an empty list costs one set lookup."""
+
+    __slots__ = ("static", "blocked")
+
+    def __init__(self, static: Iterable[bytes] = (),
+                 blocked: Callable[[bytes], bool] | None = None) -> None:
+        self.static = frozenset(static)
+        self.blocked = blocked
+
+    def __contains__(self, info_hash: object) -> bool:
+        if info_hash in self.static:
+            return True
+        return self.blocked is not None and isinstance(info_hash, bytes) and self.blocked(info_hash)
+
+    def __bool__(self) -> bool:
+        return bool(self.static) or self.blocked is not None
 
 
 class Rng(Protocol):

@@ -41,6 +41,7 @@ from tgateway.tracker.core import (
     MAX_WS_ENTRIES,
     MAX_WS_OFFERS,
     AnnounceResult,
+    DenyList,
     PeerScorer,
     Rng,
     TrackerError,
@@ -78,7 +79,7 @@ class MemorySwarmStore:
         max_torrents: int = 100_000,
         gateway_only: bool = False,
         is_known_info_hash: Callable[[bytes], bool] | None = None,
-        deny_list: Iterable[bytes] = (),
+        deny_list: Iterable[bytes] | DenyList = (),
         scorer: PeerScorer | None = None,
     ) -> None:
         self.interval = interval
@@ -88,7 +89,8 @@ class MemorySwarmStore:
         self.max_torrents = max_torrents
         self.gateway_only = gateway_only
         self._is_known = is_known_info_hash
-        self.deny = frozenset(deny_list)
+        # tracker.deny_list and the block list: one check (``in``) for every front end
+        self.deny = deny_list if isinstance(deny_list, DenyList) else DenyList(deny_list)
         picker = PeerPicker(rng, scorer)
         self._pick = picker.pick
         self._sample = picker.sample
@@ -105,7 +107,8 @@ class MemorySwarmStore:
     # ------------------------------------------------------------------ policy
 
     def check(self, info_hash: bytes) -> None:
-        """Raise TrackerError if this info-hash may not be tracked (deny list, mode)."""
+        """Raise TrackerError if this info-hash may not be tracked (deny list and block list,
+        mode)."""
         if info_hash in self.deny:
             raise TrackerError("info_hash is not allowed on this tracker")
         if self.gateway_only and info_hash not in self.local:

@@ -26,7 +26,7 @@ from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.metrics import Collect, counter, gauge
-from tgateway.tracker.core import ConnectionIds, PeerScorer, SwarmStore
+from tgateway.tracker.core import ConnectionIds, DenyList, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
 from tgateway.tracker.udp import UdpTracker, udp_counts
@@ -147,6 +147,7 @@ def build_tracker(
     reactor: IGatewayReactor | None = None,
     scorer: PeerScorer | None = None,
     trusted_proxies: Sequence[str] = (),
+    blocked: Callable[[bytes], bool] | None = None,
 ) -> Tracker:
     """Build the store, the three front ends and their (not yet started) services.
 
@@ -154,7 +155,9 @@ def build_tracker(
     listening. ``is_known_info_hash`` answers synchronously whether the gateway stores a file
     with that info-hash (``mode: gateway-only``). ``scorer`` ranks peers (proximity, measured
     speed) instead of the default random choice among equals. ``trusted_proxies`` (the config's
-    top-level key) may name the client in ``X-Forwarded-For``.
+    top-level key) may name the client in ``X-Forwarded-For``. ``blocked``: the gateway's block
+    list (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`), refused by HTTP, UDP and
+    WebSocket as ``tracker.deny_list`` is (one :class:`~tgateway.tracker.core.DenyList`).
     """
     if rng is None:
         rng = random.Random(int.from_bytes(os.urandom(16), "big"))
@@ -168,7 +171,7 @@ def build_tracker(
         max_torrents=config.max_torrents,
         gateway_only=config.mode == "gateway-only",
         is_known_info_hash=is_known_info_hash,
-        deny_list=[bytes.fromhex(h) for h in config.deny_list],
+        deny_list=DenyList((bytes.fromhex(h) for h in config.deny_list), blocked),
         scorer=scorer,
     )
     interval = int(config.announce_interval)
@@ -222,7 +225,8 @@ def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
     config = deps.config
     tracker = build_tracker(section, config.gateway.base_url(), deps.reactor, deps.rng,
                             deps.store.has_info_hash if deps.store is not None else None,
-                            trusted_proxies=config.trusted_proxies)
+                            trusted_proxies=config.trusted_proxies,
+                            blocked=deps.blocks.is_blocked_info_hash if deps.blocks else None)
     tracker.services.setName("tracker")
     return Component(
         name="tracker", part=tracker, services=[tracker.services],

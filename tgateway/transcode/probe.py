@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
 
+from tgateway.storage.naming import looks_like_video  # the store marks videos by it too
+
 __all__ = [
     "ProbeError",
     "ProbeResult",
@@ -65,29 +67,6 @@ class ProbeResult:
     def from_json(cls, data: dict[str, Any]) -> ProbeResult:
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**fields)
-
-
-_VIDEO_MAGIC = (
-    (4, b"ftyp"),  # MP4 / QuickTime / 3GP
-    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
-    (0, b"FLV\x01"),
-    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"),  # ASF / WMV
-    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
-    (0, b"\x00\x00\x01\xb3"),  # MPEG-1/2 video
-)
-
-
-def looks_like_video(head: bytes, mime: str = "") -> bool:
-    """A cheap first filter: a video MIME type or a video container's magic bytes."""
-    if mime.lower().startswith("video/"):
-        return True
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return True
-    if len(head) > 376 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
-        return True  # MPEG-TS
-    if head[4:8] == b"ftyp" and head[8:11] == b"M4A":
-        return False
-    return any(head[o : o + len(m)] == m for o, m in _VIDEO_MAGIC)
 
 
 def probe_argv(ffmpeg: str, ffprobe: str | None, source: str) -> list[str]:

@@ -25,10 +25,19 @@ class Prober:
         self.tools = tools
         self._slots = DeferredSemaphore(concurrent)
         self._runs: set[FFmpegRun] = set()
+        self._cancels = 0  # how many times cancel_all was called
 
     def probe_soon(self, f: StoredFile) -> Deferred[ProbeResult]:
-        """:meth:`probe`, once fewer than ``concurrent`` probes run."""
-        return self._slots.run(lambda: Deferred.fromCoroutine(self.probe(f)))
+        """:meth:`probe`, once fewer than ``concurrent`` probes run (ProbeError if
+        :meth:`cancel_all` is called meanwhile)."""
+        cancels = self._cancels
+
+        async def when_free() -> ProbeResult:
+            if self._cancels != cancels:
+                raise ProbeError("the gateway is stopping")
+            return await self.probe(f)
+
+        return self._slots.run(lambda: Deferred.fromCoroutine(when_free()))
 
     async def probe(self, f: StoredFile) -> ProbeResult:
         """Probe a stored file (raises ProbeError)."""
@@ -55,6 +64,8 @@ class Prober:
         return parse_ffmpeg_info(run.protocol.stderr_tail())
 
     def cancel_all(self) -> None:
-        """Stop every running probe (the gateway is stopping): they raise ProbeError."""
+        """Stop every running probe and every one waiting in :meth:`probe_soon` (the gateway
+        is stopping): they raise ProbeError."""
+        self._cancels += 1
         for run in list(self._runs):
             run.cancel()

@@ -13,6 +13,12 @@ to the gateway's stream routes and Blossom's ``/media``:
   Either way the listener hears first that the video was examined (``video_found``: the probe,
   and whether a job was queued), which is when its NIP-35 announcement goes out.
   Without FFmpeg nothing is probed or queued: the listener hears of the upload without a probe.
+- start: the uploaded videos a stop or crash left unexamined (stored, but no probe result or
+  error in their metadata: ``ContentStore.unexamined_videos``, page by page) are examined as if
+  just stored, so their NIP-35 announcement, job and NIP-71 event are not lost. A probe
+  cancelled because the gateway stops records nothing: the file is examined at the next start.
+  Without FFmpeg a video is never marked examined: each start reports it again (the announcer
+  skips what it announced) and, once FFmpeg is installed, it is probed.
 - deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
   ``transcode:<sha256>`` (their bytes go when nobody else owns them).
 
@@ -84,6 +90,7 @@ __all__ = ["OWNER_PREFIX", "Transcoder", "build"]
 OWNER_PREFIX = "transcode:"
 PLAYLIST_MIME = "application/vnd.apple.mpegurl"
 PROGRESS_SAVE_INTERVAL = 1.0
+EXAMINE_PAGE = 50  # unexamined videos read per query at start
 
 
 class ITranscoderReactor(IFFmpegReactor, IReactorThreads):
@@ -128,6 +135,7 @@ class Transcoder(Service):
         self._deleted: set[str] = set()
         self._outputs: dict[str, list[str]] = {}  # outputs stored so far by a running job
         self._tasks: set[Deferred[Any]] = set()
+        self._examining: set[str] = set()  # sha256 of the videos being examined now
         self._kicking = False
         self._kick_again = False
         self._stopping = False
@@ -153,12 +161,31 @@ class Transcoder(Service):
                           state="on" if self.config.enabled else "off")
         if self.active:
             self._track(Deferred.fromCoroutine(self._resume()))
+        if self._prober is not None or self.videos is not None:
+            self._track(Deferred.fromCoroutine(self._examine_left()))
 
     async def _resume(self) -> None:
         n = await self.jobs.requeue_interrupted()
         if n:
             self.log.info("{n} interrupted transcoding jobs queued again", n=n)
         self.kick()
+
+    async def _examine_left(self) -> None:
+        """Examine the uploaded videos a stop or crash left unexamined, a page at a time."""
+        after: tuple[float, str] | None = None
+        found = 0
+        while not self._stopping:
+            page = await self.store.unexamined_videos(after=after, limit=EXAMINE_PAGE)
+            if not page:
+                break
+            if not found:
+                self.log.info("examining the stored videos not examined before the last stop")
+            found += len(page)
+            after = (page[-1].created_at, page[-1].sha256)
+            await DeferredList([self._track(Deferred.fromCoroutine(self._examine(f, False)))
+                                for f in page])
+        if found:
+            self.log.info("{n} stored videos examined at start", n=found)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
@@ -189,12 +216,29 @@ class Transcoder(Service):
         return self._track(Deferred.fromCoroutine(self._on_stored(event)))
 
     async def _on_stored(self, event: StoredEvent) -> None:
-        f = event.file
-        if not event.new and "video" in f.meta:
+        await self._examine(event.file, True)
+
+    async def _examine(self, f: StoredFile, retry_error: bool) -> None:
+        """Examine a stored file once at a time: probe it if it looks like video, record the
+        probe (or its error), queue a job, tell the listener. ``retry_error``: probe again a
+        file whose earlier probe failed (it was uploaded again)."""
+        if f.sha256 in self._examining:
             return
-        head = await self.store.reader.read_block(f, 0) if f.size else b""
-        if not looks_like_video(head[:4096], f.mime):
-            return
+        self._examining.add(f.sha256)
+        try:
+            current = await self.store.get(f.sha256)  # examined meanwhile (start and upload)?
+            if current is None or "video" in current.meta or (
+                    not retry_error and "video_error" in current.meta):
+                return
+            await self._examine_now(current)
+        finally:
+            self._examining.discard(f.sha256)
+
+    async def _examine_now(self, f: StoredFile) -> None:
+        if not f.mime.lower().startswith("video/"):
+            head = await self.store.reader.read_block(f, 0) if f.size else b""
+            if not looks_like_video(head[:4096], f.mime):
+                return
         if self._prober is None:
             # no FFmpeg: nothing can be probed (nor announced over NIP-71: no size, no duration)
             await self._video_found(f, None, False)
@@ -202,8 +246,15 @@ class Transcoder(Service):
         try:
             probe = await self._prober.probe_soon(f)
         except ProbeError as e:
+            if self._stopping:
+                return  # cancelled: examined again at the next start
+            if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+                return  # deleted while it was probed (the probe failed for that reason)
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
-            await self.store.set_meta(f.sha256, video_error=str(e))
+            try:
+                await self.store.set_meta(f.sha256, video_error=str(e))
+            except KeyError:
+                pass  # deleted meanwhile
             await self._video_found(f, None, False)
             return
         if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:

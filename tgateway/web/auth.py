@@ -13,6 +13,9 @@
   event and the upload checks it before the file becomes visible (:func:`nip98_payload_check`);
 - no ``Authorization`` header: anonymous (None). Anything else: 401 saying what was wrong.
 
+A banned key (``bans``, the block list) gets 403 ``banned`` for a session, a NIP-98 header and
+a login (NIP-07 and NIP-46) alike.
+
 The caller comes out as a :class:`~tgateway.http.auth.Principal` (``admin`` for the keys in
 ``admin.pubkeys``); routes declare what they need with :func:`tgateway.http.auth.authorized`.
 
@@ -36,9 +39,18 @@ from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.errors import ApiError, BadRequest, ServiceUnavailable, TooManyRequests, Unauthorized
 from tgateway.http.app import new_app
-from tgateway.http.auth import AUTH_HELP, Need, Principal, Proof, authorized, sign_in_required
+from tgateway.http.auth import (
+    AUTH_HELP,
+    Need,
+    Principal,
+    Proof,
+    authorized,
+    refuse_banned,
+    sign_in_required,
+)
 from tgateway.http.headers import answer_preflight, client_ip
 from tgateway.http.jsonio import json_body, read_json
 from tgateway.nostr.event import Event
@@ -73,8 +85,10 @@ class RequestAuthenticator:
         admins: Iterable[str] = (),
         window: float = DEFAULT_WINDOW,
         replay: ReplayCache | None = None,
+        bans: Bans | None = None,
     ) -> None:
         self.sessions = sessions
+        self.bans = bans
         self.clock = clock
         self.base_url = base_url.rstrip("/")
         self.admins = frozenset(k.lower() for k in admins)
@@ -106,6 +120,7 @@ class RequestAuthenticator:
         )
 
     def _principal(self, pubkey: str, proof: Proof, event: Event | None = None) -> Principal:
+        refuse_banned(self.bans, pubkey)
         return Principal(pubkey=pubkey, admin=pubkey.lower() in self.admins, proof=proof,
                          event=event)
 
@@ -242,6 +257,7 @@ class AuthApi:
         raise BadRequest("auth_type must be nip07 or nip46", code="invalid_auth_type")
 
     async def _session_answer(self, request: Any, pubkey: str, method: str) -> bytes:
+        refuse_banned(self.auth.bans, pubkey)  # NIP-07 and NIP-46 alike
         token, session = await self.sessions.create(pubkey, method, self.clock.seconds())
         self.log.info("signed in {pubkey} ({method})", pubkey=pubkey, method=method)
         return json_body(

@@ -4,9 +4,11 @@ The file API (:class:`~tgateway.web.api.GatewayApi`, the site's default: upload,
 webseed, torrent, metadata), sign-in and users' files
 (:mod:`tgateway.web.users`), and, when the transcoder runs, the video routes
 (:mod:`tgateway.web.stream`) mounted beside them. Other components mount their own resources on
-this site (the tracker's ``/announce``, the DHT's status, the health component's ``/api/health``
-and ``/metrics``). Its own status is the site's HTTP signals (:mod:`tgateway.http.stats`). It
-offers later components the authenticator (sessions, NIP-98).
+this site (the tracker's ``/announce``, the DHT's status, the admin's ``/api/admin``, the health
+component's ``/api/health`` and ``/metrics``). Its own status is the site's HTTP signals
+(:mod:`tgateway.http.stats`). Its authenticator refuses banned keys (``Deps.blocks``) and the users'
+stats show each one's own storage limit (the upload handler's quota); it offers later components the
+authenticator (sessions, NIP-98).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ def _stream_mounts(stream: StreamApi) -> list[Mount]:
     resource = stream.app.resource()
     return [
         Mount("gateway", "/api/stream", resource, whole_path=True),
-        Mount("gateway", "/api/admin/transcode", resource, whole_path=True),
         # /api/users/me/files/<sha256>/transcoding-status here, the rest in the users app
         Mount("gateway", "/api/users/me/files", resource, whole_path=True,
               when=lambda path: path[-1] == b"transcoding-status"),
@@ -56,7 +57,9 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
     if deps.store is None or deps.db is None:
         raise RuntimeError("the gateway needs the storage component")
     users = build_user_routes(config=config, db=deps.db, store=deps.store, links=deps.links,
-                              clock=reactor, nostr=deps.nostr)
+                              clock=reactor, nostr=deps.nostr,
+                              quota=deps.uploads.quota if deps.uploads is not None else None,
+                              bans=deps.blocks)
     api = GatewayApi(config=config, store=deps.store, links=deps.links, clock=reactor,
                      auth=users.auth, uploads=deps.uploads)
     mounts = users.mounts()

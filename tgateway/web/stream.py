@@ -1,4 +1,4 @@
-"""Video routes on ``gateway.port``: progressive streams, HLS, transcoding status, admin retry.
+"""Video routes on ``gateway.port``: progressive streams, HLS, transcoding status.
 
 - ``GET /api/stream/<sha256>``: the best transcoded MP4 when the file's job is done, else the
   original (ranges, ETag, CORS through ``send_file``). ``?original=true`` forces the original,
@@ -16,8 +16,8 @@
   video's job (other hashes: 404).
 - ``GET /api/users/me/files/<sha256>/transcoding-status``: for an owner of the file: state,
   progress, per-profile results and the error of a failed job.
-- ``POST /api/admin/transcode/<sha256>/retry`` (``{"priority": n}`` optional): queue a job again;
-  only for ``admin.pubkeys``.
+
+The admin's view of the queue and its retry route are in :mod:`tgateway.admin.routes`.
 
 ``rate_limiting.stream``: ``requests_per_second``/``burst_size`` per file for the stream and master
 playlist routes, ``max_concurrent`` progressive streams at once (segments are not limited: a
@@ -26,7 +26,6 @@ player fetches one every few seconds).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -261,34 +260,11 @@ class StreamApi:
             out["master_sha256"] = job.results.get("master")
         return out
 
-    @authorized(app, "/api/admin/transcode/<sha256:sha>/retry", methods=["POST"],
-                need=Need.ADMIN)
-    async def retry(self, request: Any, principal: Principal, sha: str) -> bytes:
-        priority = None
-        raw = request.content.read() if getattr(request, "content", None) is not None else b""
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-                priority = body.get("priority") if isinstance(body, dict) else None
-            except ValueError:
-                raise BadRequest("the body must be JSON", code="invalid_json") from None
-            if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-                raise BadRequest("priority must be a whole number", code="invalid_field")
-        if self.transcoder is None or not self.transcoder.active:
-            raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
-        job = await self.transcoder.retry(sha, priority)
-        if job is None:
-            raise NotFound("no transcoding job for this file, and it is not a probed video",
-                           code="job_not_found")
-        return json_body(request, {"sha256": sha, "state": job.state, "priority": job.priority}, 202)
-
     @app.route("/api/stream/", branch=True, methods=["OPTIONS"])
-    @app.route("/api/admin/transcode/", branch=True, methods=["OPTIONS"])
     def preflight(self, request: Any, **kw: Any) -> bytes:
         return answer_preflight(request)
 
     @app.route("/api/stream/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
-    @app.route("/api/admin/transcode/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such API route", status=404, code="not_found")
 

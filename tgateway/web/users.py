@@ -2,7 +2,8 @@
 
 Routes (:class:`UsersApi`; every ``/api/users/me/*`` route needs a session or a NIP-98 header):
 
-- ``GET /api/users/me/stats``: files owned, bytes used, quota (``admin.default_user_storage_limit``);
+- ``GET /api/users/me/stats``: files owned, bytes used, quota (the user's own limit set by an
+  admin, else ``admin.default_user_storage_limit``);
 - ``GET /api/users/me/files?limit=&offset=`` (or ``cursor=``, the ``next_cursor`` of the previous
   page): the caller's files, newest first;
 - ``DELETE /api/users/me/files/<sha256>``: drop the caller's ownership; the bytes go only when no
@@ -26,6 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tgateway.blocklist import Bans
 from tgateway.component import Mount
 from tgateway.config import Config
 from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
@@ -251,12 +253,15 @@ def build_user_routes(
     clock: IReactorTime,
     nostr: NostrService | None = None,
     quota: Callable[[str], int] | None = None,
+    bans: Bans | None = None,
 ) -> UserRoutes:
-    """Everything sign-in and users' files need, built from the configuration."""
+    """Everything sign-in and users' files need, built from the configuration. ``quota``: the
+    storage limit of a user (default: ``admin.default_user_storage_limit`` for everyone);
+    ``bans``: the keys refused sign-in and every authenticated request."""
     sessions = SessionStore(db, ttl=config.nostr.session_ttl)
     base_url = config.gateway.base_url()  # public_url, or the listening address; never Host
     auth = RequestAuthenticator(sessions=sessions, clock=clock, base_url=base_url,
-                                admins=config.admin.pubkeys)
+                                admins=config.admin.pubkeys, bans=bans)
     binding = LoginBinding(base_url)
     nip46 = None
     if nostr is not None:
