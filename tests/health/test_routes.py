@@ -123,9 +123,14 @@ async def test_metrics_on_the_gateway_port_are_for_admins_only() -> None:
         r = await http.get(g.url("/metrics"))
         assert r.code == 401
         await r.content()
-        r = await http.get(g.url("/metrics"), headers=await bearer(g, USER))
+        user = await bearer(g, USER)
+        r = await http.get(g.url("/metrics"), headers=user)
         assert r.code == 403
         await r.content()
+        await g.gateway.components.storage.policy.users.update(USER, banned=True, by=ADMIN,
+                                                               now=time.time())
+        r = await http.get(g.url("/metrics"), headers=user)
+        assert r.code == 403 and (await treq.json_content(r))["error"] == "banned"
         r = await http.put(g.url("/api/upload"), data=b"metrics " * 1000)
         sha = (await treq.json_content(r))["sha256"]
         r = await http.get(g.url(f"/api/download/{sha}"))
@@ -152,6 +157,7 @@ async def test_metrics_on_the_gateway_port_are_for_admins_only() -> None:
         assert got[hist] == 2
         assert got[("tgateway_health_score", (("component", "storage"),))] == 100
         assert ("tgateway_storage_free_bytes", ()) in got
+        assert got[("tgateway_block_refusals_total", (("kind", "banned_key"),))] >= 1
         assert ("process_resident_memory_bytes", ()) in got
     finally:
         await g.stop()

@@ -130,6 +130,10 @@ class Storage:
         yield counter("tgateway_uploads", "Uploads by result (stored, duplicate: bytes already "
                       "stored, refused)", ("result",), {(r,): n for r, n in list(up.results.items())})
         yield counter("tgateway_ingested_bytes", "Upload bytes received", (), {(): up.ingested})
+        yield counter("tgateway_block_refusals", "What the block list refused: requests and "
+                      "publications of banned keys, uploads of tombstoned files, announces and "
+                      "peer requests of their info-hashes", ("kind",),
+                      {(k,): n for k, n in self.policy.blocks.refusals.items()})
         free = self._free()
         if free is not None:
             yield gauge("tgateway_storage_free_bytes", "Free bytes on the storage's disk", (),
