@@ -386,7 +386,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(tracker.store.scrape([IH]), [(1, 0, 0)])
         tracker.remove_local_peer(IH, "192.168.1.2", 6881)
         self.assertEqual(tracker.store.scrape([IH]), [(0, 0, 0)])
-        self.assertEqual(tracker.status(), {"status": "ok", "swarms": 0, "ws_connections": 0,
+        self.assertEqual(tracker.status(), {"status": "ok", "announces": 0, "announce_errors": 0,
+                                            "peers": 0, "swarms": 0, "ws_connections": 0,
                                             "ws_offers_dropped": 0, "ws_dropped_slow": 0})
 
     def test_minimal_and_gateway_only(self) -> None:

@@ -28,10 +28,11 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.core import Metric
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -46,6 +47,7 @@ from tgateway.dht.lookup import LookupResult
 from tgateway.dht.node import DhtNode
 from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.dht.state import STATE_FILE, load_state, save_state
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.storage.model import StoredEvent, StoredFile
 
 __all__ = ["DhtService", "build", "build_dht"]
@@ -251,6 +253,40 @@ class DhtService(service.Service):
         for key in ("routing_table_size", "good_nodes", "stored_torrents", "stored_peers"):
             out[key] = sum(f[key] for f in fams)
         return out
+
+    def health(self) -> dict[str, Any]:
+        """For ``GET /api/health``: the signals of its score (good nodes, queries answered and
+        sent, responses, timeouts since start)."""
+        now = self.clock.seconds()
+        stats = [f.node.stats for f in self.families]
+        return {"status": "ok" if self.running and self.families else "stopped",
+                "good_nodes": sum(f.node.table.good_count(now) for f in self.families),
+                "nodes": sum(len(f.node.table) for f in self.families),
+                "queries_in": sum(s.queries_in for s in stats),
+                "queries_out": sum(s.queries_out for s in stats),
+                "responses_in": sum(s.responses_in for s in stats),
+                "timeouts": sum(s.timeouts for s in stats)}
+
+    def families_metrics(self) -> Iterator[Metric]:
+        now = self.clock.seconds()
+        queries: dict[tuple[str, str, str], int] = {}
+        nodes: dict[tuple[str, str], int] = {}
+        for f in self.families:
+            fam = "ipv6" if f.node.ipv6 else "ipv4"
+            for direction, by in (("in", f.node.stats.methods_in), ("out", f.node.stats.methods_out)):
+                for method, n in list(by.items()):
+                    queries[(fam, direction, method.decode("ascii", "replace"))] = n
+            nodes[(fam, "good")] = f.node.table.good_count(now)
+            nodes[(fam, "known")] = len(f.node.table)
+        yield counter("tgateway_dht_queries", "KRPC queries answered (in) and sent (out), by type",
+                      ("family", "direction", "type"), queries)
+        yield counter("tgateway_dht_timeouts", "Our queries that got no answer", ("family",),
+                      {("ipv6" if f.node.ipv6 else "ipv4",): f.node.stats.timeouts
+                       for f in self.families})
+        yield gauge("tgateway_dht_nodes", "Nodes in the routing table (good: heard from lately)",
+                    ("family", "state"), nodes)
+        yield gauge("tgateway_dht_torrents", "Torrents the node stores peers for", (),
+                    {(): sum(f.node.store.torrent_count for f in self.families)})
 
     def _port_of(self, f: _Family) -> int | None:
         return f.port.getHost().port if f.port is not None else None
@@ -489,7 +525,7 @@ def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
                 "The DHT node's status", tags=("meta",),
                 replies={200: Reply("its id, routing table and announces",
                                     json={"type": "object"})}))])],
-        report=lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")},
+        report=dht.health, metrics=[Collect(dht.families_metrics)],
         on_stored=dht.on_file_stored, on_deleted=dht.on_file_deleted,
         provides=Provided(dht=dht),
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
+from prometheus_client.core import Metric
 from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
@@ -25,10 +26,11 @@ from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.http.openapi import Op, Param, Reply, Route
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.tracker.core import ConnectionIds, DenyList, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
-from tgateway.tracker.udp import UdpTracker
+from tgateway.tracker.udp import UdpTracker, udp_counts
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
 __all__ = ["Tracker", "build", "build_tracker", "announce_urls", "tracker_urls"]
@@ -72,10 +74,36 @@ class Tracker:
         return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0,
                             self.config.http_port)
 
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        """``{(protocol, action, result): n}`` since start, over HTTP, UDP and WebSocket."""
+        out = {("http", *k): n for k, n in list(self.http.counts.items())}
+        out.update({("ws", *k): n for k, n in list(self.ws.counts.items())})
+        if self.udp is not None:
+            out.update({("udp", *k): n for k, n in udp_counts(self.udp).items()})
+        return out
+
+    def families(self) -> Iterator[Metric]:
+        by = self.requests()
+        for action in ("announce", "scrape"):
+            yield counter(f"tgateway_tracker_{action}s", f"Tracker {action}s by protocol and result",
+                          ("protocol", "result"),
+                          {(p, r): n for (p, a, r), n in by.items() if a == action})
+        yield gauge("tgateway_tracker_swarms", "Swarms the tracker keeps", (),
+                    {(): self.store.swarm_count()})
+        yield gauge("tgateway_tracker_peers", "Peers in the tracker's swarms", (),
+                    {(): self.store.peer_count()})
+
     def status(self) -> dict[str, Any]:
-        """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
+        """For /api/health: swarms, peers, announces and their errors since start, WebSocket
+        connections, and what slow readers cost them."""
+        by = self.requests()
+        announces = sum(n for (_, a, r), n in by.items() if a == "announce" and r != "dropped")
+        errors = sum(n for (_, a, r), n in by.items() if a == "announce" and r == "error")
         return {
             "status": "ok",
+            "announces": announces,
+            "announce_errors": errors,
+            "peers": self.store.peer_count(),
             "swarms": self.store.swarm_count(),
             "ws_connections": self.ws_factory.connections,
             "ws_offers_dropped": self.store.ws_dropped,  # not sent to congested sockets
@@ -240,5 +268,6 @@ def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
         name="tracker", part=tracker, services=[tracker.services],
         mounts=[Mount("gateway", "/announce", tracker.resource, routes=[ANNOUNCE]),
                 Mount("gateway", "/scrape", tracker.resource, routes=[SCRAPE])],
-        report=tracker.status, provides=Provided(local_peers=tracker),
+        report=tracker.status, metrics=[Collect(tracker.families)],
+        provides=Provided(local_peers=tracker),
     )
