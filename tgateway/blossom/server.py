@@ -80,11 +80,9 @@ from tgateway.http.openapi import (
     BLOSSOM_SCHEMES,
     JSON,
     Body,
-    Link,
     Op,
     Param,
     Reply,
-    Schema,
     hidden,
     route,
 )
@@ -103,6 +101,19 @@ from .descriptor import descriptor
 from .media import BodyFile, LocalFile, MediaOptimizer, accepts_type, plan_for
 from .mirror import MirrorSource, StoredBlobSource, guarded_agent, own_blob, parse_mirror_url
 from .report import MAX_REPORT_BYTES, parse_report
+from .routing import (
+    BLOB,
+    BYTES,
+    CHECK,
+    CHECK_ERRORS,
+    HEX64,
+    STORED,
+    UPLOAD_ERRORS,
+    X_FILENAME,
+    X_SHA256,
+    error_headers,
+    int_arg,
+)
 
 LIST_MAX = 1000
 
@@ -116,44 +127,6 @@ BLOSSOM_PREFLIGHT = {
 BUDS = [1, 2, 4, 5, 6, 8, 9, 10, 11, 12]
 
 
-_HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_BYTES: Schema = {"type": "string", "format": "binary"}
-#: a blob descriptor (BUD-02, :func:`~tgateway.blossom.descriptor.descriptor`)
-BLOB: Schema = {
-    "type": "object",
-    "required": ["url", "sha256", "size", "type", "uploaded", "nip94"],
-    "properties": {
-        "url": {"type": "string"}, "sha256": _HEX64, "size": {"type": "integer", "minimum": 0},
-        "type": {"type": "string"}, "uploaded": {"type": "integer"},
-        "infohash": {"type": "string"}, "magnet": {"type": "string"},
-        "torrent": {"type": "string"}, "blossom_uri": {"type": ["string", "null"]},
-        "onion_url": {"type": "string"},
-        "nip94": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
-    },
-}
-_BLOB_LINKS = {
-    "get": Link("get_blob", {"sha": "$response.body#/sha256"}),
-    "delete": Link("delete_blob", {"sha": "$response.body#/sha256"}),
-}
-_STORED = {201: Reply("stored: a new blob", json=BLOB, links=_BLOB_LINKS),
-           200: Reply("the blob was stored already", json=BLOB, links=_BLOB_LINKS)}
-_X_SHA256 = Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-                  description="the blob's SHA-256")
-_X_FILENAME = Param("X-Filename", "header", description="a name for the blob (percent-encoded)")
-_CHECK = [Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-                required=True, description="the blob's SHA-256"),
-          Param("X-Content-Length", "header", {"type": "string", "pattern": "^[0-9]{1,15}$"},
-                required=True, description="its size"),
-          Param("X-Content-Type", "header", description="its type")]
-_CHECK_ERRORS = {400: "X-SHA-256 missing or malformed, X-Content-Length not a byte count",
-                 411: "X-Content-Length is missing",
-                 413: "larger than the blob limit or the caller's quota",
-                 507: "not enough disk space"}
-_UPLOAD_ERRORS = {400: "an empty body", 409: "the bytes do not hash to X-SHA-256",
-                  413: "larger than the blob limit or the caller's quota",
-                  507: "not enough disk space"}
-
-
 def sunset(f: StoredFile, config: Config) -> float | None:
     """When retention will remove ``f`` (RFC 8594 ``Sunset``): ``admin.max_file_age`` after it
     was stored, when ``admin.auto_cleanup`` is on; None otherwise. The date comes from the
@@ -163,31 +136,6 @@ def sunset(f: StoredFile, config: Config) -> float | None:
     if not admin.auto_cleanup:
         return None
     return float(f.created_at) + float(admin.max_file_age)
-
-
-def _header_value(text: str) -> bytes:
-    """A message made safe for an HTTP header (Latin-1, no line breaks, bounded)."""
-    clean = " ".join(text.split())[:300]
-    return clean.encode("latin-1", "replace")
-
-
-def _error_headers(request: Any, error: ApiError) -> None:
-    """Every Blossom error: CORS, and the message in ``X-Reason`` (BUD-01)."""
-    set_headers(request, CORS_HEADERS)
-    request.setHeader(b"x-reason", _header_value(error.message))
-
-
-def _int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name.encode(), [None])[0]
-    if raw is None or raw == b"":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer", code="invalid_field") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_field")
-    return value
 
 
 def _owner(principal: Principal | None) -> str | None:
@@ -215,7 +163,7 @@ def _token_scope(principal: Principal | None, mismatch: type[ApiError]) -> tuple
 class BlossomServer:
     """Klein routes of the Blossom server. One instance per process, built by ``tgateway.tap``."""
 
-    app = new_app(decorate=_error_headers, not_found="no such Blossom endpoint",
+    app = new_app(decorate=error_headers, not_found="no such Blossom endpoint",
                   schemes=BLOSSOM_SCHEMES)
     log = Logger()
 
@@ -340,8 +288,8 @@ class BlossomServer:
                 before=_gate_read, op=Op(
                     "A blob (BUD-01)", tags=("blossom",), limited=True,
                     params=[Param("Range", "header", description="one byte range")],
-                    replies={200: Reply("the bytes", content={"*/*": _BYTES}),
-                             206: Reply("the byte range asked for", content={"*/*": _BYTES},
+                    replies={200: Reply("the bytes", content={"*/*": BYTES}),
+                             206: Reply("the byte range asked for", content={"*/*": BYTES},
                                         headers={"Content-Range": {"type": "string",
                                                                    "required": True}}),
                              304: Reply("If-None-Match names the blob's ETag")},
@@ -361,9 +309,9 @@ class BlossomServer:
     @authorized(app, "/upload", methods=["PUT"], need=_policy("upload"), scope="upload",
                 before=_gate, op=Op(
                     "Upload a blob (BUD-02)", tags=("blossom",), limited=True,
-                    params=[_X_SHA256, _X_FILENAME],
-                    body=Body({"application/octet-stream": _BYTES}),
-                    replies=_STORED, errors=_UPLOAD_ERRORS))
+                    params=[X_SHA256, X_FILENAME],
+                    body=Body({"application/octet-stream": BYTES}),
+                    replies=STORED, errors=UPLOAD_ERRORS))
     async def upload(self, request: Any, principal: Principal | None) -> bytes:
         body = streamed_body(request)
         expected = self._x_sha256(request)
@@ -387,8 +335,8 @@ class BlossomServer:
     @authorized(app, "/upload", methods=["HEAD"], need=_policy("upload"), scope="upload",
                 before=_gate_read, op=Op(
                     "Would this upload be accepted? (BUD-06)", tags=("blossom",), limited=True,
-                    name="upload_check", params=_CHECK, replies={200: Reply("it would")},
-                    errors=_CHECK_ERRORS))
+                    name="upload_check", params=CHECK, replies={200: Reply("it would")},
+                    errors=CHECK_ERRORS))
     async def upload_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-06: would this upload be accepted? Answers from headers alone."""
         await self._preflight(request, principal)
@@ -431,9 +379,9 @@ class BlossomServer:
     @authorized(app, "/media", methods=["HEAD"], need=_policy("media"), scope="media",
                 before=_gate_read, op=Op(
                     "Would this media upload be accepted? (BUD-05)", tags=("blossom",),
-                    limited=True, name="media_check", params=_CHECK,
+                    limited=True, name="media_check", params=CHECK,
                     replies={200: Reply("it would")},
-                    errors={**_CHECK_ERRORS, 415: "neither an image nor a video",
+                    errors={**CHECK_ERRORS, 415: "neither an image nor a video",
                             503: "media optimisation is off here"}))
     async def media_check(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-05 preflight, as ``HEAD /upload`` (BUD-06), and 415 for a type that is neither an
@@ -449,10 +397,10 @@ class BlossomServer:
     @authorized(app, "/media", methods=["PUT"], need=_policy("media"), scope="media",
                 before=_gate, op=Op(
                     "Upload an image or video to be optimised (BUD-05)", tags=("blossom",),
-                    limited=True, params=[_X_SHA256, _X_FILENAME],
-                    body=Body({"application/octet-stream": _BYTES}),
-                    replies=_STORED,
-                    errors={**_UPLOAD_ERRORS, 415: "neither an image nor a video",
+                    limited=True, params=[X_SHA256, X_FILENAME],
+                    body=Body({"application/octet-stream": BYTES}),
+                    replies=STORED,
+                    errors={**UPLOAD_ERRORS, 415: "neither an image nor a video",
                             503: "media optimisation is off here"}))
     async def media_upload(self, request: Any, principal: Principal | None) -> bytes:
         """BUD-05: optimise the body (:mod:`tgateway.blossom.media`) and store the result as a
@@ -521,7 +469,7 @@ class BlossomServer:
                                                    "maximum": 2**53}),
                             Param("limit", schema={"type": "integer", "minimum": 1,
                                                    "maximum": LIST_MAX}),
-                            Param("cursor", schema=_HEX64,
+                            Param("cursor", schema=HEX64,
                                   description="the last blob of the previous page")],
                     replies={200: Reply("the blobs", json={"type": "array", "items": BLOB})},
                     errors={400: "a bad argument, or a cursor that is not the key's blob",
@@ -529,9 +477,9 @@ class BlossomServer:
     async def list_blobs(self, request: Any, principal: Principal | None, owner: str) -> bytes:
         if principal is not None and principal.pubkey != owner:
             raise Forbidden("you can only list your own blobs", code="forbidden")
-        since = _int_arg(request, "since", 0, 2**53)
-        until = _int_arg(request, "until", 0, 2**53)
-        limit = _int_arg(request, "limit", 1, LIST_MAX) or LIST_MAX
+        since = int_arg(request, "since", 0, 2**53)
+        until = int_arg(request, "until", 0, 2**53)
+        limit = int_arg(request, "limit", 1, LIST_MAX) or LIST_MAX
         raw_cursor = request.args.get(b"cursor", [None])[0]
         cursor = parse_hex(raw_cursor.decode("latin-1"), 64, "cursor") if raw_cursor else None
         if cursor is not None and await self.bstore.uploaded_at(cursor, owner) is None:
@@ -554,7 +502,7 @@ class BlossomServer:
                     description="The bytes are deleted with the last owner.",
                     replies={200: Reply("ownership removed", json={
                         "type": "object", "required": ["sha256", "deleted", "bytes_removed"],
-                        "properties": {"sha256": _HEX64, "deleted": {"const": True},
+                        "properties": {"sha256": HEX64, "deleted": {"const": True},
                                        "bytes_removed": {"type": "boolean"}}})},
                     errors={404: "the caller has no such blob"}))
     async def delete_blob(self, request: Any, principal: Principal, sha: str) -> bytes:
@@ -571,13 +519,13 @@ class BlossomServer:
     @authorized(app, "/mirror", methods=["PUT"], need=_policy("mirror"), scope="mirror",
                 before=_gate, op=Op(
                     "Store a blob from a URL (BUD-04)", tags=("blossom",), limited=True,
-                    params=[_X_SHA256, Param("X-Content-Length", "header",
+                    params=[X_SHA256, Param("X-Content-Length", "header",
                                              {"type": "string", "pattern": "^[0-9]{1,15}$"})],
                     body=Body({JSON: {"type": "object", "required": ["url"],
                                       "properties": {"url": {"type": "string",
                                                              "format": "uri"}}}}),
-                    replies=_STORED,
-                    errors={**_UPLOAD_ERRORS, 400: "not JSON, or not an http(s) URL",
+                    replies=STORED,
+                    errors={**UPLOAD_ERRORS, 400: "not JSON, or not an http(s) URL",
                             403: "the URL names a host the server may not reach",
                             404: "a URL of this server names no blob here",
                             502: "the URL could not be fetched"}))

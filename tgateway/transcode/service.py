@@ -55,20 +55,15 @@ from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.transcode_jobs import Job, JobStore
 from tgateway.transcode import tools as ffmpeg_tools
 
-from .api import Rendition, VideoListener, VideoResults
+from .api import VideoListener, VideoResults
 from .argv import (
-    PlaylistEntry,
     Profile,
     Variant,
-    avc_codecs,
     encode_argv,
     hls_argv,
-    master_playlist,
-    parse_media_playlist,
     plan_variants,
-    rewrite_media_playlist,
 )
-from .outputs import in_thread, read_head, read_text, store_file, write_text
+from .outputs import in_thread, store_file, store_renditions
 from .probe import (
     ProbeError,
     ProbeResult,
@@ -88,7 +83,6 @@ from .tools import FFmpegTools
 __all__ = ["OWNER_PREFIX", "Transcoder", "build"]
 
 OWNER_PREFIX = "transcode:"
-PLAYLIST_MIME = "application/vnd.apple.mpegurl"
 PROGRESS_SAVE_INTERVAL = 1.0
 EXAMINE_PAGE = 50  # unexamined videos read per query at start
 
@@ -505,59 +499,19 @@ class Transcoder(Service):
     async def _store_outputs(self, f: StoredFile, probe: ProbeResult, variants: list[Variant],
                              work: str) -> dict[str, Any]:
         sha = f.sha256
-        base = os.path.splitext(f.name)[0] or sha
-        out_variants = []
-        renditions = []
-        entries = []
-        for v in variants:
-            self._check(sha)
-            mp4 = await self._put(sha, os.path.join(work, v.filename), f"{base} {v.name}.mp4",
-                                  "video/mp4")
-            head = await self._thread(read_head, os.path.join(work, v.filename), 1 << 20)
-            codecs = avc_codecs(head, v.has_audio)
-            hls_dir = os.path.join(work, "hls_" + v.name)
-            text = await self._thread(read_text, os.path.join(hls_dir, "index.m3u8"))
-            segments = parse_media_playlist(text)
-            names: dict[str, str] = {}
-            seg_shas = []
-            peak = 0
-            for duration, uri in segments:
-                self._check(sha)
-                seg = await self._put(sha, os.path.join(hls_dir, uri), f"{base} {v.name} {uri}",
-                                      "video/mp2t")
-                names[uri] = f"{seg.sha256}.ts"
-                seg_shas.append(seg.sha256)
-                if duration > 0.5:
-                    peak = max(peak, int(seg.size * 8 / duration))
-            playlist_text = rewrite_media_playlist(text, names)
-            playlist_path = os.path.join(hls_dir, "playlist.m3u8")
-            await self._thread(write_text, playlist_path, playlist_text)
-            playlist = await self._put(sha, playlist_path, f"{base} {v.name}.m3u8",
-                                       PLAYLIST_MIME)
-            average = int(mp4.size * 8 / probe.duration) if probe.duration else 0
-            peak = max(peak, average)
-            entries.append(PlaylistEntry(uri=f"{playlist.sha256}.m3u8", bandwidth=peak,
-                                         average_bandwidth=average, width=v.width,
-                                         height=v.height, codecs=codecs, frame_rate=probe.fps))
-            out_variants.append({
-                "name": v.name, "width": v.width, "height": v.height, "mode": v.mode,
-                "sha256": mp4.sha256, "size": mp4.size, "bitrate": average, "bandwidth": peak,
-                "codecs": codecs, "playlist": playlist.sha256, "segments": seg_shas,
-            })
-            renditions.append(Rendition(v.name, mp4, v.width, v.height, average))
-        master_path = os.path.join(work, "master.m3u8")
-        await self._thread(write_text, master_path, master_playlist(entries))
-        master = await self._put(sha, master_path, f"{base}.m3u8", PLAYLIST_MIME)
-        results = {"variants": out_variants, "master": master.sha256,
+        stored = await store_renditions(
+            f, probe, variants, work, thread=self._thread, check=lambda: self._check(sha),
+            put=lambda path, name, mime: self._put(sha, path, name, mime))
+        results = {"variants": stored.variants, "master": stored.master.sha256,
                    "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
         self._set_progress(sha, 100.0)
         await self.store.set_meta(sha, transcoding={
-            "state": "done", "master": master.sha256,
+            "state": "done", "master": stored.master.sha256,
             "variants": [{k: v[k] for k in ("name", "width", "height", "sha256", "mode")}
-                         for v in out_variants],
+                         for v in stored.variants],
         })
         self._check(sha)
-        await self._video_ready(VideoResults(f, probe, tuple(renditions), master))
+        await self._video_ready(VideoResults(f, probe, stored.renditions, stored.master))
         return results
 
     async def _put(self, sha: str, path: str, name: str, mime: str) -> StoredFile:

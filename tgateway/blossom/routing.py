@@ -1,0 +1,74 @@
+"""What the Blossom routes share besides their handlers: the OpenAPI schemas of a blob
+descriptor and of the upload headers (BUD-02, BUD-06), and small request helpers (the ``X-Reason``
+error headers of BUD-01, integer query arguments)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tgateway.errors import ApiError, BadRequest
+from tgateway.http.headers import CORS_HEADERS, set_headers
+from tgateway.http.openapi import Link, Param, Reply, Schema
+
+HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+BYTES: Schema = {"type": "string", "format": "binary"}
+#: a blob descriptor (BUD-02, :func:`~tgateway.blossom.descriptor.descriptor`)
+BLOB: Schema = {
+    "type": "object",
+    "required": ["url", "sha256", "size", "type", "uploaded", "nip94"],
+    "properties": {
+        "url": {"type": "string"}, "sha256": HEX64, "size": {"type": "integer", "minimum": 0},
+        "type": {"type": "string"}, "uploaded": {"type": "integer"},
+        "infohash": {"type": "string"}, "magnet": {"type": "string"},
+        "torrent": {"type": "string"}, "blossom_uri": {"type": ["string", "null"]},
+        "onion_url": {"type": "string"},
+        "nip94": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+BLOB_LINKS = {
+    "get": Link("get_blob", {"sha": "$response.body#/sha256"}),
+    "delete": Link("delete_blob", {"sha": "$response.body#/sha256"}),
+}
+STORED = {201: Reply("stored: a new blob", json=BLOB, links=BLOB_LINKS),
+           200: Reply("the blob was stored already", json=BLOB, links=BLOB_LINKS)}
+X_SHA256 = Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                  description="the blob's SHA-256")
+X_FILENAME = Param("X-Filename", "header", description="a name for the blob (percent-encoded)")
+CHECK = [Param("X-SHA-256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                required=True, description="the blob's SHA-256"),
+          Param("X-Content-Length", "header", {"type": "string", "pattern": "^[0-9]{1,15}$"},
+                required=True, description="its size"),
+          Param("X-Content-Type", "header", description="its type")]
+CHECK_ERRORS = {400: "X-SHA-256 missing or malformed, X-Content-Length not a byte count",
+                 411: "X-Content-Length is missing",
+                 413: "larger than the blob limit or the caller's quota",
+                 507: "not enough disk space"}
+UPLOAD_ERRORS = {400: "an empty body", 409: "the bytes do not hash to X-SHA-256",
+                  413: "larger than the blob limit or the caller's quota",
+                  507: "not enough disk space"}
+
+
+
+def header_value(text: str) -> bytes:
+    """A message made safe for an HTTP header (Latin-1, no line breaks, bounded)."""
+    clean = " ".join(text.split())[:300]
+    return clean.encode("latin-1", "replace")
+
+
+def error_headers(request: Any, error: ApiError) -> None:
+    """Every Blossom error: CORS, and the message in ``X-Reason`` (BUD-01)."""
+    set_headers(request, CORS_HEADERS)
+    request.setHeader(b"x-reason", header_value(error.message))
+
+
+def int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
+    raw = request.args.get(name.encode(), [None])[0]
+    if raw is None or raw == b"":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer", code="invalid_field") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_field")
+    return value
