@@ -10,8 +10,6 @@ caller's NIP-98 ``payload`` tag, if any, is one of the upload's checks.
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
