@@ -218,7 +218,9 @@ def test_every_operation_with_generated_inputs(running: tuple[GatewayProcess, st
     assert len(labels) >= 40, sorted(labels)
     # the signing works: routes that need credentials answered something other than 401
     for label in ("GET /api/users/me/stats", "POST /api/admin/cleanup", "GET /list/{owner}",
-                  "PUT /upload", "PUT /mirror", "DELETE /{sha}", "DELETE /api/users/me/files/{sha}"):
+                  "PUT /upload", "PUT /mirror", "DELETE /{sha}", "DELETE /api/users/me/files/{sha}",
+                  "GET /api/admin/stats", "PUT /api/admin/users/{pubkey}",
+                  "DELETE /api/admin/files/{sha}", "GET /api/files/{sha}/ownership"):
         assert any(code != 401 for (lb, code) in seen if lb == label), (label, seen)
     assert _log_failures(gw) == []
 

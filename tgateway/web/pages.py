@@ -30,6 +30,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from tgateway.http.app import new_app
+from tgateway.http.openapi import Op, Param, Reply, Schema, route
 
 __all__ = ["Pages", "Section", "SECTIONS", "format_size"]
 
@@ -48,6 +49,18 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 _HEX = frozenset("0123456789abcdef")
+
+#: an HTML page as the OpenAPI documents describe it (not JSON: a page for people)
+_HTML: Schema = {"type": "string", "contentMediaType": "text/html"}
+_PAGE_HEADERS: dict[str, Schema] = {
+    "Content-Security-Policy": {"type": "string", "required": True,
+                                "description": "scripts only from the gateway"}}
+
+
+def _page_op(summary: str, description: str, **kw: Any) -> Op:
+    return Op(summary, tags=("web",), description=description, replies={
+        200: Reply("the page (HTML)", content={"text/html": _HTML}, headers=_PAGE_HEADERS),
+        **kw.pop("replies", {})}, **kw)
 
 
 @functools.cache
@@ -140,7 +153,9 @@ class Pages:
 
     # pages ------------------------------------------------------------------------------
 
-    @app.route("/", methods=["GET"])
+    @route(app, "/", methods=["GET"], op=_page_op(
+        "The upload page", "The web interface's start: upload files (a form that posts to "
+        "/api/upload without JavaScript), sign in with Nostr.", name="page_upload"))
     def upload(self, request: Any) -> bytes:
         limit = self.public["upload"]["max_size"]
         main = _template("upload.html").substitute(
@@ -150,11 +165,19 @@ class Pages:
                 if self.public["upload"]["anonymous"] else "Sign in to upload."))
         return self._page(request, page="upload", title="Upload", main=main)
 
-    @app.route("/me", methods=["GET"])
+    @route(app, "/me", methods=["GET"], op=_page_op(
+        "The \"my files\" page", "The signed-in user's files (the page reads them from "
+        "/api/users/me/files with the session it holds).", name="page_me"))
     def me(self, request: Any) -> bytes:
         return self._page(request, page="me", title="My files", main=_template("me.html").substitute())
 
-    @app.route("/f/<sha256>", methods=["GET"])
+    @route(app, "/f/<sha256>", methods=["GET"], op=_page_op(
+        "A file's page", "Every face of a stored file (download, .torrent, magnet, webseed, "
+        "stream, Blossom), the player, the swarm and the owner's actions.", name="page_file",
+        params=[Param("sha256", "path", {"type": "string"},
+                      description="the file's SHA-256 (64 hex digits, either case)")],
+        replies={404: Reply("no such file: an HTML page saying so",
+                            content={"text/html": _HTML}, headers=_PAGE_HEADERS)}))
     async def file(self, request: Any, sha256: str) -> bytes:
         sha = sha256.lower()
         f = await self.store.get(sha) if len(sha) == 64 and set(sha) <= _HEX else None
