@@ -30,7 +30,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from tgateway.http.app import new_app
-from tgateway.http.openapi import Op, Param, Reply, Schema, route
+from tgateway.http.openapi import HEX64, Op, Param, Reply, Schema, route
 
 __all__ = ["Pages", "Section", "SECTIONS", "format_size"]
 
@@ -174,7 +174,7 @@ class Pages:
     @route(app, "/f/<sha256>", methods=["GET"], op=_page_op(
         "A file's page", "Every face of a stored file (download, .torrent, magnet, webseed, "
         "stream, Blossom), the player, the swarm and the owner's actions.", name="page_file",
-        params=[Param("sha256", "path", {"type": "string"},
+        params=[Param("sha256", "path", {"type": "string", "pattern": HEX64},
                       description="the file's SHA-256 (64 hex digits, either case)")],
         replies={404: Reply("no such file: an HTML page saying so",
                             content={"text/html": _HTML}, headers=_PAGE_HEADERS)}))

@@ -53,6 +53,14 @@ def _type_of(name: str) -> str:
     return TYPES.get(ext, "application/octet-stream")
 
 
+def _schema_of(content_type: str) -> Schema:
+    if content_type == "application/json":
+        return {"type": "object"}  # the manifest (source maps too)
+    if content_type.startswith(("text/", "image/svg")):
+        return {"type": "string"}
+    return {"type": "string", "format": "binary"}
+
+
 @dataclass(frozen=True)
 class StaticFile:
     data: bytes
@@ -110,10 +118,7 @@ class StaticFiles(Resource):
                     by_dir.setdefault(head, []).append(leaf)
             for sub, names in sorted(by_dir.items()):
                 types = sorted({_type_of(n) for n in names})
-                content: dict[str, Schema] = {
-                    t: {"type": "string"} if t.startswith(("text/", "application/json",
-                                                           "image/svg"))
-                    else {"type": "string", "format": "binary"} for t in types}
+                content: dict[str, Schema] = {t: _schema_of(t) for t in types}
                 path = "/".join(p for p in (prefix, sub) if p) + "/<name>"
                 out.append(Route(path, ["GET", "HEAD"], Op(
                     what + (f" ({sub}/)" if sub else ""), tags=("web",),
