@@ -59,6 +59,8 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 REDACTED = "[redacted]"
 #: the largest storage limit SQLite's INTEGER holds
 MAX_STORAGE_LIMIT = 2**63 - 1
+#: a transcode job's priority (higher first; SQLite's INTEGER holds far more)
+MAX_PRIORITY = 2**31 - 1
 #: configuration keys whose values never leave the gateway
 SECRETS = (("nostr", "private_key"),)
 
@@ -277,10 +279,14 @@ def _storage_limit(value: Any) -> int | None:
         raise BadRequest('storage_limit must be a number of bytes, a size such as "5GB", or '
                          "null", code="invalid_field")
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except ValueError:
         raise BadRequest('storage_limit must be a number of bytes, a size such as "5GB", or '
                          "null", code="invalid_field") from None
+    if size > MAX_STORAGE_LIMIT:
+        raise BadRequest(f"storage_limit is at most {MAX_STORAGE_LIMIT} bytes",
+                         code="invalid_field")
+    return size
 
 
 def _job_json(job: Job) -> dict[str, Any]:
@@ -611,20 +617,24 @@ class AdminApi:
         description="A failed or done job is queued again; a probed video that was never "
                     "queued is queued for the first time.",
         body=Body({"application/json": {
-            "type": "object", "properties": {"priority": {"type": "integer"}}}},
+            "type": "object", "properties": {"priority": {
+                "type": "integer", "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY,
+                "description": "higher runs first (default: the job's, or 0)"}}}},
             required=False),
         replies={202: Reply("queued", json={
             "type": "object", "required": ["sha256", "state", "priority"],
             "properties": {"sha256": {"type": "string"}, "state": {"type": "string"},
                            "priority": {"type": "integer"}}})},
-        errors={400: "not a JSON object, or a priority that is not a whole number",
+        errors={400: "not a JSON object, or a priority that is not a whole number in range",
                 404: "no job for this file, and it is not a probed video",
                 503: "transcoding is disabled"}))
     async def retry(self, request: Any, principal: Principal, sha: str) -> bytes:
         body = _body(request, required=False)
         priority = body.get("priority")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise BadRequest("priority must be a whole number", code="invalid_field")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or abs(priority) > MAX_PRIORITY):
+            raise BadRequest(f"priority must be a whole number from -{MAX_PRIORITY} to "
+                             f"{MAX_PRIORITY}", code="invalid_field")
         transcoder = self.transcoding
         if transcoder is None or not transcoder.active:
             raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
