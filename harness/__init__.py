@@ -19,7 +19,7 @@ Everything here is installed by ``scripts/install-test-deps`` (``make test`` run
   bittorrent-dht, create-torrent, parse-torrent, nostr-tools, blossom-client-sdk, ws);
 - Debian's ``/usr/bin/python3`` with ``libtorrent`` (python3-libtorrent imports only there, never in
   the project's virtualenv);
-- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``tor``,
+- ``aria2c``, ``ffmpeg``/``ffprobe``, ``curl``, ``nginx``, ``opentracker``, ``wrk``, ``prometheus``, ``tor``,
   ``systemd-analyze`` (systemd), ``openssl``;
 - the BitTorrent daemons ``qbittorrent-nox``, ``transmission-daemon`` and ``deluged`` (with
   ``deluge-console``), driven through their own interfaces (``harness.daemons``);

@@ -26,7 +26,8 @@ def small_config(data_dir: str, **sections: dict[str, Any]) -> Config:
             "blob_storage": f"{data_dir}/blobs",
             "chunk_storage": f"{data_dir}/chunks",
         },
-        "tracker": {"enabled": False},
+        # a test that turns the tracker on gets its dedicated HTTP port (the first announce URL)
+        "tracker": {"enabled": False, "http_port": free_tcp_port()},
         "peer": {"port": free_tcp_port(), "host": "127.0.0.1"},
         "dht": {"enabled": False, "bootstrap_nodes": []},
         "transcoding": {"enabled": False},

@@ -96,6 +96,12 @@ def wrk() -> str:
     return which("wrk", "wrk")
 
 
+def prometheus() -> str:
+    """Debian's Prometheus server: ``--config.file``, ``--storage.tsdb.path`` in the test's tmp
+    folder, ``--web.listen-address=127.0.0.1:PORT``; the HTTP query API is ``/api/v1/query``."""
+    return which("prometheus", "prometheus")
+
+
 def tor() -> str:
     """Offline use: ``DisableNetwork 1``, a loopback ``ControlPort``, cookie auth, and a
     ``DataDirectory`` in the test's tmp folder."""

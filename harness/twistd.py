@@ -29,7 +29,8 @@ def gateway_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]
             "blob_storage": str(data_dir / "blobs"),
             "chunk_storage": str(data_dir / "chunks"),
         },
-        "tracker": {"enabled": False},
+        # a test that turns the tracker on gets its dedicated HTTP port (the first announce URL)
+        "tracker": {"enabled": False, "http_port": free_tcp_port()},
         "peer": {"port": free_tcp_port(), "host": "127.0.0.1"},
         "dht": {"enabled": False, "bootstrap_nodes": []},
         "transcoding": {"enabled": False},

@@ -62,13 +62,15 @@ def test_differences_name_what_the_operator_should_change() -> None:
 
 def test_descriptor_budget_follows_the_configuration() -> None:
     default = deploy.nofile_budget(parse_config({}))
-    assert default == {"base": 1024, "peer": 250, "tracker WebSocket": 16384, "HTTP": 16384,
-                       "transcoding": 32}
+    assert default == {"base": 1024, "peer": 250, "tracker WebSocket": 16384, "tracker HTTP": 4096,
+                       "HTTP": 16384, "transcoding": 32}
     bigger = deploy.nofile_budget(parse_config({"peer": {"max_connections": 4000}}))
     assert bigger["peer"] == 5000
     no_tracker = deploy.nofile_budget(parse_config({"tracker": {"enabled": False}}))
     assert "tracker WebSocket" not in no_tracker
-    assert deploy.facts(parse_config({}))["NOFILE"] == "34816"  # 34074 rounded up to 1024s
+    assert deploy.facts(parse_config({}))["NOFILE"] == "38912"  # 38170 rounded up to 1024s
+    no_tracker_port = deploy.nofile_budget(parse_config({"tracker": {"http_port": 0}}))
+    assert "tracker HTTP" not in no_tracker_port and no_tracker_port["HTTP"] == 16384
     assert "peer" not in deploy.nofile_budget(parse_config({"mode": "blossom-only"}))
 
 
@@ -92,4 +94,6 @@ def test_facts_for_nginx_and_the_unit(tmp_path: Path) -> None:
     assert "tcp/9877\tHTTP API (gateway)\t(loopback only)" in lines
     assert "udp/6969\tUDP tracker" in lines and "tcp/6881\tBitTorrent peer" in lines
     assert "udp/6881\tBitTorrent peer (uTP)" in lines  # peer.utp, on by default
+    # the dedicated HTTP tracker port: open to the world, not behind nginx
+    assert "tcp/6969\tHTTP tracker (the torrents' first announce URL; WebSocket too)" in lines
     assert deploy._upstream("::", 1) == "[::1]:1"

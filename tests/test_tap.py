@@ -26,9 +26,11 @@ from twisted.web.resource import Resource
 from tgateway import tap
 from tgateway.component import Component, Deps, Mount, Provided
 from tgateway.config import AdminConfig, parse_config
-from tgateway.links import Links
+from tgateway.health.core import HealthCore, Thresholds
+from tgateway.health.service import Health
+from tgateway.http.auth import AnonymousOnly
+from tgateway.metrics import Registry
 from tgateway.storage.model import StoredEvent
-from tgateway.web.api import GatewayApi
 
 
 class _Hello(Resource):
@@ -70,7 +72,8 @@ def test_a_component_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     top = tap.makeService({"config": config}, reactor=MemoryReactorClock())
     gw = top.gateway
     assert [c.name for c in gw.components] == ["storage", "tracker", "peer", "nostr", "transcode",
-                                               "gateway", "probe", "admin", "retention"]
+                                               "gateway", "probe", "health", "admin",
+                                               "retention"]
     probe = gw.components.named("probe")
     # built after the gateway, with what the components before it provide
     assert probe.part.deps.authenticator is gw.components.gateway.users.auth
@@ -85,7 +88,7 @@ def test_a_component_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     r = _result(client.get("http://gw.test/api/probe/x"))
     assert (r.code, _result(r.content())) == (200, b"hello from api/probe/x")
     # /api/health reads it through the Component face
-    assert probe in list(gw.components.gateway.api.components)
+    assert probe in list(gw.components.named("health").part.components)
     assert _result(Deferred.fromCoroutine(probe.status())) == {"status": "ok", "seen": 0}
     # its metrics are in the gateway's registry
     probe.part.probes.inc(2)
@@ -105,7 +108,7 @@ def _component(name: str, report: Any) -> Component[None]:
 
 def test_health_is_every_components_status() -> None:
     async def later() -> dict[str, Any]:
-        return {"status": "ok", "files": 3}
+        return {"status": "ok", "files": 3, "free_bytes": 10**12}
 
     def broken() -> dict[str, Any]:
         raise RuntimeError("boom")
@@ -113,11 +116,16 @@ def test_health_is_every_components_status() -> None:
     components = [_component("storage", later), _component("quiet", None),
                   _component("tracker", lambda: {"status": "ok", "swarms": 2}),
                   _component("broken", broken)]
-    api = GatewayApi(config=parse_config({}), store=None, links=Links("http://gw.test"),  # type: ignore[arg-type]
-                     clock=Clock(), components=components)
-    r = _result(StubTreq(api.app.resource()).get("http://gw.test/api/health"))
+    health = Health(components=components, clock=Clock(), auth=AnonymousOnly(),
+                    core=HealthCore(Thresholds(), window=15.0), registry=Registry())
+    r = _result(StubTreq(health.app.resource()).get("http://gw.test/api/health"))
     body = json.loads(_result(r.content()))
     assert r.code == 200
-    assert body.pop("time") > 0
-    assert body == {"status": "ok", "storage": {"status": "ok", "files": 3},
-                    "tracker": {"status": "ok", "swarms": 2}, "broken": {"status": "error"}}
+    assert body["time"] == 0  # the clock's
+    assert body["status"] == "degraded"  # "broken" is not required: the gateway serves
+    assert body["scores"] == {"storage": 100, "tracker": 100, "broken": 0}
+    assert [a["name"] for a in body["alerts"]] == ["score:broken"]
+    assert body["tracker"] == {"status": "ok", "swarms": 2}  # each status under its name
+    assert health.statuses == {"storage": {"status": "ok", "files": 3, "free_bytes": 10**12},
+                               "tracker": {"status": "ok", "swarms": 2},
+                               "broken": {"status": "error", "error": "RuntimeError: boom"}}

@@ -150,3 +150,22 @@ def screenshot(page: Any, name: str, fallback_dir: Path) -> Path:
 def fits_width(page: Any) -> bool:
     """No horizontal scrolling: the page fits its viewport's width."""
     return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+# every visible control without an accessible name (label, aria-label(ledby) or text)
+UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]')]
+  .filter((el) => el.offsetParent !== null || el.closest('dialog[open]'))
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') &&
+                  !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map((el) => el.outerHTML.slice(0, 120))"""
+NO_ALT = "() => [...document.querySelectorAll('img')].filter((i) => !i.alt).map((i) => i.src)"
+
+
+def check_page(page: Any, name: str, width: str, shots: Path, *, shot: bool = True) -> None:
+    """Fits the width, every control named, every image described; then a screenshot (unless
+    ``shot`` is false)."""
+    assert fits_width(page), f"{name} is wider than the {width} viewport"
+    assert page.evaluate(UNNAMED) == [], name
+    assert page.evaluate(NO_ALT) == [], name
+    if shot:
+        screenshot(page, f"{name}-{width}", shots)

@@ -139,6 +139,9 @@ class Deps(Provided):
     rng: random.Random
     links: Links
     components: Sequence[Component[Any]]
+    # the process's metrics registry (tgateway.metrics.Registry); tap registers every
+    # component's ``metrics`` in it, the health component serves it at /metrics
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def adding(self, provided: Provided) -> Deps:
         """These deps with what a component provides; a face provided twice is a wiring error."""

@@ -197,8 +197,9 @@ class TrackerConfig:
     host: str = "0.0.0.0"
     # BEP 15 UDP tracker port; 0 switches it off.
     udp_port: int = field(default=6969, metadata=_port())
-    # Optional dedicated HTTP+WebSocket tracker port (the gateway port serves /announce anyway).
-    http_port: int = field(default=0, metadata=_port())
+    # Dedicated HTTP+WebSocket tracker port, the first announce URL of every torrent and magnet
+    # (the fast path; the gateway port serves /announce too); 0 switches it off.
+    http_port: int = field(default=6969, metadata=_port())
     # open: any info-hash; gateway-only: only info-hashes of stored files.
     mode: str = field(
         default="open",
@@ -391,6 +392,34 @@ class RateLimitingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus ``GET /metrics``: on its own port when ``port`` is set (no auth: bind it to a
+    private interface), else on the gateway's port for admins only."""
+
+    port: int = field(default=0, metadata=_port())
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Thresholds of the alerts (``tgateway.health``); an alert is on while its condition
+    holds."""
+
+    disk_free_min: Size = field(default=Size(1000**3), metadata=_non_negative())
+    score_min: int = field(default=50, metadata=_check(lambda v: 0 <= v <= 100,
+                                                       "a score from 0 to 100"))
+    outbox_backlog_max: int = field(default=1000, metadata=_non_negative())
+    failed_jobs_max: int = field(default=10, metadata=_non_negative())
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    # Scores and alerts are worked out this often (and on each GET /api/health).
+    check_interval: Duration = field(default=Duration(15), metadata=_positive())
+    alerts: AlertsConfig = AlertsConfig()
+
+
+@dataclass(frozen=True)
 class Config:
     mode: str = field(
         default="unified", metadata=_check(lambda v: v in MODES, "one of " + ", ".join(MODES))
@@ -412,6 +441,8 @@ class Config:
     nostr: NostrConfig = NostrConfig()
     transcoding: TranscodingConfig = TranscodingConfig()
     admin: AdminConfig = AdminConfig()
+    health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
     rate_limiting: RateLimitingConfig = RateLimitingConfig()
     tor: TorConfig = TorConfig()
 

@@ -35,10 +35,12 @@ from tgateway.config import Config, ConfigError, load_config, parse_config
 # File-descriptor budget (LimitNOFILE) beyond the peer's connection slots, which come from the
 # configuration. Nothing else in the gateway caps these connection counts, so the limit is
 # their bound: WebSocket tracker connections (a WebTorrent client keeps one open per tracker),
-# HTTP connections per port (one socket plus one open file per download), and a base for the
-# database, logs, UDP sockets, relay connections, chunk files and FFmpeg pipes.
+# HTTP connections per port (one socket plus one open file per download), HTTP connections to the
+# tracker's dedicated port (a socket each, no file), and a base for the database, logs, UDP
+# sockets, relay connections, chunk files and FFmpeg pipes.
 NOFILE_BASE = 1024
 NOFILE_TRACKER_WS = 16384
+NOFILE_TRACKER_HTTP = 4096
 NOFILE_HTTP_PER_PORT = 2 * 4096
 NOFILE_PER_TRANSCODE = 16
 
@@ -156,7 +158,7 @@ def ports(config: Config) -> list[Port]:
             out.append(Port("udp", config.tracker.udp_port, config.tracker.host, "UDP tracker"))
         if config.tracker.http_port:
             out.append(Port("tcp", config.tracker.http_port, config.tracker.host,
-                            "HTTP/WebSocket tracker (dedicated port)"))
+                            "HTTP tracker (the torrents' first announce URL; WebSocket too)"))
     if "dht" in c:
         out.append(Port("udp", config.dht.port, config.dht.host, "DHT"))
         if config.dht.host6:
@@ -168,6 +170,9 @@ def ports(config: Config) -> list[Port]:
     return [p for p in out if p.port]
 
 
+HTTP_PORTS = ("HTTP API (gateway)", "Blossom")
+
+
 def nofile_budget(config: Config) -> dict[str, int]:
     """LimitNOFILE, part by part (see the constants above)."""
     c = components(config)
@@ -177,7 +182,9 @@ def nofile_budget(config: Config) -> dict[str, int]:
         parts["peer"] = n + max(8, n // 4)  # handshaken + handshaking slots (tgateway.peer.protocol)
     if "tracker" in c:
         parts["tracker WebSocket"] = NOFILE_TRACKER_WS
-    http_ports = sum(1 for p in ports(config) if p.proto == "tcp" and p.what != "BitTorrent peer")
+        if config.tracker.http_port:
+            parts["tracker HTTP"] = NOFILE_TRACKER_HTTP
+    http_ports = sum(1 for p in ports(config) if p.proto == "tcp" and p.what in HTTP_PORTS)
     if http_ports:
         parts["HTTP"] = NOFILE_HTTP_PER_PORT * http_ports
     if "transcode" in c and config.transcoding.enabled:

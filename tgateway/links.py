@@ -101,7 +101,7 @@ class OnionOrigin:
 @dataclass(frozen=True)
 class Links:
     base_url: str  # e.g. http://127.0.0.1:9877 (no trailing slash)
-    tracker_urls: tuple[str, ...] = ()  # HTTP, UDP, WebSocket announce URLs, in that order
+    tracker_urls: tuple[str, ...] = ()  # announce URLs in the order clients try them (tracker_urls)
     blossom_url: str | None = None
     # the onion service's base URLs, once tor has answered (tgateway.tor)
     onion_origin: OnionOrigin = field(default_factory=OnionOrigin, compare=False)

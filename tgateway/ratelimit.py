@@ -57,6 +57,7 @@ class KeyedLimiter(Generic[K]):
         self.burst = burst
         self.max_keys = max_keys
         self._buckets: OrderedDict[K, TokenBucket] = OrderedDict()
+        self.refused = 0  # requests refused so far (tgateway_ratelimit_refusals_total)
 
     def take(self, key: K, now: float, cost: float = 1.0) -> float:
         """0.0 if the request may go ahead, else the seconds until it would be allowed."""
@@ -68,7 +69,10 @@ class KeyedLimiter(Generic[K]):
                 self._evict(now)
         else:
             self._buckets.move_to_end(key)
-        return bucket.take(now, cost)
+        wait = bucket.take(now, cost)
+        if wait:
+            self.refused += 1
+        return wait
 
     def _evict(self, now: float) -> None:
         # Oldest first; a full bucket is equivalent to no bucket at all.

@@ -17,7 +17,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import ProcessCollector
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
@@ -26,6 +26,7 @@ from tgateway import __version__
 from tgateway.component import Component, Components, Deps, Gateway, GatewayService
 from tgateway.config import MODES, Config, ConfigError, load_config
 from tgateway.links import Links
+from tgateway.metrics import Registry
 
 log = Logger()
 
@@ -56,6 +57,8 @@ COMPONENTS = (
     Spec("nostr", "tgateway.nostr.service", "nostr", SERVING),
     Spec("transcode", "tgateway.transcode.service", "transcoding", SERVING, switch=False),
     Spec("gateway", "tgateway.web.service", "gateway", SERVING),
+    # health: after the gateway, whose site and authenticator it uses; it reads every component
+    Spec("health", "tgateway.health.service", "health", SERVING, switch=False),
     Spec("admin", "tgateway.admin.service", "admin", SERVING),  # the gateway's site and auth
     Spec("retention", "tgateway.retention.service", "admin", SERVING | BLOBS, switch=False),
     Spec("blossom", "tgateway.blossom.service", "blossom_server", BLOBS),
@@ -129,15 +132,17 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> Multi
     specs = specs_for(config)
     os.makedirs(config.data_dir, exist_ok=True)
     built: list[Component[Any]] = []
+    metrics = Registry()
+    ProcessCollector(registry=metrics)  # process_cpu_seconds_total, memory, open fds
     deps = Deps(config=config, reactor=reactor, rng=random.Random(int.from_bytes(os.urandom(16), "big")),
-                links=links_for(config, frozenset(s.name for s in specs)), components=built)
+                links=links_for(config, frozenset(s.name for s in specs)), components=built,
+                metrics=metrics)
     for spec in specs:
         component = import_module(spec.module).build(getattr(config, spec.section), deps)
         built.append(component)
         deps = deps.adding(component.provides)
 
     sites = {site.name: site for c in built for site in c.sites}
-    metrics = CollectorRegistry(auto_describe=True)
     top = GatewayService(Gateway(config, deps, Components(built),
                                  {name: site.site for name, site in sites.items()}, metrics))
     for c in built:

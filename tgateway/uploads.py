@@ -162,6 +162,9 @@ class Uploads:
         self.store = store
         self.quota = quota
         self.checks: list[Check] = list(checks)
+        # since start: uploads by result (stored, duplicate, refused), bytes received
+        self.results: dict[str, int] = {}
+        self.ingested = 0
 
     # before the bytes ------------------------------------------------------------------
 
@@ -210,8 +213,22 @@ class Uploads:
         """Store what ``source`` delivers as ``intake`` says; the file is visible (and the
         "stored" event fired) only if every rule and check passed. Raises the ApiError that
         refused it; nothing is left behind then."""
-        room = await self.admit(intake, source.length)
         sinks: list[Sink] = []
+        try:
+            event = await self._receive(intake, source, sinks)
+        except Exception:
+            self._count("refused", sinks)
+            raise
+        self._count("stored" if event.new else "duplicate", sinks)
+        return event
+
+    def _count(self, result: str, sinks: list[Sink]) -> None:
+        self.results[result] = self.results.get(result, 0) + 1
+        if sinks:
+            self.ingested += sinks[0].received
+
+    async def _receive(self, intake: Intake, source: Source, sinks: list[Sink]) -> StoredEvent:
+        room = await self.admit(intake, source.length)
 
         def open_sink(length: int | None) -> Sink:
             if sinks:

@@ -20,7 +20,13 @@ an upload is fsynced before it is acknowledged.
 Serve: the same file stored chunked; wrk (shared/loadgen/webseed_range.lua) drives 2 MiB Range
 reads and whole-file GETs against /api/download and /api/webseed, and against Debian nginx
 serving the same bytes as a plain file, with 1 and 32 connections. Server pinned to core 0,
-load generator to core 1. Target: >= 50 % of nginx.
+load generator to core 1. Target: >= 50 % of nginx. ``--shipped`` runs the gateway with
+``configs/config.yaml`` as shipped (rate limits, cache, mode; only the data folder, the ports and
+the DHT bootstrap nodes are changed); ``--conns``, ``--routes``, ``--kinds`` and ``--pairs``
+pick the rows, e.g. the webseed's target with the shipped config (>= 0.8 of nginx):
+
+    .venv/bin/python bench/storage/run.py --only serve --shipped --conns 16 --routes webseed \\
+        --kinds ranges --pairs 3
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -44,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from bench.nginx import start_nginx  # noqa: E402
 from harness.twistd import GatewayProcess, gateway_config, random_file  # noqa: E402
 
-LOADGEN = REPO.parent / "shared" / "loadgen"
+LOADGEN = Path(os.environ.get("LOADGEN", "/work/shared/loadgen"))
 MiB = 1 << 20
 
 
@@ -155,45 +163,121 @@ def parallel_curl(url: str, size: int, clients: int) -> dict:
     return {"MBps": got / 1e6 / elapsed, "errors": errors, "p99_us": 0.0}
 
 
-def run_serve(src: Path, work: Path, duration: int) -> list[dict]:
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU so far of every process in the process group ``pgid``."""
+    pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pgid: int, run: Callable[..., dict], *args: Any) -> dict:
+    """``run(*args)``'s figures plus the server's CPU seconds per GB sent (``cpu_s_per_GB``), which
+    depends much less than MB/s on what else the shared machine is doing."""
+    cpu0, t0 = group_cpu_seconds(pgid), time.perf_counter()
+    r = run(*args)
+    gb = r["MBps"] * (time.perf_counter() - t0) / 1000
+    r["cpu_s_per_GB"] = (group_cpu_seconds(pgid) - cpu0) / gb if gb else 0.0
+    return r
+
+
+def shipped_config(data_dir: Path) -> dict:
+    """``configs/config.yaml`` as shipped, changed only where a benchmark on a shared machine
+    must: the data folder, free loopback ports, and no DHT bootstrap nodes (nothing leaves
+    127.0.0.1). Rate limits, cache size, mode and every other setting stay as shipped."""
+    import yaml
+
+    from harness.ports import free_tcp_port, free_udp_port
+
+    cfg = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
+    cfg["data_dir"] = str(data_dir)
+    cfg["storage"].update(metadata_db=str(data_dir / "metadata.db"), blob_storage=str(data_dir / "blobs"),
+                          chunk_storage=str(data_dir / "chunks"))
+    cfg["transcoding"]["work_dir"] = str(data_dir / "transcoded")
+    loopback = "127.0.0.1"
+    cfg["gateway"].update(port=free_tcp_port(), host=loopback)
+    cfg["blossom_server"].update(port=free_tcp_port(), host=loopback)
+    cfg["tracker"].update(udp_port=free_udp_port(), http_port=free_tcp_port(), host=loopback)
+    cfg["peer"].update(port=free_tcp_port(), host=loopback)
+    cfg["dht"].update(port=free_udp_port(), host=loopback, bootstrap_nodes=[])
+    return cfg
+
+
+def run_serve(src: Path, work: Path, duration: int, *, shipped: bool = False,
+              conns_list: tuple[int, ...] = (1, 32), routes: tuple[str, ...] = ("download", "webseed"),
+              kinds: tuple[str, ...] = ("ranges", "full"), pairs: int = 1) -> list[dict]:
+    """Each (kind, connections) is measured ``pairs`` times, nginx then the gateway's routes, and
+    every pair's ratio is printed; the median ratio per row closes the run."""
     size = src.stat().st_size
     data = work / "serve"
     shutil.rmtree(data, ignore_errors=True)
-    gw = GatewayProcess(gateway_config(data / "data", storage={"chunk_cache_size": "64MiB"}), data)
+    cfg = (shipped_config(data / "data") if shipped
+           else gateway_config(data / "data", storage={"chunk_cache_size": "64MiB"}))
+    gw = GatewayProcess(cfg, data)
     gw.start()
     subprocess.run(["taskset", "-pc", "0", str(twistd_pid(gw))], check=True, capture_output=True)
+    gw_pgid = os.getpgid(twistd_pid(gw))
     meta = json.loads(subprocess.run(["curl", "-sS", "--fail", "-T", str(src), "-H", "X-Filename: big.bin",
                                       gw.url("/api/upload")], check=True, capture_output=True).stdout)
-    print(f"# stored as {meta['storage']}", flush=True)
+    print(f"# stored as {meta['storage']}; gateway config: "
+          + ("configs/config.yaml as shipped (data folder, ports, DHT bootstrap changed)" if shipped
+             else "harness.twistd.gateway_config"), flush=True)
     www = work / "www"
     www.mkdir(exist_ok=True)
     target = www / "big.bin"
     if not target.exists():
         os.link(src, target) if src.stat().st_dev == www.stat().st_dev else shutil.copy(src, target)
     nginx, nport = start_nginx(www, work)
+    paths = {"download": f"/api/download/{meta['sha256']}",
+             "webseed": f"/api/webseed/{meta['info_hash']}/big.bin"}
+    # The same bytes in the page cache for both: nginx's file was just written, the gateway's
+    # chunks were written with O_DIRECT (not cached). One whole read of each before measuring.
+    for url in (f"http://127.0.0.1:{nport}/big.bin", gw.url(paths["download"])):
+        subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", url], check=True)
     rows = []
     try:
-        for full in (False, True):
-            for conns in (1, 32):
-                if full:
-                    ref = parallel_curl(f"http://127.0.0.1:{nport}/big.bin", size, conns)
-                else:
-                    ref = wrk(f"http://127.0.0.1:{nport}", "/big.bin", size, conns, duration, False)
-                for label, path in (("download", f"/api/download/{meta['sha256']}"),
-                                    ("webseed", f"/api/webseed/{meta['info_hash']}/big.bin")):
+        for kind in kinds:
+            full = kind == "full"
+            for conns in conns_list:
+                for pair in range(pairs):
                     if full:
-                        ours = parallel_curl(gw.url(path), size, conns)
+                        ref = measured(nginx.pid, parallel_curl, f"http://127.0.0.1:{nport}/big.bin", size, conns)
                     else:
-                        ours = wrk(gw.base, path, size, conns, duration, False)
-                    rows.append({"route": label, "kind": "whole file" if full else "2 MiB ranges",
-                                 "conns": conns, "gateway_MBps": ours["MBps"], "nginx_MBps": ref["MBps"],
-                                 "ratio": ours["MBps"] / ref["MBps"] if ref["MBps"] else 0.0,
-                                 "errors": ours["errors"], "p99_ms": ours["p99_us"] / 1000})
-                    print(json.dumps(rows[-1]), flush=True)
+                        ref = measured(nginx.pid, wrk, f"http://127.0.0.1:{nport}", "/big.bin", size, conns,
+                                       duration, False)
+                    for label in routes:
+                        if full:
+                            ours = measured(gw_pgid, parallel_curl, gw.url(paths[label]), size, conns)
+                        else:
+                            ours = measured(gw_pgid, wrk, gw.base, paths[label], size, conns, duration, False)
+                        rows.append({"route": label, "kind": "whole file" if full else "2 MiB ranges",
+                                     "conns": conns, "pair": pair + 1, "gateway_MBps": ours["MBps"],
+                                     "nginx_MBps": ref["MBps"],
+                                     "ratio": ours["MBps"] / ref["MBps"] if ref["MBps"] else 0.0,
+                                     "errors": ours["errors"], "p99_ms": ours["p99_us"] / 1000,
+                                     "gateway_cpu_s_per_GB": ours["cpu_s_per_GB"],
+                                     "nginx_cpu_s_per_GB": ref["cpu_s_per_GB"],
+                                     "loadavg": os.getloadavg()[0]})
+                        print(json.dumps(rows[-1]), flush=True)
     finally:
         nginx.terminate()
         nginx.wait(10)
         gw.stop()
+    groups: dict[tuple[str, str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["route"], r["kind"], r["conns"]), []).append(r)
+    for (route, kind, conns), rs in groups.items():
+        print(f"# {route} {kind} x{conns} connections: median ratio "
+              f"{statistics.median(r['ratio'] for r in rs):.2f} (pairs: "
+              + ", ".join(f"{r['gateway_MBps']:.0f}/{r['nginx_MBps']:.0f} MB/s = {r['ratio']:.2f}" for r in rs)
+              + f"), errors {sum(r['errors'] for r in rs)}; CPU per GB sent: gateway "
+              f"{statistics.median(r['gateway_cpu_s_per_GB'] for r in rs):.2f} s, nginx "
+              f"{statistics.median(r['nginx_cpu_s_per_GB'] for r in rs):.2f} s", flush=True)
     return rows
 
 
@@ -207,7 +291,15 @@ def main() -> None:
     ap.add_argument("--tmpfs", action="store_true",
                     help="also ingest with the data folder on /dev/shm (fsync is free there): "
                          "shows what the code does when the disk is not the limit")
+    ap.add_argument("--shipped", action="store_true",
+                    help="serve: the gateway runs configs/config.yaml as shipped (ports, data folder and "
+                         "DHT bootstrap changed only), not the tests' config with generous limits")
+    ap.add_argument("--conns", default="1,32", help="serve: connection counts, comma-separated")
+    ap.add_argument("--routes", default="download,webseed", help="serve: download, webseed")
+    ap.add_argument("--kinds", default="ranges,full", help="serve: ranges (2 MiB, wrk), full (parallel curl)")
+    ap.add_argument("--pairs", type=int, default=1, help="serve: nginx/gateway pairs per row (median ratio)")
     args = ap.parse_args()
+    print(f"# load average at start: {os.getloadavg()}", flush=True)
     size = parse_size(args.size)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tgw-bench-", dir=str(REPO / "bench" / "out")
                                                   if (REPO / "bench" / "out").exists() else None))
@@ -249,7 +341,11 @@ def main() -> None:
             if root is not None:
                 shutil.rmtree(root, ignore_errors=True)
     if args.only in (None, "serve"):
-        run_serve(src, work, args.duration)
+        run_serve(src, work, args.duration, shipped=args.shipped,
+                  conns_list=tuple(int(c) for c in args.conns.split(",")),
+                  routes=tuple(args.routes.split(",")), kinds=tuple(args.kinds.split(",")),
+                  pairs=args.pairs)
+    print(f"# load average at end: {os.getloadavg()}", flush=True)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -13,6 +13,10 @@ same machine, same run.
   path) and the gateway-style twisted.web Site with ``tracker.resource`` (how /announce is served on
   the gateway port), plus the UDP port.
 * Memory: ``bench/tracker/memory.py`` (100,000 peers across 10,000 torrents).
+* The default announce URL: the first HTTP announce URL of a torrent made with
+  ``configs/config.yaml`` as shipped (``tgateway.tracker.service.announce_urls``) is either the
+  dedicated port (``tracker.http_port``) or ``/announce`` on the gateway port; the summary names
+  which, and gives its ratios against the targets (>= 2x bittorrent-tracker, >= 0.5x opentracker).
 
 Prints every RESULT line and a table of ratios measured in this run.
 
@@ -84,6 +88,21 @@ class OtherLoad:
         wall = time.monotonic() - self.t
         other = (machine_busy() - self.busy) - (self._ours() - self.ours)
         return max(other, 0.0) / max(wall, 1e-6)
+
+
+def default_announce() -> tuple[str, str]:
+    """(the first HTTP announce URL with the shipped config, our server that answers it here:
+    ``tgateway`` for the dedicated port, ``tgateway-site`` for the gateway port's /announce)."""
+    from urllib.parse import urlsplit
+
+    sys.path.insert(0, str(ROOT))  # this checkout's tgateway, as the servers run it
+    from tgateway.config import load_config
+    from tgateway.tracker.service import announce_urls
+
+    config = load_config(str(ROOT / "configs" / "config.yaml"))
+    first = next(u for u in announce_urls(config) if u.startswith(("http://", "https://")))
+    dedicated = bool(config.tracker.http_port) and urlsplit(first).port == config.tracker.http_port
+    return first, "tgateway" if dedicated else "tgateway-site"
 
 
 def free_port() -> int:
@@ -207,6 +226,9 @@ def main() -> None:
     only = set(args.only.split(","))
     secs = args.secs
     start_load = os.getloadavg()[0]
+    default_url, default_name = default_announce()
+    print(f"default announce URL (first HTTP URL of a torrent with configs/config.yaml): {default_url}"
+          f" -> {default_name}", flush=True)
     print(f"load average at start: {loadavg()}"
           + (f"  -- above {NOISY}: the machine is not quiet" if start_load > NOISY else ""), flush=True)
     build()
@@ -315,6 +337,12 @@ def main() -> None:
             if ot:
                 line += f"  x{v / ot:.2f} opentracker ({ot:.0f}/s)"
             print(line)
+    for proto, name in (("http", default_name),):
+        v, bt, ot = results.get((proto, name)), results.get((proto, "bittorrent-tracker")), results.get((proto, "opentracker"))
+        if v and bt and ot:
+            print(f"\nDefault announce URL ({default_url}, served here by {name}): x{v / bt:.2f} bittorrent-tracker "
+                  f"(target 2), x{v / ot:.2f} opentracker (target 0.5): "
+                  + ("met" if v / bt >= 2 and v / ot >= 0.5 else "NOT met"))
     print("\nOther load per round (cores used by everything but the benchmark): "
           + " ".join(f"{o:.2f}" + (" NOISY" if n else "") for o, n in zip(others, noisy, strict=True)))
     print(f"{sum(noisy)} of {len(noisy)} round(s) noisy (other load above {NOISY}"

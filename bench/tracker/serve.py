@@ -11,13 +11,14 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tgateway.config import TrackerConfig
+from tgateway.config import load_config
 from tgateway.tracker.service import build_tracker
 
 
@@ -28,10 +29,10 @@ def main() -> None:
     ap.add_argument("--site", type=int, default=0, help="twisted.web Site with the resource")
     ap.add_argument("--ready", help="file to write 'ready' into once listening")
     args = ap.parse_args()
-    # The shipped defaults (max_peers_per_torrent 5000, max_torrents 100000), on loopback.
-    config = dataclasses.replace(
-        TrackerConfig(), host="127.0.0.1", udp_port=args.udp, http_port=args.http
-    )
+    # The tracker section of configs/config.yaml as shipped (max_peers_per_torrent 5000,
+    # max_torrents 100000 ...), on loopback and the ports given.
+    shipped = load_config(str(Path(__file__).resolve().parents[2] / "configs" / "config.yaml")).tracker
+    config = dataclasses.replace(shipped, host="127.0.0.1", udp_port=args.udp, http_port=args.http)
     tracker = build_tracker(config, f"http://127.0.0.1:{args.site or args.http}", reactor)
     tracker.services.startService()
     if args.site:

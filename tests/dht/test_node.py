@@ -93,6 +93,18 @@ class QueryTests(SynchronousTestCase):
         reply = query(node, out, b"vote", {})
         self.assertEqual(reply[b"e"][0], 204)
 
+    def test_queries_counted_by_method_with_unknown_ones_as_other(self) -> None:
+        node, out = make()
+        query(node, out, b"ping", {})
+        query(node, out, b"ping", {}, t=b"t2")
+        query(node, out, b"find_node", {b"target": b"T" * 20}, t=b"t3")
+        for i in range(3):  # methods a client makes up add no series
+            query(node, out, b"vote%d" % i, {}, t=b"u%d" % i)
+        self.assertEqual(node.stats.methods_in, {b"ping": 2, b"find_node": 1, b"other": 3})
+        sent = node.stats.methods_out.get(b"ping", 0)  # it may have pinged a new sender
+        node.ping(("10.2.2.2", 6881), 0.0)
+        self.assertEqual(node.stats.methods_out[b"ping"], sent + 1)
+
     def test_malformed_queries_are_203(self) -> None:
         node, out = make()
         node.datagram_received(

@@ -274,6 +274,29 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(svc.status()["stored_torrents"], 1)
         self.successResultOf(svc.stopService())
 
+    def test_on_any_address_the_gateway_stores_itself_at_the_peers_address(self) -> None:
+        # Bound to 0.0.0.0 with no other node known, the node has no address of its own: the
+        # peer's announced address (as the tracker lists it) is stored instead.
+        svc = build_dht(config(host="0.0.0.0", bootstrap_nodes=()), str(self.state), self.reactor,
+                        random.Random(4), 6881, announce_ips=("203.0.113.7", "2001:db8::7"))
+        svc.startService()
+        svc.announce(b"\x05" * 20)
+        self.reactor.advance(0)
+        d = svc.get_peers(b"\x05" * 20)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), [("203.0.113.7", 6881)])
+        self.successResultOf(svc.stopService())
+
+    def test_on_any_address_without_an_address_nothing_is_stored(self) -> None:
+        svc = self.start(host="0.0.0.0", bootstrap_nodes=())
+        svc.announce(b"\x06" * 20)
+        self.reactor.advance(0)
+        d = svc.get_peers(b"\x06" * 20)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(svc.status()["stored_torrents"], 0)
+        self.successResultOf(svc.stopService())
+
     def test_status(self) -> None:
         svc = self.start(bootstrap_nodes=())
         proto = self.reactor.udp[0].proto

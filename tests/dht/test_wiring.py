@@ -52,3 +52,21 @@ class WiringTests(SynchronousTestCase):
             {"config": self.config(dht={"enabled": False})}, reactor=MemoryReactorClock()
         )
         self.assertIsNone(top.gateway.components.dht)  # type: ignore[attr-defined]
+
+    def test_the_peers_address_as_the_tracker_lists_it(self) -> None:
+        # DHT and peer on any address: the public URL's host, as the tracker lists the peer.
+        top = makeService({"config": self.config(
+            dht={"bootstrap_nodes": [], "host": "0.0.0.0"}, peer={"host": "0.0.0.0"},
+            gateway={"public_url": "http://198.51.100.4:9877"})}, reactor=MemoryReactorClock())
+        parts = top.gateway.components  # type: ignore[attr-defined]
+        self.assertEqual(parts.dht.announce_ips, ("198.51.100.4",))
+        # the very addresses the peer lists itself under on the built-in tracker
+        self.assertEqual(parts.dht.announce_ips, parts.peer.announcer.local_ips)
+        # peer.external_ip comes first, as for the tracker.
+        top = makeService({"config": self.config(
+            dht={"bootstrap_nodes": [], "host": "0.0.0.0"},
+            peer={"host": "0.0.0.0", "external_ip": "203.0.113.9"},
+            gateway={"public_url": "http://198.51.100.4:9877"})}, reactor=MemoryReactorClock())
+        parts = top.gateway.components  # type: ignore[attr-defined]
+        self.assertEqual(parts.dht.announce_ips, ("203.0.113.9",))
+        self.assertEqual(parts.dht.announce_ips, parts.peer.announcer.local_ips)

@@ -107,7 +107,8 @@ def test_the_admin_api_and_the_web_interface_are_described(gateway: Any) -> None
     paths = document(gateway.sites["gateway"].resource, title="t", version="1")["paths"]
     admin = [op for p, item in paths.items() if p.startswith("/api/admin/")
              and p != "/api/admin/cleanup" for op in item.values()]
-    assert len(admin) == 20  # 12 operations, 8 of them GETs with their HEAD
+    # 12 operations of the admin API and the health's diagnostics, 9 of them GETs with a HEAD
+    assert len(admin) == 22
     for op in admin:
         assert op["security"] == [{"session": []}, {"nip98": []}], op["operationId"]
         assert {"401", "403"} <= set(op["responses"]), op["operationId"]
@@ -132,6 +133,14 @@ def test_the_admin_api_and_the_web_interface_are_described(gateway: Any) -> None
     vendor = paths["/static/vendor/{name}"]["get"]
     assert "MANIFEST.json" in vendor["parameters"][0]["schema"]["enum"]
     assert {"304", "404"} <= set(vendor["responses"])
+    # the health component: /api/health answers its body with a 503 too, /metrics is text
+    health = paths["/api/health"]["get"]
+    assert set(health["responses"]) == {"200", "503"} and health["security"] == []
+    assert "scores" in health["responses"]["503"]["content"]["application/json"]["schema"][
+        "required"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert "reasons" in paths["/api/admin/diagnostics"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["required"]
     app = next(p for p in paths if p.startswith("/static/app-") and p.endswith("/js/{name}"))
     assert "main.js" in paths[app]["get"]["parameters"][0]["schema"]["enum"]
 

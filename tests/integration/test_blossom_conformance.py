@@ -104,10 +104,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cfg["transcoding"]["work_dir"] = str(data / "transcoded")
     cfg["gateway"].update(port=ports.free_tcp_port(), host="127.0.0.1")
     cfg["blossom_server"].update(port=ports.free_tcp_port(), host="127.0.0.1")
-    cfg["tracker"].update(udp_port=ports.free_udp_port(), host="127.0.0.1")
+    cfg["tracker"].update(udp_port=ports.free_udp_port(), http_port=ports.free_tcp_port(), host="127.0.0.1")
     cfg["peer"].update(port=ports.free_tcp_port(), host="127.0.0.1")
     cfg["dht"].update(enabled=False, bootstrap_nodes=[])
     with GatewayProcess(cfg, work / "gw") as gw:
+        # GatewayProcess waits for the gateway's port; Blossom's site is built after it and on a
+        # loaded machine may listen a moment later
+        ports.wait_for_tcp("127.0.0.1", int(cfg["blossom_server"]["port"]), timeout=30)
         c = Client(f"http://127.0.0.1:{cfg['blossom_server']['port']}", gw.base)
         yield c, work, cfg
         took = time.monotonic() - c.started

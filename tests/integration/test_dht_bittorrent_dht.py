@@ -3,10 +3,15 @@
 Three bittorrent-dht 11 nodes bootstrap from the gateway only (nothing leaves 127.0.0.1): one
 pings the gateway and finds the peer the gateway announced, another announces an info-hash and a
 third finds that peer through the gateway; then the gateway finds it with its own lookup.
+
+The whole plugin (``twistd tgateway``) with its DHT and peer on ``0.0.0.0``, as shipped, and no
+other DHT node: a bittorrent-dht node bootstrapped from the gateway alone finds the gateway's peer
+for a stored file, at the address the tracker lists it under (issue 16, point 7).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -16,7 +21,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from harness import procs
+from harness import ports, procs, tools
+from harness.twistd import GatewayProcess, gateway_config, random_file
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -63,3 +69,25 @@ async def test_bittorrent_dht_nodes(gateway: DhtService) -> None:
         assert status["families"][0]["errors_out"] == 0
     finally:
         proc.stop()
+
+
+def test_a_node_bootstrapped_from_a_gateway_on_any_address_finds_its_peer(tmp_path: Path) -> None:
+    dht_port, peer_port = ports.free_udp_port(), ports.free_tcp_port()
+    cfg = gateway_config(
+        tmp_path / "data", mode="unified", blossom_server={"enabled": False},
+        gateway={"port": ports.free_tcp_port(), "host": "0.0.0.0"},
+        dht={"enabled": True, "host": "0.0.0.0", "port": dht_port, "bootstrap_nodes": []},
+        peer={"port": peer_port, "host": "0.0.0.0"},
+    )
+    with GatewayProcess(cfg, tmp_path / "gw") as gw:
+        src = random_file(tmp_path / "file.bin", 100_000)
+        meta = json.loads(procs.run([tools.curl(), "-sS", "--fail", "-T", str(src),
+                                     "-H", "X-Filename: file.bin", gw.url("/api/upload")]).stdout)
+        with procs.ClientProcess.node("dht_nodes.mjs", str(dht_port), meta["info_hash"],
+                                      os.urandom(20).hex(), "7777") as proc:
+            result = proc.wait_for_json(timeout=60)
+        assert result["ok"], proc.describe()
+        # gateway.public_url is empty and the gateway listens on 0.0.0.0: the tracker lists the
+        # peer at http://127.0.0.1:<port>'s host, and so does the DHT.
+        assert result["lookup_gateway"] == {"error": None, "peers": [f"127.0.0.1:{peer_port}"]}, \
+            gw.log()[-3000:]

@@ -108,7 +108,9 @@ def test_parse_torrent_agrees_on_the_info_hash(big: tuple[GatewayProcess, Path, 
     assert parsed["infoHash"] == meta["info_hash"]
     assert parsed["length"] == 300 * MB and parsed["pieceLength"] == 2 * 1024 * 1024
     assert parsed["urlList"] == [gw.url(f"/api/webseed/{meta['info_hash']}/")]
-    assert parsed["announce"][0] == gw.url("/announce")
+    # the dedicated tracker port first (the fast one), then the gateway port's /announce
+    assert parsed["announce"][:2] == [f"http://127.0.0.1:{gw.config['tracker']['http_port']}/announce",
+                                      gw.url("/announce")]
 
 
 def test_kill_mid_upload_records_nothing(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def rerun(installed: Install) -> Install:
     data = yaml.safe_load(config_path.read_text())
     data["gateway"]["port"] = free_tcp_port()
     data["blossom_server"]["port"] = free_tcp_port()
-    data["tracker"].update(udp_port=0, host="127.0.0.1")
+    data["tracker"].update(udp_port=0, http_port=free_tcp_port(), host="127.0.0.1")
     data["peer"].update(port=free_tcp_port(), host="127.0.0.1")
     data["dht"]["enabled"] = False
     data["transcoding"]["enabled"] = False
@@ -194,9 +194,9 @@ def test_install_lays_out_code_configuration_data_unit_and_site(installed: Insta
                  "User=tgateway", "Restart=on-failure", "NoNewPrivileges=yes",
                  "ProtectSystem=strict", "ReadWritePaths=/var/lib/tgateway", "PrivateTmp=yes",
                  "CapabilityBoundingSet=", "AmbientCapabilities=",
-                 # base 1024 + peer 200+50 + tracker WebSocket 16384 + 2 HTTP ports 2*8192
-                 # + transcoding 2*16 = 34090, rounded up to 1024s
-                 "LimitNOFILE=34816"):
+                 # base 1024 + peer 200+50 + tracker WebSocket 16384 + tracker HTTP 4096
+                 # + 2 HTTP ports 2*8192 + transcoding 2*16 = 38170, rounded up to 1024s
+                 "LimitNOFILE=38912"):
         assert line in unit.splitlines(), line
 
     site = p("/etc/nginx/sites-available/tgateway").read_text()
@@ -209,7 +209,7 @@ def test_install_lays_out_code_configuration_data_unit_and_site(installed: Insta
     assert "proxy_pass http://127.0.0.1:9877;" in site and "proxy_pass http://127.0.0.1:8082;" in site
 
     summary = installed.output.split("Ports to open", 1)[1]
-    for port in ("tcp/80", "tcp/443", "udp/6969", "udp/6883", "tcp/6881"):
+    for port in ("tcp/80", "tcp/443", "udp/6969", "tcp/6969", "udp/6883", "tcp/6881"):
         assert port in summary, port
     assert "tcp/9877" not in summary  # the gateway listens on loopback behind nginx
 
@@ -340,6 +340,7 @@ class Proxied:
     context: ssl.SSLContext
     cert: Path
     work: Path
+    tracker_port: int  # the dedicated HTTP tracker port (tracker.http_port), not behind nginx
 
     def connect(self, name: str = DOMAIN, source: str = "127.0.0.2") -> _Connection:
         return _Connection(name, self.https_port, source, self.context)
@@ -390,7 +391,8 @@ def proxied(rerun: Install) -> Iterator[Proxied]:
         wait_for_tcp("127.0.0.1", int(ports["blossom_server"]["port"]), timeout=30)
         wait_for_tcp("127.0.0.1", https_port, timeout=10)
         context = ssl.create_default_context(cafile=str(rerun.cert))
-        yield Proxied(https_port, gateway.pid, data_dir, context, rerun.cert, work)
+        yield Proxied(https_port, gateway.pid, data_dir, context, rerun.cert, work,
+                      int(ports["tracker"]["http_port"]))
     finally:
         nginx.stop()
         _stop(gateway)
@@ -470,7 +472,10 @@ def test_a_1gib_upload_streams_through_nginx_and_memory_stays_flat(proxied: Prox
     for name, url in body["urls"].items():
         expected = f"https://{BLOSSOM}/" if name == "blossom" else f"https://{DOMAIN}/"
         assert url.startswith(expected), (name, url)
-    assert body["trackers"] == [f"https://{DOMAIN}/announce", f"wss://{DOMAIN}/announce"]
+    # the dedicated tracker port first (plain HTTP on its own port, as opentracker), then the
+    # gateway's HTTPS and WSS /announce behind nginx
+    assert body["trackers"] == [f"http://{DOMAIN}:{proxied.tracker_port}/announce",
+                                f"https://{DOMAIN}/announce", f"wss://{DOMAIN}/announce"]
     magnet = parse_qs(urlsplit(body["magnet"]).query)
     assert magnet["ws"] == [f"https://{DOMAIN}/api/webseed/{body['info_hash']}/big.bin"]
     assert magnet["tr"] == body["trackers"]
@@ -478,7 +483,7 @@ def test_a_1gib_upload_streams_through_nginx_and_memory_stays_flat(proxied: Prox
     assert status == 200
     meta = bencode.decode(torrent)
     assert meta[b"url-list"] == [f"https://{DOMAIN}/api/webseed/{body['info_hash']}/".encode()]
-    assert meta[b"announce"] == f"https://{DOMAIN}/announce".encode()
+    assert meta[b"announce"] == f"http://{DOMAIN}:{proxied.tracker_port}/announce".encode()
 
     # Blossom, on its own name through the same nginx, serves the same bytes.
     c = proxied.connect(BLOSSOM)
@@ -491,8 +496,9 @@ def test_a_1gib_upload_streams_through_nginx_and_memory_stays_flat(proxied: Prox
         c.close()
 
 
-def announce(proxied: Proxied, peer_id: bytes, port: int, source: str) -> dict[bytes, Any]:
-    qs = (f"info_hash={quote_from_bytes(b'x' * 20)}&peer_id={quote_from_bytes(peer_id)}"
+def announce(proxied: Proxied, peer_id: bytes, port: int, source: str,
+             info_hash: bytes = b"x" * 20) -> dict[bytes, Any]:
+    qs = (f"info_hash={quote_from_bytes(info_hash)}&peer_id={quote_from_bytes(peer_id)}"
           f"&port={port}&uploaded=0&downloaded=0&left=100&compact=0")
     status, body = proxied.get("/announce?" + qs, source=source)
     assert status == 200
@@ -505,6 +511,28 @@ def test_the_tracker_sees_the_client_address_through_nginx(proxied: Proxied) -> 
     announce(proxied, b"A" * 20, 6001, "127.0.0.2")
     reply = announce(proxied, b"B" * 20, 6002, "127.0.0.3")
     assert [(p[b"ip"], p[b"port"]) for p in reply[b"peers"]] == [(b"127.0.0.2", 6001)]
+
+
+def test_the_first_announce_url_answers_on_the_dedicated_port(proxied: Proxied) -> None:
+    # The first announce URL is plain HTTP on its own port, not behind nginx: the peer's address
+    # is the one the connection comes from, and an X-Forwarded-For is not trusted there.
+    ih = b"y" * 20
+    announce(proxied, b"C" * 20, 6003, "127.0.0.2", info_hash=ih)
+    qs = (f"info_hash={quote_from_bytes(ih)}&peer_id={quote_from_bytes(b'D' * 20)}"
+          f"&port=6004&uploaded=0&downloaded=0&left=100&compact=0")
+    c = http.client.HTTPConnection("127.0.0.1", proxied.tracker_port, timeout=10,
+                                   source_address=("127.0.0.4", 0))
+    try:
+        c.request("GET", "/announce?" + qs, headers={"X-Forwarded-For": "198.51.100.1"})
+        r = c.getresponse()
+        reply = bencode.decode(r.read())
+    finally:
+        c.close()
+    assert r.status == 200, reply
+    assert [(p[b"ip"], p[b"port"]) for p in reply[b"peers"]] == [(b"127.0.0.2", 6003)]
+    later = announce(proxied, b"E" * 20, 6005, "127.0.0.3", info_hash=ih)
+    assert sorted((p[b"ip"], p[b"port"]) for p in later[b"peers"]) == [
+        (b"127.0.0.2", 6003), (b"127.0.0.4", 6004)]
 
 
 def test_websocket_tracker_announce_through_nginx(proxied: Proxied) -> None:

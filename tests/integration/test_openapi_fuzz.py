@@ -1,5 +1,6 @@
 """schemathesis against a running ``twistd tgateway`` (every HTTP face on: gateway, tracker,
-DHT status, transcoder's stream routes, Blossom, retention's admin routes): every operation of
+DHT status, transcoder's stream routes, Blossom, retention's and the admin API's routes, the
+health component's, the web interface's pages, static files and JSON routes): every operation of
 both OpenAPI documents with generated inputs, signed where the route takes credentials (a test
 key, an administrator, signs NIP-98 and Blossom tokens in a ``before_call`` hook; GETs use a
 session it signed in for), checking no 5xx, statuses, content types, bodies and headers as the
@@ -240,7 +241,8 @@ def test_every_operation_with_generated_inputs(running: tuple[GatewayProcess, st
     for label in ("GET /api/users/me/stats", "POST /api/admin/cleanup", "GET /list/{owner}",
                   "PUT /upload", "PUT /mirror", "DELETE /{sha}", "DELETE /api/users/me/files/{sha}",
                   "GET /api/admin/stats", "PUT /api/admin/users/{pubkey}",
-                  "DELETE /api/admin/files/{sha}", "GET /api/files/{sha}/ownership"):
+                  "DELETE /api/admin/files/{sha}", "GET /api/files/{sha}/ownership",
+                  "GET /api/admin/diagnostics", "GET /metrics"):
         assert any(code != 401 for (lb, code) in seen if lb == label), (label, seen)
     assert _log_failures(gw) == []
 

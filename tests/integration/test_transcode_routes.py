@@ -325,7 +325,7 @@ class TranscodeRoutesTests(TestCase):
             self.fail("never probed")
 
         gw = self.start(transcoding={"enabled": True, "min_file_size": size + 1})
-        self.assertEqual(gw.gateway.components.transcode.health()["ffmpeg"], "imageio-ffmpeg")
+        self.assertEqual((await gw.gateway.components.transcode.health())["ffmpeg"], "imageio-ffmpeg")
         f = await self.upload(gw, clip, "land.webm")
         meta = await probed(gw, f["sha256"])
         video = meta["video"]

@@ -24,24 +24,16 @@ from harness.twistd import GatewayProcess
 from tests.webui import (
     DESKTOP,
     PHONE,
+    check_page,
     expect,
-    fits_width,
     install_nip07,
     open_page,
-    screenshot,
     web_config,
 )
 
 pytestmark = pytest.mark.integration
 
 KEY = bytes.fromhex("4d" * 32)
-
-UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]')]
-  .filter((el) => el.offsetParent !== null || el.closest('dialog[open]'))
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') &&
-                  !el.getAttribute('aria-labelledby') && !el.textContent.trim())
-  .map((el) => el.outerHTML.slice(0, 120))"""
-NO_ALT = "() => [...document.querySelectorAll('img')].filter((i) => !i.alt).map((i) => i.src)"
 
 
 def media(tmp: Path) -> dict[str, Path]:
@@ -57,13 +49,6 @@ def media(tmp: Path) -> dict[str, Path]:
     notes = tmp / "release-notes.txt"
     notes.write_text("What is new\n" * 4000)
     return {"clip": clip, "pic": pic, "notes": notes}
-
-
-def check_page(page: object, name: str, width: str, shots: Path) -> None:
-    assert fits_width(page), f"{name} is wider than the {width} viewport"
-    assert page.evaluate(UNNAMED) == [], name  # type: ignore[attr-defined]
-    assert page.evaluate(NO_ALT) == [], name  # type: ignore[attr-defined]
-    screenshot(page, f"{name}-{width}", shots)
 
 
 def test_pages_at_desktop_and_phone_width_by_keyboard_and_without_javascript(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -53,8 +52,10 @@ class NostrWiringTests(SynchronousTestCase):
         self.assertIsInstance(api.auth, RequestAuthenticator)
         self.assertIs(api.auth, gw.components.gateway.users.auth)
         self.assertIsNotNone(gw.components.gateway.users.nip46)
-        (component,) = [c for c in api.components if c.name == "nostr"]  # /api/health reads it
-        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(component.status())),
+        component = gw.components.named("nostr")  # /api/health reads it
+        assert component is not None
+        self.assertEqual(component.report, nostr.health)
+        self.assertEqual(nostr.status(),
                          {"status": "ok", "npub": nostr.npub, "relays": {"wss://relay.example": False}})
         names = [s.name for s in top]
         # storage first; the sign-in service stops before the Nostr one (NIP-46 logins first)

@@ -3,12 +3,16 @@ twisted.web resource, WebSocket message logic, and the service builder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 import socket
 import struct
+import tempfile
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote_from_bytes
+from urllib.parse import parse_qs, quote_from_bytes, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +26,10 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tests.slowreader import QueueingTransport
 from tgateway import bencode
-from tgateway.config import TrackerConfig
+from tgateway.config import Config, TrackerConfig, load_config, parse_config
+from tgateway.metainfo import build_info
+from tgateway.storage.model import StoredFile
+from tgateway.tap import makeService
 from tgateway.tracker.core import ConnectionIds, SwarmStore, WsSession
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
@@ -373,17 +380,19 @@ class ServiceTests(SynchronousTestCase):
         names = sorted(s.name for s in tracker.services)
         self.assertEqual(names, ["tracker-expiry", "tracker-http", "tracker-udp"])
         self.assertEqual(tracker.announce_urls(), [
-            "http://gw.example:9877/announce", "udp://gw.example:16969/announce", "ws://gw.example:9877/announce"])
+            "http://gw.example:16970/announce", "http://gw.example:9877/announce",
+            "udp://gw.example:16969/announce", "ws://gw.example:9877/announce"])
         tracker.add_local_peer(IH, "192.168.1.2", 6881)
         self.assertEqual(tracker.store.scrape([IH]), [(1, 0, 0)])
         tracker.remove_local_peer(IH, "192.168.1.2", 6881)
         self.assertEqual(tracker.store.scrape([IH]), [(0, 0, 0)])
-        self.assertEqual(tracker.status(), {"status": "ok", "swarms": 0, "ws_connections": 0,
+        self.assertEqual(tracker.status(), {"status": "ok", "announces": 0, "announce_errors": 0,
+                                            "peers": 0, "swarms": 0, "ws_connections": 0,
                                             "ws_offers_dropped": 0, "ws_dropped_slow": 0})
 
     def test_minimal_and_gateway_only(self) -> None:
         reactor = MemoryReactorClock()
-        config = TrackerConfig(udp_port=0, mode="gateway-only", deny_list=("00" * 20,))
+        config = TrackerConfig(udp_port=0, http_port=0, mode="gateway-only", deny_list=("00" * 20,))
         tracker = build_tracker(config, "https://gw.example/", reactor, random.Random(1), lambda ih: ih == IH)
         self.assertEqual([s.name for s in tracker.services], ["tracker-expiry"])
         self.assertEqual(tracker.announce_urls(), ["https://gw.example/announce", "wss://gw.example/announce"])
@@ -761,3 +770,39 @@ class SendInPlaceTests(SynchronousTestCase):
         self.assertEqual(written, [b"secret"])
         with self.assertRaises(BlockingIOError):
             theirs.recv(100)
+
+
+class ShippedDefaultTests(SynchronousTestCase):
+    """With ``configs/config.yaml`` as shipped (and with the embedded defaults), the first announce
+    URL of a torrent and of a magnet is the tracker's dedicated HTTP port (the fast path,
+    ``TrackerHTTPFactory``), not the gateway's twisted.web site (issue 16, point 8;
+    ``docs/benchmarks.md`` has the figures)."""
+
+    def check(self, config: Config) -> None:
+        tmp = tempfile.mkdtemp(prefix="tracker-default-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        reactor = MemoryReactorClock()
+        top = makeService({"config": config.with_data_dir(tmp)}, reactor=reactor)
+        gateway = top.gateway  # type: ignore[attr-defined]
+        links = gateway.links
+        info = build_info("a", 5, 16384, b"\x01" * 20)
+        f = StoredFile(sha256="ab" * 32, size=5, name="a", mime="text/plain", storage="blob",
+                       piece_length=16384, info_hash=hashlib.sha1(info).hexdigest(), info=info,
+                       created_at=0)
+        first = bencode.decode(links.torrent_bytes(f))[b"announce"].decode()
+        self.assertEqual(parse_qs(urlsplit(links.magnet(f)).query)["tr"][0], first)
+        self.assertEqual(first, "http://127.0.0.1:6969/announce")
+        # the gateway port's /announce stays in the list, second
+        self.assertEqual(links.tracker_urls[1], "http://127.0.0.1:9877/announce")
+        # what listens on that port is the tracker's own HTTP factory
+        for svc in gateway.components.tracker.services:
+            if svc.name == "tracker-http":
+                svc.privilegedStartService()
+        listening = {port: factory for port, factory, _, _ in reactor.tcpServers}
+        self.assertIsInstance(listening[urlsplit(first).port], TrackerHTTPFactory)
+
+    def test_the_shipped_configuration_file(self) -> None:
+        self.check(load_config(str(Path(__file__).resolve().parents[2] / "configs" / "config.yaml")))
+
+    def test_the_embedded_defaults(self) -> None:
+        self.check(parse_config({}))

@@ -20,7 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from harness.gateway import RunningGateway, serving_config, small_config, temp_data_dir
 from tgateway.nostr.event import EventTemplate, public_key_hex, sign
-from tgateway.web.pages import SECTIONS, Pages, Section
+from tgateway.web.pages import ADMIN_VIEWS, SECTIONS, Pages, Section
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 USER = bytes.fromhex("c3" * 32)
@@ -72,7 +72,8 @@ async def sign_in(g: RunningGateway, secret: bytes = USER) -> str:
 
 @pytest_twisted.ensureDeferred
 async def test_pages_are_strict_html_with_the_config(gw: RunningGateway) -> None:
-    for path, page in (("/", "upload"), ("/me", "me")):
+    for path, page in (("/", "upload"), ("/me", "me"), ("/admin", "admin"),
+                       ("/admin/users", "admin"), ("/admin/audit", "admin")):
         r, body = await get(gw.url(path))
         assert r.code == 200
         assert header(r, "content-type") == "text/html; charset=utf-8"
@@ -241,8 +242,22 @@ async def test_the_session_says_whether_the_user_is_an_admin() -> None:
 
 
 def test_admin_sections_are_rendered_hidden() -> None:
-    pages = Pages(store=None, links=None, public={"app": "/static/app-x"}, csp=b"",
-                  sections=(*SECTIONS, Section("admin", "/admin", "Admin", needs="admin")))
+    pages = Pages(store=None, links=None, public={"app": "/static/app-x"}, csp=b"")
+    assert Section("admin", "/admin", "Admin", needs="admin") in SECTIONS
     nav = pages._nav("me")
     assert '<li><a href="/me" aria-current="page">My files</a></li>' in nav
     assert '<li hidden data-needs="admin"><a href="/admin">Admin</a></li>' in nav
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_pages_one_per_view_with_their_subnavigation(gw: RunningGateway) -> None:
+    """The HTML is the same for everyone (what an admin sees comes from the admin API)."""
+    for view, path, label in ADMIN_VIEWS:
+        r, body = await get(gw.url(path))
+        assert r.code == 200, path
+        text = body.decode()
+        assert f'data-view="{view}"' in text
+        assert f'<a href="{path}" aria-current="page">{label}</a>' in text
+        assert '<li hidden data-needs="admin"><a href="/admin" aria-current="page">Admin</a></li>' in text
+    r, body = await get(gw.url("/admin/nothing"))
+    assert r.code == 404 and b"No such page" in body

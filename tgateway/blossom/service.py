@@ -13,6 +13,8 @@ from tgateway.endpoints import tcp_server
 from tgateway.http.openapi import BLOSSOM_SCHEMES, OPENAPI_OP, OpenApiResource, Route
 from tgateway.http.root import MountRoot
 from tgateway.http.site import StreamingSite
+from tgateway.http.stats import HttpStats
+from tgateway.metrics import Collect, refusals
 from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.transcode import tools as ffmpeg_tools
 from tgateway.transcode.api import Transcoding
@@ -54,6 +56,7 @@ def build(section: BlossomServerConfig, deps: Deps) -> Component[BlossomServer]:
         streaming_routes=[(b"PUT", b"/upload"), (b"PUT", b"/media")],
         max_request_body=64 * 1024,  # /mirror and /report bodies are small JSON
         clock=reactor,
+        stats=HttpStats("blossom", served=[("/<blob", "blossom")]),
     )
     site.displayTracebacks = False
     listener = StreamServerEndpointService(
@@ -64,10 +67,14 @@ def build(section: BlossomServerConfig, deps: Deps) -> Component[BlossomServer]:
                               description="The Blossom port (BUD-01 to BUD-12). Errors are "
                                           "{\"error\", \"message\"} with the message in "
                                           "X-Reason.")
+    limiters = {"blossom": blossom.limiter, "blossom_read": blossom.read_limiter,
+                "blossom_report": blossom.report_limiter}
     return Component(name="blossom", part=blossom, services=[listener],
                      sites=[Site("blossom", site, root)],
                      mounts=[Mount("blossom", OPENAPI_PATH, openapi,
-                                   routes=[Route(OPENAPI_PATH, ["GET", "HEAD"], OPENAPI_OP)])])
+                                   routes=[Route(OPENAPI_PATH, ["GET", "HEAD"], OPENAPI_OP)])],
+                     report=lambda: {"status": "ok", "http": site.stats.status()},
+                     metrics=[Collect(lambda: [*site.stats.families(), refusals(limiters)])])
 
 
 #: where the Blossom port serves its OpenAPI document

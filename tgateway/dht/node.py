@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tgateway.dht import bep42
@@ -73,6 +73,9 @@ class Stats:
     rate_limited: int = 0
     malformed: int = 0
     unexpected: int = 0
+    # by KRPC method (b"other" for a method we do not serve): queries answered, queries sent
+    methods_in: dict[bytes, int] = field(default_factory=dict)
+    methods_out: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +183,9 @@ class DhtNode(QueryAnswers):
     def _on_query(self, q: Query, addr: Addr, now: float) -> None:
         self.stats.queries_in += 1
         handler = self._handlers.get(q.method)
+        by = self.stats.methods_in
+        method = q.method if handler is not None else b"other"
+        by[method] = by.get(method, 0) + 1
         if handler is None:
             self._reply_error(q.t, METHOD_UNKNOWN, "Method Unknown", addr)
             return
@@ -286,6 +292,8 @@ class DhtNode(QueryAnswers):
         args[b"id"] = self.node_id
         self._pending[tid] = _Pending(addr, node_id, method, callback, now)
         self.stats.queries_out += 1
+        by = self.stats.methods_out
+        by[method] = by.get(method, 0) + 1
         self.out.send(encode_query(tid, method, args, self.read_only), addr)
         self.out.set_timer(tid, self.query_timeout)
         return True

@@ -4,7 +4,8 @@
 gateway's peer port for every stored torrent (not for derived files: see
 ``ContentStore.announced_info_hashes``), subscribed to the store's "stored" event, with its full
 status at ``GET /api/dht/status`` on the gateway's port and a summary in ``/api/health``.
-``build_dht(config, state_dir, clock, rng, announce_port)`` returns a :class:`DhtService`. On start it
+``build_dht(config, state_dir, clock, rng, announce_port, announce_ips=...)`` returns a
+:class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
 the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
 ``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
@@ -13,6 +14,13 @@ newly stored file is announced at once when its upload asked for it; a deleted o
 announced. Info-hashes of the gateway's block list (``refused``) are never announced, and the
 node never stores, answers or samples peers for them. On stop the routing table and node id are
 saved so a restart rejoins at once.
+
+The node also lists the gateway's peer in its own peer store for every info-hash it announces, so a
+node that asks the gateway directly (one bootstrapped from it alone) finds the gateway. The address
+comes from ``announce_ips``, the same addresses the built-in tracker lists for the peer
+(:func:`tgateway.peer.service.announce_ips`: ``peer.external_ip``, else the peer's listening host,
+else the host of ``gateway.public_url``); else the DHT's own host when it is a specific address;
+else the external address the DHT's nodes report (BEP 42 votes), once they agree.
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.core import Metric
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -38,6 +47,7 @@ from tgateway.dht.lookup import LookupResult
 from tgateway.dht.node import DhtNode
 from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.dht.state import STATE_FILE, load_state, save_state
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.storage.model import StoredEvent, StoredFile
 
 __all__ = ["DhtService", "build", "build_dht"]
@@ -83,6 +93,7 @@ class DhtService(service.Service):
         rng: random.Random,
         announce_port: int,
         reactor: IGatewayReactor | None = None,
+        announce_ips: Sequence[str] = (),
         refused: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.config = config
@@ -93,6 +104,7 @@ class DhtService(service.Service):
         self.reactor: Any = reactor if reactor is not None else clock  # a Clock in unit tests
         self.rng = rng
         self.announce_port = announce_port
+        self.announce_ips = tuple(announce_ips)
         self.families: list[_Family] = []
         self._known_source: Callable[[], Iterable[bytes | str]] | None = None
         self._known: set[bytes] = set()
@@ -241,6 +253,40 @@ class DhtService(service.Service):
         for key in ("routing_table_size", "good_nodes", "stored_torrents", "stored_peers"):
             out[key] = sum(f[key] for f in fams)
         return out
+
+    def health(self) -> dict[str, Any]:
+        """For ``GET /api/health``: the signals of its score (good nodes, queries answered and
+        sent, responses, timeouts since start)."""
+        now = self.clock.seconds()
+        stats = [f.node.stats for f in self.families]
+        return {"status": "ok" if self.running and self.families else "stopped",
+                "good_nodes": sum(f.node.table.good_count(now) for f in self.families),
+                "nodes": sum(len(f.node.table) for f in self.families),
+                "queries_in": sum(s.queries_in for s in stats),
+                "queries_out": sum(s.queries_out for s in stats),
+                "responses_in": sum(s.responses_in for s in stats),
+                "timeouts": sum(s.timeouts for s in stats)}
+
+    def families_metrics(self) -> Iterator[Metric]:
+        now = self.clock.seconds()
+        queries: dict[tuple[str, str, str], int] = {}
+        nodes: dict[tuple[str, str], int] = {}
+        for f in self.families:
+            fam = "ipv6" if f.node.ipv6 else "ipv4"
+            for direction, by in (("in", f.node.stats.methods_in), ("out", f.node.stats.methods_out)):
+                for method, n in list(by.items()):
+                    queries[(fam, direction, method.decode("ascii", "replace"))] = n
+            nodes[(fam, "good")] = f.node.table.good_count(now)
+            nodes[(fam, "known")] = len(f.node.table)
+        yield counter("tgateway_dht_queries", "KRPC queries answered (in) and sent (out), by type",
+                      ("family", "direction", "type"), queries)
+        yield counter("tgateway_dht_timeouts", "Our queries that got no answer", ("family",),
+                      {("ipv6" if f.node.ipv6 else "ipv4",): f.node.stats.timeouts
+                       for f in self.families})
+        yield gauge("tgateway_dht_nodes", "Nodes in the routing table (good: heard from lately)",
+                    ("family", "state"), nodes)
+        yield gauge("tgateway_dht_torrents", "Torrents the node stores peers for", (),
+                    {(): sum(f.node.store.torrent_count for f in self.families)})
 
     def _port_of(self, f: _Family) -> int | None:
         return f.port.getHost().port if f.port is not None else None
@@ -397,12 +443,15 @@ class DhtService(service.Service):
         )
         self.clock.callLater(0, self._pump)
 
-    @staticmethod
-    def _local_ip(f: _Family) -> str | None:
-        host = f.host
-        if host in ("", "0.0.0.0", "::"):
+    def _local_ip(self, f: _Family) -> str | None:
+        """The gateway's address in this family: the peer's announced address, else the DHT's
+        own host when specific, else None (the node falls back to its voted external address)."""
+        for ip in self.announce_ips:
+            if (":" in ip) == f.node.ipv6:
+                return ip
+        if f.host in ("", "0.0.0.0", "::"):
             return None
-        return host
+        return f.host
 
     def _save(self) -> None:
         save_state(self.state_dir / STATE_FILE, [f.node for f in self.families])
@@ -444,22 +493,28 @@ def build_dht(
     rng: random.Random,
     announce_port: int,
     reactor: IGatewayReactor | None = None,
+    announce_ips: Sequence[str] = (),
     refused: Callable[[bytes], bool] | None = None,
 ) -> DhtService:
     """The DHT service for ``makeService``. ``reactor`` (default: ``clock``) binds UDP and
-    resolves bootstrap host names. ``refused``: the gateway's block list
+    resolves bootstrap host names; ``announce_ips``: the addresses of the gateway's peer (IPv4
+    and/or IPv6), as :func:`tgateway.peer.service.announce_ips` gives them to the tracker.
+    ``refused``: the gateway's block list
     (:meth:`tgateway.blocklist.BlockList.is_blocked_info_hash`)."""
     return DhtService(config, state_dir, clock, rng, announce_port, reactor=reactor,
-                      refused=refused)
+                      announce_ips=announce_ips, refused=refused)
 
 
 def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
     from tgateway.http.openapi import Op, Reply, Route
     from tgateway.http.status import JsonStatus
+    from tgateway.peer.service import announce_ips
 
     config = deps.config
+    # the gateway's BitTorrent peer, at the addresses the tracker lists it under
     dht = build_dht(section, str(Path(config.data_dir) / "dht"), deps.reactor, deps.rng,
                     config.peer.port,
+                    announce_ips=announce_ips(config.peer, config.gateway.base_url()),
                     refused=deps.blocks.is_blocked_info_hash if deps.blocks is not None else None)
     if deps.store is not None:
         dht.set_known_info_hashes(deps.store.announced_info_hashes)
@@ -470,7 +525,7 @@ def build(section: DhtConfig, deps: Deps) -> Component[DhtService]:
                 "The DHT node's status", tags=("meta",),
                 replies={200: Reply("its id, routing table and announces",
                                     json={"type": "object"})}))])],
-        report=lambda: {"status": "ok", "good_nodes": dht.status().get("good_nodes")},
+        report=dht.health, metrics=[Collect(dht.families_metrics)],
         on_stored=dht.on_file_stored, on_deleted=dht.on_file_deleted,
         provides=Provided(dht=dht),
     )

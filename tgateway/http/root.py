@@ -9,6 +9,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
 
 from .site import StreamingSite
+from .stats import HttpStats
 
 if TYPE_CHECKING:
     from .openapi import Route
@@ -76,6 +77,7 @@ def build_site(
     max_request_body: int,
     max_stream_body: int | None = None,
     clock: IReactorTime,
+    stats: HttpStats | None = None,
 ) -> tuple[StreamingSite, MountRoot]:
     root = MountRoot(api_resource)
     site = StreamingSite(
@@ -84,6 +86,7 @@ def build_site(
         max_request_body=max_request_body,
         max_stream_body=max_stream_body,
         clock=clock,
+        stats=stats,
     )
     site.displayTracebacks = False
     return site, root

@@ -6,7 +6,8 @@
   twisted.web's behaviour with the body capped at ``max_request_body`` (413 without reading it);
 - :class:`_Channel`: 512 KiB reads and writes, a deadline for each request head
   (:mod:`tgateway.deadlines`), pipelined requests taken up only once the transport has drained;
-- :class:`StreamingSite`: the Site that names the streaming routes.
+- :class:`StreamingSite`: the Site that names the streaming routes, and records every finished
+  request in its :class:`~tgateway.http.stats.HttpStats` (route, status, latency, bytes sent).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from twisted.web.http import _getContentFile
 from tgateway.deadlines import HEAD_TIMEOUT, HeadDeadline
 
 from .body import BodyStream
+from .stats import HttpStats, route_of
 
 IO_SIZE = 512 * 1024
 
@@ -34,6 +36,8 @@ class StreamingRequest(server.Request):
     and never guess one (user content shares these origins; see ``tgateway.http.send``)."""
 
     body_stream: BodyStream | None = None
+    route: str | None = None  # the Klein rule that took it (tgateway.http.app)
+    _t0 = 0.0  # when the request line came
     _early = False
     _body_limit: int | None = None
     _body_seen = 0
@@ -41,6 +45,9 @@ class StreamingRequest(server.Request):
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        seconds = getattr(getattr(self.channel, "site", None), "seconds", None)
+        if seconds is not None:
+            self._t0 = seconds()
         self.responseHeaders.setRawHeaders(b"x-content-type-options", [b"nosniff"])
 
     def gotLength(self, length: int | None) -> None:
@@ -237,6 +244,9 @@ _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application
                      b"Content-Length: %d\r\n\r\n" % len(_TIMEOUT_BODY)) + _TIMEOUT_BODY
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+
+
 class StreamingSite(server.Site):
     """A Site whose listed (method, path-prefix) routes get streamed request bodies, and whose
     connections get ``head_timeout`` seconds for each request head (:mod:`tgateway.deadlines`)."""
@@ -253,6 +263,7 @@ class StreamingSite(server.Site):
         max_stream_body: int | None = None,
         clock: IReactorTime | None = None,
         head_timeout: float = HEAD_TIMEOUT,
+        stats: HttpStats | None = None,
         **kw: Any,
     ) -> None:
         if clock is not None:
@@ -263,6 +274,17 @@ class StreamingSite(server.Site):
         self.max_request_body = max_request_body
         self.clock = clock
         self.head_timeout = head_timeout
+        self.stats = stats if stats is not None else HttpStats("http")
+        self.seconds = (clock if clock is not None else self.reactor).seconds
+
+    def log(self, request: Any) -> None:
+        """Called by twisted.web when a request has finished: counted in :attr:`stats`."""
+        t0 = getattr(request, "_t0", 0.0)
+        seconds = self.seconds() - t0 if t0 else 0.0
+        method = _METHODS.get(request.method, "other")
+        self.stats.record(route_of(request), method, request.code, max(0.0, seconds),
+                          request.sentLength)
+        super().log(request)
 
     def is_streaming_route(self, method: bytes, path: bytes) -> bool:
         for m, p in self.streaming_routes:

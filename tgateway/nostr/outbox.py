@@ -85,6 +85,8 @@ class Outbox(Service):
         self._pass: Deferred[None] | None = None
         self._again = False
         self._inflight: dict[tuple[str, str], Deferred[None]] = {}
+        # deliveries by outcome since start: accepted, rejected, failed (final), retry
+        self.results: dict[str, int] = {}
 
     # -- the publisher seam (tgateway.nostr.publisher) ----------------------------------------------------------------------
 
@@ -108,6 +110,10 @@ class Outbox(Service):
             )
             self._wake(0)
         return added
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Deliveries waiting (pending) and when the oldest of them was queued."""
+        return await self._store.backlog()
 
     async def deliveries_for_ref(self, ref: str) -> list[Delivery]:
         """Per-relay status of every event published about ``ref`` (e.g. a file's sha256)."""
@@ -264,6 +270,7 @@ class Outbox(Service):
             )
             await self._record(delivery, FAILED, message)
             return
+        self.results["retry"] = self.results.get("retry", 0) + 1
         delay = self._retry_delay(attempts)
         self.log.info(
             "will retry {id} on {relay} in {delay:.0f} s: {message}",
@@ -279,5 +286,6 @@ class Outbox(Service):
 
     async def _record(self, delivery: DueDelivery, status: str, message: str) -> None:
         """A final outcome (``attempts`` grows by one in the store)."""
+        self.results[status] = self.results.get(status, 0) + 1
         now = self._clock.seconds()
         await self._store.record(delivery.event_id, delivery.relay_url, status, message, now, now)

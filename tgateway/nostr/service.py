@@ -19,8 +19,10 @@ The web layer reads :meth:`NostrService.identity` (``GET /api/nostr/identity``),
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client.core import Metric
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
@@ -28,6 +30,7 @@ from tgateway.blocklist import Bans
 from tgateway.component import Component, Deps, Provided
 from tgateway.config import ConfigError, NostrConfig
 from tgateway.links import Links
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.nostr.announce import TorrentAnnouncer
 from tgateway.nostr.event import Event, EventTemplate, sign
 from tgateway.nostr.keys import load_or_create_key, npub_encode, public_key_of
@@ -73,6 +76,7 @@ class NostrService(MultiService):
         self.key = load_or_create_key(config.private_key, data_dir)
         self.pubkey = public_key_of(self.key)
         self.npub = npub_encode(self.pubkey)
+        self.reactor = reactor
         self.pool = RelayPool(reactor, private_key=self.key, endpoint_factory=endpoint_factory)
         self.pool.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.outbox = Outbox(OutboxStore(db), self.pool, reactor)
@@ -118,6 +122,31 @@ class NostrService(MultiService):
             "relays": {url: self.pool.is_connected(url) for url in urls},
         }
 
+    async def health(self) -> dict[str, Any]:
+        """For ``GET /api/health``: :meth:`status` and the signals of the relays' score: how
+        many are connected, the outbox's backlog and its oldest delivery's age, deliveries
+        rejected and given up since start."""
+        count, oldest = await self.outbox.backlog()
+        now = self.reactor.seconds()
+        out = self.status()
+        relays = out["relays"]
+        out.update({
+            "relays_connected": sum(1 for up in relays.values() if up),
+            "relays_configured": len(relays),
+            "outbox_backlog": count,
+            "outbox_oldest_age": round(now - oldest, 3) if oldest is not None else 0.0,
+            "deliveries": dict(self.outbox.results),
+        })
+        return out
+
+    def families(self) -> Iterator[Metric]:
+        urls = dict.fromkeys((*self.config.relays, *self.config.video_relays))
+        yield gauge("tgateway_nostr_relay_connected", "1 when the relay's WebSocket is open",
+                    ("relay",), {(url,): int(self.pool.is_connected(url)) for url in urls})
+        yield counter("tgateway_nostr_publishes", "Event deliveries to relays by result "
+                      "(accepted, rejected, failed: final; retry: a transient error)",
+                      ("result",), {(r,): n for r, n in list(self.outbox.results.items())})
+
     def sign(self, template: EventTemplate) -> Event:
         """Sign with the gateway key (NIP-71 and other events built elsewhere)."""
         return sign(template, self.key)
@@ -137,6 +166,7 @@ def build(section: NostrConfig, deps: Deps) -> Component[NostrService]:
                             links=deps.links, store=deps.store,
                             addressable=section.nip71_addressable, torrents=nostr.announcer,
                             bans=deps.blocks)
-    return Component(name="nostr", part=nostr, services=[nostr], report=nostr.status,
+    return Component(name="nostr", part=nostr, services=[nostr], report=nostr.health,
+                     metrics=[Collect(nostr.families)],
                      on_stored=nostr.announcer.on_stored, on_deleted=nostr.retractor.on_deleted,
                      provides=Provided(nostr=nostr, videos=videos))

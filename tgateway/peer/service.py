@@ -14,10 +14,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from prometheus_client.core import Metric
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -28,6 +29,7 @@ from twisted.logger import Logger
 from tgateway.component import Component, Deps
 from tgateway.config import PeerConfig
 from tgateway.endpoints import tcp_server
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.storage.api import ContentStore
 from tgateway.storage.model import StoredEvent, StoredFile
 from tgateway.tracker.core import LocalPeers
@@ -192,6 +194,18 @@ class PeerService(MultiService):
         self.factory.remove_file(f)
         self.announcer.remove(f.info_hash_bytes)
 
+    def families(self) -> Iterator[Metric]:
+        f = self.factory
+        yield gauge("tgateway_peer_connections", "Peer wire connections (established: handshake "
+                    "done)", ("state",), {("open",): len(f.connections),
+                                           ("established",): f.established})
+        yield counter("tgateway_peer_refused", "Peer connections refused (limits)", (),
+                      {(): f.refused})
+        yield counter("tgateway_served_bytes", "Content bytes served, by path (download, "
+                      "webseed, stream, blossom, peer)", ("path",), {("peer",): f.bytes_sent})
+        yield gauge("tgateway_peer_torrents", "Torrents the peer seeds", (),
+                    {(): len(self.announcer.torrents)})
+
     def status(self) -> dict[str, Any]:
         out = self.factory.status()
         out["port"] = self.port
@@ -277,4 +291,5 @@ def build(section: PeerConfig, deps: Deps) -> Component[PeerService]:
                       dht_port=deps.dht.config.port if deps.dht is not None else 0,
                       refused=deps.blocks.is_blocked_info_hash if deps.blocks is not None else None)
     return Component(name="peer", part=peer, services=[peer], report=peer.status,
+                     metrics=[Collect(peer.families)],
                      on_stored=peer.on_file_stored, on_deleted=peer.on_file_deleted)

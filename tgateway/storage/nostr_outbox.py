@@ -222,6 +222,15 @@ def count_pending_txn(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def backlog_txn(conn: sqlite3.Connection) -> tuple[int, float | None]:
+    """Deliveries still pending, and when the oldest of them was queued."""
+    row = conn.execute(
+        "SELECT COUNT(*), MIN(e.queued_at) FROM nostr_outbox_deliveries d"
+        " JOIN nostr_outbox_events e ON e.id = d.event_id WHERE d.status = 'pending'"
+    ).fetchone()
+    return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+
 class OutboxStore:
     """Coroutine wrappers over the ``_txn`` functions, run on the database thread.
 
@@ -290,3 +299,9 @@ class OutboxStore:
     async def count_pending(self) -> int:
         result: int = await self._db.run(count_pending_txn)
         return result
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Pending deliveries and the oldest one's queue time (:func:`backlog_txn`)."""
+        result: tuple[int, float | None] = await self._db.run(backlog_txn)
+        return result
+

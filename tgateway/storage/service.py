@@ -15,9 +15,11 @@ own storage limit, on every way in. The admin component changes the policy (``po
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.core import Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -26,6 +28,7 @@ from twisted.logger import Logger
 
 from tgateway.component import Component, Deps, Provided, Status
 from tgateway.config import StorageConfig
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.uploads import Uploads
 
 from .access import FLUSH_INTERVAL
@@ -99,12 +102,42 @@ class Storage:
     store: LocalContentStore
     uploads: Uploads
     policy: Policy
+    clock: IReactorTime
 
     async def status(self) -> Status:
-        """For ``GET /api/health``: files, bytes, chunks, free space, the chunk cache."""
-        stats = await self.store.stats()
-        return {**stats, "free_bytes": self.store.free_space(),
+        """For ``GET /api/health``: files, bytes, chunks, free space, the chunk cache, and how
+        long the database took to answer (``db_seconds``: the stats query, with its wait for
+        the one database thread). A database that fails is ``{"status": "down"}``."""
+        clock = self.clock
+        started = clock.seconds()
+        try:
+            stats = await self.store.stats()
+        except Exception as e:
+            return {"status": "down", "error": f"{type(e).__name__}: {e}",
+                    "free_bytes": self._free()}
+        return {"status": "ok", **stats, "free_bytes": self._free(),
+                "db_seconds": round(clock.seconds() - started, 6),
                 "cache": self.store.reader.cache.stats()}
+
+    def _free(self) -> int | None:
+        try:
+            return self.store.free_space()
+        except OSError:
+            return None  # the storage folder is gone
+
+    def families(self) -> Iterator[Metric]:
+        up = self.uploads
+        yield counter("tgateway_uploads", "Uploads by result (stored, duplicate: bytes already "
+                      "stored, refused)", ("result",), {(r,): n for r, n in list(up.results.items())})
+        yield counter("tgateway_ingested_bytes", "Upload bytes received", (), {(): up.ingested})
+        yield counter("tgateway_block_refusals", "What the block list refused: requests and "
+                      "publications of banned keys, uploads of tombstoned files, announces and "
+                      "peer requests of their info-hashes", ("kind",),
+                      {(k,): n for k, n in self.policy.blocks.refusals.items()})
+        free = self._free()
+        if free is not None:
+            yield gauge("tgateway_storage_free_bytes", "Free bytes on the storage's disk", (),
+                        {(): free})
 
 
 def build(section: StorageConfig, deps: Deps) -> Component[Storage]:
@@ -116,10 +149,10 @@ def build(section: StorageConfig, deps: Deps) -> Component[Storage]:
                           default_limit=int(deps.config.admin.default_user_storage_limit))
     # every way in: the user's own storage limit, and tombstoned bytes refused at commit
     uploads = Uploads(store=store, quota=policy.users.quota, checks=[policy.blocks.check_upload])
-    storage = Storage(db, store, uploads, policy)
+    storage = Storage(db, store, uploads, policy, deps.reactor)
     return Component(
         name="storage", part=storage, services=[StorageService(db, store, deps.reactor, policy)],
-        report=storage.status,
+        report=storage.status, metrics=[Collect(storage.families)],
         provides=Provided(store=store, db=db, uploads=uploads, blocks=policy.blocks,
                           policy=policy),
     )

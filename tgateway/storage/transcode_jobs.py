@@ -140,6 +140,12 @@ def _counts_txn(conn: sqlite3.Connection) -> dict[str, int]:
             conn.execute("SELECT state, count(*) FROM transcode_jobs GROUP BY state")}
 
 
+def _queue_txn(conn: sqlite3.Connection) -> tuple[int, float | None]:
+    row = conn.execute(
+        "SELECT COUNT(*), MIN(created_at) FROM transcode_jobs WHERE state = 'queued'").fetchone()
+    return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+
 class JobStore:
     def __init__(self, db: Db) -> None:
         self.db = db
@@ -175,6 +181,10 @@ class JobStore:
 
     async def counts(self) -> dict[str, int]:
         return await self.db.run(_counts_txn)
+
+    async def queue(self) -> tuple[int, float | None]:
+        """Jobs waiting, and when the oldest of them was queued."""
+        return await self.db.run(_queue_txn)
 
     async def page(self, state: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
         return await self.db.run(_page_txn, state, limit, offset)

@@ -43,6 +43,7 @@ log = Logger()
 
 _CACHE_MAX = 65536
 _FULL = b"this swarm is full: you may not be listed"
+_FAILURE = b"d14:failure reason"
 
 
 class AddressBook:
@@ -100,9 +101,16 @@ class HttpTracker:
         self.full_scrape = full_scrape
         self.proxies = ProxyPolicy(trusted_proxies)
         self.addresses = AddressBook()
+        self.counts: dict[tuple[str, str], int] = {}  # (action, ok|error) -> requests
 
     def announce(self, qs: bytes, peer_host: str, forwarded_for: bytes | None = None) -> bytes:
         """The reply body for ``GET /announce?<qs>`` from ``peer_host``. Never raises."""
+        reply = self._announce(qs, peer_host, forwarded_for)
+        key = ("announce", "error" if reply.startswith(_FAILURE) else "ok")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return reply
+
+    def _announce(self, qs: bytes, peer_host: str, forwarded_for: bytes | None) -> bytes:
         try:
             q = decode_announce_query(qs)
         except DecodeError as e:
@@ -145,6 +153,12 @@ class HttpTracker:
 
     def scrape(self, qs: bytes) -> bytes:
         """The reply body for ``GET /scrape?<qs>``. Never raises."""
+        reply = self._scrape(qs)
+        key = ("scrape", "error" if reply.startswith(_FAILURE) else "ok")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return reply
+
+    def _scrape(self, qs: bytes) -> bytes:
         try:
             hashes = decode_scrape_query(qs)
         except DecodeError as e:

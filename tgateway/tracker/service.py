@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
+from prometheus_client.core import Metric
 from twisted.application import internet, service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import serverFromString
@@ -25,10 +26,11 @@ from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import Config, TrackerConfig
 from tgateway.endpoints import tcp_server
 from tgateway.http.openapi import Op, Param, Reply, Route
+from tgateway.metrics import Collect, counter, gauge
 from tgateway.tracker.core import ConnectionIds, DenyList, PeerScorer, SwarmStore
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory, TrackerResource
 from tgateway.tracker.memory import MemorySwarmStore
-from tgateway.tracker.udp import UdpTracker
+from tgateway.tracker.udp import UdpTracker, udp_counts
 from tgateway.tracker.ws import WsTracker, WsTrackerFactory
 
 __all__ = ["Tracker", "build", "build_tracker", "announce_urls", "tracker_urls"]
@@ -67,13 +69,41 @@ class Tracker:
         return self.config.udp_port
 
     def announce_urls(self) -> list[str]:
-        """HTTP, UDP and WebSocket announce URLs for torrents and magnets, HTTP first."""
-        return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0)
+        """Announce URLs for torrents and magnets: the dedicated HTTP port first (see
+        :func:`tracker_urls`), then the gateway port's HTTP, the UDP and the WebSocket one."""
+        return tracker_urls(self.gateway_base_url, self.udp_port() if self.udp is not None else 0,
+                            self.config.http_port)
+
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        """``{(protocol, action, result): n}`` since start, over HTTP, UDP and WebSocket."""
+        out = {("http", *k): n for k, n in list(self.http.counts.items())}
+        out.update({("ws", *k): n for k, n in list(self.ws.counts.items())})
+        if self.udp is not None:
+            out.update({("udp", *k): n for k, n in udp_counts(self.udp).items()})
+        return out
+
+    def families(self) -> Iterator[Metric]:
+        by = self.requests()
+        for action in ("announce", "scrape"):
+            yield counter(f"tgateway_tracker_{action}s", f"Tracker {action}s by protocol and result",
+                          ("protocol", "result"),
+                          {(p, r): n for (p, a, r), n in by.items() if a == action})
+        yield gauge("tgateway_tracker_swarms", "Swarms the tracker keeps", (),
+                    {(): self.store.swarm_count()})
+        yield gauge("tgateway_tracker_peers", "Peers in the tracker's swarms", (),
+                    {(): self.store.peer_count()})
 
     def status(self) -> dict[str, Any]:
-        """For /api/health: swarms, WebSocket connections, and what slow readers cost them."""
+        """For /api/health: swarms, peers, announces and their errors since start, WebSocket
+        connections, and what slow readers cost them."""
+        by = self.requests()
+        announces = sum(n for (_, a, r), n in by.items() if a == "announce" and r != "dropped")
+        errors = sum(n for (_, a, r), n in by.items() if a == "announce" and r == "error")
         return {
             "status": "ok",
+            "announces": announces,
+            "announce_errors": errors,
+            "peers": self.store.peer_count(),
             "swarms": self.store.swarm_count(),
             "ws_connections": self.ws_factory.connections,
             "ws_offers_dropped": self.store.ws_dropped,  # not sent to congested sockets
@@ -88,16 +118,25 @@ class Tracker:
         self.store.remove_local_peer(info_hash, self.addresses.pack(ip) + port.to_bytes(2, "big"))
 
 
-def tracker_urls(gateway_base_url: str, udp_port: int) -> list[str]:
-    """HTTP and WebSocket announce URLs on the gateway's base URL, and the UDP one on the same
-    host (when ``udp_port`` is not 0)."""
+def tracker_urls(gateway_base_url: str, udp_port: int, http_port: int = 0) -> list[str]:
+    """The announce URLs, in the order clients should try them.
+
+    First the dedicated HTTP port (``http_port``, when not 0) on the host of the gateway's base
+    URL, as opentracker serves HTTP and UDP on one port number: clients try the first URL of a
+    torrent's announce list first, and this port answers an announce several times faster than
+    the gateway's twisted.web site (``docs/benchmarks.md``). Then ``/announce`` on the gateway's
+    base URL (HTTPS behind the installer's nginx, and reachable wherever the gateway is, should
+    the tracker's port be closed by a firewall), the UDP URL on the same host (when ``udp_port``
+    is not 0), and the WebSocket URL on the gateway's base URL (``wss`` under HTTPS, as browsers
+    on an HTTPS page require)."""
     base = gateway_base_url.rstrip("/")
     parts = urlsplit(base)
-    urls = [base + "/announce"]
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    urls = [f"http://{host}:{http_port}/announce"] if http_port else []
+    urls.append(base + "/announce")
     if udp_port:
-        host = parts.hostname or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
         urls.append(f"udp://{host}:{udp_port}/announce")
     ws_scheme = "wss" if parts.scheme == "https" else "ws"
     urls.append(f"{ws_scheme}://{parts.netloc}{parts.path}/announce")
@@ -108,7 +147,8 @@ def announce_urls(config: Config) -> list[str]:
     """The announce URLs a gateway with this configuration serves (for torrents and magnets)."""
     if not config.tracker.enabled:
         return []
-    return tracker_urls(config.gateway.base_url(), config.tracker.udp_port)
+    return tracker_urls(config.gateway.base_url(), config.tracker.udp_port,
+                        config.tracker.http_port)
 
 
 def build_tracker(
@@ -228,5 +268,6 @@ def build(section: TrackerConfig, deps: Deps) -> Component[Tracker]:
         name="tracker", part=tracker, services=[tracker.services],
         mounts=[Mount("gateway", "/announce", tracker.resource, routes=[ANNOUNCE]),
                 Mount("gateway", "/scrape", tracker.resource, routes=[SCRAPE])],
-        report=tracker.status, provides=Provided(local_peers=tracker),
+        report=tracker.status, metrics=[Collect(tracker.families)],
+        provides=Provided(local_peers=tracker),
     )

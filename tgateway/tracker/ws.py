@@ -88,11 +88,17 @@ class WsTracker:
         self._seconds: Callable[[], float] = clock.seconds
         self.interval = interval
         self.full_scrape = full_scrape
+        self.counts: dict[tuple[str, str], int] = {}  # (action, ok|error) -> messages
+
+    def _count(self, action: str, result: str) -> None:
+        key = (action, result)
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def on_message(self, session: WsSession, payload: bytes) -> None:
         try:
             msg = decode_ws(payload)
         except DecodeError as e:
+            self._count("other", "error")
             session.handle.send_json(_json({"failure reason": str(e)}))
             return
         if isinstance(msg, WsAnnounce):
@@ -111,10 +117,12 @@ class WsTracker:
                 msg.offer_ids, self._seconds(),
             )
         except TrackerError as e:
+            self._count("announce", "error")
             session.handle.send_json(
                 _json({"action": "announce", "failure reason": e.message, "info_hash": msg.info_hash})
             )
             return
+        self._count("announce", "ok")
         info_hash = _json(msg.info_hash)
         session.handle.send_json(
             b'{"action":"announce","interval":%d,"info_hash":%b,"complete":%d,"incomplete":%d}'
@@ -146,6 +154,7 @@ class WsTracker:
     def _scrape(self, session: WsSession, info_hashes: list[str]) -> None:
         if not info_hashes:
             if not self.full_scrape:
+                self._count("scrape", "error")
                 session.handle.send_json(
                     _json({"action": "scrape", "failure reason": "full scrape is disabled"})
                 )
@@ -156,6 +165,7 @@ class WsTracker:
         else:
             raw = self.store.scrape([h.encode("latin-1") for h in info_hashes])
             stats = [(h, c, d, i) for h, (c, d, i) in zip(info_hashes, raw, strict=True)]
+        self._count("scrape", "ok")
         files = {h: {"complete": c, "incomplete": i, "downloaded": d} for h, c, d, i in stats}
         session.handle.send_json(
             _json({"action": "scrape", "files": files, "flags": {"min_request_interval": self.interval}})

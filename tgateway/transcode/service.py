@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from prometheus_client.core import Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorThreads
@@ -48,6 +49,7 @@ from twisted.logger import Logger
 
 from tgateway.component import Component, Deps, Provided
 from tgateway.config import TranscodingConfig
+from tgateway.metrics import DURATION_BUCKETS, Collect, Histogram, counter, gauge, histogram
 from tgateway.storage.api import ContentStore, Db
 from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
 from tgateway.storage.transcode_jobs import Job, JobStore
@@ -126,6 +128,8 @@ class Transcoder(Service):
         self._prober = Prober(store, reactor, tools) if tools is not None else None
         self._runs: dict[str, FFmpegRun] = {}  # sha256 -> the FFmpeg run of a running job
         self._running: dict[str, Deferred[None]] = {}  # sha256 -> the job's coroutine
+        self.finished: dict[str, int] = {}  # jobs finished since start: done, failed
+        self.durations: dict[str, Histogram] = {}  # their run times, by result
         self._progress: dict[str, float] = {}
         self._saved_at: dict[str, float] = {}
         self._deleted: set[str] = set()
@@ -361,11 +365,26 @@ class Transcoder(Service):
     def live_progress(self, sha256: str) -> float | None:
         return self._progress.get(sha256)
 
-    def health(self) -> dict[str, Any]:
-        """For ``GET /api/health``."""
+    async def health(self) -> dict[str, Any]:
+        """For ``GET /api/health``: the signals of its score (FFmpeg found, jobs by state, the
+        oldest queued job's age, jobs failed and done since start)."""
+        queued, oldest = await self.jobs.queue()
         return {"status": "ok" if self.active else "disabled",
                 "ffmpeg": self.tools.source if self.tools else None,
-                "running": len(self._running)}
+                "running": len(self._running),
+                "queued": queued,
+                "queue_age": round(self.reactor.seconds() - oldest, 3) if oldest is not None
+                else 0.0,
+                "jobs": await self.jobs.counts(),
+                "finished": dict(self.finished)}
+
+    def families(self) -> Iterator[Metric]:
+        yield counter("tgateway_transcode_jobs", "Transcode jobs finished since start, by result",
+                      ("result",), {(r,): n for r, n in list(self.finished.items())})
+        yield histogram("tgateway_transcode_duration_seconds", "Time a transcode job ran",
+                        ("result",), {(r,): h for r, h in list(self.durations.items())})
+        yield gauge("tgateway_transcode_running", "Transcode jobs running now", (),
+                    {(): len(self._running)})
 
     # one job -----------------------------------------------------------------------------
 
@@ -399,8 +418,16 @@ class Transcoder(Service):
         finally:
             self._runs.pop(sha256, None)
 
+    def _finished(self, result: str, started: float) -> None:
+        self.finished[result] = self.finished.get(result, 0) + 1
+        h = self.durations.get(result)
+        if h is None:
+            h = self.durations[result] = Histogram(DURATION_BUCKETS)
+        h.observe(self.reactor.seconds() - started)
+
     async def _run(self, job: Job) -> None:
         sha = job.sha256
+        started = self.reactor.seconds()
         work = os.path.join(self.work_dir, sha)
         self._progress[sha] = 0.0
         self._outputs[sha] = []
@@ -408,6 +435,7 @@ class Transcoder(Service):
             results = await self._transcode(job, work)
             self._check(sha)
             await self.jobs.finish(sha, results, self.reactor.seconds())
+            self._finished("done", started)
             self.log.info("transcoded {sha256}: {names}", sha256=sha,
                           names=[v["name"] for v in results["variants"]])
         except _Stopped:
@@ -418,9 +446,11 @@ class Transcoder(Service):
             tail = e.stderr_tail if isinstance(e, FFmpegFailed) else None
             message = e.message if isinstance(e, FFmpegFailed) else f"{type(e).__name__}: {e}"
             self.log.warn("transcoding of {sha256} failed: {why}", sha256=sha, why=message)
+            self._finished("failed", started)
             await self._fail(sha, message, tail)
         except Exception as e:
             self.log.failure("transcoding of {sha256} failed", sha256=sha)
+            self._finished("failed", started)
             await self._fail(sha, f"internal error: {type(e).__name__}", None)
         finally:
             self._running.pop(sha, None)
@@ -564,5 +594,6 @@ def build(section: TranscodingConfig, deps: Deps) -> Component[Transcoder]:
     transcoder = Transcoder(config=section, store=deps.store, db=deps.db, reactor=deps.reactor,
                             tools=ffmpeg_tools.find_ffmpeg(), videos=deps.videos)
     return Component(name="transcode", part=transcoder, services=[transcoder],
-                     report=transcoder.health, on_stored=transcoder.on_stored,
+                     report=transcoder.health, metrics=[Collect(transcoder.families)],
+                     on_stored=transcoder.on_stored,
                      on_deleted=transcoder.on_deleted, provides=Provided(transcoding=transcoder))

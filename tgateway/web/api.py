@@ -10,8 +10,6 @@ caller's NIP-98 ``payload`` tag, if any, is one of the upload's checks.
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -20,7 +18,6 @@ from urllib.parse import unquote
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from tgateway.component import Component
 from tgateway.config import Config
 from tgateway.errors import NotFound, TooManyRequests
 from tgateway.http.app import new_app
@@ -175,7 +172,6 @@ class GatewayApi:
         clock: IReactorTime,
         auth: Authenticator | None = None,
         uploads: Uploads | None = None,
-        components: Sequence[Component[Any]] = (),
     ) -> None:
         self.config = config
         self.store = store
@@ -191,7 +187,6 @@ class GatewayApi:
         self.max_upload = min(config.gateway.max_upload_size, rl.upload.max_file_size)
         limit = config.admin.default_user_storage_limit
         self.uploads = uploads or Uploads(store=store, quota=lambda owner: limit)
-        self.components = components  # the built ones, filled in as they are built (health)
 
     # helpers ---------------------------------------------------------------------
 
@@ -338,26 +333,3 @@ class GatewayApi:
     def api_docs_script(self, request: Any) -> bytes:
         request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
         return _docs_file("api.js")
-
-    # health ---------------------------------------------------------------------------
-
-    @route(app, "/api/health", methods=["GET"], op=Op(
-        "Every component's status", tags=("meta",),
-        replies={200: Reply("status ok, the time, and each component's status under its name",
-                            json={"type": "object", "required": ["status", "time"],
-                                  "properties": {"status": {"const": "ok"},
-                                                 "time": {"type": "integer"}},
-                                  "additionalProperties": {"type": "object"}})}))
-    async def health(self, request: Any) -> bytes:
-        """Every component's ``status()``, under its name (those with nothing to report left
-        out); a component whose status fails is ``{"status": "error"}``."""
-        out: dict[str, Any] = {"status": "ok", "time": int(time.time())}
-        for component in self.components:
-            try:
-                status = await component.status()
-            except Exception:
-                self.log.failure("status of {name} failed", name=component.name)
-                status = {"status": "error"}
-            if status is not None:
-                out[component.name] = status
-        return json_response(request, out)

@@ -1,5 +1,5 @@
 """The web interface's HTML pages on ``gateway.port``: ``/`` (upload), ``/f/<sha256>`` (a file
-with every face), ``/me`` (my files).
+with every face), ``/me`` (my files), ``/admin`` and ``/admin/<view>`` (the operator's pages).
 
 Pages are rendered here from ``templates/`` (``string.Template``; every value is HTML-escaped)
 inside one layout: header with the navigation and the account button, the sign-in dialog, the
@@ -13,7 +13,10 @@ one file to ``/api/upload``.
 
 Navigation is a list of :class:`Section`; a section with ``needs="admin"`` is rendered hidden
 and shown by the page when the session says the user is an admin (``GET /api/auth/session``
-answering ``"admin": true``). The admin pages slot in as one more section and page here.
+answering ``"admin": true``). The admin pages are that section: one page per view of
+:data:`ADMIN_VIEWS` (its own sub-navigation), filled by the browser from the admin API
+(``/api/admin/...``) with the signed-in key's session. The HTML is the same for everyone; what
+an admin sees comes only from the API, so a non-admin who opens one gets the API's 403 message.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from twisted.logger import Logger
 from tgateway.http.app import new_app
 from tgateway.http.openapi import HEX64, Op, Param, Reply, Schema, route
 
-__all__ = ["Pages", "Section", "SECTIONS", "format_size"]
+__all__ = ["ADMIN_VIEWS", "Pages", "Section", "SECTIONS", "format_size"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,19 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("upload", "/", "Upload"),
     Section("me", "/me", "My files"),
+    Section("admin", "/admin", "Admin", needs="admin"),
+)
+
+#: the admin pages: ``(view, path, label)``, in the order of their sub-navigation
+ADMIN_VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("dashboard", "/admin", "Dashboard"),
+    ("users", "/admin/users", "Users"),
+    ("files", "/admin/files", "Files"),
+    ("reports", "/admin/reports", "Reports"),
+    ("blocked", "/admin/blocked", "Block list"),
+    ("transcode", "/admin/transcode", "Transcoding"),
+    ("retention", "/admin/retention", "Retention"),
+    ("audit", "/admin/audit", "Audit log"),
 )
 
 _HEX = frozenset("0123456789abcdef")
@@ -140,7 +156,8 @@ class Pages:
                          f"{html.escape(s.label)}</a></li>")
         return "\n".join(items)
 
-    def _page(self, request: Any, *, page: str, title: str, main: str, status: int = 200) -> bytes:
+    def _page(self, request: Any, *, page: str, title: str, main: str, status: int = 200,
+              nav_current: str | None = None) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"content-security-policy", self.csp)
@@ -148,7 +165,7 @@ class Pages:
         request.setHeader(b"cache-control", b"no-cache")
         body = _template("layout.html").substitute(
             title=html.escape(title), app=html.escape(self.public["app"]), page=page,
-            config_json=self._config_json, nav=self._nav(page), main=main)
+            config_json=self._config_json, nav=self._nav(nav_current or page), main=main)
         return body.encode("utf-8")
 
     # pages ------------------------------------------------------------------------------
@@ -170,6 +187,37 @@ class Pages:
         "/api/users/me/files with the session it holds).", name="page_me"))
     def me(self, request: Any) -> bytes:
         return self._page(request, page="me", title="My files", main=_template("me.html").substitute())
+
+    @route(app, "/admin", methods=["GET"], op=_page_op(
+        "The admin pages: the dashboard", "For the keys of admin.pubkeys (the page signs in "
+        "and calls /api/admin/ with the session; the HTML itself is the same for anyone).",
+        name="page_admin"))
+    def admin(self, request: Any) -> bytes:
+        return self._admin(request, "dashboard")
+
+    @route(app, "/admin/<view>", methods=["GET"], op=_page_op(
+        "An admin page", "One view of the admin pages (over the admin API).",
+        name="page_admin_view",
+        params=[Param("view", "path", {"type": "string", "enum": [v[0] for v in ADMIN_VIEWS]})],
+        replies={404: Reply("no such admin page: an HTML page saying so",
+                            content={"text/html": _HTML}, headers=_PAGE_HEADERS)}))
+    def admin_view(self, request: Any, view: str) -> bytes:
+        return self._admin(request, view)
+
+    def _admin(self, request: Any, view: str) -> bytes:
+        found = next((v for v in ADMIN_VIEWS if v[0] == view), None)
+        if found is None:
+            main = _template("error.html").substitute(
+                heading="No such page", message=html.escape("The admin pages are listed at /admin."))
+            return self._page(request, page="error", title="Not found", main=main, status=404)
+        items = []
+        for key, path, label in ADMIN_VIEWS:
+            current = ' aria-current="page"' if key == view else ""
+            items.append(f'    <li><a href="{html.escape(path)}"{current}>{html.escape(label)}</a></li>')
+        main = _template("admin.html").substitute(view=view, heading=html.escape(found[2]),
+                                                  subnav="\n".join(items))
+        return self._page(request, page="admin", title=f"Admin · {found[2]}", main=main,
+                          nav_current="admin")
 
     @route(app, "/f/<sha256>", methods=["GET"], op=_page_op(
         "A file's page", "Every face of a stored file (download, .torrent, magnet, webseed, "

@@ -1,14 +1,15 @@
 """The gateway component: the HTTP API on ``gateway.port``.
 
 The file API (:class:`~tgateway.web.api.GatewayApi`, the site's default: upload, download,
-webseed, torrent, metadata, ``/api/health``), sign-in and users' files
+webseed, torrent, metadata), sign-in and users' files
 (:mod:`tgateway.web.users`), when the transcoder runs, the video routes
 (:mod:`tgateway.web.stream`), and the web interface (:mod:`tgateway.web.ui`: ``/``, ``/f``,
-``/me``, ``/static``) mounted beside them. Other components mount their own resources on
-this site (the tracker's ``/announce``, the DHT's status, the admin's ``/api/admin``).
-``/api/health`` reads every component's ``status()``. Its authenticator refuses banned keys
-(``Deps.blocks``) and the users' stats show each one's own storage limit (the upload handler's
-quota); it offers later components the authenticator (sessions, NIP-98).
+``/me``, ``/admin``, ``/static``) mounted beside them. Other components mount their own resources
+on this site (the tracker's ``/announce``, the DHT's status, the admin's ``/api/admin``, the health
+component's ``/api/health`` and ``/metrics``). Its own status is the site's HTTP signals
+(:mod:`tgateway.http.stats`). Its authenticator refuses banned keys (``Deps.blocks``) and the users'
+stats show each one's own storage limit (the upload handler's quota); it offers later components the
+authenticator (sessions, NIP-98).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from tgateway.config import GatewayConfig
 from tgateway.endpoints import tcp_server
 from tgateway.http.openapi import OPENAPI_OP, OpenApiResource, Route
 from tgateway.http.root import build_site
+from tgateway.http.stats import HttpStats
 from tgateway.http.upload import MULTIPART_SLACK
+from tgateway.metrics import Collect, refusals
 
 from .api import GatewayApi
 from .stream import StreamApi
@@ -66,7 +69,7 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
                               quota=deps.uploads.quota if deps.uploads is not None else None,
                               bans=deps.blocks)
     api = GatewayApi(config=config, store=deps.store, links=deps.links, clock=reactor,
-                     auth=users.auth, uploads=deps.uploads, components=deps.components)
+                     auth=users.auth, uploads=deps.uploads)
     mounts = users.mounts()
     stream = None
     if deps.transcoding is not None:
@@ -78,12 +81,19 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
     ui = build_ui(deps=deps, auth=users.auth, max_upload=api.max_upload,
                   transcoding=stream.describe if stream is not None else None)
     mounts += ui.mounts()
+    stats = HttpStats("gateway", served=[("/api/download", "download"),
+                                         ("/api/webseed", "webseed"), ("/api/stream", "stream")])
+    limiters = {"upload": api.limits.upload, "download": api.limits.download,
+                "login": users.auth_api.login_limiter,
+                "login_challenge": users.auth_api.challenge_limiter,
+                "stream": stream.limiter if stream is not None else None}
     site, root = build_site(
         api.app.resource(),
         streaming_routes=[(b"POST", b"/api/upload"), (b"PUT", b"/api/upload")],
         max_request_body=section.max_request_body,
         max_stream_body=api.max_upload + MULTIPART_SLACK,
         clock=reactor,
+        stats=stats,
     )
     openapi = OpenApiResource(lambda: root, title="tgateway", version=__version__,
                               description="The gateway port: files, torrents, web seeds, "
@@ -97,5 +107,7 @@ def build(section: GatewayConfig, deps: Deps) -> Component[GatewayWeb]:
     return Component(
         name="gateway", part=GatewayWeb(api, users, stream, ui),
         services=[users.service(), listener], sites=[Site("gateway", site, root)], mounts=mounts,
+        report=lambda: {"status": "ok", "http": stats.status()},
+        metrics=[Collect(lambda: [*stats.families(), refusals(limiters)])],
         provides=Provided(authenticator=users.auth),
     )

@@ -3,7 +3,7 @@ pages need. The gateway component (:mod:`tgateway.web.service`) calls :func:`bui
 :meth:`WebUi.mounts` on its site.
 
 Mount points: ``/`` (the upload page; every other path still goes to the file API), ``/f``,
-``/me``, ``/static``, ``/api/config``; and ``/api/files/<sha256>/swarm|transcoding|ownership``
+``/me``, ``/admin``, ``/static``, ``/api/config``; and ``/api/files/<sha256>/swarm|transcoding|ownership``
 (the rest of ``/api/files`` stays with the file API and the users' routes).
 """
 
@@ -35,7 +35,7 @@ class WebUi:
         pages = self.pages.app.resource()
         api = self.api.app.resource()
         return [
-            *(Mount("gateway", path, pages, whole_path=True) for path in ("/", "/f", "/me")),
+            *(Mount("gateway", path, pages, whole_path=True) for path in ("/", "/f", "/me", "/admin")),
             Mount("gateway", "/static", self.static, routes=self.static.routes()),
             Mount("gateway", "/api/config", api, whole_path=True),
             Mount("gateway", "/api/files", api, whole_path=True,

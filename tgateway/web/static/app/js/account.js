@@ -1,5 +1,6 @@
 // The header's account area: "Sign in", or the signed-in key with "Sign out". On load the stored
-// session is checked with the gateway (GET /api/auth/session); an expired one is dropped.
+// session is checked with the gateway (GET /api/auth/session), as is a new one after sign-in; an
+// expired one is dropped.
 // Navigation entries marked data-needs="admin" (tgateway/web/pages.py Section.needs) are shown
 // when the session says the user is an admin.
 import { $, $$, h, show } from './dom.js'
@@ -9,14 +10,25 @@ import { shortKey } from './format.js'
 import { openSignin } from './signin.js'
 import { toast } from './toast.js'
 
+let checked = null
+
 export function setupAccount () {
-  session.onChange(render)
+  session.onChange((s) => {
+    render(s)
+    check(s)
+  })
   render(session.get())
-  if (session.get()) {
-    api('/api/auth/session')
-      .then((s) => session.update({ npub: s.npub, admin: Boolean(s.admin) }))
-      .catch(() => {}) // a 401 already dropped the session (api.js)
-  }
+  check(session.get())
+}
+
+// Ask the gateway about a session once: at load, and right after a sign-in (whether the key is
+// an admin's is known from then on, without a reload).
+function check (s) {
+  if (!s || s.token === checked) return
+  checked = s.token
+  api('/api/auth/session')
+    .then((answer) => session.update({ npub: answer.npub, admin: Boolean(answer.admin) }))
+    .catch(() => {}) // a 401 already dropped the session (api.js)
 }
 
 function render (s) {

@@ -7,7 +7,8 @@ import { toast } from './toast.js'
 const PAGES = {
   upload: () => import('./upload-page.js'),
   file: () => import('./file-page.js'),
-  me: () => import('./me-page.js')
+  me: () => import('./me-page.js'),
+  admin: () => import('./admin-page.js')
 }
 
 setupSignin()

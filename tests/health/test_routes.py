@@ -1,0 +1,183 @@
+"""/api/health, /api/admin/diagnostics and /metrics through the real plugin on loopback ports."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest_twisted
+import treq
+from prometheus_client.parser import text_string_to_metric_families
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.logger import globalLogPublisher
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.ports import free_tcp_port
+
+ADMIN = "ad" * 32
+USER = "b0" * 32
+
+http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+
+
+def start(**sections: Any) -> RunningGateway:
+    sections.setdefault("admin", {"pubkeys": [ADMIN]})
+    return RunningGateway(small_config(temp_data_dir(), **sections))
+
+
+async def bearer(g: RunningGateway, pubkey: str) -> dict[str, str]:
+    token, _ = await g.gateway.components.gateway.users.sessions.create(pubkey, "test", time.time())
+    return {"Authorization": f"Bearer {token}"}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_gives_the_overall_state_and_scores() -> None:
+    g = start()
+    try:
+        r = await http.get(g.url("/api/health"))
+        assert r.code == 200
+        body = await treq.json_content(r)
+        assert body["status"] == "ok" and body["alerts"] == []
+        assert set(body["scores"]) >= {"storage", "gateway", "peer", "nostr"}
+        assert all(v == 100 for v in body["scores"].values()), body
+        assert body["storage"]["files"] == 0  # each component's status under its name
+        assert "reasons" not in body  # why a score is what it is: the admin's (diagnostics)
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_is_503_when_storage_is_down() -> None:
+    g = start()
+    try:
+        g.gateway.db.close()  # every database call now fails
+        r = await http.get(g.url("/api/health"))
+        assert r.code == 503, await r.text()
+        body = await treq.json_content(r)
+        assert body["status"] == "down" and body["scores"]["storage"] == 0
+        assert "score:storage" in {a["name"] for a in body["alerts"]}
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_disk_below_the_threshold_raises_an_alert_logged_once() -> None:
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    g = start(health={"alerts": {"disk_free_min": "1GB"}})
+    try:
+        health = g.gateway.components.named("health").part
+        g.store.free_space = lambda: 5_000_000  # type: ignore[method-assign]
+        for _ in range(3):
+            r = await http.get(g.url("/api/health"))
+            assert r.code == 200  # degraded still serves
+            body = await treq.json_content(r)
+        assert body["status"] == "degraded"
+        assert "disk_free" in {a["name"] for a in body["alerts"]}
+        on = [e for e in events if e.get("log_format", "").startswith("alert on")
+              and e.get("alert") == "disk_free"]
+        assert len(on) == 1 and "5000000 bytes free" in on[0]["message"]
+        g.store.free_space = lambda: 10**13  # type: ignore[method-assign]
+        await health.check()
+        await health.check()
+        off = [e for e in events if e.get("log_format", "").startswith("alert off")
+               and e.get("alert") == "disk_free"]
+        assert len(off) == 1 and health.last.status == "ok"
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_diagnostics_for_admins_only() -> None:
+    g = start()
+    try:
+        r = await http.get(g.url("/api/admin/diagnostics"))
+        assert r.code == 401
+        r = await http.get(g.url("/api/admin/diagnostics"), headers=await bearer(g, USER))
+        assert r.code == 403 and (await treq.json_content(r))["error"] == "not_admin"
+        r = await http.get(g.url("/api/admin/diagnostics"), headers=await bearer(g, ADMIN))
+        assert r.code == 200
+        body = await treq.json_content(r)
+        assert body["components"]["storage"]["files"] == 0
+        assert "free_bytes" in body["components"]["storage"]
+        assert body["thresholds"]["score_min"] == 50 and body["reasons"]["storage"] == []
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_on_the_gateway_port_are_for_admins_only() -> None:
+    g = start()
+    try:
+        r = await http.get(g.url("/metrics"))
+        assert r.code == 401
+        await r.content()
+        user = await bearer(g, USER)
+        r = await http.get(g.url("/metrics"), headers=user)
+        assert r.code == 403
+        await r.content()
+        await g.gateway.components.storage.policy.users.update(USER, banned=True, by=ADMIN,
+                                                               now=time.time())
+        r = await http.get(g.url("/metrics"), headers=user)
+        assert r.code == 403 and (await treq.json_content(r))["error"] == "banned"
+        r = await http.put(g.url("/api/upload"), data=b"metrics " * 1000)
+        sha = (await treq.json_content(r))["sha256"]
+        r = await http.get(g.url(f"/api/download/{sha}"))
+        assert await r.content() == b"metrics " * 1000
+        r = await http.get(g.url("/api/download/" + "0" * 64))
+        await r.content()
+        # the health series are the last check's (every health.check_interval, or this GET)
+        r = await http.get(g.url("/api/health"))
+        await r.content()
+        r = await http.get(g.url("/metrics"), headers=await bearer(g, ADMIN))
+        assert r.code == 200
+        assert r.headers.getRawHeaders("content-type")[0].startswith("text/plain")
+        got = samples((await r.content()).decode())
+        route = "/api/download/<sha256:sha>"
+        key = ("site", "gateway"), ("status", "200"), ("method", "GET"), ("route", route)
+        assert got[("tgateway_http_requests_total", tuple(sorted(key)))] == 1
+        key404 = tuple(sorted((*key[:1], ("status", "404"), *key[2:])))
+        assert got[("tgateway_http_requests_total", key404)] == 1
+        assert got[("tgateway_served_bytes_total", (("path", "download"),))] == 8000
+        assert got[("tgateway_uploads_total", (("result", "stored"),))] == 1
+        assert got[("tgateway_ingested_bytes_total", ())] == 8000
+        hist = ("tgateway_http_request_duration_seconds_count",
+                (("route", route), ("site", "gateway")))
+        assert got[hist] == 2
+        assert got[("tgateway_health_score", (("component", "storage"),))] == 100
+        assert ("tgateway_storage_free_bytes", ()) in got
+        assert got[("tgateway_block_refusals_total", (("kind", "banned_key"),))] >= 1
+        assert ("process_resident_memory_bytes", ()) in got
+    finally:
+        await g.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_port_serves_metrics_and_the_gateway_port_does_not() -> None:
+    port = free_tcp_port()
+    g = start(metrics={"port": port, "host": "127.0.0.1"})
+    try:
+        r = await http.get(g.url("/metrics"), headers=await bearer(g, ADMIN))
+        assert r.code == 404
+        await r.content()
+        await g.gateway.components.named("health").part.check()
+        r = await http.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.code == 200
+        got = samples((await r.content()).decode())
+        assert ("tgateway_health_up", ()) in got
+        r = await http.get(f"http://127.0.0.1:{port}/other")
+        assert r.code == 404
+        await r.content()
+    finally:
+        await g.stop()

@@ -1,0 +1,1 @@
+"""Health scores, alerts, ``/api/health``, ``/api/admin/diagnostics`` and ``/metrics``."""
