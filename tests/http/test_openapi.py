@@ -103,6 +103,77 @@ def test_gateway_document(gateway: Any) -> None:
     json.dumps(doc)
 
 
+def test_the_admin_api_and_the_web_interface_are_described(gateway: Any) -> None:
+    paths = document(gateway.sites["gateway"].resource, title="t", version="1")["paths"]
+    admin = [op for p, item in paths.items() if p.startswith("/api/admin/")
+             and p != "/api/admin/cleanup" for op in item.values()]
+    # 12 operations of the admin API and the health's diagnostics, 9 of them GETs with a HEAD
+    assert len(admin) == 22
+    for op in admin:
+        assert op["security"] == [{"session": []}, {"nip98": []}], op["operationId"]
+        assert {"401", "403"} <= set(op["responses"]), op["operationId"]
+    users = paths["/api/admin/users"]["get"]
+    assert [p["name"] for p in users["parameters"]] == ["q", "banned", "limit", "offset"]
+    page = users["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"users", "total", "next_offset"} <= set(page["required"])
+    act = paths["/api/admin/reports/{report_id}"]["post"]
+    assert act["parameters"][0]["schema"]["pattern"] == "^[0-9a-fA-F]{64}$"  # narrowed
+    assert act["requestBody"]["content"]["application/json"]["schema"]["required"] == ["action"]
+    assert set(paths["/api/admin/transcode/{sha}/retry"]["post"]["responses"]) >= {
+        "202", "400", "404", "503"}
+    # pages are HTML (the file page's 404 too), the UI's routes JSON, static files by name
+    for path in ("/", "/me", "/f/{sha256}"):
+        assert set(paths[path]["get"]["responses"]["200"]["content"]) == {"text/html"}
+    assert "text/html" in paths["/f/{sha256}"]["get"]["responses"]["404"]["content"]
+    assert paths["/api/files/{sha}/ownership"]["get"]["security"] == [{"session": []},
+                                                                      {"nip98": []}]
+    assert "503" in paths["/api/files/{sha}/swarm"]["get"]["responses"]
+    assert "features" in paths["/api/config"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["required"]
+    vendor = paths["/static/vendor/{name}"]["get"]
+    assert "MANIFEST.json" in vendor["parameters"][0]["schema"]["enum"]
+    assert {"304", "404"} <= set(vendor["responses"])
+    # the health component: /api/health answers its body with a 503 too, /metrics is text
+    health = paths["/api/health"]["get"]
+    assert set(health["responses"]) == {"200", "503"} and health["security"] == []
+    assert "scores" in health["responses"]["503"]["content"]["application/json"]["schema"][
+        "required"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert "reasons" in paths["/api/admin/diagnostics"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["required"]
+    app = next(p for p in paths if p.startswith("/static/app-") and p.endswith("/js/{name}"))
+    assert "main.js" in paths[app]["get"]["parameters"][0]["schema"]["enum"]
+
+
+def test_a_path_param_narrows_the_converter_and_must_name_one() -> None:
+    from tgateway.http.openapi import Param
+
+    class Face:
+        app = new_app()
+
+        @route(app, "/things/<thing>", methods=["GET"], op=Op(
+            "a thing", params=[Param("thing", "path", {"enum": ["a", "b"]}, description="which")],
+            replies={200: Reply("ok")}))
+        def thing(self, request: Any, thing: str) -> bytes:
+            return b""
+
+    (param,) = document(MountRoot(Face().app.resource()), title="t", version="1")[
+        "paths"]["/things/{thing}"]["get"]["parameters"]
+    assert param == {"name": "thing", "in": "path", "required": True, "schema": {"enum": ["a", "b"]},
+                     "description": "which"}
+
+    class Wrong:
+        app = new_app()
+
+        @route(app, "/things", methods=["GET"], op=Op(
+            "things", params=[Param("thing", "path")], replies={200: Reply("ok")}))
+        def things(self, request: Any) -> bytes:
+            return b""
+
+    with pytest.raises(ValueError, match="no path parameter thing"):
+        document(MountRoot(Wrong().app.resource()), title="t", version="1")
+
+
 def test_blossom_document(gateway: Any) -> None:
     doc = document(gateway.sites["blossom"].resource, title="t", version="1",
                    schemes=("blossom",))

@@ -216,9 +216,11 @@ class AdminApiTests(TestCase):
         self.assertEqual((code, jobs["jobs"], jobs["total"], jobs["active"]), (200, [], 0, False))
         code, err, _ = await call("GET", gw.url("/api/admin/transcode?state=bogus"), admin)
         self.assertEqual((code, err["error"]), (400, "invalid_field"))
-        code, err, _ = await call("POST", gw.url(f"/api/admin/transcode/{f['sha256']}/retry"),
-                                  admin, {"priority": "high"})
-        self.assertEqual((code, err["error"]), (400, "invalid_field"))
+        for priority in ("high", 2**63, -(2**40)):  # more than SQLite's INTEGER: was a 500
+            code, err, _ = await call("POST",
+                                      gw.url(f"/api/admin/transcode/{f['sha256']}/retry"),
+                                      admin, {"priority": priority})
+            self.assertEqual((code, err["error"]), (400, "invalid_field"), priority)
         code, err, _ = await call("POST", gw.url(f"/api/admin/transcode/{f['sha256']}/retry"),
                                   admin)
         self.assertEqual((code, err["error"]), (503, "transcoding_disabled"))
@@ -250,7 +252,10 @@ class AdminApiTests(TestCase):
         for body in ({"storage_limit": -1}, {"storage_limit": "lots"}, {"storage_limit": True},
                      {"storage_limit": 1.5}, {}, {"color": "red", "banned": False},
                      {"banned": "yes"}, {"banned": None}, {"storage_limit": 5, "delete_files": True},
-                     {"banned": False, "delete_files": "yes"}, [1], "null", b"{not json"):
+                     {"banned": False, "delete_files": "yes"}, [1], "null", b"{not json",
+                     # more than SQLite's INTEGER holds (was a 500 from the database)
+                     {"storage_limit": 2**63}, {"storage_limit": "9999999999TB"},
+                     {"storage_limit": 1e300}):
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             code, err, _ = await call("PUT", gw.url(f"/api/admin/users/{BOB_PUB}"), admin, raw)
             self.assertEqual(code, 400, (body, err))

@@ -40,11 +40,13 @@ from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.converters import parse_hex
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
+from tgateway.http.openapi import HEX64, Body, Op, Param, Reply, Schema, hidden, route
 from tgateway.links import Links
 from tgateway.storage.api import ContentStore
 from tgateway.storage.transcode_jobs import Job, JobStore
 from tgateway.storage.users import KEEP
 from tgateway.transcode.api import Transcoding
+from tgateway.web.api import FILE
 
 from .actions import Moderation
 
@@ -55,8 +57,122 @@ DEFAULT_PAGE = 50
 REPORT_STATES = ("open", "dismissed", "actioned", "all")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 REDACTED = "[redacted]"
+#: the largest storage limit SQLite's INTEGER holds
+MAX_STORAGE_LIMIT = 2**63 - 1
+#: a transcode job's priority (higher first; SQLite's INTEGER holds far more)
+MAX_PRIORITY = 2**31 - 1
 #: configuration keys whose values never leave the gateway
 SECRETS = (("nostr", "private_key"),)
+
+
+# the OpenAPI descriptions of the routes (tgateway.http.openapi) ------------------------------
+
+_INT: Schema = {"type": "integer", "minimum": 0}
+_NUM_OR_NULL: Schema = {"type": ["number", "null"]}
+_STR_OR_NULL: Schema = {"type": ["string", "null"]}
+_FLAG: Schema = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+_PAGE_PARAMS = (
+    Param("limit", schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                           "default": DEFAULT_PAGE}, description="items per page"),
+    Param("offset", schema={"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0},
+          description="items to skip"),
+)
+_BAD_PAGE = "a parameter out of range or not what it should be (the message names it)"
+
+
+def _paged_schema(key: str, item: Schema, **extra: Schema) -> Schema:
+    """A page of a list: ``key`` holds the items, then the paging fields."""
+    return {"type": "object", "required": [key, "total", "limit", "offset", "next_offset",
+                                           *extra],
+            "properties": {key: {"type": "array", "items": item}, "total": _INT,
+                           "limit": {"type": "integer", "minimum": 1},
+                           "offset": _INT,
+                           "next_offset": {"type": ["integer", "null"],
+                                           "description": "null on the last page"},
+                           **extra}}
+
+
+_USER: Schema = {
+    "type": "object",
+    "required": ["pubkey", "files", "bytes_used", "storage_limit", "quota", "banned",
+                 "banned_at", "admin"],
+    "properties": {
+        "pubkey": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "files": _INT, "bytes_used": _INT,
+        "storage_limit": {"type": ["integer", "null"],
+                          "description": "the user's own limit; null: the default"},
+        "quota": {"type": "integer", "description": "the bytes the user's files may take"},
+        "banned": {"type": "boolean"}, "banned_at": _NUM_OR_NULL,
+        "admin": {"type": "boolean", "description": "a key of admin.pubkeys"},
+    },
+}
+_USER_UPDATED: Schema = {
+    **_USER, "required": [*_USER["required"], "references_removed", "files_deleted"],
+    "properties": {**_USER["properties"], "references_removed": _INT, "files_deleted": _INT},
+}
+_OWNER: Schema = {
+    "type": "object", "required": ["pubkey", "name", "title", "source", "uploaded_at"],
+    "properties": {"pubkey": {**_STR_OR_NULL, "description": "null: anonymous"},
+                   "name": _STR_OR_NULL, "title": _STR_OR_NULL, "source": _STR_OR_NULL,
+                   "uploaded_at": {"type": "number"}},
+}
+_ADMIN_FILE: Schema = {
+    **FILE, "required": [*FILE["required"], "owners"],
+    "properties": {**FILE["properties"], "owners": {"type": "array", "items": _OWNER}},
+}
+_BLOCKED: Schema = {
+    "type": "object", "required": ["sha256", "info_hash", "reason", "blocked_by", "blocked_at"],
+    "properties": {"sha256": {"type": "string"}, "info_hash": _STR_OR_NULL,
+                   "reason": {"type": "string"}, "blocked_by": _STR_OR_NULL,
+                   "blocked_at": {"type": "number"}},
+}
+_DELETED: Schema = {
+    "type": "object",
+    "required": ["sha256", "info_hash", "blocked", "newly_blocked", "file_deleted", "owners",
+                 "reports_closed"],
+    "properties": {"sha256": {"type": "string"}, "info_hash": _STR_OR_NULL,
+                   "blocked": {"const": True}, "newly_blocked": {"type": "boolean"},
+                   "file_deleted": {"type": "boolean"},
+                   "owners": {"type": "array", "items": {"type": "string"}},
+                   "reports_closed": _INT},
+}
+_REPORT: Schema = {
+    "type": "object",
+    "required": ["id", "status", "reporter", "created_at", "received_at", "content", "blobs",
+                 "event"],
+    "properties": {
+        "id": {"type": "string"}, "status": {"enum": ["open", "dismissed", "actioned"]},
+        "reporter": {"type": "string"}, "created_at": {"type": "integer"},
+        "received_at": {"type": "number"}, "content": {"type": "string"},
+        "blobs": {"type": "array", "items": {
+            "type": "object", "required": ["sha256", "type", "stored", "blocked", "uploaders"],
+            "properties": {"sha256": {"type": "string"}, "type": {"type": "string"},
+                           "stored": {"type": "boolean"}, "blocked": {"type": "boolean"},
+                           "uploaders": {"type": "array", "items": {"type": "string"}}}}},
+        "event": {"type": "object", "description": "the kind 1984 event as received"},
+    },
+}
+_JOB: Schema = {
+    "type": "object",
+    "required": ["sha256", "state", "priority", "duration", "progress", "attempts", "error",
+                 "stderr_tail", "created_at", "started_at", "finished_at"],
+    "properties": {"sha256": {"type": "string"}, "state": {"enum": list(JOB_STATES)},
+                   "priority": {"type": "integer"}, "duration": _NUM_OR_NULL,
+                   "progress": {"type": "number"}, "attempts": _INT, "error": _STR_OR_NULL,
+                   "stderr_tail": _STR_OR_NULL, "created_at": {"type": "number"},
+                   "started_at": _NUM_OR_NULL, "finished_at": _NUM_OR_NULL},
+}
+_COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer"}}
+_AUDIT_ENTRY: Schema = {
+    "type": "object", "required": ["id", "at", "admin", "action", "target", "detail"],
+    "properties": {"id": {"type": "integer"}, "at": {"type": "number"},
+                   "admin": {"type": "string"},
+                   "action": {"type": "string", "description": "file.delete, user.update, "
+                              "report.dismiss, report.delete, report.ban, transcode.retry"},
+                   "target": {"type": "string"}, "detail": {"type": "object"}},
+}
+_TAGS = ("admin",)
+_UNKNOWN = hidden("404 for paths under /api/admin that are no route")
 
 
 def redacted_config(config: Config) -> dict[str, Any]:
@@ -163,10 +279,14 @@ def _storage_limit(value: Any) -> int | None:
         raise BadRequest('storage_limit must be a number of bytes, a size such as "5GB", or '
                          "null", code="invalid_field")
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except ValueError:
         raise BadRequest('storage_limit must be a number of bytes, a size such as "5GB", or '
                          "null", code="invalid_field") from None
+    if size > MAX_STORAGE_LIMIT:
+        raise BadRequest(f"storage_limit is at most {MAX_STORAGE_LIMIT} bytes",
+                         code="invalid_field")
+    return size
 
 
 def _job_json(job: Job) -> dict[str, Any]:
@@ -207,7 +327,24 @@ class AdminApi:
 
     # overview -------------------------------------------------------------------------
 
-    @authorized(app, "/api/admin/stats", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/stats", methods=["GET"], need=Need.ADMIN, op=Op(
+        "The gateway at a glance", tags=_TAGS, name="admin_stats",
+        description="Files, bytes and free disk; users; blocked files; reports by status (null "
+                    "without the Blossom server); transcode jobs by state; each component's "
+                    "status (as /api/health has it).",
+        replies={200: Reply("the numbers", json={
+            "type": "object",
+            "required": ["storage", "users", "blocked_files", "reports", "transcode",
+                         "components"],
+            "properties": {
+                "storage": {"type": "object", "required": ["free_bytes"],
+                            "properties": {"free_bytes": {"type": "integer"}},
+                            "additionalProperties": {"type": "integer"}},
+                "users": _COUNTS, "blocked_files": _INT,
+                "reports": {"anyOf": [_COUNTS, {"type": "null"}]},
+                "transcode": _COUNTS,
+                "components": {"type": "object", "additionalProperties": {"type": "object"}},
+            }})}))
     async def stats(self, request: Any, principal: Principal) -> bytes:
         m = self.moderation
         components: dict[str, Any] = {}
@@ -228,11 +365,24 @@ class AdminApi:
             "components": components,
         })
 
-    @authorized(app, "/api/admin/config", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/config", methods=["GET"], need=Need.ADMIN, op=Op(
+        "The effective configuration", tags=_TAGS, name="admin_config",
+        description="Every section with its values after defaults and the environment; "
+                    "nostr.private_key is \"[redacted]\" when set.",
+        replies={200: Reply("the configuration, by section", json={
+            "type": "object", "required": ["mode", "data_dir", "gateway", "admin", "nostr"],
+            "properties": {"mode": {"type": "string"}, "data_dir": {"type": "string"},
+                           "gateway": {"type": "object"}, "admin": {"type": "object"},
+                           "nostr": {"type": "object"}}})}))
     async def effective_config(self, request: Any, principal: Principal) -> bytes:
         return json_body(request, redacted_config(self.config))
 
-    @authorized(app, "/api/admin/audit", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/audit", methods=["GET"], need=Need.ADMIN, op=Op(
+        "The audit log, newest first", tags=_TAGS, name="admin_audit",
+        params=[Param("target", description="only the actions on this hash, key or report"),
+                *_PAGE_PARAMS],
+        replies={200: Reply("a page of the log", json=_paged_schema("entries", _AUDIT_ENTRY))},
+        errors={400: _BAD_PAGE}))
     async def audit(self, request: Any, principal: Principal) -> bytes:
         limit, offset = _page(request)
         target = _arg(request, "target") or None
@@ -243,7 +393,15 @@ class AdminApi:
 
     # users ----------------------------------------------------------------------------
 
-    @authorized(app, "/api/admin/users", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/users", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Users, most bytes first", tags=_TAGS, name="admin_users",
+        description="Keys that own files, or that an admin changed.",
+        params=[Param("q", schema={"type": "string", "pattern": "^[0-9a-fA-F]{0,64}$"},
+                      description="the start of a hex public key"),
+                Param("banned", schema=_FLAG, description="only banned users"),
+                *_PAGE_PARAMS],
+        replies={200: Reply("a page of users", json=_paged_schema("users", _USER))},
+        errors={400: _BAD_PAGE}))
     async def users(self, request: Any, principal: Principal) -> bytes:
         limit, offset = _page(request)
         q = (_arg(request, "q") or "").strip().lower()
@@ -259,11 +417,34 @@ class AdminApi:
                  for r in rows]
         return json_body(request, _paged(items, total, limit, offset, "users"))
 
-    @authorized(app, "/api/admin/users/<pubkey:pubkey>", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/users/<pubkey:pubkey>", methods=["GET"], need=Need.ADMIN,
+                op=Op("One user", tags=_TAGS, name="admin_user",
+                      description="Any key: one that never uploaded has no files and the "
+                                  "default quota.",
+                      replies={200: Reply("the user", json=_USER)}))
     async def user(self, request: Any, principal: Principal, pubkey: str) -> bytes:
         return json_body(request, await self.moderation.describe_user(pubkey))
 
-    @authorized(app, "/api/admin/users/<pubkey:pubkey>", methods=["PUT"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/users/<pubkey:pubkey>", methods=["PUT"], need=Need.ADMIN,
+                op=Op(
+        "Change a user's storage limit or ban", tags=_TAGS, name="admin_update_user",
+        description="storage_limit: a number of bytes, a size such as \"5GB\", or null (the "
+                    "default again); banned: a ban or its lifting; delete_files (with banned: "
+                    "true) drops every reference the user holds (a file goes when no other "
+                    "owner is left; nothing is tombstoned). Admins cannot be banned.",
+        body=Body({"application/json": {
+            "type": "object", "additionalProperties": False,
+            "anyOf": [{"required": ["storage_limit"]}, {"required": ["banned"]}],
+            "properties": {
+                "storage_limit": {"anyOf": [{"type": "integer", "minimum": 0,
+                                             "maximum": MAX_STORAGE_LIMIT},
+                                            {"type": "string", "pattern":
+                                             "^[0-9]{1,12} ?([kKmMgGtT]([iI]?[bB])?|[bB])?$"},
+                                            {"type": "null"}]},
+                "banned": {"type": "boolean"}, "delete_files": {"type": "boolean"}}}}),
+        replies={200: Reply("the user as changed, and what was removed", json=_USER_UPDATED)},
+        errors={400: "not a JSON object, an unknown field, a bad value, nothing to change, "
+                     "delete_files without a ban, or a ban of an admin (cannot_ban_admin)"}))
     async def update_user(self, request: Any, principal: Principal, pubkey: str) -> bytes:
         body = _body(request, required=True)
         _only(body, ("storage_limit", "banned", "delete_files"))
@@ -283,7 +464,18 @@ class AdminApi:
 
     # files ----------------------------------------------------------------------------
 
-    @authorized(app, "/api/admin/files", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/files", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Files with their owners, newest first; or the block list", tags=_TAGS,
+        name="admin_files",
+        params=[Param("q", schema={"type": "string", "maxLength": 256},
+                      description="the start of a SHA-256, an info-hash or an owner's key, or "
+                                  "part of a name or title"),
+                Param("blocked", schema=_FLAG,
+                      description="the block list (tombstones) instead of the files"),
+                *_PAGE_PARAMS],
+        replies={200: Reply("a page of files (or, with blocked, of tombstones)", json={
+            "anyOf": [_paged_schema("files", _ADMIN_FILE), _paged_schema("blocked", _BLOCKED)]})},
+        errors={400: _BAD_PAGE}))
     async def files(self, request: Any, principal: Principal) -> bytes:
         limit, offset = _page(request)
         if _flag(request, "blocked"):
@@ -302,7 +494,18 @@ class AdminApi:
             items.append(item)
         return json_body(request, _paged(items, total, limit, offset, "files"))
 
-    @authorized(app, "/api/admin/files/<sha256:sha>", methods=["DELETE"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/files/<sha256:sha>", methods=["DELETE"], need=Need.ADMIN,
+                op=Op(
+        "Tombstone a file and delete it", tags=_TAGS, name="admin_delete_file",
+        description="Every owner's reference goes; its SHA-256 and info-hash are refused from "
+                    "then on, on every face; its open reports become actioned. A tombstoned "
+                    "file again: nothing more happens.",
+        body=Body({"application/json": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"reason": {"type": "string", "maxLength": 1000}}}}, required=False),
+        replies={200: Reply("what was done", json=_DELETED)},
+        errors={400: "not a JSON object, an unknown field or a bad reason",
+                404: "neither stored nor tombstoned"}))
     async def delete_file(self, request: Any, principal: Principal, sha: str) -> bytes:
         body = _body(request, required=False)
         _only(body, ("reason",))
@@ -322,7 +525,17 @@ class AdminApi:
                            code="reports_unavailable")
         return reports
 
-    @authorized(app, "/api/admin/reports", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/reports", methods=["GET"], need=Need.ADMIN, op=Op(
+        "BUD-09 reports, newest first", tags=_TAGS, name="admin_reports",
+        description="Each with its blobs: whether each is stored or blocked, and its uploaders.",
+        params=[Param("status", schema={"type": "string", "enum": list(REPORT_STATES),
+                                        "default": "open"}),
+                Param("sha256", schema={"type": "string", "pattern": HEX64},
+                      description="only the reports naming this blob"),
+                *_PAGE_PARAMS],
+        replies={200: Reply("a page of reports", json=_paged_schema("reports", _REPORT))},
+        errors={400: _BAD_PAGE,
+                404: "the Blossom server, which keeps reports, is not running here"}))
     async def reports(self, request: Any, principal: Principal) -> bytes:
         limit, offset = _page(request)
         status = _choice(request, "status", REPORT_STATES, "open")
@@ -346,7 +559,26 @@ class AdminApi:
                           "content": r.content, "blobs": blobs, "event": r.event})
         return json_body(request, _paged(items, total, limit, offset, "reports"))
 
-    @authorized(app, "/api/admin/reports/<report_id>", methods=["POST"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/reports/<report_id>", methods=["POST"], need=Need.ADMIN, op=Op(
+        "Act on a report", tags=_TAGS, name="admin_act_on_report",
+        description="dismiss: nothing else changes; delete: every reported blob, as DELETE "
+                    "/api/admin/files/{sha}; ban: delete, then ban every uploader of those "
+                    "blobs (delete_files as for a user).",
+        params=[Param("report_id", "path", {"type": "string", "pattern": HEX64},
+                      description="the report's event id")],
+        body=Body({"application/json": {
+            "type": "object", "required": ["action"], "additionalProperties": False,
+            "properties": {"action": {"enum": ["dismiss", "delete", "ban"]},
+                           "delete_files": {"type": "boolean"}}}}),
+        replies={200: Reply("what was done", json={
+            "type": "object", "required": ["id", "action", "status"],
+            "properties": {"id": {"type": "string"}, "action": {"type": "string"},
+                           "status": {"enum": ["dismissed", "actioned"]},
+                           "files": {"type": "array", "items": {"type": "object"}},
+                           "banned": {"type": "array", "items": {"type": "string"}}}})},
+        errors={400: "a report id that is not 64 hex digits, not a JSON object, an unknown "
+                     "action or field, delete_files without ban",
+                404: "no such report"}))
     async def act_on_report(self, request: Any, principal: Principal, report_id: str) -> bytes:
         rid = parse_hex(report_id, 64, "report id")
         body = _body(request, required=True)
@@ -361,7 +593,15 @@ class AdminApi:
 
     # transcoding ----------------------------------------------------------------------
 
-    @authorized(app, "/api/admin/transcode", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/transcode", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Transcoding jobs", tags=_TAGS, name="admin_transcode_jobs",
+        description="Running, queued in the order they will run, then ended ones; with the "
+                    "counts by state and whether the transcoder runs.",
+        params=[Param("state", schema={"type": "string", "enum": list(JOB_STATES)}),
+                *_PAGE_PARAMS],
+        replies={200: Reply("a page of jobs", json=_paged_schema(
+            "jobs", _JOB, counts=_COUNTS, active={"type": "boolean"}))},
+        errors={400: _BAD_PAGE}))
     async def transcode_jobs(self, request: Any, principal: Principal) -> bytes:
         limit, offset = _page(request)
         state = _choice(request, "state", JOB_STATES, None)
@@ -372,12 +612,29 @@ class AdminApi:
         return json_body(request, out)
 
     @authorized(app, "/api/admin/transcode/<sha256:sha>/retry", methods=["POST"],
-                need=Need.ADMIN)
+                need=Need.ADMIN, op=Op(
+        "Transcode a video again", tags=_TAGS, name="admin_transcode_retry",
+        description="A failed or done job is queued again; a probed video that was never "
+                    "queued is queued for the first time.",
+        body=Body({"application/json": {
+            "type": "object", "properties": {"priority": {
+                "type": "integer", "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY,
+                "description": "higher runs first (default: the job's, or 0)"}}}},
+            required=False),
+        replies={202: Reply("queued", json={
+            "type": "object", "required": ["sha256", "state", "priority"],
+            "properties": {"sha256": {"type": "string"}, "state": {"type": "string"},
+                           "priority": {"type": "integer"}}})},
+        errors={400: "not a JSON object, or a priority that is not a whole number in range",
+                404: "no job for this file, and it is not a probed video",
+                503: "transcoding is disabled"}))
     async def retry(self, request: Any, principal: Principal, sha: str) -> bytes:
         body = _body(request, required=False)
         priority = body.get("priority")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise BadRequest("priority must be a whole number", code="invalid_field")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or abs(priority) > MAX_PRIORITY):
+            raise BadRequest(f"priority must be a whole number from -{MAX_PRIORITY} to "
+                             f"{MAX_PRIORITY}", code="invalid_field")
         transcoder = self.transcoding
         if transcoder is None or not transcoder.active:
             raise ApiError("transcoding is disabled", status=503, code="transcoding_disabled")
@@ -396,6 +653,7 @@ class AdminApi:
     def preflight(self, request: Any, **kw: Any) -> bytes:
         return answer_preflight(request)
 
-    @app.route("/api/admin/", branch=True, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+    @route(app, "/api/admin/", branch=True,
+           methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], op=_UNKNOWN)
     def not_found(self, request: Any) -> bytes:
         raise ApiError("no such admin route", status=404, code="not_found")

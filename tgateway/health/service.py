@@ -40,11 +40,44 @@ from tgateway.endpoints import tcp_server
 from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.jsonio import json_body, json_response
+from tgateway.http.openapi import Op, Reply, Schema, route
 from tgateway.metrics import Collect, gauge
 
 from .core import Assessment, HealthCore, Thresholds
 
 __all__ = ["Health", "build"]
+
+# the OpenAPI descriptions of the routes (tgateway.http.openapi)
+_ALERT: Schema = {"type": "object", "required": ["name", "message", "since"],
+                  "properties": {"name": {"type": "string", "description": "disk_free, "
+                                          "score:<component>, outbox_backlog, failed_jobs"},
+                                 "message": {"type": "string"}, "since": {"type": "number"}}}
+_ASSESSED: dict[str, Schema] = {
+    "status": {"enum": ["ok", "degraded", "down"]},
+    "time": {"type": "integer"},
+    "scores": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0,
+                                                          "maximum": 100},
+               "description": "component -> 0-100"},
+    "alerts": {"type": "array", "items": _ALERT},
+}
+HEALTH: Schema = {"type": "object", "required": ["status", "time", "scores", "alerts"],
+                  "properties": _ASSESSED,
+                  "additionalProperties": {"type": "object",
+                                           "description": "a component's status, by its name"}}
+DIAGNOSTICS: Schema = {
+    "type": "object",
+    "required": [*_ASSESSED, "reasons", "components", "thresholds", "check_interval"],
+    "properties": {
+        **_ASSESSED,
+        "reasons": {"type": "object", "description": "component -> what lowered its score",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "components": {"type": "object", "additionalProperties": {"type": "object"}},
+        "thresholds": {"type": "object", "required": ["disk_free_min", "score_min",
+                                                      "outbox_backlog_max", "failed_jobs_max"],
+                       "additionalProperties": {"type": "number"}},
+        "check_interval": {"type": "number"},
+    },
+}
 
 
 class Health:
@@ -104,7 +137,14 @@ class Health:
 
     # routes ------------------------------------------------------------------------------
 
-    @app.route("/api/health", methods=["GET"])
+    @route(app, "/api/health", methods=["GET"], op=Op(
+        "The gateway's health", tags=("meta",),
+        description="The overall state, each component's score (0-100) and the alerts that "
+                    "are on, with each component's status under its name: for load balancers "
+                    "and monitors.",
+        replies={200: Reply("the gateway serves: ok or degraded", json=HEALTH),
+                 503: Reply("a required component is down (storage, the gateway)",
+                            json=HEALTH)}))
     async def health(self, request: Any) -> bytes:
         result = await self.check()
         # each component's status under its name, as before scores existed (monitors and
@@ -112,7 +152,11 @@ class Health:
         body = {**self.statuses, **result.to_json()}
         return json_body(request, body, 503 if result.status == "down" else 200)
 
-    @authorized(app, "/api/admin/diagnostics", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/api/admin/diagnostics", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Health with the reasons behind each score", tags=("admin",), name="admin_diagnostics",
+        description="What /api/health says, with what lowered each score, every component's "
+                    "status, the alerts' thresholds (health.alerts) and the check interval.",
+        replies={200: Reply("the assessment and its reasons", json=DIAGNOSTICS)}))
     async def diagnostics(self, request: Any, principal: Principal | None) -> bytes:
         result = await self.check()
         t = self.core.thresholds
@@ -126,7 +170,12 @@ class Health:
             "check_interval": self.core.window,
         })
 
-    @authorized(app, "/metrics", methods=["GET"], need=Need.ADMIN)
+    @authorized(app, "/metrics", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Prometheus metrics", tags=("meta",), name="metrics",
+        description="On the gateway's port for admins only, when metrics.port is not set (on "
+                    "metrics.port it is served without auth, outside this document).",
+        replies={200: Reply("the Prometheus text exposition format",
+                            content={"text/plain": {"type": "string"}})}))
     async def metrics_for_admins(self, request: Any, principal: Principal | None) -> bytes:
         return self.exposition(request)
 

@@ -95,7 +95,9 @@ BLOSSOM_SCHEMES = ("blossom",)
 
 @dataclass(frozen=True)
 class Param:
-    """A query or header parameter (path parameters come from the route's converters)."""
+    """A query or header parameter. Path parameters come from the route's converters; a
+    ``Param(name, "path", schema)`` narrows one to the values the route serves (a file name
+    out of a fixed set)."""
 
     name: str
     where: str = "query"
@@ -300,12 +302,21 @@ def _operation(found: _Found, op_id: str) -> dict[str, Any]:
     description = op.description
     parameters: list[dict[str, Any]] = []
     errors: dict[int, str] = {}
+    in_path = {p.name: p for p in op.params if p.where == "path"}
     for conv, name in params:
         schema, status, why = _CONVERTERS.get(conv, _CONVERTERS["default"])
-        parameters.append({"name": name, "in": "path", "required": True, "schema": dict(schema)})
+        entry = {"name": name, "in": "path", "required": True, "schema": dict(schema)}
+        said = in_path.pop(name, None)
+        if said is not None:  # the values this route serves, narrower than the converter's
+            entry["schema"] = dict(said.schema)
+            if said.description:
+                entry["description"] = said.description
+        parameters.append(entry)
         if why:
             errors.setdefault(status, why)
-    for p in op.params:
+    if in_path:
+        raise ValueError(f"{found.path}: no path parameter {', '.join(in_path)}")
+    for p in (p for p in op.params if p.where != "path"):
         entry: dict[str, Any] = {"name": p.name, "in": p.where, "schema": dict(p.schema)}
         if p.required:
             entry["required"] = True

@@ -33,6 +33,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from tgateway.http.app import new_app
+from tgateway.http.openapi import HEX64, Op, Param, Reply, Schema, route
 
 __all__ = ["ADMIN_VIEWS", "Pages", "Section", "SECTIONS", "format_size"]
 
@@ -64,6 +65,18 @@ ADMIN_VIEWS: tuple[tuple[str, str, str], ...] = (
 )
 
 _HEX = frozenset("0123456789abcdef")
+
+#: an HTML page as the OpenAPI documents describe it (not JSON: a page for people)
+_HTML: Schema = {"type": "string", "contentMediaType": "text/html"}
+_PAGE_HEADERS: dict[str, Schema] = {
+    "Content-Security-Policy": {"type": "string", "required": True,
+                                "description": "scripts only from the gateway"}}
+
+
+def _page_op(summary: str, description: str, **kw: Any) -> Op:
+    return Op(summary, tags=("web",), description=description, replies={
+        200: Reply("the page (HTML)", content={"text/html": _HTML}, headers=_PAGE_HEADERS),
+        **kw.pop("replies", {})}, **kw)
 
 
 @functools.cache
@@ -157,7 +170,9 @@ class Pages:
 
     # pages ------------------------------------------------------------------------------
 
-    @app.route("/", methods=["GET"])
+    @route(app, "/", methods=["GET"], op=_page_op(
+        "The upload page", "The web interface's start: upload files (a form that posts to "
+        "/api/upload without JavaScript), sign in with Nostr.", name="page_upload"))
     def upload(self, request: Any) -> bytes:
         limit = self.public["upload"]["max_size"]
         main = _template("upload.html").substitute(
@@ -167,15 +182,25 @@ class Pages:
                 if self.public["upload"]["anonymous"] else "Sign in to upload."))
         return self._page(request, page="upload", title="Upload", main=main)
 
-    @app.route("/me", methods=["GET"])
+    @route(app, "/me", methods=["GET"], op=_page_op(
+        "The \"my files\" page", "The signed-in user's files (the page reads them from "
+        "/api/users/me/files with the session it holds).", name="page_me"))
     def me(self, request: Any) -> bytes:
         return self._page(request, page="me", title="My files", main=_template("me.html").substitute())
 
-    @app.route("/admin", methods=["GET"])
+    @route(app, "/admin", methods=["GET"], op=_page_op(
+        "The admin pages: the dashboard", "For the keys of admin.pubkeys (the page signs in "
+        "and calls /api/admin/ with the session; the HTML itself is the same for anyone).",
+        name="page_admin"))
     def admin(self, request: Any) -> bytes:
         return self._admin(request, "dashboard")
 
-    @app.route("/admin/<view>", methods=["GET"])
+    @route(app, "/admin/<view>", methods=["GET"], op=_page_op(
+        "An admin page", "One view of the admin pages (over the admin API).",
+        name="page_admin_view",
+        params=[Param("view", "path", {"type": "string", "enum": [v[0] for v in ADMIN_VIEWS]})],
+        replies={404: Reply("no such admin page: an HTML page saying so",
+                            content={"text/html": _HTML}, headers=_PAGE_HEADERS)}))
     def admin_view(self, request: Any, view: str) -> bytes:
         return self._admin(request, view)
 
@@ -194,7 +219,13 @@ class Pages:
         return self._page(request, page="admin", title=f"Admin · {found[2]}", main=main,
                           nav_current="admin")
 
-    @app.route("/f/<sha256>", methods=["GET"])
+    @route(app, "/f/<sha256>", methods=["GET"], op=_page_op(
+        "A file's page", "Every face of a stored file (download, .torrent, magnet, webseed, "
+        "stream, Blossom), the player, the swarm and the owner's actions.", name="page_file",
+        params=[Param("sha256", "path", {"type": "string", "pattern": HEX64},
+                      description="the file's SHA-256 (64 hex digits, either case)")],
+        replies={404: Reply("no such file: an HTML page saying so",
+                            content={"text/html": _HTML}, headers=_PAGE_HEADERS)}))
     async def file(self, request: Any, sha256: str) -> bytes:
         sha = sha256.lower()
         f = await self.store.get(sha) if len(sha) == 64 and set(sha) <= _HEX else None

@@ -29,6 +29,8 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from tgateway.http.openapi import Op, Param, Reply, Route, Schema
+
 __all__ = ["StaticFiles", "StaticFile"]
 
 IMMUTABLE = b"public, max-age=31536000, immutable"
@@ -44,6 +46,19 @@ TYPES = {
     ".txt": "text/plain; charset=utf-8",
     ".map": "application/json",
 }
+
+
+def _type_of(name: str) -> str:
+    ext = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    return TYPES.get(ext, "application/octet-stream")
+
+
+def _schema_of(content_type: str) -> Schema:
+    if content_type == "application/json":
+        return {"type": "object"}  # the manifest (source maps too)
+    if content_type.startswith(("text/", "image/svg")):
+        return {"type": "string"}
+    return {"type": "string", "format": "binary"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,36 @@ class StaticFiles(Resource):
         return {entry["role"]: f"/static/vendor/{name}"
                 for name, entry in self._vendor_manifest["files"].items()}
 
+    def routes(self) -> list[Route]:
+        """The OpenAPI description of what this serves: one route per folder, its ``name``
+        one of the files there (the names are fixed when the gateway starts)."""
+        out = []
+        for folder, prefix, what in (("vendor", "/static/vendor", "A vendored browser library "
+                                      "(or its manifest and licences)"),
+                                     ("app", self.app_prefix, "A file of the web interface")):
+            by_dir: dict[str, list[str]] = {}
+            for name in _walk(self._folder / folder):
+                head, _, leaf = name.rpartition("/")
+                if all(_SEGMENT.match(s) for s in name.split("/")):
+                    by_dir.setdefault(head, []).append(leaf)
+            for sub, names in sorted(by_dir.items()):
+                types = sorted({_type_of(n) for n in names})
+                content: dict[str, Schema] = {t: _schema_of(t) for t in types}
+                path = "/".join(p for p in (prefix, sub) if p) + "/<name>"
+                out.append(Route(path, ["GET", "HEAD"], Op(
+                    what + (f" ({sub}/)" if sub else ""), tags=("web",),
+                    name="_".join(["static", folder, *sub.lower().split("/")]).rstrip("_"),
+                    description="Cached for a year as immutable: a changed file has a new URL "
+                                "(a library's version is in its name; the interface's files are "
+                                "under a digest of them all).",
+                    params=[Param("name", "path", {"type": "string", "enum": sorted(names)})],
+                    replies={200: Reply("the file", content=content, headers={
+                                 "ETag": {"type": "string", "required": True},
+                                 "Cache-Control": {"type": "string", "required": True}}),
+                             304: Reply("If-None-Match names the file's ETag")},
+                    errors={404: "no such static file"})))
+        return out
+
     def _lookup(self, segments: list[str]) -> StaticFile | None:
         if not segments or not all(_SEGMENT.match(s) for s in segments):
             return None
@@ -107,8 +152,7 @@ class StaticFiles(Resource):
         if not rest or not path.is_file():
             return None
         data = path.read_bytes()
-        ext = "." + rest[-1].rsplit(".", 1)[-1] if "." in rest[-1] else ""
-        f = StaticFile(data, TYPES.get(ext, "application/octet-stream"),
+        f = StaticFile(data, _type_of(rest[-1]),
                        b'"' + hashlib.sha256(data).hexdigest()[:32].encode() + b'"')
         self._cache[key] = f
         return f

@@ -36,7 +36,7 @@ class WebUi:
         api = self.api.app.resource()
         return [
             *(Mount("gateway", path, pages, whole_path=True) for path in ("/", "/f", "/me", "/admin")),
-            Mount("gateway", "/static", self.static),
+            Mount("gateway", "/static", self.static, routes=self.static.routes()),
             Mount("gateway", "/api/config", api, whole_path=True),
             Mount("gateway", "/api/files", api, whole_path=True,
                   when=lambda path: len(path) == 4 and path[3] in UI_FILE_ROUTES),

@@ -26,6 +26,7 @@ from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
+from tgateway.http.openapi import Op, Reply, Schema, route
 
 __all__ = ["UiApi", "UI_FILE_ROUTES"]
 
@@ -33,6 +34,48 @@ __all__ = ["UiApi", "UI_FILE_ROUTES"]
 UI_FILE_ROUTES = (b"swarm", b"transcoding", b"ownership")
 #: fields of the transcoding status that only the file's owners see
 PRIVATE_TRANSCODE_FIELDS = ("error", "attempts", "priority", "created_at", "started_at")
+
+_STR_OR_NULL: Schema = {"type": ["string", "null"]}
+_FLAGS = ("nostr", "nip46", "transcode", "tracker", "blossom")
+#: :func:`tgateway.web.ui_config.public_config`
+PUBLIC_CONFIG: Schema = {
+    "type": "object",
+    "required": ["version", "gateway", "blossom", "trackers", "upload", "features", "nostr",
+                 "app", "vendor"],
+    "properties": {
+        "version": {"type": "string"},
+        "gateway": {"type": "string", "description": "the gateway's public URL"},
+        "blossom": {**_STR_OR_NULL, "description": "the Blossom server's public URL"},
+        "trackers": {"type": "object", "required": ["ws", "all"],
+                     "properties": {"ws": _STR_OR_NULL,
+                                    "all": {"type": "array", "items": {"type": "string"}}}},
+        "upload": {"type": "object", "required": ["max_size", "anonymous"],
+                   "properties": {"max_size": {"type": "integer"},
+                                  "anonymous": {"type": "boolean"}}},
+        "features": {"type": "object", "required": list(_FLAGS),
+                     "properties": {k: {"type": "boolean"} for k in _FLAGS}},
+        "nostr": {"type": "object", "required": ["connect_relays", "njump"],
+                  "properties": {"connect_relays": {"type": "array",
+                                                    "items": {"type": "string"}},
+                                 "njump": {"type": "string"}}},
+        "app": {"type": "string", "description": "the URL prefix of the interface's files"},
+        "vendor": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "role -> URL of a vendored library"},
+    },
+}
+_TRANSCODING: Schema = {
+    "type": "object", "required": ["sha256", "state", "progress", "profiles"],
+    "properties": {
+        "sha256": {"type": "string"},
+        "state": {"type": "string", "description": "disabled (no transcoder), not_video, "
+                  "unknown, not_queued, queued, running, done, failed, cancelled"},
+        "progress": {"type": "number"},
+        "video": {"type": ["object", "null"]},
+        "profiles": {"type": "array", "items": {"type": "object"}},
+        "finished_at": {"type": ["number", "null"]},
+        "hls": {"type": "string"}, "master_sha256": _STR_OR_NULL,
+    },
+}
 
 
 class UiApi:
@@ -63,11 +106,25 @@ class UiApi:
             raise NotFound(f"no file with sha256 {sha}", code="file_not_found")
         return f
 
-    @app.route("/api/config", methods=["GET"])
+    @route(app, "/api/config", methods=["GET"], op=Op(
+        "The web interface's configuration", tags=("web",), name="public_config",
+        description="Public URLs, upload limits, which components run, the relays a "
+                    "nostrconnect:// code names, the URLs of the page's files. Nothing secret: "
+                    "every page embeds it.",
+        replies={200: Reply("the configuration", json=PUBLIC_CONFIG)}))
     def config(self, request: Any) -> bytes:
         return json_body(request, self.public)
 
-    @app.route("/api/files/<sha256:sha>/swarm", methods=["GET"])
+    @route(app, "/api/files/<sha256:sha>/swarm", methods=["GET"], op=Op(
+        "A file's swarm on the gateway's tracker", tags=("files",),
+        replies={200: Reply("seeders (with the gateway's own peer), leechers, completed "
+                            "downloads, and whether the webseed serves it", json={
+            "type": "object",
+            "required": ["sha256", "info_hash", "seeders", "leechers", "completed", "webseed"],
+            "properties": {"sha256": {"type": "string"}, "info_hash": {"type": "string"},
+                           "seeders": {"type": "integer"}, "leechers": {"type": "integer"},
+                           "completed": {"type": "integer"}, "webseed": {"type": "boolean"}}})},
+        errors={404: "no such file", 503: "the tracker is not running"}))
     async def file_swarm(self, request: Any, sha: str) -> bytes:
         f = await self._file(sha)
         scraped = self.swarm(bytes.fromhex(f.info_hash))
@@ -83,7 +140,13 @@ class UiApi:
             "webseed": True,  # every stored file is served by the gateway's BEP 19 webseed
         })
 
-    @app.route("/api/files/<sha256:sha>/transcoding", methods=["GET"])
+    @route(app, "/api/files/<sha256:sha>/transcoding", methods=["GET"], op=Op(
+        "A file's transcoding, as anyone who can see it may watch it", tags=("video",),
+        name="file_transcoding",
+        description="State, live progress and renditions; the job's error and attempts are "
+                    "for its owners (/api/users/me/files/{sha}/transcoding-status).",
+        replies={200: Reply("its state", json=_TRANSCODING)},
+        errors={404: "no such file"}))
     async def file_transcoding(self, request: Any, sha: str) -> bytes:
         f = await self._file(sha)
         if self.transcoding is None:
@@ -94,7 +157,17 @@ class UiApi:
             status.pop(key, None)
         return json_body(request, status)
 
-    @authorized(app, "/api/files/<sha256:sha>/ownership", methods=["GET"], need=Need.USER)
+    @authorized(app, "/api/files/<sha256:sha>/ownership", methods=["GET"], need=Need.USER,
+                op=Op(
+        "Whether the caller owns a file", tags=("files",),
+        replies={200: Reply("owner, and for an owner their upload's name, title, description",
+                            json={"type": "object", "required": ["sha256", "owner"],
+                                  "properties": {"sha256": {"type": "string"},
+                                                 "owner": {"type": "boolean"},
+                                                 "uploaded_at": {"type": "integer"},
+                                                 "name": _STR_OR_NULL, "title": _STR_OR_NULL,
+                                                 "description": _STR_OR_NULL}})},
+        errors={404: "no such file"}))
     async def ownership(self, request: Any, principal: Principal, sha: str) -> bytes:
         f = await self._file(sha)
         mine = [o for o in await self.store.owners(f.sha256) if o.owner == principal.pubkey]
