@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,12 @@ def gateway_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]
 
 
 class GatewayProcess:
-    def __init__(self, config: dict[str, Any], workdir: Path, *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: dict[str, Any], workdir: Path, *, extra_args: tuple[str, ...] = (),
+                 env: Mapping[str, str | None] | None = None) -> None:
+        """``env``: the child's environment beyond ours (a None value removes that variable:
+        ``{"TGATEWAY_TEST_CRASH_AT": "place:all"}`` arms a crash point, ``None`` disarms it)."""
         self.config = config
+        self.env = dict(env or {})
         self.workdir = workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
@@ -63,12 +68,21 @@ class GatewayProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _environment(self) -> dict[str, str]:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "tgateway", "--config", str(self.config_path), *self.extra_args],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            env=self._environment(),
         )
         log.close()
         try:

@@ -47,14 +47,8 @@ def config(data: Path) -> dict[str, Any]:
         admin={"pubkeys": [OWNER], "auto_cleanup": False, "cleanup_age": f"{int(AGE)}s"})
 
 
-def start(work: Path, data: Path, crash_at: str | None, monkeypatch: pytest.MonkeyPatch) -> GatewayProcess:
-    work.mkdir(parents=True, exist_ok=True)
-    with monkeypatch.context() as env:
-        if crash_at:
-            env.setenv("TGATEWAY_TEST_CRASH_AT", crash_at)
-        else:
-            env.delenv("TGATEWAY_TEST_CRASH_AT", raising=False)
-        return GatewayProcess(config(data), work).start()
+def start(work: Path, data: Path, crash_at: str | None) -> GatewayProcess:
+    return GatewayProcess(config(data), work, env={"TGATEWAY_TEST_CRASH_AT": crash_at}).start()
 
 
 def cleanup(gw: GatewayProcess, method: str, key: bytes | None = None) -> tuple[int, Any]:
@@ -77,8 +71,7 @@ def last_access(data: Path) -> dict[str, float | None]:
         conn.close()
 
 
-def test_a_kill_during_a_run_leaves_a_consistent_store(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kill_during_a_run_leaves_a_consistent_store(tmp_path: Path) -> None:
     data = tmp_path / "data"
     common = os.urandom(8 * CHUNK)
     kept = common + os.urandom(24 * CHUNK)
@@ -86,7 +79,7 @@ def test_a_kill_during_a_run_leaves_a_consistent_store(tmp_path: Path,
     kept_sha = hashlib.sha256(kept).hexdigest()
     expired_shas = sorted(hashlib.sha256(b).hexdigest() for b in expired)
 
-    gw = start(tmp_path / "run1", data, "delete:some", monkeypatch)
+    gw = start(tmp_path / "run1", data, "delete:some")
     try:
         for i, body in enumerate([kept, *expired]):
             assert upload(gw, body, f"f{i}.bin")[0] in (200, 201)
@@ -111,7 +104,7 @@ def test_a_kill_during_a_run_leaves_a_consistent_store(tmp_path: Path,
     finally:
         gw.kill()
 
-    gw = start(tmp_path / "run2", data, None, monkeypatch)
+    gw = start(tmp_path / "run2", data, None)
     try:
         check_finished(gw)
         files = assert_consistent(data)

@@ -74,15 +74,9 @@ def download_sha256(gw: GatewayProcess, sha256: str) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def run_gateway(work: Path, data: Path, crash_at: str | None, monkeypatch: pytest.MonkeyPatch) -> GatewayProcess:
+def run_gateway(work: Path, data: Path, crash_at: str | None) -> GatewayProcess:
     """A fresh child (its own log) on the same data folder; ``crash_at`` arms a crash point."""
-    work.mkdir(parents=True, exist_ok=True)
-    with monkeypatch.context() as env:
-        if crash_at:
-            env.setenv("TGATEWAY_TEST_CRASH_AT", crash_at)
-        else:
-            env.delenv("TGATEWAY_TEST_CRASH_AT", raising=False)
-        return GatewayProcess(config(data), work).start()
+    return GatewayProcess(config(data), work, env={"TGATEWAY_TEST_CRASH_AT": crash_at}).start()
 
 
 def check_finished(gw: GatewayProcess) -> None:
@@ -126,12 +120,12 @@ def assert_consistent(data: Path) -> set[str]:
     ("place:all", 5 * CHUNK),  # a blob placed and fsynced, no row
 ], ids=["chunked-half-placed", "chunked-placed", "blob-placed"])
 def test_kill_during_placement_leaves_nothing_after_restart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, size: int
+    tmp_path: Path, step: str, size: int
 ) -> None:
     data = tmp_path / "data"
     src = os.urandom(size)
     sha = hashlib.sha256(src).hexdigest()
-    gw = run_gateway(tmp_path / "run1", data, step, monkeypatch)
+    gw = run_gateway(tmp_path / "run1", data, step)
     try:
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
             upload(gw, src)
@@ -142,7 +136,7 @@ def test_kill_during_placement_leaves_nothing_after_restart(
     assert files == set() and refs == set()
     assert on_disk, "the crash left the placed bytes behind"  # what the start check must remove
 
-    gw = run_gateway(tmp_path / "run2", data, None, monkeypatch)
+    gw = run_gateway(tmp_path / "run2", data, None)
     try:
         check_finished(gw)
         assert request("GET", gw.url(f"/api/files/{sha}"))[0] == 404  # nothing partial visible
@@ -151,7 +145,7 @@ def test_kill_during_placement_leaves_nothing_after_restart(
     assert assert_consistent(data) == set()
     assert inventory(data)[0] == set()
 
-    gw = run_gateway(tmp_path / "run3", data, None, monkeypatch)  # the same bytes store fine
+    gw = run_gateway(tmp_path / "run3", data, None)  # the same bytes store fine
     try:
         check_finished(gw)
         code, meta = upload(gw, src)
@@ -164,13 +158,13 @@ def test_kill_during_placement_leaves_nothing_after_restart(
 
 @pytest.mark.parametrize("step", ["delete:row", "delete:some"])
 def test_kill_during_a_delete_leaves_nothing_and_keeps_shared_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+    tmp_path: Path, step: str
 ) -> None:
     data = tmp_path / "data"
     shared = os.urandom(16 * CHUNK)
     doomed, kept = shared + os.urandom(16 * CHUNK), shared + os.urandom(16 * CHUNK)
     doomed_sha, kept_sha = hashlib.sha256(doomed).hexdigest(), hashlib.sha256(kept).hexdigest()
-    gw = run_gateway(tmp_path / "run1", data, None, monkeypatch)
+    gw = run_gateway(tmp_path / "run1", data, None)
     try:
         check_finished(gw)
         assert upload(gw, doomed, "doomed.bin")[0] == 201
@@ -181,7 +175,7 @@ def test_kill_during_a_delete_leaves_nothing_and_keeps_shared_chunks(
     before = inventory(data)[0]
     assert len(before) == 48  # 16 shared + 16 + 16
 
-    gw = run_gateway(tmp_path / "run2", data, step, monkeypatch)
+    gw = run_gateway(tmp_path / "run2", data, step)
     try:
         check_finished(gw)
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
@@ -195,7 +189,7 @@ def test_kill_during_a_delete_leaves_nothing_and_keeps_shared_chunks(
     left = on_disk - refs
     assert len(left) == (16 if step == "delete:row" else 8), len(left)
 
-    gw = run_gateway(tmp_path / "run3", data, None, monkeypatch)
+    gw = run_gateway(tmp_path / "run3", data, None)
     try:
         check_finished(gw)
         assert download_sha256(gw, kept_sha) == kept_sha  # the shared chunks stayed

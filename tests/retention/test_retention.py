@@ -15,6 +15,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from tests.storage.ondisk import on_disk
 from tests.storage.test_store import CS, THRESHOLD, put, read_all, result_of
 from tgateway.config import StorageConfig
 from tgateway.retention.core import Rules, RunReport
@@ -73,14 +74,6 @@ def run(r: Retention, dry_run: bool = False) -> RunReport:
 def stored(store: LocalContentStore) -> set[str]:
     return {r[0] for r in store.db.run_sync(lambda c: c.execute("SELECT sha256 FROM files").fetchall())}
 
-
-def on_disk(store: LocalContentStore) -> set[str]:
-    out = set()
-    for root in (store.layout.blob_dir, store.layout.chunk_dir):
-        for p in root.rglob("*"):
-            if p.is_file() and ".tmp" not in p.relative_to(root).parts:
-                out.add(p.name)
-    return out
 
 
 def names(f: StoredFile) -> set[str]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from tests.storage.ondisk import on_disk
 from tgateway.storage.consistency import CheckReport, StorageCheck
 from tgateway.storage.crashpoints import CrashPoints
 from tgateway.storage.db import SyncDatabase, transaction
@@ -42,15 +43,6 @@ def plant_blob(store: LocalContentStore, data: bytes) -> str:
     path.write_bytes(data)
     return name
 
-
-def on_disk(store: LocalContentStore) -> set[str]:
-    """Every blob and chunk file name on disk (temporary folders excluded)."""
-    out = set()
-    for root in (store.layout.blob_dir, store.layout.chunk_dir):
-        for p in root.rglob("*"):
-            if p.is_file() and ".tmp" not in p.relative_to(root).parts:
-                out.add(p.name)
-    return out
 
 
 def referenced(store: LocalContentStore) -> set[str]:
