@@ -32,17 +32,17 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from tgateway.errors import PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from tgateway.transcode.argv import IMAGE_OUTPUTS, Profile, encode_argv, image_argv, plan_variants
+from tgateway.transcode.outputs import copy_file, in_thread
 from tgateway.transcode.probe import (
     ProbeError,
     looks_like_video,
@@ -159,33 +159,9 @@ class LocalFile:
         self.declared_type = declared_type
 
     async def pour(self, open_sink: OpenSink) -> Facts:
-        sink = open_sink(self.length)
-        waiting: list[Deferred[None]] = []
-
-        def pause() -> None:
-            waiting.append(Deferred())
-
-        def resume() -> None:
-            while waiting:
-                waiting.pop().callback(None)
-
-        sink.set_flow_control(pause, resume)
-        fh = await _thread(self.reactor, open, self.path, "rb")
-        try:
-            while data := await _thread(self.reactor, fh.read, 1 << 20):
-                sink.write(data)
-                if waiting:
-                    await waiting[-1]
-        finally:
-            fh.close()
+        await copy_file(self.path, open_sink(self.length),
+                        lambda fn, *args: in_thread(self.reactor, fn, *args))
         return Facts(declared_type=self.declared_type)
-
-
-def _thread(reactor: IReactorThreads, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    pool = getattr(reactor, "getThreadPool", None)
-    if pool is None:
-        return succeed(fn(*args))
-    return deferToThreadPool(reactor, pool(), fn, *args)
 
 
 class MediaOptimizer:
@@ -221,11 +197,11 @@ class MediaOptimizer:
     async def folder(self) -> str:
         """A new folder of its own for one upload (remove it with :meth:`discard`)."""
         path = os.path.join(self.work_dir, uuid.uuid4().hex)
-        await _thread(self.reactor, os.makedirs, path, 0o700, True)
+        await in_thread(self.reactor, os.makedirs, path, 0o700, True)
         return path
 
     async def discard(self, folder: str) -> None:
-        await _thread(self.reactor, shutil.rmtree, folder, True)
+        await in_thread(self.reactor, shutil.rmtree, folder, True)
 
     async def optimise(self, source: str, plan: Plan, folder: str) -> str:
         """Make the optimised file of ``source`` in ``folder``; returns its path. Raises 415

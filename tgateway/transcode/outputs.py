@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
@@ -29,8 +29,8 @@ from .argv import (
 )
 from .probe import ProbeResult
 
-__all__ = ["Renditions", "in_thread", "read_head", "read_text", "store_file", "store_renditions",
-           "write_text"]
+__all__ = ["FlowSink", "Renditions", "copy_file", "in_thread", "read_head", "read_text",
+           "store_file", "store_renditions", "write_text"]
 
 PLAYLIST_MIME = "application/vnd.apple.mpegurl"
 Thread = Callable[..., Deferred[Any]]  # run a blocking function off the reactor
@@ -47,11 +47,18 @@ def in_thread(reactor: IReactorFromThreads, fn: Callable[..., Any], *args: Any) 
     return deferToThreadPool(reactor, pool(), fn, *args)
 
 
-async def store_file(store: ContentStore, path: str, context: UploadContext, mime: str,
-                     thread: Thread) -> StoredFile:
-    """Put the file at ``path`` into ``store`` (an upload of exactly its size)."""
-    size = await thread(os.path.getsize, path)
-    ingest = store.begin_upload(size_hint=size, max_size=max(1, size))
+class FlowSink(Protocol):
+    """Where :func:`copy_file` writes: an upload (``ContentStore.begin_upload``) or the upload
+    handler's sink; it pauses the writer while its workers catch up."""
+
+    def set_flow_control(self, pause: Callable[[], None], resume: Callable[[], None]) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+
+async def copy_file(path: str, sink: FlowSink, thread: Thread) -> None:
+    """Write the file at ``path`` into ``sink``, read 1 MiB at a time on a thread, waiting
+    while the sink has paused the flow."""
     waiting: list[Deferred[None]] = []
 
     def pause() -> None:
@@ -61,21 +68,27 @@ async def store_file(store: ContentStore, path: str, context: UploadContext, mim
         while waiting:
             waiting.pop().callback(None)
 
-    ingest.set_flow_control(pause, resume)
+    sink.set_flow_control(pause, resume)
     fh = await thread(open, path, "rb")
     try:
-        while True:
-            data = await thread(fh.read, 1 << 20)
-            if not data:
-                break
-            ingest.write(data)
+        while data := await thread(fh.read, 1 << 20):
+            sink.write(data)
             if waiting:
                 await waiting[-1]
+    finally:
+        fh.close()
+
+
+async def store_file(store: ContentStore, path: str, context: UploadContext, mime: str,
+                     thread: Thread) -> StoredFile:
+    """Put the file at ``path`` into ``store`` (an upload of exactly its size)."""
+    size = await thread(os.path.getsize, path)
+    ingest = store.begin_upload(size_hint=size, max_size=max(1, size))
+    try:
+        await copy_file(path, ingest, thread)
     except BaseException:
         await ingest.abort()
         raise
-    finally:
-        fh.close()
     event = await store.commit(ingest, context, declared_type=mime)
     return event.file
 
