@@ -390,15 +390,7 @@ class UtpConnection:
                 if o is None:
                     continue
                 acked_bytes += o.size
-                if o.resend:
-                    self._resend_due -= 1
-                else:
-                    self.in_flight -= o.size
-                if o.tx == 1:
-                    rtt = now - o.sent
-                    self.rtt.sample(rtt)
-                    if rtt < min_rtt:
-                        min_rtt = rtt
+                min_rtt = min(min_rtt, self._acked(o, now))
             self.acked = p.ack_nr
             if _after(self.acked, self._fast_resend_seq - 1):
                 self._fast_resend_seq = (self.acked + 1) & MASK16
@@ -465,6 +457,19 @@ class UtpConnection:
         elif acked_bytes:
             self.host.needs_flush(self)
 
+    def _acked(self, o: _Out, now: float) -> float:
+        """Account for an acked packet (taken out of ``outbuf`` by the caller); its round trip
+        when it was sent once (Karn: a resent packet's ack says nothing of the RTT), else inf."""
+        if o.resend:
+            self._resend_due -= 1
+        else:
+            self.in_flight -= o.size
+        if o.tx != 1:
+            return float("inf")
+        rtt = now - o.sent
+        self.rtt.sample(rtt)
+        return rtt
+
     def _selective_ack(self, ack_nr: int, mask: bytes, now: float) -> tuple[int, float, list[int]]:
         outbuf = self.outbuf
         base = (ack_nr + 2) & MASK16
@@ -480,14 +485,7 @@ class UtpConnection:
                 continue
             del outbuf[seq]
             acked_bytes += o.size
-            if o.resend:
-                self._resend_due -= 1
-            else:
-                self.in_flight -= o.size
-            if o.tx == 1:
-                rtt = now - o.sent
-                self.rtt.sample(rtt)
-                min_rtt = min(min_rtt, rtt)
+            min_rtt = min(min_rtt, self._acked(o, now))
         # A packet is lost when at least DUP_ACKS packets after it were received.
         lost: list[int] = []
         received = set(offsets)
