@@ -8,6 +8,7 @@ import random
 import shutil
 import struct
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import treq
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
 
 from harness import servers
 from tgateway import bencode
@@ -22,13 +24,16 @@ from tgateway.peer.announce import TrackerAnnouncer, UdpAnnounceClient, http_ann
 
 pytestmark = pytest.mark.integration
 
+POOL = HTTPConnectionPool(reactor, persistent=False)  # no idle connection outlives a test
+http_get = partial(treq.get, pool=POOL)
+
 
 async def peers_listed(tracker: servers.OpenTracker, info_hash: bytes) -> list[tuple[str, int]]:
     """Announce as another (leeching) peer and return the compact peers in the answer."""
     url = http_announce_url(tracker.http_announce, info_hash, b"-XX0001-" + os.urandom(6).hex()[:12].encode(),
                             1, 0, "")
     url = url.replace("left=0", "left=100").replace("numwant=0", "numwant=50")
-    r = await treq.get(url)
+    r = await http_get(url)
     body = bencode.decode_dict(await r.content())
     peers = body.get(b"peers", b"")
     return [(".".join(map(str, peers[i : i + 4])), struct.unpack(">H", peers[i + 4 : i + 6])[0])
@@ -66,7 +71,7 @@ class AnnouncerTests(TestCase):
 
         ann = TrackerAnnouncer(clock=reactor, peer_id=b"-TG0010-" + b"x" * 12, port=our_port,
                                interval=3600, local=Local(), local_ips=("127.0.0.1",),
-                               urls=(url,), http_get=treq.get, udp=udp, resolve=reactor.resolve)
+                               urls=(url,), http_get=http_get, udp=udp, resolve=reactor.resolve)
         ann.start([ih])
         self.addCleanup(ann.stop)  # (a no-op once the test has stopped it)
         self.assertEqual(local, [("add", ih, "127.0.0.1", our_port)])
