@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from harness import ports, procs, tools
+from harness.gateway import case_data_dir
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -29,8 +28,7 @@ class Aria2DhtTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="tg-dht-aria2-"))
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tmp = Path(case_data_dir(self))
         # An unused port as the gateway's peer port: the peer itself is a later issue.
         peer_port = ports.free_tcp_port()
         config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())

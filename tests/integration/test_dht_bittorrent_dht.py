@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from harness import ports, procs, tools
+from harness.gateway import case_data_dir
 from harness.twistd import GatewayProcess, gateway_config, random_file
 from tgateway.config import DhtConfig
 from tgateway.dht.service import build_dht
@@ -32,19 +31,12 @@ pytestmark = pytest.mark.integration
 PEER_PORT = 6881
 
 
-def scratch(case: SynchronousTestCase, prefix: str) -> Path:
-    """A temporary folder, removed when the test ends."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
-
-
 class BittorrentDhtNodesTests(TestCase):
     timeout = 120
 
     async def test_bittorrent_dht_nodes(self) -> None:
         config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
-        gateway = build_dht(config, str(scratch(self, "tg-dht-js-") / "dht"), reactor,
+        gateway = build_dht(config, os.path.join(case_data_dir(self), "dht"), reactor,
                             random.Random(), PEER_PORT)
         gateway.startService()
         self.addCleanup(gateway.stopService)
@@ -78,7 +70,7 @@ class BittorrentDhtNodesTests(TestCase):
 
 class TwistdDhtTests(SynchronousTestCase):
     def test_a_node_bootstrapped_from_a_gateway_on_any_address_finds_its_peer(self) -> None:
-        tmp = scratch(self, "tg-dht-twistd-")
+        tmp = Path(case_data_dir(self))
         dht_port, peer_port = ports.free_udp_port(), ports.free_tcp_port()
         cfg = gateway_config(
             tmp / "data", mode="unified", blossom_server={"enabled": False},

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
+from harness.gateway import case_data_dir
 from tgateway.config import DhtConfig
 from tgateway.dht.service import DhtService, build_dht
 
@@ -31,8 +30,7 @@ class DhtIpv6Tests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="tg-dht6-"))
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tmp = Path(case_data_dir(self))
 
     def start(self, name: str, **kw: object) -> DhtService:
         """A DHT service started on the real reactor, stopped when the test ends."""

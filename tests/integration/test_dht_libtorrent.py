@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from harness import procs, tools
+from harness.gateway import case_data_dir
 from tgateway.config import DhtConfig
 from tgateway.dht.service import build_dht
 
@@ -121,8 +120,7 @@ class LibtorrentDhtTests(TestCase):
     timeout = 180
 
     async def test_libtorrent_session(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="tg-dht-lt-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp = Path(case_data_dir(self))
         config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
         gateway = build_dht(config, str(tmp / "dht"), reactor, random.Random(), PEER_PORT)
         gateway.startService()

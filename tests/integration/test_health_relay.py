@@ -3,8 +3,6 @@ alert is logged; it comes back, the score recovers and the alert's end is logged
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from typing import Any
 
@@ -13,7 +11,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import case_data_dir, small_config, start_gateway
 from harness.ports import free_tcp_port
 from harness.servers import start_nostr_relay
 
@@ -35,8 +33,7 @@ class HealthRelayTests(TestCase):
     timeout = 180
 
     async def test_relay_down_drops_the_score_and_alerts_once_then_recovers(self) -> None:
-        directory = tempfile.mkdtemp(prefix="tg-health-relay-")
-        self.addCleanup(shutil.rmtree, directory, True)
+        directory = case_data_dir(self)
         port = free_tcp_port()
         relays = [start_nostr_relay(directory, port=port)]  # (stopped after the gateway)
         self.addCleanup(lambda: [r.stop() for r in relays])
@@ -44,9 +41,8 @@ class HealthRelayTests(TestCase):
         events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        g = RunningGateway(small_config(temp_data_dir(), nostr={"relays": [relay.url]},
-                                        health={"check_interval": "1h"}))
-        self.addCleanup(g.stop)
+        g = start_gateway(self, small_config(case_data_dir(self), nostr={"relays": [relay.url]},
+                                             health={"check_interval": "1h"}))
         nostr = g.gateway.components.nostr
         health = g.gateway.components.named("health").part
         await until(lambda: nostr.pool.is_connected(relay.url), 30, "the relay connection")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import struct
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from harness import servers
+from harness.gateway import case_data_dir
 from tgateway import bencode
 from tgateway.peer.announce import TrackerAnnouncer, UdpAnnounceClient, http_announce_url
 
@@ -50,8 +49,7 @@ class AnnouncerTests(TestCase):
         await self.lists_and_unlists("udp")
 
     async def lists_and_unlists(self, scheme: str) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="tg-announce-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp = Path(case_data_dir(self))
         ih = os.urandom(20)
         tracker = servers.start_opentracker(tmp / "ot", [ih.hex()])
         self.addCleanup(tracker.stop)

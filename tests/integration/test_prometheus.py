@@ -9,8 +9,6 @@ query API for gateway series and gets them back.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import case_data_dir, small_config, start_gateway
 from harness.ports import free_tcp_port, wait_for_tcp
 from harness.procs import ClientProcess
 from harness.tools import prometheus
@@ -83,10 +81,8 @@ class PrometheusTests(TestCase):
     timeout = 240
 
     async def test_prometheus_scrapes_the_gateway_and_answers_a_query(self) -> None:
-        directory = Path(tempfile.mkdtemp(prefix="tg-prometheus-"))
-        self.addCleanup(shutil.rmtree, directory, True)
-        g = RunningGateway(small_config(temp_data_dir(), admin={"pubkeys": [ADMIN]}))
-        self.addCleanup(g.stop)
+        directory = Path(case_data_dir(self))
+        g = start_gateway(self, small_config(case_data_dir(self), admin={"pubkeys": [ADMIN]}))
         sessions = g.gateway.components.gateway.users.sessions
         token, _ = await sessions.create(ADMIN, "prometheus", time.time())
         r = await http.put(g.url("/api/upload"), data=b"scraped " * 100)

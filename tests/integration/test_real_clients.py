@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
 import unittest
 from pathlib import Path
@@ -21,6 +19,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from harness import netns, ports, procs, servers, tools
+from harness.gateway import case_data_dir
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +32,6 @@ NPM_PINS = {
     "nostr-tools": "2.25.2",
     "blossom-client-sdk": "5.1.0",
 }
-
-
-def scratch(case: SynchronousTestCase, prefix: str) -> Path:
-    """A temporary folder, removed when the test ends."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
 
 
 class ClientsRunTests(SynchronousTestCase):
@@ -98,7 +90,7 @@ class ClientsRunTests(SynchronousTestCase):
             f"?info_hash={escaped}&peer_id=-TG0001-abcdefghijkl"
             "&port=6881&uploaded=0&downloaded=0&left=0&compact=1&event=started"
         )
-        tracker = servers.start_opentracker(scratch(self, "tg-opentracker-"), [info_hash])
+        tracker = servers.start_opentracker(case_data_dir(self), [info_hash])
         try:
             self.assertEqual(tracker.udp_announce, f"udp://127.0.0.1:{tracker.port}/announce")
             for _ in range(40):  # it reads the whitelist in a thread, just after it starts listening
@@ -111,7 +103,7 @@ class ClientsRunTests(SynchronousTestCase):
         self.assertTrue(reply.stdout.startswith("d8:complete"), reply.stdout[:300])
 
     def test_nostr_relay_round_trip_with_nostr_tools(self) -> None:
-        relay = servers.start_nostr_relay(scratch(self, "tg-nostr-relay-"))
+        relay = servers.start_nostr_relay(case_data_dir(self))
         self.addCleanup(relay.stop)
         self.assertRegex(relay.url, r"^ws://127\.0\.0\.1:\d+$")
         result = procs.run_node_json("nostr_relay_roundtrip.mjs", relay.url, timeout=60)
@@ -124,7 +116,7 @@ class ClientsRunTests(SynchronousTestCase):
         # HOME and the XDG folders in a folder of the test's: qBittorrent and Deluge write their
         # config even for --version.
         result = procs.run([exe, "--version"], check=False, timeout=60,
-                           env=tools.private_home_env(scratch(self, "tg-home-")))
+                           env=tools.private_home_env(Path(case_data_dir(self))))
         self.assertTrue(re.search(expect, result.stdout + result.stderr), result)
 
     def test_qbittorrent_nox_runs(self) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from harness import ports, procs, tools
+from harness.gateway import case_data_dir
 from tgateway.config import TrackerConfig
 from tgateway.tracker.http import TrackerHTTPFactory
 from tgateway.tracker.service import Tracker, build_tracker
@@ -184,8 +183,7 @@ class TrackerClientTests(TestCase):
 
     async def setUp(self) -> None:
         self.running = await start_running(self)
-        self.tmp = Path(tempfile.mkdtemp(prefix="tg-tracker-clients-"))
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tmp = Path(case_data_dir(self))
 
     # ----------------------------------------------------------------------- bittorrent-tracker
 

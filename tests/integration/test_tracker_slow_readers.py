@@ -29,9 +29,7 @@ import json
 import os
 import random
 import select
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import urllib.request
@@ -45,6 +43,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from harness.gateway import case_data_dir
 from harness.ports import free_tcp_port
 from harness.twistd import GatewayProcess, gateway_config
 from tgateway.config import TrackerConfig
@@ -146,8 +145,7 @@ def _health(gw: GatewayProcess) -> dict[str, Any]:
 
 class TwistdSlowReaderTests(SynchronousTestCase):
     def test_rss_stays_bounded_in_twistd_and_comes_back(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="tg-slowreaders-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp = Path(case_data_dir(self))
         dedicated = free_tcp_port()
         cfg = gateway_config(
             tmp / "data",

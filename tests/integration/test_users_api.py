@@ -25,7 +25,7 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, case_data_dir, small_config, start_gateway
 from harness.procs import run_node_json_deferred
 from tgateway.nostr.event import public_key_hex
 
@@ -125,9 +125,7 @@ class UsersApiTests(TestCase):
     def start(self, **sections: Any) -> RunningGateway:
         """A gateway with generous login limits unless given, stopped when the test ends."""
         sections.setdefault("rate_limiting", GENEROUS)
-        g = RunningGateway(small_config(temp_data_dir(), **sections))
-        self.addCleanup(g.stop)
-        return g
+        return start_gateway(self, small_config(case_data_dir(self), **sections))
 
     async def challenge(self, g: RunningGateway) -> str:
         code, body, _ = await call("GET", g.url("/api/auth/challenge"))
