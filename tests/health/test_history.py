@@ -96,6 +96,10 @@ class HistoryTests(SynchronousTestCase):
         assert received["by"] is None and received["parts"] == {"": 10}
         assert h.to_json()["times"] == [60.5]
 
+    def test_span_over_interval_is_the_number_of_points(self) -> None:
+        assert History(interval=60, span=86400).points == 1440
+        assert History(interval=60, span=30).points == 1  # config checks refuse it; never 0
+
     def test_every_series_is_in_the_answer_before_any_point(self) -> None:
         out = History(interval=60, span=86400).to_json()
         assert [s["name"] for s in out["series"]] == [s.name for s in SERIES]
@@ -148,8 +152,3 @@ class SamplingTests(SynchronousTestCase):
         health.sample()
         assert health.history.to_json()["times"] == []
         assert len(self.flushLoggedErrors(RuntimeError)) == 1
-
-
-def test_span_over_interval_is_the_number_of_points() -> None:
-    assert History(interval=60, span=86400).points == 1440
-    assert History(interval=60, span=30).points == 1  # config checks refuse it; never 0
