@@ -85,6 +85,9 @@ def test_shipped_config_equals_embedded_defaults() -> None:
         ({"rate_limiting": {"upload": {"burst_size": 0}}}, "rate_limiting.upload.burst_size"),
         ({"transcoding": {"enabled": "yes"}}, "transcoding.enabled"),
         ({"gateway": {"public_url": "ftp://x"}}, "gateway.public_url"),
+        ({"health": {"history": {"interval": "0.5s"}}}, "health.history.interval"),
+        ({"health": {"history": {"span": "30s"}}}, "health.history.span"),  # < interval
+        ({"health": {"history": {"interval": "1s", "span": "1d"}}}, "health.history.span"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, key: str) -> None:

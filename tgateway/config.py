@@ -414,10 +414,22 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The admin dashboard's charts (``GET /api/admin/history``): a few counters sampled every
+    ``interval``, the last ``span`` of them kept in memory: ``span / interval`` points, from 1
+    to :data:`~tgateway.configchecks.HISTORY_MAX_POINTS` (checked in :mod:`tgateway.configchecks`)."""
+
+    interval: Duration = field(default=Duration(60), metadata=_check(
+        lambda v: v >= 1, "a duration of 1s or more"))
+    span: Duration = field(default=Duration(24 * 3600), metadata=_positive())
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     # Scores and alerts are worked out this often (and on each GET /api/health).
     check_interval: Duration = field(default=Duration(15), metadata=_positive())
     alerts: AlertsConfig = AlertsConfig()
+    history: HistoryConfig = HistoryConfig()
 
 
 @dataclass(frozen=True)
