@@ -51,12 +51,12 @@ from tgateway.transcode.api import Transcoding
 from .actions import Moderation
 from .files import FileRoutes
 from .jobs import JobRoutes
-from .overview import OverviewRoutes, redacted_config
+from .overview import OverviewRoutes
 from .reports import ReportRoutes
 from .routing import APP
 from .users import UserRoutes
 
-__all__ = ["AdminApi", "redacted_config"]
+__all__ = ["AdminApi"]
 
 _UNKNOWN = hidden("404 for paths under /api/admin that are no route")
 
