@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from typing import Any
 
@@ -94,6 +95,24 @@ class RunningGateway:
 
 def temp_data_dir() -> str:
     return tempfile.mkdtemp(prefix="tgw-")
+
+
+def case_data_dir(case: Any) -> str:
+    """A fresh folder for a trial test case, removed when the test ends (``case.addCleanup``).
+
+    Not ``case.mktemp()``: that path is relative to the current folder, the repo root under pytest.
+    """
+    path = temp_data_dir()
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def start_gateway(case: Any, config: Config) -> RunningGateway:
+    """A :class:`RunningGateway` that a trial test case stops when it ends (``case.addCleanup``),
+    before the case's reactor check."""
+    gateway = RunningGateway(config)
+    case.addCleanup(gateway.stop)
+    return gateway
 
 
 def replace_section(config: Config, section: str, **values: Any) -> Config:

@@ -15,9 +15,7 @@ naming the hook:
   (what is still queued), ``producerPaused``, ``startWriting``;
 - autobahn's ``WebSocketServerProtocol`` (the WebSocket tracker's frame fast path,
   ``tgateway/tracker/ws.py``): ``state``/``STATE_OPEN``, the unparsed bytes in ``data``, a partly
-  read frame in ``current_frame``, and ``sendData(data, sync, chopsize)``;
-- the tests' own: ``tests/trial_compat.py`` replaces trial's ``TestCase._wait`` so trial test cases
-  and pytest-twisted share one reactor (it reads pytest-twisted's reactor greenlet).
+  read frame in ``current_frame``, and ``sendData(data, sync, chopsize)``.
 
 The fourth, coincurve's ``_libsecp256k1`` (BIP-340 signing with a 32-byte auxiliary random, in
 ``tgateway/nostr/event.py``), is covered by the BIP-340 test vectors in tests/nostr/test_event.py,
@@ -30,12 +28,12 @@ import inspect
 import socket
 from typing import Any
 
-import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import reactor, tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import http
 
 # --- twisted.web: the request line, the body decoder, 100 Continue -------------------------------
@@ -54,65 +52,65 @@ class _Seen(http.Request):
         super().gotLength(length)
 
 
-def test_twisted_web_request_line_and_body_decoder_as_the_body_reader_reads_them() -> None:
-    channel = http.HTTPChannel()
-    channel.requestFactory = _Seen
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel.dataReceived(b"PUT /api/upload?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
-    seen = _Seen.seen
-    assert (seen["command"], seen["path"], seen["version"]) == (b"PUT", b"/api/upload?x=1", b"HTTP/1.1")
-    decoder = seen["decoder"]
-    assert type(decoder) is http._IdentityTransferDecoder
-    assert decoder.contentLength == 10 and callable(decoder.dataCallback)
-    assert seen["has_buffer"] and seen["has_data_buffer"]
-    # The body thread hands the rest back through the decoder: contentLength left, dataReceived.
-    decoder.dataReceived(b"12345")
-    assert decoder.contentLength == 5
-    channel.connectionLost(None)
+class TwistedWebTests(SynchronousTestCase):
+    def test_request_line_and_body_decoder_as_the_body_reader_reads_them(self) -> None:
+        channel = http.HTTPChannel()
+        channel.requestFactory = _Seen
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"PUT /api/upload?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+        seen = _Seen.seen
+        assert (seen["command"], seen["path"], seen["version"]) == (b"PUT", b"/api/upload?x=1", b"HTTP/1.1")
+        decoder = seen["decoder"]
+        assert type(decoder) is http._IdentityTransferDecoder
+        assert decoder.contentLength == 10 and callable(decoder.dataCallback)
+        assert seen["has_buffer"] and seen["has_data_buffer"]
+        # The body thread hands the rest back through the decoder: contentLength left, dataReceived.
+        decoder.dataReceived(b"12345")
+        assert decoder.contentLength == 5
+        channel.connectionLost(None)
 
-
-def test_twisted_web_sends_100_continue_on_request() -> None:
-    channel = http.HTTPChannel()
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel._version = b"HTTP/1.1"
-    channel._send100Continue()
-    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
-    channel.connectionLost(None)
+    def test_sends_100_continue_on_request(self) -> None:
+        channel = http.HTTPChannel()
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel._version = b"HTTP/1.1"
+        channel._send100Continue()
+        assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        channel.connectionLost(None)
 
 
 # --- Twisted TCP: what is queued, and the socket -------------------------------------------------
 
 
-@pytest_twisted.ensureDeferred
-async def test_tcp_transport_queue_and_socket_as_send_in_place_and_sendfile_read_them() -> None:
-    connected: Deferred[tcp.Connection] = Deferred()
+class TcpTransportTests(TestCase):
+    async def test_queue_and_socket_as_send_in_place_and_sendfile_read_them(self) -> None:
+        connected: Deferred[tcp.Connection] = Deferred()
 
-    class Server(Protocol):
-        def connectionMade(self) -> None:
-            connected.callback(self.transport)
+        class Server(Protocol):
+            def connectionMade(self) -> None:
+                connected.callback(self.transport)
 
-    port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
-    client = socket.create_connection(("127.0.0.1", port.getHost().port))
-    try:
-        transport = await connected
-        assert isinstance(transport, tcp.Connection)
-        assert type(transport).__module__ == "twisted.internet.tcp"
-        assert transport.TLS is False
-        assert transport.socket.fileno() >= 0
-        assert transport.connected and not transport.disconnecting
-        for attr in ("producerPaused", "startWriting"):
-            assert hasattr(transport, attr), attr
-        # Nothing queued: the socket may be written in place.
-        assert transport._tempDataLen == 0 and transport.offset == len(transport.dataBuffer)
-        # A write is queued (counted in _tempDataLen) until the reactor's next writable event.
-        transport.write(b"abc")
-        assert transport._tempDataLen == 3
-        transport.loseConnection()
-    finally:
-        client.close()
-        await port.stopListening()
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        try:
+            transport = await connected
+            assert isinstance(transport, tcp.Connection)
+            assert type(transport).__module__ == "twisted.internet.tcp"
+            assert transport.TLS is False
+            assert transport.socket.fileno() >= 0
+            assert transport.connected and not transport.disconnecting
+            for attr in ("producerPaused", "startWriting"):
+                assert hasattr(transport, attr), attr
+            # Nothing queued: the socket may be written in place.
+            assert transport._tempDataLen == 0 and transport.offset == len(transport.dataBuffer)
+            # A write is queued (counted in _tempDataLen) until the reactor's next writable event.
+            transport.write(b"abc")
+            assert transport._tempDataLen == 3
+            transport.loseConnection()
+        finally:
+            client.close()
+            await port.stopListening()
 
 
 # --- autobahn: the WebSocket frame parser's state ------------------------------------------------
@@ -138,34 +136,21 @@ def _open_websocket() -> tuple[_Ws, StringTransport]:
     return proto, transport
 
 
-def test_autobahn_frame_state_as_the_tracker_fast_path_reads_it() -> None:
-    proto, _ = _open_websocket()
-    assert proto.state == WebSocketServerProtocol.STATE_OPEN
-    # Between frames: nothing held, no frame in progress (the fast path may parse).
-    assert proto.data == b"" and proto.current_frame is None
-    # Half a masked text frame given to autobahn: it holds it, so the fast path must not parse.
-    payload = b'{"action":"announce"}'
-    key = b"\x01\x02\x03\x04"
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    frame = bytes([0x81, 0x80 | len(payload)]) + key + masked
-    WebSocketServerProtocol.dataReceived(proto, frame[:10])
-    assert proto.data != b"" or proto.current_frame is not None
+class AutobahnTests(SynchronousTestCase):
+    def test_frame_state_as_the_tracker_fast_path_reads_it(self) -> None:
+        proto, _ = _open_websocket()
+        assert proto.state == WebSocketServerProtocol.STATE_OPEN
+        # Between frames: nothing held, no frame in progress (the fast path may parse).
+        assert proto.data == b"" and proto.current_frame is None
+        # Half a masked text frame given to autobahn: it holds it, so the fast path must not parse.
+        payload = b'{"action":"announce"}'
+        key = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        frame = bytes([0x81, 0x80 | len(payload)]) + key + masked
+        WebSocketServerProtocol.dataReceived(proto, frame[:10])
+        assert proto.data != b"" or proto.current_frame is not None
 
+    def test_send_data_signature_the_tracker_overrides(self) -> None:
+        params = list(inspect.signature(WebSocketServerProtocol.sendData).parameters)
+        assert params[:4] == ["self", "data", "sync", "chopsize"]
 
-def test_autobahn_send_data_signature_the_tracker_overrides() -> None:
-    params = list(inspect.signature(WebSocketServerProtocol.sendData).parameters)
-    assert params[:4] == ["self", "data", "sync", "chopsize"]
-
-
-# --- the tests' own hook: trial and pytest-twisted sharing the reactor (tests/trial_compat.py) ----
-
-
-def test_trial_and_pytest_twisted_internals_that_trial_compat_patches() -> None:
-    from twisted.trial import _asynctest
-
-    wait = _asynctest.TestCase._wait
-    assert getattr(wait, "_tgateway_greenlet_bridge", False), "tests/trial_compat.install() did not patch"
-    assert isinstance(_asynctest._wait_is_running, list)
-    assert hasattr(pytest_twisted._instances, "gr_twisted")
-    params = list(inspect.signature(wait).parameters)
-    assert params[:3] == ["self", "d", "running"]

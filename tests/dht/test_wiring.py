@@ -45,7 +45,7 @@ class WiringTests(SynchronousTestCase):
         gw = top.gateway  # type: ignore[attr-defined]
         dht = gw.components.dht
         self.assertIn(dht.on_file_stored, gw.store._on_stored)
-        self.assertIsNotNone(dht._known_source)
+        self.assertIsNotNone(dht.announces.source)
 
     def test_disabled(self) -> None:
         top = makeService(

@@ -12,59 +12,15 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pytest
-import pytest_twisted
 from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import RunningGateway, case_data_dir, small_config, start_gateway
 from tests.web.test_api import assert_nothing_stored, http, multipart
 from tgateway.http import body as body_mod
 from tgateway.http import body_thread as thread_mod
-
-
-@pytest.fixture
-def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Records which way each threaded body was read: 'socket' or 'queue'."""
-    seen: list[str] = []
-    real_socket, real_queue = thread_mod.BodyThread._read_socket, thread_mod.BodyThread._read_queue
-
-    def read_socket(self: Any, buffered: list[bytes]) -> None:
-        seen.append("socket")
-        real_socket(self, buffered)
-
-    def read_queue(self: Any) -> None:
-        seen.append("queue")
-        real_queue(self)
-
-    monkeypatch.setattr(thread_mod.BodyThread, "_read_socket", read_socket)
-    monkeypatch.setattr(thread_mod.BodyThread, "_read_queue", read_queue)
-    yield seen
-
-
-@pytest.fixture
-def ingests(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Every Ingest the store begins (to see how many bytes were copied into chunk buffers)."""
-    from tgateway.storage.store import LocalContentStore
-
-    made: list[Any] = []
-    real = LocalContentStore.begin_upload
-
-    def begin_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
-        made.append(real(self, *args, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(LocalContentStore, "begin_upload", begin_upload)
-    yield made
-
-
-@pytest_twisted.async_yield_fixture
-async def gw() -> AsyncIterator[RunningGateway]:
-    g = RunningGateway(small_config(temp_data_dir(), gateway={"max_upload_size": 20_000_000}))
-    yield g
-    await g.stop()
 
 
 def exchange(port: int, payload: bytes, *, pause_after: int | None = None, pause: float = 0.0,
@@ -105,86 +61,112 @@ async def download(g: RunningGateway, sha: str) -> bytes:
     return await r.content()
 
 
-@pytest_twisted.ensureDeferred
-async def test_socket_read_then_the_connection_goes_back_to_twisted(
-    gw: RunningGateway, paths: list[str], ingests: list[Any]
-) -> None:
-    """A 6 MB raw PUT (more than the 1 MiB the reactor holds before the handler runs) read on
-    the body thread, straight into the chunk buffers (only what the reactor had read before is
-    copied), then a pipelined GET on the same connection is answered as usual."""
-    data = os.urandom(6_000_000)
-    health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    out = await deferToThread(exchange, gw.port, put_request(data) + health,
-                              pause_after=200, pause=0.2, responses=2)
-    assert out.startswith(b"HTTP/1.1 201"), out[:300]
-    assert out.count(b"HTTP/1.1 200 OK") == 1, out[-400:]
-    assert paths == ["socket"]
-    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + 65536
-    sha = hashlib.sha256(data).hexdigest()
-    assert sha.encode() in out
-    assert await download(gw, sha) == data
+class BodyThreadTests(TestCase):
+    """A gateway-only configuration taking uploads of up to 20 MB."""
 
+    def setUp(self) -> None:
+        self.paths = self.record_paths()
+        config = small_config(case_data_dir(self), gateway={"max_upload_size": 20_000_000})
+        self.gw = start_gateway(self, config)
 
-@pytest_twisted.ensureDeferred
-async def test_multipart_read_on_the_socket_thread(
-    gw: RunningGateway, paths: list[str], ingests: list[Any]
-) -> None:
-    """The file part's bytes after the first reads land in the chunk buffers as received."""
-    data = os.urandom(3_500_000)
-    body, ctype = multipart({"title": "a title"}, "m.bin", data)
-    r = await http.post(gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
-    j = await r.json()
-    assert r.code == 201, j
-    assert j["sha256"] == hashlib.sha256(data).hexdigest() and j["title"] == "a title"
-    assert paths == ["socket"]
-    assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + thread_mod.THREAD_READ
-    assert await download(gw, j["sha256"]) == data
+    def record_paths(self) -> list[str]:
+        """Records which way each threaded body was read: 'socket' or 'queue' (until the test ends)."""
+        seen: list[str] = []
+        real_socket, real_queue = thread_mod.BodyThread._read_socket, thread_mod.BodyThread._read_queue
 
+        def read_socket(self: Any, buffered: list[bytes]) -> None:
+            seen.append("socket")
+            real_socket(self, buffered)
 
-@pytest_twisted.ensureDeferred
-async def test_chunked_transfer_encoding_is_queued_to_the_thread(gw: RunningGateway, paths: list[str]) -> None:
-    data = os.urandom(3_000_000)
-    step = 100_000
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + step]), data[i:i + step])
-                      for i in range(0, len(data), step)) + b"0\r\n\r\n"
-    req = (b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           b"Transfer-Encoding: chunked\r\n\r\n") + chunks
-    out = await deferToThread(exchange, gw.port, req)
-    assert out.startswith(b"HTTP/1.1 201"), out[:300]
-    assert paths == ["queue"]
-    assert await download(gw, hashlib.sha256(data).hexdigest()) == data
+        def read_queue(self: Any) -> None:
+            seen.append("queue")
+            real_queue(self)
 
+        self.patch(thread_mod.BodyThread, "_read_socket", read_socket)
+        self.patch(thread_mod.BodyThread, "_read_queue", read_queue)
+        return seen
 
-@pytest_twisted.ensureDeferred
-async def test_client_gone_while_the_thread_reads(gw: RunningGateway, paths: list[str]) -> None:
-    req = put_request(os.urandom(10_000_000))[:4_000_000]
-    await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2, close_after_send=True)
-    await assert_nothing_stored(gw)
-    assert paths == ["socket"]
+    def record_ingests(self) -> list[Any]:
+        """Every Ingest the store begins (to see how many bytes were copied into chunk buffers)."""
+        from tgateway.storage.store import LocalContentStore
 
+        made: list[Any] = []
+        real = LocalContentStore.begin_upload
 
-@pytest_twisted.ensureDeferred
-async def test_idle_client_gets_408(gw: RunningGateway, paths: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(thread_mod, "IDLE_TIMEOUT", 0.5)
-    req = put_request(os.urandom(5_000_000))[:3_000_000]  # then nothing more
-    out = await deferToThread(exchange, gw.port, req, pause_after=200, pause=0.2)
-    assert out.startswith(b"HTTP/1.1 408"), out[:300]
-    assert b'"error": "timeout"' in out
-    assert paths == ["socket"]
-    await assert_nothing_stored(gw)
+        def begin_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+            made.append(real(self, *args, **kwargs))
+            return made[-1]
 
+        self.patch(LocalContentStore, "begin_upload", begin_upload)
+        return made
 
-@pytest_twisted.ensureDeferred
-async def test_limit_crossed_on_the_thread_is_413_and_closes(gw: RunningGateway, paths: list[str]) -> None:
-    """A multipart body within max_upload_size + form slack whose file is over the limit: the
-    thread stops at the limit, the answer is 413, nothing is stored, the rest of the body is
-    never parsed as a request."""
-    data = os.urandom(20_000_010)
-    body, ctype = multipart({}, "x.bin", data)
-    req = (b"POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
-           % (ctype.encode(), len(body))) + body
-    out = await deferToThread(exchange, gw.port, req, pause_after=300, pause=0.2)
-    assert out.startswith(b"HTTP/1.1 413"), out[:300]
-    assert out.count(b"HTTP/1.1 ") == 1
-    assert paths == ["socket"]
-    await assert_nothing_stored(gw)
+    async def test_socket_read_then_the_connection_goes_back_to_twisted(self) -> None:
+        """A 6 MB raw PUT (more than the 1 MiB the reactor holds before the handler runs) read on
+        the body thread, straight into the chunk buffers (only what the reactor had read before is
+        copied), then a pipelined GET on the same connection is answered as usual."""
+        ingests = self.record_ingests()
+        data = os.urandom(6_000_000)
+        health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        out = await deferToThread(exchange, self.gw.port, put_request(data) + health,
+                                  pause_after=200, pause=0.2, responses=2)
+        assert out.startswith(b"HTTP/1.1 201"), out[:300]
+        assert out.count(b"HTTP/1.1 200 OK") == 1, out[-400:]
+        assert self.paths == ["socket"]
+        assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + 65536
+        sha = hashlib.sha256(data).hexdigest()
+        assert sha.encode() in out
+        assert await download(self.gw, sha) == data
+
+    async def test_multipart_read_on_the_socket_thread(self) -> None:
+        """The file part's bytes after the first reads land in the chunk buffers as received."""
+        ingests = self.record_ingests()
+        data = os.urandom(3_500_000)
+        body, ctype = multipart({"title": "a title"}, "m.bin", data)
+        r = await http.post(self.gw.url("/api/upload"), data=body, headers={"Content-Type": ctype})
+        j = await r.json()
+        assert r.code == 201, j
+        assert j["sha256"] == hashlib.sha256(data).hexdigest() and j["title"] == "a title"
+        assert self.paths == ["socket"]
+        assert len(ingests) == 1 and ingests[0].copied <= body_mod.PREBUFFER + thread_mod.THREAD_READ
+        assert await download(self.gw, j["sha256"]) == data
+
+    async def test_chunked_transfer_encoding_is_queued_to_the_thread(self) -> None:
+        data = os.urandom(3_000_000)
+        step = 100_000
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + step]), data[i:i + step])
+                          for i in range(0, len(data), step)) + b"0\r\n\r\n"
+        req = (b"PUT /api/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n") + chunks
+        out = await deferToThread(exchange, self.gw.port, req)
+        assert out.startswith(b"HTTP/1.1 201"), out[:300]
+        assert self.paths == ["queue"]
+        assert await download(self.gw, hashlib.sha256(data).hexdigest()) == data
+
+    async def test_client_gone_while_the_thread_reads(self) -> None:
+        req = put_request(os.urandom(10_000_000))[:4_000_000]
+        await deferToThread(exchange, self.gw.port, req, pause_after=200, pause=0.2, close_after_send=True)
+        await assert_nothing_stored(self.gw)
+        assert self.paths == ["socket"]
+
+    async def test_idle_client_gets_408(self) -> None:
+        self.patch(thread_mod, "IDLE_TIMEOUT", 0.5)
+        req = put_request(os.urandom(5_000_000))[:3_000_000]  # then nothing more
+        out = await deferToThread(exchange, self.gw.port, req, pause_after=200, pause=0.2)
+        assert out.startswith(b"HTTP/1.1 408"), out[:300]
+        assert b'"error": "timeout"' in out
+        assert self.paths == ["socket"]
+        await assert_nothing_stored(self.gw)
+
+    async def test_limit_crossed_on_the_thread_is_413_and_closes(self) -> None:
+        """A multipart body within max_upload_size + form slack whose file is over the limit: the
+        thread stops at the limit, the answer is 413, nothing is stored, the rest of the body is
+        never parsed as a request."""
+        data = os.urandom(20_000_010)
+        body, ctype = multipart({}, "x.bin", data)
+        req = (b"POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+               % (ctype.encode(), len(body))) + body
+        out = await deferToThread(exchange, self.gw.port, req, pause_after=300, pause=0.2)
+        assert out.startswith(b"HTTP/1.1 413"), out[:300]
+        assert out.count(b"HTTP/1.1 ") == 1
+        assert self.paths == ["socket"]
+        await assert_nothing_stored(self.gw)

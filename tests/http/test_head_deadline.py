@@ -13,14 +13,13 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import AsyncIterator
 
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
 
-from harness.gateway import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import case_data_dir, serving_config, start_gateway
 from tgateway.deadlines import HEAD_TIMEOUT
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
 from tgateway.tracker.memory import MemorySwarmStore
@@ -97,59 +96,57 @@ def _read_response(s: socket.socket) -> bytes:
     return head
 
 
-@pytest_twisted.async_yield_fixture
-async def gw() -> AsyncIterator[RunningGateway]:
-    g = RunningGateway(serving_config(temp_data_dir()))
-    yield g
-    await g.stop()
-
-
 def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
 
-@pytest_twisted.ensureDeferred
-async def test_gateway_and_blossom_ports_close_a_dripping_head(gw: RunningGateway) -> None:
-    assert gw.blossom_base is not None
-    for name, base in (("gateway", gw.base), ("blossom", gw.blossom_base)):
-        site = gw.gateway.sites[name]
-        default = getattr(site, "head_timeout", None)
-        site.head_timeout = DEADLINE
-        closed_after, answer = await deferToThread(drip, port_of(base))
-        assert closed_after is not None, f"{name}: a head dripping for {PATIENCE} s was not closed"
-        assert DEADLINE <= closed_after < DEADLINE + 2.0, (name, closed_after)
-        assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
-        assert b'"error": "request_timeout"' in answer
-        assert default == HEAD_TIMEOUT  # what the plugin runs with
+class GatewayHeadDeadlineTests(TestCase):
+    """The running plugin's gateway and Blossom ports."""
+
+    def setUp(self) -> None:
+        self.gw = start_gateway(self, serving_config(case_data_dir(self)))
+
+    async def test_gateway_and_blossom_ports_close_a_dripping_head(self) -> None:
+        assert self.gw.blossom_base is not None
+        for name, base in (("gateway", self.gw.base), ("blossom", self.gw.blossom_base)):
+            site = self.gw.gateway.sites[name]
+            default = getattr(site, "head_timeout", None)
+            site.head_timeout = DEADLINE
+            closed_after, answer = await deferToThread(drip, port_of(base))
+            assert closed_after is not None, f"{name}: a head dripping for {PATIENCE} s was not closed"
+            assert DEADLINE <= closed_after < DEADLINE + 2.0, (name, closed_after)
+            assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
+            assert b'"error": "request_timeout"' in answer
+            assert default == HEAD_TIMEOUT  # what the plugin runs with
+
+    async def test_idle_keep_alive_and_a_head_in_pieces_are_served(self) -> None:
+        assert self.gw.blossom_base is not None
+        for name, base, path in (("gateway", self.gw.base, b"/api/health"),
+                                 ("blossom", self.gw.blossom_base, b"/")):
+            self.gw.gateway.sites[name].head_timeout = DEADLINE
+            answers = await deferToThread(keep_alive_then_slow_start, port_of(base), path)
+            assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2, (name, answers)
 
 
-@pytest_twisted.ensureDeferred
-async def test_idle_keep_alive_and_a_head_in_pieces_are_served(gw: RunningGateway) -> None:
-    assert gw.blossom_base is not None
-    for name, base, path in (("gateway", gw.base, b"/api/health"),
-                             ("blossom", gw.blossom_base, b"/")):
-        gw.gateway.sites[name].head_timeout = DEADLINE
-        answers = await deferToThread(keep_alive_then_slow_start, port_of(base), path)
-        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2, (name, answers)
+class TrackerHeadDeadlineTests(TestCase):
+    """The tracker's dedicated HTTP port."""
 
-
-@pytest_twisted.ensureDeferred
-async def test_tracker_port_closes_a_dripping_head() -> None:
-    tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
-                          default_numwant=50, max_numwant=100)
-    factory = TrackerHTTPFactory(tracker, reactor)
-    default = getattr(factory, "head_timeout", None)
-    factory.head_timeout = DEADLINE
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-    try:
-        closed_after, answer = await deferToThread(
-            drip, port.getHost().port, b"GET /announce?info_hash=x HTTP/1.1\r\nX-Slow: ")
-        assert closed_after is not None, f"a head dripping for {PATIENCE} s was not closed"
-        assert DEADLINE <= closed_after < DEADLINE + 2.0, closed_after
-        assert answer.startswith(b"HTTP/1.1 408 "), answer
-        assert default == HEAD_TIMEOUT
-        answers = await deferToThread(keep_alive_then_slow_start, port.getHost().port,
-                                      b"/scrape?info_hash=aaaaaaaaaaaaaaaaaaaa")
-        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2, answers
-    finally:
-        await port.stopListening()
+    async def test_tracker_port_closes_a_dripping_head(self) -> None:
+        tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
+                              default_numwant=50, max_numwant=100)
+        factory = TrackerHTTPFactory(tracker, reactor)
+        default = getattr(factory, "head_timeout", None)
+        factory.head_timeout = DEADLINE
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        try:
+            closed_after, answer = await deferToThread(
+                drip, port.getHost().port, b"GET /announce?info_hash=x HTTP/1.1\r\nX-Slow: ")
+            assert closed_after is not None, f"a head dripping for {PATIENCE} s was not closed"
+            assert DEADLINE <= closed_after < DEADLINE + 2.0, closed_after
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert default == HEAD_TIMEOUT
+            answers = await deferToThread(keep_alive_then_slow_start, port.getHost().port,
+                                          b"/scrape?info_hash=aaaaaaaaaaaaaaaaaaaa")
+            assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2, answers
+        finally:
+            await port.stopListening()

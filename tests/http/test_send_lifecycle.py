@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest_twisted
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.gateway import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, case_data_dir, serving_config, start_gateway
 
 MB = 1 << 20
 ABORTS = 50
@@ -77,15 +77,6 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool
     return predicate()
 
 
-@pytest_twisted.async_yield_fixture
-async def gw() -> AsyncIterator[RunningGateway]:
-    config = serving_config(temp_data_dir(),
-                            storage={"blob_threshold": 8 * MB, "chunk_size": MB})
-    g = RunningGateway(config)
-    yield g
-    await g.stop()
-
-
 async def put(g: RunningGateway, data: bytes, name: str) -> dict[str, Any]:
     r = await http.put(g.url("/api/upload"), data=data,
                        headers={"X-Filename": name, "Content-Type": "video/mp4"})
@@ -94,41 +85,47 @@ async def put(g: RunningGateway, data: bytes, name: str) -> dict[str, Any]:
     return dict(body)
 
 
-@pytest_twisted.ensureDeferred
-async def test_aborted_downloads_give_back_their_descriptors(gw: RunningGateway) -> None:
-    criticals: list[dict[str, Any]] = []
+class SendLifecycleTests(TestCase):
+    """The running plugin, files over 8 MiB chunked in 1 MiB blocks."""
 
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_level") in (LogLevel.critical, LogLevel.error):
-            criticals.append(event)
+    def setUp(self) -> None:
+        config = serving_config(case_data_dir(self), storage={"blob_threshold": 8 * MB, "chunk_size": MB})
+        self.gw = start_gateway(self, config)
 
-    globalLogPublisher.addObserver(observe)
-    try:
-        files = [await put(gw, os.urandom(BLOB_SIZE), "blob.mp4"),
-                 await put(gw, os.urandom(CHUNKED_SIZE), "chunked.mp4")]
-        assert [f["storage"] for f in files] == ["blob", "chunked"]
-        assert gw.blossom_base is not None
-        targets = []
-        for f in files:
-            sha, ih = f["sha256"], f["info_hash"]
-            targets += [(gw.base, f"/api/download/{sha}"), (gw.base, f"/api/stream/{sha}"),
-                        (gw.base, f"/api/webseed/{ih}/{f['name']}"), (gw.blossom_base, f"/{sha}")]
-        # One complete download per route first: thread pools, cached connections and the like
-        # exist before the count is taken.
-        for base, path in targets:
-            r = await http.get(base + path)
-            assert r.code == 200, (path, r.code)
-            await treq.content(r)
-        await deferLater(reactor, 0.2, lambda: None)
-        before = open_fds()
-        for base, path in targets:
-            await deferToThread(abort_gets, base, path, ABORTS)
-        back = await wait_for(lambda: open_fds() <= before)
-        leaked = open_fds() - before
-        assert back, f"{leaked} descriptors still open after {ABORTS * len(targets)} aborted GETs"
-        assert not criticals, [e.get("log_format") or e.get("log_failure") for e in criticals]
-        # and the gateway still serves
-        r = await http.get(gw.url(f"/api/download/{files[0]['sha256']}"))
-        assert r.code == 200 and len(await treq.content(r)) == BLOB_SIZE
-    finally:
-        globalLogPublisher.removeObserver(observe)
+    async def test_aborted_downloads_give_back_their_descriptors(self) -> None:
+        criticals: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") in (LogLevel.critical, LogLevel.error):
+                criticals.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        try:
+            files = [await put(self.gw, os.urandom(BLOB_SIZE), "blob.mp4"),
+                     await put(self.gw, os.urandom(CHUNKED_SIZE), "chunked.mp4")]
+            assert [f["storage"] for f in files] == ["blob", "chunked"]
+            assert self.gw.blossom_base is not None
+            targets = []
+            for f in files:
+                sha, ih = f["sha256"], f["info_hash"]
+                targets += [(self.gw.base, f"/api/download/{sha}"), (self.gw.base, f"/api/stream/{sha}"),
+                            (self.gw.base, f"/api/webseed/{ih}/{f['name']}"), (self.gw.blossom_base, f"/{sha}")]
+            # One complete download per route first: thread pools, cached connections and the like
+            # exist before the count is taken.
+            for base, path in targets:
+                r = await http.get(base + path)
+                assert r.code == 200, (path, r.code)
+                await treq.content(r)
+            await deferLater(reactor, 0.2, lambda: None)
+            before = open_fds()
+            for base, path in targets:
+                await deferToThread(abort_gets, base, path, ABORTS)
+            back = await wait_for(lambda: open_fds() <= before)
+            leaked = open_fds() - before
+            assert back, f"{leaked} descriptors still open after {ABORTS * len(targets)} aborted GETs"
+            assert not criticals, [e.get("log_format") or e.get("log_failure") for e in criticals]
+            # and the gateway still serves
+            r = await http.get(self.gw.url(f"/api/download/{files[0]['sha256']}"))
+            assert r.code == 200 and len(await treq.content(r)) == BLOB_SIZE
+        finally:
+            globalLogPublisher.removeObserver(observe)

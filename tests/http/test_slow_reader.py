@@ -20,19 +20,18 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest_twisted
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.gateway import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, case_data_dir, serving_config, start_gateway
 from tgateway.http.site import IO_SIZE
 from tgateway.tracker.http import HttpTracker, TrackerHTTPFactory
 from tgateway.tracker.memory import MemorySwarmStore
@@ -98,14 +97,6 @@ async def peak_while(work: Any, protocols: list[Any]) -> int:
     return peak
 
 
-@pytest_twisted.async_yield_fixture
-async def gw() -> AsyncIterator[RunningGateway]:
-    config = serving_config(temp_data_dir(), storage={"blob_threshold": 8 * MB, "chunk_size": MB})
-    g = RunningGateway(config)
-    yield g
-    await g.stop()
-
-
 async def put(g: RunningGateway, data: bytes, name: str) -> dict[str, Any]:
     r = await http.put(g.url("/api/upload"), data=data, headers={"X-Filename": name})
     body = await treq.json_content(r)
@@ -117,42 +108,48 @@ def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
 
-@pytest_twisted.ensureDeferred
-async def test_file_download_to_a_reader_that_stops(gw: RunningGateway) -> None:
-    f = await put(gw, os.urandom(20 * MB), "big.bin")  # chunked, 1 MiB blocks
-    protocols = record_connections(gw.gateway.sites["gateway"])
-    request = f"GET /api/download/{f['sha256']} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    work = deferToThread(send_without_reading, gw.port, request, 1.0)
-    peak = await peak_while(work, protocols)
-    assert peak <= FILE_BOUND, f"{peak} bytes queued for a client that reads nothing"
+class GatewaySlowReaderTests(TestCase):
+    """The running plugin, files over 8 MiB chunked in 1 MiB blocks."""
 
+    def setUp(self) -> None:
+        config = serving_config(case_data_dir(self), storage={"blob_threshold": 8 * MB, "chunk_size": MB})
+        self.gw = start_gateway(self, config)
 
-@pytest_twisted.ensureDeferred
-async def test_pipelined_answers_wait_for_the_reader(gw: RunningGateway) -> None:
-    f = await put(gw, os.urandom(3 * MB), "pieces.bin")
-    for base, path in ((gw.base, f"/api/torrent/{f['sha256']}"),
-                       (gw.base, f"/api/files/{f['sha256']}"),
-                       (gw.blossom_base, "/list/" + "ab" * 32)):
-        assert base is not None
-        site = gw.gateway.sites["gateway" if base == gw.base else "blossom"]
-        protocols = record_connections(site)
-        request = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-        work = deferToThread(send_without_reading, port_of(base), request * 20_000, 2.0)
+    async def test_file_download_to_a_reader_that_stops(self) -> None:
+        f = await put(self.gw, os.urandom(20 * MB), "big.bin")  # chunked, 1 MiB blocks
+        protocols = record_connections(self.gw.gateway.sites["gateway"])
+        request = f"GET /api/download/{f['sha256']} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        work = deferToThread(send_without_reading, self.gw.port, request, 1.0)
         peak = await peak_while(work, protocols)
-        assert peak <= ANSWERS_BOUND, f"{path}: {peak} bytes queued for a client that reads nothing"
+        assert peak <= FILE_BOUND, f"{peak} bytes queued for a client that reads nothing"
+
+    async def test_pipelined_answers_wait_for_the_reader(self) -> None:
+        f = await put(self.gw, os.urandom(3 * MB), "pieces.bin")
+        for base, path in ((self.gw.base, f"/api/torrent/{f['sha256']}"),
+                           (self.gw.base, f"/api/files/{f['sha256']}"),
+                           (self.gw.blossom_base, "/list/" + "ab" * 32)):
+            assert base is not None
+            site = self.gw.gateway.sites["gateway" if base == self.gw.base else "blossom"]
+            protocols = record_connections(site)
+            request = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            work = deferToThread(send_without_reading, port_of(base), request * 20_000, 2.0)
+            peak = await peak_while(work, protocols)
+            assert peak <= ANSWERS_BOUND, f"{path}: {peak} bytes queued for a client that reads nothing"
 
 
-@pytest_twisted.ensureDeferred
-async def test_tracker_port_stops_reading_a_client_that_does_not_read() -> None:
-    tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
-                          default_numwant=50, max_numwant=100)
-    factory = TrackerHTTPFactory(tracker, reactor)
-    protocols = record_connections(factory)
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-    try:
-        scrape = b"GET /scrape?info_hash=" + b"%41" * 20 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-        work = deferToThread(send_without_reading, port.getHost().port, scrape * 200_000, 3.0)
-        peak = await peak_while(work, protocols)
-        assert peak <= TRACKER_BOUND, f"{peak} bytes queued for a client that reads nothing"
-    finally:
-        await port.stopListening()
+class TrackerSlowReaderTests(TestCase):
+    """The tracker's dedicated HTTP port."""
+
+    async def test_tracker_port_stops_reading_a_client_that_does_not_read(self) -> None:
+        tracker = HttpTracker(MemorySwarmStore(random.Random(1)), reactor, interval=1800, min_interval=900,
+                              default_numwant=50, max_numwant=100)
+        factory = TrackerHTTPFactory(tracker, reactor)
+        protocols = record_connections(factory)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        try:
+            scrape = b"GET /scrape?info_hash=" + b"%41" * 20 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            work = deferToThread(send_without_reading, port.getHost().port, scrape * 200_000, 3.0)
+            peak = await peak_while(work, protocols)
+            assert peak <= TRACKER_BOUND, f"{peak} bytes queued for a client that reads nothing"
+        finally:
+            await port.stopListening()

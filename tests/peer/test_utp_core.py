@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.peer.utp_net import Network, Node, Stream
-from tgateway.peer.utp import core
-from tgateway.peer.utp.core import MSS, UtpConnection
+from tgateway.peer.utp import core, receiving, sending
+from tgateway.peer.utp.core import UtpConnection
 from tgateway.peer.utp.ledbat import Ledbat
+from tgateway.peer.utp.sending import MSS
 from tgateway.peer.utp.wire import (
     ST_DATA,
     ST_FIN,
@@ -153,7 +154,7 @@ def test_one_loss_is_resent_after_selective_acks_not_after_the_timeout() -> None
     sacks = [p for src, _, p in net.sent if src == b.addr and p.sack is not None]
     assert sacks, "the receiver never sent a selective ack"
     assert conn.retransmits == 1 and conn.cc.timeouts == 0
-    assert net.now - start < core.MIN_RTO + 0.5  # well before any retransmission timeout
+    assert net.now - start < sending.MIN_RTO + 0.5  # well before any retransmission timeout
     assert conn.cc.losses == 1
 
 
@@ -410,4 +411,4 @@ def test_no_datagram_sequence_crashes_the_demultiplexer(datagrams: list[bytes],
     assert len(b.mux.connections) <= 8 and b.mux.half_open_count <= 4
     for c in b.mux.connections.values():
         assert c._pending_bytes + c._reorder_bytes <= c.recv_buffer
-        assert len(c._reorder) <= core.MAX_REORDER
+        assert len(c._reorder) <= receiving.MAX_REORDER

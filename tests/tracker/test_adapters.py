@@ -625,6 +625,145 @@ class AutobahnContractTests(_WsConnections):
         self.assertEqual(transport.value(), b"")
 
 
+class _Ready:
+    """Stands in for the factory's InputWatch: says input is waiting while ``waiting``."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waiting = waiting
+        self.asked = 0
+
+    def watch(self, transport: Any) -> None:
+        pass
+
+    def unwatch(self, transport: Any) -> None:
+        pass
+
+    def ready(self) -> bool:
+        self.asked += 1
+        return self.waiting
+
+
+def turn(clock: Clock) -> None:
+    """One reactor turn: run the calls due now, not those they schedule (``Clock.advance(0)``
+    also runs a ``callLater(0)`` made while it runs; the reactor leaves it for the next turn)."""
+    due = [c for c in clock.calls if c.getTime() <= clock.seconds()]
+    for call in due:
+        clock.calls.remove(call)
+        call.called = 1
+        call.func(*call.args, **call.kw)
+
+
+class WsWriteDelayTests(_WsConnections):
+    """Under load (other sockets have input waiting) what a turn queued waits for the next turns,
+    so that one ``send`` carries the messages of many announces; at most FLUSH_DELAY seconds and
+    FLUSH_TURNS turns. An idle tracker writes at the end of the turn."""
+
+    def test_idle_writes_at_the_end_of_the_turn(self) -> None:
+        ready = self.factory.ws_factory.input = _Ready(False)
+        proto, transport = self.connect()
+        proto.dataReceived(self.announce_frame("A" * 20))
+        turn(self.clock)
+        self.assertEqual(transport.writes, 1)
+        self.assertEqual(ready.asked, 1)
+
+    def test_waits_while_input_is_ready_then_writes_everything_in_one_send(self) -> None:
+        ready = self.factory.ws_factory.input = _Ready(True)
+        proto, transport = self.connect()
+        for _ in range(3):
+            proto.dataReceived(self.announce_frame("A" * 20))
+            turn(self.clock)  # one turn each: the reply waits
+        self.assertEqual(transport.writes, 0)
+        ready.waiting = False  # nothing more to read: written at the end of this turn
+        turn(self.clock)
+        self.assertEqual(transport.writes, 1)
+        self.assertEqual(len(read_frames(transport.value())), 3)
+
+    def test_waits_at_most_flush_delay(self) -> None:
+        from tgateway.tracker.ws import FLUSH_DELAY
+
+        self.factory.ws_factory.input = _Ready(True)
+        proto, transport = self.connect()
+        proto.dataReceived(self.announce_frame("A" * 20))
+        turn(self.clock)
+        self.clock.rightNow += FLUSH_DELAY * 0.9  # a busy turn
+        turn(self.clock)
+        self.assertEqual(transport.writes, 0)
+        self.clock.rightNow += FLUSH_DELAY * 0.1
+        turn(self.clock)
+        self.assertEqual(transport.writes, 1)
+
+    def test_waits_at_most_flush_turns(self) -> None:
+        """Whatever the clock says (a clock that does not move must not hold replies back)."""
+        from tgateway.tracker.ws import FLUSH_TURNS
+
+        self.factory.ws_factory.input = _Ready(True)
+        proto, transport = self.connect()
+        proto.dataReceived(self.announce_frame("A" * 20))
+        for _ in range(FLUSH_TURNS):
+            turn(self.clock)
+        self.assertEqual(transport.writes, 0)
+        turn(self.clock)
+        self.assertEqual(transport.writes, 1)
+
+    def test_a_big_turn_is_still_written_at_once(self) -> None:
+        from tgateway.tracker.ws import FLUSH_SIZE
+
+        self.factory.ws_factory.input = _Ready(True)
+        proto, transport = self.connect()
+        scrape = ws_frame(json.dumps({"action": "scrape", "info_hash": [IHS] * 20}).encode())
+        while transport.writes == 0:
+            proto.dataReceived(scrape)
+        self.assertLess(len(transport.value()), FLUSH_SIZE + 2048)
+
+
+class InputWatchTests(SynchronousTestCase):
+    """The epoll set of WebSocket sockets, over real sockets."""
+
+    def connection(self) -> tuple[Any, socket.socket]:
+        from twisted.internet import tcp
+        from twisted.internet.protocol import Protocol, ServerFactory
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        port = tcp.Port(0, ServerFactory(), reactor=MemoryReactorClock())
+        conn = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), port, 1, MemoryReactorClock())
+        self.addCleanup(ours.close)
+        return conn, theirs
+
+    def test_ready_when_a_watched_socket_has_input(self) -> None:
+        from tgateway.tracker.ws import InputWatch
+
+        watch = InputWatch()
+        self.assertFalse(watch.ready())  # nothing watched
+        a, a_peer = self.connection()
+        b, b_peer = self.connection()
+        watch.watch(a)
+        watch.watch(b)
+        watch.watch(a)  # twice is once
+        self.assertFalse(watch.ready())
+        b_peer.send(b"x")
+        self.assertTrue(watch.ready())
+        watch.unwatch(b)  # a congested socket is not read: its input does not count
+        self.assertFalse(watch.ready())
+        watch.unwatch(b)
+        watch.watch(b)
+        self.assertTrue(watch.ready())
+        b.socket.recv(10)
+        self.assertFalse(watch.ready())
+        # a socket closed before it is unwatched (the kernel takes it out of the set)
+        a_peer.send(b"y")
+        a.socket.close()
+        watch.unwatch(a)
+        self.assertFalse(watch.ready())
+
+    def test_only_plain_tcp_is_watched(self) -> None:
+        from tgateway.tracker.ws import InputWatch
+
+        watch = InputWatch()
+        watch.watch(StringTransport())
+        self.assertFalse(watch.ready())
+
+
 class WsSlowReaderTests(SynchronousTestCase):
     """Sockets that stop reading, over transports that queue like TCP: on the dedicated port and
     on the gateway's twisted.web Site (where autobahn takes the transport from the HTTP channel)."""

@@ -11,17 +11,16 @@ browser makes of it is tests/integration/test_browser_user_content.py.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_twisted
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.gateway import RunningGateway, serving_config, temp_data_dir
+from harness.gateway import RunningGateway, case_data_dir, serving_config, start_gateway
 from tgateway.http.send import is_passive_type
 
 http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
@@ -42,13 +41,6 @@ def test_active_types(ctype: str) -> None:
 @pytest.mark.parametrize("ctype", PASSIVE)
 def test_passive_types(ctype: str) -> None:
     assert is_passive_type(ctype)
-
-
-@pytest_twisted.async_yield_fixture
-async def gw() -> AsyncIterator[RunningGateway]:
-    g = RunningGateway(serving_config(temp_data_dir()))
-    yield g
-    await g.stop()
 
 
 async def put(g: RunningGateway, data: bytes, name: str, ctype: str) -> dict[str, Any]:
@@ -90,56 +82,57 @@ MEDIA = {
 }
 
 
-@pytest_twisted.ensureDeferred
-async def test_active_types_are_attachments_in_a_sandbox(gw: RunningGateway) -> None:
-    for name, (ctype, data) in UPLOADS.items():
-        f = await put(gw, data, name, ctype)
-        assert f["mime_type"] == ctype
-        for route, url in routes(gw, f).items():
-            for method in ("GET", "HEAD"):
-                r = await http.request(method, url)
+class UserContentHeaderTests(TestCase):
+    """The gateway's and Blossom's ports serving what the test uploads."""
+
+    def setUp(self) -> None:
+        self.gw = start_gateway(self, serving_config(case_data_dir(self)))
+
+    async def test_active_types_are_attachments_in_a_sandbox(self) -> None:
+        for name, (ctype, data) in UPLOADS.items():
+            f = await put(self.gw, data, name, ctype)
+            assert f["mime_type"] == ctype
+            for route, url in routes(self.gw, f).items():
+                for method in ("GET", "HEAD"):
+                    r = await http.request(method, url)
+                    await treq.content(r)
+                    where = (name, route, method)
+                    assert r.code == 200, where
+                    assert header(r, "x-content-type-options") == "nosniff", where
+                    csp = header(r, "content-security-policy") or ""
+                    assert "sandbox" in csp and "default-src 'none'" in csp, where
+                    assert (header(r, "content-disposition") or "").startswith("attachment;"), where
+                r = await http.get(url, headers={"If-None-Match": f'"{f["sha256"]}"'})
                 await treq.content(r)
-                where = (name, route, method)
-                assert r.code == 200, where
-                assert header(r, "x-content-type-options") == "nosniff", where
-                csp = header(r, "content-security-policy") or ""
-                assert "sandbox" in csp and "default-src 'none'" in csp, where
-                assert (header(r, "content-disposition") or "").startswith("attachment;"), where
-            r = await http.get(url, headers={"If-None-Match": f'"{f["sha256"]}"'})
+                assert r.code == 304, (name, route)
+                assert header(r, "x-content-type-options") == "nosniff"
+                assert "sandbox" in (header(r, "content-security-policy") or "")
+
+    async def test_media_and_plain_text_stay_inline(self) -> None:
+        for name, (ctype, data) in MEDIA.items():
+            f = await put(self.gw, data, name, ctype)
+            urls = routes(self.gw, f)
+            for route, url in urls.items():
+                r = await http.get(url)
+                assert await treq.content(r) == data
+                assert header(r, "x-content-type-options") == "nosniff", (name, route)
+                if route == "webseed":
+                    continue  # application/octet-stream for BitTorrent clients, an attachment
+                assert header(r, "content-type") == ctype, (name, route)
+                assert header(r, "content-security-policy") is None, (name, route)
+            r = await http.get(urls["stream"])
             await treq.content(r)
-            assert r.code == 304, (name, route)
-            assert header(r, "x-content-type-options") == "nosniff"
-            assert "sandbox" in (header(r, "content-security-policy") or "")
+            assert (header(r, "content-disposition") or "").startswith("inline;"), name
+            r = await http.get(urls["blossom"])
+            await treq.content(r)
+            assert header(r, "content-disposition") is None, name
 
-
-@pytest_twisted.ensureDeferred
-async def test_media_and_plain_text_stay_inline(gw: RunningGateway) -> None:
-    for name, (ctype, data) in MEDIA.items():
-        f = await put(gw, data, name, ctype)
-        urls = routes(gw, f)
-        for route, url in urls.items():
+    async def test_every_response_says_nosniff(self) -> None:
+        assert self.gw.blossom_base is not None
+        for url in (self.gw.url("/"), self.gw.url("/api/health"), self.gw.url("/api/nothing-here"),
+                    self.gw.url("/api/files/" + "0" * 64), self.gw.url("/api/download/xyz"),
+                    self.gw.url("/api/auth/challenge"), self.gw.blossom_base + "/",
+                    self.gw.blossom_base + "/" + "0" * 64, self.gw.blossom_base + "/list/zz"):
             r = await http.get(url)
-            assert await treq.content(r) == data
-            assert header(r, "x-content-type-options") == "nosniff", (name, route)
-            if route == "webseed":
-                continue  # application/octet-stream for BitTorrent clients, an attachment
-            assert header(r, "content-type") == ctype, (name, route)
-            assert header(r, "content-security-policy") is None, (name, route)
-        r = await http.get(urls["stream"])
-        await treq.content(r)
-        assert (header(r, "content-disposition") or "").startswith("inline;"), name
-        r = await http.get(urls["blossom"])
-        await treq.content(r)
-        assert header(r, "content-disposition") is None, name
-
-
-@pytest_twisted.ensureDeferred
-async def test_every_response_says_nosniff(gw: RunningGateway) -> None:
-    assert gw.blossom_base is not None
-    for url in (gw.url("/"), gw.url("/api/health"), gw.url("/api/nothing-here"),
-                gw.url("/api/files/" + "0" * 64), gw.url("/api/download/xyz"),
-                gw.url("/api/auth/challenge"), gw.blossom_base + "/",
-                gw.blossom_base + "/" + "0" * 64, gw.blossom_base + "/list/zz"):
-        r = await http.get(url)
-        await treq.content(r)
-        assert header(r, "x-content-type-options") == "nosniff", (url, r.code)
+            await treq.content(r)
+            assert header(r, "x-content-type-options") == "nosniff", (url, r.code)

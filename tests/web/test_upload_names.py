@@ -10,13 +10,12 @@ import os
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
-import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import case_data_dir, small_config, start_gateway
 from tests.web.test_api import multipart
 from tgateway import bencode
 
@@ -31,11 +30,9 @@ def no_format_chars(text: str) -> bool:
     return not any(c in text for c in FORMAT_CHARS)
 
 
-@pytest.mark.parametrize("how", ["multipart", "raw"])
-@pytest_twisted.ensureDeferred
-async def test_every_output_shows_the_cleaned_name(how: str) -> None:
-    g = RunningGateway(small_config(temp_data_dir()))
-    try:
+class CleanNameTests(TestCase):
+    async def _every_output_shows_the_cleaned_name(self, how: str) -> None:
+        g = start_gateway(self, small_config(case_data_dir(self)))
         token, _ = await g.gateway.components.gateway.users.sessions.create("a1" * 32, "test", time.time())
         auth = {"Authorization": f"Bearer {token}"}
         data = os.urandom(5000)
@@ -72,5 +69,9 @@ async def test_every_output_shows_the_cleaned_name(how: str) -> None:
         r = await http.get(g.url("/api/users/me/files"), headers=auth)
         [listed] = (await r.json())["files"]
         assert listed["name"] == CLEAN  # the owner's own name for the file: cleaned too
-    finally:
-        await g.stop()
+
+    async def test_every_output_shows_the_cleaned_name_multipart(self) -> None:
+        await self._every_output_shows_the_cleaned_name("multipart")
+
+    async def test_every_output_shows_the_cleaned_name_raw(self) -> None:
+        await self._every_output_shows_the_cleaned_name("raw")

@@ -10,16 +10,16 @@ import os
 import time
 from typing import Any
 
-import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import case_data_dir, small_config, start_gateway
 
 http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
@@ -71,10 +71,10 @@ async def concurrently(send: Any, bodies: list[bytes]) -> list[tuple[int, Any]]:
     return out
 
 
-@pytest_twisted.ensureDeferred
-async def test_concurrent_uploads_of_files_others_stored_respect_the_quota() -> None:
-    g = RunningGateway(small_config(temp_data_dir(), admin={"default_user_storage_limit": QUOTA}))
-    try:
+class UploadQuotaTests(TestCase):
+
+    async def test_concurrent_uploads_of_files_others_stored_respect_the_quota(self) -> None:
+        g = start_gateway(self, small_config(case_data_dir(self), admin={"default_user_storage_limit": QUOTA}))
         files = [os.urandom(SIZE) for _ in range(5)]
         for data in files:  # stored first by an anonymous uploader
             r = await http.put(g.url("/api/upload"), data=data,
@@ -105,5 +105,3 @@ async def test_concurrent_uploads_of_files_others_stored_respect_the_quota() -> 
             sha = hashlib.sha256(data).hexdigest()
             owners = {o.owner for o in await g.store.owners(sha)}
             assert (alice in owners) == (sha in accepted)
-    finally:
-        await g.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -11,7 +12,7 @@ from twisted.internet.interfaces import IResolutionReceiver
 from twisted.logger import Logger
 from zope.interface import directlyProvides
 
-__all__ = ["is_ip", "parse_host_port", "resolve_host"]
+__all__ = ["bootstrap_addresses", "is_ip", "parse_host_port", "resolve_host"]
 
 log = Logger()
 
@@ -68,3 +69,24 @@ async def resolve_host(reactor: Any, host: str, ipv6: bool) -> list[str]:
     except Exception:
         log.failure("resolving DHT bootstrap node {host} failed", host=host)
     return found[:4]
+
+
+async def bootstrap_addresses(reactor: Any, entries: Iterable[str],
+                              ipv6: bool) -> list[tuple[str, int]]:
+    """The addresses of ``dht.bootstrap_nodes`` entries in one family: IP addresses as given,
+    host names resolved through the reactor (up to 4 each); a malformed entry is logged and
+    skipped."""
+    addrs: list[tuple[str, int]] = []
+    for entry in entries:
+        try:
+            host, port = parse_host_port(entry)
+        except ValueError:
+            log.warn("bad DHT bootstrap node {entry!r}", entry=entry)
+            continue
+        if is_ip(host):
+            if (":" in host) == ipv6:
+                addrs.append((host, port))
+            continue
+        for ip in await resolve_host(reactor, host, ipv6):
+            addrs.append((ip, port))
+    return addrs

@@ -7,11 +7,11 @@ status at ``GET /api/dht/status`` on the gateway's port and a summary in ``/api/
 ``build_dht(config, state_dir, clock, rng, announce_port, announce_ips=...)`` returns a
 :class:`DhtService`. On start it
 loads the node id and routing table from ``<state_dir>/dht.json`` (a new random id otherwise), binds
-the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``), resolves
-``dht.bootstrap_nodes`` through the reactor and joins. Every stored torrent is re-announced once per
-``dht.announce_interval``, spread evenly over the interval (each info-hash has its own phase), and a
-newly stored file is announced at once when its upload asked for it; a deleted one is no longer
-announced. Info-hashes of the gateway's block list (``refused``) are never announced, and the
+the UDP port (one node per address family: ``dht.host`` and, when set, ``dht.host6``; see
+:mod:`.family`), resolves ``dht.bootstrap_nodes`` through the reactor and joins. Every stored
+torrent is re-announced once per ``dht.announce_interval``, spread evenly over the interval (each
+info-hash has its own phase: :mod:`.announces`, the schedule), and a newly stored file is announced
+at once when its upload asked for it; a deleted one is no longer announced. Info-hashes of the gateway's block list (``refused``) are never announced, and the
 node never stores, answers or samples peers for them. On stop the routing table and node id are
 saved so a restart rejoins at once.
 
@@ -25,10 +25,9 @@ else the external address the DHT's nodes report (BEP 42 votes), once they agree
 
 from __future__ import annotations
 
-import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,10 @@ from twisted.logger import Logger
 
 from tgateway.component import Component, Deps, IGatewayReactor, Mount, Provided
 from tgateway.config import DhtConfig
-from tgateway.dht.bootstrap import is_ip, parse_host_port, resolve_host
+from tgateway.dht.announces import AnnounceSchedule, InfoHashes, to_info_hash
+from tgateway.dht.bootstrap import bootstrap_addresses
+from tgateway.dht.family import Family, open_family
 from tgateway.dht.lookup import LookupResult
-from tgateway.dht.node import DhtNode
-from tgateway.dht.protocol import DhtProtocol, V6OnlyPort
 from tgateway.dht.state import STATE_FILE, load_state, save_state
 from tgateway.metrics import Collect, counter, gauge
 from tgateway.storage.model import StoredEvent, StoredFile
@@ -55,30 +54,6 @@ __all__ = ["DhtService", "build", "build_dht"]
 TICK = 1.0  # announce scheduler and rate sampling
 MAINTENANCE = 5.0  # routing table maintenance
 SAVE_EVERY = 600.0
-KNOWN_REFRESH = 60.0  # re-read a callable list of stored info-hashes
-MAX_CONCURRENT_ANNOUNCES = 4
-
-InfoHashes = Iterable[bytes | str] | Callable[[], Iterable[bytes | str]]
-
-
-def _to_bytes(h: bytes | str) -> bytes | None:
-    if isinstance(h, bytes):
-        return h if len(h) == 20 else None
-    try:
-        b = bytes.fromhex(h)
-    except ValueError:
-        return None
-    return b if len(b) == 20 else None
-
-
-class _Family:
-    """One bound node (IPv4 or IPv6)."""
-
-    def __init__(self, node: DhtNode, proto: DhtProtocol, host: str):
-        self.node = node
-        self.proto = proto
-        self.host = host
-        self.port: Any = None
 
 
 class DhtService(service.Service):
@@ -105,19 +80,8 @@ class DhtService(service.Service):
         self.rng = rng
         self.announce_port = announce_port
         self.announce_ips = tuple(announce_ips)
-        self.families: list[_Family] = []
-        self._known_source: Callable[[], Iterable[bytes | str]] | None = None
-        self._known: set[bytes] = set()
-        self._known_read_at = -1e18
-        self._schedule: list[tuple[float, bytes]] = []  # (phase, info_hash), sorted
-        self._phases: list[float] = []
-        self._schedule_dirty = True
-        self._epoch = 0.0
-        self._last_pos = 0.0
-        self._queue: deque[bytes] = deque()
-        self._queued: set[bytes] = set()
-        self._announcing = 0
-        self._announces_done = 0
+        self.families: list[Family] = []
+        self.announces = AnnounceSchedule(config.announce_interval, self.refused)
         self._loops: list[LoopingCall] = []
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=11)
         self._last_save = 0.0
@@ -138,64 +102,37 @@ class DhtService(service.Service):
         """The info-hashes the gateway serves: an iterable (a snapshot) or a callable (re-read
         every minute). They are re-announced every ``announce_interval`` and offered to BEP 51
         indexers."""
-        if callable(hashes):
-            self._known_source = hashes
-            self._known_read_at = -1e18
-            if self.running:  # otherwise read at start, once the store is open
-                self._refresh_known(self.clock.seconds())
-        else:
-            self._known_source = None
-            self._known = {b for b in map(_to_bytes, hashes) if b is not None}
-            self._schedule_dirty = True
+        self.announces.set_known(hashes)
+        if callable(hashes) and self.running:  # otherwise read at start, once the store is open
+            self._refresh_known(self.clock.seconds())
 
     def _refresh_known(self, now: float) -> None:
-        if self._known_source is None or now - self._known_read_at < KNOWN_REFRESH:
-            return
-        self._known_read_at = now
         try:
-            fresh = {b for b in map(_to_bytes, self._known_source()) if b is not None}
+            self.announces.refresh(now)
         except Exception:
             self.log.failure("listing stored info-hashes failed")
-            return
-        if fresh != self._known:
-            self._known = fresh
-            self._schedule_dirty = True
-
-    def _known_list(self) -> Iterable[bytes]:
-        return self._known
 
     def on_file_deleted(self, f: StoredFile) -> None:
         """Subscriber for the content store's "deleted" event: the info-hash is no longer
         announced (the DHT forgets us there once our last announce expires)."""
-        ih = _to_bytes(f.info_hash)
+        ih = to_info_hash(f.info_hash)
         if ih is None:
             return
-        if ih in self._known:
-            self._known.discard(ih)
-            self._schedule_dirty = True
-        if ih in self._queued:
-            self._queued.discard(ih)
-            self._queue.remove(ih)
+        self.announces.forget(ih)
         for fam in self.families:
-            fam.node.withdraw(ih, self.announce_port, local_ip=self._local_ip(fam))
+            fam.node.withdraw(ih, self.announce_port, local_ip=fam.local_ip(self.announce_ips))
 
     def on_file_stored(self, event: StoredEvent) -> None:
         """Subscriber for the content store's "file stored" event."""
-        ih = _to_bytes(event.file.info_hash)
+        ih = to_info_hash(event.file.info_hash)
         if ih is None or not event.context.announce_dht or event.context.derived:
             return
-        if ih not in self._known:
-            self._known.add(ih)
-            self._schedule_dirty = True
+        self.announces.add(ih)
         self.announce(ih)
 
     def announce(self, info_hash: bytes) -> None:
         """Queue an announce of ``announce_port`` for ``info_hash`` (at most 4 run at once)."""
-        if len(info_hash) != 20 or info_hash in self._queued or self.refused(info_hash):
-            return
-        self._queued.add(info_hash)
-        self._queue.append(info_hash)
-        if self.running:
+        if self.announces.queue(info_hash) and self.running:
             self._pump()
 
     def get_peers(self, info_hash: bytes) -> Deferred[list[tuple[str, int]]]:
@@ -235,10 +172,10 @@ class DhtService(service.Service):
             "running": bool(self.running and self.families),
             "node_id": self.node_id.hex() if self.node_id else None,
             "announce_port": self.announce_port,
-            "known_torrents": len(self._known),
-            "announces_queued": len(self._queue),
-            "announces_running": self._announcing,
-            "announces_done": self._announces_done,
+            "known_torrents": len(self.announces.known),
+            "announces_queued": self.announces.queued,
+            "announces_running": self.announces.running,
+            "announces_done": self.announces.done,
         }
         qin = qout = 0.0
         if self._samples and len(self._samples) >= 2:
@@ -248,7 +185,7 @@ class DhtService(service.Service):
                 qin, qout = round((i1 - i0) / (t1 - t0), 1), round((o1 - o0) / (t1 - t0), 1)
         out["queries_in_per_second"] = qin
         out["queries_out_per_second"] = qout
-        fams = [f.node.status(now) | {"port": self._port_of(f)} for f in self.families]
+        fams = [f.node.status(now) | {"port": f.bound_port} for f in self.families]
         out["families"] = fams
         for key in ("routing_table_size", "good_nodes", "stored_torrents", "stored_peers"):
             out[key] = sum(f[key] for f in fams)
@@ -288,56 +225,30 @@ class DhtService(service.Service):
         yield gauge("tgateway_dht_torrents", "Torrents the node stores peers for", (),
                     {(): sum(f.node.store.torrent_count for f in self.families)})
 
-    def _port_of(self, f: _Family) -> int | None:
-        return f.port.getHost().port if f.port is not None else None
-
     # ------------------------------------------------------------------ lifecycle
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         now = self.clock.seconds()
         ids, saved = load_state(self.state_dir / STATE_FILE, self.rng)
-        self._epoch = now
+        self.announces.start(now)
         c = self.config
         hosts = [c.host] + ([c.host6] if c.host6 else [])
         for host in hosts:
-            ipv6 = ":" in host
-            node_id, external_ip = ids[ipv6]
-            proto = DhtProtocol(self.clock)
-            node = DhtNode(
-                node_id,
-                proto,
-                self.rng,
-                now,
-                ipv6=ipv6,
-                max_torrents=c.max_torrents,
-                max_peers_per_torrent=c.max_peers_per_torrent,
-                query_rate=c.query_rate_limit,
-                query_burst=c.query_burst,
-                max_outstanding=c.max_outstanding_queries,
-                secret_rng=random.SystemRandom(),
+            node_id, external_ip = ids[":" in host]
+            fam = open_family(
+                c, host, node_id, external_ip, saved, now=now, clock=self.clock,
+                reactor=self.reactor, rng=self.rng,
+                known_info_hashes=self.announces.known_info_hashes, refused=self.refused,
+                on_id_change=self._on_id_change,
             )
-            node.known_info_hashes = self._known_list
-            node.refused = self.refused
-            node.on_id_change = self._on_id_change
-            node.external_ip = external_ip
-            proto.node = node
-            nodes = [n for n in saved if (":" in n[1]) == ipv6]
-            node.table.load(nodes, now)
-            fam = _Family(node, proto, host)
-            if ipv6:
-                port = V6OnlyPort(c.port, proto, host, 8192, self.reactor)  # type: ignore[no-untyped-call]
-                port.startListening()  # type: ignore[no-untyped-call]
-                fam.port = port
-            else:
-                fam.port = self.reactor.listenUDP(c.port, proto, interface=host, maxPacketSize=8192)
             self.families.append(fam)
             self.log.info(
                 "DHT node {node_id} on {host} port {port} ({n} saved nodes)",
                 node_id=node_id.hex(),
                 host=host,
-                port=fam.port.getHost().port,
-                n=len(node.table),
+                port=fam.bound_port,
+                n=len(fam.node.table),
             )
         if len(self.families) == 2:
             self.families[0].node.sibling = self.families[1].node
@@ -392,7 +303,8 @@ class DhtService(service.Service):
             for f in self.families:
                 f.node.tick(now)
         self._refresh_known(now)
-        self._schedule_announces(now)
+        for ih in self.announces.due(now):
+            self.announce(ih)
         self._pump()
         if now - self._last_save >= SAVE_EVERY:
             self._last_save = now
@@ -401,57 +313,22 @@ class DhtService(service.Service):
             except OSError:
                 self.log.failure("saving DHT state failed")
 
-    def _schedule_announces(self, now: float) -> None:
-        """Queue the info-hashes whose phase fell in the window since the last tick."""
-        interval = float(self.config.announce_interval)
-        if self._schedule_dirty:
-            self._schedule = sorted(
-                (int.from_bytes(ih[:4], "big") / 2**32 * interval, ih) for ih in self._known
-            )
-            self._phases = [phase for phase, _ in self._schedule]
-            self._schedule_dirty = False
-        if not self._schedule:
-            return
-        pos = (now - self._epoch) % interval
-        last = self._last_pos
-        self._last_pos = pos
-        windows = [(last, pos)] if pos >= last else [(last, interval), (-1.0, pos)]
-        for lo, hi in windows:
-            start = bisect.bisect_right(self._phases, lo)
-            end = bisect.bisect_right(self._phases, hi)
-            for _, ih in self._schedule[start:end]:
-                self.announce(ih)
-
     def _pump(self) -> None:
         if not self.families:
             return
         now = self.clock.seconds()
-        while self._queue and self._announcing < MAX_CONCURRENT_ANNOUNCES:
-            ih = self._queue.popleft()
-            self._queued.discard(ih)
+        while (ih := self.announces.take()) is not None:
             for f in self.families:
-                self._announcing += 1
-                f.node.announce(
-                    ih, self.announce_port, now, self._announce_done, local_ip=self._local_ip(f)
-                )
+                self.announces.started()
+                f.node.announce(ih, self.announce_port, now, self._announce_done,
+                                local_ip=f.local_ip(self.announce_ips))
 
     def _announce_done(self, result: LookupResult, sent: int) -> None:
-        self._announcing -= 1
-        self._announces_done += 1
+        self.announces.finished()
         self.log.debug(
             "announced {info_hash} to {sent} nodes", info_hash=result.target.hex(), sent=sent
         )
         self.clock.callLater(0, self._pump)
-
-    def _local_ip(self, f: _Family) -> str | None:
-        """The gateway's address in this family: the peer's announced address, else the DHT's
-        own host when specific, else None (the node falls back to its voted external address)."""
-        for ip in self.announce_ips:
-            if (":" in ip) == f.node.ipv6:
-                return ip
-        if f.host in ("", "0.0.0.0", "::"):
-            return None
-        return f.host
 
     def _save(self) -> None:
         save_state(self.state_dir / STATE_FILE, [f.node for f in self.families])
@@ -465,19 +342,9 @@ class DhtService(service.Service):
     def _resolve_bootstrap(self) -> Deferred[None]:
         async def run() -> None:
             for f in self.families:
-                addrs: list[tuple[str, int]] = []
-                for entry in self.config.bootstrap_nodes:
-                    try:
-                        host, port = parse_host_port(entry)
-                    except ValueError:
-                        self.log.warn("bad DHT bootstrap node {entry!r}", entry=entry)
-                        continue
-                    if is_ip(host):
-                        if (":" in host) == f.node.ipv6:
-                            addrs.append((host, port))
-                        continue
-                    for ip in await resolve_host(self.reactor, host, f.node.ipv6):
-                        addrs.append((ip, port))
+                addrs = await bootstrap_addresses(
+                    self.reactor, self.config.bootstrap_nodes, f.node.ipv6
+                )
                 if not self.families or f not in self.families:
                     return
                 if addrs or len(f.node.table):

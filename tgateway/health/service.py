@@ -111,7 +111,7 @@ class Health:
                 statuses[component.name] = status
         result = self.core.assess(statuses, self.clock.seconds())
         for alert in result.entered:
-            self.log.warn("alert on: {alert}: {message}", alert=alert.name, message=alert.message)
+            self.log.warn("alert on: {alert}: {detail}", alert=alert.name, detail=alert.message)
         for alert in result.left:
             self.log.info("alert off: {alert} (on since {since:.0f})", alert=alert.name,
                           since=alert.since)

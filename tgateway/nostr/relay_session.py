@@ -371,7 +371,7 @@ class RelaySession:
         if accepted:
             self.log.info("authenticated to {relay}", relay=self.url)
         else:
-            self.log.warn("{relay} refused our AUTH: {message}", relay=self.url, message=message)
+            self.log.warn("{relay} refused our AUTH: {reason}", relay=self.url, reason=message)
         for event_id, pub in list(self._publishes.items()):
             if not pub.waiting_auth:
                 continue

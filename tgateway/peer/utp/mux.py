@@ -29,20 +29,18 @@ from tgateway.ratelimit import TokenBucket
 from .core import Addr, ConnectionEvents, UtpConnection
 from .wire import (
     HEADER,
+    MASK16,
     ST_FIN,
     ST_RESET,
     ST_STATE,
     ST_SYN,
-    VERSION,
+    TV_RESET,
     DecodeError,
     Packet,
     decode_packet,
 )
 
 __all__ = ["MuxOutput", "UtpMux"]
-
-MASK16 = 0xFFFF
-_RESET_TV = (ST_RESET << 4) | VERSION
 
 
 class MuxOutput(Protocol):
@@ -230,7 +228,7 @@ class UtpMux:
         seq = p.seq_nr
         self.resets_sent += 1
         self.out.send_datagram(
-            HEADER.pack(_RESET_TV, 0, (p.connection_id - 1) & MASK16, int(now * 1e6) & 0xFFFFFFFF,
+            HEADER.pack(TV_RESET, 0, (p.connection_id - 1) & MASK16, int(now * 1e6) & 0xFFFFFFFF,
                         0, 0, self.rng.getrandbits(16), seq), addr)
 
     # ------------------------------------------------------------------ outgoing

@@ -43,8 +43,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .core import PACKET_SIZE, Addr, ConnectionEvents, UtpConnection
+from .core import Addr, ConnectionEvents, UtpConnection
 from .mux import UtpMux
+from .sending import PACKET_SIZE
 
 __all__ = ["UtpSocket", "UtpTransport", "TICK"]
 

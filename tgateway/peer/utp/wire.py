@@ -32,7 +32,8 @@ from tgateway.bencode import DecodeError
 __all__ = [
     "DecodeError", "Packet", "decode_packet", "encode_packet", "encode_sack", "sack_offsets",
     "ST_DATA", "ST_FIN", "ST_STATE", "ST_RESET", "ST_SYN", "EXT_SACK", "HEADER_SIZE", "VERSION",
-    "TYPE_NAMES",
+    "TYPE_NAMES", "TV_DATA", "TV_FIN", "TV_STATE", "TV_RESET", "TV_SYN", "MASK16", "MASK32",
+    "seq_after",
 ]
 
 ST_DATA, ST_FIN, ST_STATE, ST_RESET, ST_SYN = 0, 1, 2, 3, 4
@@ -41,8 +42,15 @@ VERSION = 1
 EXT_SACK = 1
 HEADER = struct.Struct(">BBHIIIHH")
 HEADER_SIZE = HEADER.size  # 20
-MASK16 = 0xFFFF
-MASK32 = 0xFFFFFFFF
+MASK16 = 0xFFFF  # sequence and ack numbers, connection ids
+MASK32 = 0xFFFFFFFF  # timestamps, windows
+# the header's first byte (type and version) of each packet type
+TV_DATA, TV_FIN, TV_STATE, TV_RESET, TV_SYN = ((kind << 4) | VERSION for kind in range(5))
+
+
+def seq_after(a: int, b: int) -> bool:
+    """Sequence number ``a`` comes after ``b`` (16 bits, wrapping: the nearer way round)."""
+    return 0 < ((a - b) & MASK16) < 0x8000
 
 
 class Packet(NamedTuple):
