@@ -17,7 +17,8 @@ from tgateway.config import (
     load_config,
     parse_config,
 )
-from tgateway.tap import COMPONENTS, Options, build_config, components_for, makeService
+from tgateway.options import Options, build_config
+from tgateway.tap import COMPONENTS, components_for, makeService
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "README.md"
@@ -85,6 +86,9 @@ def test_shipped_config_equals_embedded_defaults() -> None:
         ({"rate_limiting": {"upload": {"burst_size": 0}}}, "rate_limiting.upload.burst_size"),
         ({"transcoding": {"enabled": "yes"}}, "transcoding.enabled"),
         ({"gateway": {"public_url": "ftp://x"}}, "gateway.public_url"),
+        ({"health": {"history": {"interval": "0.5s"}}}, "health.history.interval"),
+        ({"health": {"history": {"span": "30s"}}}, "health.history.span"),  # < interval
+        ({"health": {"history": {"interval": "1s", "span": "1d"}}}, "health.history.span"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, key: str) -> None:
@@ -155,7 +159,7 @@ def test_services_stop_one_after_the_other_storage_last(tmp_path: Path) -> None:
     from twisted.application.service import Service
     from twisted.internet.defer import Deferred
 
-    from tgateway.tap import GatewayService
+    from tgateway.component import GatewayService
 
     events: list[str] = []
     pending: dict[str, Deferred[None]] = {}

@@ -27,6 +27,7 @@ from tgateway import tap
 from tgateway.component import Component, Deps, Mount, Provided
 from tgateway.config import AdminConfig, parse_config
 from tgateway.health.core import HealthCore, Thresholds
+from tgateway.health.history import History
 from tgateway.health.service import Health
 from tgateway.http.auth import AnonymousOnly
 from tgateway.metrics import Registry
@@ -117,7 +118,8 @@ def test_health_is_every_components_status() -> None:
                   _component("tracker", lambda: {"status": "ok", "swarms": 2}),
                   _component("broken", broken)]
     health = Health(components=components, clock=Clock(), auth=AnonymousOnly(),
-                    core=HealthCore(Thresholds(), window=15.0), registry=Registry())
+                    core=HealthCore(Thresholds(), window=15.0), registry=Registry(),
+                    history=History(interval=60, span=3600))
     r = _result(StubTreq(health.app.resource()).get("http://gw.test/api/health"))
     body = json.loads(_result(r.content()))
     assert r.code == 200

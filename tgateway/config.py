@@ -74,6 +74,17 @@ def _is_power_of_two_16k(v: int) -> bool:
     return v >= 16384 and (v & (v - 1)) == 0
 
 
+def _base_url(public_url: str, host: str, port: int) -> str:
+    """``public_url``, else ``http://<host>:<port>`` (a wildcard host as 127.0.0.1)."""
+    if public_url:
+        return public_url.rstrip("/")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 MODES = ("unified", "gateway-only", "blossom-only", "dht-only")
 
 # Keys that moved: a config still using the old place is told where the key went.
@@ -98,14 +109,7 @@ class GatewayConfig:
     max_request_body: Size = field(default=Size(1024 * 1024), metadata=_positive())
 
     def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = self.host
-        if host in ("0.0.0.0", "", "::"):
-            host = "127.0.0.1"
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return _base_url(self.public_url, self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -138,14 +142,7 @@ class BlossomServerConfig:
     max_open_reports: int = field(default=1000, metadata=_positive())
 
     def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = self.host
-        if host in ("0.0.0.0", "", "::"):
-            host = "127.0.0.1"
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return _base_url(self.public_url, self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -414,10 +411,22 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The admin dashboard's charts (``GET /api/admin/history``): a few counters sampled every
+    ``interval``, the last ``span`` of them kept in memory: ``span / interval`` points, from 1
+    to :data:`~tgateway.configchecks.HISTORY_MAX_POINTS` (checked in :mod:`tgateway.configchecks`)."""
+
+    interval: Duration = field(default=Duration(60), metadata=_check(
+        lambda v: v >= 1, "a duration of 1s or more"))
+    span: Duration = field(default=Duration(24 * 3600), metadata=_positive())
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     # Scores and alerts are worked out this often (and on each GET /api/health).
     check_interval: Duration = field(default=Duration(15), metadata=_positive())
     alerts: AlertsConfig = AlertsConfig()
+    history: HistoryConfig = HistoryConfig()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from tgateway.configparse import ConfigError
 if TYPE_CHECKING:
     from tgateway.config import Config
 
+#: the most points health.history keeps per series (a week of minutes)
+HISTORY_MAX_POINTS = 7 * 24 * 60
+
 __all__ = ["cross_checks"]
 
 
@@ -40,6 +43,12 @@ def cross_checks(config: Config) -> None:
     ):
         if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
             raise ConfigError(f"{name}: got {url!r}, expected an http:// or https:// URL")
+    history = config.health.history
+    if not 1 <= round(history.span / history.interval) <= HISTORY_MAX_POINTS:
+        raise ConfigError(
+            f"health.history.span: got {history.span:g}, expected from health.history.interval "
+            f"({history.interval:g}) to {HISTORY_MAX_POINTS} times it"
+        )
     _tor_checks(config)
     for i, relay in enumerate(config.nostr.relays + config.nostr.video_relays):
         if not re.match(r"^wss?://[^/\s]+", relay):

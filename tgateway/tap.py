@@ -1,4 +1,5 @@
-"""``twistd tgateway``: options, and the service tree built from the configuration.
+"""``twistd tgateway``: the service tree built from the configuration (the command line and the
+configuration it makes: :mod:`tgateway.options`).
 
 The only module that knows every component. :data:`COMPONENTS` lists them in build order with the
 modes that run them; :func:`makeService` builds each with its package's ``service.build(section,
@@ -11,26 +12,25 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import ProcessCollector
 from twisted.application.service import MultiService
 from twisted.logger import Logger
-from twisted.python import usage
 
 from tgateway import __version__
 from tgateway.component import Component, Components, Deps, Gateway, GatewayService
-from tgateway.config import MODES, Config, ConfigError, load_config
+from tgateway.config import MODES, Config
 from tgateway.links import Links
 from tgateway.metrics import Registry
+from tgateway.options import Options
+
+__all__ = ["COMPONENTS", "Options", "Spec", "components_for", "makeService", "specs_for"]
 
 log = Logger()
 
-DEFAULT_CONFIG = "configs/config.yaml"
 SERVING = frozenset({"unified", "gateway-only"})
 BLOBS = frozenset({"unified", "blossom-only"})
 
@@ -66,41 +66,6 @@ COMPONENTS = (
     Spec("tor", "tgateway.tor.service", "tor", SERVING | BLOBS),
 )
 assert all(spec.modes <= set(MODES) for spec in COMPONENTS)
-
-
-class Options(usage.Options):
-    synopsis = "[--config PATH] [--data-dir DIR] [--mode MODE]"
-    longdesc = "Run the tgateway BitTorrent gateway (HTTP API, Blossom, tracker, DHT, ...)."
-    optParameters = [
-        ["config", "c", None, f"YAML configuration file (default: {DEFAULT_CONFIG} if present, "
-                              "else the embedded defaults)"],
-        ["data-dir", "d", None, "data folder (overrides data_dir; moves every path under it)"],
-        ["mode", "m", None, "unified | gateway-only | blossom-only | dht-only (overrides mode)"],
-    ]
-
-    config: Config
-
-    def opt_version(self) -> None:
-        print(f"tgateway {__version__}")
-        sys.exit(0)
-
-    def postOptions(self) -> None:
-        try:
-            self.config = build_config(self["config"], self["data-dir"], self["mode"])
-        except ConfigError as e:
-            # One line, no traceback, no usage text: the message names key, value, expectation.
-            raise SystemExit(f"tgateway: configuration error: {e}") from None
-
-
-def build_config(path: str | None, data_dir: str | None, mode: str | None) -> Config:
-    if path is None and Path(DEFAULT_CONFIG).is_file():
-        path = DEFAULT_CONFIG
-    config = load_config(path)
-    if data_dir:
-        config = config.with_data_dir(data_dir)
-    if mode:
-        config = config.with_mode(mode)
-    return config
 
 
 def specs_for(config: Config) -> list[Spec]:

@@ -55,7 +55,7 @@ class WiringTests(SynchronousTestCase):
         blocks._info_hashes.add(IH)
         self.assertIn(IH, c.tracker.store.deny)
         self.assertTrue(c.dht.refused(IH))
-        gw.store._info_hashes.add(IH)
+        gw.store._index.info_hashes.add(IH)
         self.assertFalse(c.peer.factory.has_info_hash(IH))
         # a deletion (an admin's too) reaches the DHT, the peer and NIP-09
         self.assertIn(c.dht.on_file_deleted, gw.store._on_deleted)

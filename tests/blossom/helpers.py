@@ -1,22 +1,34 @@
-"""A Blossom server (and the gateway API) on loopback, over one real content store."""
+"""A Blossom server (and the gateway API) on loopback, over one real content store, and the
+base of the tests that call it over HTTP (:class:`BlossomRoutes`)."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import treq.client
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from tgateway.blossom.server import BlossomServer
 from tgateway.config import parse_config
 from tgateway.http.site import StreamingSite
 from tgateway.links import Links
+from tgateway.nostr.event import public_key_hex
 from tgateway.storage.blossom_reports import BlossomStore
 from tgateway.storage.db import SyncDatabase
 from tgateway.storage.disk import DiskLayout
 from tgateway.storage.store import LocalContentStore
+
+from .tokens import SECRET, header
+
+PUB = public_key_hex(SECRET)
 
 
 def sha(data: bytes) -> str:
@@ -83,3 +95,40 @@ def _placeholder() -> Any:
     from twisted.internet.protocol import Factory, Protocol
 
     return Factory.forProtocol(Protocol)
+
+
+def client() -> treq.client.HTTPClient:
+    return treq.client.HTTPClient(Agent(_reactor, pool=HTTPConnectionPool(_reactor,
+                                                                         persistent=False)))
+
+
+def d(coro: Any) -> Deferred[Any]:
+    return ensureDeferred(coro)
+
+
+class BlossomRoutes(TestCase):
+    blossom: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+
+    def setUp(self) -> Deferred[None]:
+        self.http = client()
+        tmp = tempfile.mkdtemp(prefix="tgw-blossom-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.lb = Loopback(Path(tmp), dict(self.blossom), **dict(self.sections))
+
+        async def go() -> None:
+            await self.lb.start()
+            self.addCleanup(lambda: d(self.lb.stop()))
+
+        return d(go())
+
+    async def put(self, path: str, data: bytes, headers: dict[str, str] | None = None) -> Any:
+        return await self.http.put(self.lb.url + path, data=data, headers=headers or {})
+
+    async def upload(self, data: bytes, **hdrs: str) -> Any:
+        h = {"X-SHA-256": sha(data), "Authorization": header("upload", hashes=(sha(data),))}
+        h.update(hdrs)
+        return await self.put("/upload", data, h)
+
+    async def stored(self) -> dict[str, int]:
+        return await self.lb.store.stats()

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tgateway.blossom.blobs import sunset
 from tgateway.blossom.media import Plan, accepts_type, plan_for
 from tgateway.blossom.mirror import own_blob
-from tgateway.blossom.server import sunset
 from tgateway.config import parse_config
 from tgateway.links import blossom_uri, server_hint
 from tgateway.storage.model import StoredFile

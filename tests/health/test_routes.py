@@ -1,4 +1,5 @@
-"""/api/health, /api/admin/diagnostics and /metrics through the real plugin on loopback ports."""
+"""/api/health, /api/admin/diagnostics, /api/admin/history and /metrics through the real plugin
+on loopback ports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -103,6 +105,38 @@ class HealthRouteTests(TestCase):
         assert body["components"]["storage"]["files"] == 0
         assert "free_bytes" in body["components"]["storage"]
         assert body["thresholds"]["score_min"] == 50 and body["reasons"]["storage"] == []
+
+    async def test_history_for_admins_only_with_what_the_counters_grew_by(self) -> None:
+        g = self.start(health={"history": {"interval": "1s", "span": "1h"}})
+        r = await http.get(g.url("/api/admin/history"))
+        assert r.code == 401
+        await r.content()
+        r = await http.get(g.url("/api/admin/history"), headers=await bearer(g, USER))
+        assert r.code == 403 and (await treq.json_content(r))["error"] == "not_admin"
+        admin = await bearer(g, ADMIN)
+        r = await http.put(g.url("/api/upload"), data=b"history " * 1000)
+        sha = (await treq.json_content(r))["sha256"]
+        r = await http.get(g.url(f"/api/download/{sha}"))
+        assert await r.content() == b"history " * 1000
+        health = g.gateway.components.named("health").part
+        before = len(health.history.times)
+        deadline = time.time() + 20
+        while len(health.history.times) <= before:  # the next point, on the reactor's clock
+            assert time.time() < deadline, "no point sampled in 20 s with a 1 s interval"
+            await deferLater(reactor, 0.2)
+        r = await http.get(g.url("/api/admin/history"), headers=admin)
+        assert r.code == 200
+        body = await treq.json_content(r)
+        assert body["interval"] == 1 and body["points"] == 3600
+        n = len(body["times"])
+        assert n >= 1 and body["times"] == sorted(body["times"])
+        by = {s["name"]: s for s in body["series"]}
+        assert list(by) == ["uploads", "upload_bytes", "served_bytes", "announces"]
+        assert all(len(s["values"]) == n for s in by.values())
+        assert by["uploads"]["total"] == 1 and by["uploads"]["parts"] == {"stored": 1}
+        assert by["upload_bytes"]["total"] == 8000
+        assert by["served_bytes"]["parts"]["download"] == 8000
+        assert by["served_bytes"]["total"] == sum(by["served_bytes"]["values"])
 
     async def test_metrics_on_the_gateway_port_are_for_admins_only(self) -> None:
         g = self.start()

@@ -107,8 +107,9 @@ def test_the_admin_api_and_the_web_interface_are_described(gateway: Any) -> None
     paths = document(gateway.sites["gateway"].resource, title="t", version="1")["paths"]
     admin = [op for p, item in paths.items() if p.startswith("/api/admin/")
              and p != "/api/admin/cleanup" for op in item.values()]
-    # 12 operations of the admin API and the health's diagnostics, 9 of them GETs with a HEAD
-    assert len(admin) == 22
+    # 12 operations of the admin API and the health's diagnostics and history, 10 of them GETs
+    # with a HEAD
+    assert len(admin) == 24
     for op in admin:
         assert op["security"] == [{"session": []}, {"nip98": []}], op["operationId"]
         assert {"401", "403"} <= set(op["responses"]), op["operationId"]
@@ -141,6 +142,10 @@ def test_the_admin_api_and_the_web_interface_are_described(gateway: Any) -> None
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
     assert "reasons" in paths["/api/admin/diagnostics"]["get"]["responses"]["200"]["content"][
         "application/json"]["schema"]["required"]
+    history = paths["/api/admin/history"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    assert {"times", "series"} <= set(history["required"])
+    assert "restart" in paths["/api/admin/history"]["get"]["description"]  # not durable: said
     app = next(p for p in paths if p.startswith("/static/app-") and p.endswith("/js/{name}"))
     assert "main.js" in paths[app]["get"]["parameters"][0]["schema"]["enum"]
 

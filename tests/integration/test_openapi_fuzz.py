@@ -242,7 +242,7 @@ def test_every_operation_with_generated_inputs(running: tuple[GatewayProcess, st
                   "PUT /upload", "PUT /mirror", "DELETE /{sha}", "DELETE /api/users/me/files/{sha}",
                   "GET /api/admin/stats", "PUT /api/admin/users/{pubkey}",
                   "DELETE /api/admin/files/{sha}", "GET /api/files/{sha}/ownership",
-                  "GET /api/admin/diagnostics", "GET /metrics"):
+                  "GET /api/admin/diagnostics", "GET /api/admin/history", "GET /metrics"):
         assert any(code != 401 for (lb, code) in seen if lb == label), (label, seen)
     assert _log_failures(gw) == []
 

@@ -261,14 +261,14 @@ class TranscodeGatewayTests(TestCase):
         long = make_clip(os.path.join(self.dir, "long.webm"), "webm", seconds=20)
         lf = await self.upload(gw, long, "long.webm")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and lf["sha256"] not in transcoder._runs:
+        while time.monotonic() < deadline and lf["sha256"] not in transcoder.runner._runs:
             await deferLater(reactor, 0.05, lambda: None)
-        self.assertIn(lf["sha256"], transcoder._runs)
+        self.assertIn(lf["sha256"], transcoder.runner._runs)
         await gw.store.remove_owner(lf["sha256"], None)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and lf["sha256"] in transcoder._running:
+        while time.monotonic() < deadline and lf["sha256"] in transcoder.runner._running:
             await deferLater(reactor, 0.05, lambda: None)
-        self.assertNotIn(lf["sha256"], transcoder._running)
+        self.assertNotIn(lf["sha256"], transcoder.runner._running)
         # the "file deleted" event arrives after the delete: the job row goes soon after (FFmpeg
         # may also have failed first, its chunks gone under it)
         deadline = time.monotonic() + 30

@@ -9,14 +9,19 @@ ban there (the user uploads again), sees the transcode queue, runs retention's d
 a run (the listed file is gone), and finds every action in the audit log. Every admin page fits
 desktop and phone width with every control named; the dashboard's screenshots at both widths go
 to ``docs/screenshots`` with ``scripts/screenshots``.
+
+The dashboard's charts (``GET /api/admin/history``, sampled every second here) follow an upload,
+a download and an announce made while the page is open, without a reload.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -69,6 +74,15 @@ def upload(gw: GatewayProcess, data: bytes, token: str, name: str) -> tuple[int,
     return call("PUT", gw.url("/api/upload"), token, data=data, headers={"X-Filename": name})
 
 
+def next_point(gw: GatewayProcess, token: str) -> None:
+    """Wait for the history's next point (``health.history.interval``)."""
+    before = len(call("GET", gw.url("/api/admin/history"), token)[1]["times"])
+    deadline = time.monotonic() + 20
+    while len(call("GET", gw.url("/api/admin/history"), token)[1]["times"]) <= before:
+        assert time.monotonic() < deadline, "no point of the history in 20 s"
+        time.sleep(0.2)
+
+
 def sign_in(page: Any) -> None:
     page.locator("#account").get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Sign in with Nostr").get_by_role(
@@ -79,20 +93,25 @@ def sign_in(page: Any) -> None:
 def test_admin_pages_ban_and_delete_take_effect(tmp_path: Path) -> None:
     admin_pub, alice_pub = public_key_hex(ADMIN), public_key_hex(ALICE)
     # every file is unused after a second: retention's dry run lists what is left, a run removes it
-    cfg = web_config(tmp_path / "data", admin={"pubkeys": [admin_pub], "cleanup_age": "1s"})
+    cfg = web_config(tmp_path / "data", admin={"pubkeys": [admin_pub], "cleanup_age": "1s"},
+                     health={"history": {"interval": "1s", "span": "10m"}})
     shots = tmp_path / "screenshots"
     with GatewayProcess(cfg, tmp_path / "gw") as gw, chromium_browser() as browser:
-        alice, bob = session(gw, ALICE), session(gw, BOB)
+        alice, bob, admin = session(gw, ALICE), session(gw, BOB), session(gw, ADMIN)
         evidence, kept = os.urandom(300_000), os.urandom(200_000)
         code, bad = upload(gw, evidence, alice, "evidence.bin")
         assert code == 201, bad
+        next_point(gw, admin)  # the charts show the uploads and the download apart
         code, keep = upload(gw, kept, alice, "holiday.bin")
         assert code == 201, keep
+        next_point(gw, admin)
         report = sign(EventTemplate(kind=1984, created_at=int(time.time()),
                                     tags=(("x", keep["sha256"], "spam"),), content="looks like spam"),
                       REPORTER)
         code, reported = call("PUT", f"http://127.0.0.1:{cfg['blossom_server']['port']}/report", data=report.dumps().encode())
         assert code == 200, reported
+        with urllib.request.urlopen(gw.url(f"/api/download/{keep['sha256']}"), timeout=30) as r:
+            assert r.read() == kept
 
         # a non-admin: no "Admin" entry; the page shows the API's 403 message
         context, page, watched = open_page(browser, "")
@@ -130,6 +149,10 @@ def test_admin_pages_ban_and_delete_take_effect(tmp_path: Path) -> None:
         else:  # none: each component's own status
             assert code == 404, health
             expect(page.locator("#health .score").first).to_be_visible()
+        # the charts: both uploads and the download, once sampled (the page redraws them)
+        expect(page.locator('#activity [data-series="uploads"]')).to_have_attribute("data-total", "2")
+        expect(page.locator('#activity [data-series="served_bytes"]')).to_have_attribute(
+            "data-total", str(len(kept)))
         check_page(page, "admin", "desktop", shots)
 
         # users: ban Alice, by keyboard
@@ -220,6 +243,59 @@ def test_admin_pages_ban_and_delete_take_effect(tmp_path: Path) -> None:
             page.goto(gw.url("/admin" if view == "dashboard" else f"/admin/{view}"))
             page.wait_for_function("() => document.getElementById('admin').childElementCount > 0 &&"
                                    " !document.getElementById('admin').hasAttribute('aria-busy')")
+            if view == "dashboard":  # the phone's screenshot shows the charts
+                page.locator("#activity").evaluate("(e) => e.scrollIntoView()")
             check_page(page, "admin" if view == "dashboard" else f"admin-{view}", "phone", shots,
                        shot=view == "dashboard")  # the README shows the dashboard
         watched.check()
+
+
+def announce(gw: GatewayProcess, info_hash: str) -> bytes:
+    """One HTTP announce to the tracker on the gateway's port."""
+    query = urllib.parse.urlencode({
+        "info_hash": bytes.fromhex(info_hash), "peer_id": b"-TT0001-" + os.urandom(6).hex()[:12].encode(),
+        "port": 6881, "uploaded": 0, "downloaded": 0, "left": 0, "compact": 1})
+    with urllib.request.urlopen(gw.url(f"/announce?{query}"), timeout=30) as r:
+        return r.read()
+
+
+def test_dashboard_charts_follow_uploads_downloads_and_announces(tmp_path: Path) -> None:
+    cfg = web_config(tmp_path / "data", admin={"pubkeys": [public_key_hex(ADMIN)]},
+                     health={"history": {"interval": "1s", "span": "10m"}})
+    with GatewayProcess(cfg, tmp_path / "gw") as gw, chromium_browser() as browser:
+        context, page, watched = open_page(browser, "", viewport=PHONE)
+        install_nip07(page, ADMIN)
+        page.goto(gw.url("/admin"))
+        sign_in(page)
+        charts = page.locator("#activity .chart")
+        expect(charts).to_have_count(4)
+        uploads = page.locator('#activity [data-series="uploads"]')
+        served = page.locator('#activity [data-series="served_bytes"]')
+        announces = page.locator('#activity [data-series="announces"]')
+        expect(uploads).to_have_attribute("data-total", "0")
+        expect(served).to_have_attribute("data-total", "0")
+        # each chart is an image named by its title and its summary in words
+        expect(uploads.get_by_role("img")).to_have_accessible_name(
+            re.compile(r"^Uploads per second 0 over the last .+; 0 in the last second$"))
+
+        # while the page is open: an upload, a download, an announce
+        data = os.urandom(150_000)
+        code, stored = upload(gw, data, session(gw, ALICE), "chart.bin")
+        assert code == 201, stored
+        with urllib.request.urlopen(gw.url(f"/api/download/{stored['sha256']}"), timeout=30) as r:
+            assert r.read() == data
+        assert b"interval" in announce(gw, stored["info_hash"])
+
+        # redrawn from the history without a reload
+        expect(uploads).to_have_attribute("data-total", "1")
+        expect(served).to_have_attribute("data-total", str(len(data)))
+        expect(announces).to_have_attribute("data-total", re.compile(r"^[1-9]\d*$"))
+        expect(served.locator(".chart-summary")).to_contain_text("150 kB over the last")
+        expect(served.locator(".chart-parts")).to_contain_text("download 150 kB")
+        expect(announces.locator(".chart-parts")).to_contain_text("http")
+        for chart in (uploads, served, announces):  # the line leaves the axis somewhere
+            assert chart.locator(".chart-line").evaluate("(e) => e.getBBox().height") > 0
+            expect(chart.locator(".chart-x time")).to_have_count(2)
+        check_page(page, "admin-charts", "phone", tmp_path, shot=False)
+        watched.check()
+        context.close()

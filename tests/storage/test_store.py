@@ -345,7 +345,7 @@ def test_a_row_is_only_committed_after_the_bytes_are_placed(store: LocalContentS
     def crash(*a: Any) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr("tgateway.storage.store.place", crash)
+    monkeypatch.setattr("tgateway.storage.placing.place", crash)
     with pytest.raises(OSError):
         put(store, os.urandom(THRESHOLD + 3))
     assert result_of(store.stats())["files"] == 0
@@ -525,7 +525,7 @@ def test_names_stored_before_the_rule_are_cleaned_when_read(store: LocalContentS
     raw = "old\u202egpj.exe\x9b"
     store.db.run_sync(lambda c: c.execute("UPDATE files SET name = ?", (raw,)))
     store.db.run_sync(lambda c: c.execute("UPDATE file_owners SET name = ?", (raw,)))
-    store._records.clear()
+    store._index.changed(f.sha256)  # the record is read again
     assert result_of(store.get(f.sha256)).name == "oldgpj.exe_"
     assert [o.name for o in result_of(store.owners(f.sha256))] == ["oldgpj.exe_"]
 

@@ -1,14 +1,25 @@
-"""What the Blossom routes share besides their handlers: the OpenAPI schemas of a blob
-descriptor and of the upload headers (BUD-02, BUD-06), and small request helpers (the ``X-Reason``
-error headers of BUD-01, integer query arguments)."""
+"""What the Blossom routes share besides their handlers: the port's one Klein app
+(:data:`APP`: :mod:`~tgateway.blossom.blobs`, :mod:`~tgateway.blossom.intake` and
+:mod:`~tgateway.blossom.server` declare their routes on it; :class:`~tgateway.blossom.server.BlossomServer`
+serves them all), the gates every route passes (CORS and the per-address rate limits) and what a
+route needs by ``blossom_server.require_auth``, the OpenAPI schemas of a blob descriptor and of
+the upload headers (BUD-02, BUD-06), and small request helpers (the ``X-Reason`` error headers
+of BUD-01, integer query arguments)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from tgateway.errors import ApiError, BadRequest
-from tgateway.http.headers import CORS_HEADERS, set_headers
-from tgateway.http.openapi import Link, Param, Reply, Schema
+from twisted.internet.interfaces import IReactorTime
+
+from tgateway.errors import ApiError, BadRequest, TooManyRequests
+from tgateway.http.app import new_app
+from tgateway.http.auth import Need
+from tgateway.http.headers import CORS_HEADERS, client_ip, set_headers
+from tgateway.http.openapi import BLOSSOM_SCHEMES, Link, Param, Reply, Schema
+from tgateway.proxies import ProxyPolicy
+from tgateway.ratelimit import KeyedLimiter
 
 HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 BYTES: Schema = {"type": "string", "format": "binary"}
@@ -48,7 +59,6 @@ UPLOAD_ERRORS = {400: "an empty body", 409: "the bytes do not hash to X-SHA-256"
                   507: "not enough disk space"}
 
 
-
 def header_value(text: str) -> bytes:
     """A message made safe for an HTTP header (Latin-1, no line breaks, bounded)."""
     clean = " ".join(text.split())[:300]
@@ -72,3 +82,44 @@ def int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
     if not lo <= value <= hi:
         raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_field")
     return value
+
+
+#: the Klein app of the Blossom port: every Blossom route is declared on it
+APP = new_app(decorate=error_headers, not_found="no such Blossom endpoint",
+              schemes=BLOSSOM_SCHEMES)
+
+
+class Gated(Protocol):
+    """What the gates and :func:`policy` read of the server
+    (:class:`~tgateway.blossom.server.BlossomServer`)."""
+
+    clock: IReactorTime
+    proxies: ProxyPolicy
+    limiter: KeyedLimiter[str] | None  # what costs the server
+    read_limiter: KeyedLimiter[str] | None  # reads: the download class
+
+    def need(self, scope: str) -> Need: ...
+
+
+def gate(server: Gated, request: Any) -> None:
+    """CORS on every response, then the per-address limit of costly requests."""
+    _limit(server, request, server.limiter)
+
+
+def gate_read(server: Gated, request: Any) -> None:
+    """CORS on every response, then the per-address limit of reads (the download class)."""
+    _limit(server, request, server.read_limiter)
+
+
+def _limit(server: Gated, request: Any, limiter: KeyedLimiter[str] | None) -> None:
+    set_headers(request, CORS_HEADERS)
+    if limiter is not None:
+        wait = limiter.take(client_ip(request, server.proxies), server.clock.seconds())
+        if wait:
+            raise TooManyRequests("too many requests; retry later", retry_after=wait)
+
+
+def policy(scope: str) -> Callable[[Gated], Need]:
+    """The route's need, from ``blossom_server.require_auth`` (see
+    :meth:`~tgateway.blossom.server.BlossomServer.need`)."""
+    return lambda server: server.need(scope)

@@ -10,6 +10,11 @@ each alert once when it comes on and once when it goes off.
   ``degraded``), 503 when a required component is down.
 - ``GET /api/admin/diagnostics`` (admin key): the same with the reasons behind each score, the
   alerts' thresholds and the check interval.
+- ``GET /api/admin/history`` (admin key): the admin dashboard's charts. Every
+  ``health.history.interval`` the counters of :data:`~tgateway.health.history.SERIES` (uploads,
+  bytes received and served, announces) are read from the metrics registry, the same collectors
+  ``/metrics`` serves, into a :class:`~tgateway.health.history.History` of
+  ``health.history.span``: in memory, started again by a restart.
 - ``GET /metrics``: Prometheus text from ``Gateway.metrics`` (every component's collectors,
   :mod:`tgateway.metrics`), plus ``tgateway_health_score`` and ``tgateway_alert``. On
   ``metrics.port`` when set (its own listener, no auth: bind it to a private interface), else on
@@ -18,7 +23,7 @@ each alert once when it comes on and once when it goes off.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -44,6 +49,7 @@ from tgateway.http.openapi import Op, Reply, Schema, route
 from tgateway.metrics import Collect, gauge
 
 from .core import Assessment, HealthCore, Thresholds
+from .history import History, Sample
 
 __all__ = ["Health", "build"]
 
@@ -78,6 +84,39 @@ DIAGNOSTICS: Schema = {
         "check_interval": {"type": "number"},
     },
 }
+_COUNT: Schema = {"type": "number", "minimum": 0}
+HISTORY: Schema = {
+    "type": "object",
+    "required": ["interval", "points", "times", "series"],
+    "properties": {
+        "interval": {"type": "number", "description": "seconds between two points "
+                     "(health.history.interval)"},
+        "points": {"type": "integer", "description": "the most points kept "
+                   "(health.history.span / interval)"},
+        "times": {"type": "array", "items": {"type": "number"},
+                  "description": "the end of each point's interval (Unix time), oldest first; "
+                                 "a point covers the time since the one before (the first: one "
+                                 "interval)"},
+        "series": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "title", "unit", "description", "by", "values", "total",
+                         "parts"],
+            "properties": {
+                "name": {"enum": ["uploads", "upload_bytes", "served_bytes", "announces"]},
+                "title": {"type": "string"},
+                "unit": {"enum": ["count", "bytes"]},
+                "description": {"type": "string"},
+                "by": {"type": ["string", "null"],
+                       "description": "the label the parts are values of"},
+                "values": {"type": "array", "items": _COUNT,
+                           "description": "what the counter grew by over each point's "
+                                          "interval, one per time"},
+                "total": _COUNT,
+                "parts": {"type": "object", "additionalProperties": _COUNT,
+                          "description": "the total of each part over the points kept"},
+            }}},
+    },
+}
 
 
 class Health:
@@ -87,12 +126,14 @@ class Health:
     app = new_app()
 
     def __init__(self, *, components: Sequence[Component[Any]], clock: IReactorTime,
-                 core: HealthCore, auth: Authenticator, registry: CollectorRegistry) -> None:
+                 core: HealthCore, auth: Authenticator, registry: CollectorRegistry,
+                 history: History) -> None:
         self.components = components  # read when checking (tap fills it while building)
         self.clock = clock
         self.core = core
         self.auth = auth
         self.registry = registry
+        self.history = history
         self.statuses: dict[str, Any] = {}
         self.last: Assessment | None = None
 
@@ -122,6 +163,19 @@ class Health:
         d = Deferred.fromCoroutine(self.check())
         d.addErrback(lambda f: self.log.failure("health check failed", f))
         return d
+
+    def sample(self) -> None:
+        """A point of the history from the registry's current counts (every
+        ``health.history.interval``)."""
+        try:
+            self.history.add(self.clock.seconds(), self._samples())
+        except Exception:
+            self.log.failure("sampling the counters for the history failed")
+
+    def _samples(self) -> Iterator[Sample]:
+        for family in self.registry.collect():
+            for s in family.samples:
+                yield s.name, s.labels, s.value
 
     def families(self) -> Iterator[Metric]:
         last = self.last
@@ -170,6 +224,17 @@ class Health:
             "check_interval": self.core.window,
         })
 
+    @authorized(app, "/api/admin/history", methods=["GET"], need=Need.ADMIN, op=Op(
+        "Counters over time, for the dashboard's charts", tags=("admin",), name="admin_history",
+        description="Uploads, upload bytes received, content bytes served (download, webseed, "
+                    "stream, Blossom, peer wire) and tracker announces (HTTP, UDP, WebSocket): "
+                    "what each grew by over every health.history.interval, for the last "
+                    "health.history.span. Kept in memory only: a restart starts the history "
+                    "again (the counters count since the process started).",
+        replies={200: Reply("the points, oldest first", json=HISTORY)}))
+    async def history_route(self, request: Any, principal: Principal | None) -> bytes:
+        return json_response(request, self.history.to_json())
+
     @authorized(app, "/metrics", methods=["GET"], need=Need.ADMIN, op=Op(
         "Prometheus metrics", tags=("meta",), name="metrics",
         description="On the gateway's port for admins only, when metrics.port is not set (on "
@@ -184,13 +249,14 @@ class Health:
         return generate_latest(self.registry)
 
 
-class _Checks(Service):
-    """Checks every ``interval``; the first one an interval after start, once the components
-    have had the time to connect (relays, DHT bootstrap): no alert for a start-up."""
+class _Every(Service):
+    """Calls ``work`` every ``interval``; the first time an interval after start (a health
+    check: once the components have had the time to connect, relays, DHT bootstrap, so no
+    alert for a start-up; a point of the history: one interval's counts)."""
 
-    def __init__(self, health: Health, interval: float, clock: IReactorTime) -> None:
+    def __init__(self, work: Callable[[], object], interval: float, clock: IReactorTime) -> None:
         self.interval = interval
-        self.loop = LoopingCall(health._tick)
+        self.loop = LoopingCall(work)
         self.loop.clock = clock
 
     def startService(self) -> None:
@@ -228,16 +294,22 @@ def build(section: HealthConfig, deps: Deps) -> Component[Health]:
                                  outbox_backlog_max=a.outbox_backlog_max,
                                  failed_jobs_max=a.failed_jobs_max),
                       window=float(section.check_interval))
+    h = section.history
     health = Health(components=deps.components, clock=deps.reactor, core=core,
-                    auth=deps.authenticator, registry=deps.metrics)
+                    auth=deps.authenticator, registry=deps.metrics,
+                    history=History(interval=float(h.interval), span=float(h.span)))
     services = MultiService()
     services.setName("health")
-    checks = _Checks(health, float(section.check_interval), deps.reactor)
+    checks = _Every(health._tick, float(section.check_interval), deps.reactor)
     checks.setName("health-checks")
     checks.setServiceParent(services)
+    sampling = _Every(health.sample, float(h.interval), deps.reactor)
+    sampling.setName("health-history")
+    sampling.setServiceParent(services)
     resource = health.app.resource()
     mounts = [Mount("gateway", "/api/health", resource, whole_path=True),
-              Mount("gateway", "/api/admin/diagnostics", resource, whole_path=True)]
+              Mount("gateway", "/api/admin/diagnostics", resource, whole_path=True),
+              Mount("gateway", "/api/admin/history", resource, whole_path=True)]
     mc = deps.config.metrics
     if mc.port:
         listener = StreamServerEndpointService(

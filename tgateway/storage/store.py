@@ -15,7 +15,8 @@ folders fsynced, and only then is the row committed (durably: ``synchronous=FULL
 acknowledged upload survives a power cut). A deletion commits the row's removal durably, then
 removes the bytes. Both run under one lock. A crash at any point leaves at most unreferenced
 content files, never a row without bytes; :meth:`LocalContentStore.check` (started in the background at
-every start, see :mod:`tgateway.storage.consistency`) removes them.
+every start, see :mod:`tgateway.storage.consistency`) removes them. The steps on disk and the record
+of a new file: :mod:`tgateway.storage.placing`; what it keeps in memory: :mod:`tgateway.storage.index`.
 
 Every upload's name is cleaned in ``commit`` (:func:`clean_name`); names of older rows when read.
 The owner's quota is checked in the transaction that adds the owner's reference (``commit(quota=)``).
@@ -23,10 +24,8 @@ The owner's quota is checked in the transaction that adds the owner's reference 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -40,14 +39,13 @@ from twisted.python.threadpool import ThreadPool
 
 from tgateway.config import StorageConfig
 from tgateway.errors import BadRequest
-from tgateway.metainfo import build_info
 
 from .access import AccessLog
 from .api import Db, DeletedCallback, IStorageReactor, Received, StoredCallback, Upload
 from .consistency import CheckReport, StorageCheck, log_report
 from .crashpoints import CrashPoints
 from .directio import takes_direct_io
-from .disk import DiskLayout, fsync_dirs, place
+from .disk import DiskLayout
 from .files import (
     QuotaExceeded,
     _all_info_hashes_txn,
@@ -66,14 +64,14 @@ from .files import (
     _unexamined_videos_txn,
     _usage_txn,
 )
-from .ingest import Ingest, IngestResult, convert_layout
-from .model import Chunk, Ownership, StoredEvent, StoredFile, UploadContext
-from .naming import choose_mime, clean_name, looks_like_video
+from .index import StoreIndex
+from .ingest import Ingest, IngestResult
+from .model import Ownership, StoredEvent, StoredFile, UploadContext
+from .naming import clean_name, looks_like_video
+from .placing import place_upload, record_of, remove_bytes, unplace
 from .reader import BlockCache, ChunkReader
 from .retention import FileUse
 from .workers import InlineWorker, SerialWorker, Worker, call_inline
-
-RECORD_CACHE = 4096  # StoredFile records kept in memory
 
 
 class EmptyUpload(BadRequest):
@@ -110,11 +108,7 @@ class LocalContentStore:
         self.reader = ChunkReader(reactor, layout, BlockCache(config.chunk_cache_size), self._io_pool,
                                   on_read=self.access.touch)
         self._lock = DeferredLock()
-        self._info_hashes: set[bytes] = set()
-        self._announced: set[bytes] = set()  # of files some owner did not derive
-        # Stored files never change: their records are cached (dropped on delete).
-        self._records: OrderedDict[str, StoredFile] = OrderedDict()
-        self._by_info_hash: dict[str, str] = {}
+        self._index = StoreIndex()  # the info-hashes and the recent records, in memory
         self._on_stored: list[StoredCallback] = []
         self._on_deleted: list[DeletedCallback] = []
         self._crash = crash_points or CrashPoints()
@@ -139,9 +133,8 @@ class LocalContentStore:
                                 False: takes_direct_io(self.layout.blob_tmp)}
         if self._io_pool is not None:
             self._io_pool.start()
-        hashes = self.db.run_sync(_all_info_hashes_txn)
-        self._info_hashes = {bytes.fromhex(h) for h in hashes}
-        self._announced = {bytes.fromhex(h) for h in self.db.run_sync(_announced_info_hashes_txn)}
+        self._index.load(self.db.run_sync(_all_info_hashes_txn),
+                         self.db.run_sync(_announced_info_hashes_txn))
 
     def stop(self) -> None:
         if self._io_pool is not None and self._io_pool.started:
@@ -256,7 +249,7 @@ class LocalContentStore:
                 if quota is not None and ctx.owner:  # refuse before placing anything
                     await self.db.run(_check_quota_txn, ctx.owner, result.sha256, result.size,
                                       quota)
-                f = self._describe(result, ctx, declared_type, now)
+                f = record_of(result, ctx, declared_type, now, self.config)
                 placed = await self._in_thread(self._place, result, f)
                 try:
                     # durable: an acknowledged upload survives a power cut too
@@ -264,12 +257,12 @@ class LocalContentStore:
                                                looks_like_video(result.head[:4096], f.mime),
                                                durable=True)
                 except BaseException:
-                    await self._in_thread(self._unplace, placed)
+                    await self._in_thread(unplace, placed)
                     raise
-                self._info_hashes.add(f.info_hash_bytes)
+                self._index.info_hashes.add(f.info_hash_bytes)
                 event = StoredEvent(file=f, context=ctx, new=new)
             if not ctx.derived:
-                self._announced.add(f.info_hash_bytes)
+                self._index.announced.add(f.info_hash_bytes)
         finally:
             self._lock.release()
         self.log.info(
@@ -279,80 +272,11 @@ class LocalContentStore:
         self._emit(self._on_stored, event)
         return event
 
-    def _describe(
-        self,
-        result: IngestResult,
-        ctx: UploadContext,
-        declared_type: str | None,
-        now: float,
-    ) -> StoredFile:
-        name = ctx.name or result.sha256  # cleaned by commit
-        pl = self.config.chunk_size
-        chunked = result.size >= self.config.blob_threshold
-        chunks: tuple[Chunk, ...] = ()
-        if chunked:
-            chunks = tuple(
-                Chunk(index=i, sha256=h, offset=i * pl, size=size)
-                for i, (h, size) in enumerate(result.chunks)
-            )
-        info = build_info(name, result.size, pl, result.pieces)
-        return StoredFile(
-            sha256=result.sha256,
-            size=result.size,
-            name=name,
-            mime=choose_mime(declared_type, name, result.head),
-            storage="chunked" if chunked else "blob",
-            piece_length=pl,
-            info_hash=hashlib.sha1(info).hexdigest(),
-            info=info,
-            created_at=now,
-            chunks=chunks,
-        )
-
     def _place(self, result: IngestResult, f: StoredFile) -> list[Path]:
-        """(thread) Move fsynced temp files to their addresses; return the paths newly placed."""
-        result = convert_layout(result, f.storage == "chunked")
-        placed: list[Path] = []
-        try:
-            if f.storage == "chunked":
-                half = len(f.chunks) // 2
-                for c in f.chunks:
-                    if c.index == half:
-                        self._crash.reach("place:some")
-                    final = self.layout.chunk_path(c.sha256)
-                    if place(result.chunk_file(c.index), final):
-                        placed.append(final)
-            else:
-                final = self.layout.blob_path(f.sha256)
-                if place(result.blob_file, final):
-                    placed.append(final)
-            fsync_dirs(folder for final in placed for folder in self.layout.folders_of(final))
-            self._crash.reach("place:all")
-        except BaseException:
-            self._unplace(placed)
-            raise
-        return placed
-
-    @staticmethod
-    def _unplace(paths: list[Path]) -> None:
-        for p in paths:
-            p.unlink(missing_ok=True)
+        """(thread) :func:`~tgateway.storage.placing.place_upload` in this store's folders."""
+        return place_upload(self.layout, self._crash, result, f)
 
     # lookups -------------------------------------------------------------------
-
-    def _remember(self, f: StoredFile | None) -> StoredFile | None:
-        if f is not None:
-            self._records[f.sha256] = f
-            self._records.move_to_end(f.sha256)
-            self._by_info_hash[f.info_hash] = f.sha256
-            while len(self._records) > RECORD_CACHE:
-                _, old = self._records.popitem(last=False)
-                self._by_info_hash.pop(old.info_hash, None)
-        return f
-
-    def _forget(self, f: StoredFile) -> None:
-        self._records.pop(f.sha256, None)
-        self._by_info_hash.pop(f.info_hash, None)
 
     @asynccontextmanager
     async def ffmpeg_input(self, f: StoredFile) -> AsyncIterator[str]:
@@ -380,31 +304,30 @@ class LocalContentStore:
                 self._live_temps.discard(tmp)
 
     async def get(self, sha256: str) -> StoredFile | None:
-        cached = self._records.get(sha256)
+        cached = self._index.record(sha256)
         if cached is not None:
-            self._records.move_to_end(sha256)
             return cached
-        return self._remember(await self.db.run(_get_txn, "sha256", sha256))
+        return self._index.remember(await self.db.run(_get_txn, "sha256", sha256))
 
     async def get_by_info_hash(self, info_hash_hex: str) -> StoredFile | None:
-        if bytes.fromhex(info_hash_hex) not in self._info_hashes:
+        if bytes.fromhex(info_hash_hex) not in self._index.info_hashes:
             return None
-        sha = self._by_info_hash.get(info_hash_hex)
-        if sha is not None and sha in self._records:
+        sha = self._index.cached_sha256(info_hash_hex)
+        if sha is not None:
             return await self.get(sha)
-        return self._remember(await self.db.run(_get_txn, "info_hash", info_hash_hex))
+        return self._index.remember(await self.db.run(_get_txn, "info_hash", info_hash_hex))
 
     def has_info_hash(self, info_hash: bytes) -> bool:
         """Synchronous: is this v1 info-hash one of ours? (tracker gateway-only mode, peer)."""
-        return info_hash in self._info_hashes
+        return info_hash in self._index.info_hashes
 
     def info_hashes(self) -> frozenset[bytes]:
-        return frozenset(self._info_hashes)
+        return frozenset(self._index.info_hashes)
 
     def announced_info_hashes(self) -> frozenset[bytes]:
         """The stored files that are torrents the gateway announces: all but those only derived
         from other files (transcode outputs, :data:`~tgateway.storage.model.DERIVED_SOURCES`)."""
-        return frozenset(self._announced)
+        return frozenset(self._index.announced)
 
     async def owners(self, sha256: str) -> list[Ownership]:
         return await self.db.run(_owners_txn, sha256)
@@ -425,9 +348,7 @@ class LocalContentStore:
 
     async def set_meta(self, sha256: str, **updates: Any) -> None:
         await self.db.run(_set_meta_txn, sha256, updates)
-        cached = self._records.pop(sha256, None)
-        if cached is not None:
-            self._by_info_hash.pop(cached.info_hash, None)
+        self._index.changed(sha256)
 
     async def stats(self) -> dict[str, int]:
         return await self.db.run(_stats_txn)
@@ -453,18 +374,9 @@ class LocalContentStore:
             if f is None:  # still stored: is it still announced?
                 ih = await self.db.run(_only_derived_txn, sha256)
                 if ih is not None:
-                    self._announced.discard(bytes.fromhex(ih))
+                    self._index.announced.discard(bytes.fromhex(ih))
             else:
-                self._forget(f)
-                self._info_hashes.discard(f.info_hash_bytes)
-                self._announced.discard(f.info_hash_bytes)
-                self.reader.cache.discard_file(f.sha256)
-                paths = (
-                    [self.layout.chunk_path(c) for c in unused]
-                    if f.storage == "chunked"
-                    else [self.layout.blob_path(f.sha256)]
-                )
-                await self._in_thread(self._remove_bytes, paths)
+                await self._in_thread(self._remove_bytes, self._gone(f, unused))
         finally:
             self._lock.release()
         if f is not None:
@@ -483,14 +395,7 @@ class LocalContentStore:
         try:
             # As in remove_owner: the rows go first, durably, the bytes after.
             removed = await self.db.run(_remove_files_txn, sha256s, still, durable=True)
-            paths: list[Path] = []
-            for f, unused in removed:
-                self._forget(f)
-                self._info_hashes.discard(f.info_hash_bytes)
-                self._announced.discard(f.info_hash_bytes)
-                self.reader.cache.discard_file(f.sha256)
-                paths += ([self.layout.chunk_path(c) for c in unused] if f.storage == "chunked"
-                          else [self.layout.blob_path(f.sha256)])
+            paths = [p for f, unused in removed for p in self._gone(f, unused)]
             if paths:
                 await self._in_thread(self._remove_bytes, paths)
         finally:
@@ -499,14 +404,19 @@ class LocalContentStore:
             self._emit(self._on_deleted, f)
         return [f for f, _ in removed]
 
+    def _gone(self, f: StoredFile, unused: list[str]) -> list[Path]:
+        """Forget ``f``, whose row is gone; return the paths of its bytes to remove (a chunked
+        file's chunks that no other file uses)."""
+        self._index.removed(f)
+        self.reader.cache.discard_file(f.sha256)
+        if f.storage == "chunked":
+            return [self.layout.chunk_path(c) for c in unused]
+        return [self.layout.blob_path(f.sha256)]
+
     def _remove_bytes(self, paths: list[Path]) -> None:
-        """(thread) The bytes of a file whose row is gone."""
-        self._crash.reach("delete:row")
-        half = len(paths) // 2
-        for i, p in enumerate(paths):
-            if i == half and i:
-                self._crash.reach("delete:some")
-            p.unlink(missing_ok=True)
+        """(thread) :func:`~tgateway.storage.placing.remove_bytes` with this store's crash
+        points."""
+        remove_bytes(self._crash, paths)
 
     def free_space(self) -> int:
         return self.layout.statvfs_free()

@@ -20,80 +20,39 @@ to the gateway's stream routes and Blossom's ``/media``:
   Without FFmpeg a video is never marked examined: each start reports it again (the announcer
   skips what it announced) and, once FFmpeg is installed, it is probed.
 - deleted: the job is dropped, a running FFmpeg is stopped, and the outputs lose their owner
-  ``transcode:<sha256>`` (their bytes go when nobody else owns them).
+  ``transcode:<sha256>`` (their bytes go when nobody else owns them): :meth:`JobRunner.cancel
+  <tgateway.transcode.runner.JobRunner.cancel>`.
 
-At most ``concurrent_jobs`` jobs run at once, in the order priority, shorter first, older first.
-A job is one FFmpeg run that writes every rendition as MP4 (:mod:`tgateway.transcode.argv`), then
-one stream-copy run per rendition for its HLS playlist and segments; every output (MP4s,
-segments, playlists, the master playlist) is stored in the content store as a file of its own,
-owned by ``transcode:<sha256>`` with ``source="transcode"``: a *derived* file
-(``UploadContext.derived``), served over HTTP (stream routes, downloads, Blossom) and never
-announced as a torrent (no tracker listing, peer or DHT announce, NIP-35 event): a torrent per
-HLS segment would be noise, and no client fetches HLS over BitTorrent; the original upload is
-the torrent. Once done, the renditions go to the video listener (NIP-71). Jobs found running at
-start-up were interrupted (crash, kill) and run again from the start.
+Queued jobs are run by the :class:`~tgateway.transcode.runner.JobRunner` (at most
+``concurrent_jobs`` at once; each output stored as a derived file, never announced as a torrent),
+and their results go to the video listener (NIP-71).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from prometheus_client.core import Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from tgateway.component import Component, Deps, Provided
 from tgateway.config import TranscodingConfig
-from tgateway.metrics import DURATION_BUCKETS, Collect, Histogram, counter, gauge, histogram
+from tgateway.metrics import Collect
 from tgateway.storage.api import ContentStore, Db
-from tgateway.storage.model import StoredEvent, StoredFile, UploadContext
+from tgateway.storage.model import StoredEvent, StoredFile
 from tgateway.storage.transcode_jobs import Job, JobStore
 from tgateway.transcode import tools as ffmpeg_tools
 
 from .api import VideoListener, VideoResults
-from .argv import (
-    Profile,
-    Variant,
-    encode_argv,
-    hls_argv,
-    plan_variants,
-)
-from .outputs import in_thread, store_file, store_renditions
-from .probe import (
-    ProbeError,
-    ProbeResult,
-    looks_like_video,
-)
+from .probe import ProbeError, ProbeResult, looks_like_video
 from .probing import Prober
-from .process import (
-    FFmpegCancelled,
-    FFmpegFailed,
-    FFmpegRun,
-    IFFmpegReactor,
-    Progress,
-    run_ffmpeg,
-)
+from .runner import ITranscoderReactor, JobRunner
 from .tools import FFmpegTools
 
-__all__ = ["OWNER_PREFIX", "Transcoder", "build"]
+__all__ = ["Transcoder", "build"]
 
-OWNER_PREFIX = "transcode:"
-PROGRESS_SAVE_INTERVAL = 1.0
 EXAMINE_PAGE = 50  # unexamined videos read per query at start
-
-
-class ITranscoderReactor(IFFmpegReactor, IReactorThreads):
-    """What the transcoder needs of the reactor: FFmpeg runs, and its thread pool for file
-    work (a reactor without one runs that work inline: tests)."""
-
-
-class _Stopped(Exception):
-    """The job was cancelled (file deleted) or the service is stopping."""
 
 
 class Transcoder(Service):
@@ -116,23 +75,13 @@ class Transcoder(Service):
         self.reactor = reactor
         self.tools = tools
         self.videos = videos
-        self.profiles = [Profile(p.name, p.height, int(p.video_bitrate), int(p.audio_bitrate))
-                         for p in config.profiles]
-        self.work_dir = os.path.abspath(config.work_dir)
         self._prober = Prober(store, reactor, tools) if tools is not None else None
-        self._runs: dict[str, FFmpegRun] = {}  # sha256 -> the FFmpeg run of a running job
-        self._running: dict[str, Deferred[None]] = {}  # sha256 -> the job's coroutine
-        self.finished: dict[str, int] = {}  # jobs finished since start: done, failed
-        self.durations: dict[str, Histogram] = {}  # their run times, by result
-        self._progress: dict[str, float] = {}
-        self._saved_at: dict[str, float] = {}
-        self._deleted: set[str] = set()
-        self._outputs: dict[str, list[str]] = {}  # outputs stored so far by a running job
         self._tasks: set[Deferred[Any]] = set()
         self._examining: set[str] = set()  # sha256 of the videos being examined now
-        self._kicking = False
-        self._kick_again = False
         self._stopping = False
+        self.runner = JobRunner(config=config, store=store, jobs=self.jobs, reactor=reactor,
+                                tools=tools, probe=self.probe, ready=self._video_ready,
+                                track=self._track)
 
     @property
     def active(self) -> bool:
@@ -144,6 +93,7 @@ class Transcoder(Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        self.runner.start()
         if self.tools is None:
             if self.config.enabled:
                 self.log.warn("no FFmpeg found (PATH or the imageio-ffmpeg package): video "
@@ -184,11 +134,10 @@ class Transcoder(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         self._stopping = True
-        for run in self._runs.values():
-            run.cancel()
+        running = self.runner.stop()
         if self._prober is not None:
             self._prober.cancel_all()
-        pending = list(self._running.values()) + list(self._tasks)
+        pending = [*running, *self._tasks]
         return DeferredList(pending, consumeErrors=True)
 
     def _track(self, d: Deferred[Any]) -> Deferred[Any]:
@@ -242,7 +191,7 @@ class Transcoder(Service):
         except ProbeError as e:
             if self._stopping:
                 return  # cancelled: examined again at the next start
-            if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+            if f.sha256 in self.runner.deleting or await self.store.get(f.sha256) is None:
                 return  # deleted while it was probed (the probe failed for that reason)
             self.log.info("{sha256} is not a playable video: {why}", sha256=f.sha256, why=str(e))
             try:
@@ -251,7 +200,7 @@ class Transcoder(Service):
                 pass  # deleted meanwhile
             await self._video_found(f, None, False)
             return
-        if f.sha256 in self._deleted or await self.store.get(f.sha256) is None:
+        if f.sha256 in self.runner.deleting or await self.store.get(f.sha256) is None:
             return  # deleted while it was probed
         await self.store.set_meta(f.sha256, video=probe.to_json())
         self.log.info("probed {sha256}: {w}x{h} {codec}, {d} s", sha256=f.sha256,
@@ -282,58 +231,14 @@ class Transcoder(Service):
         return self._track(Deferred.fromCoroutine(self._on_deleted(f)))
 
     async def _on_deleted(self, f: StoredFile) -> None:
-        self._deleted.add(f.sha256)  # before the await: a job ending meanwhile writes nothing
-        job = await self.jobs.delete(f.sha256)
-        if job is None:
-            self._deleted.discard(f.sha256)
-            return
-        run = self._runs.get(f.sha256)
-        if run is not None:
-            run.cancel()
-        running = self._running.get(f.sha256)
-        if running is not None:
-            await DeferredList([running], consumeErrors=True)
-            # a job that failed as its chunks went (deleted under it) may have written its end
-            job = await self.jobs.delete(f.sha256) or job
-        outputs = set(job.results.get("outputs", [])) | set(self._outputs.pop(f.sha256, []))
-        await self._drop_outputs(f.sha256, outputs)
-        self._deleted.discard(f.sha256)
-        self.log.info("transcoding of {sha256} cancelled: file deleted", sha256=f.sha256)
+        await self.runner.cancel(f.sha256)
 
-    async def _drop_outputs(self, sha256: str, outputs: set[str]) -> None:
-        for out in outputs:
-            try:
-                await self.store.remove_owner(out, OWNER_PREFIX + sha256)
-            except KeyError:
-                pass
-
-    # queue -------------------------------------------------------------------------------
+    # the queue's face ----------------------------------------------------------------------
 
     def kick(self) -> None:
         """Start queued jobs while fewer than ``concurrent_jobs`` run."""
-        if not self.active or self._stopping:
-            return
-        if self._kicking:
-            self._kick_again = True
-            return
-        self._track(Deferred.fromCoroutine(self._fill()))
-
-    async def _fill(self) -> None:
-        self._kicking = True
-        try:
-            while True:
-                self._kick_again = False
-                while len(self._running) < self.config.concurrent_jobs and not self._stopping:
-                    job = await self.jobs.claim_next(self.reactor.seconds())
-                    if job is None:
-                        break
-                    d = Deferred.fromCoroutine(self._run(job))
-                    self._running[job.sha256] = d
-                    d.addErrback(lambda f: self.log.failure("transcoding job failed", f))
-                if not self._kick_again:
-                    break
-        finally:
-            self._kicking = False
+        if self.active and not self._stopping:
+            self.runner.kick()
 
     async def retry(self, sha256: str, priority: int | None = None) -> Job | None:
         """Queue a job again (admin), or for the first time for a probed video that was not
@@ -357,7 +262,7 @@ class Transcoder(Service):
         return await self.jobs.get(sha256)
 
     def live_progress(self, sha256: str) -> float | None:
-        return self._progress.get(sha256)
+        return self.runner.live_progress(sha256)
 
     async def health(self) -> dict[str, Any]:
         """For ``GET /api/health``: the signals of its score (FFmpeg found, jobs by state, the
@@ -365,162 +270,14 @@ class Transcoder(Service):
         queued, oldest = await self.jobs.queue()
         return {"status": "ok" if self.active else "disabled",
                 "ffmpeg": self.tools.source if self.tools else None,
-                "running": len(self._running),
+                "running": self.runner.running,
                 "queued": queued,
                 "queue_age": round(self.reactor.seconds() - oldest, 3) if oldest is not None
                 else 0.0,
                 "jobs": await self.jobs.counts(),
-                "finished": dict(self.finished)}
+                "finished": dict(self.runner.finished)}
 
-    def families(self) -> Iterator[Metric]:
-        yield counter("tgateway_transcode_jobs", "Transcode jobs finished since start, by result",
-                      ("result",), {(r,): n for r, n in list(self.finished.items())})
-        yield histogram("tgateway_transcode_duration_seconds", "Time a transcode job ran",
-                        ("result",), {(r,): h for r, h in list(self.durations.items())})
-        yield gauge("tgateway_transcode_running", "Transcode jobs running now", (),
-                    {(): len(self._running)})
-
-    # one job -----------------------------------------------------------------------------
-
-    def _set_progress(self, sha256: str, percent: float) -> None:
-        percent = round(max(self._progress.get(sha256, 0.0), min(100.0, percent)), 2)
-        self._progress[sha256] = percent
-        now = self.reactor.seconds()
-        if now - self._saved_at.get(sha256, 0.0) >= PROGRESS_SAVE_INTERVAL:
-            self._saved_at[sha256] = now
-            d = Deferred.fromCoroutine(self.jobs.progress(sha256, percent))
-            d.addErrback(lambda f: self.log.failure("saving progress failed", f))
-
-    def _check(self, sha256: str) -> None:
-        if self._stopping or sha256 in self._deleted:
-            raise _Stopped()
-
-    async def _ffmpeg(self, sha256: str, argv: list[str], duration: float,
-                      span: tuple[float, float]) -> None:
-        self._check(sha256)
-        low, high = span
-
-        def progress(p: Progress) -> None:
-            self._set_progress(sha256, low + (high - low) * p.percent / 100.0)
-
-        run = run_ffmpeg(self.reactor, argv, duration=duration, on_progress=progress)
-        self._runs[sha256] = run
-        try:
-            await run.done
-        except FFmpegCancelled:
-            raise _Stopped() from None
-        finally:
-            self._runs.pop(sha256, None)
-
-    def _finished(self, result: str, started: float) -> None:
-        self.finished[result] = self.finished.get(result, 0) + 1
-        h = self.durations.get(result)
-        if h is None:
-            h = self.durations[result] = Histogram(DURATION_BUCKETS)
-        h.observe(self.reactor.seconds() - started)
-
-    async def _run(self, job: Job) -> None:
-        sha = job.sha256
-        started = self.reactor.seconds()
-        work = os.path.join(self.work_dir, sha)
-        self._progress[sha] = 0.0
-        self._outputs[sha] = []
-        try:
-            results = await self._transcode(job, work)
-            self._check(sha)
-            await self.jobs.finish(sha, results, self.reactor.seconds())
-            self._finished("done", started)
-            self.log.info("transcoded {sha256}: {names}", sha256=sha,
-                          names=[v["name"] for v in results["variants"]])
-        except _Stopped:
-            if sha not in self._deleted:
-                self.log.info("transcoding of {sha256} interrupted; it runs again at start",
-                              sha256=sha)
-        except (FFmpegFailed, ProbeError, OSError) as e:
-            tail = e.stderr_tail if isinstance(e, FFmpegFailed) else None
-            message = e.message if isinstance(e, FFmpegFailed) else f"{type(e).__name__}: {e}"
-            self.log.warn("transcoding of {sha256} failed: {why}", sha256=sha, why=message)
-            self._finished("failed", started)
-            await self._fail(sha, message, tail)
-        except Exception as e:
-            self.log.failure("transcoding of {sha256} failed", sha256=sha)
-            self._finished("failed", started)
-            await self._fail(sha, f"internal error: {type(e).__name__}", None)
-        finally:
-            self._running.pop(sha, None)
-            self._progress.pop(sha, None)
-            self._saved_at.pop(sha, None)
-            if sha not in self._deleted:
-                self._outputs.pop(sha, None)
-            await self._thread(shutil.rmtree, work, True)
-            if not self._stopping:
-                self.reactor.callLater(0, self.kick)
-
-    async def _fail(self, sha: str, message: str, tail: str | None) -> None:
-        if sha in self._deleted or self._stopping:
-            return
-        outputs = set(self._outputs.get(sha, []))
-        await self._drop_outputs(sha, outputs)
-        if sha in self._deleted:
-            return
-        await self.jobs.fail(sha, message, tail, self.reactor.seconds())
-        try:
-            await self.store.set_meta(sha, transcoding={"state": "failed", "error": message})
-        except KeyError:
-            pass
-
-    def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        return in_thread(self.reactor, fn, *args)
-
-    async def _transcode(self, job: Job, work: str) -> dict[str, Any]:
-        assert self.tools is not None
-        sha = job.sha256
-        f = await self.store.get(sha)
-        if f is None:
-            raise _Stopped()
-        probe = ProbeResult.from_json(job.probe) if job.probe else await self.probe(f)
-        variants = plan_variants(probe, self.profiles)
-        await self._thread(shutil.rmtree, work, True)
-        await self._thread(os.makedirs, work, 0o755, True)
-        segment = float(self.config.hls_segment_duration)
-        async with self.store.ffmpeg_input(f) as source:
-            argv = encode_argv(self.tools.ffmpeg, source, probe, variants, work,
-                               preset=self.config.preset, segment=segment)
-            await self._ffmpeg(sha, argv, probe.duration, (0.0, 90.0))
-        for i, v in enumerate(variants):
-            hls_dir = os.path.join(work, "hls_" + v.name)
-            await self._thread(os.makedirs, hls_dir, 0o755, True)
-            step = 7.0 / len(variants)
-            await self._ffmpeg(sha, hls_argv(self.tools.ffmpeg, os.path.join(work, v.filename),
-                                             hls_dir, segment=segment),
-                               probe.duration, (90.0 + i * step, 90.0 + (i + 1) * step))
-        return await self._store_outputs(f, probe, variants, work)
-
-    async def _store_outputs(self, f: StoredFile, probe: ProbeResult, variants: list[Variant],
-                             work: str) -> dict[str, Any]:
-        sha = f.sha256
-        stored = await store_renditions(
-            f, probe, variants, work, thread=self._thread, check=lambda: self._check(sha),
-            put=lambda path, name, mime: self._put(sha, path, name, mime))
-        results = {"variants": stored.variants, "master": stored.master.sha256,
-                   "outputs": list(dict.fromkeys(self._outputs.get(sha, [])))}
-        self._set_progress(sha, 100.0)
-        await self.store.set_meta(sha, transcoding={
-            "state": "done", "master": stored.master.sha256,
-            "variants": [{k: v[k] for k in ("name", "width", "height", "sha256", "mode")}
-                         for v in stored.variants],
-        })
-        self._check(sha)
-        await self._video_ready(VideoResults(f, probe, stored.renditions, stored.master))
-        return results
-
-    async def _put(self, sha: str, path: str, name: str, mime: str) -> StoredFile:
-        """Store one output file, derived, under the owner ``transcode:<sha>``."""
-        ctx = UploadContext(owner=OWNER_PREFIX + sha, name=name, source="transcode",
-                            announce_dht=False)
-        f = await store_file(self.store, path, ctx, mime, self._thread)
-        self._outputs.setdefault(sha, []).append(f.sha256)
-        return f
+    # the video listener ------------------------------------------------------------------
 
     async def _video_found(self, f: StoredFile, probe: ProbeResult | None, queued: bool) -> None:
         """Tell the listener a video upload was examined (NIP-35 announcements wait for it)."""
@@ -548,6 +305,6 @@ def build(section: TranscodingConfig, deps: Deps) -> Component[Transcoder]:
     transcoder = Transcoder(config=section, store=deps.store, db=deps.db, reactor=deps.reactor,
                             tools=ffmpeg_tools.find_ffmpeg(), videos=deps.videos)
     return Component(name="transcode", part=transcoder, services=[transcoder],
-                     report=transcoder.health, metrics=[Collect(transcoder.families)],
+                     report=transcoder.health, metrics=[Collect(transcoder.runner.families)],
                      on_stored=transcoder.on_stored,
                      on_deleted=transcoder.on_deleted, provides=Provided(transcoding=transcoder))

@@ -17,7 +17,7 @@
 - ``GET /api/users/me/files/<sha256>/transcoding-status``: for an owner of the file: state,
   progress, per-profile results and the error of a failed job.
 
-The admin's view of the queue and its retry route are in :mod:`tgateway.admin.routes`.
+The admin's view of the queue and its retry route are in :mod:`tgateway.admin.jobs`.
 
 ``rate_limiting.stream``: ``requests_per_second``/``burst_size`` per file for the stream and master
 playlist routes, ``max_concurrent`` progressive streams at once (segments are not limited: a

@@ -1,9 +1,13 @@
 // The admin dashboard: the health of each component (scores 0-100 with their reasons, the
-// alerts that are on: GET /api/admin/diagnostics) and the gateway's numbers (GET /api/admin/stats).
+// alerts that are on: GET /api/admin/diagnostics), charts of uploads, bytes and announces over
+// time (GET /api/admin/history, redrawn every interval while the page is open) and the gateway's
+// numbers (GET /api/admin/stats).
 import { h } from './dom.js'
 import { api } from './api.js'
 import { formatBytes } from './format.js'
 import { badge, when } from './admin-kit.js'
+import { chart } from './chart.js'
+import { poll } from './poll.js'
 
 const STATE = { ok: 'ok', degraded: 'warn', down: 'bad' }
 
@@ -15,10 +19,11 @@ export async function render (root) {
 async function fill (root, refresh) {
   refresh.disabled = true
   try {
-    const [stats, health] = await Promise.all([api('/api/admin/stats'), diagnostics()])
+    const [stats, health, past] = await Promise.all([api('/api/admin/stats'), diagnostics(), history()])
     root.replaceChildren(
       h('p', { class: 'admin-tools' }, refresh),
       healthSection(health, stats),
+      past ? activity(past) : null,
       numbers(stats))
   } finally {
     refresh.disabled = false
@@ -27,12 +32,40 @@ async function fill (root, refresh) {
 
 // null when this gateway has no health component (the route is a 404 there)
 async function diagnostics () {
+  return orNone('/api/admin/diagnostics')
+}
+
+async function history () {
+  return orNone('/api/admin/history')
+}
+
+async function orNone (path) {
   try {
-    return await api('/api/admin/diagnostics')
+    return await api(path)
   } catch (e) {
     if (e.status === 404) return null
     throw e
   }
+}
+
+// The charts, redrawn from the history every interval (5 s to a minute) until the section
+// leaves the page (Refresh draws a new one, or the view changes).
+function activity (past) {
+  const charts = h('div', { class: 'charts' })
+  const section = h('section', { class: 'panel', 'aria-labelledby': 'activity-title', id: 'activity' },
+    h('h2', { id: 'activity-title' }, 'Activity'),
+    h('p', { class: 'muted' }, 'Counted since the gateway started; kept in memory, not across a restart.'),
+    charts)
+  const draw = (p) => charts.replaceChildren(...p.series.map((s) => chart(s, p.times, p.interval)))
+  draw(past)
+  const every = Math.min(60, Math.max(5, past.interval)) * 1000
+  poll(async () => {
+    if (!section.isConnected) return false
+    const now = await history()
+    if (!now || !section.isConnected) return false
+    draw(now)
+  }, every, { wait: true })
+  return section
 }
 
 function healthSection (health, stats) {

@@ -37,3 +37,10 @@ export function formatDate (unixSeconds) {
 export function shortKey (text, head = 10, tail = 6) {
   return text.length > head + tail + 1 ? `${text.slice(0, head)}…${text.slice(-tail)}` : text
 }
+
+// "14:05", or "14:05:30" with `seconds`: a time of today's charts
+export function formatTime (unixSeconds, seconds = false) {
+  return new Date(unixSeconds * 1000).toLocaleTimeString(undefined, {
+    hour: '2-digit', minute: '2-digit', second: seconds ? '2-digit' : undefined
+  })
+}

@@ -1,5 +1,6 @@
-// Repeat an async task every `ms` while the page is visible; stop when it returns false.
-export function poll (task, ms) {
+// Repeat an async task every `ms` while the page is visible; stop when it returns false. The
+// first run is at once, or after `ms` with `{ wait: true }` (what it shows was just drawn).
+export function poll (task, ms, { wait = false } = {}) {
   let timer = null
   let stopped = false
   const run = async () => {
@@ -15,7 +16,8 @@ export function poll (task, ms) {
     } catch {}
     if (again && !stopped) timer = setTimeout(run, ms)
   }
-  run()
+  if (wait) timer = setTimeout(run, ms)
+  else run()
   return () => {
     stopped = true
     if (timer) clearTimeout(timer)
