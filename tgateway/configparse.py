@@ -11,9 +11,10 @@ and what was expected. The sections themselves, and the checks across them, are
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
@@ -209,3 +210,45 @@ def parse_section(cls: type, data: Any, path: str, moved: Mapping[str, str] | No
 def short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- value checks
+# (a field's ``metadata``: ``check`` a predicate, ``expected`` what the error message says)
+
+
+def value_check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    return {"check": predicate, "expected": expected}
+
+
+def port_check(allow_zero: bool = True) -> dict[str, Any]:
+    low = 0 if allow_zero else 1
+    return value_check(lambda v: low <= v <= 65535, f"a port number from {low} to 65535")
+
+
+def positive_check() -> dict[str, Any]:
+    return value_check(lambda v: v > 0, "a number greater than 0")
+
+
+def non_negative_check() -> dict[str, Any]:
+    return value_check(lambda v: v >= 0, "a number of 0 or more")
+
+
+def is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def is_power_of_two_16k(v: int) -> bool:
+    return v >= 16384 and (v & (v - 1)) == 0
+
+
+def is_ip_or_empty(value: str, version: int) -> bool:
+    if not value:
+        return True
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
