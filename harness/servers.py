@@ -43,8 +43,8 @@ def start_nostr_relay(
     Its config, SQLite file and HOME (gunicorn writes a control socket there) live in
     ``directory``. ``config`` entries override the defaults written here (top-level keys of
     nostr-relay's YAML config, see its ``nostr_relay/config.yaml``). Signatures are checked, the
-    age of events is not (tests use fixed timestamps). Call ``stop()`` when done (the
-    ``nostr_relay`` pytest fixture does). ``port``: a fixed port (a relay that comes up later at
+    age of events is not (tests use fixed timestamps). Call ``stop()`` when done (in a trial
+    test: ``self.addCleanup(relay.stop)``). ``port``: a fixed port (a relay that comes up later at
     an address the gateway already knows, or comes back after a stop with the same folder).
     """
     exe = nostr_relay()

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
 
 from harness import procs, tools
+from harness.gateway import case_data_dir
 from tgateway.config import DhtConfig
-from tgateway.dht.service import DhtService, build_dht
+from tgateway.dht.service import build_dht
 
 pytestmark = pytest.mark.integration
 
@@ -112,46 +112,43 @@ time.sleep(60)
 """
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[DhtService]:
-    config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
-    svc = build_dht(config, str(tmp_path / "dht"), reactor, random.Random(), PEER_PORT)
-    svc.startService()
-    yield svc
-    pytest_twisted.blockon(svc.stopService())
-
-
 async def sleep(seconds: float) -> None:
-    from twisted.internet import task
-
     await task.deferLater(reactor, seconds, lambda: None)
 
 
-@pytest_twisted.ensureDeferred
-async def test_libtorrent_session(gateway: DhtService, tmp_path: Path) -> None:
-    python = tools.libtorrent_python()
-    script = tmp_path / "lt_dht_node.py"
-    script.write_text(LIBTORRENT_NODE)
-    ours, theirs = os.urandom(20), os.urandom(20)
-    gateway.set_known_info_hashes([ours])
-    gateway.announce(ours)
-    proc = procs.ClientProcess(
-        [python, str(script), str(gateway.ports[0]), ours.hex(), theirs.hex(), str(tmp_path)],
-        env=tools.debian_python_env(),
-        name="libtorrent",
-    )
-    try:
+class LibtorrentDhtTests(TestCase):
+    timeout = 180
+
+    async def test_libtorrent_session(self) -> None:
+        tmp = Path(case_data_dir(self))
+        config = DhtConfig(host="127.0.0.1", port=0, bootstrap_nodes=())
+        gateway = build_dht(config, str(tmp / "dht"), reactor, random.Random(), PEER_PORT)
+        gateway.startService()
+        self.addCleanup(gateway.stopService)
+        python = tools.libtorrent_python()
+        script = tmp / "lt_dht_node.py"
+        script.write_text(LIBTORRENT_NODE)
+        ours, theirs = os.urandom(20), os.urandom(20)
+        gateway.set_known_info_hashes([ours])
+        gateway.announce(ours)
+        proc = procs.ClientProcess(
+            [python, str(script), str(gateway.ports[0]), ours.hex(), theirs.hex(), str(tmp)],
+            env=tools.debian_python_env(),
+            name="libtorrent",
+        )
+        self.addCleanup(proc.stop)
         result = await proc.json_deferred(reactor, timeout=90)
-        assert result["ok"], proc.describe()
-        assert result["joined"], proc.describe()
+        self.assertTrue(result["ok"], proc.describe())
+        self.assertTrue(result["joined"], proc.describe())
         sample = result["sample"]
-        assert sample is not None, proc.describe()
-        assert sample["endpoint"] == ["127.0.0.1", gateway.ports[0]]
-        assert sample["num"] == 1 and sample["samples"] == [ours.hex()], proc.describe()
-        assert result["peers"] == [f"127.0.0.1:{PEER_PORT}"], proc.describe()
+        self.assertIsNotNone(sample, proc.describe())
+        self.assertEqual(sample["endpoint"], ["127.0.0.1", gateway.ports[0]])
+        self.assertEqual(sample["num"], 1, proc.describe())
+        self.assertEqual(sample["samples"], [ours.hex()], proc.describe())
+        self.assertEqual(result["peers"], [f"127.0.0.1:{PEER_PORT}"], proc.describe())
         # libtorrent took the gateway into its routing table, and announced to it.
-        assert result["routing_nodes"] >= 1, proc.describe()
-        assert result["announced"], proc.describe()
+        self.assertGreaterEqual(result["routing_nodes"], 1, proc.describe())
+        self.assertTrue(result["announced"], proc.describe())
         # libtorrent's announce_peer reached the gateway, token and all.
         theirs_peer = ("127.0.0.1", result["listen_port"])
         for _ in range(50):
@@ -159,9 +156,8 @@ async def test_libtorrent_session(gateway: DhtService, tmp_path: Path) -> None:
             if theirs_peer in peers:
                 break
             await sleep(0.2)
-        assert theirs_peer in peers, proc.describe()
+        self.assertIn(theirs_peer, peers, proc.describe())
         status = gateway.status()
-        assert status["routing_table_size"] >= 1  # the gateway pinged libtorrent back
-        assert status["families"][0]["malformed"] == 0
-    finally:
-        proc.stop()
+        # the gateway pinged libtorrent back
+        self.assertGreaterEqual(status["routing_table_size"], 1)
+        self.assertEqual(status["families"][0]["malformed"], 0)

@@ -3,17 +3,15 @@ alert is logged; it comes back, the score recovers and the alert's end is logged
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from typing import Any
 
-import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
 
-from harness.gateway import RunningGateway, small_config, temp_data_dir
+from harness.gateway import case_data_dir, small_config, start_gateway
 from harness.ports import free_tcp_port
 from harness.servers import start_nostr_relay
 
@@ -31,40 +29,44 @@ def alert_lines(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
             and e.get("alert") == "score:nostr"]
 
 
-@pytest_twisted.ensureDeferred
-async def test_relay_down_drops_the_score_and_alerts_once_then_recovers() -> None:
-    directory = tempfile.mkdtemp(prefix="tg-health-relay-")
-    port = free_tcp_port()
-    relay = start_nostr_relay(directory, port=port)
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    g = RunningGateway(small_config(temp_data_dir(), nostr={"relays": [relay.url]},
-                                    health={"check_interval": "1h"}))
-    try:
+class HealthRelayTests(TestCase):
+    timeout = 180
+
+    async def test_relay_down_drops_the_score_and_alerts_once_then_recovers(self) -> None:
+        directory = case_data_dir(self)
+        port = free_tcp_port()
+        relays = [start_nostr_relay(directory, port=port)]  # (stopped after the gateway)
+        self.addCleanup(lambda: [r.stop() for r in relays])
+        relay = relays[0]
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        g = start_gateway(self, small_config(case_data_dir(self), nostr={"relays": [relay.url]},
+                                             health={"check_interval": "1h"}))
         nostr = g.gateway.components.nostr
         health = g.gateway.components.named("health").part
         await until(lambda: nostr.pool.is_connected(relay.url), 30, "the relay connection")
         result = await health.check()
-        assert result.scores["nostr"] == 100 and result.alerts == []
+        self.assertEqual(result.scores["nostr"], 100)
+        self.assertEqual(result.alerts, [])
 
         relay.stop()
         await until(lambda: not nostr.pool.is_connected(relay.url), 30, "the relay to go")
         for _ in range(3):
             result = await health.check()
-        assert result.scores["nostr"] == 20
-        assert "1 of 1 relays not connected" in result.reasons["nostr"]
-        assert [a.name for a in result.alerts] == ["score:nostr"]
-        assert len(alert_lines(events, "on")) == 1  # three looks, one line
-        assert alert_lines(events, "off") == []
+        self.assertEqual(result.scores["nostr"], 20)
+        self.assertIn("1 of 1 relays not connected", result.reasons["nostr"])
+        self.assertEqual([a.name for a in result.alerts], ["score:nostr"])
+        self.assertEqual(len(alert_lines(events, "on")), 1)  # three looks, one line
+        self.assertEqual(alert_lines(events, "off"), [])
 
-        relay = start_nostr_relay(directory, port=port)
+        # (on a thread: the gateway keeps running, and reconnecting, while the relay starts)
+        relay = await threads.deferToThread(start_nostr_relay, directory, port=port)
+        relays.append(relay)
         await until(lambda: nostr.pool.is_connected(relay.url), 60, "the relay to come back")
         for _ in range(3):
             result = await health.check()
-        assert result.scores["nostr"] == 100 and result.alerts == []
-        assert len(alert_lines(events, "on")) == 1 and len(alert_lines(events, "off")) == 1
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-        await g.stop()
-        relay.stop()
-        shutil.rmtree(directory, True)
+        self.assertEqual(result.scores["nostr"], 100)
+        self.assertEqual(result.alerts, [])
+        self.assertEqual(len(alert_lines(events, "on")), 1)
+        self.assertEqual(len(alert_lines(events, "off")), 1)

@@ -9,8 +9,8 @@ import struct
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
 
 from tests.peer.test_core import THEIR_ID, FakeTorrent
 from tests.peer.test_protocol import FakeReader
@@ -26,19 +26,29 @@ def buffered(transport: Any) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
-@pytest_twisted.ensureDeferred
-async def test_slow_reader_is_not_buffered_for() -> None:
-    t = FakeTorrent(size=16384 * 2 * 400, piece_length=32768)  # 400 pieces of 32 KiB
-    reader = FakeReader()
-    factory = PeerFactory(
-        clock=reactor, reader=reader,
-        session_config=SessionConfig(peer_id=b"-TG0010-abcdefghijkl", reqq=800),
-        has_info_hash=lambda ih: ih == t.info_hash_bytes,
-        get_by_info_hash=lambda h: defer.succeed(t),
-    )
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    sock = socket.socket()
-    try:
+class SlowReaderTests(TestCase):
+    timeout = 60
+
+    async def test_slow_reader_is_not_buffered_for(self) -> None:
+        t = FakeTorrent(size=16384 * 2 * 400, piece_length=32768)  # 400 pieces of 32 KiB
+        reader = FakeReader()
+        factory = PeerFactory(
+            clock=reactor, reader=reader,
+            session_config=SessionConfig(peer_id=b"-TG0010-abcdefghijkl", reqq=800),
+            has_info_hash=lambda ih: ih == t.info_hash_bytes,
+            get_by_info_hash=lambda h: defer.succeed(t),
+        )
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        sock = socket.socket()
+
+        async def stop() -> None:
+            sock.close()
+            await task.deferLater(reactor, 0.1, lambda: None)
+            await defer.maybeDeferred(port.stopListening)
+            factory.close_all()
+            await task.deferLater(reactor, 0.1, lambda: None)
+
+        self.addCleanup(stop)
         # A tiny receive buffer: the kernel soon stops taking bytes for this peer.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port.getHost().port))
@@ -51,20 +61,15 @@ async def test_slow_reader_is_not_buffered_for() -> None:
             await task.deferLater(reactor, 0.05, lambda: None)
         (conn,) = factory.connections
         held = buffered(conn.transport)
-        assert conn._paused, "the transport never paused the peer"
-        assert held <= SEND_BUFFER + WRITE_BATCH + 16384 + 13, held
+        self.assertTrue(conn._paused, "the transport never paused the peer")
+        self.assertLessEqual(held, SEND_BUFFER + WRITE_BATCH + 16384 + 13)
         served = conn.session.uploaded
-        assert served < 800 * 16384 / 2  # most of the 12.5 MiB asked for was not produced
+        # most of the 12.5 MiB asked for was not produced
+        self.assertLess(served, 800 * 16384 / 2)
         # the rest still waits as requests (read but not handled, or unread in the socket),
         # not as bytes: nothing more is read from this peer until its buffer drains
-        assert conn._backlog
-        assert conn.transport not in reactor.getReaders()
+        self.assertTrue(conn._backlog)
+        self.assertNotIn(conn.transport, reactor.getReaders())
         reads = len(reader.reads)
         await task.deferLater(reactor, 0.5, lambda: None)
-        assert len(reader.reads) == reads  # no piece read while paused
-    finally:
-        sock.close()
-        await task.deferLater(reactor, 0.1, lambda: None)
-        await defer.maybeDeferred(port.stopListening)
-        factory.close_all()
-        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(reader.reads), reads)  # no piece read while paused

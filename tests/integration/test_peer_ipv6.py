@@ -9,8 +9,8 @@ import struct
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor, threads
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.peer.test_core import FakeTorrent
 from tgateway import bencode
@@ -68,25 +68,28 @@ def talk(port: int, t: FakeTorrent) -> dict[bytes, Any]:
     return bencode.decode(msg.payload)  # type: ignore[no-any-return]
 
 
-@pytest_twisted.ensureDeferred
-async def test_ipv6_listener_and_yourip() -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
-    t = FakeTorrent()
-    local = Local()
-    svc = build_peer(PeerConfig(port=0, host="::1"), store=FakeStore(t, None), reactor=reactor,
-                     rng=random.Random(1), tracker=local, gateway_base_url="http://127.0.0.1:1")
-    svc.startService()
-    try:
-        for _ in range(50):
-            if svc.port:
-                break
-            await threads.deferToThread(lambda: None)
-        ext = await threads.deferToThread(talk, svc.port, t)
-        assert ext[b"yourip"] == socket.inet_pton(socket.AF_INET6, "::1")
-        assert ext[b"metadata_size"] == len(t.info)
-        assert ext[b"p"] == svc.port
-        assert local.peers == [(t.info_hash_bytes, "::1", svc.port)]
-    finally:
-        await defer.maybeDeferred(svc.stopService)
-    assert local.peers == []
+class PeerIpv6Tests(TestCase):
+    timeout = 60
+
+    async def test_ipv6_listener_and_yourip(self) -> None:
+        if not socket.has_ipv6:
+            raise SkipTest("no IPv6 on this machine")
+        t = FakeTorrent()
+        local = Local()
+        svc = build_peer(PeerConfig(port=0, host="::1"), store=FakeStore(t, None), reactor=reactor,
+                         rng=random.Random(1), tracker=local,
+                         gateway_base_url="http://127.0.0.1:1")
+        svc.startService()
+        try:
+            for _ in range(50):
+                if svc.port:
+                    break
+                await threads.deferToThread(lambda: None)
+            ext = await threads.deferToThread(talk, svc.port, t)
+            self.assertEqual(ext[b"yourip"], socket.inet_pton(socket.AF_INET6, "::1"))
+            self.assertEqual(ext[b"metadata_size"], len(t.info))
+            self.assertEqual(ext[b"p"], svc.port)
+            self.assertEqual(local.peers, [(t.info_hash_bytes, "::1", svc.port)])
+        finally:
+            await defer.maybeDeferred(svc.stopService)
+        self.assertEqual(local.peers, [])

@@ -16,18 +16,18 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
+from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from harness import ports, procs, tools
+from harness.gateway import case_data_dir
 from tgateway.config import TrackerConfig
 from tgateway.tracker.http import TrackerHTTPFactory
 from tgateway.tracker.service import Tracker, build_tracker
@@ -59,8 +59,9 @@ class Running:
         return f"ws://127.0.0.1:{self.http_port}/announce"
 
 
-@pytest.fixture
-def running() -> Iterator[Running]:
+async def start_running(case: TestCase) -> Running:
+    """The tracker on loopback (Site, UDP, dedicated HTTP+WebSocket port), stopped when ``case``
+    ends."""
     config = TrackerConfig(host="127.0.0.1", udp_port=6969, http_port=0, announce_interval=60,
                            min_interval=5)
     tracker = build_tracker(config, "http://127.0.0.1:1", reactor, random.Random())
@@ -71,14 +72,13 @@ def running() -> Iterator[Running]:
     site.noisy = False
     assert tracker.udp is not None
     udp = reactor.listenUDP(0, tracker.udp, interface="127.0.0.1")
+    case.addCleanup(udp.stopListening)
     ports = []
     for factory in (site, TrackerHTTPFactory(tracker.http, reactor, tracker.ws_factory)):
-        d = serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
-        ports.append(pytest_twisted.blockon(d))
-    yield Running(tracker, ports[0].getHost().port, udp.getHost().port, ports[1].getHost().port)
-    for p in ports:
-        pytest_twisted.blockon(defer.maybeDeferred(p.stopListening))
-    pytest_twisted.blockon(defer.maybeDeferred(udp.stopListening))
+        port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
+        case.addCleanup(port.stopListening)
+        ports.append(port)
+    return Running(tracker, ports[0].getHost().port, udp.getHost().port, ports[1].getHost().port)
 
 
 def node_json(*args: str, timeout: float = 60) -> Any:
@@ -88,47 +88,23 @@ def node_json(*args: str, timeout: float = 60) -> Any:
 # --------------------------------------------------------------------------- bittorrent-tracker
 
 
-def check_two_peer_run(result: dict[str, Any], ws: bool) -> None:
-    assert result["ok"], result
-    assert result["a_first"] == {"complete": 1, "incomplete": 0}
-    assert result["b_first"] == {"complete": 1, "incomplete": 1}
-    assert result["a_second"] == {"complete": 1, "incomplete": 1}
-    assert result["scrape1"] == {"complete": 1, "incomplete": 1, "downloaded": 0}
-    assert result["b_completed"] == {"complete": 2, "incomplete": 0}
-    assert result["scrape2"] == {"complete": 2, "incomplete": 0, "downloaded": 1}
-    assert result["scrape3"] == {"complete": 1, "incomplete": 0, "downloaded": 1}
-    assert result["warnings"] == []
+def check_two_peer_run(case: TestCase, result: dict[str, Any], ws: bool) -> None:
+    case.assertTrue(result["ok"], result)
+    case.assertEqual(result["a_first"], {"complete": 1, "incomplete": 0})
+    case.assertEqual(result["b_first"], {"complete": 1, "incomplete": 1})
+    case.assertEqual(result["a_second"], {"complete": 1, "incomplete": 1})
+    case.assertEqual(result["scrape1"], {"complete": 1, "incomplete": 1, "downloaded": 0})
+    case.assertEqual(result["b_completed"], {"complete": 2, "incomplete": 0})
+    case.assertEqual(result["scrape2"], {"complete": 2, "incomplete": 0, "downloaded": 1})
+    case.assertEqual(result["scrape3"], {"complete": 1, "incomplete": 0, "downloaded": 1})
+    case.assertEqual(result["warnings"], [])
     if ws:
         # offers went A <- B and the answer came back: each saw the other as a WebRTC peer
-        assert set(result["a_peers"]) == {"webrtc:" + "62" * 20}
-        assert set(result["b_peers"]) == {"webrtc:" + "61" * 20}
+        case.assertEqual(set(result["a_peers"]), {"webrtc:" + "62" * 20})
+        case.assertEqual(set(result["b_peers"]), {"webrtc:" + "61" * 20})
     else:
-        assert set(result["a_peers"]) == {"127.0.0.1:6882"}
-        assert set(result["b_peers"]) == {"127.0.0.1:6881"}
-
-
-@pytest.mark.parametrize("transport", ["http", "udp", "ws", "ws-dedicated"])
-@pytest_twisted.ensureDeferred
-async def test_bittorrent_tracker_client(running: Running, transport: str) -> None:
-    url = {"http": running.http_url, "udp": running.udp_url, "ws": running.ws_url,
-           "ws-dedicated": running.dedicated_ws_url}[transport]
-    result = await node_json("tracker_client.mjs", url, os.urandom(20).hex())
-    check_two_peer_run(result, transport.startswith("ws"))
-
-
-@pytest_twisted.ensureDeferred
-async def test_two_webtorrents_find_each_other(running: Running) -> None:
-    seeder = procs.ClientProcess.node("tracker_webtorrent.mjs", "seed", running.ws_url, "400000")
-    try:
-        seed = await seeder.json_deferred(reactor, timeout=30, key="torrent")
-        leech = await node_json("tracker_webtorrent.mjs", "leech", running.ws_url, seed["torrent"], timeout=90)
-    finally:
-        seeder.stop()
-    assert leech["ok"], leech
-    assert leech["announce"] == [running.ws_url]
-    assert leech["length"] == 400000
-    assert leech["sha256"] == seed["sha256"]
-    assert leech["wires"] == ["webrtc"]
+        case.assertEqual(set(result["a_peers"]), {"127.0.0.1:6882"})
+        case.assertEqual(set(result["b_peers"]), {"127.0.0.1:6881"})
 
 
 # --------------------------------------------------------------------------- libtorrent, aria2c
@@ -188,13 +164,6 @@ sys.exit(3)
 '''
 
 
-@pytest.fixture
-def lt_script(tmp_path: Path) -> str:
-    path = tmp_path / "lt_peer.py"
-    path.write_text(LT_PEER)
-    return str(path)
-
-
 async def start_lt_seeder(lt_script: str, announce: str, folder: Path) -> tuple[procs.ClientProcess, dict[str, Any]]:
     folder.mkdir()
     port = ports.free_tcp_udp_port()
@@ -209,56 +178,110 @@ async def start_lt_seeder(lt_script: str, announce: str, folder: Path) -> tuple[
     return seeder, info
 
 
-@pytest.mark.parametrize("transport", ["http", "udp"])
-@pytest_twisted.ensureDeferred
-async def test_aria2c_downloads_from_libtorrent(running: Running, transport: str, lt_script: str,
-                                                tmp_path: Path) -> None:
-    url = running.http_url if transport == "http" else running.udp_url
-    seeder, info = await start_lt_seeder(lt_script, url, tmp_path / "seeder")
-    try:
-        out = tmp_path / "aria2"
-        out.mkdir()
-        dht_file = tmp_path / "dht.dat"
-        dht_file.write_bytes(b"")
-        port = ports.free_tcp_udp_port()
-        argv = [
-            tools.aria2c(), "--dir", str(out), "--seed-time=0", "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false", "--listen-port", str(port), "--bt-stop-timeout=60",
-            "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
-            "--bt-tracker-connect-timeout=10", "--bt-tracker-timeout=10",
-        ]
-        if transport == "udp":
-            # aria2 only speaks udp:// trackers with its DHT on: an empty DHT, no entry point.
-            argv += ["--enable-dht=true", f"--dht-file-path={dht_file}",
-                     f"--dht-listen-port={ports.free_udp_port()}"]
-        else:
-            argv += ["--enable-dht=false"]
-        await procs.run_deferred(reactor, [*argv, info["torrent"]], timeout=90)
-    finally:
-        seeder.stop()
-    got = hashlib.sha256((out / "data.bin").read_bytes()).hexdigest()
-    assert got == info["sha256"]
-    stats = running.tracker.store.scrape([bytes.fromhex(info["info_hash"])])
-    assert stats[0][1] >= 1 or stats[0][0] >= 1  # the swarm was seen by the tracker
+class TrackerClientTests(TestCase):
+    timeout = 180
 
+    async def setUp(self) -> None:
+        self.running = await start_running(self)
+        self.tmp = Path(case_data_dir(self))
 
-@pytest.mark.parametrize("transport", ["http", "udp"])
-@pytest_twisted.ensureDeferred
-async def test_libtorrent_downloads_from_libtorrent(running: Running, transport: str, lt_script: str,
-                                                    tmp_path: Path) -> None:
-    url = running.http_url if transport == "http" else running.udp_url
-    seeder, info = await start_lt_seeder(lt_script, url, tmp_path / "seeder")
-    try:
-        leech_dir = tmp_path / "leecher"
-        leech_dir.mkdir()
-        (leech_dir / "t.torrent").write_bytes(Path(info["torrent"]).read_bytes())
-        port = ports.free_tcp_udp_port()
-        result = await procs.run_deferred(
-            reactor, [tools.libtorrent_python(), lt_script, "leech", url, str(leech_dir), str(port)],
-            env=tools.debian_python_env({"LT_TIMEOUT": "60"}), timeout=90)
-    finally:
-        seeder.stop()
-    leech = result.json()
-    assert leech["ok"], leech
-    assert leech["announced"]
-    assert leech["sha256"] == info["sha256"]
+    # ----------------------------------------------------------------------- bittorrent-tracker
+
+    async def bittorrent_tracker_client(self, url: str, ws: bool) -> None:
+        result = await node_json("tracker_client.mjs", url, os.urandom(20).hex())
+        check_two_peer_run(self, result, ws)
+
+    async def test_bittorrent_tracker_client_http(self) -> None:
+        await self.bittorrent_tracker_client(self.running.http_url, ws=False)
+
+    async def test_bittorrent_tracker_client_udp(self) -> None:
+        await self.bittorrent_tracker_client(self.running.udp_url, ws=False)
+
+    async def test_bittorrent_tracker_client_ws(self) -> None:
+        await self.bittorrent_tracker_client(self.running.ws_url, ws=True)
+
+    async def test_bittorrent_tracker_client_ws_dedicated(self) -> None:
+        await self.bittorrent_tracker_client(self.running.dedicated_ws_url, ws=True)
+
+    async def test_two_webtorrents_find_each_other(self) -> None:
+        running = self.running
+        seeder = procs.ClientProcess.node("tracker_webtorrent.mjs", "seed", running.ws_url, "400000")
+        try:
+            seed = await seeder.json_deferred(reactor, timeout=30, key="torrent")
+            leech = await node_json("tracker_webtorrent.mjs", "leech", running.ws_url,
+                                    seed["torrent"], timeout=90)
+        finally:
+            seeder.stop()
+        self.assertTrue(leech["ok"], leech)
+        self.assertEqual(leech["announce"], [running.ws_url])
+        self.assertEqual(leech["length"], 400000)
+        self.assertEqual(leech["sha256"], seed["sha256"])
+        self.assertEqual(leech["wires"], ["webrtc"])
+
+    # ----------------------------------------------------------------------- libtorrent, aria2c
+
+    def lt_script(self) -> str:
+        path = self.tmp / "lt_peer.py"
+        path.write_text(LT_PEER)
+        return str(path)
+
+    async def aria2c_downloads_from_libtorrent(self, url: str, udp: bool) -> None:
+        tmp = self.tmp
+        seeder, info = await start_lt_seeder(self.lt_script(), url, tmp / "seeder")
+        try:
+            out = tmp / "aria2"
+            out.mkdir()
+            dht_file = tmp / "dht.dat"
+            dht_file.write_bytes(b"")
+            port = ports.free_tcp_udp_port()
+            argv = [
+                tools.aria2c(), "--dir", str(out), "--seed-time=0", "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false", "--listen-port", str(port), "--bt-stop-timeout=60",
+                "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+                "--bt-tracker-connect-timeout=10", "--bt-tracker-timeout=10",
+            ]
+            if udp:
+                # aria2 only speaks udp:// trackers with its DHT on: an empty DHT, no entry point.
+                argv += ["--enable-dht=true", f"--dht-file-path={dht_file}",
+                         f"--dht-listen-port={ports.free_udp_port()}"]
+            else:
+                argv += ["--enable-dht=false"]
+            await procs.run_deferred(reactor, [*argv, info["torrent"]], timeout=90)
+        finally:
+            seeder.stop()
+        got = hashlib.sha256((out / "data.bin").read_bytes()).hexdigest()
+        self.assertEqual(got, info["sha256"])
+        stats = self.running.tracker.store.scrape([bytes.fromhex(info["info_hash"])])
+        # the swarm was seen by the tracker
+        self.assertTrue(stats[0][1] >= 1 or stats[0][0] >= 1, stats)
+
+    async def test_aria2c_downloads_from_libtorrent_http(self) -> None:
+        await self.aria2c_downloads_from_libtorrent(self.running.http_url, udp=False)
+
+    async def test_aria2c_downloads_from_libtorrent_udp(self) -> None:
+        await self.aria2c_downloads_from_libtorrent(self.running.udp_url, udp=True)
+
+    async def libtorrent_downloads_from_libtorrent(self, url: str) -> None:
+        lt_script = self.lt_script()
+        seeder, info = await start_lt_seeder(lt_script, url, self.tmp / "seeder")
+        try:
+            leech_dir = self.tmp / "leecher"
+            leech_dir.mkdir()
+            (leech_dir / "t.torrent").write_bytes(Path(info["torrent"]).read_bytes())
+            port = ports.free_tcp_udp_port()
+            result = await procs.run_deferred(
+                reactor, [tools.libtorrent_python(), lt_script, "leech", url, str(leech_dir),
+                          str(port)],
+                env=tools.debian_python_env({"LT_TIMEOUT": "60"}), timeout=90)
+        finally:
+            seeder.stop()
+        leech = result.json()
+        self.assertTrue(leech["ok"], leech)
+        self.assertTrue(leech["announced"])
+        self.assertEqual(leech["sha256"], info["sha256"])
+
+    async def test_libtorrent_downloads_from_libtorrent_http(self) -> None:
+        await self.libtorrent_downloads_from_libtorrent(self.running.http_url)
+
+    async def test_libtorrent_downloads_from_libtorrent_udp(self) -> None:
+        await self.libtorrent_downloads_from_libtorrent(self.running.udp_url)

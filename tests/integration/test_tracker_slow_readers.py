@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_twisted
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import reactor, task, threads
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from harness.gateway import case_data_dir
 from harness.ports import free_tcp_port
 from harness.twistd import GatewayProcess, gateway_config
 from tgateway.config import TrackerConfig
@@ -142,49 +143,52 @@ def _health(gw: GatewayProcess) -> dict[str, Any]:
         return json.load(r)  # type: ignore[no-any-return]
 
 
-def test_rss_stays_bounded_in_twistd_and_comes_back(tmp_path: Path) -> None:
-    dedicated = free_tcp_port()
-    cfg = gateway_config(
-        tmp_path / "data",
-        tracker={"enabled": True, "udp_port": 0, "http_port": dedicated, "host": "127.0.0.1"},
-        nostr={"auto_publish": False},
-    )
-    with GatewayProcess(cfg, tmp_path / "gw") as gw:
-        assert gw.proc is not None
-        pid = gw.proc.pid
-        time.sleep(1.0)
-        for name, port in (("gateway port", gw.port), ("dedicated port", dedicated)):
-            start = _rss_mb(pid)
-            flood = Flood(port)
-            samples: list[float] = []
-            stop = threading.Event()
+class TwistdSlowReaderTests(SynchronousTestCase):
+    def test_rss_stays_bounded_in_twistd_and_comes_back(self) -> None:
+        tmp = Path(case_data_dir(self))
+        dedicated = free_tcp_port()
+        cfg = gateway_config(
+            tmp / "data",
+            tracker={"enabled": True, "udp_port": 0, "http_port": dedicated, "host": "127.0.0.1"},
+            nostr={"auto_publish": False},
+        )
+        with GatewayProcess(cfg, tmp / "gw") as gw:
+            assert gw.proc is not None
+            pid = gw.proc.pid
+            time.sleep(1.0)
+            for name, port in (("gateway port", gw.port), ("dedicated port", dedicated)):
+                start = _rss_mb(pid)
+                flood = Flood(port)
+                samples: list[float] = []
+                stop = threading.Event()
 
-            def sample(samples: list[float] = samples, stop: threading.Event = stop) -> None:
-                while not stop.wait(0.2):
-                    samples.append(_rss_mb(pid))
+                def sample(samples: list[float] = samples, stop: threading.Event = stop) -> None:
+                    while not stop.wait(0.2):
+                        samples.append(_rss_mb(pid))
 
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            try:
-                flood.start()
-                flood.run(6.0)
-                flooded = _health(gw)
-            finally:
-                stop.set()
-                sampler.join()
-                flood.close()
-            peak = max(samples)
-            # Before the bound: +450 MB in these 6 s. The bound allows ~10 x 320 KiB.
-            assert peak - start < 40, (name, start, peak, flood.sent)
-            assert flood.replies > 200, (name, flood.replies)  # the tracker kept answering
-            assert flooded["tracker"]["ws_offers_dropped"] > 1000, (name, flooded)
-            deadline = time.monotonic() + 10
-            while _health(gw)["tracker"]["ws_connections"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            after = _rss_mb(pid)
-            assert _health(gw)["tracker"]["ws_connections"] == 0, name
-            assert after - start < 40, (name, start, after)
-    assert "Traceback" not in gw.log(), gw.log()[-3000:]
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                try:
+                    flood.start()
+                    flood.run(6.0)
+                    flooded = _health(gw)
+                finally:
+                    stop.set()
+                    sampler.join()
+                    flood.close()
+                peak = max(samples)
+                # Before the bound: +450 MB in these 6 s. The bound allows ~10 x 320 KiB.
+                self.assertLess(peak - start, 40, (name, start, peak, flood.sent))
+                # the tracker kept answering
+                self.assertGreater(flood.replies, 200, (name, flood.replies))
+                self.assertGreater(flooded["tracker"]["ws_offers_dropped"], 1000, (name, flooded))
+                deadline = time.monotonic() + 10
+                while _health(gw)["tracker"]["ws_connections"] and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                after = _rss_mb(pid)
+                self.assertEqual(_health(gw)["tracker"]["ws_connections"], 0, name)
+                self.assertLess(after - start, 40, (name, start, after))
+        self.assertNotIn("Traceback", gw.log(), gw.log()[-3000:])
 
 
 def _queued(proto: Any) -> int:
@@ -194,23 +198,32 @@ def _queued(proto: Any) -> int:
     return len(t.dataBuffer) - t.offset + t._tempDataLen
 
 
-@pytest.mark.parametrize("front", ["site", "dedicated"])
-@pytest_twisted.ensureDeferred
-async def test_queued_bytes_bounded_and_sessions_released_in_process(front: str) -> None:
-    tracker = build_tracker(TrackerConfig(udp_port=0, host="127.0.0.1"), "http://127.0.0.1:1",
-                            reactor, random.Random())
-    if front == "site":
-        root = Resource()
-        root.putChild(b"announce", tracker.resource)
-        factory: Any = Site(root)
-    else:
-        factory = TrackerHTTPFactory(tracker.http, reactor, tracker.ws_factory)
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    # protocols of earlier tests in this process (garbage not collected yet, or still held) are
-    # not this test's
-    gc.collect()
-    before = {id(o) for o in gc.get_objects() if isinstance(o, WsTrackerProtocol)}
-    try:
+class InProcessSlowReaderTests(TestCase):
+    timeout = 120
+
+    async def test_queued_bytes_bounded_and_sessions_released_in_process_on_a_site(self) -> None:
+        await self.queued_bytes_bounded_and_sessions_released("site")
+
+    async def test_queued_bytes_bounded_and_sessions_released_in_process_on_the_dedicated_port(
+        self,
+    ) -> None:
+        await self.queued_bytes_bounded_and_sessions_released("dedicated")
+
+    async def queued_bytes_bounded_and_sessions_released(self, front: str) -> None:
+        tracker = build_tracker(TrackerConfig(udp_port=0, host="127.0.0.1"), "http://127.0.0.1:1",
+                                reactor, random.Random())
+        if front == "site":
+            root = Resource()
+            root.putChild(b"announce", tracker.resource)
+            factory: Any = Site(root)
+        else:
+            factory = TrackerHTTPFactory(tracker.http, reactor, tracker.ws_factory)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        # protocols of earlier tests in this process (garbage not collected yet, or still held) are
+        # not this test's
+        gc.collect()
+        before = {id(o) for o in gc.get_objects() if isinstance(o, WsTrackerProtocol)}
         refs: list[weakref.ref[Any]] = []
         most = 0
 
@@ -242,18 +255,17 @@ async def test_queued_bytes_bounded_and_sessions_released_in_process(front: str)
             await done
             watch()
             flood.close()
-        assert len(refs) == 11  # the ten and the sender were seen
+        self.assertEqual(len(refs), 11)  # the ten and the sender were seen
         # what one reactor turn queued for the socket (at most FLUSH_SIZE and one offer message)
         # may cross the threshold; nothing grows beyond it
-        assert most <= SEND_HIGH + FLUSH_SIZE + 4096, most
-        assert tracker.store.ws_dropped > 1000
+        self.assertLessEqual(most, SEND_HIGH + FLUSH_SIZE + 4096)
+        self.assertGreater(tracker.store.ws_dropped, 1000)
         for _ in range(50):
             await task.deferLater(reactor, 0.1, lambda: None)
             if tracker.ws_factory.connections == 0:
                 break
-        assert tracker.ws_factory.connections == 0
+        self.assertEqual(tracker.ws_factory.connections, 0)
         gc.collect()
-        assert [r for r in refs if r() is not None] == []  # protocols and sessions released
-        assert tracker.store.peer_count() == 0
-    finally:
-        await defer.maybeDeferred(port.stopListening)
+        # protocols and sessions released
+        self.assertEqual([r for r in refs if r() is not None], [])
+        self.assertEqual(tracker.store.peer_count(), 0)

@@ -10,11 +10,11 @@ import socket
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
 
 from tgateway.peer.utp.udp import UtpSocket
 
@@ -69,80 +69,84 @@ def _timeout(d: defer.Deferred[Any], seconds: float) -> defer.Deferred[Any]:
     return d.addTimeout(seconds, reactor)
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_stream_both_ways_then_fin_and_reset() -> None:
-    factory = EchoFactory()
-    server = UtpSocket(factory, reactor, random.Random(1))
-    client = UtpSocket(None, reactor, random.Random(2))
-    sport = reactor.listenUDP(0, server, "127.0.0.1")
-    cport = reactor.listenUDP(0, client, "127.0.0.1")
-    try:
+class Greeter(Protocol):
+    """Writes a 68-byte greeting and then more, in two writes of the same reactor turn."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(b"h" * 68)  # type: ignore[union-attr]
+        self.transport.write(b"m" * 154)  # type: ignore[union-attr]
+
+
+class UtpOnUdpTests(TestCase):
+    timeout = 60
+
+    def listen(self, factory: Any) -> tuple[UtpSocket, UtpSocket, Any, Any]:
+        """A server socket for ``factory`` and a client socket on loopback UDP ports, both
+        stopped when the test ends."""
+        server = UtpSocket(factory, reactor, random.Random(1))
+        client = UtpSocket(None, reactor, random.Random(2))
+        sport = reactor.listenUDP(0, server, "127.0.0.1")
+        self.addCleanup(sport.stopListening)
+        cport = reactor.listenUDP(0, client, "127.0.0.1")
+        self.addCleanup(cport.stopListening)
+        return server, client, sport, cport
+
+    async def test_a_stream_both_ways_then_fin_and_reset(self) -> None:
+        factory = EchoFactory()
+        server, client, sport, cport = self.listen(factory)
         data = os.urandom(2_000_000)
         proto = Collect(len(data))
         got = await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto), 10)
-        assert got is proto and proto.made
-        assert proto.transport.getPeer().port == sport.getHost().port  # type: ignore[union-attr]
+        self.assertIs(got, proto)
+        self.assertTrue(proto.made)
+        self.assertEqual(proto.transport.getPeer().port, sport.getHost().port)  # type: ignore[union-attr]
         proto.transport.write(data)  # type: ignore[union-attr]
         await _timeout(proto.done, 30)
-        assert bytes(proto.got) == data  # echoed back, in order
-        assert len(factory.protocols) == 1
+        self.assertEqual(bytes(proto.got), data)  # echoed back, in order
+        self.assertEqual(len(factory.protocols), 1)
         echo = factory.protocols[0]
-        assert echo.transport.getPeer().port == cport.getHost().port  # type: ignore[union-attr]
+        self.assertEqual(echo.transport.getPeer().port, cport.getHost().port)  # type: ignore[union-attr]
         # FIN: both sides see a clean close
         proto.transport.loseConnection()  # type: ignore[union-attr]
         [why] = await _timeout(proto.lost, 10)
-        assert why.check(ConnectionDone)
-        assert (await _timeout(echo.lost, 10))[0].check(ConnectionDone)
+        self.assertTrue(why.check(ConnectionDone))
+        self.assertTrue((await _timeout(echo.lost, 10))[0].check(ConnectionDone))
         # RESET: a connection aborted is lost on the other side
         proto2 = Collect(1)
         await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto2), 10)
         proto2.transport.write(b"x")  # type: ignore[union-attr]
         await _timeout(proto2.done, 10)
         factory.protocols[1].transport.abortConnection()  # type: ignore[union-attr]
-        assert (await _timeout(proto2.lost, 10))[0].check(ConnectionLost)
-        assert server.mux.connections == {} and client.mux.connections == {}
-    finally:
-        await defer.maybeDeferred(sport.stopListening)
-        await defer.maybeDeferred(cport.stopListening)
+        self.assertTrue((await _timeout(proto2.lost, 10))[0].check(ConnectionLost))
+        self.assertEqual(server.mux.connections, {})
+        self.assertEqual(client.mux.connections, {})
 
-
-@pytest_twisted.ensureDeferred
-async def test_garbage_on_the_port_changes_nothing_and_the_port_still_works() -> None:
-    factory = EchoFactory()
-    server = UtpSocket(factory, reactor, random.Random(1))
-    client = UtpSocket(None, reactor, random.Random(2))
-    sport = reactor.listenUDP(0, server, "127.0.0.1")
-    cport = reactor.listenUDP(0, client, "127.0.0.1")
-    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    async def test_garbage_on_the_port_changes_nothing_and_the_port_still_works(self) -> None:
+        factory = EchoFactory()
+        server, client, sport, cport = self.listen(factory)
+        # (cleanups run last first: connections closed before the ports stop)
+        self.addCleanup(server.close_all)
+        self.addCleanup(client.close_all)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(raw.close)
         rng = random.Random(5)
         for _ in range(2000):
             raw.sendto(rng.randbytes(rng.randrange(0, 100)), ("127.0.0.1", sport.getHost().port))
         await _timeout(defer.Deferred(lambda d: None).addTimeout(0.5, reactor)
                        .addErrback(lambda f: None), 5)
-        assert server.datagrams_in == 2000 and server.mux.malformed > 1000
-        assert len(server.mux.connections) <= server.mux.max_connections
+        self.assertEqual(server.datagrams_in, 2000)
+        self.assertGreater(server.mux.malformed, 1000)
+        self.assertLessEqual(len(server.mux.connections), server.mux.max_connections)
         proto = Collect(5)
         await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto), 10)
         proto.transport.write(b"alive")  # type: ignore[union-attr]
         await _timeout(proto.done, 10)
-        assert bytes(proto.got) == b"alive"
-    finally:
-        raw.close()
-        client.close_all()
-        server.close_all()
-        await defer.maybeDeferred(sport.stopListening)
-        await defer.maybeDeferred(cport.stopListening)
+        self.assertEqual(bytes(proto.got), b"alive")
 
-
-@pytest_twisted.ensureDeferred
-async def test_a_streaming_producer_is_paused_above_the_buffer_and_resumed_when_drained() -> None:
-    factory = EchoFactory()
-    server = UtpSocket(factory, reactor, random.Random(1))
-    client = UtpSocket(None, reactor, random.Random(2))
-    sport = reactor.listenUDP(0, server, "127.0.0.1")
-    cport = reactor.listenUDP(0, client, "127.0.0.1")
-    try:
+    async def test_a_streaming_producer_is_paused_above_the_buffer_and_resumed_when_drained(
+        self,
+    ) -> None:
+        server, client, sport, cport = self.listen(EchoFactory())
         proto = Collect(1)
         await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto), 10)
         t: Any = proto.transport
@@ -161,43 +165,22 @@ async def test_a_streaming_producer_is_paused_above_the_buffer_and_resumed_when_
         t.bufferSize = 100_000
         t.registerProducer(Producer(), True)
         t.write(b"a" * 50_000)
-        assert events == []
+        self.assertEqual(events, [])
         t.write(b"a" * 200_000)
-        assert events == ["pause"]
+        self.assertEqual(events, ["pause"])
         proto.want = 250_000
         await _timeout(proto.done, 20)
-        assert events == ["pause", "resume"]
+        self.assertEqual(events, ["pause", "resume"])
         t.loseConnection()
         await _timeout(proto.lost, 10)
-    finally:
-        await defer.maybeDeferred(sport.stopListening)
-        await defer.maybeDeferred(cport.stopListening)
 
-
-class Greeter(Protocol):
-    """Writes a 68-byte greeting and then more, in two writes of the same reactor turn."""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(b"h" * 68)  # type: ignore[union-attr]
-        self.transport.write(b"m" * 154)  # type: ignore[union-attr]
-
-
-@pytest_twisted.ensureDeferred
-async def test_each_write_goes_out_in_packets_of_its_own() -> None:
-    # as libutp's utp_write does; Transmission relies on it (tgateway/peer/core.py, start)
-    factory = Factory.forProtocol(Greeter)
-    server = UtpSocket(factory, reactor, random.Random(1))
-    client = UtpSocket(None, reactor, random.Random(2))
-    sport = reactor.listenUDP(0, server, "127.0.0.1")
-    cport = reactor.listenUDP(0, client, "127.0.0.1")
-    try:
+    async def test_each_write_goes_out_in_packets_of_its_own(self) -> None:
+        # as libutp's utp_write does; Transmission relies on it (tgateway/peer/core.py, start)
+        server, client, sport, cport = self.listen(Factory.forProtocol(Greeter))
         proto = Collect(222)
         await _timeout(client.connect("127.0.0.1", sport.getHost().port, proto), 10)
         proto.transport.write(b"hello")  # type: ignore[union-attr]
         await _timeout(proto.done, 10)
-        assert proto.chunks == [68, 154]
+        self.assertEqual(proto.chunks, [68, 154])
         proto.transport.loseConnection()  # type: ignore[union-attr]
         await _timeout(proto.lost, 10)
-    finally:
-        await defer.maybeDeferred(sport.stopListening)
-        await defer.maybeDeferred(cport.stopListening)
