@@ -10,10 +10,6 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests import trial_compat  # noqa: E402
-
-trial_compat.install()
-
 
 def _no_persistent_treq_connections() -> None:
     """treq's default pool keeps idle keep-alive sockets (and their 240 s timers) alive after a

@@ -96,6 +96,17 @@ async def put(g: RunningGateway, data: bytes, headers: dict[str, str] | None = N
 
 
 @implementer(IBodyProducer)
+async def session_for(g: RunningGateway, secret: str) -> str:
+    """A session token for ``secret``'s key: challenge, signed NIP-07 login event, login (used by
+    other test modules; the tests here check each step in :meth:`UsersApiTests.session_for`)."""
+    code, body, _ = await call("GET", g.url("/api/auth/challenge"))
+    assert code == 200, body
+    [event] = await sign(secret, bound(g, 22242, str(body["challenge"])))
+    code, body = await login(g, event)
+    assert code == 200, body
+    return str(body["token"])
+
+
 class ChunkedBody:
     """A body of unknown length (sent with Transfer-Encoding: chunked)."""
 
