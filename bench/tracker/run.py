@@ -4,7 +4,9 @@ same machine, same run.
     .venv/bin/python bench/tracker/run.py [--secs 15] [--only udp,http,ws,memory]
 
 * Builds the C load generators from /work/shared/loadgen (or $LOADGEN) into bench/out/ (git-ignored)
-  and writes the info-hash pool (1,000 hashes, seed 1) there; opentracker gets it as whitelist.
+  and writes the info-hash pools there (1,000 hashes each: seed 1 for UDP and HTTP, which
+  opentracker gets as whitelist; seed 2 for WebSocket, so that its swarms are not those the UDP
+  generator fills to ``max_peers_per_torrent``).
 * Starts each server pinned to core 0 (``taskset -c 0``) and runs the generator on core 1.
 * UDP: ``udp_announce_load -c 64 -S 4 -P 1000``; HTTP: ``wrk -t1 -c64`` with ``http_announce.lua``
   (keep-alive; opentracker closes every connection); WebSocket: ``ws_announce_load.js -c 100
@@ -211,9 +213,13 @@ def build() -> None:
         binary = OUT / name
         if not binary.exists() or binary.stat().st_mtime < src.stat().st_mtime:
             subprocess.run(["gcc", "-O2", "-o", str(binary), str(src), "-lm"], check=True)
-    pool = OUT / "pool.txt"
-    with open(pool, "w") as f:
-        subprocess.run([str(OUT / "udp_announce_load"), "-P", "1000", "-s", "1", "--dump-pool"], stdout=f, check=True)
+    # UDP and HTTP announce the hashes of pool.txt; WebSocket those of pool-ws.txt (other swarms:
+    # the UDP generator's peers fill swarms to max_peers_per_torrent, and a full swarm takes no
+    # WebSocket peer, so it would forward no offers).
+    for name, seed in (("pool.txt", "1"), ("pool-ws.txt", "2")):
+        with open(OUT / name, "w") as f:
+            subprocess.run([str(OUT / "udp_announce_load"), "-P", "1000", "-s", seed, "--dump-pool"],
+                           stdout=f, check=True)
 
 
 def main() -> None:
@@ -233,6 +239,11 @@ def main() -> None:
           + (f"  -- above {NOISY}: the machine is not quiet" if start_load > NOISY else ""), flush=True)
     build()
     pool = str(OUT / "pool.txt")
+    ws_pool = str(OUT / "pool-ws.txt")
+    if "ws" in only and only & {"udp", "http"}:
+        print("note: the WebSocket figures of this run share each server with the UDP and HTTP load "
+              "(every peer announced there stays listed for its interval); measure them with --only ws",
+              flush=True)
     node_env = {"NODE_PATH": str(NODE_MODULES)}
     samples: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
@@ -277,7 +288,7 @@ def main() -> None:
                            ("tgateway-site", f"ws://127.0.0.1:{ours['site']}/announce"))
                 for name, url in targets:
                     r = gen(["node", str(LOADGEN / "ws_announce_load.js"), "--url", url, "-c", "100", "-d", str(secs), "-w", "2",
-                             "--offers", "5", "--answer-pct", "50", "--pool", pool, "--label", name], name, env=node_env,
+                             "--offers", "5", "--answer-pct", "50", "--pool", ws_pool, "--label", name], name, env=node_env,
                             server=servers[name.replace("-site", "")], servers=servers)
                     samples.setdefault(("ws", name), []).append(float(r["rps"]))
                     cpu.setdefault(("ws", name), []).append(float(r["cpu_us"]))
