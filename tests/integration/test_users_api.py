@@ -95,7 +95,6 @@ async def put(g: RunningGateway, data: bytes, headers: dict[str, str] | None = N
     return code, body
 
 
-@implementer(IBodyProducer)
 async def session_for(g: RunningGateway, secret: str) -> str:
     """A session token for ``secret``'s key: challenge, signed NIP-07 login event, login (used by
     other test modules; the tests here check each step in :meth:`UsersApiTests.session_for`)."""
@@ -107,6 +106,7 @@ async def session_for(g: RunningGateway, secret: str) -> str:
     return str(body["token"])
 
 
+@implementer(IBodyProducer)
 class ChunkedBody:
     """A body of unknown length (sent with Transfer-Encoding: chunked)."""
 
