@@ -150,3 +150,25 @@ def test_a_refused_upload_shows_the_api_message(tmp_path: Path) -> None:
         page.wait_for_selector(".card")
         assert page.locator(".card").count() == 1
         watched.check()
+
+
+def test_files_picked_before_the_page_script_runs_are_uploaded(tmp_path: Path) -> None:
+    """The page's module is imported after the page has loaded; a file picked in between (a quick
+    user, or a loaded machine) has fired its change event before anyone listened. The module
+    takes what the input already holds when it starts."""
+    data = os.urandom(5000)
+    (tmp_path / "early.bin").write_bytes(data)
+    with GatewayProcess(web_config(tmp_path / "data"), tmp_path / "gw") as gw, \
+            chromium_browser() as browser:
+        context, page, watched = open_page(browser, "")
+        held: list[object] = []
+        page.route("**/upload-page.js", lambda route: held.append(route))
+        page.goto(gw.url("/"))
+        page.wait_for_function("() => document.documentElement.classList.contains('js')")
+        assert len(held) == 1  # the module is still on its way
+        page.set_input_files("#upload-files", [str(tmp_path / "early.bin")])
+        held[0].continue_()  # type: ignore[attr-defined]
+        card = page.locator(".card")
+        card.wait_for()
+        assert hashlib.sha256(data).hexdigest() in card.inner_text()
+        watched.check()

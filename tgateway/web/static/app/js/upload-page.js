@@ -42,6 +42,11 @@ export function start () {
   const update = () => show(hint, !session.get())
   session.onChange(update)
   update()
+  // Files picked before this module ran (it is loaded after the page): their change event is gone.
+  if (input.files && input.files.length) {
+    addFiles(input.files)
+    input.value = ''
+  }
 }
 
 function options () {
