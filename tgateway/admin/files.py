@@ -10,6 +10,7 @@ from tgateway.errors import BadRequest
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.jsonio import json_body
 from tgateway.http.openapi import Body, Op, Param, Reply, Schema
+from tgateway.http.query import query_text
 from tgateway.links import Links
 from tgateway.storage.api import ContentStore
 from tgateway.web.api import FILE
@@ -23,7 +24,6 @@ from .routing import (
     PAGE_PARAMS,
     STR_OR_NULL,
     TAGS,
-    arg,
     flag,
     json_object,
     only,
@@ -88,7 +88,7 @@ class FileRoutes:
             blocked, total = await self.moderation.blocks.table.page(limit, offset)
             return json_body(request, paged([b.to_json() for b in blocked], total, limit,
                                              offset, "blocked"))
-        q = arg(request, "q") or ""
+        q = query_text(request, "q") or ""
         if len(q) > 256:
             raise BadRequest("q is at most 256 characters", code="invalid_field")
         rows, total = await self.store.search(q, limit, offset)

@@ -15,6 +15,7 @@ from tgateway.config import Config
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.jsonio import json_body
 from tgateway.http.openapi import Op, Param, Reply, Schema
+from tgateway.http.query import query_text
 from tgateway.storage.api import ContentStore
 from tgateway.storage.transcode_jobs import JobStore
 
@@ -26,7 +27,6 @@ from .routing import (
     INT,
     PAGE_PARAMS,
     TAGS,
-    arg,
     page,
     paged,
     paged_schema,
@@ -127,7 +127,7 @@ class OverviewRoutes:
         errors={400: BAD_PAGE}))
     async def audit(self, request: Any, principal: Principal) -> bytes:
         limit, offset = page(request)
-        target = arg(request, "target") or None
+        target = query_text(request, "target") or None
         entries, total = await self.moderation.audit.page(target=target, limit=limit,
                                                           offset=offset)
         return json_body(request, paged([e.to_json() for e in entries], total, limit, offset,

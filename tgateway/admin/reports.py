@@ -12,6 +12,7 @@ from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.converters import parse_hex
 from tgateway.http.jsonio import json_body
 from tgateway.http.openapi import HEX64, Body, Op, Param, Reply, Schema
+from tgateway.http.query import query_text
 from tgateway.storage.api import ContentStore
 
 from .actions import Moderation
@@ -20,7 +21,6 @@ from .routing import (
     BAD_PAGE,
     PAGE_PARAMS,
     TAGS,
-    arg,
     bool_field,
     choice,
     json_object,
@@ -80,7 +80,7 @@ class ReportRoutes:
     async def reports(self, request: Any, principal: Principal) -> bytes:
         limit, offset = page(request)
         status = choice(request, "status", REPORT_STATES, "open")
-        raw_sha = arg(request, "sha256")
+        raw_sha = query_text(request, "sha256")
         sha = parse_hex(raw_sha, 64, "sha256") if raw_sha else None
         store = self._reports()
         wanted = None if status == "all" else status

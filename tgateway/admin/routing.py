@@ -12,10 +12,11 @@ from typing import Any
 from tgateway.errors import BadRequest
 from tgateway.http.app import new_app
 from tgateway.http.openapi import Param, Schema
+from tgateway.http.query import query_int, query_text
 
 __all__ = ["APP", "BAD_PAGE", "COUNTS", "DEFAULT_PAGE", "FLAG", "INT", "MAX_PAGE", "NUM_OR_NULL",
-           "PAGE_PARAMS", "STR_OR_NULL", "TAGS", "arg", "bool_field", "choice", "flag",
-           "int_arg", "json_object", "only", "page", "paged", "paged_schema"]
+           "PAGE_PARAMS", "STR_OR_NULL", "TAGS", "bool_field", "choice", "flag",
+           "json_object", "only", "page", "paged", "paged_schema"]
 
 #: the Klein app of ``/api/admin/``: every admin route is declared on it
 APP = new_app()
@@ -55,31 +56,8 @@ def paged_schema(key: str, item: Schema, **extra: Schema) -> Schema:
 # reading a request ----------------------------------------------------------------------------
 
 
-def arg(request: Any, name: str) -> str | None:
-    raw = request.args.get(name.encode(), [None])[0]
-    if raw is None:
-        return None
-    try:
-        return str(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest(f"{name} must be UTF-8 text", code="invalid_field") from None
-
-
-def int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = arg(request, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number", code="invalid_field") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}", code="invalid_field")
-    return value
-
-
 def flag(request: Any, name: str) -> bool:
-    raw = (arg(request, name) or "").strip().lower()
+    raw = (query_text(request, name) or "").strip().lower()
     if raw in ("", "0", "false", "no"):
         return False
     if raw in ("1", "true", "yes"):
@@ -88,7 +66,7 @@ def flag(request: Any, name: str) -> bool:
 
 
 def choice(request: Any, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
-    raw = arg(request, name)
+    raw = query_text(request, name)
     if raw is None or raw == "":
         return default
     if raw not in choices:
@@ -97,8 +75,8 @@ def choice(request: Any, name: str, choices: tuple[str, ...], default: str | Non
 
 
 def page(request: Any) -> tuple[int, int]:
-    return (int_arg(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
-            int_arg(request, "offset", 0, 0, 2**31))
+    return (query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE),
+            query_int(request, "offset", 0, 2**31, 0))
 
 
 def paged(items: list[Any], total: int, limit: int, offset: int, key: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from tgateway.errors import BadRequest
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.jsonio import json_body
 from tgateway.http.openapi import Body, Op, Param, Reply, Schema
+from tgateway.http.query import query_text
 from tgateway.storage.users import KEEP
 
 from .actions import Moderation
@@ -22,7 +23,6 @@ from .routing import (
     NUM_OR_NULL,
     PAGE_PARAMS,
     TAGS,
-    arg,
     bool_field,
     flag,
     json_object,
@@ -92,7 +92,7 @@ class UserRoutes:
         errors={400: BAD_PAGE}))
     async def users(self, request: Any, principal: Principal) -> bytes:
         limit, offset = page(request)
-        q = (arg(request, "q") or "").strip().lower()
+        q = (query_text(request, "q") or "").strip().lower()
         if q and (len(q) > 64 or not all(c in "0123456789abcdef" for c in q)):
             raise BadRequest("q must be the start of a hex pubkey", code="invalid_field")
         m = self.moderation

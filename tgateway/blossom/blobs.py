@@ -14,6 +14,7 @@ from tgateway.http.auth import Need, Principal, authorized
 from tgateway.http.converters import parse_hex
 from tgateway.http.jsonio import json_response
 from tgateway.http.openapi import Op, Param, Reply
+from tgateway.http.query import query_int
 from tgateway.http.send import send_file
 from tgateway.links import Links
 from tgateway.storage.api import ContentStore
@@ -22,7 +23,7 @@ from tgateway.storage.model import StoredFile
 
 from .auth import BlossomAuthenticator, require_hash_match
 from .descriptor import descriptor
-from .routing import APP, BLOB, BYTES, HEX64, gate, gate_read, int_arg, policy
+from .routing import APP, BLOB, BYTES, HEX64, gate, gate_read, policy
 
 __all__ = ["LIST_MAX", "BlobRoutes", "sunset"]
 
@@ -87,9 +88,9 @@ class BlobRoutes:
     async def list_blobs(self, request: Any, principal: Principal | None, owner: str) -> bytes:
         if principal is not None and principal.pubkey != owner:
             raise Forbidden("you can only list your own blobs", code="forbidden")
-        since = int_arg(request, "since", 0, 2**53)
-        until = int_arg(request, "until", 0, 2**53)
-        limit = int_arg(request, "limit", 1, LIST_MAX) or LIST_MAX
+        since = query_int(request, "since", 0, 2**53)
+        until = query_int(request, "until", 0, 2**53)
+        limit = query_int(request, "limit", 1, LIST_MAX, LIST_MAX)
         raw_cursor = request.args.get(b"cursor", [None])[0]
         cursor = parse_hex(raw_cursor.decode("latin-1"), 64, "cursor") if raw_cursor else None
         if cursor is not None and await self.bstore.uploaded_at(cursor, owner) is None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
-from tgateway.errors import ApiError, BadRequest, TooManyRequests
+from tgateway.errors import ApiError, TooManyRequests
 from tgateway.http.app import new_app
 from tgateway.http.auth import Need
 from tgateway.http.headers import CORS_HEADERS, client_ip, set_headers
@@ -69,19 +69,6 @@ def error_headers(request: Any, error: ApiError) -> None:
     """Every Blossom error: CORS, and the message in ``X-Reason`` (BUD-01)."""
     set_headers(request, CORS_HEADERS)
     request.setHeader(b"x-reason", header_value(error.message))
-
-
-def int_arg(request: Any, name: str, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name.encode(), [None])[0]
-    if raw is None or raw == b"":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer", code="invalid_field") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}", code="invalid_field")
-    return value
 
 
 #: the Klein app of the Blossom port: every Blossom route is declared on it

@@ -30,12 +30,13 @@ from twisted.logger import Logger
 from tgateway.blocklist import Bans
 from tgateway.component import Mount
 from tgateway.config import Config
-from tgateway.errors import ApiError, BadRequest, Forbidden, NotFound, ServiceUnavailable
+from tgateway.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from tgateway.http.app import new_app
 from tgateway.http.auth import Authenticator, Need, Principal, authorized
 from tgateway.http.headers import answer_preflight
 from tgateway.http.jsonio import json_body
 from tgateway.http.openapi import Op, Param, Reply, Schema, hidden, route
+from tgateway.http.query import query_int
 from tgateway.links import Links
 from tgateway.netguard import OutgoingGuard
 from tgateway.nostr.keys import npub_encode
@@ -56,19 +57,6 @@ __all__ = ["UserRoutes", "UsersApi", "build_user_routes"]
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
-
-
-def _int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name.encode(), [None])[0]
-    if raw is None or raw == b"":
-        return default
-    try:
-        value = int(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest(f"{name} must be a whole number", code="invalid_field") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}", code="invalid_field")
-    return value
 
 
 _HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -141,10 +129,10 @@ class UsersApi:
                            "next_cursor": {"type": ["string", "null"]}}})}))
     async def files(self, request: Any, principal: Principal) -> bytes:
         pubkey = principal.pubkey
-        limit = _int_arg(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        offset = _int_arg(request, "offset", 0, 0, 2**31)
+        limit = query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
+        offset = query_int(request, "offset", 0, 2**31, 0)
         if b"cursor" in request.args:
-            offset = _int_arg(request, "cursor", 0, 0, 2**31)
+            offset = query_int(request, "cursor", 0, 2**31, 0)
         rows, total = await self.store.owner_files(pubkey, limit, offset)
         out = []
         for f, ownership in rows:
